@@ -1,0 +1,1 @@
+"""aspen package."""

@@ -1,0 +1,1 @@
+"""storage: the replicated state machine's data and the BLAKE3 blob store (no networking)."""

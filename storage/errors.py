@@ -1,0 +1,62 @@
+"""Error values shared by every layer above storage.
+
+Errors are values with a stable `code` and a human `message`; the wire protocol
+sends them as `{"type": "Error", "code": ..., "message": ...}` plus optional
+detail fields. Codes never change meaning once released (docs/PROTOCOL.md lists them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class ErrorCode(StrEnum):
+    NOT_LEADER = "NOT_LEADER"
+    CAS_FAILED = "CAS_FAILED"
+    KEY_TOO_LARGE = "KEY_TOO_LARGE"
+    VALUE_TOO_LARGE = "VALUE_TOO_LARGE"
+    INVALID_REQUEST = "INVALID_REQUEST"
+    UNKNOWN_REQUEST = "UNKNOWN_REQUEST"
+    TIMEOUT = "TIMEOUT"
+    UNAVAILABLE = "UNAVAILABLE"
+    AUTH_FAILED = "AUTH_FAILED"
+    FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
+    MALFORMED_FRAME = "MALFORMED_FRAME"
+    BLOB_TOO_LARGE = "BLOB_TOO_LARGE"
+    BLOB_NOT_FOUND = "BLOB_NOT_FOUND"
+    BLOB_CORRUPT = "BLOB_CORRUPT"
+    NOT_FOUND = "NOT_FOUND"
+    RESERVED_KEY = "RESERVED_KEY"
+    OVERLOADED = "OVERLOADED"
+    MEMBERSHIP_CHANGE_IN_PROGRESS = "MEMBERSHIP_CHANGE_IN_PROGRESS"
+    INTERNAL = "INTERNAL"
+
+
+@dataclass(frozen=True, slots=True)
+class Error:
+    code: ErrorCode
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {"type": "Error", "code": str(self.code), "message": self.message}
+        wire.update(self.details)
+        return wire
+
+
+class AspenError(Exception):
+    """Raised inside the node and the client; carries an Error value."""
+
+    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+        super().__init__(f"{code}: {message}")
+        self.error = Error(code, message, details)
+
+    @property
+    def code(self) -> ErrorCode:
+        return self.error.code
+
+    @property
+    def message(self) -> str:
+        return self.error.message
