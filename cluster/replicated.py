@@ -1,0 +1,271 @@
+"""ReplicatedNode: the state machine, the blob store and pysyncobj, put together.
+
+Threads: pysyncobj applies entries on its own thread; the node's event loop proposes and
+reads. One lock guards the state machine, taken for a whole entry on apply and for each
+read, so a reader never sees half of a batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgpack
+
+from cluster.blobsync import BlobSync
+from cluster.config import RaftConfig
+from cluster.events import ClusterEvent, EventBus
+from cluster.proposer import Proposer
+from cluster.raft import RaftCore, SnapshotFile
+from storage import snapshot as state_snapshot
+from storage.blobs import BlobStore
+from storage.errors import AspenError, ErrorCode
+from storage.state import StateMachine
+
+log = logging.getLogger("aspen.cluster")
+
+T = TypeVar("T")
+FetchBlob = Callable[[int, str], Awaitable[bytes]]
+
+LEADER_POLL_PERIOD_S = 0.05
+UNPACK_LIMITS = {"max_bin_len": 64 * 1024 * 1024, "max_str_len": 16 * 1024 * 1024}
+_RAFT_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
+
+
+class ReplicatedNode:
+    def __init__(self, cfg: RaftConfig, blobs: BlobStore, fetch_blob: FetchBlob) -> None:
+        self.cfg = cfg
+        self.node_id = cfg.node_id
+        self.blobs = blobs
+        self.events = EventBus()
+        self._lock = threading.Lock()
+        self._state = StateMachine()
+        self._applied_index = 0
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiters_lock = threading.Lock()
+        self._waiter_seq = itertools.count()
+        self._addr_to_id: dict[str, int] = {cfg.raft_addr: cfg.node_id}
+        self._addr_to_id.update({addr: nid for nid, addr in cfg.peers.items()})
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._raft: RaftCore | None = None
+        self._proposer: Proposer | None = None
+        self._leader_task: asyncio.Task[None] | None = None
+        self._last_leader: int | None = None
+        self.blob_sync = BlobSync(
+            node_id=cfg.node_id,
+            store=blobs,
+            fetch=fetch_blob,
+            holders_of=self._holders_of,
+            record_holder=self._record_blob_holder,
+            missing=self._missing_blobs,
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.blob_sync.start(loop)
+        snapshot = SnapshotFile(self._dump_state, self._load_state)
+        self._raft = RaftCore(self.cfg, self._apply, snapshot)
+        raft = self._raft
+        self._proposer = Proposer(
+            loop,
+            lambda payload, cb: raft.apply_entry(payload, callback=cb),
+            entries_in_flight_max=self.cfg.entries_in_flight_max,
+            entry_ops_max=self.cfg.entry_ops_max,
+            entry_bytes_max=self.cfg.entry_bytes_max,
+            pending_ops_max=self.cfg.pending_ops_max,
+        )
+        self._leader_task = loop.create_task(self._watch_leader())
+
+    async def stop(self) -> None:
+        if self._leader_task is not None:
+            self._leader_task.cancel()
+        await self.blob_sync.stop()
+        if self._proposer is not None:
+            self._proposer.fail_all(AspenError(ErrorCode.UNAVAILABLE, "node is shutting down", applied="no"))
+        if self._raft is not None:
+            raft = self._raft
+            self._raft = None
+            await asyncio.get_running_loop().run_in_executor(None, raft.destroy_synchronous)
+
+    # -- apply (pysyncobj thread) ----------------------------------------------------------
+
+    def _apply(self, payload: bytes, index: int, term: int) -> tuple[int, list[Any]]:
+        try:
+            ops = msgpack.unpackb(payload, raw=False, **UNPACK_LIMITS)
+            if not isinstance(ops, list):
+                raise ValueError("entry is not an array of ops")
+        except Exception as exc:  # a corrupt entry must not stop the node
+            log.error("log entry %d is not decodable: %s", index, exc)
+            return index, []
+        with self._lock:
+            results, events = self._state.apply_ops(ops, index, term)
+            self._applied_index = index
+        self.events.publish(events)
+        for op, result in zip(ops, results, strict=False):
+            if op and op[0] == "blob_add" and result[0] == "ok":
+                self.blob_sync.notice(op[1])
+        if self._waiters:
+            self._wake_waiters(index)
+        return index, results
+
+    def _wake_waiters(self, index: int) -> None:
+        ready: list[asyncio.Future[None]] = []
+        with self._waiters_lock:
+            while self._waiters and self._waiters[0][0] <= index:
+                ready.append(heapq.heappop(self._waiters)[2])
+        if ready and self._loop is not None:
+            self._loop.call_soon_threadsafe(_resolve_all, ready)
+
+    def _dump_state(self) -> bytes:
+        with self._lock:
+            return state_snapshot.dump(self._state)
+
+    def _load_state(self, data: bytes) -> None:
+        state = state_snapshot.load(data)
+        with self._lock:
+            self._state = state
+            self._applied_index = state.applied_index
+        self.blob_sync.reconcile_soon()
+
+    # -- writes and reads (event loop) -----------------------------------------------------
+
+    def propose(self, op: list[Any]) -> asyncio.Future[Any]:
+        """Future of (result, index); result is ("ok", dict) or ("err", code, message, details)."""
+        if self._proposer is None:
+            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started", applied="no")
+        return self._proposer.propose(op)
+
+    async def barrier(self, timeout_s: float) -> None:
+        """Linearizable-read barrier: a no-op through the log, then wait to apply it locally."""
+        _, index = await asyncio.wait_for(self.propose(["noop"]), timeout_s)
+        await self.wait_applied(index, timeout_s)
+
+    async def wait_applied(self, index: int, timeout_s: float) -> None:
+        if self._applied_index >= index:
+            return
+        assert self._loop is not None
+        fut: asyncio.Future[None] = self._loop.create_future()
+        with self._waiters_lock:
+            heapq.heappush(self._waiters, (index, next(self._waiter_seq), fut))
+        if self._applied_index >= index:  # applied between the check and the push
+            self._wake_waiters(self._applied_index)
+        try:
+            await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise AspenError(ErrorCode.TIMEOUT, f"index {index} not applied within {timeout_s}s") from None
+
+    def read(self, fn: Callable[[StateMachine], T]) -> T:
+        with self._lock:
+            return fn(self._state)
+
+    # -- cluster state ---------------------------------------------------------------------
+
+    @property
+    def applied_index(self) -> int:
+        return self._applied_index
+
+    def is_leader(self) -> bool:
+        return self._raft is not None and self._raft._isLeader()
+
+    def leader_id(self) -> int | None:
+        raft = self._raft
+        leader = raft._getLeader() if raft is not None else None
+        if leader is None:
+            return None
+        return self.node_id_of(leader.address)
+
+    def node_id_of(self, raft_addr: str) -> int | None:
+        nid = self._addr_to_id.get(raft_addr)
+        if nid is None:
+            nid = self.read(lambda s: _node_id_from_registry(s, raft_addr))
+            if nid is not None:
+                self._addr_to_id[raft_addr] = nid
+        return nid
+
+    def status(self) -> dict[str, Any]:
+        raft = self._raft
+        if raft is None:
+            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started")
+        st = raft.getStatus()
+        members: list[dict[str, Any]] = [
+            {"raft_addr": self.cfg.raft_addr, "node_id": self.node_id, "connected": True, "self": True}
+        ]
+        for key, value in st.items():
+            if key.startswith("partner_node_status_server_"):
+                addr = key[len("partner_node_status_server_") :]
+                members.append(
+                    {"raft_addr": addr, "node_id": self.node_id_of(addr), "connected": value == 2, "self": False}
+                )
+        return {
+            "node_id": self.node_id,
+            "leader_id": self.leader_id(),
+            "role": _RAFT_ROLES.get(st["state"], "unknown"),
+            "term": st["raft_term"],
+            "commit_index": st["commit_idx"],
+            "applied_index": self._applied_index,
+            "has_quorum": bool(st["has_quorum"]),
+            "log_len": st["log_len"],
+            "members": members,
+        }
+
+    def raft_core(self) -> RaftCore:
+        if self._raft is None:
+            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started")
+        return self._raft
+
+    async def _watch_leader(self) -> None:
+        # pysyncobj has no leader-change callback for followers, so poll (cheap: attribute reads).
+        while True:
+            leader = self.leader_id()
+            if leader is not None and leader != self._last_leader:
+                self._last_leader = leader
+                raft = self._raft
+                term = raft.raftCurrentTerm if raft is not None else 0
+                log.info("leader is node %s (term %s)", leader, term)
+                self.events.publish(
+                    [ClusterEvent("cluster.leader_elected", str(leader), self._applied_index, term)]
+                )
+                self.blob_sync.reconcile_soon()
+            await asyncio.sleep(LEADER_POLL_PERIOD_S)
+
+    # -- blob bookkeeping for BlobSync -----------------------------------------------------
+
+    def _holders_of(self, blob_hash: str) -> list[int]:
+        record = self.read(lambda s: s.blob_record(blob_hash))
+        if record is None:
+            return []
+        return sorted(record.holders)
+
+    def _missing_blobs(self) -> list[str]:
+        records = self.read(lambda s: list(s.blob_records()))
+        return [h for h, rec in records if self.node_id not in rec.holders or not self.blobs.has(h)]
+
+    async def _record_blob_holder(self, blob_hash: str, size: int) -> None:
+        result, _ = await self.propose(["blob_add", blob_hash, size, self.node_id])
+        if result[0] != "ok":
+            raise AspenError(ErrorCode(result[1]), result[2])
+
+
+def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
+    for fut in futures:
+        if not fut.done():
+            fut.set_result(None)
+
+
+def _node_id_from_registry(state: StateMachine, raft_addr: str) -> int | None:
+    for key, value in state.meta_items("nodes"):
+        try:
+            info = msgpack.unpackb(value, raw=False)
+        except Exception:
+            continue
+        if isinstance(info, dict) and info.get("raft_addr") == raft_addr:
+            return int(key)
+    return None
