@@ -1,0 +1,193 @@
+"""Replication through real pysyncobj members on 127.0.0.1, three in one process.
+
+The node-process tests (tests/node/) cover the same paths end to end; these pin down the
+cluster layer itself: group commit, barrier reads on followers, events, the sealed port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import socket
+import struct
+import time
+from pathlib import Path
+
+import pytest
+
+from cluster import RaftConfig, ReplicatedNode
+from storage.blobs import BlobStore
+from storage.errors import AspenError
+
+COOKIE = "test-cookie-0123456789"
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+async def _no_fetch(node_id: int, blob_hash: str) -> bytes:
+    raise AspenError("BLOB_NOT_FOUND", "in-process test has no peer transport")  # type: ignore[arg-type]
+
+
+async def make_cluster(tmp: Path, size: int = 3) -> list[ReplicatedNode]:
+    ports = free_ports(size)
+    addrs = {i + 1: f"127.0.0.1:{ports[i]}" for i in range(size)}
+    nodes = []
+    for nid, addr in addrs.items():
+        cfg = RaftConfig(
+            node_id=nid,
+            raft_addr=addr,
+            peers={k: v for k, v in addrs.items() if k != nid},
+            data_dir=tmp / f"n{nid}",
+            cookie=COOKIE,
+        )
+        node = ReplicatedNode(cfg, BlobStore(tmp / f"n{nid}" / "blobs"), _no_fetch)
+        await node.start()
+        nodes.append(node)
+    await wait_leader(nodes)
+    return nodes
+
+
+async def wait_leader(nodes: list[ReplicatedNode], timeout_s: float = 10.0) -> ReplicatedNode:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        leaders = [n for n in nodes if n.is_leader()]
+        if len(leaders) == 1 and all(n.leader_id() == leaders[0].node_id for n in nodes):
+            return leaders[0]
+        await asyncio.sleep(0.05)
+    raise AssertionError("no leader elected")
+
+
+async def stop_all(nodes: list[ReplicatedNode]) -> None:
+    for n in nodes:
+        await n.stop()
+
+
+def test_group_commit_replicates_and_followers_read_linearizably(tmp_path: Path) -> None:
+    async def run() -> None:
+        nodes = await make_cluster(tmp_path)
+        try:
+            leader = await wait_leader(nodes)
+            follower = next(n for n in nodes if n is not leader)
+            # 200 concurrent writes through a follower (forwarded) and the leader.
+            futs = [leader.propose(["put", f"k{i}", b"v%d" % i]) for i in range(100)]
+            futs += [follower.propose(["put", f"f{i}", b"w%d" % i]) for i in range(100)]
+            results = await asyncio.wait_for(asyncio.gather(*futs), 20)
+            assert all(r[0][0] == "ok" for r in results)
+            revisions = sorted(r[0][1]["revision"] for r in results)
+            assert revisions == list(range(revisions[0], revisions[0] + 200))
+            # Fewer entries than ops: writes were grouped.
+            assert leader._proposer is not None and leader._proposer.entries_submitted < 100
+            for node in nodes:
+                await node.barrier(10)
+                assert node.read(lambda s: s.get("f99")).value == b"w99"
+            hashes = {n.read(lambda s: s.state_hash()) for n in nodes}
+            assert len(hashes) == 1
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(run())
+
+
+def test_commit_events_reach_subscribers_with_index(tmp_path: Path) -> None:
+    async def run() -> None:
+        nodes = await make_cluster(tmp_path)
+        try:
+            leader = await wait_leader(nodes)
+            subs = [n.events.subscribe(maxlen=16) for n in nodes]
+            await leader.propose(["put", "ev", b"1"])
+            await leader.propose(["del", "ev"])
+            for node in nodes:
+                await node.barrier(10)
+            for sub in subs:
+                kinds = [(e.kind, e.key) for e in sub.drain() if e.kind.startswith("kv.")]
+                assert kinds == [("kv.write_committed", "ev"), ("kv.delete_committed", "ev")]
+            # Bounded: a subscriber that never drains loses events, counted.
+            slow = leader.events.subscribe(maxlen=2)
+            await asyncio.gather(*[leader.propose(["put", f"s{i}", b"x"]) for i in range(10)])
+            assert slow.pending() == 2 and slow.dropped == 8
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(run())
+
+
+class _Exploit:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):  # what an attacker would send to an open pysyncobj port
+        return (os.system, (f"touch {self.path}",))
+
+
+def test_raft_port_refuses_pickles_without_the_cookie(tmp_path: Path) -> None:
+    async def run() -> None:
+        nodes = await make_cluster(tmp_path)
+        marker = tmp_path / "pwned"
+        try:
+            host, port = nodes[0].cfg.raft_addr.split(":")
+            payload = pickle.dumps(_Exploit(str(marker)))
+            import zlib
+
+            for body in (payload, zlib.compress(payload)):
+                with socket.create_connection((host, int(port)), timeout=2) as s:
+                    s.sendall(struct.pack("i", len(body)) + body)
+                    s.settimeout(2)
+                    try:
+                        s.recv(1024)
+                    except OSError:
+                        pass
+            await asyncio.sleep(0.5)
+            assert not marker.exists(), "a pickle from a peer without the cookie was executed"
+            # And the cluster still works.
+            leader = await wait_leader(nodes)
+            result, _ = await leader.propose(["put", "after", b"ok"])
+            assert result[0] == "ok"
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(run())
+
+
+def test_restart_replays_journal(tmp_path: Path) -> None:
+    async def run() -> None:
+        nodes = await make_cluster(tmp_path)
+        leader = await wait_leader(nodes)
+        await asyncio.gather(*[leader.propose(["put", f"r{i}", b"x"]) for i in range(50)])
+        for n in nodes:
+            await n.barrier(10)
+        before = leader.read(lambda s: s.state_hash())
+        cfgs = [n.cfg for n in nodes]
+        await stop_all(nodes)
+        again = []
+        for cfg in cfgs:
+            node = ReplicatedNode(cfg, BlobStore(cfg.data_dir / "blobs"), _no_fetch)
+            await node.start()
+            again.append(node)
+        try:
+            await wait_leader(again)
+            for n in again:
+                await n.barrier(10)
+                assert n.read(lambda s: s.get("r49")) is not None
+            assert {n.read(lambda s: s.state_hash()) for n in again} == {before}
+        finally:
+            await stop_all(again)
+
+    asyncio.run(run())
+
+
+@pytest.mark.parametrize("reason", [1, 2, 3, 5])
+def test_failures_map_to_explicit_codes(reason: int) -> None:
+    from cluster.proposer import failure_error
+
+    err = failure_error(reason)
+    assert err.code in ("OVERLOADED", "UNAVAILABLE")
+    assert err.error.details["applied"] in ("no", "unknown")
