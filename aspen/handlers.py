@@ -1,0 +1,239 @@
+"""The node's native request handlers: KV, blobs, cluster status.
+
+Each handler takes the decoded request map (without its id) and returns the response map,
+or raises AspenError. Fields are validated here, at the edge, before anything is proposed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgpack
+
+from aspen import protocol as p
+from cluster import ReplicatedNode
+from storage.errors import AspenError, ErrorCode
+from storage.limits import BATCH_OPS_MAX, BLOB_MAX_BYTES, CONDITIONS_MAX, SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
+from storage.state import validate_op
+
+Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+_BATCH_OPS = {"Set": "put", "Delete": "del"}
+_CONDITIONS = {"ValueEquals": "eq", "KeyExists": "exists", "KeyNotExists": "absent"}
+
+
+def raise_result(result: tuple[Any, ...]) -> dict[str, Any]:
+    """An op result as a response body, or its error raised."""
+    if result[0] == "ok":
+        return result[1]
+    _, code, message, details = result
+    raise AspenError(ErrorCode(code), message, **details)
+
+
+def encode_token(key: str) -> str:
+    return base64.urlsafe_b64encode(key.encode()).decode()
+
+
+def decode_token(token: str) -> str:
+    try:
+        return base64.urlsafe_b64decode(token.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise AspenError(ErrorCode.INVALID_REQUEST, "continuation_token: not a token this cluster issued") from None
+
+
+class NativeHandlers:
+    def __init__(self, node: ReplicatedNode, request_timeout_s: float, client_addr_of: Callable[[int], str | None]):
+        self.node = node
+        self.timeout_s = request_timeout_s
+        self._client_addr_of = client_addr_of
+        self.table: dict[str, Handler] = {
+            "Ping": self.ping,
+            "ReadKey": self.read_key,
+            "WriteKey": self.write_key,
+            "DeleteKey": self.delete_key,
+            "ScanKeys": self.scan_keys,
+            "CompareAndSwapKey": self.compare_and_swap,
+            "CompareAndDeleteKey": self.compare_and_delete,
+            "BatchWrite": self.batch_write,
+            "ConditionalBatchWrite": self.conditional_batch_write,
+            "PutBlob": self.put_blob,
+            "GetBlob": self.get_blob,
+            "HasBlob": self.has_blob,
+            "ClusterStatus": self.cluster_status,
+        }
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def commit(self, op: list[Any]) -> dict[str, Any]:
+        """Validate an op, put it through the log, and return its result body."""
+        error = validate_op(op)
+        if error is not None:
+            raise AspenError(error.code, error.message, **error.details)
+        fut = self.node.propose(op)
+        try:
+            result, _ = await asyncio.wait_for(fut, self.timeout_s)
+        except TimeoutError:
+            raise AspenError(
+                ErrorCode.TIMEOUT, f"not committed within {self.timeout_s}s; it may still apply", applied="unknown"
+            ) from None
+        return raise_result(result)
+
+    async def _consistent(self, req: dict[str, Any]) -> None:
+        if not p.optional_bool(req, "stale", False):
+            await self.node.barrier(self.timeout_s)
+
+    # -- KV --------------------------------------------------------------------------------
+
+    async def ping(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "Pong", "node_id": self.node.node_id}
+
+    async def read_key(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = p.require_str(req, "key")
+        await self._consistent(req)
+        entry = self.node.read(lambda s: s.get(key))
+        if entry is None:
+            return {"type": "ReadResult", "was_found": False, "value": None, "version": 0,
+                    "create_revision": 0, "mod_revision": 0}
+        return {"type": "ReadResult", "was_found": True, "value": entry.value, "version": entry.version,
+                "create_revision": entry.create_revision, "mod_revision": entry.mod_revision}
+
+    async def write_key(self, req: dict[str, Any]) -> dict[str, Any]:
+        body = await self.commit(["put", p.require_str(req, "key"), p.require_bytes(req, "value")])
+        return {"type": "WriteResult", **body}
+
+    async def delete_key(self, req: dict[str, Any]) -> dict[str, Any]:
+        body = await self.commit(["del", p.require_str(req, "key")])
+        return {"type": "DeleteResult", **body}
+
+    async def compare_and_swap(self, req: dict[str, Any]) -> dict[str, Any]:
+        expected = p.optional_bytes(req, "expected")
+        op = ["cas", p.require_str(req, "key"), expected, p.require_bytes(req, "new_value")]
+        return {"type": "CompareAndSwapResult", **await self.commit(op)}
+
+    async def compare_and_delete(self, req: dict[str, Any]) -> dict[str, Any]:
+        op = ["cad", p.require_str(req, "key"), p.require_bytes(req, "expected")]
+        return {"type": "DeleteResult", **await self.commit(op)}
+
+    def _batch_ops(self, req: dict[str, Any]) -> list[list[Any]]:
+        raw = p.require_list(req, "ops", BATCH_OPS_MAX)
+        ops: list[list[Any]] = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise AspenError(ErrorCode.INVALID_REQUEST, f"ops[{i}]: must be a map")
+            kind = _BATCH_OPS.get(item.get("op"))  # type: ignore[arg-type]
+            if kind is None:
+                raise AspenError(ErrorCode.INVALID_REQUEST, f"ops[{i}].op: must be Set or Delete")
+            key = p.require_str(item, "key", where=f"ops[{i}]")
+            ops.append(["put", key, p.require_bytes(item, "value", where=f"ops[{i}]")] if kind == "put" else ["del", key])
+        return ops
+
+    async def batch_write(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "BatchWriteResult", **await self.commit(["batch", self._batch_ops(req)])}
+
+    async def conditional_batch_write(self, req: dict[str, Any]) -> dict[str, Any]:
+        raw = p.require_list(req, "conditions", CONDITIONS_MAX)
+        conditions: list[list[Any]] = []
+        for i, item in enumerate(raw):
+            if not isinstance(item, dict):
+                raise AspenError(ErrorCode.INVALID_REQUEST, f"conditions[{i}]: must be a map")
+            kind = _CONDITIONS.get(item.get("kind"))  # type: ignore[arg-type]
+            if kind is None:
+                raise AspenError(
+                    ErrorCode.INVALID_REQUEST, f"conditions[{i}].kind: must be ValueEquals, KeyExists or KeyNotExists"
+                )
+            key = p.require_str(item, "key", where=f"conditions[{i}]")
+            if kind == "eq":
+                conditions.append(["eq", key, p.require_bytes(item, "value", where=f"conditions[{i}]")])
+            else:
+                conditions.append([kind, key])
+        body = await self.commit(["cbatch", conditions, self._batch_ops(req)])
+        return {"type": "ConditionalBatchWriteResult", **body}
+
+    async def scan_keys(self, req: dict[str, Any]) -> dict[str, Any]:
+        prefix = p.optional_str(req, "prefix") or ""
+        limit = p.optional_int(req, "limit", SCAN_LIMIT_DEFAULT, 1, SCAN_LIMIT_MAX)
+        token = p.optional_str(req, "continuation_token")
+        after = decode_token(token) if token else None
+        if after is not None and not after.startswith(prefix):
+            raise AspenError(ErrorCode.INVALID_REQUEST, "continuation_token: belongs to another prefix")
+        await self._consistent(req)
+        page = self.node.read(lambda s: s.scan(prefix, limit, after))
+        entries = [
+            {"key": k, "value": e.value, "version": e.version, "create_revision": e.create_revision,
+             "mod_revision": e.mod_revision}
+            for k, e in page.entries
+        ]
+        next_token = encode_token(page.next_after) if page.next_after is not None else None
+        return {"type": "ScanResult", "entries": entries, "count": len(entries), "continuation_token": next_token}
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    async def put_blob(self, req: dict[str, Any]) -> dict[str, Any]:
+        data = p.require_bytes(req, "data", max_bytes=BLOB_MAX_BYTES, code=ErrorCode.BLOB_TOO_LARGE)
+        loop = asyncio.get_running_loop()
+        # Hashing and fsyncing up to 50 MiB would stall every other request on the loop.
+        ref = await loop.run_in_executor(None, self.node.blobs.put, data)
+        await self.commit(["blob_add", ref.hash, ref.size, self.node.node_id])
+        return {"type": "BlobPutResult", "hash": ref.hash, "size": ref.size}
+
+    async def get_blob(self, req: dict[str, Any]) -> dict[str, Any]:
+        blob_hash = p.require_hash(req, "hash")
+        data = self.node.blobs.get(blob_hash)
+        if data is None and not p.optional_bool(req, "local", False):
+            known = self.node.read(lambda s: s.blob_record(blob_hash)) is not None
+            if known:
+                data = await self.node.blob_sync.ensure(blob_hash)
+        if data is None:
+            return {"type": "BlobResult", "found": False, "data": None, "size": 0}
+        return {"type": "BlobResult", "found": True, "data": data, "size": len(data)}
+
+    async def has_blob(self, req: dict[str, Any]) -> dict[str, Any]:
+        blob_hash = p.require_hash(req, "hash")
+        if p.optional_bool(req, "local", False):
+            return {"type": "BlobExistsResult", "exists": self.node.blobs.has(blob_hash)}
+        exists = self.node.blobs.has(blob_hash) or self.node.read(lambda s: s.blob_record(blob_hash)) is not None
+        return {"type": "BlobExistsResult", "exists": exists}
+
+    # -- cluster ---------------------------------------------------------------------------
+
+    async def cluster_status(self, req: dict[str, Any]) -> dict[str, Any]:
+        st = self.node.status()
+        registry = dict(self.node.read(lambda s: s.meta_items("nodes")))
+        nodes = []
+        leader_id = st["leader_id"]
+        for member in st["members"]:
+            nid = member["node_id"]
+            info = _node_info(registry.get(str(nid))) if nid is not None else {}
+            nodes.append({
+                "node_id": nid,
+                "raft_addr": member["raft_addr"],
+                "client_addr": info.get("client_addr") or (self._client_addr_of(nid) if nid else None),
+                "role": "leader" if nid is not None and nid == leader_id else "follower",
+                "connected": member["connected"],
+            })
+        nodes.sort(key=lambda n: n["node_id"] or 0)
+        return {
+            "type": "ClusterStatusResult",
+            "node_id": st["node_id"],
+            "leader_id": leader_id,
+            "role": st["role"],
+            "term": st["term"],
+            "commit_index": st["commit_index"],
+            "applied_index": st["applied_index"],
+            "has_quorum": st["has_quorum"],
+            "nodes": nodes,
+        }
+
+
+def _node_info(raw: bytes | None) -> dict[str, Any]:
+    if raw is None:
+        return {}
+    try:
+        info = msgpack.unpackb(raw, raw=False)
+    except Exception:
+        return {}
+    return info if isinstance(info, dict) else {}

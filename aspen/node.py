@@ -1,0 +1,294 @@
+"""aspen-node: one cluster member: Raft replication, the client port, the handlers.
+
+    aspen-node --node-id 1 --data-dir D --listen 127.0.0.1:7701 --raft 127.0.0.1:7801 \
+        --peers 2=127.0.0.1:7802,3=127.0.0.1:7803 --cookie-file D/cookie
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import json
+import logging
+import os
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+from aspen import auth
+from aspen.client import AsyncClient
+from aspen.handlers import Handler, NativeHandlers
+from aspen.server import Server
+from cluster import RaftConfig, ReplicatedNode
+from storage.blobs import BlobStore
+from storage.errors import AspenError, ErrorCode
+
+log = logging.getLogger("aspen.node")
+
+DEFAULT_LISTEN = "127.0.0.1:7701"
+DEFAULT_RAFT = "127.0.0.1:7801"
+REQUEST_TIMEOUT_S = 10.0
+REGISTER_RETRY_S = 0.5
+PEER_FETCH_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    node_id: int
+    data_dir: Path
+    listen: str
+    raft: str
+    peers: dict[int, str] = field(default_factory=dict)
+    peer_clients: dict[int, str] = field(default_factory=dict)
+    cookie: str | None = None  # operator-supplied cluster secret
+    request_timeout_s: float = REQUEST_TIMEOUT_S
+
+
+def split_addr(addr: str) -> tuple[str, int]:
+    host, sep, port = addr.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not a host:port address: {addr!r}")
+    return host, int(port)
+
+
+def parse_id_map(text: str | None, what: str) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for item in filter(None, (text or "").split(",")):
+        nid, sep, addr = item.partition("=")
+        if not sep or not nid.strip().isdigit():
+            raise ValueError(f"{what}: expected ID=HOST:PORT, got {item!r}")
+        split_addr(addr.strip())
+        out[int(nid)] = addr.strip()
+    return out
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class AspenNode:
+    """Composes storage, cluster and the client port. `handler` is what the server calls."""
+
+    def __init__(self, cfg: NodeConfig) -> None:
+        self.cfg = cfg
+        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        self._check_identity()
+        raft_cookie, self.client_auth = self._resolve_cookie()
+        self.blobs = BlobStore(cfg.data_dir / "blobs")
+        self.replicated = ReplicatedNode(
+            RaftConfig(
+                node_id=cfg.node_id,
+                raft_addr=cfg.raft,
+                peers=dict(cfg.peers),
+                data_dir=cfg.data_dir,
+                cookie=raft_cookie,
+            ),
+            self.blobs,
+            self._fetch_blob_from_peer,
+        )
+        self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of)
+        # Dispatch goes through one table; the plugin registry (aspen/plugins) wraps it.
+        self.dispatch: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] = self._dispatch_native
+        self.server: Server | None = None
+        self._peer_clients: dict[int, AsyncClient] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- start-up checks -------------------------------------------------------------------
+
+    def _check_identity(self) -> None:
+        """Refuse a data dir that belongs to another node: mixing them corrupts Raft state."""
+        ident = self.cfg.data_dir / "node.json"
+        mine = {"node_id": self.cfg.node_id, "raft": self.cfg.raft}
+        if ident.exists():
+            seen = json.loads(ident.read_text())
+            if seen.get("node_id") != self.cfg.node_id:
+                raise SystemExit(
+                    f"aspen-node: {self.cfg.data_dir} belongs to node {seen.get('node_id')}, not {self.cfg.node_id}"
+                )
+        else:
+            ident.write_text(json.dumps(mine))
+
+    def _resolve_cookie(self) -> tuple[str, bool]:
+        """The Raft secret, and whether clients must authenticate.
+
+        pysyncobj unpickles what arrives on its port, so the port is never opened without a
+        secret. A lone node started without one gets a random secret of its own (kept in the
+        data dir) and, on loopback only, serves clients without authentication, like a fresh
+        etcd; a multi-node cluster or a non-loopback listener requires an operator cookie.
+        """
+        if self.cfg.cookie:
+            return self.cfg.cookie, True
+        if self.cfg.peers:
+            raise SystemExit(
+                "aspen-node: a multi-node cluster needs a cluster secret: --cookie-file FILE or ASPEN_COOKIE"
+            )
+        host, _ = split_addr(self.cfg.listen)
+        raft_host, _ = split_addr(self.cfg.raft)
+        if not (_is_loopback(host) and _is_loopback(raft_host)):
+            raise SystemExit("aspen-node: listening beyond loopback needs a cluster secret (--cookie-file)")
+        own = self.cfg.data_dir / "raft-secret"
+        if not own.exists():
+            fd = os.open(own, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(auth.generate_cookie())
+        return own.read_text().strip(), False
+
+    # -- serving ---------------------------------------------------------------------------
+
+    async def handler(self, request: dict[str, Any]) -> dict[str, Any]:
+        return await self.dispatch(request["type"], request)
+
+    async def _dispatch_native(self, rtype: str, request: dict[str, Any]) -> dict[str, Any]:
+        handler = self.native.table.get(rtype)
+        if handler is None:
+            raise AspenError(ErrorCode.UNKNOWN_REQUEST, f"no handler for request type {rtype!r}")
+        return await handler(request)
+
+    def handler_for(self, rtype: str) -> Handler | None:
+        return self.native.table.get(rtype)
+
+    async def start(self) -> None:
+        await self.replicated.start()
+        host, port = split_addr(self.cfg.listen)
+        cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
+        self.server = Server(self.handler, host, port, cookie=cookie, node_id=self.cfg.node_id)
+        await self.server.start()
+        self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
+        log.info("node %d ready: clients on %s, raft on %s", self.cfg.node_id, self.cfg.listen, self.cfg.raft)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self.server is not None:
+            await self.server.stop()
+        for client in self._peer_clients.values():
+            await client.close()
+        await self.replicated.stop()
+
+    async def _register_self(self) -> None:
+        """Record this node's addresses in the replicated registry (until it sticks)."""
+        info = msgpack.packb({"raft_addr": self.cfg.raft, "client_addr": self.cfg.listen}, use_bin_type=True)
+        key = str(self.cfg.node_id)
+        while True:
+            current = self.replicated.read(lambda s: s.meta_get("nodes", key))
+            if current == info:
+                return
+            try:
+                await self.native.commit(["meta_put", "nodes", key, info])
+                return
+            except AspenError as exc:
+                log.debug("registering node %s: %s", key, exc)
+                await asyncio.sleep(REGISTER_RETRY_S)
+
+    # -- peers -----------------------------------------------------------------------------
+
+    def client_addr_of(self, node_id: int) -> str | None:
+        if node_id == self.cfg.node_id:
+            return self.cfg.listen
+        raw = self.replicated.read(lambda s: s.meta_get("nodes", str(node_id)))
+        if raw is not None:
+            info = msgpack.unpackb(raw, raw=False)
+            if isinstance(info, dict) and isinstance(info.get("client_addr"), str):
+                return info["client_addr"]
+        return self.cfg.peer_clients.get(node_id)
+
+    def peer_client(self, node_id: int) -> AsyncClient:
+        client = self._peer_clients.get(node_id)
+        if client is None:
+            addr = self.client_addr_of(node_id)
+            if addr is None:
+                raise AspenError(ErrorCode.UNAVAILABLE, f"no client address known for node {node_id}")
+            client = AsyncClient(
+                [addr], cookie=self.cfg.cookie, timeout_s=PEER_FETCH_TIMEOUT_S, discover_leader=False
+            )
+            self._peer_clients[node_id] = client
+        return client
+
+    async def _fetch_blob_from_peer(self, node_id: int, blob_hash: str) -> bytes:
+        reply = await self.peer_client(node_id).request("GetBlob", hash=blob_hash, local=True)
+        if not reply.get("found"):
+            raise AspenError(ErrorCode.BLOB_NOT_FOUND, f"node {node_id} does not hold {blob_hash}")
+        data = reply["data"]
+        if not isinstance(data, bytes):
+            raise AspenError(ErrorCode.BLOB_CORRUPT, f"node {node_id} sent no bytes for {blob_hash}")
+        return data
+
+
+def parse_args(argv: list[str] | None) -> NodeConfig:
+    ap = argparse.ArgumentParser(prog="aspen-node", description="Run one Aspen cluster node.")
+    ap.add_argument("--node-id", type=int, default=1)
+    ap.add_argument("--data-dir", type=Path, required=True)
+    ap.add_argument("--listen", default=DEFAULT_LISTEN, help="client address host:port")
+    ap.add_argument("--raft", default=DEFAULT_RAFT, help="Raft address host:port")
+    ap.add_argument("--peers", default="", help="the other members: ID=HOST:RAFTPORT,...")
+    ap.add_argument("--peer-clients", default="", help="their client addresses: ID=HOST:PORT,...")
+    ap.add_argument("--cookie-file", type=Path, help="file holding the cluster secret (mode 0600)")
+    ap.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S)
+    ap.add_argument("--log-level", default=os.environ.get("ASPEN_LOG", "INFO"))
+    args = ap.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
+    )
+    try:
+        split_addr(args.listen)
+        split_addr(args.raft)
+        peers = parse_id_map(args.peers, "--peers")
+        peer_clients = parse_id_map(args.peer_clients, "--peer-clients")
+        cookie = auth.load_cookie(cookie_file=args.cookie_file)
+    except (ValueError, OSError) as exc:
+        ap.error(str(exc))
+    if args.node_id <= 0:
+        ap.error("--node-id must be a positive integer")
+    if args.node_id in peers:
+        ap.error("--peers lists the other members, not this node")
+    return NodeConfig(
+        node_id=args.node_id,
+        data_dir=args.data_dir,
+        listen=args.listen,
+        raft=args.raft,
+        peers=peers,
+        peer_clients=peer_clients,
+        cookie=cookie.secret if cookie is not None else None,
+        request_timeout_s=args.request_timeout,
+    )
+
+
+async def serve(cfg: NodeConfig) -> None:
+    node = AspenNode(cfg)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await node.start()
+    print(f"ready node={cfg.node_id} listen={cfg.listen}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(node.stop(), 10)
+
+
+def main(argv: list[str] | None = None) -> None:
+    cfg = parse_args(argv)
+    try:
+        import uvloop
+
+        uvloop.run(serve(cfg))
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
