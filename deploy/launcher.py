@@ -1,0 +1,291 @@
+"""aspen-cluster: start and drive a local multi-node cluster (tests, benchmarks, operators).
+
+    eval "$(aspen-cluster up --nodes 3 --dir /tmp/c)"
+    aspen-cluster status --dir /tmp/c
+    aspen-cluster kill --dir /tmp/c 2      # SIGKILL
+    aspen-cluster start --dir /tmp/c 2
+    aspen-cluster down --dir /tmp/c --purge
+
+State lives in DIR/cluster.json (ids, ports, pids) and DIR/cookie (mode 0600); each node's
+data dir is DIR/node<ID>/ and its log DIR/node<ID>/node.log. `LocalCluster` is the same
+thing as a Python API; the CLI is a thin layer over it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
+from aspen.client import Client
+from storage.errors import AspenError
+
+LEADER_WAIT_S = 30.0
+STOP_WAIT_S = 10.0
+HOST = "127.0.0.1"
+
+
+@dataclass(slots=True)
+class NodeSpec:
+    node_id: int
+    client_port: int
+    raft_port: int
+    pid: int | None = None
+
+    @property
+    def client_addr(self) -> str:
+        return f"{HOST}:{self.client_port}"
+
+    @property
+    def raft_addr(self) -> str:
+        return f"{HOST}:{self.raft_port}"
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports the kernel hands out now; bound all at once so they are distinct."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind((HOST, 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def pid_alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); reap it if it is ours.
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(") ")[1][0] != "Z"
+        except OSError:
+            return False
+
+
+class LocalCluster:
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.nodes: dict[int, NodeSpec] = {}
+        if self.state_path.exists():
+            self._load()
+
+    # -- state files -----------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        return self.root / "cluster.json"
+
+    @property
+    def cookie_path(self) -> Path:
+        return self.root / "cookie"
+
+    @property
+    def cookie(self) -> str:
+        return read_cookie_file(self.cookie_path).secret
+
+    def _load(self) -> None:
+        raw = json.loads(self.state_path.read_text())
+        self.nodes = {n["node_id"]: NodeSpec(**n) for n in raw["nodes"]}
+
+    def _save(self) -> None:
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes.values()]}, indent=2))
+        os.replace(tmp, self.state_path)
+
+    def data_dir(self, node_id: int) -> Path:
+        return self.root / f"node{node_id}"
+
+    def log_path(self, node_id: int) -> Path:
+        return self.data_dir(node_id) / "node.log"
+
+    @property
+    def endpoints(self) -> str:
+        return ",".join(n.client_addr for n in self.nodes.values())
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def up(self, count: int, wait: bool = True) -> None:
+        if not 1 <= count <= 15:
+            raise ValueError("--nodes must be from 1 to 15")
+        if self.nodes:
+            raise RuntimeError(f"{self.root} already holds a cluster; use start, or down --purge first")
+        self.root.mkdir(parents=True, exist_ok=True)
+        write_cookie_file(self.cookie_path, generate_cookie())
+        ports = free_ports(2 * count)
+        self.nodes = {i + 1: NodeSpec(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(count)}
+        self._save()
+        for node_id in self.nodes:
+            self.start(node_id)
+        if wait:
+            self.wait_leader()
+
+    def command(self, node_id: int) -> list[str]:
+        spec = self.nodes[node_id]
+        others = [n for n in self.nodes.values() if n.node_id != node_id]
+        return [
+            sys.executable, "-m", "aspen.node",
+            "--node-id", str(node_id),
+            "--data-dir", str(self.data_dir(node_id)),
+            "--listen", spec.client_addr,
+            "--raft", spec.raft_addr,
+            "--peers", ",".join(f"{n.node_id}={n.raft_addr}" for n in others),
+            "--peer-clients", ",".join(f"{n.node_id}={n.client_addr}" for n in others),
+            "--cookie-file", str(self.cookie_path),
+        ]
+
+    def start(self, node_id: int) -> None:
+        spec = self.nodes[node_id]
+        if pid_alive(spec.pid):
+            raise RuntimeError(f"node {node_id} is already running (pid {spec.pid})")
+        self.data_dir(node_id).mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in ("ASPEN_COOKIE",)}
+        with open(self.log_path(node_id), "ab") as log:
+            proc = subprocess.Popen(
+                self.command(node_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                start_new_session=True, env=env,
+            )
+        spec.pid = proc.pid
+        self._save()
+
+    def signal(self, node_id: int, sig: int) -> None:
+        spec = self.nodes[node_id]
+        if spec.pid and pid_alive(spec.pid):
+            os.kill(spec.pid, sig)
+
+    def kill(self, node_id: int) -> None:
+        self.signal(node_id, signal.SIGKILL)
+        self._wait_dead(node_id, STOP_WAIT_S)
+
+    def stop(self, node_id: int) -> None:
+        self.signal(node_id, signal.SIGTERM)
+        if not self._wait_dead(node_id, STOP_WAIT_S):
+            self.kill(node_id)
+
+    def _wait_dead(self, node_id: int, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not pid_alive(self.nodes[node_id].pid):
+                return True
+            time.sleep(0.02)
+        return False
+
+    def down(self, purge: bool = False) -> None:
+        for node_id in list(self.nodes):
+            self.stop(node_id)
+        if purge and self.root.exists():
+            shutil.rmtree(self.root)
+            self.nodes = {}
+
+    def alive(self, node_id: int) -> bool:
+        return pid_alive(self.nodes[node_id].pid)
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def client(self, node_ids: list[int] | None = None, timeout_s: float = 10.0, **kwargs: Any) -> Client:
+        ids = node_ids or list(self.nodes)
+        return Client([self.nodes[i].client_addr for i in ids], self.cookie, timeout_s, **kwargs)
+
+    def status_of(self, node_id: int, timeout_s: float = 2.0) -> dict[str, Any] | None:
+        if not self.alive(node_id):
+            return None
+        client = self.client([node_id], timeout_s=timeout_s, discover_leader=False, retries_max=1)
+        try:
+            return client.cluster_status()
+        except (AspenError, OSError, TimeoutError):
+            return None
+        finally:
+            client.close()
+
+    def leader_id(self) -> int | None:
+        """The leader all live nodes agree on, or None."""
+        seen = set()
+        for node_id in self.nodes:
+            if not self.alive(node_id):
+                continue
+            st = self.status_of(node_id)
+            if st is None:
+                return None
+            seen.add(st.get("leader_id"))
+        return seen.pop() if len(seen) == 1 and None not in seen else None
+
+    def wait_leader(self, timeout_s: float = LEADER_WAIT_S, exclude: int | None = None) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            leader = self.leader_id()
+            if leader is not None and leader != exclude:
+                return leader
+            time.sleep(0.05)
+        logs = {i: self.log_path(i).read_text()[-2000:] for i in self.nodes if self.log_path(i).exists()}
+        raise TimeoutError(f"no leader within {timeout_s}s; node log tails: {logs}")
+
+    def exports(self) -> str:
+        return f"export ASPEN_CLUSTER={self.endpoints}\nexport ASPEN_COOKIE={self.cookie}\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    up = sub.add_parser("up", help="start N nodes and wait for a leader")
+    up.add_argument("--nodes", type=int, default=3)
+    up.add_argument("--dir", type=Path, required=True)
+    for name in ("status", "down"):
+        p = sub.add_parser(name)
+        p.add_argument("--dir", type=Path, required=True)
+        if name == "down":
+            p.add_argument("--purge", action="store_true", help="also delete the directory")
+    for name in ("kill", "stop", "start"):
+        p = sub.add_parser(name)
+        p.add_argument("--dir", type=Path, required=True)
+        p.add_argument("node", type=int)
+    args = ap.parse_args(argv)
+    cluster = LocalCluster(args.dir)
+    try:
+        if args.cmd == "up":
+            cluster.up(args.nodes)
+            sys.stdout.write(cluster.exports())
+        elif args.cmd == "status":
+            if not cluster.nodes:
+                raise RuntimeError(f"no cluster in {args.dir}")
+            leader = cluster.leader_id()
+            print(f"leader: {leader if leader is not None else 'none'}")
+            for node_id, spec in cluster.nodes.items():
+                alive = cluster.alive(node_id)
+                role = "leader" if node_id == leader else ("follower" if alive else "down")
+                print(f"node {node_id}: {role:<8} pid={spec.pid} client={spec.client_addr} raft={spec.raft_addr}")
+        elif args.cmd == "down":
+            cluster.down(purge=args.purge)
+        else:
+            if args.node not in cluster.nodes:
+                raise RuntimeError(f"no node {args.node} in {args.dir}")
+            getattr(cluster, args.cmd)(args.node)
+    except (RuntimeError, ValueError, TimeoutError) as exc:
+        print(f"aspen-cluster: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
