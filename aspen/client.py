@@ -143,6 +143,11 @@ class _Connection(asyncio.Protocol):
         return fut
 
 
+def _expire(fut: asyncio.Future[dict[str, Any]], rtype: str, timeout_s: float) -> None:
+    if not fut.done():
+        fut.set_exception(AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {timeout_s}s", applied="unknown"))
+
+
 def _error_of(message: dict[str, Any]) -> AspenError:
     details = {k: v for k, v in message.items() if k not in ("type", "code", "message", "id")}
     try:
@@ -263,18 +268,25 @@ class AsyncClient:
                 await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
                 continue
+            # A timer handle, not asyncio.wait_for: that makes a task per request in 3.11.
+            handle = asyncio.get_running_loop().call_later(
+                max(0.001, deadline - time.monotonic()), _expire, fut, rtype, self.timeout_s
+            )
             try:
-                reply = await asyncio.wait_for(fut, max(0.001, deadline - time.monotonic()))
-            except TimeoutError:
-                conn.pending.pop(message["id"], None)
-                raise AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {self.timeout_s}s", applied="unknown") from None
-            except AspenError as exc:  # connection lost after sending
+                reply = await fut
+            except AspenError as exc:
+                if exc.code == ErrorCode.TIMEOUT:
+                    conn.pending.pop(message["id"], None)
+                    raise
+                # The connection was lost after sending.
                 self._leader_addr = None
                 if rtype not in IDEMPOTENT:
                     raise AspenError(exc.code, f"{exc.message}; the request may or may not have executed",
                                      applied="unknown") from None
                 last = exc
                 continue
+            finally:
+                handle.cancel()
             if reply.get("type") != "Error":
                 del reply["id"]
                 return reply

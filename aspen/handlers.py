@@ -10,7 +10,7 @@ import asyncio
 import base64
 import binascii
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -20,10 +20,28 @@ from storage.errors import AspenError, ErrorCode
 from storage.limits import BATCH_OPS_MAX, BLOB_MAX_BYTES, CONDITIONS_MAX, SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
 from storage.state import validate_op
 
+T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 _BATCH_OPS = {"Set": "put", "Delete": "del"}
 _CONDITIONS = {"ValueEquals": "eq", "KeyExists": "exists", "KeyNotExists": "absent"}
+
+
+def _expire(fut: asyncio.Future[Any], timeout_s: float) -> None:
+    if not fut.done():
+        fut.set_exception(
+            AspenError(ErrorCode.TIMEOUT, f"not committed within {timeout_s}s; it may still apply", applied="unknown")
+        )
+
+
+async def with_deadline(fut: asyncio.Future[T], timeout_s: float) -> T:
+    """Await a future with a deadline. Unlike asyncio.wait_for (a new task per call in 3.11),
+    this costs one timer handle, which matters at tens of thousands of requests a second."""
+    handle = asyncio.get_running_loop().call_later(timeout_s, _expire, fut, timeout_s)
+    try:
+        return await fut
+    finally:
+        handle.cancel()
 
 
 def raise_result(result: tuple[Any, ...]) -> dict[str, Any]:
@@ -73,13 +91,7 @@ class NativeHandlers:
         error = validate_op(op)
         if error is not None:
             raise AspenError(error.code, error.message, **error.details)
-        fut = self.node.propose(op)
-        try:
-            result, _ = await asyncio.wait_for(fut, self.timeout_s)
-        except TimeoutError:
-            raise AspenError(
-                ErrorCode.TIMEOUT, f"not committed within {self.timeout_s}s; it may still apply", applied="unknown"
-            ) from None
+        result, _ = await with_deadline(self.node.propose(op), self.timeout_s)
         return raise_result(result)
 
     async def _consistent(self, req: dict[str, Any]) -> None:

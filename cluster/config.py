@@ -24,7 +24,7 @@ class RaftConfig:
     compaction_min_entries: int = 20_000
     compaction_min_time_s: float = 600.0
     # Group commit bounds (see cluster/proposer.py).
-    entries_in_flight_max: int = 16
+    entries_in_flight_max: int = 2
     entry_ops_max: int = 1024
     entry_bytes_max: int = 8 * 1024 * 1024
     pending_ops_max: int = 100_000

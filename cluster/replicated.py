@@ -145,7 +145,12 @@ class ReplicatedNode:
 
     async def barrier(self, timeout_s: float) -> None:
         """Linearizable-read barrier: a no-op through the log, then wait to apply it locally."""
-        _, index = await asyncio.wait_for(self.propose(["noop"]), timeout_s)
+        fut = self.propose(["noop"])
+        handle = asyncio.get_running_loop().call_later(timeout_s, _expire, fut, timeout_s)
+        try:
+            _, index = await fut
+        finally:
+            handle.cancel()
         await self.wait_applied(index, timeout_s)
 
     async def wait_applied(self, index: int, timeout_s: float) -> None:
@@ -252,6 +257,11 @@ class ReplicatedNode:
         result, _ = await self.propose(["blob_add", blob_hash, size, self.node_id])
         if result[0] != "ok":
             raise AspenError(ErrorCode(result[1]), result[2])
+
+
+def _expire(fut: asyncio.Future[Any], timeout_s: float) -> None:
+    if not fut.done():
+        fut.set_exception(AspenError(ErrorCode.TIMEOUT, f"read barrier not committed within {timeout_s}s"))
 
 
 def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
