@@ -1,0 +1,89 @@
+"""The guest ABI, version 1 (docs/HOST_ABI.md is its prose; tests keep the two equal).
+
+Imports come from module "aspen". Pointers and lengths are i32 offsets into the guest's
+exported `memory`. A host function that returns data returns an i64 `(ptr << 32) | len` of a
+buffer it allocated with the guest's `aspen_alloc`; the guest owns it and frees it. That
+buffer is a msgpack array: [0, value] ok, [1] not found, [2, code, message] error.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+ABI_VERSION = 1
+IMPORT_MODULE = "aspen"
+
+I32, I64 = "i32", "i64"
+
+# name -> (params, results)
+IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "kv_get_value": ((I32, I32), (I64,)),
+    "kv_put_value": ((I32, I32, I32, I32), (I64,)),
+    "kv_delete_key": ((I32, I32), (I64,)),
+    "kv_scan_prefix": ((I32, I32, I32), (I64,)),
+    "kv_compare_and_swap": ((I32, I32, I32, I32, I32, I32), (I64,)),
+    "kv_batch_write": ((I32, I32), (I64,)),
+    "blob_exists": ((I32, I32), (I64,)),
+    "blob_get_data": ((I32, I32), (I64,)),
+    "blob_put_data": ((I32, I32), (I64,)),
+    "is_current_leader": ((), (I64,)),
+    "get_leader_id": ((), (I64,)),
+    "get_node_id": ((), (I64,)),
+    "sign_data": ((I32, I32), (I64,)),
+    "verify_signature": ((I32, I32, I32, I32, I32, I32), (I64,)),
+    "public_key": ((), (I64,)),
+    "get_random_bytes": ((I32,), (I64,)),
+    "schedule_timer_on_host": ((I32, I32), (I64,)),
+    "cancel_timer_on_host": ((I32, I32), (I64,)),
+    "subscribe_hook_events": ((I32, I32), (I64,)),
+    "unsubscribe_hook_events": ((I32, I32), (I64,)),
+    "log_info_msg": ((I32, I32), ()),
+    "log_debug_msg": ((I32, I32), ()),
+    "log_warn_msg": ((I32, I32), ()),
+    "current_time_ms": ((), (I64,)),
+    "hlc_now_ms": ((), (I64,)),
+}
+
+# Guest exports. Lifecycle exports return an i64 (ptr << 32 | len) of a msgpack value in guest
+# memory (0 = nothing); the host frees it with aspen_free when the guest exports one.
+EXPORT_MEMORY = "memory"
+EXPORT_ALLOC = "aspen_alloc"  # (len: i32) -> ptr: i32
+EXPORT_FREE = "aspen_free"  # (ptr: i32, len: i32) -> ()
+LIFECYCLE_EXPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "plugin_info": ((), (I64,)),
+    "plugin_init": ((), (I64,)),
+    "handle_request": ((I32, I32), (I64,)),
+    "plugin_health": ((), (I64,)),
+    "plugin_on_timer": ((I32, I32), (I64,)),
+    "plugin_on_hook_event": ((I32, I32), (I64,)),
+    "plugin_shutdown": ((), (I64,)),
+}
+REQUIRED_EXPORTS = ("memory", "aspen_alloc", "plugin_info", "handle_request")
+
+TAG_OK, TAG_NOT_FOUND, TAG_ERROR = 0, 1, 2
+CAS_EXPECT_ABSENT = -1  # expected_len of kv_compare_and_swap meaning "key must not exist"
+
+_packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
+_NOT_FOUND = _packb([TAG_NOT_FOUND])
+
+
+def ok(value: Any = None) -> bytes:
+    return _packb([TAG_OK, value])
+
+
+def not_found() -> bytes:
+    return _NOT_FOUND
+
+
+def error(code: str, message: str) -> bytes:
+    return _packb([TAG_ERROR, code, message])
+
+
+def pack(value: Any) -> bytes:
+    return _packb(value)
+
+
+def unpack(data: bytes) -> Any:
+    return msgpack.unpackb(data, raw=False, strict_map_key=False, max_ext_len=0)

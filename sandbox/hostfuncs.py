@@ -1,0 +1,373 @@
+"""The host functions a guest imports, one method each, named as in the guide.
+
+Each method gets the store context and its raw i32 arguments, checks the permission FIRST,
+then the arguments (bounds, UTF-8, KV prefixes), then calls the Host. It returns the tagged
+result bytes (sandbox/abi.py), a plain int for the scalar functions, or None for logging.
+Permission and argument problems are error results, never traps; a pointer outside guest
+memory is a guest bug and traps (GuestFault).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+import nacl.exceptions
+import nacl.signing
+
+from sandbox import abi, limits
+from sandbox.errors import HostError, SandboxCode
+from sandbox.host import Host
+from sandbox.patterns import pattern_problem
+from sandbox.permissions import PluginConfig
+from sandbox.raw import RawMemory
+
+_HASH_RE = re.compile(r"[0-9a-f]{64}\Z")
+_TIMER_NAME_MAX = 128
+
+
+class GuestFault(Exception):
+    """The guest passed memory it does not own: the call traps."""
+
+
+def _err(code: SandboxCode, message: str) -> bytes:
+    return abi.error(str(code), message)
+
+
+class HostFunctions:
+    def __init__(self, config: PluginConfig, host: Host) -> None:
+        self.config = config
+        self.host = host
+        self.perms = config.permissions
+        self.memory: RawMemory | None = None
+        self.timers: dict[str, tuple[int, bool]] = {}
+        self.subscriptions: list[str] = []
+        self.calls = 0
+
+    # -- memory helpers --------------------------------------------------------------------
+
+    def _read(self, ctx: object, ptr: int, length: int, limit: int) -> bytes | None:
+        """Guest bytes, or None when the claimed length is over `limit` (an error result)."""
+        if length < 0 or ptr < 0:
+            raise GuestFault(f"negative pointer or length ({ptr}, {length})")
+        if length > limit:
+            return None
+        assert self.memory is not None
+        try:
+            return self.memory.read(ctx, ptr, length)
+        except IndexError as exc:
+            raise GuestFault(str(exc)) from None
+
+    def _key(self, ctx: object, ptr: int, length: int, what: str = "key") -> str | bytes:
+        """A checked key (str), or the error result (bytes) to return."""
+        raw = self._read(ctx, ptr, length, limits.KEY_MAX_BYTES)
+        if raw is None:
+            return _err(SandboxCode.KEY_TOO_LARGE, f"{what} is over {limits.KEY_MAX_BYTES} bytes")
+        try:
+            key = raw.decode()
+        except UnicodeDecodeError:
+            return _err(SandboxCode.INVALID_ARGUMENT, f"{what} is not valid UTF-8")
+        if not key and what == "key":
+            return _err(SandboxCode.INVALID_ARGUMENT, "key is empty")
+        if not self.config.key_allowed(key):
+            return _err(
+                SandboxCode.KV_PREFIX_DENIED,
+                f"{what} {key!r} is outside this plugin's kv_prefixes {list(self.config.effective_prefixes)}",
+            )
+        return key
+
+    def _value(self, ctx: object, ptr: int, length: int) -> bytes | None:
+        return self._read(ctx, ptr, length, limits.VALUE_MAX_BYTES)
+
+    def _str(self, ctx: object, ptr: int, length: int, limit: int) -> str | None:
+        raw = self._read(ctx, ptr, length, limit)
+        if raw is None:
+            return None
+        try:
+            return raw.decode()
+        except UnicodeDecodeError:
+            return None
+
+    def _call_host(self, fn: Callable[[], Any], wrap: Callable[[Any], bytes]) -> bytes:
+        try:
+            return wrap(fn())
+        except HostError as exc:
+            return abi.error(exc.code, exc.message)
+
+    def _denied(self, permission: str) -> bytes:
+        return _err(SandboxCode.PERMISSION_DENIED, f"plugin {self.config.name!r} lacks the {permission} permission")
+
+    # -- KV --------------------------------------------------------------------------------
+
+    def kv_get_value(self, ctx: object, kp: int, kl: int) -> bytes:
+        if not self.perms.kv_read:
+            return self._denied("kv_read")
+        key = self._key(ctx, kp, kl)
+        if isinstance(key, bytes):
+            return key
+        return self._call_host(lambda: self.host.kv_get(key), lambda v: abi.not_found() if v is None else abi.ok(v))
+
+    def kv_put_value(self, ctx: object, kp: int, kl: int, vp: int, vl: int) -> bytes:
+        if not self.perms.kv_write:
+            return self._denied("kv_write")
+        key = self._key(ctx, kp, kl)
+        if isinstance(key, bytes):
+            return key
+        value = self._value(ctx, vp, vl)
+        if value is None:
+            return _err(SandboxCode.VALUE_TOO_LARGE, f"value is over {limits.VALUE_MAX_BYTES} bytes")
+        return self._call_host(lambda: self.host.kv_put(key, value), lambda _: abi.ok())
+
+    def kv_delete_key(self, ctx: object, kp: int, kl: int) -> bytes:
+        if not self.perms.kv_write:
+            return self._denied("kv_write")
+        key = self._key(ctx, kp, kl)
+        if isinstance(key, bytes):
+            return key
+        return self._call_host(lambda: self.host.kv_delete(key), abi.ok)
+
+    def kv_scan_prefix(self, ctx: object, pp: int, pl: int, limit: int) -> bytes:
+        if not self.perms.kv_read:
+            return self._denied("kv_read")
+        prefix = self._key(ctx, pp, pl, "prefix")
+        if isinstance(prefix, bytes):
+            return prefix
+        if limit <= 0:
+            limit = limits.SCAN_LIMIT_DEFAULT
+        if limit > limits.SCAN_LIMIT_MAX:
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"scan limit {limit} is over {limits.SCAN_LIMIT_MAX}")
+        return self._call_host(
+            lambda: self.host.kv_scan(prefix, limit), lambda rows: abi.ok([[k, v] for k, v in rows])
+        )
+
+    def kv_compare_and_swap(self, ctx: object, kp: int, kl: int, ep: int, el: int, np: int, nl: int) -> bytes:
+        if not self.perms.kv_write:
+            return self._denied("kv_write")
+        key = self._key(ctx, kp, kl)
+        if isinstance(key, bytes):
+            return key
+        expected = None if el == abi.CAS_EXPECT_ABSENT else self._value(ctx, ep, el)
+        new = self._value(ctx, np, nl)
+        if new is None or (el != abi.CAS_EXPECT_ABSENT and expected is None):
+            return _err(SandboxCode.VALUE_TOO_LARGE, f"value is over {limits.VALUE_MAX_BYTES} bytes")
+
+        def wrap(result: tuple[bool, bytes | None]) -> bytes:
+            swapped, actual = result
+            return abi.ok({"swapped": swapped, "actual": None if swapped else actual})
+
+        return self._call_host(lambda: self.host.kv_cas(key, expected, new), wrap)
+
+    def kv_batch_write(self, ctx: object, op: int, ol: int) -> bytes:
+        if not self.perms.kv_write:
+            return self._denied("kv_write")
+        raw = self._read(ctx, op, ol, limits.BATCH_OPS_MAX * (limits.VALUE_MAX_BYTES + limits.KEY_MAX_BYTES))
+        if raw is None:
+            return _err(SandboxCode.LIMIT_EXCEEDED, "batch is too large")
+        try:
+            ops = abi.unpack(raw)
+        except Exception:
+            return _err(SandboxCode.INVALID_ARGUMENT, "batch is not msgpack")
+        if not isinstance(ops, list) or len(ops) > limits.BATCH_OPS_MAX:
+            return _err(SandboxCode.INVALID_ARGUMENT, f"batch must be a list of at most {limits.BATCH_OPS_MAX} ops")
+        checked: list[tuple[str, str, bytes | None]] = []
+        # Every key is checked before anything is written: one denied key writes nothing.
+        for i, item in enumerate(ops):
+            if not isinstance(item, list) or not item or not isinstance(item[0], str):
+                return _err(SandboxCode.INVALID_ARGUMENT, f"op {i}: must be [\"set\", key, value] or [\"delete\", key]")
+            kind = item[0].lower()
+            if kind == "set" and len(item) == 3 and isinstance(item[1], str) and isinstance(item[2], bytes):
+                value: bytes | None = item[2]
+                if len(item[2]) > limits.VALUE_MAX_BYTES:
+                    return _err(SandboxCode.VALUE_TOO_LARGE, f"op {i}: value is over {limits.VALUE_MAX_BYTES} bytes")
+            elif kind == "delete" and len(item) == 2 and isinstance(item[1], str):
+                value = None
+            else:
+                return _err(SandboxCode.INVALID_ARGUMENT, f"op {i}: must be [\"set\", key, value] or [\"delete\", key]")
+            key = item[1]
+            if not key or len(key.encode()) > limits.KEY_MAX_BYTES:
+                return _err(SandboxCode.KEY_TOO_LARGE, f"op {i}: key must be 1 to {limits.KEY_MAX_BYTES} bytes")
+            if not self.config.key_allowed(key):
+                return _err(SandboxCode.KV_PREFIX_DENIED, f"op {i}: key {key!r} is outside this plugin's kv_prefixes")
+            checked.append((kind, key, value))
+        return self._call_host(lambda: self.host.kv_batch(checked), lambda _: abi.ok(len(checked)))
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def _hash(self, ctx: object, hp: int, hl: int) -> str | None:
+        h = self._str(ctx, hp, hl, 64)
+        return h if h is not None and _HASH_RE.match(h) else None
+
+    def blob_exists(self, ctx: object, hp: int, hl: int) -> bytes:
+        if not self.perms.blob_read:
+            return self._denied("blob_read")
+        h = self._hash(ctx, hp, hl)
+        if h is None:
+            return _err(SandboxCode.INVALID_ARGUMENT, "hash must be 64 lowercase hex characters (BLAKE3)")
+        return self._call_host(lambda: self.host.blob_exists(h), abi.ok)
+
+    def blob_get_data(self, ctx: object, hp: int, hl: int) -> bytes:
+        if not self.perms.blob_read:
+            return self._denied("blob_read")
+        h = self._hash(ctx, hp, hl)
+        if h is None:
+            return _err(SandboxCode.INVALID_ARGUMENT, "hash must be 64 lowercase hex characters (BLAKE3)")
+        return self._call_host(lambda: self.host.blob_get(h), lambda d: abi.not_found() if d is None else abi.ok(d))
+
+    def blob_put_data(self, ctx: object, dp: int, dl: int) -> bytes:
+        if not self.perms.blob_write:
+            return self._denied("blob_write")
+        data = self._read(ctx, dp, dl, limits.BLOB_MAX_BYTES)
+        if data is None:
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"blob is over {limits.BLOB_MAX_BYTES} bytes")
+        return self._call_host(lambda: self.host.blob_put(data), abi.ok)
+
+    # -- cluster ---------------------------------------------------------------------------
+
+    def is_current_leader(self, ctx: object) -> bytes:
+        if not self.perms.cluster_info:
+            return self._denied("cluster_info")
+        return self._call_host(self.host.is_leader, abi.ok)
+
+    def get_leader_id(self, ctx: object) -> bytes:
+        if not self.perms.cluster_info:
+            return self._denied("cluster_info")
+        return self._call_host(self.host.leader_id, lambda v: abi.not_found() if v is None else abi.ok(v))
+
+    def get_node_id(self, ctx: object) -> int:
+        return self.host.node_id()
+
+    # -- crypto ----------------------------------------------------------------------------
+
+    def sign_data(self, ctx: object, dp: int, dl: int) -> bytes:
+        if not self.perms.signing:
+            return self._denied("signing")
+        data = self._read(ctx, dp, dl, limits.VALUE_MAX_BYTES)
+        if data is None:
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"data to sign is over {limits.VALUE_MAX_BYTES} bytes")
+        return self._call_host(lambda: self.host.sign(data), abi.ok)
+
+    def verify_signature(self, ctx: object, kp: int, kl: int, dp: int, dl: int, sp: int, sl: int) -> bytes:
+        if not self.perms.signing:
+            return self._denied("signing")
+        key = self._read(ctx, kp, kl, 64)
+        data = self._read(ctx, dp, dl, limits.VALUE_MAX_BYTES)
+        sig = self._read(ctx, sp, sl, 128)
+        if key is None or data is None or sig is None:
+            return _err(SandboxCode.LIMIT_EXCEEDED, "key, data or signature is too long")
+        try:
+            key = bytes.fromhex(key.decode()) if len(key) == 64 else key
+            sig = bytes.fromhex(sig.decode()) if len(sig) == 128 else sig
+            if len(key) != 32 or len(sig) != 64:
+                raise ValueError
+            verify_key = nacl.signing.VerifyKey(key)
+        except (ValueError, UnicodeDecodeError, nacl.exceptions.CryptoError):
+            return _err(SandboxCode.INVALID_ARGUMENT, "public key must be 32 bytes (or 64 hex), signature 64 bytes (or 128 hex)")
+        try:
+            verify_key.verify(data, sig)
+            return abi.ok(True)
+        except nacl.exceptions.BadSignatureError:
+            return abi.ok(False)
+
+    def public_key(self, ctx: object) -> bytes:
+        if not self.perms.signing:
+            return self._denied("signing")
+        return self._call_host(self.host.public_key, lambda k: abi.ok(k.hex()))
+
+    def get_random_bytes(self, ctx: object, count: int) -> bytes:
+        if not self.perms.randomness:
+            return self._denied("randomness")
+        if not 0 < count <= limits.RANDOM_MAX_BYTES:
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"count must be from 1 to {limits.RANDOM_MAX_BYTES}")
+        return abi.ok(os.urandom(count))
+
+    # -- timers and hooks ------------------------------------------------------------------
+
+    def schedule_timer_on_host(self, ctx: object, cp: int, cl: int) -> bytes:
+        if not self.perms.timers:
+            return self._denied("timers")
+        raw = self._read(ctx, cp, cl, 4096)
+        try:
+            cfg = abi.unpack(raw) if raw is not None else None
+        except Exception:
+            cfg = None
+        if not isinstance(cfg, dict):
+            return _err(SandboxCode.INVALID_ARGUMENT, "timer config must be a msgpack map {name, interval_ms, repeat}")
+        name, interval_ms, repeat = cfg.get("name"), cfg.get("interval_ms"), cfg.get("repeat", True)
+        if not isinstance(name, str) or not 0 < len(name) <= _TIMER_NAME_MAX:
+            return _err(SandboxCode.INVALID_ARGUMENT, f"timer name must be 1 to {_TIMER_NAME_MAX} characters")
+        if not isinstance(interval_ms, int) or not limits.TIMER_MIN_MS <= interval_ms <= limits.TIMER_MAX_MS:
+            return _err(SandboxCode.LIMIT_EXCEEDED, "timer interval must be from 1 s to 24 h (1000 to 86400000 ms)")
+        if not isinstance(repeat, bool):
+            return _err(SandboxCode.INVALID_ARGUMENT, "repeat must be a boolean")
+        if name not in self.timers and len(self.timers) >= limits.TIMERS_MAX:
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"at most {limits.TIMERS_MAX} timers per plugin")
+
+        def schedule() -> None:
+            self.host.schedule_timer(self.config.name, name, interval_ms, repeat)
+            self.timers[name] = (interval_ms, repeat)
+
+        return self._call_host(schedule, lambda _: abi.ok())
+
+    def cancel_timer_on_host(self, ctx: object, np: int, nl: int) -> bytes:
+        if not self.perms.timers:
+            return self._denied("timers")
+        name = self._str(ctx, np, nl, _TIMER_NAME_MAX)
+        if name is None:
+            return _err(SandboxCode.INVALID_ARGUMENT, f"timer name must be UTF-8 of at most {_TIMER_NAME_MAX} bytes")
+        if name not in self.timers:
+            return abi.not_found()
+        del self.timers[name]
+        return self._call_host(lambda: self.host.cancel_timer(self.config.name, name), lambda _: abi.ok())
+
+    def subscribe_hook_events(self, ctx: object, pp: int, pl: int) -> bytes:
+        if not self.perms.hooks:
+            return self._denied("hooks")
+        pattern = self._str(ctx, pp, pl, limits.PATTERN_MAX_CHARS * 4)
+        problem = pattern_problem(pattern)
+        if problem is not None:
+            return _err(SandboxCode.INVALID_ARGUMENT, problem)
+        assert pattern is not None
+        if pattern in self.subscriptions:
+            return abi.ok()
+        if len(self.subscriptions) >= limits.SUBSCRIPTIONS_MAX:
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"at most {limits.SUBSCRIPTIONS_MAX} subscriptions per plugin")
+        self.subscriptions.append(pattern)
+        return self._call_host(
+            lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)), lambda _: abi.ok()
+        )
+
+    def unsubscribe_hook_events(self, ctx: object, pp: int, pl: int) -> bytes:
+        if not self.perms.hooks:
+            return self._denied("hooks")
+        pattern = self._str(ctx, pp, pl, limits.PATTERN_MAX_CHARS * 4)
+        if pattern is None or pattern not in self.subscriptions:
+            return abi.not_found()
+        self.subscriptions.remove(pattern)
+        return self._call_host(
+            lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)), lambda _: abi.ok()
+        )
+
+    # -- logging and clocks ----------------------------------------------------------------
+
+    def _log(self, ctx: object, level: str, mp: int, ml: int) -> None:
+        raw = self._read(ctx, mp, ml, limits.LOG_MESSAGE_MAX_BYTES)
+        message = "<log message over 64 KiB dropped>" if raw is None else raw.decode(errors="replace")
+        self.host.log(self.config.name, level, message)
+
+    def log_info_msg(self, ctx: object, mp: int, ml: int) -> None:
+        self._log(ctx, "info", mp, ml)
+
+    def log_debug_msg(self, ctx: object, mp: int, ml: int) -> None:
+        self._log(ctx, "debug", mp, ml)
+
+    def log_warn_msg(self, ctx: object, mp: int, ml: int) -> None:
+        self._log(ctx, "warn", mp, ml)
+
+    def current_time_ms(self, ctx: object) -> int:
+        return int(time.time() * 1000)
+
+    def hlc_now_ms(self, ctx: object) -> int:
+        return self.host.hlc_now_ms()

@@ -1,0 +1,39 @@
+"""The guide's Resource Limits, and the bounds of every host function argument."""
+
+MIB = 1024 * 1024
+
+FUEL_DEFAULT = 500_000_000
+FUEL_MAX = 100_000_000_000
+MEMORY_DEFAULT_BYTES = 128 * MIB
+MEMORY_MAX_BYTES = 1024 * MIB
+TIMEOUT_DEFAULT_S = 30.0
+TIMEOUT_MAX_S = 300.0
+WASM_MAX_BYTES = 50 * MIB
+
+TIMERS_MAX = 16
+TIMER_MIN_MS = 1_000
+TIMER_MAX_MS = 24 * 3600 * 1000
+SUBSCRIPTIONS_MAX = 16
+PATTERN_MAX_CHARS = 256
+RANDOM_MAX_BYTES = 4096
+SCAN_LIMIT_DEFAULT = 1000
+SCAN_LIMIT_MAX = 10_000
+KEY_MAX_BYTES = 1024
+VALUE_MAX_BYTES = 1 * MIB
+BATCH_OPS_MAX = 1000
+BLOB_MAX_BYTES = 50 * MIB
+LOG_MESSAGE_MAX_BYTES = 64 * 1024
+NAME_MAX_CHARS = 128
+GUEST_OUTPUT_MAX_BYTES = 64 * MIB
+
+# Epoch interruption: the ticker advances the engine's epoch this often; a call's wall-clock
+# deadline is counted in ticks, so timeouts are enforced to within one tick.
+EPOCH_TICK_S = 0.01
+
+# Failure policy (documented in docs/HOST_ABI.md): this many traps or timeouts within the
+# window put the plugin in Failed; health checks failing move Ready <-> Degraded.
+FAILURES_TO_FAIL = 5
+FAILURE_WINDOW_S = 60.0
+SHUTDOWN_TIMEOUT_S = 5.0
+HEALTH_TIMEOUT_S = 5.0
+LATENCY_SAMPLES = 1024

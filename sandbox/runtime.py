@@ -1,0 +1,461 @@
+"""Runtime (engine, epoch ticker, module cache) and PluginInstance (one sandboxed plugin).
+
+Limits that hold: every call gets `fuel_limit` fuel (wasmtime meters it and traps when it runs
+out), an epoch deadline of `execution_timeout_s` (a ticker thread advances the engine's epoch,
+so even a guest spinning in a loop without host calls is stopped), and a store memory limit
+(memory.grow fails past it). After any trap the next call runs on a fresh instance.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import blake3
+import wasmtime
+
+from sandbox import abi, limits
+from sandbox.errors import SandboxCode, SandboxError
+from sandbox.host import Host
+from sandbox.hostfuncs import GuestFault, HostFunctions
+from sandbox.permissions import PluginConfig
+from sandbox.raw import (
+    GuestTrap,
+    RawFunc,
+    RawMemory,
+    caller_context,
+    context_address,
+    define_unchecked,
+    fuel_left,
+    set_epoch_deadline,
+    set_fuel,
+    trap_value,
+)
+
+log = logging.getLogger("aspen.sandbox")
+
+_VALTYPES = {abi.I32: wasmtime.ValType.i32, abi.I64: wasmtime.ValType.i64}
+
+
+class PluginState(StrEnum):
+    LOADING = "Loading"
+    INITIALIZING = "Initializing"
+    READY = "Ready"
+    DEGRADED = "Degraded"
+    STOPPING = "Stopping"
+    STOPPED = "Stopped"
+    FAILED = "Failed"
+
+
+def _functype(sig: tuple[tuple[str, ...], tuple[str, ...]]) -> wasmtime.FuncType:
+    params, results = sig
+    return wasmtime.FuncType([_VALTYPES[p]() for p in params], [_VALTYPES[r]() for r in results])
+
+
+def _sig_of(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
+
+
+class Runtime:
+    """One wasmtime engine for many plugins; thread-safe to load from any thread."""
+
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        config.epoch_interruption = True
+        self.engine = wasmtime.Engine(config)
+        self.cache_dir = cache_dir
+        if cache_dir is not None:
+            cache_dir.mkdir(parents=True, exist_ok=True)
+        self._stop = threading.Event()
+        self._ticker = threading.Thread(target=self._tick, name="aspen-epoch", daemon=True)
+        self._ticker.start()
+        self._ftypes = {name: _functype(sig) for name, sig in abi.IMPORTS.items()}
+
+    def _tick(self) -> None:
+        while not self._stop.wait(limits.EPOCH_TICK_S):
+            self.engine.increment_epoch()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._ticker.join(1)
+
+    # -- modules ---------------------------------------------------------------------------
+
+    def compile(self, wasm: bytes) -> wasmtime.Module:
+        """Validate and compile (or load from the cache) a plugin module."""
+        if len(wasm) > limits.WASM_MAX_BYTES:
+            raise SandboxError(SandboxCode.MODULE_TOO_LARGE, f"wasm of {len(wasm)} bytes is over {limits.WASM_MAX_BYTES}")
+        module = self._cached(wasm)
+        self._check_imports(module)
+        self._check_exports(module)
+        return module
+
+    def _cached(self, wasm: bytes) -> wasmtime.Module:
+        key = f"{blake3.blake3(wasm).hexdigest()}-wasmtime{wasmtime.__version__ if hasattr(wasmtime, '__version__') else ''}"
+        path = self.cache_dir / f"{key}.cwasm" if self.cache_dir is not None else None
+        if path is not None and path.exists():
+            try:
+                return wasmtime.Module.deserialize_file(self.engine, str(path))
+            except wasmtime.WasmtimeError:
+                path.unlink(missing_ok=True)  # stale or corrupt: compile again
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise SandboxError(SandboxCode.INVALID_MODULE, f"not a valid wasm module: {exc}") from None
+        if path is not None:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(module.serialize())
+            tmp.replace(path)
+        return module
+
+    def _check_imports(self, module: wasmtime.Module) -> None:
+        for imp in module.imports:
+            where = f"{imp.module}.{imp.name}"
+            if imp.module != abi.IMPORT_MODULE or imp.name not in abi.IMPORTS:
+                raise SandboxError(
+                    SandboxCode.UNKNOWN_IMPORT,
+                    f"module imports {where}, which is not in the Aspen host API (no WASI, no other modules)",
+                )
+            ty = imp.type
+            if not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != abi.IMPORTS[imp.name]:
+                raise SandboxError(SandboxCode.UNKNOWN_IMPORT, f"import {where} has the wrong signature")
+
+    def _check_exports(self, module: wasmtime.Module) -> None:
+        exports = {e.name: e.type for e in module.exports}
+        for name in abi.REQUIRED_EXPORTS:
+            if name not in exports:
+                raise SandboxError(SandboxCode.MISSING_EXPORT, f"module does not export {name!r}")
+        if not isinstance(exports["memory"], wasmtime.MemoryType):
+            raise SandboxError(SandboxCode.MISSING_EXPORT, "export 'memory' is not a memory")
+        expected = {**abi.LIFECYCLE_EXPORTS, abi.EXPORT_ALLOC: ((abi.I32,), (abi.I32,)),
+                    abi.EXPORT_FREE: ((abi.I32, abi.I32), ())}
+        for name, sig in expected.items():
+            ty = exports.get(name)
+            if ty is not None and (not isinstance(ty, wasmtime.FuncType) or _sig_of(ty) != sig):
+                raise SandboxError(SandboxCode.MISSING_EXPORT, f"export {name!r} has the wrong signature")
+
+    def load(self, wasm: bytes, config: PluginConfig, host: Host) -> PluginInstance:
+        """Compile, instantiate and return a plugin (state Loading; call init() next)."""
+        return PluginInstance(self, self.compile(wasm), config, host)
+
+
+@dataclass
+class PluginStats:
+    calls: int = 0
+    errors: int = 0
+    traps: int = 0
+    timeouts: int = 0
+    fuel_exhausted: int = 0
+    fuel_used: int = 0
+    instantiations: int = 0
+    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=limits.LATENCY_SAMPLES))
+
+    def percentile_ms(self, q: float) -> float:
+        if not self.latencies_s:
+            return 0.0
+        ordered = sorted(self.latencies_s)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * q))] * 1000
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls, "errors": self.errors, "traps": self.traps, "timeouts": self.timeouts,
+            "fuel_exhausted": self.fuel_exhausted, "fuel_used": self.fuel_used,
+            "instantiations": self.instantiations,
+            "p50_ms": round(self.percentile_ms(0.5), 3), "p99_ms": round(self.percentile_ms(0.99), 3),
+        }
+
+
+class _Instance:
+    """One wasmtime store + instance; replaced after a trap."""
+
+    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, funcs: HostFunctions) -> None:
+        self.store = wasmtime.Store(runtime.engine)
+        self.store.set_limits(memory_size=config.memory_limit_bytes)
+        self.context = context_address(self.store)
+        self._callbacks: list[object] = []
+        linker = wasmtime.Linker(runtime.engine)
+        for name, sig in abi.IMPORTS.items():
+            self._callbacks.append(
+                define_unchecked(linker, abi.IMPORT_MODULE, name, runtime._ftypes[name], _host_callback(self, funcs, name, sig))
+            )
+        try:
+            instance = linker.instantiate(self.store, module)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            raise SandboxError(SandboxCode.INVALID_MODULE, f"instantiation failed: {exc}") from None
+        exports = instance.exports(self.store)
+        memory = exports["memory"]
+        assert isinstance(memory, wasmtime.Memory)
+        self.memory = RawMemory(memory)
+        funcs.memory = self.memory
+        self.funcs: dict[str, RawFunc] = {}
+        for name, (params, results) in {**abi.LIFECYCLE_EXPORTS, abi.EXPORT_ALLOC: ((abi.I32,), (abi.I32,)),
+                                        abi.EXPORT_FREE: ((abi.I32, abi.I32), ())}.items():
+            f = exports.get(name)
+            if isinstance(f, wasmtime.Func):
+                self.funcs[name] = RawFunc(f, max(len(params), len(results)))
+        self.alloc = self.funcs[abi.EXPORT_ALLOC]
+        self.free = self.funcs.get(abi.EXPORT_FREE)
+
+    def to_guest(self, context: object, data: bytes) -> int:
+        """Copy bytes into a buffer the guest allocates; returns the packed (ptr << 32 | len)."""
+        n = len(data)
+        ptr = self.alloc.call(context, n) & 0xFFFFFFFF
+        try:
+            self.memory.write(context, ptr, data)
+        except IndexError as exc:
+            raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
+        return (ptr << 32) | n
+
+    def from_guest(self, context: object, packed: int) -> bytes | None:
+        if packed == 0:
+            return None
+        ptr, n = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
+        if n > limits.GUEST_OUTPUT_MAX_BYTES:
+            raise GuestFault(f"guest returned a buffer of {n} bytes, over {limits.GUEST_OUTPUT_MAX_BYTES}")
+        try:
+            data = self.memory.read(context, ptr, n)
+        except IndexError as exc:
+            raise GuestFault(f"guest returned a buffer outside its memory: {exc}") from None
+        if self.free is not None:
+            self.free.call(context, ptr, n)
+        return data
+
+
+def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[tuple[str, ...], tuple[str, ...]]
+                   ) -> Callable[[int, object, Any, int], int]:
+    method = getattr(funcs, name)
+    nparams = len(sig[0])
+    has_result = bool(sig[1])
+
+    def callback(env: int, caller: object, args: Any, nargs: int) -> int:
+        try:
+            context = caller_context(caller)
+            if nparams == 2:  # the common shape (ptr, len): skip building a list
+                result = method(context, args[0].i32, args[1].i32)
+            else:
+                result = method(context, *[args[i].i32 for i in range(nparams)])
+            if has_result:
+                args[0].i64 = inst.to_guest(context, result) if isinstance(result, bytes) else int(result)
+            return 0
+        except GuestFault as exc:
+            return trap_value(f"{name}: {exc}")
+        except GuestTrap as exc:  # the guest's allocator trapped (fuel, timeout, bug) under us
+            return trap_value(f"{name}: {exc}")
+        except Exception as exc:
+            log.exception("host function %s failed", name)
+            return trap_value(f"{name}: host error {type(exc).__name__}")
+
+    return callback
+
+
+class PluginInstance:
+    """A plugin: its config, its current wasm instance, its lifecycle state and stats.
+
+    Calls are serialized (one store is not thread-safe); callers from many threads are fine.
+    """
+
+    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, host: Host) -> None:
+        self.runtime = runtime
+        self.module = module
+        self.config = config
+        self.host = host
+        self.state = PluginState.LOADING
+        self.stats = PluginStats()
+        self.state_reason = ""
+        self._lock = threading.Lock()
+        self._funcs = HostFunctions(config, host)
+        self._failures: deque[float] = deque(maxlen=limits.FAILURES_TO_FAIL)
+        self._inst: _Instance | None = None
+        self._timeout_ticks = max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S))
+        self._instantiate()
+
+    # -- public ----------------------------------------------------------------------------
+
+    @property
+    def subscriptions(self) -> tuple[str, ...]:
+        return tuple(self._funcs.subscriptions)
+
+    @property
+    def timers(self) -> dict[str, tuple[int, bool]]:
+        return dict(self._funcs.timers)
+
+    def info(self) -> dict[str, Any]:
+        with self._lock:
+            out = self._call_value("plugin_info")
+        if not isinstance(out, dict):
+            raise SandboxError(SandboxCode.INVALID_RESPONSE, "plugin_info must return a msgpack map")
+        return out
+
+    def init(self) -> None:
+        """Run plugin_init; Ready on success, Failed (and raise) on failure."""
+        with self._lock:
+            self._set_state(PluginState.INITIALIZING)
+            try:
+                self._run_init()
+            except SandboxError as exc:
+                self._set_state(PluginState.FAILED, f"plugin_init failed: {exc.message}")
+                raise
+            self._set_state(PluginState.READY)
+
+    def handle_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            if self.state not in (PluginState.READY, PluginState.DEGRADED):
+                return _error_response(SandboxCode.NOT_READY, f"plugin {self.config.name} is {self.state}")
+            try:
+                out = self._call_value("handle_request", abi.pack(request))
+            except SandboxError as exc:
+                return _error_response(exc.code, exc.message)
+        if not isinstance(out, dict) or not isinstance(out.get("type"), str):
+            self.stats.errors += 1
+            return _error_response(SandboxCode.INVALID_RESPONSE, "handle_request must return a map with a 'type'")
+        return out
+
+    def on_timer(self, name: str) -> None:
+        self._event_call("plugin_on_timer", abi.pack(name))
+
+    def on_hook_event(self, event: dict[str, Any]) -> None:
+        self._event_call("plugin_on_hook_event", abi.pack(event))
+
+    def health(self) -> bool:
+        """Run plugin_health (if exported): Ready when healthy, Degraded when not."""
+        with self._lock:
+            if self.state not in (PluginState.READY, PluginState.DEGRADED):
+                return False
+            if self._inst is None or "plugin_health" not in self._inst.funcs:
+                return True
+            try:
+                out = self._call_value("plugin_health")
+                healthy = out is None or out is True or (isinstance(out, dict) and out.get("healthy", True) is True)
+                reason = "" if healthy else str(out.get("message", "unhealthy") if isinstance(out, dict) else out)
+            except SandboxError as exc:
+                healthy, reason = False, exc.message
+            if self.state != PluginState.FAILED:
+                self._set_state(PluginState.READY if healthy else PluginState.DEGRADED, reason)
+            return healthy
+
+    def shutdown(self) -> None:
+        """Run plugin_shutdown within a bound, then release the instance."""
+        with self._lock:
+            if self.state in (PluginState.STOPPED,):
+                return
+            was_running = self.state in (PluginState.READY, PluginState.DEGRADED)
+            self._set_state(PluginState.STOPPING)
+            if was_running and self._inst is not None and "plugin_shutdown" in self._inst.funcs:
+                try:
+                    self._call_value("plugin_shutdown", timeout_s=limits.SHUTDOWN_TIMEOUT_S)
+                except SandboxError as exc:
+                    log.warning("plugin %s: plugin_shutdown failed: %s", self.config.name, exc.message)
+            self._inst = None
+            self._set_state(PluginState.STOPPED)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _set_state(self, state: PluginState, reason: str = "") -> None:
+        if state != self.state:
+            log.info("plugin %s: %s -> %s %s", self.config.name, self.state, state, reason)
+        self.state = state
+        self.state_reason = reason
+
+    def _instantiate(self) -> None:
+        self._inst = _Instance(self.runtime, self.module, self.config, self._funcs)
+        self.stats.instantiations += 1
+
+    def _run_init(self) -> None:
+        assert self._inst is not None
+        if "plugin_init" in self._inst.funcs:
+            out = self._call_value("plugin_init")
+            if isinstance(out, dict) and out.get("type") == "Error":
+                raise SandboxError(SandboxCode.PLUGIN_TRAP, str(out.get("message", "plugin_init reported an error")))
+
+    def _event_call(self, export: str, payload: bytes) -> None:
+        with self._lock:
+            if self.state not in (PluginState.READY, PluginState.DEGRADED):
+                raise SandboxError(SandboxCode.NOT_READY, f"plugin {self.config.name} is {self.state}")
+            if self._inst is not None and export not in self._inst.funcs:
+                return
+            self._call_value(export, payload)
+
+    def _call_value(self, export: str, payload: bytes | None = None, timeout_s: float | None = None) -> Any:
+        """Call an export (input as msgpack bytes), decode its msgpack output. Holds the lock."""
+        raw = self._call_raw(export, payload, timeout_s)
+        if raw is None:
+            return None
+        try:
+            return abi.unpack(raw)
+        except Exception:
+            self.stats.errors += 1
+            raise SandboxError(SandboxCode.INVALID_RESPONSE, f"{export} returned bytes that are not msgpack") from None
+
+    def _call_raw(self, export: str, payload: bytes | None, timeout_s: float | None) -> bytes | None:
+        if self._inst is None:
+            if self.state == PluginState.FAILED:
+                raise SandboxError(SandboxCode.PLUGIN_FAILED, f"plugin {self.config.name} has failed: {self.state_reason}")
+            self._instantiate()
+            if self.state != PluginState.INITIALIZING:
+                self._run_init()  # a fresh instance after a trap starts as a new plugin would
+        inst = self._inst
+        assert inst is not None
+        func = inst.funcs.get(export)
+        if func is None:
+            raise SandboxError(SandboxCode.MISSING_EXPORT, f"plugin does not export {export}")
+        ctx = inst.context
+        fuel = self.config.fuel_limit
+        set_fuel(ctx, fuel)
+        set_epoch_deadline(ctx, self._timeout_ticks if timeout_s is None else max(1, int(timeout_s / limits.EPOCH_TICK_S)))
+        self.stats.calls += 1
+        started = time.perf_counter()
+        try:
+            if payload is None:
+                packed = func.call(ctx)
+            else:
+                packed = func.call(ctx, *_split(inst.to_guest(ctx, payload)))
+            out = inst.from_guest(ctx, packed)
+        except (GuestTrap, GuestFault) as exc:
+            self._on_trap(exc)
+            raise AssertionError("unreachable") from None
+        finally:
+            self.stats.fuel_used += fuel - fuel_left(ctx)
+            self.stats.latencies_s.append(time.perf_counter() - started)
+        return out
+
+    def _on_trap(self, exc: Exception) -> None:
+        """Classify, count, drop the instance; Failed after repeated failures. Always raises."""
+        self.stats.errors += 1
+        code_attr = getattr(exc, "trap_code", None)
+        if code_attr == wasmtime.TrapCode.OUT_OF_FUEL:
+            self.stats.fuel_exhausted += 1
+            error = SandboxError(SandboxCode.FUEL_EXHAUSTED, f"plugin used all {self.config.fuel_limit} fuel")
+        elif code_attr == wasmtime.TrapCode.INTERRUPT:
+            self.stats.timeouts += 1
+            error = SandboxError(
+                SandboxCode.TIMEOUT, f"plugin ran past its {self.config.execution_timeout_s:g}s execution timeout"
+            )
+        else:
+            self.stats.traps += 1
+            error = SandboxError(SandboxCode.PLUGIN_TRAP, f"plugin trapped: {str(exc).splitlines()[0][:500]}")
+        self._inst = None  # the next call gets a clean instance
+        now = time.monotonic()
+        self._failures.append(now)
+        if len(self._failures) >= limits.FAILURES_TO_FAIL and now - self._failures[0] <= limits.FAILURE_WINDOW_S:
+            self._set_state(
+                PluginState.FAILED,
+                f"{limits.FAILURES_TO_FAIL} traps or timeouts within {limits.FAILURE_WINDOW_S:g}s; last: {error.message}",
+            )
+        log.warning("plugin %s: %s", self.config.name, error.message)
+        raise error
+
+
+def _split(packed: int) -> tuple[int, int]:
+    return (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
+
+
+def _error_response(code: SandboxCode | str, message: str) -> dict[str, Any]:
+    return {"type": "Error", "code": str(code), "message": message}
