@@ -180,6 +180,9 @@ class _Instance:
         self.store = wasmtime.Store(runtime.engine)
         self.store.set_limits(memory_size=config.memory_limit_bytes)
         self.context = context_address(self.store)
+        # Instantiation runs data initializers and any start function: bounded like a call.
+        set_fuel(self.context, config.fuel_limit)
+        set_epoch_deadline(self.context, max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
         self._callbacks: list[object] = []
         linker = wasmtime.Linker(runtime.engine)
         for name, sig in abi.IMPORTS.items():

@@ -18,8 +18,8 @@ PREFIX_OFF = 16
 ARGS_OFF = 1024
 INFO = msgpack.packb({"name": "t", "version": "1.0.0"})
 
-ALLOC = """
-  (global $bump (mut i32) (i32.const 65536))
+ALLOC_TEMPLATE = """
+  (global $bump (mut i32) (i32.const BUMP_START))
   (func $alloc (export "aspen_alloc") (param $n i32) (result i32)
     (local $p i32) (local $need i32)
     (local.set $p (global.get $bump))
@@ -30,6 +30,13 @@ ALLOC = """
         (then unreachable))))
     (local.get $p))
 """
+ALLOC = ALLOC_TEMPLATE.replace("BUMP_START", "65536")
+
+
+def _alloc_after(data_end: int) -> tuple[str, int]:
+    """The allocator starting past the data segments, and the pages the module needs."""
+    start = (data_end // 65536 + 1) * 65536
+    return ALLOC_TEMPLATE.replace("BUMP_START", str(start)), start // 65536 + 1
 
 
 def wat_bytes(data: bytes) -> str:
@@ -83,9 +90,10 @@ def call_guest(fn: str, args: list[bytes | int], extra: str = "") -> bytes:
     (memory.copy (i32.add (local.get $out) (i32.const {n})) (local.get $rp) (local.get $rl))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
             (i64.extend_i32_u (i32.add (local.get $rl) (i32.const {n}))))"""
+    alloc, pages = _alloc_after(off)
     wat = f"""(module
-{_import(fn)}  (memory (export "memory") 2)
-{ALLOC}
+{_import(fn)}  (memory (export "memory") {pages})
+{alloc}
   (data (i32.const {PREFIX_OFF}) "{wat_bytes(RESULT_PREFIX)}")
 {''.join(datas)}{info_export()}
   (func (export "handle_request") (param i32 i32) (result i64)
