@@ -1,0 +1,45 @@
+"""ABI version 1 is frozen: docs/HOST_ABI.md, sandbox/abi.py and the linker agree."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import wasmtime
+
+from sandbox import InMemoryHost, PluginConfig, Runtime, abi
+from tests.sandbox.guests import module
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "HOST_ABI.md"
+ROW = re.compile(r"^\| `(\w+)` \| `\(([^)]*)\) -> (\w+|\(\))` \|", re.M)
+
+
+def documented_imports() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
+    text = DOC.read_text()
+    table = text[text.index("## Host imports") : text.index("### Error codes")]
+    out = {}
+    for name, params, result in ROW.findall(table):
+        out[name] = (tuple(p.strip() for p in params.split(",") if p.strip()), () if result == "()" else (result,))
+    return out
+
+
+def test_doc_lists_exactly_the_abi() -> None:
+    assert documented_imports() == abi.IMPORTS
+    assert f"version {abi.ABI_VERSION}" in DOC.read_text().splitlines()[0]
+
+
+def test_guide_functions_all_present() -> None:
+    guide = {"kv_get_value", "kv_put_value", "kv_delete_key", "kv_scan_prefix", "kv_compare_and_swap", "kv_batch_write",
+             "blob_exists", "blob_get_data", "blob_put_data", "is_current_leader", "get_leader_id", "get_node_id",
+             "sign_data", "verify_signature", "public_key", "get_random_bytes", "schedule_timer_on_host",
+             "cancel_timer_on_host", "subscribe_hook_events", "unsubscribe_hook_events", "log_info_msg",
+             "log_debug_msg", "log_warn_msg", "current_time_ms", "hlc_now_ms"}
+    assert set(abi.IMPORTS) == guide
+
+
+def test_a_module_importing_every_function_links(runtime: Runtime, host: InMemoryHost) -> None:
+    body = '(func (export "handle_request") (param i32 i32) (result i64) (i64.const 0))'
+    plugin = runtime.load(module(body, imports=tuple(abi.IMPORTS)), PluginConfig("all"), host)
+    imported = {(i.module, i.name) for i in plugin.module.imports}
+    assert imported == {("aspen", n) for n in abi.IMPORTS}
+    assert isinstance(plugin.module, wasmtime.Module)
