@@ -108,7 +108,11 @@ class HostFunctions:
         key = self._key(ctx, kp, kl)
         if isinstance(key, bytes):
             return key
-        return self._call_host(lambda: self.host.kv_get(key), lambda v: abi.not_found() if v is None else abi.ok(v))
+        try:  # the hottest host function: no closures on this path
+            value = self.host.kv_get(key)
+        except HostError as exc:
+            return abi.error(exc.code, exc.message)
+        return abi.not_found() if value is None else abi.ok(value)
 
     def kv_put_value(self, ctx: object, kp: int, kl: int, vp: int, vl: int) -> bytes:
         if not self.perms.kv_write:

@@ -68,4 +68,4 @@ class PluginConfig:
         return self.kv_prefixes or (f"__plugin:{self.name}:",)
 
     def key_allowed(self, key: str) -> bool:
-        return any(key.startswith(p) for p in self.effective_prefixes)
+        return key.startswith(self.effective_prefixes)  # str.startswith takes a tuple: one C call

@@ -122,9 +122,17 @@ def set_fuel(context: int, fuel: int) -> None:
         _raise_failure(error, None)
 
 
-def fuel_left(context: int) -> int:
-    left = c_uint64()
-    return 0 if _get_fuel(context, addressof(left)) else left.value
+class FuelGauge:
+    """Reads a store's remaining fuel into a reused cell (no allocation per call)."""
+
+    __slots__ = ("_addr", "_cell")
+
+    def __init__(self) -> None:
+        self._cell = c_uint64()
+        self._addr = addressof(self._cell)
+
+    def left(self, context: int) -> int:
+        return 0 if _get_fuel(context, self._addr) else self._cell.value
 
 
 def set_epoch_deadline(context: int, ticks: int) -> None:

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from time import perf_counter
 from typing import Any
 
 import blake3
@@ -27,13 +28,12 @@ from sandbox.host import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
 from sandbox.permissions import PluginConfig
 from sandbox.raw import (
+    FuelGauge,
     GuestTrap,
     RawFunc,
     RawMemory,
-    caller_context,
     context_address,
     define_unchecked,
-    fuel_left,
     set_epoch_deadline,
     set_fuel,
     trap_value,
@@ -193,6 +193,7 @@ class _Instance:
             instance = linker.instantiate(self.store, module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             raise SandboxError(SandboxCode.INVALID_MODULE, f"instantiation failed: {exc}") from None
+        self.instance = instance
         exports = instance.exports(self.store)
         memory = exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
@@ -207,15 +208,18 @@ class _Instance:
         self.alloc = self.funcs[abi.EXPORT_ALLOC]
         self.free = self.funcs.get(abi.EXPORT_FREE)
 
-    def to_guest(self, context: object, data: bytes) -> int:
-        """Copy bytes into a buffer the guest allocates; returns the packed (ptr << 32 | len)."""
-        n = len(data)
-        ptr = self.alloc.call(context, n) & 0xFFFFFFFF
+    def copy_in(self, context: int, data: bytes) -> int:
+        """Copy bytes into a buffer the guest allocates; returns its pointer."""
+        ptr = self.alloc.call(context, len(data)) & 0xFFFFFFFF
         try:
             self.memory.write(context, ptr, data)
         except IndexError as exc:
-            raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
-        return (ptr << 32) | n
+            raise GuestFault(f"aspen_alloc({len(data)}) returned an unusable pointer {ptr}: {exc}") from None
+        return ptr
+
+    def to_guest(self, context: int, data: bytes) -> int:
+        """copy_in, as the packed (ptr << 32 | len) a host function returns."""
+        return (self.copy_in(context, data) << 32) | len(data)
 
     def from_guest(self, context: object, packed: int) -> bytes | None:
         if packed == 0:
@@ -240,7 +244,8 @@ def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[
 
     def callback(env: int, caller: object, args: Any, nargs: int) -> int:
         try:
-            context = caller_context(caller)
+            # The caller's context is its store's context, which the instance already holds.
+            context = inst.context
             if nparams == 2:  # the common shape (ptr, len): skip building a list
                 result = method(context, args[0].i32, args[1].i32)
             else:
@@ -278,6 +283,8 @@ class PluginInstance:
         self._failures: deque[float] = deque(maxlen=limits.FAILURES_TO_FAIL)
         self._inst: _Instance | None = None
         self._timeout_ticks = max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S))
+        self._fuel = FuelGauge()
+        self._fuel_limit = config.fuel_limit
         self._instantiate()
 
     # -- public ----------------------------------------------------------------------------
@@ -410,23 +417,25 @@ class PluginInstance:
         if func is None:
             raise SandboxError(SandboxCode.MISSING_EXPORT, f"plugin does not export {export}")
         ctx = inst.context
-        fuel = self.config.fuel_limit
+        fuel = self._fuel_limit
         set_fuel(ctx, fuel)
         set_epoch_deadline(ctx, self._timeout_ticks if timeout_s is None else max(1, int(timeout_s / limits.EPOCH_TICK_S)))
-        self.stats.calls += 1
-        started = time.perf_counter()
+        stats = self.stats
+        stats.calls += 1
+        started = perf_counter()
         try:
             if payload is None:
                 packed = func.call(ctx)
             else:
-                packed = func.call(ctx, *_split(inst.to_guest(ctx, payload)))
+                n = len(payload)
+                packed = func.call(ctx, inst.copy_in(ctx, payload), n)
             out = inst.from_guest(ctx, packed)
         except (GuestTrap, GuestFault) as exc:
             self._on_trap(exc)
             raise AssertionError("unreachable") from None
         finally:
-            self.stats.fuel_used += fuel - fuel_left(ctx)
-            self.stats.latencies_s.append(time.perf_counter() - started)
+            stats.fuel_used += fuel - self._fuel.left(ctx)
+            stats.latencies_s.append(perf_counter() - started)
         return out
 
     def _on_trap(self, exc: Exception) -> None:
@@ -454,10 +463,6 @@ class PluginInstance:
             )
         log.warning("plugin %s: %s", self.config.name, error.message)
         raise error
-
-
-def _split(packed: int) -> tuple[int, int]:
-    return (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
 
 
 def _error_response(code: SandboxCode | str, message: str) -> dict[str, Any]:
