@@ -52,7 +52,10 @@ def read_cookie_file(path: Path) -> Cookie:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise ValueError(f"{path}: cookie file is readable by others (mode {oct(mode & 0o777)}); chmod 600 it")
-    return Cookie(path.read_text().strip())
+    try:
+        return Cookie(path.read_text().strip())
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
 
 
 def write_cookie_file(path: Path, secret: str) -> Cookie:

@@ -33,7 +33,9 @@ def encode_frame(message: dict[str, Any]) -> bytes:
     return _LEN.pack(len(body)) + body
 
 
-def decode_body(body: bytes) -> dict[str, Any]:
+def decode_body(body: bytes | bytearray) -> dict[str, Any]:
+    # The per-type limits bound what one small frame can make us allocate (a 5-byte array
+    # header may claim 4 billion items); msgpack also refuses nesting deeper than its stack.
     try:
         message = msgpack.unpackb(
             body,
@@ -52,7 +54,7 @@ def decode_body(body: bytes) -> dict[str, Any]:
     return message
 
 
-def frame_length(header: bytes) -> int:
+def frame_length(header: bytes | bytearray) -> int:
     (length,) = _LEN.unpack(header)
     if length > FRAME_MAX_BYTES:
         raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, f"frame of {length} bytes is over {FRAME_MAX_BYTES}")
@@ -60,9 +62,50 @@ def frame_length(header: bytes) -> int:
 
 
 async def read_frame(reader: Any) -> dict[str, Any]:
-    """Read one frame from an asyncio StreamReader (raises IncompleteReadError at EOF)."""
+    """Read one frame from an asyncio StreamReader (raises IncompleteReadError at EOF).
+
+    The length is checked before the body is read, so an oversized claim costs nothing.
+    """
     length = frame_length(await reader.readexactly(4))
     return decode_body(await reader.readexactly(length))
+
+
+class FrameDecoder:
+    """Incremental frame parser for asyncio.Protocol users (the server and the client).
+
+    `feed` appends received bytes; `next` returns one decoded frame or None when the buffer
+    holds no complete frame, so a caller can stop taking frames (backpressure) and resume
+    later without losing what is buffered. A length claim over FRAME_MAX_BYTES is refused as
+    soon as its 4 header bytes arrive. The buffer holds at most one frame plus one read.
+    """
+
+    __slots__ = ("_buf", "_pos")
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._pos = 0  # start of the first unconsumed byte; compacted on the next feed
+
+    def feed(self, data: bytes) -> None:
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next(self) -> dict[str, Any] | None:
+        buf, pos = self._buf, self._pos
+        if len(buf) - pos < 4:
+            return None
+        length = frame_length(buf[pos : pos + 4])
+        end = pos + 4 + length
+        if len(buf) < end:
+            return None
+        message = decode_body(buf[pos + 4 : end])
+        self._pos = end
+        return message
+
+    @property
+    def buffered_bytes(self) -> int:
+        return len(self._buf) - self._pos
 
 
 # -- request fields ---------------------------------------------------------------------------
@@ -77,7 +120,10 @@ def _invalid(name: str, where: str | None, what: str) -> AspenError:
 
 
 def require_str(req: dict[str, Any], name: str, *, where: str | None = None) -> str:
-    """A key-like string field: UTF-8, 1 to 1,024 bytes, outside the reserved prefix."""
+    """A key field: a UTF-8 str of 1 to 1,024 bytes outside the reserved prefix.
+
+    Raises INVALID_REQUEST (missing, not a str, empty), KEY_TOO_LARGE or RESERVED_KEY.
+    """
     value = req.get(name)
     if value is None:
         raise _invalid(name, where, "is required")
@@ -125,6 +171,14 @@ def optional_bool(req: dict[str, Any], name: str, default: bool) -> bool:
     value = req.get(name, default)
     if not isinstance(value, bool):
         raise _invalid(name, None, "must be a boolean")
+    return value
+
+
+def require_int(req: dict[str, Any], name: str, lo: int, hi: int, *, where: str | None = None) -> int:
+    value = req.get(name)
+    # bool is an int subclass in Python but not an integer on the wire.
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise _invalid(name, where, f"must be an integer from {lo} to {hi}")
     return value
 
 

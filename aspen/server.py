@@ -1,9 +1,15 @@
 """The client port: framing, the handshake, many requests in flight per connection.
 
 Built on asyncio.Protocol rather than streams: one buffer per connection, frames parsed in
-place, each request run as a task, responses written as soon as they are ready (in any
-order). Bounds: connections, requests in flight per connection (reading pauses when full),
-frame size, handshake time.
+place, each request run as a task, responses written in any order as they complete.
+
+Bounds: connections per server, requests in flight per connection (past the bound the
+server stops taking frames and pauses reading: backpressure, not drops), frame size,
+handshake time, and unsent response bytes (when the peer does not read its responses the
+transport's high-water mark pauses us, and we stop reading new requests until it drains).
+
+Writes are coalesced: responses completed in one event-loop turn leave in one writev, which
+is most of the difference between a syscall per response and ~10k+ requests/s.
 """
 
 from __future__ import annotations
@@ -13,15 +19,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aspen.auth import CLIENT_CONTEXT, SERVER_CONTEXT, Cookie, new_nonce
-from aspen.protocol import (
-    FRAME_MAX_BYTES,
-    PROTOCOL_VERSION,
-    TYPE_MAX_CHARS,
-    ProtocolError,
-    decode_body,
-    encode_frame,
-)
+from aspen.auth import CLIENT_CONTEXT, NONCE_BYTES, SERVER_CONTEXT, Cookie, new_nonce
+from aspen.protocol import PROTOCOL_VERSION, TYPE_MAX_CHARS, FrameDecoder, ProtocolError, encode_frame
 from storage.errors import AspenError, Error, ErrorCode
 
 log = logging.getLogger("aspen.server")
@@ -43,14 +42,22 @@ def error_frame(request_id: int, code: ErrorCode, message: str, **details: Any) 
 class _Connection(asyncio.Protocol):
     def __init__(self, server: Server) -> None:
         self.server = server
+        self.loop = asyncio.get_running_loop()
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.decoder = FrameDecoder()
         self.authed = server.cookie is None
         self.nonce = new_nonce()
         self.in_flight = 0
-        self.paused = False
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.reading_paused = False
+        self.writing_paused = False  # set by the transport above its high-water mark
         self.closed = False
         self.handshake_timer: asyncio.TimerHandle | None = None
+        self.out: list[bytes] = []
+        self.flush_scheduled = False
+        # Resume below the bound, not at it, so a saturated connection does not flip
+        # reading on and off (two syscalls) for every completed request.
+        self.resume_below = max(1, server.in_flight_max - server.in_flight_max // 4)
 
     # -- connection events -----------------------------------------------------------------
 
@@ -58,34 +65,51 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
         server = self.server
         if len(server.connections) >= server.connections_max:
-            transport.write(error_frame(0, ErrorCode.OVERLOADED, "too many connections"))
+            log.warning("refused a connection: %d connections open", len(server.connections))
+            transport.write(error_frame(0, ErrorCode.OVERLOADED, "too many connections; retry later"))  # type: ignore[attr-defined]
             transport.close()
             self.closed = True
             return
         server.connections.add(self)
-        hello: dict[str, Any] = {"type": "Hello", "version": PROTOCOL_VERSION, "node_id": server.node_id,
-                                 "auth": server.cookie is not None}
+        hello: dict[str, Any] = {
+            "type": "Hello",
+            "version": PROTOCOL_VERSION,
+            "node_id": server.node_id,
+            "auth": server.cookie is not None,
+        }
         if server.cookie is not None:
             hello["nonce"] = self.nonce
-            self.handshake_timer = asyncio.get_running_loop().call_later(HANDSHAKE_TIMEOUT_S, self._handshake_expired)
-        transport.write(encode_frame(hello))
+            self.handshake_timer = self.loop.call_later(server.handshake_timeout_s, self._handshake_expired)
+        self.transport.write(encode_frame(hello))
 
     def connection_lost(self, exc: Exception | None) -> None:
+        # In-flight requests run to completion (a write may already be proposed); their
+        # responses are dropped.
         self.closed = True
+        self.out.clear()
         self.server.connections.discard(self)
         if self.handshake_timer is not None:
             self.handshake_timer.cancel()
 
+    def pause_writing(self) -> None:
+        self.writing_paused = True
+        self._pause_reading()
+
+    def resume_writing(self) -> None:
+        self.writing_paused = False
+        self._maybe_resume()
+
     def _handshake_expired(self) -> None:
         if not self.authed:
-            self._fail(0, ErrorCode.AUTH_FAILED, f"no handshake within {HANDSHAKE_TIMEOUT_S}s")
+            self._fail(0, ErrorCode.AUTH_FAILED, f"no handshake within {self.server.handshake_timeout_s}s")
 
     def _fail(self, request_id: int, code: ErrorCode, message: str) -> None:
-        """Answer with an error and close: used when the stream can no longer be trusted."""
+        """Answer with an error and close: the stream can no longer be trusted."""
         if self.closed or self.transport is None:
             return
+        self._flush()
         self.transport.write(error_frame(request_id, code, message))
-        self.transport.close()
+        self.transport.close()  # sends what is buffered first
         self.closed = True
 
     # -- reading ---------------------------------------------------------------------------
@@ -93,49 +117,59 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.closed:
             return
-        buf = self.buf
-        buf += data
-        pos = 0
-        end = len(buf)
-        while end - pos >= 4:
-            length = int.from_bytes(buf[pos : pos + 4], "big")
-            if length > FRAME_MAX_BYTES:
-                self._fail(0, ErrorCode.FRAME_TOO_LARGE, f"frame of {length} bytes is over {FRAME_MAX_BYTES}")
+        self.decoder.feed(data)
+        self._take_frames()
+
+    def _take_frames(self) -> None:
+        decoder = self.decoder
+        while not self.closed:
+            if self.in_flight >= self.server.in_flight_max or self.writing_paused:
+                self._pause_reading()
                 return
-            if end - pos - 4 < length:
-                break
-            body = bytes(buf[pos + 4 : pos + 4 + length])
-            pos += 4 + length
             try:
-                message = decode_body(body)
+                message = decoder.next()
             except ProtocolError as exc:
                 self._fail(0, exc.code, exc.message)
                 return
-            self._on_message(message)
-            if self.closed:
+            if message is None:
                 return
-        if pos:
-            del buf[:pos]
+            if self.authed:
+                self._on_request(message)
+            else:
+                self._on_auth(message)
 
-    def _on_message(self, message: dict[str, Any]) -> None:
-        if not self.authed:
-            self._on_auth(message)
-            return
+    def _pause_reading(self) -> None:
+        if not self.reading_paused and not self.closed and self.transport is not None:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _maybe_resume(self) -> None:
+        if (
+            self.reading_paused
+            and not self.closed
+            and not self.writing_paused
+            and self.in_flight < self.resume_below
+            and self.transport is not None
+        ):
+            self.reading_paused = False
+            self.transport.resume_reading()
+            self._take_frames()  # frames that arrived before the pause are still buffered
+
+    def _on_request(self, message: dict[str, Any]) -> None:
         request_id = message.pop("id", None)
-        if not isinstance(request_id, int) or isinstance(request_id, bool) or not 0 < request_id <= ID_MAX:
+        if type(request_id) is not int or not 0 < request_id <= ID_MAX:
             self._write(error_frame(0, ErrorCode.INVALID_REQUEST, "id: must be an integer from 1 to 2^64-1"))
             return
         rtype = message.get("type")
-        if not isinstance(rtype, str) or not 0 < len(rtype) <= TYPE_MAX_CHARS:
+        if type(rtype) is not str or not 0 < len(rtype) <= TYPE_MAX_CHARS:
             self._write(
-                error_frame(request_id, ErrorCode.INVALID_REQUEST, f"type: a string of 1 to {TYPE_MAX_CHARS} characters")
+                error_frame(request_id, ErrorCode.INVALID_REQUEST, f"type: must be a string of 1 to {TYPE_MAX_CHARS} characters")
             )
             return
         self.in_flight += 1
-        if self.in_flight >= self.server.in_flight_max and not self.paused and self.transport is not None:
-            self.paused = True
-            self.transport.pause_reading()
-        asyncio.get_running_loop().create_task(self._run(request_id, message))
+        task = self.loop.create_task(self._run(request_id, message))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     def _on_auth(self, message: dict[str, Any]) -> None:
         cookie = self.server.cookie
@@ -144,7 +178,7 @@ class _Connection(asyncio.Protocol):
         if (
             message.get("type") != "Auth"
             or not isinstance(client_nonce, bytes)
-            or len(client_nonce) < 16
+            or len(client_nonce) != NONCE_BYTES
             or not cookie.check(CLIENT_CONTEXT, self.nonce, message.get("mac"))
         ):
             log.warning("refused a client with a wrong or missing cookie")
@@ -153,6 +187,7 @@ class _Connection(asyncio.Protocol):
         self.authed = True
         if self.handshake_timer is not None:
             self.handshake_timer.cancel()
+            self.handshake_timer = None
         self._write(encode_frame({"type": "AuthOk", "node_id": self.server.node_id,
                                   "mac": cookie.mac(SERVER_CONTEXT, client_nonce)}))
 
@@ -161,25 +196,49 @@ class _Connection(asyncio.Protocol):
     async def _run(self, request_id: int, message: dict[str, Any]) -> None:
         try:
             response = await self.server.handler(message)
-            response["id"] = request_id
+            response["id"] = request_id  # the handler hands the response map over to us
             frame = encode_frame(response)
         except AspenError as exc:
             frame = error_frame(request_id, exc.code, exc.message, **exc.error.details)
+        except asyncio.CancelledError:
+            raise  # the server is stopping
         except Exception:
             log.exception("request %d (%s) failed", request_id, message.get("type"))
             frame = error_frame(request_id, ErrorCode.INTERNAL, f"internal error in request {request_id}; see node log")
         self._write(frame)
         self.in_flight -= 1
-        if self.paused and self.in_flight <= self.server.in_flight_max // 2 and self.transport is not None:
-            self.paused = False
-            self.transport.resume_reading()
+        if self.reading_paused:
+            self._maybe_resume()
 
     def _write(self, frame: bytes) -> None:
-        if not self.closed and self.transport is not None:
-            self.transport.write(frame)
+        if self.closed:
+            return
+        self.out.append(frame)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self.flush_scheduled = False
+        out = self.out
+        if not out or self.closed or self.transport is None:
+            out.clear()
+            return
+        self.out = []
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.writelines(out)  # one writev, no join copy of large frames
 
 
 class Server:
+    """Serves docs/PROTOCOL.md on host:port; `handler(request)` answers each request.
+
+    The handler receives the request map without its "id" and returns the response map (the
+    server adds the id and owns the map from then on) or raises AspenError. Any other
+    exception becomes INTERNAL, logged with the request id; the connection stays up.
+    """
+
     def __init__(
         self,
         handler: RequestHandler,
@@ -190,7 +249,10 @@ class Server:
         node_id: int,
         connections_max: int = CONNECTIONS_MAX,
         in_flight_max: int = IN_FLIGHT_MAX,
+        handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
     ) -> None:
+        if connections_max < 1 or in_flight_max < 1 or handshake_timeout_s <= 0:
+            raise ValueError("connections_max, in_flight_max and handshake_timeout_s must be positive")
         self.handler = handler
         self.host = host
         self.port = port
@@ -198,6 +260,7 @@ class Server:
         self.node_id = node_id
         self.connections_max = connections_max
         self.in_flight_max = in_flight_max
+        self.handshake_timeout_s = handshake_timeout_s
         self.connections: set[_Connection] = set()
         self._server: asyncio.AbstractServer | None = None
 
@@ -207,14 +270,23 @@ class Server:
 
     @property
     def bound_port(self) -> int:
-        assert self._server is not None and self._server.sockets
+        """The port actually bound (useful with port 0)."""
+        assert self._server is not None and self._server.sockets, "Server.start() first"
         return self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            for conn in list(self.connections):
-                if conn.transport is not None:
-                    conn.transport.close()
-            await self._server.wait_closed()
-            self._server = None
+        """Stop listening, close every connection and cancel requests still running."""
+        if self._server is None:
+            return
+        self._server.close()
+        tasks: list[asyncio.Task[None]] = []
+        for conn in list(self.connections):
+            tasks.extend(conn.tasks)
+            if conn.transport is not None:
+                conn.transport.close()
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        await self._server.wait_closed()
+        self._server = None
