@@ -1,10 +1,16 @@
 """Aspen client library: AsyncClient (asyncio) and Client (synchronous wrapper).
 
-One connection per node carries many requests in flight. The client finds the leader (it
-answers fastest: followers forward writes to it) and follows NOT_LEADER hints. Retries are
-bounded by count and by the request deadline, and happen only when the request certainly
-did not execute, or when it is a read: a write whose outcome is unknown (connection lost
-after sending, TIMEOUT, or UNAVAILABLE with applied=unknown) is reported to the caller.
+One connection per node carries many requests in flight, matched to responses by id. The
+client asks ClusterStatus once to find the leader (it answers fastest: followers forward
+writes to it) and follows NOT_LEADER hints.
+
+Retries are bounded by count and by the request's deadline, with exponential backoff, and
+happen only when the request certainly did not execute, or when it is a read:
+- connection refused / reset before the request was sent: another endpoint;
+- NOT_LEADER (the node refused it): the hinted leader;
+- UNAVAILABLE / OVERLOADED: wait and retry, for a write only when the node says applied="no";
+- a write whose outcome is unknown (connection lost after sending, TIMEOUT, applied="unknown")
+  is raised to the caller with applied="unknown"; it is never silently sent again.
 """
 
 from __future__ import annotations
@@ -13,12 +19,11 @@ import asyncio
 import contextlib
 import itertools
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-from aspen.auth import CLIENT_CONTEXT, SERVER_CONTEXT, Cookie, new_nonce
-from aspen.protocol import FRAME_MAX_BYTES, ProtocolError, decode_body, encode_frame
+from aspen.auth import CLIENT_CONTEXT, NONCE_BYTES, SERVER_CONTEXT, Cookie, new_nonce
+from aspen.protocol import PROTOCOL_VERSION, FrameDecoder, ProtocolError, encode_frame
 from storage.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
@@ -27,64 +32,66 @@ CONNECT_TIMEOUT_S = 3.0
 RETRIES_MAX = 12
 BACKOFF_START_S = 0.05
 BACKOFF_MAX_S = 1.0
-# Requests that may be sent again when their first outcome is unknown.
+IN_FLIGHT_MAX = 1024  # per client; the server's per-connection bound is the same
+SCAN_PAGES_MAX = 10_000
+# Requests that may be sent again when their first outcome is unknown (PutBlob is content
+# addressed: storing the same bytes twice is the same as once).
 IDEMPOTENT = frozenset({"Ping", "ReadKey", "ScanKeys", "GetBlob", "HasBlob", "PutBlob", "ClusterStatus"})
-RETRYABLE_CODES = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.OVERLOADED, ErrorCode.NOT_LEADER})
+# Errors about the connection itself that no retry can fix.
+_FATAL_CONNECT = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.INVALID_REQUEST})
+
+
+class _NotSent(Exception):
+    """The connection closed before the request was written: safe to send elsewhere."""
 
 
 class _Connection(asyncio.Protocol):
     def __init__(self, cookie: Cookie | None) -> None:
-        loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         self.cookie = cookie
-        self.ready: asyncio.Future[int] = loop.create_future()  # resolves to the node id
+        self.ready: asyncio.Future[int] = self.loop.create_future()  # resolves to the node id
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
         self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
+        self.decoder = FrameDecoder()
         self.closed = False
         self.nonce = new_nonce()
         self.stage = "hello"
+        self.out: list[bytes] = []
+        self.flush_scheduled = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._close(AspenError(ErrorCode.UNAVAILABLE, f"connection lost: {exc or 'closed by peer'}", sent=True))
+        self._close(AspenError(ErrorCode.UNAVAILABLE, f"connection lost: {exc or 'closed by the node'}"))
 
     def _close(self, error: AspenError) -> None:
         self.closed = True
         if not self.ready.done():
             self.ready.set_exception(error)
-            self.ready.exception()
-        for fut in self.pending.values():
+            self.ready.exception()  # retrieved: no "never retrieved" warning if nobody waits
+        pending, self.pending = self.pending, {}
+        for fut in pending.values():
             if not fut.done():
                 fut.set_exception(error)
-        self.pending.clear()
+        self.out.clear()
         if self.transport is not None:
             self.transport.close()
 
     def data_received(self, data: bytes) -> None:
-        buf = self.buf
-        buf += data
-        pos, end = 0, len(buf)
-        while end - pos >= 4:
-            length = int.from_bytes(buf[pos : pos + 4], "big")
-            if length > FRAME_MAX_BYTES:
-                self._close(AspenError(ErrorCode.FRAME_TOO_LARGE, "server sent an oversized frame"))
-                return
-            if end - pos - 4 < length:
-                break
+        if self.closed:
+            return
+        self.decoder.feed(data)
+        while not self.closed:
             try:
-                message = decode_body(bytes(buf[pos + 4 : pos + 4 + length]))
+                message = self.decoder.next()
             except ProtocolError as exc:
-                self._close(exc)
+                self._close(AspenError(exc.code, f"from the node: {exc.message}"))
                 return
-            pos += 4 + length
+            if message is None:
+                return
             self._on_message(message)
-            if self.closed:
-                return
-        if pos:
-            del buf[:pos]
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if self.stage == "ready":
@@ -92,55 +99,68 @@ class _Connection(asyncio.Protocol):
             if fut is not None:
                 if not fut.done():
                     fut.set_result(message)
-            elif message.get("type") == "Error":  # id 0: the server is closing on us
-                self._close(_error_of(message))
-            return
+            elif message.get("type") == "Error" and message.get("id", 0) == 0:
+                self._close(error_of(message))  # id 0: the node is closing the connection
+            return  # a response to a request we gave up on (TIMEOUT)
         if message.get("type") == "Error":
-            self._close(_error_of(message))
-            return
-        if self.stage == "hello":
-            if message.get("type") != "Hello":
-                self._close(AspenError(ErrorCode.MALFORMED_FRAME, "server did not greet with Hello"))
-                return
-            if not message.get("auth"):
-                self._ready(message.get("node_id", 0))
-                return
-            if self.cookie is None:
-                self._close(AspenError(ErrorCode.AUTH_FAILED, "the cluster needs a cookie (--cookie or ASPEN_COOKIE)"))
-                return
-            server_nonce = message.get("nonce")
-            if not isinstance(server_nonce, bytes):
-                self._close(AspenError(ErrorCode.MALFORMED_FRAME, "Hello without a nonce"))
-                return
-            self._send({"type": "Auth", "mac": self.cookie.mac(CLIENT_CONTEXT, server_nonce), "nonce": self.nonce})
-            self.stage = "auth"
-            return
-        if self.stage == "auth":
-            if message.get("type") != "AuthOk" or self.cookie is None or not self.cookie.check(
-                SERVER_CONTEXT, self.nonce, message.get("mac")
-            ):
-                self._close(AspenError(ErrorCode.AUTH_FAILED, "the node could not prove it holds the cluster cookie"))
-                return
+            self._close(error_of(message))
+        elif self.stage == "hello":
+            self._on_hello(message)
+        elif message.get("type") != "AuthOk" or self.cookie is None or not self.cookie.check(
+            SERVER_CONTEXT, self.nonce, message.get("mac")
+        ):
+            self._close(AspenError(ErrorCode.AUTH_FAILED, "the node could not prove it holds the cluster cookie"))
+        else:
             self._ready(message.get("node_id", 0))
+
+    def _on_hello(self, message: dict[str, Any]) -> None:
+        if message.get("type") != "Hello":
+            self._close(AspenError(ErrorCode.MALFORMED_FRAME, "the node did not greet with Hello"))
+        elif message.get("version") != PROTOCOL_VERSION:
+            self._close(AspenError(ErrorCode.INVALID_REQUEST, f"the node speaks protocol version "
+                                   f"{message.get('version')!r}, this client {PROTOCOL_VERSION}"))
+        elif not message.get("auth"):
+            self._ready(message.get("node_id", 0))
+        elif self.cookie is None:
+            self._close(AspenError(ErrorCode.AUTH_FAILED, "the cluster needs a cookie (--cookie or ASPEN_COOKIE)"))
+        elif not isinstance(message.get("nonce"), bytes) or len(message["nonce"]) != NONCE_BYTES:
+            self._close(AspenError(ErrorCode.MALFORMED_FRAME, "Hello without a valid nonce"))
+        else:
+            self.stage = "auth"
+            self._write(encode_frame({"type": "Auth", "mac": self.cookie.mac(CLIENT_CONTEXT, message["nonce"]),
+                                      "nonce": self.nonce}))
 
     def _ready(self, node_id: int) -> None:
         self.stage = "ready"
         if not self.ready.done():
             self.ready.set_result(node_id)
 
-    def _send(self, message: dict[str, Any]) -> None:
-        assert self.transport is not None
-        self.transport.write(encode_frame(message))
+    def _write(self, frame: bytes) -> None:
+        self.out.append(frame)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
 
-    def request(self, message: dict[str, Any]) -> asyncio.Future[dict[str, Any]]:
+    def _flush(self) -> None:
+        # Requests issued in one event-loop turn leave in one writev.
+        self.flush_scheduled = False
+        out, self.out = self.out, []
+        if out and not self.closed and self.transport is not None:
+            if len(out) == 1:
+                self.transport.write(out[0])
+            else:
+                self.transport.writelines(out)
+
+    def send(self, message: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         if self.closed:
-            raise AspenError(ErrorCode.UNAVAILABLE, "connection closed", sent=False)
+            raise _NotSent("connection closed")
         request_id = next(self.ids)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self.pending[request_id] = fut
         message["id"] = request_id
-        self._send(message)
-        return fut
+        frame = encode_frame(message)  # an oversized request raises here, before anything is sent
+        fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
+        self.pending[request_id] = fut
+        self._write(frame)
+        return request_id, fut
 
 
 def _expire(fut: asyncio.Future[dict[str, Any]], rtype: str, timeout_s: float) -> None:
@@ -148,12 +168,16 @@ def _expire(fut: asyncio.Future[dict[str, Any]], rtype: str, timeout_s: float) -
         fut.set_exception(AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {timeout_s}s", applied="unknown"))
 
 
-def _error_of(message: dict[str, Any]) -> AspenError:
+def error_of(message: dict[str, Any]) -> AspenError:
+    """An Error response map as an AspenError (details: every other field)."""
     details = {k: v for k, v in message.items() if k not in ("type", "code", "message", "id")}
-    try:
-        code = ErrorCode(message.get("code"))
-    except ValueError:
-        code = ErrorCode.INTERNAL
+    raw = message.get("code")
+    code: ErrorCode | str = ErrorCode.INTERNAL
+    if isinstance(raw, str) and raw:
+        try:
+            code = ErrorCode(raw)
+        except ValueError:
+            code = raw[:128]  # a plugin's own code (FUEL_EXHAUSTED, READ_FAILED, ...): kept as sent
     return AspenError(code, str(message.get("message", "")), **details)
 
 
@@ -163,13 +187,14 @@ def _split(addr: str) -> tuple[str, int]:
 
 
 def parse_endpoints(endpoints: str | list[str]) -> list[str]:
+    """'h:p,h:p' or a list of 'h:p' -> a non-empty list of 'h:p' (ValueError if malformed)."""
     items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
     out = [e.strip() for e in items if e.strip()]
     if not out:
         raise ValueError("no cluster endpoints given")
     for e in out:
         host, _, port = e.rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ValueError(f"not a host:port endpoint: {e!r}")
     return out
 
@@ -183,20 +208,33 @@ class AsyncClient:
         *,
         discover_leader: bool = True,
         retries_max: int = RETRIES_MAX,
+        in_flight_max: int = IN_FLIGHT_MAX,
     ) -> None:
+        if timeout_s <= 0 or retries_max < 1 or in_flight_max < 1:
+            raise ValueError("timeout_s, retries_max and in_flight_max must be positive")
         self.endpoints = parse_endpoints(endpoints)
         self.cookie = Cookie(cookie) if isinstance(cookie, str) else cookie
         self.timeout_s = timeout_s
         self.discover_leader = discover_leader
         self.retries_max = retries_max
+        self.in_flight_max = in_flight_max
         self._conns: dict[str, _Connection] = {}
         self._connecting: dict[str, asyncio.Future[_Connection]] = {}
         self._leader_addr: str | None = None
+        self._discovered = False
+        # Created lazily: they bind to the loop the client is first used on.
+        self._discover_lock: asyncio.Lock | None = None
+        self._slots: asyncio.Semaphore | None = None
         self._rr = 0
+
+    @property
+    def leader_addr(self) -> str | None:
+        """Where requests go by default, once discovered."""
+        return self._leader_addr
 
     # -- connections -----------------------------------------------------------------------
 
-    async def _connect(self, addr: str) -> _Connection:
+    async def _connect(self, addr: str, timeout_s: float) -> _Connection:
         conn = self._conns.get(addr)
         if conn is not None and not conn.closed:
             return conn
@@ -208,10 +246,14 @@ class AsyncClient:
         self._connecting[addr] = fut
         try:
             host, port = _split(addr)
-            _, conn = await asyncio.wait_for(
-                loop.create_connection(lambda: _Connection(self.cookie), host, port), CONNECT_TIMEOUT_S
-            )
-            await asyncio.wait_for(conn.ready, CONNECT_TIMEOUT_S)
+            timeout_s = max(0.01, min(CONNECT_TIMEOUT_S, timeout_s))
+            async with asyncio.timeout(timeout_s):
+                _, conn = await loop.create_connection(lambda: _Connection(self.cookie), host, port)
+                try:
+                    await conn.ready
+                except BaseException:
+                    conn._close(AspenError(ErrorCode.UNAVAILABLE, "handshake abandoned"))
+                    raise
             self._conns[addr] = conn
             fut.set_result(conn)
             return conn
@@ -227,98 +269,153 @@ class AsyncClient:
         self._rr += 1
         return addr
 
+    def _forget_leader(self) -> None:
+        self._leader_addr = None
+        self._discovered = False
+
+    async def _target(self, deadline: float) -> str:
+        if self._leader_addr is not None:
+            return self._leader_addr
+        if self.discover_leader and not self._discovered:
+            if self._discover_lock is None:
+                self._discover_lock = asyncio.Lock()
+            async with self._discover_lock:  # one ClusterStatus for many concurrent first requests
+                if not self._discovered:
+                    await self._find_leader(deadline)
+                    self._discovered = True
+            if self._leader_addr is not None:
+                return self._leader_addr
+        return self._next_endpoint()
+
     async def _find_leader(self, deadline: float) -> None:
+        loop = asyncio.get_running_loop()
         for _ in range(len(self.endpoints)):
             addr = self._next_endpoint()
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
             try:
-                conn = await self._connect(addr)
-                reply = await asyncio.wait_for(
-                    conn.request({"type": "ClusterStatus"}), max(0.05, min(2.0, deadline - time.monotonic()))
-                )
-            except (OSError, TimeoutError, AspenError):
+                conn = await self._connect(addr, remaining)
+                _, fut = conn.send({"type": "ClusterStatus"})
+                async with asyncio.timeout(max(0.01, min(2.0, deadline - loop.time()))):
+                    reply = await fut
+            except AspenError as exc:
+                if exc.code in _FATAL_CONNECT:
+                    raise
                 continue
+            except (OSError, TimeoutError, _NotSent):
+                continue
+            if reply.get("type") != "ClusterStatusResult":
+                self._leader_addr = addr  # a node without cluster status (a test server): use it
+                return
             leader = reply.get("leader_id")
+            if leader is None:
+                return  # an election is under way: spread requests, the nodes forward them
+            if leader == reply.get("node_id"):
+                self._leader_addr = addr
+                return
             for node in reply.get("nodes") or []:
-                if node.get("node_id") == leader and node.get("client_addr"):
+                if node.get("node_id") == leader and isinstance(node.get("client_addr"), str):
                     self._leader_addr = node["client_addr"]
                     return
             return
 
+    async def _sleep(self, backoff_s: float, deadline: float) -> float:
+        loop = asyncio.get_running_loop()
+        await asyncio.sleep(max(0.0, min(backoff_s, deadline - loop.time())))
+        return min(backoff_s * 2, BACKOFF_MAX_S)
+
     # -- requests --------------------------------------------------------------------------
 
     async def request(self, rtype: str, **fields: Any) -> dict[str, Any]:
-        """Send one request; return its response map or raise AspenError."""
-        deadline = time.monotonic() + self.timeout_s
+        """Send one request; return its response map (without id) or raise AspenError."""
+        if self._slots is None:
+            self._slots = asyncio.Semaphore(self.in_flight_max)
+        async with self._slots:
+            return await self._request(rtype, fields)
+
+    async def _request(self, rtype: str, fields: dict[str, Any]) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        idempotent = rtype in IDEMPOTENT
         backoff = BACKOFF_START_S
         last: AspenError | None = None
-        for _ in range(self.retries_max):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+        for attempt in range(self.retries_max):
+            if deadline - loop.time() <= 0:
                 break
-            if self.discover_leader and self._leader_addr is None:
-                await self._find_leader(deadline)
-            addr = self._leader_addr or self._next_endpoint()
+            addr = await self._target(deadline)
             try:
-                conn = await self._connect(addr)
-                message = {"type": rtype, **fields}
-                fut = conn.request(message)
-            except (OSError, TimeoutError, AspenError) as exc:
-                last = exc if isinstance(exc, AspenError) else AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {exc}")
-                self._leader_addr = None
-                await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-                backoff = min(backoff * 2, BACKOFF_MAX_S)
-                continue
-            # A timer handle, not asyncio.wait_for: that makes a task per request in 3.11.
-            handle = asyncio.get_running_loop().call_later(
-                max(0.001, deadline - time.monotonic()), _expire, fut, rtype, self.timeout_s
-            )
-            try:
-                reply = await fut
+                conn = await self._connect(addr, deadline - loop.time())
+                request_id, fut = conn.send({**fields, "type": rtype})
             except AspenError as exc:
-                if exc.code == ErrorCode.TIMEOUT:
-                    conn.pending.pop(message["id"], None)
+                if exc.code in _FATAL_CONNECT or exc.code == ErrorCode.FRAME_TOO_LARGE:
                     raise
-                # The connection was lost after sending.
-                self._leader_addr = None
-                if rtype not in IDEMPOTENT:
-                    raise AspenError(exc.code, f"{exc.message}; the request may or may not have executed",
-                                     applied="unknown") from None
                 last = exc
-                continue
-            finally:
-                handle.cancel()
-            if reply.get("type") != "Error":
-                del reply["id"]
-                return reply
-            error = _error_of(reply)
-            if error.code == ErrorCode.NOT_LEADER:
-                hint = error.error.details.get("leader_addr")
-                self._leader_addr = hint if isinstance(hint, str) else None
-                last = error
-                continue
-            retry = error.code in RETRYABLE_CODES and (
-                rtype in IDEMPOTENT or error.error.details.get("applied") == "no"
-            )
-            if not retry:
-                raise error
-            last = error
-            self._leader_addr = None
-            await asyncio.sleep(min(backoff, max(0.0, deadline - time.monotonic())))
-            backoff = min(backoff * 2, BACKOFF_MAX_S)
-        raise last or AspenError(ErrorCode.TIMEOUT, f"{rtype}: gave up after {self.timeout_s}s")
+            except (OSError, TimeoutError, _NotSent) as exc:
+                last = AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {exc or type(exc).__name__}", applied="no")
+            else:
+                # A timer handle, not asyncio.wait_for: that makes a task per request in 3.11.
+                handle = loop.call_later(max(0.001, deadline - loop.time()), _expire, fut, rtype, self.timeout_s)
+                try:
+                    reply = await fut
+                except AspenError as exc:
+                    conn.pending.pop(request_id, None)
+                    if exc.code == ErrorCode.TIMEOUT:
+                        raise
+                    # The connection went down after the request was written.
+                    self._forget_leader()
+                    if not idempotent:
+                        raise AspenError(exc.code, f"{exc.message}; {rtype} may or may not have executed",
+                                         applied="unknown") from None
+                    last = exc
+                    continue
+                finally:
+                    handle.cancel()
+                if reply.get("type") != "Error":
+                    del reply["id"]
+                    return reply
+                error = error_of(reply)
+                details = error.error.details
+                if error.code == ErrorCode.NOT_LEADER:
+                    hint = details.get("leader_addr")
+                    last = error
+                    if isinstance(hint, str) and hint and hint != addr:
+                        self._leader_addr = hint
+                        if attempt < 2:
+                            continue  # the first hops follow hints at once; later ones back off
+                    else:
+                        self._forget_leader()
+                elif error.code in (ErrorCode.UNAVAILABLE, ErrorCode.OVERLOADED) and (
+                    idempotent or details.get("applied") == "no"
+                ):
+                    last = error
+                    if error.code == ErrorCode.UNAVAILABLE:
+                        self._forget_leader()  # likely an election: ask again who leads
+                else:
+                    raise error
+            if last is not None and last.code == ErrorCode.UNAVAILABLE:
+                self._forget_leader()
+            backoff = await self._sleep(backoff, deadline)
+        raise last or AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {self.timeout_s}s", applied="unknown")
 
     async def close(self) -> None:
-        for conn in self._conns.values():
-            if conn.transport is not None:
-                conn.transport.close()
-        self._conns.clear()
+        conns, self._conns = self._conns, {}
+        for conn in conns.values():
+            conn._close(AspenError(ErrorCode.UNAVAILABLE, "client closed"))
 
-    # -- typed helpers (thin: each is one request) -----------------------------------------
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- typed helpers (thin: each is one request; responses are PROTOCOL.md's maps) -------
 
     async def ping(self) -> dict[str, Any]:
         return await self.request("Ping")
 
     async def get(self, key: str, *, stale: bool = False) -> dict[str, Any]:
+        """ReadResult {was_found, value, version, create_revision, mod_revision}."""
         return await self.request("ReadKey", key=key, stale=stale)
 
     async def put(self, key: str, value: bytes) -> dict[str, Any]:
@@ -337,7 +434,10 @@ class AsyncClient:
             fields["continuation_token"] = continuation_token
         return await self.request("ScanKeys", **fields)
 
-    async def scan_all(self, prefix: str, *, pages_max: int = 10_000, stale: bool = False) -> list[dict[str, Any]]:
+    async def scan_all(
+        self, prefix: str, *, pages_max: int = SCAN_PAGES_MAX, stale: bool = False
+    ) -> list[dict[str, Any]]:
+        """Every entry under prefix, following continuation tokens for at most pages_max pages."""
         entries: list[dict[str, Any]] = []
         token: str | None = None
         for _ in range(pages_max):
@@ -349,12 +449,14 @@ class AsyncClient:
         raise AspenError(ErrorCode.INVALID_REQUEST, f"scan of {prefix!r} exceeded {pages_max} pages")
 
     async def cas(self, key: str, expected: bytes | None, new_value: bytes) -> dict[str, Any]:
+        """expected=None: the key must not exist. CAS_FAILED carries actual_found/actual_value."""
         return await self.request("CompareAndSwapKey", key=key, expected=expected, new_value=new_value)
 
     async def cad(self, key: str, expected: bytes) -> dict[str, Any]:
         return await self.request("CompareAndDeleteKey", key=key, expected=expected)
 
     async def batch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        """ops: [{"op": "Set", "key", "value"} | {"op": "Delete", "key"}], all or nothing."""
         return await self.request("BatchWrite", ops=ops)
 
     async def cond_batch(self, conditions: list[dict[str, Any]], ops: list[dict[str, Any]]) -> dict[str, Any]:
@@ -374,32 +476,92 @@ class AsyncClient:
 
 
 class Client:
-    """Synchronous client: the AsyncClient's methods, run on a private event-loop thread."""
+    """Synchronous client: AsyncClient's methods, run on a private event-loop thread.
 
-    def __init__(self, endpoints: str | list[str], cookie: str | Cookie | None = None, timeout_s: float = 10.0,
-                 **kwargs: Any) -> None:
+    Usable from plain scripts and tests (including ones that run their own event loop in
+    another thread); close() stops the thread. Not for use from inside its own callbacks.
+    """
+
+    def __init__(
+        self, endpoints: str | list[str], cookie: str | Cookie | None = None, timeout_s: float = 10.0, **kwargs: Any
+    ) -> None:
+        self._async = AsyncClient(endpoints, cookie, timeout_s, **kwargs)  # validates before a thread exists
+        self._timeout_s = timeout_s
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="aspen-client", daemon=True)
         self._thread.start()
-        self._async = AsyncClient(endpoints, cookie, timeout_s, **kwargs)
-        self._timeout_s = timeout_s
 
-    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(self._timeout_s + 5)
+    def _run(self, coro: Coroutine[Any, Any, T], wait_s: float | None = None) -> T:
+        fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
+        try:
+            # Every request is bounded by its own deadline; this is only a safety net.
+            return fut.result(wait_s if wait_s is not None else 2 * self._timeout_s + CONNECT_TIMEOUT_S)
+        except TimeoutError:
+            fut.cancel()
+            raise AspenError(ErrorCode.TIMEOUT, "no answer in time", applied="unknown") from None
 
-    def __getattr__(self, name: str) -> Any:
-        method = getattr(self._async, name)
-        if not asyncio.iscoroutinefunction(method):
-            return method
-        return lambda *a, **kw: self._run(method(*a, **kw))
+    @property
+    def endpoints(self) -> list[str]:
+        return self._async.endpoints
+
+    def request(self, rtype: str, **fields: Any) -> dict[str, Any]:
+        return self._run(self._async.request(rtype, **fields))
+
+    def ping(self) -> dict[str, Any]:
+        return self._run(self._async.ping())
+
+    def get(self, key: str, *, stale: bool = False) -> dict[str, Any]:
+        return self._run(self._async.get(key, stale=stale))
+
+    def put(self, key: str, value: bytes) -> dict[str, Any]:
+        return self._run(self._async.put(key, value))
+
+    def delete(self, key: str) -> dict[str, Any]:
+        return self._run(self._async.delete(key))
+
+    def scan(
+        self, prefix: str, limit: int | None = None, continuation_token: str | None = None, *, stale: bool = False
+    ) -> dict[str, Any]:
+        return self._run(self._async.scan(prefix, limit, continuation_token, stale=stale))
+
+    def scan_all(self, prefix: str, *, pages_max: int = SCAN_PAGES_MAX, stale: bool = False) -> list[dict[str, Any]]:
+        wait_s = pages_max * (2 * self._timeout_s + CONNECT_TIMEOUT_S)
+        return self._run(self._async.scan_all(prefix, pages_max=pages_max, stale=stale), wait_s)
+
+    def cas(self, key: str, expected: bytes | None, new_value: bytes) -> dict[str, Any]:
+        return self._run(self._async.cas(key, expected, new_value))
+
+    def cad(self, key: str, expected: bytes) -> dict[str, Any]:
+        return self._run(self._async.cad(key, expected))
+
+    def batch(self, ops: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._run(self._async.batch(ops))
+
+    def cond_batch(self, conditions: list[dict[str, Any]], ops: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._run(self._async.cond_batch(conditions, ops))
+
+    def put_blob(self, data: bytes) -> dict[str, Any]:
+        return self._run(self._async.put_blob(data))
+
+    def get_blob(self, blob_hash: str) -> dict[str, Any]:
+        return self._run(self._async.get_blob(blob_hash))
+
+    def has_blob(self, blob_hash: str) -> dict[str, Any]:
+        return self._run(self._async.has_blob(blob_hash))
+
+    def cluster_status(self) -> dict[str, Any]:
+        return self._run(self._async.cluster_status())
 
     def close(self) -> None:
+        if self._loop.is_closed():
+            return
         if self._loop.is_running():
             with contextlib.suppress(Exception):
-                self._run(self._async.close())
+                self._run(self._async.close(), 5.0)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
-        self._loop.close()
+        if not self._loop.is_running():
+            self._loop.close()
 
     def __enter__(self) -> Client:
         return self
