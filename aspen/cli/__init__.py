@@ -1,91 +1,75 @@
 """aspen-cli: talk to an Aspen cluster.
 
-Each command group lives in its own module with a `register(subparsers)` function; a
-command's handler takes (args, client) and returns what to print (a dict is shown as
-`key: value` lines, or as JSON with --json). Errors print one line and exit 1.
+    aspen-cli [--cluster H:P,...] [--cookie C] [--json] [--timeout S] GROUP COMMAND ...
+
+Command groups are the modules of this package (kv, blob, cluster, ...), found by
+registry.discover(); each handler takes (args, client) and returns what to print. Output is
+human text by default, JSON with --json. A failure prints one line `error: CODE: message`
+on stderr and exits 1 (2 for a usage error).
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import json
 import os
 import sys
-from typing import Any
+from collections.abc import Sequence
+from types import ModuleType
 
-from aspen.cli import blob, cluster, kv
+from aspen.cli.output import render
+from aspen.cli.registry import Commands, UsageError, discover
 from aspen.client import Client
 from storage.errors import AspenError
 
-GROUPS = (kv, blob, cluster)
 DEFAULT_CLUSTER = "127.0.0.1:7701"
+EXIT_ERROR = 1
+EXIT_USAGE = 2
 
 
-def build_parser(groups: tuple[Any, ...] = GROUPS) -> argparse.ArgumentParser:
+def build_parser(groups: Sequence[ModuleType] | None = None) -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable output")
     ap = argparse.ArgumentParser(prog="aspen-cli", description="Talk to an Aspen cluster.")
-    ap.add_argument("--cluster", default=os.environ.get("ASPEN_CLUSTER", DEFAULT_CLUSTER),
-                    help="host:port,... of cluster nodes (env ASPEN_CLUSTER)")
+    ap.add_argument("--cluster", default=None, help=f"host:port,... of cluster nodes (env ASPEN_CLUSTER, default {DEFAULT_CLUSTER})")
     ap.add_argument("--cookie", default=None, help="cluster secret (env ASPEN_COOKIE)")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
-    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
-    sub = ap.add_subparsers(dest="group", required=True)
-    for group in groups:
-        group.register(sub)
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
+    commands = Commands(ap.add_subparsers(dest="group", required=True, metavar="GROUP"), common)
+    for group in groups if groups is not None else discover(sys.modules[__name__]):
+        group.register(commands)
     return ap
 
 
-def to_jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return {"base64": base64.b64encode(value).decode()}
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    return value
+def _fail(code: str, message: str, status: int) -> int:
+    print(f"error: {code}: {message}", file=sys.stderr)
+    return status
 
 
-def human(value: Any) -> str:
-    if isinstance(value, bytes):
-        try:
-            return value.decode()
-        except UnicodeDecodeError:
-            return f"<{len(value)} bytes, hex> {value.hex()}"
-    if value is None:
-        return "-"
-    return str(value)
-
-
-def render(result: Any, as_json: bool) -> str:
-    if as_json:
-        return json.dumps(to_jsonable(result), sort_keys=True)
-    if isinstance(result, str):
-        return result
-    if isinstance(result, dict):
-        return "\n".join(f"{k}: {human(v)}" for k, v in result.items() if k != "type")
-    return human(result)
-
-
-def main(argv: list[str] | None = None) -> None:
+def run(argv: Sequence[str] | None = None) -> int:
+    """Parse, run one command, print; returns the exit status (argparse exits 2 itself)."""
     args = build_parser().parse_args(argv)
+    cluster = args.cluster or os.environ.get("ASPEN_CLUSTER") or DEFAULT_CLUSTER
     cookie = args.cookie or os.environ.get("ASPEN_COOKIE") or None
+    if args.timeout <= 0:
+        return _fail("INVALID_REQUEST", "--timeout must be positive", EXIT_USAGE)
     try:
-        client = Client(args.cluster, cookie, args.timeout)
-    except ValueError as exc:
-        print(f"error: INVALID_REQUEST: {exc}", file=sys.stderr)
-        sys.exit(2)
+        client = Client(cluster, cookie, args.timeout)
+    except ValueError as exc:  # a malformed endpoint list or cookie
+        return _fail("INVALID_REQUEST", str(exc), EXIT_USAGE)
     try:
         result = args.handler(args, client)
         if result is not None:
             print(render(result, args.json))
+        return 0
     except AspenError as exc:
-        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
-        sys.exit(1)
-    except (OSError, ValueError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(1)
+        return _fail(str(exc.code), exc.message, EXIT_ERROR)
+    except UsageError as exc:
+        return _fail("INVALID_REQUEST", str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _fail("IO_ERROR", f"{exc.filename or ''}{': ' if exc.filename else ''}{exc.strerror or exc}", EXIT_ERROR)
     finally:
         client.close()
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    sys.exit(run(argv))

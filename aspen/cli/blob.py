@@ -7,7 +7,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from aspen.cli.registry import Commands
 from aspen.client import Client
+from storage.errors import AspenError, ErrorCode
+
+ORDER = 20
 
 
 def _put(args: argparse.Namespace, c: Client) -> Any:
@@ -17,14 +21,14 @@ def _put(args: argparse.Namespace, c: Client) -> Any:
 
 def _get(args: argparse.Namespace, c: Client) -> Any:
     r = c.get_blob(args.hash)
-    if not r["found"]:
-        raise SystemExit(f"error: BLOB_NOT_FOUND: {args.hash}")
+    if not r.get("found"):
+        raise AspenError(ErrorCode.BLOB_NOT_FOUND, f"no blob {args.hash}")
     if args.output:
         Path(args.output).write_bytes(r["data"])
-        return None if not args.json else {"hash": args.hash, "size": r["size"], "output": args.output}
+        return {"hash": args.hash, "size": r["size"], "output": args.output} if args.json else None
     if args.json:
         return r
-    sys.stdout.buffer.write(r["data"])
+    sys.stdout.buffer.write(r["data"])  # raw bytes, for `> file` and pipes
     sys.stdout.flush()
     return None
 
@@ -34,15 +38,12 @@ def _has(args: argparse.Namespace, c: Client) -> Any:
     return r if args.json else ("yes" if r["exists"] else "no")
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    blob = sub.add_parser("blob", help="content-addressed blobs").add_subparsers(dest="cmd", required=True)
-    p = blob.add_parser("put", help="store a file; prints its BLAKE3 hash")
+def register(commands: Commands) -> None:
+    commands.group("blob", "content-addressed blobs")
+    p = commands.command("blob", "put", _put, "store a file; prints its BLAKE3 hash")
     p.add_argument("file")
-    p.set_defaults(handler=_put)
-    p = blob.add_parser("get", help="fetch a blob by hash")
+    p = commands.command("blob", "get", _get, "fetch a blob by hash (raw bytes to stdout, or -o FILE)")
     p.add_argument("hash")
-    p.add_argument("-o", "--output")
-    p.set_defaults(handler=_get)
-    p = blob.add_parser("has", help="does the cluster hold this blob?")
+    p.add_argument("-o", "--output", metavar="FILE")
+    p = commands.command("blob", "has", _has, "does the cluster hold this blob?")
     p.add_argument("hash")
-    p.set_defaults(handler=_has)

@@ -7,7 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aspen.cli.output import human
+from aspen.cli.registry import Commands, UsageError
 from aspen.client import Client
+from storage.errors import AspenError, ErrorCode
+from storage.limits import BATCH_OPS_MAX, SCAN_LIMIT_MAX
+
+ORDER = 10
 
 
 def _get(args: argparse.Namespace, c: Client) -> Any:
@@ -15,15 +21,17 @@ def _get(args: argparse.Namespace, c: Client) -> Any:
     if args.json:
         return r
     if not r["was_found"]:
-        raise SystemExit(f"error: NOT_FOUND: {args.key}")
+        raise AspenError(ErrorCode.NOT_FOUND, f"no key {args.key!r}")
     return r["value"]
 
 
 def _value(args: argparse.Namespace) -> bytes:
+    if args.file is not None and args.value is not None:
+        raise UsageError("give VALUE or --file, not both")
     if args.file is not None:
         return Path(args.file).read_bytes()
     if args.value is None:
-        raise ValueError("give VALUE or --file")
+        raise UsageError("give VALUE or --file")
     return args.value.encode()
 
 
@@ -38,6 +46,8 @@ def _delete(args: argparse.Namespace, c: Client) -> Any:
 
 
 def _scan(args: argparse.Namespace, c: Client) -> Any:
+    if args.limit is not None and not 1 <= args.limit <= SCAN_LIMIT_MAX:
+        raise UsageError(f"--limit must be from 1 to {SCAN_LIMIT_MAX}")
     if args.all:
         entries = c.scan_all(args.prefix, stale=args.stale)
         token = None
@@ -46,11 +56,9 @@ def _scan(args: argparse.Namespace, c: Client) -> Any:
         entries, token = page["entries"], page.get("continuation_token")
     if args.json:
         return {"entries": entries, "continuation_token": token}
-    from aspen.cli import human
-
     lines = [f"{e['key']}\t{human(e['value'])}" for e in entries]
     if token:
-        lines.append(f"(more: --token {token})")
+        lines.append(f"(more: --token {token}, or --all)")
     return "\n".join(lines) if lines else "(no keys)"
 
 
@@ -61,57 +69,61 @@ def _cas(args: argparse.Namespace, c: Client) -> Any:
 
 
 def parse_batch_op(text: str) -> dict[str, Any]:
-    """`set:KEY=VALUE` or `del:KEY`."""
+    """`set:KEY=VALUE` (the key ends at the first `=`) or `del:KEY`."""
     kind, sep, rest = text.partition(":")
     if kind == "set" and sep and "=" in rest:
         key, _, value = rest.partition("=")
-        return {"op": "Set", "key": key, "value": value.encode()}
+        if key:
+            return {"op": "Set", "key": key, "value": value.encode()}
     if kind == "del" and sep and rest:
         return {"op": "Delete", "key": rest}
-    raise ValueError(f"batch op {text!r}: use set:KEY=VALUE or del:KEY")
+    raise UsageError(f"batch op {text!r}: use set:KEY=VALUE or del:KEY")
+
+
+def parse_json_ops(text: str) -> list[dict[str, Any]]:
+    """A JSON list of {"op": "Set"|"Delete", "key", "value"?}; string values are sent as UTF-8."""
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--ops-json: {exc}") from None
+    if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
+        raise UsageError("--ops-json: expected a JSON list of objects")
+    return [{**o, "value": o["value"].encode()} if isinstance(o.get("value"), str) else o for o in raw]
 
 
 def _batch(args: argparse.Namespace, c: Client) -> Any:
-    if args.ops_json:
-        ops = [
-            {**o, "value": o["value"].encode()} if isinstance(o.get("value"), str) else o
-            for o in json.loads(args.ops_json)
-        ]
-    else:
-        ops = [parse_batch_op(t) for t in args.ops]
+    if args.ops_json is not None and args.ops:
+        raise UsageError("give ops as arguments or --ops-json, not both")
+    ops = parse_json_ops(args.ops_json) if args.ops_json is not None else [parse_batch_op(t) for t in args.ops]
+    if not 1 <= len(ops) <= BATCH_OPS_MAX:
+        raise UsageError(f"a batch holds 1 to {BATCH_OPS_MAX} ops")
     r = c.batch(ops)
     return r if args.json else f"OK {r.get('count')} ops revision={r.get('revision')}"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    kv = sub.add_parser("kv", help="key-value operations").add_subparsers(dest="cmd", required=True)
-    p = kv.add_parser("get", help="read a key (linearizable unless --stale)")
+def register(commands: Commands) -> None:
+    commands.group("kv", "key-value operations")
+    p = commands.command("kv", "get", _get, "read a key (linearizable unless --stale)")
     p.add_argument("key")
-    p.add_argument("--stale", action="store_true", help="serve from the contacted node without a barrier")
-    p.set_defaults(handler=_get)
-    p = kv.add_parser("set", help="write a key")
+    p.add_argument("--stale", action="store_true", help="serve from the contacted node without a read barrier")
+    p = commands.command("kv", "set", _set, "write a key")
     p.add_argument("key")
     p.add_argument("value", nargs="?")
     p.add_argument("--file", help="read the value from a file (binary safe)")
-    p.set_defaults(handler=_set)
-    p = kv.add_parser("delete", help="delete a key")
+    p = commands.command("kv", "delete", _delete, "delete a key")
     p.add_argument("key")
-    p.set_defaults(handler=_delete)
-    p = kv.add_parser("scan", help="list keys by prefix")
+    p = commands.command("kv", "scan", _scan, "list keys by prefix, in key order")
     p.add_argument("prefix", nargs="?", default="")
-    p.add_argument("--limit", type=int)
+    p.add_argument("--limit", type=int, help=f"keys per page (default 1000, at most {SCAN_LIMIT_MAX})")
     p.add_argument("--token", help="continuation token from a previous page")
     p.add_argument("--all", action="store_true", help="follow continuation tokens to the end")
     p.add_argument("--stale", action="store_true")
-    p.set_defaults(handler=_scan)
-    p = kv.add_parser("cas", help="compare-and-swap")
+    p = commands.command("kv", "cas", _cas, "compare-and-swap")
     p.add_argument("key")
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--expected")
-    g.add_argument("--expect-absent", action="store_true")
-    p.add_argument("--new", required=True)
-    p.set_defaults(handler=_cas)
-    p = kv.add_parser("batch", help="atomic batch: set:KEY=VALUE del:KEY ...")
-    p.add_argument("ops", nargs="*")
+    g.add_argument("--expected", help="the value the key must hold")
+    g.add_argument("--expect-absent", action="store_true", help="the key must not exist")
+    p.add_argument("--new", required=True, help="the value to write")
+    p = commands.command("kv", "batch", _batch, "atomic batch: set:KEY=VALUE del:KEY ...")
+    p.add_argument("ops", nargs="*", metavar="OP")
     p.add_argument("--ops-json", help='JSON list of {"op": "Set"|"Delete", "key", "value"}')
-    p.set_defaults(handler=_batch)
