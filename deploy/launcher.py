@@ -1,6 +1,6 @@
 """aspen-cluster: start and drive a local multi-node cluster (tests, benchmarks, operators).
 
-    eval "$(aspen-cluster up --nodes 3 --dir /tmp/c)"
+    eval "$(aspen-cluster up --nodes 3 --dir /tmp/c [--base-port 7701])"
     aspen-cluster status --dir /tmp/c
     aspen-cluster kill --dir /tmp/c 2      # SIGKILL
     aspen-cluster start --dir /tmp/c 2
@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -32,6 +33,7 @@ from storage.errors import AspenError
 
 LEADER_WAIT_S = 30.0
 STOP_WAIT_S = 10.0
+NODES_MAX = 15
 HOST = "127.0.0.1"
 
 
@@ -86,7 +88,24 @@ def pid_alive(pid: int | None) -> bool:
             return False
 
 
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind((HOST, port))
+        except OSError:
+            return False
+    return True
+
+
 class LocalCluster:
+    """A cluster of local aspen-node processes under one directory (the CLI's and tests' API).
+
+    with LocalCluster(tmp / "c") as c:   # down() on exit
+        c.up(3)
+        with c.client() as client: ...
+        c.kill(c.leader_id()); c.wait_leader()
+    """
+
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.nodes: dict[int, NodeSpec] = {}
@@ -128,20 +147,42 @@ class LocalCluster:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def up(self, count: int, wait: bool = True) -> None:
-        if not 1 <= count <= 15:
-            raise ValueError("--nodes must be from 1 to 15")
+    def __enter__(self) -> LocalCluster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
+    def up(self, count: int, wait: bool = True, base_port: int | None = None) -> None:
+        """Start `count` nodes; with base_port, node i (from 1) serves clients on base_port+i-1
+        and Raft on base_port+100+i-1, else on free ports the kernel picks."""
+        if not 1 <= count <= NODES_MAX:
+            raise ValueError(f"--nodes must be from 1 to {NODES_MAX}")
         if self.nodes:
             raise RuntimeError(f"{self.root} already holds a cluster; use start, or down --purge first")
+        if base_port is not None:
+            if not 1024 <= base_port <= 65535 - 100 - count:
+                raise ValueError(f"--base-port must be from 1024 to {65535 - 100 - count}")
+            client_ports = [base_port + i for i in range(count)]
+            raft_ports = [base_port + 100 + i for i in range(count)]
+            busy = [p for p in client_ports + raft_ports if not port_free(p)]
+            if busy:
+                raise RuntimeError(f"ports already in use: {busy}")
+        else:
+            ports = free_ports(2 * count)
+            client_ports, raft_ports = ports[0::2], ports[1::2]
         self.root.mkdir(parents=True, exist_ok=True)
         write_cookie_file(self.cookie_path, generate_cookie())
-        ports = free_ports(2 * count)
-        self.nodes = {i + 1: NodeSpec(i + 1, ports[2 * i], ports[2 * i + 1]) for i in range(count)}
+        self.nodes = {i + 1: NodeSpec(i + 1, client_ports[i], raft_ports[i]) for i in range(count)}
         self._save()
-        for node_id in self.nodes:
-            self.start(node_id)
-        if wait:
-            self.wait_leader()
+        try:
+            for node_id in self.nodes:
+                self.start(node_id)
+            if wait:
+                self.wait_leader()
+        except BaseException:
+            self.down()  # no half-started cluster left running behind an error
+            raise
 
     def command(self, node_id: int) -> list[str]:
         spec = self.nodes[node_id]
@@ -194,8 +235,13 @@ class LocalCluster:
         return False
 
     def down(self, purge: bool = False) -> None:
-        for node_id in list(self.nodes):
-            self.stop(node_id)
+        """SIGTERM every node at once, wait (bounded), SIGKILL stragglers; --purge deletes DIR."""
+        for node_id in self.nodes:
+            self.signal(node_id, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_WAIT_S
+        for node_id in self.nodes:
+            if not self._wait_dead(node_id, max(0.0, deadline - time.monotonic())):
+                self.kill(node_id)
         if purge and self.root.exists():
             shutil.rmtree(self.root)
             self.nodes = {}
@@ -220,6 +266,22 @@ class LocalCluster:
         finally:
             client.close()
 
+    def roles(self) -> dict[int, str]:
+        """Each node's own view of its role: leader/follower/candidate, 'down' or 'unresponsive'."""
+        out: dict[int, str] = {}
+        for node_id in self.nodes:
+            if not self.alive(node_id):
+                out[node_id] = "down"
+                continue
+            st = self.status_of(node_id)
+            if st is None:
+                out[node_id] = "unresponsive"
+                continue
+            mine = [n for n in st.get("nodes") or [] if n.get("node_id") == node_id]
+            role = mine[0].get("role") if mine else None
+            out[node_id] = str(role or ("leader" if st.get("leader_id") == node_id else "follower"))
+        return out
+
     def leader_id(self) -> int | None:
         """The leader all live nodes agree on, or None."""
         seen = set()
@@ -234,16 +296,24 @@ class LocalCluster:
 
     def wait_leader(self, timeout_s: float = LEADER_WAIT_S, exclude: int | None = None) -> int:
         deadline = time.monotonic() + timeout_s
+        started = [i for i, n in self.nodes.items() if n.pid]
         while time.monotonic() < deadline:
             leader = self.leader_id()
             if leader is not None and leader != exclude:
                 return leader
+            if started and not any(self.alive(i) for i in started):
+                raise RuntimeError(f"every node exited; log tails: {self.log_tails()}")
             time.sleep(0.05)
-        logs = {i: self.log_path(i).read_text()[-2000:] for i in self.nodes if self.log_path(i).exists()}
-        raise TimeoutError(f"no leader within {timeout_s}s; node log tails: {logs}")
+        raise TimeoutError(f"no leader within {timeout_s}s; log tails: {self.log_tails()}")
+
+    def log_tails(self, chars: int = 2000) -> dict[int, str]:
+        return {i: self.log_path(i).read_text(errors="replace")[-chars:] for i in self.nodes if self.log_path(i).exists()}
 
     def exports(self) -> str:
-        return f"export ASPEN_CLUSTER={self.endpoints}\nexport ASPEN_COOKIE={self.cookie}\n"
+        return (
+            f"export ASPEN_CLUSTER={shlex.quote(self.endpoints)}\n"
+            f"export ASPEN_COOKIE={shlex.quote(self.cookie)}\n"
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -252,6 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     up = sub.add_parser("up", help="start N nodes and wait for a leader")
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--dir", type=Path, required=True)
+    up.add_argument("--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)")
     for name in ("status", "down"):
         p = sub.add_parser(name)
         p.add_argument("--dir", type=Path, required=True)
@@ -265,24 +336,24 @@ def main(argv: list[str] | None = None) -> None:
     cluster = LocalCluster(args.dir)
     try:
         if args.cmd == "up":
-            cluster.up(args.nodes)
+            cluster.up(args.nodes, base_port=args.base_port)
             sys.stdout.write(cluster.exports())
         elif args.cmd == "status":
             if not cluster.nodes:
                 raise RuntimeError(f"no cluster in {args.dir}")
             leader = cluster.leader_id()
             print(f"leader: {leader if leader is not None else 'none'}")
-            for node_id, spec in cluster.nodes.items():
-                alive = cluster.alive(node_id)
-                role = "leader" if node_id == leader else ("follower" if alive else "down")
-                print(f"node {node_id}: {role:<8} pid={spec.pid} client={spec.client_addr} raft={spec.raft_addr}")
+            for node_id, role in cluster.roles().items():
+                spec = cluster.nodes[node_id]
+                alive = "alive" if cluster.alive(node_id) else "dead"
+                print(f"node {node_id}: {role:<12} pid={spec.pid} {alive:<5} client={spec.client_addr} raft={spec.raft_addr}")
         elif args.cmd == "down":
             cluster.down(purge=args.purge)
         else:
             if args.node not in cluster.nodes:
                 raise RuntimeError(f"no node {args.node} in {args.dir}")
             getattr(cluster, args.cmd)(args.node)
-    except (RuntimeError, ValueError, TimeoutError) as exc:
+    except (RuntimeError, ValueError, TimeoutError, OSError) as exc:
         print(f"aspen-cluster: {exc}", file=sys.stderr)
         sys.exit(1)
 
