@@ -1,14 +1,15 @@
 """storage: the replicated state machine's data and the BLAKE3 blob store (no networking).
 
-Public names: StateMachine, CommitEvent, BlobRecord, Entry, ScanPage, KvStore, BlobStore,
-BlobRef, validate_op, validate_key, Error, ErrorCode, AspenError; `storage.snapshot` dumps
-and loads a StateMachine.
+`storage.snapshot` dumps and loads a StateMachine; `storage.codec` is its canonical encoding.
 """
 
-from storage.blobs import BlobRef, BlobStore, blob_hash, check_hash
+from storage.blobs import BlobRef, BlobStore
 from storage.errors import AspenError, Error, ErrorCode
+from storage.hashing import blob_hash, check_hash, is_blob_hash
 from storage.kv import Entry, KvStore, ScanPage
-from storage.state import BlobRecord, CommitEvent, StateMachine, validate_key, validate_op
+from storage.ops import Result, validate_key, validate_op
+from storage.snapshot import SnapshotError
+from storage.state import BlobRecord, CommitEvent, StateMachine
 
 __all__ = [
     "AspenError",
@@ -20,10 +21,13 @@ __all__ = [
     "Error",
     "ErrorCode",
     "KvStore",
+    "Result",
     "ScanPage",
+    "SnapshotError",
     "StateMachine",
     "blob_hash",
     "check_hash",
+    "is_blob_hash",
     "validate_key",
     "validate_op",
 ]

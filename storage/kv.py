@@ -1,22 +1,39 @@
-"""Ordered in-memory KV with etcd-style revisions.
+"""Ordered in-memory KV with etcd-style per-key versions and revisions.
 
-Keys are kept in a SortedList beside a dict, so a get is one dict lookup and a prefix scan
-is O(log n + limit).
+Entries live in a dict (a get is one lookup) and the keys also in a SortedList, so a prefix
+scan is a bisect plus a walk: O(log n + limit). The store does not count revisions itself;
+the state machine passes the revision each write belongs to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from sortedcontainers import SortedList
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Entry:
     value: bytes
-    version: int  # writes since creation; 1 on create
+    version: int  # writes since creation: 1 on create, restarts after a delete
     create_revision: int
     mod_revision: int
+
+    # Hand-written because the generated frozen __init__ goes through object.__setattr__ per
+    # field, which doubles the cost of the one object every write must build. The slot
+    # descriptors' own setters do the same job without the lookup.
+    def __init__(self, value: bytes, version: int, create_revision: int, mod_revision: int) -> None:
+        _set_value(self, value)
+        _set_version(self, version)
+        _set_create_revision(self, create_revision)
+        _set_mod_revision(self, mod_revision)
+
+
+_set_value = Entry.__dict__["value"].__set__
+_set_version = Entry.__dict__["version"].__set__
+_set_create_revision = Entry.__dict__["create_revision"].__set__
+_set_mod_revision = Entry.__dict__["mod_revision"].__set__
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,9 +43,19 @@ class ScanPage:
 
 
 class KvStore:
+    __slots__ = ("_data", "_keys")
+
     def __init__(self) -> None:
         self._data: dict[str, Entry] = {}
         self._keys: SortedList = SortedList()
+
+    @classmethod
+    def from_items(cls, items: Iterable[tuple[str, Entry]]) -> KvStore:
+        store = cls()
+        store._data = dict(items)
+        # Sorting sorted input is linear, so loading a snapshot stays O(n).
+        store._keys = SortedList(store._data)
+        return store
 
     def __len__(self) -> int:
         return len(self._data)
@@ -53,24 +80,30 @@ class KvStore:
         return True
 
     def scan(self, prefix: str, limit: int, after: str | None = None) -> ScanPage:
-        assert limit > 0
-        keys = self._keys
-        start = keys.bisect_right(after) if after is not None and after >= prefix else keys.bisect_left(prefix)
-        out: list[tuple[str, Entry]] = []
-        i = start
-        n = len(keys)
-        while i < n and len(out) < limit:
-            key = keys[i]
+        """Keys starting with prefix, in order, strictly after `after`, at most `limit`."""
+        if limit <= 0:
+            raise ValueError(f"scan limit must be positive, not {limit}")
+        # Keys with a given prefix are one contiguous run of the sorted keys; `after` below the
+        # run means "from its start", and `after` past it yields an empty page.
+        if after is None or after < prefix:
+            keys = self._keys.irange(prefix)
+        else:
+            keys = self._keys.irange(after, inclusive=(False, True))
+        data = self._data
+        entries: list[tuple[str, Entry]] = []
+        for key in keys:
             if not key.startswith(prefix):
-                break
-            out.append((key, self._data[key]))
-            i += 1
-        more = i < n and keys[i].startswith(prefix)
-        return ScanPage(out, out[-1][0] if more and out else None)
+                return ScanPage(entries, None)
+            if len(entries) == limit:
+                return ScanPage(entries, entries[-1][0])
+            entries.append((key, data[key]))
+        return ScanPage(entries, None)
 
-    def items(self) -> list[tuple[str, Entry]]:
-        return [(k, self._data[k]) for k in self._keys]
+    def items(self) -> Iterator[tuple[str, Entry]]:
+        """Every (key, entry) in key order."""
+        data = self._data
+        for key in self._keys:
+            yield key, data[key]
 
-    def load(self, items: list[tuple[str, Entry]]) -> None:
-        self._data = dict(items)
-        self._keys = SortedList(self._data)
+    def keys(self) -> Iterator[str]:
+        return iter(self._keys)

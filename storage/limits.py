@@ -8,3 +8,4 @@ BATCH_OPS_MAX = 1000
 CONDITIONS_MAX = 100
 BLOB_MAX_BYTES = 50 * 1024 * 1024
 RESERVED_KEY_PREFIX = "__aspen/"
+META_TABLE_MAX_BYTES = 64  # UTF-8 encoded length of a meta table name

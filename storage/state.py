@@ -1,369 +1,358 @@
 """The replicated state machine: KV, meta tables and the blob index, changed only by ops.
 
-Ops are msgpack-decoded lists (docs/DESIGN.md). Apply is deterministic and never raises on
-bad input: a malformed op gets an error result and changes nothing, because a bad entry in
-the Raft log must not stop a node.
+Ops are msgpack-decoded lists (docs/DESIGN.md has the table). Apply is deterministic and never
+raises on bad input: a malformed op gets an error result and changes nothing, because a bad
+entry in the Raft log must not stop a node. Every op is checked in full before it writes
+anything, which is what makes a batch all-or-nothing.
 """
 
 from __future__ import annotations
 
-import re
+import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import blake3
-import msgpack
 
-from storage.errors import Error, ErrorCode
+from storage import codec
+from storage.errors import ErrorCode
 from storage.kv import Entry, KvStore, ScanPage
-from storage.limits import (
-    BATCH_OPS_MAX,
-    BLOB_MAX_BYTES,
-    CONDITIONS_MAX,
-    KEY_MAX_BYTES,
-    RESERVED_KEY_PREFIX,
-    VALUE_MAX_BYTES,
+from storage.ops import (
+    Result,
+    check_batch,
+    check_blob_add,
+    check_cad,
+    check_cas,
+    check_cbatch,
+    check_del,
+    check_meta_cas,
+    check_meta_del,
+    check_meta_put,
+    check_noop,
+    check_op,
+    check_put,
+    err,
+    op_name,
+    validate_key,
+    validate_op,
 )
 
-Result = tuple[Any, ...]  # ("ok", dict) | ("err", code, message, details)
+__all__ = [
+    "BlobRecord",
+    "CommitEvent",
+    "Result",
+    "StateMachine",
+    "validate_key",
+    "validate_op",
+]
 
-META_TABLE_MAX_CHARS = 64
-_HASH_RE = re.compile(r"[0-9a-f]{64}\Z")
+log = logging.getLogger("aspen.storage")
+
+KV_WRITE = "kv.write_committed"
+KV_DELETE = "kv.delete_committed"
+META_PUT = "meta.put"
+META_DELETE = "meta.delete"
+
 _OK_EMPTY: Result = ("ok", {})
 
+Events = list["CommitEvent"]
+Handler = Callable[[Any, Events, int, int], Result]
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, init=False)
 class CommitEvent:
     kind: str  # kv.write_committed | kv.delete_committed | meta.put | meta.delete
-    key: str | None
+    key: str | None  # the KV key, or "table/key" for meta events
     index: int
     term: int
-    revision: int
+    revision: int  # the KV revision after the write (meta writes do not move it)
+
+    # Hand-written for the same reason as Entry's: one event per write is on the hot path.
+    def __init__(self, kind: str, key: str | None, index: int, term: int, revision: int) -> None:
+        _set_kind(self, kind)
+        _set_key(self, key)
+        _set_index(self, index)
+        _set_term(self, term)
+        _set_revision(self, revision)
+
+
+_set_kind = CommitEvent.__dict__["kind"].__set__
+_set_key = CommitEvent.__dict__["key"].__set__
+_set_index = CommitEvent.__dict__["index"].__set__
+_set_term = CommitEvent.__dict__["term"].__set__
+_set_revision = CommitEvent.__dict__["revision"].__set__
 
 
 @dataclass(frozen=True, slots=True)
 class BlobRecord:
-    size: int
-    holders: frozenset[int]
-
-
-def _err(code: ErrorCode, message: str, **details: Any) -> Result:
-    return ("err", str(code), message, details)
-
-
-# -- validation (shared by the edge and by apply) ------------------------------------------
-
-
-def _bad_key(key: Any, what: str = "key") -> Result | None:
-    if type(key) is not str:
-        return _err(ErrorCode.INVALID_REQUEST, f"{what}: must be a string")
-    if not key:
-        return _err(ErrorCode.INVALID_REQUEST, f"{what}: must not be empty")
-    # Four bytes per character at most: skip the encode for short keys.
-    if len(key) * 4 > KEY_MAX_BYTES and len(key.encode()) > KEY_MAX_BYTES:
-        return _err(ErrorCode.KEY_TOO_LARGE, f"{what}: over {KEY_MAX_BYTES} UTF-8 bytes")
-    if key.startswith(RESERVED_KEY_PREFIX):
-        return _err(ErrorCode.RESERVED_KEY, f"{what}: {RESERVED_KEY_PREFIX!r} is reserved for the cluster")
-    return None
-
-
-def _bad_value(value: Any, what: str = "value") -> Result | None:
-    if type(value) is not bytes:
-        return _err(ErrorCode.INVALID_REQUEST, f"{what}: must be bytes")
-    if len(value) > VALUE_MAX_BYTES:
-        return _err(ErrorCode.VALUE_TOO_LARGE, f"{what}: over {VALUE_MAX_BYTES} bytes")
-    return None
-
-
-def _bad_arity(op: list[Any], n: int) -> Result | None:
-    if len(op) != n:
-        return _err(ErrorCode.INVALID_REQUEST, f"op {op[0]!r}: expected {n - 1} arguments, got {len(op) - 1}")
-    return None
-
-
-def _bad_batch_ops(ops: Any) -> Result | None:
-    if type(ops) is not list:
-        return _err(ErrorCode.INVALID_REQUEST, "ops: must be a list")
-    if len(ops) > BATCH_OPS_MAX:
-        return _err(ErrorCode.INVALID_REQUEST, f"ops: at most {BATCH_OPS_MAX} per batch")
-    for i, sub in enumerate(ops):
-        if type(sub) is not list or not sub:
-            return _err(ErrorCode.INVALID_REQUEST, f"ops[{i}]: must be a non-empty list")
-        if sub[0] == "put" and len(sub) == 3:
-            bad = _bad_key(sub[1], f"ops[{i}].key") or _bad_value(sub[2], f"ops[{i}].value")
-        elif sub[0] == "del" and len(sub) == 2:
-            bad = _bad_key(sub[1], f"ops[{i}].key")
-        else:
-            bad = _err(ErrorCode.INVALID_REQUEST, f"ops[{i}]: must be [put, key, value] or [del, key]")
-        if bad is not None:
-            return bad
-    return None
-
-
-def _bad_conditions(conds: Any) -> Result | None:
-    if type(conds) is not list:
-        return _err(ErrorCode.INVALID_REQUEST, "conditions: must be a list")
-    if len(conds) > CONDITIONS_MAX:
-        return _err(ErrorCode.INVALID_REQUEST, f"conditions: at most {CONDITIONS_MAX}")
-    for i, c in enumerate(conds):
-        if type(c) is not list or not c:
-            return _err(ErrorCode.INVALID_REQUEST, f"conditions[{i}]: must be a non-empty list")
-        if c[0] == "eq" and len(c) == 3:
-            bad = _bad_key(c[1], f"conditions[{i}].key") or _bad_value(c[2], f"conditions[{i}].value")
-        elif c[0] in ("exists", "absent") and len(c) == 2:
-            bad = _bad_key(c[1], f"conditions[{i}].key")
-        else:
-            bad = _err(ErrorCode.INVALID_REQUEST, f"conditions[{i}]: must be [eq,k,v], [exists,k] or [absent,k]")
-        if bad is not None:
-            return bad
-    return None
-
-
-def _bad_meta(table: Any, key: Any) -> Result | None:
-    if type(table) is not str or not 0 < len(table) <= META_TABLE_MAX_CHARS:
-        return _err(ErrorCode.INVALID_REQUEST, f"table: a string of 1 to {META_TABLE_MAX_CHARS} characters")
-    if type(key) is not str or not key or len(key.encode()) > KEY_MAX_BYTES:
-        return _err(ErrorCode.INVALID_REQUEST, f"meta key: a string of 1 to {KEY_MAX_BYTES} bytes")
-    return None
-
-
-def _bad_optional_value(value: Any, what: str) -> Result | None:
-    return None if value is None else _bad_value(value, what)
-
-
-def _invalid(op: Any) -> Result | None:
-    """Why this op cannot be applied, or None. The single validator for edge and apply."""
-    if type(op) is not list or not op or type(op[0]) is not str:
-        return _err(ErrorCode.INVALID_REQUEST, "op: must be a non-empty list starting with its name")
-    name = op[0]
-    if name == "put":
-        return _bad_arity(op, 3) or _bad_key(op[1]) or _bad_value(op[2])
-    if name == "del":
-        return _bad_arity(op, 2) or _bad_key(op[1])
-    if name == "cas":
-        return _bad_arity(op, 4) or _bad_key(op[1]) or _bad_optional_value(op[2], "expected") or _bad_value(op[3], "new_value")
-    if name == "cad":
-        return _bad_arity(op, 3) or _bad_key(op[1]) or _bad_value(op[2], "expected")
-    if name == "batch":
-        return _bad_arity(op, 2) or _bad_batch_ops(op[1])
-    if name == "cbatch":
-        return _bad_arity(op, 3) or _bad_conditions(op[1]) or _bad_batch_ops(op[2])
-    if name == "noop":
-        return _bad_arity(op, 1)
-    if name == "meta_put":
-        return _bad_arity(op, 4) or _bad_meta(op[1], op[2]) or _bad_value(op[3])
-    if name == "meta_del":
-        return _bad_arity(op, 3) or _bad_meta(op[1], op[2])
-    if name == "meta_cas":
-        return (
-            _bad_arity(op, 5)
-            or _bad_meta(op[1], op[2])
-            or _bad_optional_value(op[3], "expected")
-            or _bad_optional_value(op[4], "new")
-        )
-    if name == "blob_add":
-        if bad := _bad_arity(op, 4):
-            return bad
-        if type(op[1]) is not str or not _HASH_RE.match(op[1]):
-            return _err(ErrorCode.INVALID_REQUEST, "hash: 64 lowercase hex characters")
-        if type(op[2]) is not int or not 0 <= op[2] <= BLOB_MAX_BYTES:
-            return _err(ErrorCode.INVALID_REQUEST, f"size: 0 to {BLOB_MAX_BYTES}")
-        if type(op[3]) is not int or op[3] <= 0:
-            return _err(ErrorCode.INVALID_REQUEST, "holder: a positive node id")
-        return None
-    return _err(ErrorCode.INVALID_REQUEST, f"unknown op {name!r}")
-
-
-def validate_op(op: Any) -> Error | None:
-    bad = _invalid(op)
-    if bad is None:
-        return None
-    return Error(ErrorCode(bad[1]), bad[2], bad[3])
-
-
-def validate_key(key: Any, what: str = "key") -> Error | None:
-    bad = _bad_key(key, what)
-    return None if bad is None else Error(ErrorCode(bad[1]), bad[2], bad[3])
-
-
-# -- the state machine -----------------------------------------------------------------------
+    size: int  # bytes
+    holders: frozenset[int]  # node ids that have stored the blob
 
 
 class StateMachine:
     def __init__(self) -> None:
-        self.kv = KvStore()
-        self.meta: dict[str, dict[str, bytes]] = {}
-        self.blobs: dict[str, BlobRecord] = {}
-        self.revision = 0
-        self.applied_index = 0
-        self._apply: dict[str, Callable[[list[Any], list[CommitEvent], int, int], Result]] = {
+        self._kv = KvStore()
+        self._meta: dict[str, dict[str, bytes]] = {}  # empty tables are dropped, so equal states look equal
+        self._blobs: dict[str, BlobRecord] = {}
+        self._revision = 0
+        self._applied_index = 0
+        self._handlers: dict[str, Handler] = {
             "put": self._put,
             "del": self._del,
             "cas": self._cas,
             "cad": self._cad,
             "batch": self._batch,
             "cbatch": self._cbatch,
-            "noop": lambda op, ev, i, t: _OK_EMPTY,
+            "noop": self._noop,
             "meta_put": self._meta_put,
             "meta_del": self._meta_del,
             "meta_cas": self._meta_cas,
             "blob_add": self._blob_add,
         }
 
+    @classmethod
+    def restore(
+        cls,
+        kv: KvStore,
+        meta: dict[str, dict[str, bytes]],
+        blobs: dict[str, BlobRecord],
+        revision: int,
+        applied_index: int,
+    ) -> StateMachine:
+        """A state machine holding exactly these parts (for snapshots)."""
+        state = cls()
+        state._kv = kv
+        state._meta = {table: rows for table, rows in meta.items() if rows}
+        state._blobs = blobs
+        state._revision = revision
+        state._applied_index = applied_index
+        return state
+
     # -- reads -----------------------------------------------------------------------------
 
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def applied_index(self) -> int:
+        """The index last passed to apply_ops (0 before any)."""
+        return self._applied_index
+
+    @property
+    def kv(self) -> KvStore:
+        return self._kv
+
     def get(self, key: str) -> Entry | None:
-        return self.kv.get(key)
+        return self._kv.get(key)
 
     def scan(self, prefix: str, limit: int, after: str | None = None) -> ScanPage:
-        return self.kv.scan(prefix, limit, after)
+        return self._kv.scan(prefix, limit, after)
 
     def meta_get(self, table: str, key: str) -> bytes | None:
-        return self.meta.get(table, {}).get(key)
+        rows = self._meta.get(table)
+        return None if rows is None else rows.get(key)
 
     def meta_items(self, table: str) -> list[tuple[str, bytes]]:
-        return sorted(self.meta.get(table, {}).items())
+        return sorted(self._meta.get(table, {}).items())
+
+    def meta_tables(self) -> list[str]:
+        return sorted(self._meta)
 
     def blob_record(self, blob_hash: str) -> BlobRecord | None:
-        return self.blobs.get(blob_hash)
+        return self._blobs.get(blob_hash)
 
-    def blob_records(self) -> Iterator[tuple[str, BlobRecord]]:
-        return iter(sorted(self.blobs.items()))
+    def blob_records(self) -> list[tuple[str, BlobRecord]]:
+        return sorted(self._blobs.items())
+
+    def canonical_chunks(self) -> Iterator[bytes]:
+        """The canonical encoding (storage.codec) of everything apply changes but the index."""
+        return codec.encode_state(self._revision, self._kv, self._meta, self._blobs)
 
     def state_hash(self) -> str:
-        h = blake3.blake3()
-        h.update(msgpack.packb(self.revision))
-        for key, e in self.kv.items():
-            h.update(msgpack.packb([key, e.value, e.version, e.create_revision, e.mod_revision], use_bin_type=True))
-        for table in sorted(self.meta):
-            for key, value in sorted(self.meta[table].items()):
-                h.update(msgpack.packb([table, key, value], use_bin_type=True))
-        for blob_hash, rec in sorted(self.blobs.items()):
-            h.update(msgpack.packb([blob_hash, rec.size, sorted(rec.holders)]))
-        return h.hexdigest()
+        """BLAKE3 hex of the canonical encoding: equal on nodes that applied the same log."""
+        hasher = blake3.blake3()
+        for chunk in self.canonical_chunks():
+            hasher.update(chunk)
+        return hasher.hexdigest()
 
     # -- apply -----------------------------------------------------------------------------
 
-    def apply_ops(self, ops: list[Any], index: int, term: int) -> tuple[list[Result], list[CommitEvent]]:
+    def apply_ops(self, ops: Any, index: int, term: int) -> tuple[list[Result], list[CommitEvent]]:
+        """Apply one log entry's ops in order: one result per op, and the commit events."""
         results: list[Result] = []
         events: list[CommitEvent] = []
-        table = self._apply
+        if type(ops) is not list and type(ops) is not tuple:
+            log.error("log entry %d holds %s, not a list of ops; skipped", index, type(ops).__name__)
+            ops = ()
+        handlers = self._handlers
         for op in ops:
-            bad = _invalid(op)
-            if bad is not None:
-                results.append(bad)
+            name = op_name(op)
+            handler = None if name is None else handlers.get(name)
+            if handler is None:
+                results.append(check_op(op))
                 continue
-            results.append(table[op[0]](op, events, index, term))
-        self.applied_index = index
+            try:
+                results.append(handler(op, events, index, term))
+            except Exception:  # a bug, not bad input (ops are checked first); keep the node alive
+                log.exception("applying op %s at index %d failed", name, index)
+                results.append(err(ErrorCode.INTERNAL, f"applying {name} failed; see the node's log"))
+        self._applied_index = index
         return results, events
 
-    def _written(self, key: str, entry: Entry, events: list[CommitEvent], index: int, term: int) -> dict[str, Any]:
-        events.append(CommitEvent("kv.write_committed", key, index, term, self.revision))
-        return {
-            "revision": self.revision,
-            "version": entry.version,
-            "create_revision": entry.create_revision,
-            "mod_revision": entry.mod_revision,
-        }
+    def _noop(self, op: Any, events: Events, index: int, term: int) -> Result:
+        return check_noop(op) or _OK_EMPTY
 
-    def _put(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
-        self.revision += 1
-        return ("ok", self._written(op[1], self.kv.put(op[1], op[2], self.revision), events, index, term))
+    def _write(self, key: str, value: bytes, events: Events, index: int, term: int) -> Result:
+        self._revision = revision = self._revision + 1
+        entry = self._kv.put(key, value, revision)
+        events.append(CommitEvent(KV_WRITE, key, index, term, revision))
+        return (
+            "ok",
+            {
+                "revision": revision,
+                "version": entry.version,
+                "create_revision": entry.create_revision,
+                "mod_revision": revision,
+            },
+        )
 
-    def _del(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
-        if self.kv.get(op[1]) is None:
-            return ("ok", {"deleted": False, "revision": self.revision})
-        self.revision += 1
-        self.kv.delete(op[1])
-        events.append(CommitEvent("kv.delete_committed", op[1], index, term, self.revision))
-        return ("ok", {"deleted": True, "revision": self.revision})
+    def _remove(self, key: str, events: Events, index: int, term: int) -> Result:
+        if not self._kv.delete(key):  # nothing changed, so no new revision (etcd)
+            return ("ok", {"deleted": False, "revision": self._revision})
+        self._revision = revision = self._revision + 1
+        events.append(CommitEvent(KV_DELETE, key, index, term, revision))
+        return ("ok", {"deleted": True, "revision": revision})
 
-    def _mismatch(self, key: str) -> Result:
-        current = self.kv.get(key)
-        return _err(
+    def _put(self, op: Any, events: Events, index: int, term: int) -> Result:
+        return check_put(op) or self._write(op[1], op[2], events, index, term)
+
+    def _del(self, op: Any, events: Events, index: int, term: int) -> Result:
+        return check_del(op) or self._remove(op[1], events, index, term)
+
+    def _mismatch(self, key: str, current: Entry | None) -> Result:
+        return err(
             ErrorCode.CAS_FAILED,
-            f"{key!r} does not hold the expected value",
+            "the key does not hold the expected value",
             actual_found=current is not None,
             actual_value=None if current is None else current.value,
         )
 
-    def _cas(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
+    def _cas(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_cas(op):
+            return bad
         _, key, expected, new = op
-        current = self.kv.get(key)
+        current = self._kv.get(key)
         if (None if current is None else current.value) != expected:
-            return self._mismatch(key)
-        return self._put(["put", key, new], events, index, term)
+            return self._mismatch(key, current)
+        return self._write(key, new, events, index, term)
 
-    def _cad(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
-        current = self.kv.get(op[1])
-        if current is None or current.value != op[2]:
-            return self._mismatch(op[1])
-        return self._del(["del", op[1]], events, index, term)
+    def _cad(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_cad(op):
+            return bad
+        _, key, expected = op
+        current = self._kv.get(key)
+        if current is None or current.value != expected:
+            return self._mismatch(key, current)
+        return self._remove(key, events, index, term)
 
-    def _write_all(self, ops: list[list[Any]], events: list[CommitEvent], index: int, term: int) -> None:
-        # One revision for the whole batch: it is one write request (etcd txn semantics).
-        self.revision += 1
+    def _write_all(self, ops: Any, events: Events, index: int, term: int) -> None:
+        """Apply checked [put|del] sub-ops in order as one write: one revision for all."""
+        kv = self._kv
+        revision = self._revision + 1
+        changed = False
         for sub in ops:
+            key = sub[1]
             if sub[0] == "put":
-                entry = self.kv.put(sub[1], sub[2], self.revision)
-                events.append(CommitEvent("kv.write_committed", sub[1], index, term, self.revision))
-                del entry
-            elif self.kv.delete(sub[1]):
-                events.append(CommitEvent("kv.delete_committed", sub[1], index, term, self.revision))
+                kv.put(key, sub[2], revision)
+                events.append(CommitEvent(KV_WRITE, key, index, term, revision))
+                changed = True
+            elif kv.delete(key):
+                events.append(CommitEvent(KV_DELETE, key, index, term, revision))
+                changed = True
+        if changed:  # deletes of missing keys alone change nothing, like a single del
+            self._revision = revision
 
-    def _batch(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
-        if op[1]:
-            self._write_all(op[1], events, index, term)
-        return ("ok", {"revision": self.revision, "count": len(op[1])})
+    def _batch(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_batch(op):
+            return bad
+        self._write_all(op[1], events, index, term)
+        return ("ok", {"revision": self._revision, "count": len(op[1])})
 
-    def _cbatch(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
+    def _cbatch(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_cbatch(op):
+            return bad
+        kv = self._kv
         for i, cond in enumerate(op[1]):
-            current = self.kv.get(cond[1])
+            current = kv.get(cond[1])
             kind = cond[0]
-            holds = (
-                (current is not None and current.value == cond[2])
-                if kind == "eq"
-                else (current is not None) == (kind == "exists")
-            )
+            if kind == "eq":
+                holds = current is not None and current.value == cond[2]
+            else:
+                holds = (current is not None) == (kind == "exists")
             if not holds:
-                return ("ok", {"success": False, "failed_condition_index": i, "revision": self.revision})
-        if op[2]:
-            self._write_all(op[2], events, index, term)
-        return ("ok", {"success": True, "failed_condition_index": None, "revision": self.revision})
+                return ("ok", {"success": False, "failed_condition_index": i, "revision": self._revision})
+        self._write_all(op[2], events, index, term)
+        return ("ok", {"success": True, "failed_condition_index": None, "revision": self._revision})
 
-    def _meta_put(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
-        _, table, key, value = op
-        self.meta.setdefault(table, {})[key] = value
-        events.append(CommitEvent("meta.put", f"{table}/{key}", index, term, self.revision))
+    def _meta_set(self, table: str, key: str, value: bytes, events: Events, index: int, term: int) -> None:
+        rows = self._meta.get(table)
+        if rows is None:
+            rows = self._meta[table] = {}
+        rows[key] = value
+        events.append(CommitEvent(META_PUT, f"{table}/{key}", index, term, self._revision))
+
+    def _meta_remove(self, table: str, key: str, events: Events, index: int, term: int) -> bool:
+        rows = self._meta.get(table)
+        if rows is None or rows.pop(key, None) is None:
+            return False
+        if not rows:
+            del self._meta[table]
+        events.append(CommitEvent(META_DELETE, f"{table}/{key}", index, term, self._revision))
+        return True
+
+    def _meta_put(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_meta_put(op):
+            return bad
+        self._meta_set(op[1], op[2], op[3], events, index, term)
         return _OK_EMPTY
 
-    def _meta_del(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
-        _, table, key = op
-        existed = self.meta.get(table, {}).pop(key, None) is not None
-        if existed:
-            events.append(CommitEvent("meta.delete", f"{table}/{key}", index, term, self.revision))
-        return ("ok", {"existed": existed})
+    def _meta_del(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_meta_del(op):
+            return bad
+        return ("ok", {"existed": self._meta_remove(op[1], op[2], events, index, term)})
 
-    def _meta_cas(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
+    def _meta_cas(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_meta_cas(op):
+            return bad
         _, table, key, expected, new = op
-        current = self.meta.get(table, {}).get(key)
+        current = self.meta_get(table, key)
         if current != expected:
-            return _err(
+            return err(
                 ErrorCode.CAS_FAILED,
                 f"{table}/{key} does not hold the expected value",
                 actual_found=current is not None,
                 actual_value=current,
             )
-        if new is None:
-            return self._meta_del(["meta_del", table, key], events, index, term)
-        return self._meta_put(["meta_put", table, key, new], events, index, term)
+        if new is not None:
+            self._meta_set(table, key, new, events, index, term)
+        else:
+            self._meta_remove(table, key, events, index, term)
+        return _OK_EMPTY
 
-    def _blob_add(self, op: list[Any], events: list[CommitEvent], index: int, term: int) -> Result:
-        _, blob_hash, size, holder = op
-        old = self.blobs.get(blob_hash)
-        if old is not None and old.size != size:
-            return _err(ErrorCode.BLOB_CORRUPT, f"blob {blob_hash} recorded with size {old.size}, not {size}")
-        holders = frozenset([holder]) if old is None else old.holders | {holder}
-        self.blobs[blob_hash] = BlobRecord(size, holders)
+    def _blob_add(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_blob_add(op):
+            return bad
+        _, blob_hash, size_bytes, holder = op
+        old = self._blobs.get(blob_hash)
+        if old is None:
+            self._blobs[blob_hash] = BlobRecord(size_bytes, frozenset((holder,)))
+        elif old.size != size_bytes:
+            # Same hash, other size: one of the two reports is wrong; keep the first.
+            return err(
+                ErrorCode.BLOB_CORRUPT, f"blob {blob_hash} is recorded with size {old.size}, not {size_bytes}"
+            )
+        elif holder not in old.holders:
+            self._blobs[blob_hash] = BlobRecord(size_bytes, old.holders | {holder})
         return _OK_EMPTY

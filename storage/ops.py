@@ -1,0 +1,243 @@
+"""Op validation: the one set of checks shared by the node's edge and the state machine.
+
+Every checker returns None when its op can be applied, else an error Result. Checkers never
+raise, whatever they are given: apply runs them on entries straight from the Raft log.
+Lists and tuples are both accepted as sequences (msgpack decodes tuples as lists).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from storage.errors import Error, ErrorCode
+from storage.hashing import is_blob_hash
+from storage.limits import (
+    BATCH_OPS_MAX,
+    BLOB_MAX_BYTES,
+    CONDITIONS_MAX,
+    KEY_MAX_BYTES,
+    META_TABLE_MAX_BYTES,
+    RESERVED_KEY_PREFIX,
+    VALUE_MAX_BYTES,
+)
+
+Result = tuple[Any, ...]  # ("ok", dict) | ("err", code, message, details)
+Check = Callable[[Any], "Result | None"]
+
+_SEQ = (list, tuple)
+_INVALID = ErrorCode.INVALID_REQUEST.value
+
+
+def err(code: ErrorCode, message: str, **details: Any) -> Result:
+    return ("err", code.value, message, details)
+
+
+def _invalid(message: str) -> Result:
+    return ("err", _INVALID, message, {})
+
+
+def _utf8_len(text: str) -> int:
+    """UTF-8 length, or -1 when the text cannot be encoded (lone surrogates)."""
+    if text.isascii():  # O(1) in CPython: skips the encode for the common case
+        return len(text)
+    try:
+        return len(text.encode())
+    except UnicodeEncodeError:
+        return -1
+
+
+def check_key(key: Any, what: str = "key") -> Result | None:
+    if type(key) is not str:
+        return _invalid(f"{what}: must be a string")
+    size = _utf8_len(key)
+    if size <= 0:
+        return _invalid(f"{what}: must be non-empty valid UTF-8")
+    if size > KEY_MAX_BYTES:
+        return err(ErrorCode.KEY_TOO_LARGE, f"{what}: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
+    if key.startswith(RESERVED_KEY_PREFIX):
+        return err(ErrorCode.RESERVED_KEY, f"{what}: {RESERVED_KEY_PREFIX!r} is reserved for the cluster")
+    return None
+
+
+def check_value(value: Any, what: str = "value") -> Result | None:
+    if type(value) is not bytes:
+        return _invalid(f"{what}: must be bytes")
+    if len(value) > VALUE_MAX_BYTES:
+        return err(ErrorCode.VALUE_TOO_LARGE, f"{what}: {len(value)} bytes is over {VALUE_MAX_BYTES}")
+    return None
+
+
+def _check_optional_value(value: Any, what: str) -> Result | None:
+    return None if value is None else check_value(value, what)
+
+
+def _arity(op: Any, args: int) -> Result | None:
+    if len(op) != args + 1:
+        return _invalid(f"{op[0]}: takes {args} argument(s), got {len(op) - 1}")
+    return None
+
+
+def _check_batch_ops(ops: Any) -> Result | None:
+    if type(ops) not in _SEQ:
+        return _invalid("ops: must be a list")
+    if len(ops) > BATCH_OPS_MAX:
+        return _invalid(f"ops: {len(ops)} is over {BATCH_OPS_MAX} per batch")
+    for i, sub in enumerate(ops):
+        if type(sub) not in _SEQ or not sub:
+            return _invalid(f"ops[{i}]: must be [put, key, value] or [del, key]")
+        name = sub[0]
+        if name == "put" and len(sub) == 3:
+            bad = check_key(sub[1], f"ops[{i}].key") or check_value(sub[2], f"ops[{i}].value")
+        elif name == "del" and len(sub) == 2:
+            bad = check_key(sub[1], f"ops[{i}].key")
+        else:
+            return _invalid(f"ops[{i}]: must be [put, key, value] or [del, key]")
+        if bad is not None:
+            return bad
+    return None
+
+
+def _check_conditions(conditions: Any) -> Result | None:
+    if type(conditions) not in _SEQ:
+        return _invalid("conditions: must be a list")
+    if len(conditions) > CONDITIONS_MAX:
+        return _invalid(f"conditions: {len(conditions)} is over {CONDITIONS_MAX}")
+    for i, cond in enumerate(conditions):
+        if type(cond) not in _SEQ or not cond:
+            return _invalid(f"conditions[{i}]: must be [eq, key, value], [exists, key] or [absent, key]")
+        kind = cond[0]
+        if kind == "eq" and len(cond) == 3:
+            bad = check_key(cond[1], f"conditions[{i}].key") or check_value(cond[2], f"conditions[{i}].value")
+        elif (kind == "exists" or kind == "absent") and len(cond) == 2:
+            bad = check_key(cond[1], f"conditions[{i}].key")
+        else:
+            return _invalid(f"conditions[{i}]: must be [eq, key, value], [exists, key] or [absent, key]")
+        if bad is not None:
+            return bad
+    return None
+
+
+def _check_meta_address(table: Any, key: Any) -> Result | None:
+    # "/" would make the commit event's "table/key" ambiguous.
+    if type(table) is not str or not 0 < _utf8_len(table) <= META_TABLE_MAX_BYTES or "/" in table:
+        return _invalid(f"table: 1 to {META_TABLE_MAX_BYTES} UTF-8 bytes without '/'")
+    if type(key) is not str:
+        return _invalid("meta key: must be a string")
+    size = _utf8_len(key)
+    if size <= 0:
+        return _invalid("meta key: must be non-empty valid UTF-8")
+    if size > KEY_MAX_BYTES:
+        return err(ErrorCode.KEY_TOO_LARGE, f"meta key: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
+    return None
+
+
+# -- one checker per op ------------------------------------------------------------------------
+
+
+def check_put(op: Any) -> Result | None:
+    return _arity(op, 2) or check_key(op[1]) or check_value(op[2])
+
+
+def check_del(op: Any) -> Result | None:
+    return _arity(op, 1) or check_key(op[1])
+
+
+def check_cas(op: Any) -> Result | None:
+    return (
+        _arity(op, 3)
+        or check_key(op[1])
+        or _check_optional_value(op[2], "expected")
+        or check_value(op[3], "new_value")
+    )
+
+
+def check_cad(op: Any) -> Result | None:
+    return _arity(op, 2) or check_key(op[1]) or check_value(op[2], "expected")
+
+
+def check_batch(op: Any) -> Result | None:
+    return _arity(op, 1) or _check_batch_ops(op[1])
+
+
+def check_cbatch(op: Any) -> Result | None:
+    return _arity(op, 2) or _check_conditions(op[1]) or _check_batch_ops(op[2])
+
+
+def check_noop(op: Any) -> Result | None:
+    return _arity(op, 0)
+
+
+def check_meta_put(op: Any) -> Result | None:
+    return _arity(op, 3) or _check_meta_address(op[1], op[2]) or check_value(op[3])
+
+
+def check_meta_del(op: Any) -> Result | None:
+    return _arity(op, 2) or _check_meta_address(op[1], op[2])
+
+
+def check_meta_cas(op: Any) -> Result | None:
+    return (
+        _arity(op, 4)
+        or _check_meta_address(op[1], op[2])
+        or _check_optional_value(op[3], "expected")
+        or _check_optional_value(op[4], "new")
+    )
+
+
+def check_blob_add(op: Any) -> Result | None:
+    if bad := _arity(op, 3):
+        return bad
+    _, blob_hash, size_bytes, holder = op
+    if not is_blob_hash(blob_hash):
+        return _invalid("hash: must be 64 lowercase hex characters (BLAKE3)")
+    if type(size_bytes) is not int or not 0 <= size_bytes <= BLOB_MAX_BYTES:
+        return _invalid(f"size: an integer from 0 to {BLOB_MAX_BYTES}")
+    if type(holder) is not int or holder <= 0:
+        return _invalid("holder: a positive node id")
+    return None
+
+
+CHECKS: dict[str, Check] = {
+    "put": check_put,
+    "del": check_del,
+    "cas": check_cas,
+    "cad": check_cad,
+    "batch": check_batch,
+    "cbatch": check_cbatch,
+    "noop": check_noop,
+    "meta_put": check_meta_put,
+    "meta_del": check_meta_del,
+    "meta_cas": check_meta_cas,
+    "blob_add": check_blob_add,
+}
+
+
+def op_name(op: Any) -> str | None:
+    """The op's name when op is a non-empty sequence starting with a string, else None."""
+    if type(op) not in _SEQ or not op or type(op[0]) is not str:
+        return None
+    return op[0]
+
+
+def check_op(op: Any) -> Result | None:
+    name = op_name(op)
+    if name is None:
+        return _invalid("op: must be a non-empty list starting with the op's name")
+    check = CHECKS.get(name)
+    if check is None:
+        return _invalid(f"unknown op {name[:64]!r}")
+    return check(op)
+
+
+def _as_error(bad: Result | None) -> Error | None:
+    return None if bad is None else Error(ErrorCode(bad[1]), bad[2], bad[3])
+
+
+def validate_op(op: Any) -> Error | None:
+    """Why the state machine would refuse this op, or None; for the node, before proposing."""
+    return _as_error(check_op(op))
+
+
+def validate_key(key: Any, what: str = "key") -> Error | None:
+    return _as_error(check_key(key, what))
