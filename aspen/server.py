@@ -263,16 +263,19 @@ class Server:
         self.handshake_timeout_s = handshake_timeout_s
         self.connections: set[_Connection] = set()
         self._server: asyncio.AbstractServer | None = None
+        self._bound_port: int | None = None
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, reuse_address=True)
+        self._bound_port = self._server.sockets[0].getsockname()[1]
 
     @property
     def bound_port(self) -> int:
         """The port actually bound (useful with port 0)."""
-        assert self._server is not None and self._server.sockets, "Server.start() first"
-        return self._server.sockets[0].getsockname()[1]
+        if self._bound_port is None:
+            raise RuntimeError("Server.start() first")
+        return self._bound_port
 
     async def stop(self) -> None:
         """Stop listening, close every connection and cancel requests still running."""

@@ -1,0 +1,286 @@
+"""Test doubles for the wire layer: a dict-backed handler, a server on a background loop
+thread, a scripted raw server, and raw-socket helpers. Real sockets on 127.0.0.1 only."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import socket
+import struct
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+import blake3
+import msgpack
+
+from aspen import protocol as p
+from aspen.auth import Cookie
+from aspen.server import Server
+from storage.errors import AspenError, ErrorCode
+from storage.limits import SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
+
+T = TypeVar("T")
+COOKIE = "test-cookie-0123456789abcdef"
+
+
+class DictHandler:
+    """A tiny in-process node: PROTOCOL.md's KV, blob and status requests over dicts, plus
+    test-only types (Sleep, Gate, Boom, Big) to drive the server's concurrency paths."""
+
+    def __init__(self, node_id: int = 1) -> None:
+        self.node_id = node_id
+        self.kv: dict[str, bytes] = {}
+        self.blobs: dict[str, bytes] = {}
+        self.revision = 0
+        self.calls: list[str] = []
+        self.running = 0
+        self.running_max = 0
+        self.gate: asyncio.Event | None = None  # created on the server's loop
+        self.leader_id: int | None = node_id
+        self.client_addr = ""
+        self.peers: list[dict[str, Any]] = []
+        # Optional override: (request) -> awaitable response, for scripted failures.
+        self.intercept: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
+
+    async def __call__(self, req: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(req["type"])
+        self.running += 1
+        self.running_max = max(self.running_max, self.running)
+        try:
+            if self.intercept is not None:
+                reply = await self.intercept(req)
+                if reply is not None:
+                    return reply
+            method = getattr(self, "do_" + req["type"], None)
+            if method is None:
+                raise AspenError(ErrorCode.UNKNOWN_REQUEST, f"no handler for request type {req['type']!r}")
+            return await method(req)
+        finally:
+            self.running -= 1
+
+    def _bump(self) -> int:
+        self.revision += 1
+        return self.revision
+
+    async def do_Ping(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "Pong", "node_id": self.node_id}
+
+    async def do_ReadKey(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = p.require_str(req, "key")
+        p.optional_bool(req, "stale", False)
+        value = self.kv.get(key)
+        return {"type": "ReadResult", "was_found": value is not None, "value": value, "version": 1 if value else 0,
+                "create_revision": 0, "mod_revision": 0}
+
+    async def do_WriteKey(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = p.require_str(req, "key")
+        self.kv[key] = p.require_bytes(req, "value", max_bytes=1024 * 1024)
+        rev = self._bump()
+        return {"type": "WriteResult", "revision": rev, "version": 1, "create_revision": rev, "mod_revision": rev}
+
+    async def do_DeleteKey(self, req: dict[str, Any]) -> dict[str, Any]:
+        existed = self.kv.pop(p.require_str(req, "key"), None) is not None
+        return {"type": "DeleteResult", "deleted": existed, "revision": self._bump() if existed else self.revision}
+
+    async def do_ScanKeys(self, req: dict[str, Any]) -> dict[str, Any]:
+        prefix = p.optional_str(req, "prefix") or ""
+        limit = p.optional_int(req, "limit", SCAN_LIMIT_DEFAULT, 1, SCAN_LIMIT_MAX)
+        after = p.optional_str(req, "continuation_token") or ""
+        keys = sorted(k for k in self.kv if k.startswith(prefix) and k > after)
+        page = keys[:limit]
+        entries = [{"key": k, "value": self.kv[k], "version": 1, "create_revision": 1, "mod_revision": 1} for k in page]
+        return {"type": "ScanResult", "entries": entries, "continuation_token": page[-1] if len(keys) > limit else None}
+
+    async def do_CompareAndSwapKey(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = p.require_str(req, "key")
+        expected = p.optional_bytes(req, "expected")
+        actual = self.kv.get(key)
+        if actual != expected:
+            raise AspenError(ErrorCode.CAS_FAILED, f"{key}: value differs", actual_found=actual is not None,
+                             actual_value=actual)
+        self.kv[key] = p.require_bytes(req, "new_value")
+        rev = self._bump()
+        return {"type": "CompareAndSwapResult", "revision": rev, "version": 1, "create_revision": rev,
+                "mod_revision": rev}
+
+    async def do_BatchWrite(self, req: dict[str, Any]) -> dict[str, Any]:
+        ops = p.require_list(req, "ops", 1000)
+        for i, op in enumerate(ops):
+            if not isinstance(op, dict) or op.get("op") not in ("Set", "Delete"):
+                raise AspenError(ErrorCode.INVALID_REQUEST, f"ops[{i}].op: must be Set or Delete")
+            key = p.require_str(op, "key", where=f"ops[{i}]")
+            if op["op"] == "Set":
+                self.kv[key] = p.require_bytes(op, "value", where=f"ops[{i}]")
+            else:
+                self.kv.pop(key, None)
+        return {"type": "BatchWriteResult", "revision": self._bump(), "count": len(ops)}
+
+    async def do_PutBlob(self, req: dict[str, Any]) -> dict[str, Any]:
+        data = p.require_bytes(req, "data", max_bytes=50 * 1024 * 1024, code=ErrorCode.BLOB_TOO_LARGE)
+        digest = blake3.blake3(data).hexdigest()
+        self.blobs[digest] = data
+        return {"type": "BlobPutResult", "hash": digest, "size": len(data)}
+
+    async def do_GetBlob(self, req: dict[str, Any]) -> dict[str, Any]:
+        data = self.blobs.get(p.require_hash(req, "hash"))
+        return {"type": "BlobResult", "found": data is not None, "data": data, "size": len(data or b"")}
+
+    async def do_HasBlob(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "BlobExistsResult", "exists": p.require_hash(req, "hash") in self.blobs}
+
+    async def do_ClusterStatus(self, req: dict[str, Any]) -> dict[str, Any]:
+        me = {"node_id": self.node_id, "raft_addr": "127.0.0.1:1", "client_addr": self.client_addr,
+              "role": "leader" if self.leader_id == self.node_id else "follower", "connected": True}
+        return {"type": "ClusterStatusResult", "node_id": self.node_id, "leader_id": self.leader_id, "term": 3,
+                "commit_index": self.revision, "applied_index": self.revision, "has_quorum": True,
+                "nodes": [me, *self.peers]}
+
+    # -- test-only request types -----------------------------------------------------------
+
+    async def do_Sleep(self, req: dict[str, Any]) -> dict[str, Any]:
+        await asyncio.sleep(req["delay_s"])
+        return {"type": "Slept", "tag": req.get("tag")}
+
+    async def do_Gate(self, req: dict[str, Any]) -> dict[str, Any]:
+        if self.gate is None:
+            self.gate = asyncio.Event()
+        await self.gate.wait()
+        return {"type": "Passed"}
+
+    async def do_Boom(self, req: dict[str, Any]) -> dict[str, Any]:
+        raise RuntimeError("a handler bug")
+
+    async def do_Big(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "BigResult", "data": b"x" * req["size"]}
+
+
+class ServerThread:
+    """A real aspen.server.Server on its own event loop thread (so sync code can use it)."""
+
+    def __init__(self, handler: DictHandler | None = None, cookie: str | None = COOKIE, **kwargs: Any) -> None:
+        self.handler = handler or DictHandler()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.server = Server(self.handler, "127.0.0.1", 0, cookie=Cookie(cookie) if cookie else None,
+                             node_id=self.handler.node_id, **kwargs)
+        self.call(self.server.start())
+        self.handler.client_addr = self.addr
+
+    @property
+    def port(self) -> int:
+        return self.server.bound_port
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def call(self, coro: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)  # type: ignore[arg-type]
+
+    def soon(self, fn: Callable[[], Any]) -> None:
+        self.loop.call_soon_threadsafe(fn)
+
+    def open_gate(self) -> None:
+        def _open() -> None:
+            if self.handler.gate is None:
+                self.handler.gate = asyncio.Event()
+            self.handler.gate.set()
+
+        self.soon(_open)
+
+    def connections(self) -> list[Any]:
+        fut: Future[list[Any]] = Future()
+        self.soon(lambda: fut.set_result(list(self.server.connections)))
+        return fut.result(5)
+
+    def close(self) -> None:
+        if self.loop.is_running():
+            self.call(self.server.stop())
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
+        self.loop.close()
+
+
+# -- raw sockets -------------------------------------------------------------------------------
+
+
+def recv_frame(s: socket.socket) -> dict[str, Any]:
+    def exactly(n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = s.recv(n - len(out))
+            if not chunk:
+                raise ConnectionError("closed")
+            out += chunk
+        return out
+
+    (n,) = struct.unpack(">I", exactly(4))
+    return msgpack.unpackb(exactly(n), raw=False)
+
+
+def send_frame(s: socket.socket, msg: dict[str, Any]) -> None:
+    body = msgpack.packb(msg, use_bin_type=True)
+    s.sendall(struct.pack(">I", len(body)) + body)
+
+
+def connect(port: int, cookie: str | None = COOKIE, authenticate: bool = True) -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    hello = recv_frame(s)
+    assert hello["type"] == "Hello" and hello["version"] == 1
+    if hello["auth"] and authenticate:
+        assert cookie is not None
+        mac = hmac.new(cookie.encode(), b"aspen-client-v1" + hello["nonce"], hashlib.sha256).digest()
+        nonce = b"n" * 32
+        send_frame(s, {"type": "Auth", "mac": mac, "nonce": nonce})
+        ok = recv_frame(s)
+        assert ok["type"] == "AuthOk"
+        assert ok["mac"] == hmac.new(cookie.encode(), b"aspen-server-v1" + nonce, hashlib.sha256).digest()
+    return s
+
+
+def closed_by_peer(s: socket.socket) -> bool:
+    try:
+        return s.recv(1) == b""
+    except (ConnectionResetError, TimeoutError):
+        return True
+
+
+class ScriptedServer:
+    """A raw no-auth server for client tests: `script(conn_index, request) -> reply | None`;
+    None closes the connection without answering (the outcome is unknown to the client)."""
+
+    def __init__(self, script: Callable[[int, dict[str, Any]], dict[str, Any] | None]) -> None:
+        self.script = script
+        self.requests: list[dict[str, Any]] = []
+        self.connections = 0
+        self.server: asyncio.AbstractServer | None = None
+
+    async def start(self) -> str:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        index = self.connections
+        self.connections += 1
+        writer.write(p.encode_frame({"type": "Hello", "version": 1, "node_id": 9, "auth": False}))
+        try:
+            while True:
+                req = await p.read_frame(reader)
+                self.requests.append(req)
+                reply = self.script(index, req)
+                if reply is None:
+                    return
+                writer.write(p.encode_frame({**reply, "id": req["id"]}))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            return
+        finally:
+            writer.close()
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()

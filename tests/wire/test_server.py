@@ -1,0 +1,256 @@
+"""aspen.server.Server over real sockets, with an in-process dict handler."""
+
+from __future__ import annotations
+
+import socket
+import struct
+import time
+
+import pytest
+
+from tests.wire.fakes import COOKIE, ServerThread, closed_by_peer, connect, recv_frame, send_frame
+
+
+def test_handshake_is_mutual_and_requests_then_run(server: ServerThread) -> None:
+    s = connect(server.port)  # checks the server's mac too
+    send_frame(s, {"id": 1, "type": "WriteKey", "key": "a", "value": b"1"})
+    r = recv_frame(s)
+    assert r["id"] == 1 and r["type"] == "WriteResult" and r["revision"] == 1
+    send_frame(s, {"id": 2, "type": "ReadKey", "key": "a"})
+    assert recv_frame(s) == {"id": 2, "type": "ReadResult", "was_found": True, "value": b"1", "version": 1,
+                             "create_revision": 0, "mod_revision": 0}
+
+
+def test_handler_never_sees_the_id(server: ServerThread) -> None:
+    seen: list[dict] = []
+
+    async def spy(req: dict) -> None:
+        seen.append(dict(req))
+
+    server.handler.intercept = spy
+    s = connect(server.port)
+    send_frame(s, {"id": 5, "type": "Ping", "extra": "ignored"})
+    assert recv_frame(s)["id"] == 5
+    assert seen == [{"type": "Ping", "extra": "ignored"}]
+
+
+@pytest.mark.parametrize("mac", [b"\0" * 32, b"short", "text", None])
+def test_wrong_cookie_fails_and_nothing_runs(server: ServerThread, mac: object) -> None:
+    s = connect(server.port, authenticate=False)
+    auth = {"type": "Auth", "nonce": b"x" * 32}
+    if mac is not None:
+        auth["mac"] = mac
+    # Requests pipelined behind a bad Auth must not execute.
+    s.sendall(b"".join(_raw(m) for m in [auth, {"id": 1, "type": "WriteKey", "key": "evil", "value": b"x"}]))
+    err = recv_frame(s)
+    assert err["type"] == "Error" and err["code"] == "AUTH_FAILED" and err["id"] == 0
+    assert closed_by_peer(s)
+    assert server.handler.calls == [] and server.handler.kv == {}
+
+
+def test_a_different_cookie_fails(server: ServerThread) -> None:
+    with pytest.raises(AssertionError):
+        connect(server.port, cookie="another-cookie-0123456789")
+    assert server.handler.calls == []
+
+
+def test_requests_before_auth_are_refused(server: ServerThread) -> None:
+    s = connect(server.port, authenticate=False)
+    send_frame(s, {"id": 1, "type": "WriteKey", "key": "evil", "value": b"x"})
+    assert recv_frame(s)["code"] == "AUTH_FAILED"
+    assert closed_by_peer(s) and server.handler.calls == []
+
+
+def test_handshake_deadline_disconnects_a_silent_client() -> None:
+    srv = ServerThread(handshake_timeout_s=0.2)
+    try:
+        s = connect(srv.port, authenticate=False)
+        t0 = time.monotonic()
+        assert recv_frame(s)["code"] == "AUTH_FAILED"
+        assert closed_by_peer(s) and time.monotonic() - t0 < 2
+    finally:
+        srv.close()
+
+
+def test_no_auth_mode(open_server: ServerThread) -> None:
+    s = socket.create_connection(("127.0.0.1", open_server.port), timeout=5)
+    hello = recv_frame(s)
+    assert hello == {"type": "Hello", "version": 1, "node_id": 1, "auth": False}
+    send_frame(s, {"id": 1, "type": "Ping"})
+    assert recv_frame(s) == {"id": 1, "type": "Pong", "node_id": 1}
+
+
+def _raw(msg: dict) -> bytes:
+    import msgpack
+
+    body = msgpack.packb(msg, use_bin_type=True)
+    return struct.pack(">I", len(body)) + body
+
+
+def test_oversized_frame_closes_only_that_connection(server: ServerThread) -> None:
+    bystander = connect(server.port)
+    s = connect(server.port)
+    s.sendall(struct.pack(">I", 64 * 1024 * 1024 + 1) + b"x" * 1000)  # no body will ever be read
+    err = recv_frame(s)
+    assert err["code"] == "FRAME_TOO_LARGE" and err["id"] == 0
+    assert closed_by_peer(s)
+    send_frame(bystander, {"id": 1, "type": "Ping"})
+    assert recv_frame(bystander)["type"] == "Pong"
+    assert connect(server.port)  # and new connections are welcome
+
+
+@pytest.mark.parametrize("body", [b"\xc1", b"\x93\x01\x02\x03", b"\xa3abc", b"\x81\x01\x02"])
+def test_malformed_body_closes_the_connection(server: ServerThread, body: bytes) -> None:
+    s = connect(server.port)
+    s.sendall(struct.pack(">I", len(body)) + body + _raw({"id": 9, "type": "Ping"}))
+    err = recv_frame(s)
+    assert err["code"] == "MALFORMED_FRAME" and err["id"] == 0
+    assert closed_by_peer(s)  # the Ping behind it was not answered
+    assert "Ping" not in server.handler.calls
+
+
+@pytest.mark.parametrize(
+    ("msg", "reply_id", "message"),
+    [
+        ({"type": "Ping"}, 0, "id: must be an integer from 1 to 2^64-1"),
+        ({"id": 0, "type": "Ping"}, 0, "id: must be an integer from 1 to 2^64-1"),
+        ({"id": -3, "type": "Ping"}, 0, "id: must be an integer from 1 to 2^64-1"),
+        ({"id": True, "type": "Ping"}, 0, "id: must be an integer from 1 to 2^64-1"),
+        ({"id": "7", "type": "Ping"}, 0, "id: must be an integer from 1 to 2^64-1"),
+        ({"id": 7}, 7, "type: must be a string of 1 to 128 characters"),
+        ({"id": 7, "type": 12}, 7, "type: must be a string of 1 to 128 characters"),
+        ({"id": 7, "type": "T" * 129}, 7, "type: must be a string of 1 to 128 characters"),
+    ],
+)
+def test_bad_envelopes_get_errors_and_the_connection_lives(server: ServerThread, msg: dict, reply_id: int,
+                                                            message: str) -> None:
+    s = connect(server.port)
+    send_frame(s, msg)
+    assert recv_frame(s) == {"type": "Error", "code": "INVALID_REQUEST", "message": message, "id": reply_id}
+    send_frame(s, {"id": 2**64 - 1, "type": "Ping"})
+    assert recv_frame(s)["id"] == 2**64 - 1
+    assert server.handler.calls == ["Ping"]
+
+
+def test_unknown_type_and_field_errors_carry_the_id(server: ServerThread) -> None:
+    s = connect(server.port)
+    send_frame(s, {"id": 3, "type": "Frobnicate"})
+    assert recv_frame(s) == {"id": 3, "type": "Error", "code": "UNKNOWN_REQUEST",
+                             "message": "no handler for request type 'Frobnicate'"}
+    send_frame(s, {"id": 4, "type": "WriteKey", "key": "k", "value": "text, not bin"})
+    r = recv_frame(s)
+    assert (r["id"], r["code"], r["message"]) == (4, "INVALID_REQUEST", "value: must be bytes (msgpack bin)")
+
+
+def test_error_details_travel_in_the_error_frame(server: ServerThread) -> None:
+    server.handler.kv["k"] = b"now"
+    s = connect(server.port)
+    send_frame(s, {"id": 1, "type": "CompareAndSwapKey", "key": "k", "expected": b"then", "new_value": b"x"})
+    r = recv_frame(s)
+    assert r["code"] == "CAS_FAILED" and r["actual_found"] is True and r["actual_value"] == b"now"
+
+
+def test_handler_bug_is_internal_and_contained(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+    s = connect(server.port)
+    send_frame(s, {"id": 41, "type": "Boom"})
+    r = recv_frame(s)
+    assert r["id"] == 41 and r["code"] == "INTERNAL" and "41" in r["message"]
+    assert "a handler bug" not in r["message"]  # internals stay in the log
+    send_frame(s, {"id": 42, "type": "Ping"})
+    assert recv_frame(s)["id"] == 42
+    assert any("request 41" in rec.getMessage() for rec in caplog.records)
+
+
+def test_a_handler_returning_garbage_is_internal(server: ServerThread) -> None:
+    async def garbage(req: dict) -> object:
+        return ["not", "a", "map"] if req["type"] == "Ping" else None
+
+    server.handler.intercept = garbage  # type: ignore[assignment]
+    s = connect(server.port)
+    send_frame(s, {"id": 1, "type": "Ping"})
+    assert recv_frame(s)["code"] == "INTERNAL"
+
+
+def test_many_in_flight_complete_out_of_order(server: ServerThread) -> None:
+    s = connect(server.port)
+    n = 50
+    # Later requests sleep less, so they finish first.
+    s.sendall(b"".join(_raw({"id": i, "type": "Sleep", "delay_s": (n - i) * 0.01, "tag": i})
+                       for i in range(1, n + 1)))
+    replies = [recv_frame(s) for _ in range(n)]
+    assert sorted(r["id"] for r in replies) == list(range(1, n + 1))
+    assert all(r["tag"] == r["id"] for r in replies)
+    order = [r["id"] for r in replies]
+    assert order[0] > order[-1]  # answered as they completed, not as they arrived
+    assert server.handler.running_max > 1  # and they ran concurrently
+
+
+def test_in_flight_bound_is_backpressure_not_drops() -> None:
+    srv = ServerThread(in_flight_max=8)
+    try:
+        s = connect(srv.port)
+        s.sendall(b"".join(_raw({"id": i, "type": "Gate"}) for i in range(1, 101)))
+        time.sleep(0.3)
+        assert srv.handler.running == 8 and srv.handler.calls.count("Gate") == 8
+        (conn,) = srv.connections()
+        assert conn.reading_paused
+        srv.open_gate()
+        assert sorted(recv_frame(s)["id"] for _ in range(100)) == list(range(1, 101))
+        assert srv.handler.running_max == 8
+        send_frame(s, {"id": 500, "type": "Ping"})
+        assert recv_frame(s)["id"] == 500
+    finally:
+        srv.close()
+
+
+def test_a_peer_that_does_not_read_stops_being_read(server: ServerThread) -> None:
+    s = connect(server.port)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    size = 1024 * 1024
+    s.sendall(b"".join(_raw({"id": i, "type": "Big", "size": size}) for i in range(1, 21)))
+    time.sleep(0.3)  # 20 MiB of responses pile up unread: the transport pauses us
+    (conn,) = server.connections()
+    assert conn.writing_paused and conn.reading_paused
+    s.sendall(b"".join(_raw({"id": i, "type": "Big", "size": size}) for i in range(21, 301)))
+    time.sleep(0.3)
+    assert server.handler.calls.count("Big") == 20  # nothing more is produced for it
+    for _ in range(300):
+        assert len(recv_frame(s)["data"]) == size
+    assert server.handler.calls.count("Big") == 300
+
+
+def test_connection_limit_refuses_with_overloaded() -> None:
+    srv = ServerThread(connections_max=2)
+    try:
+        a, b = connect(srv.port), connect(srv.port)
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        err = recv_frame(c)
+        assert err["code"] == "OVERLOADED" and err["id"] == 0
+        assert closed_by_peer(c)
+        a.close()
+        deadline = time.monotonic() + 5
+        while len(srv.connections()) > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert connect(srv.port)  # a slot freed up
+        send_frame(b, {"id": 1, "type": "Ping"})
+        assert recv_frame(b)["type"] == "Pong"
+    finally:
+        srv.close()
+
+
+def test_stop_closes_connections_and_cancels_requests() -> None:
+    srv = ServerThread()
+    port = srv.port
+    s = connect(port)
+    send_frame(s, {"id": 1, "type": "Gate"})
+    time.sleep(0.1)
+    srv.close()
+    assert closed_by_peer(s)
+    assert srv.server.bound_port == port  # still known after stop, for logs
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", port), timeout=1)
+
+
+def test_bound_port_and_cookie_value(server: ServerThread) -> None:
+    assert server.port > 0
+    assert COOKIE not in repr(server.server.cookie)
