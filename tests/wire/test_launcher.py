@@ -1,0 +1,121 @@
+"""deploy.launcher: the node command line contract, state files, and a real local cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploy import launcher
+from deploy.launcher import LocalCluster, NodeSpec
+
+
+def test_node_command_follows_the_contract(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path / "c")
+    c.nodes = {1: NodeSpec(1, 7001, 7101), 2: NodeSpec(2, 7002, 7102), 3: NodeSpec(3, 7003, 7103)}
+    cmd = c.command(2)
+    assert cmd[:3] == [sys.executable, "-m", "aspen.node"]
+    args = dict(zip(cmd[3::2], cmd[4::2], strict=True))
+    assert args == {
+        "--node-id": "2",
+        "--data-dir": str(c.root / "node2"),
+        "--listen": "127.0.0.1:7002",
+        "--raft": "127.0.0.1:7102",
+        "--peers": "1=127.0.0.1:7101,3=127.0.0.1:7103",  # the OTHER nodes
+        "--peer-clients": "1=127.0.0.1:7001,3=127.0.0.1:7003",
+        "--cookie-file": str(c.root / "cookie"),
+    }
+
+
+def test_bad_arguments_are_refused_before_anything_starts(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path / "c")
+    with pytest.raises(ValueError):
+        c.up(0)
+    with pytest.raises(ValueError):
+        c.up(16)
+    with pytest.raises(ValueError):
+        c.up(3, base_port=80)
+    assert not (tmp_path / "c").exists()
+
+
+def test_free_ports_are_distinct() -> None:
+    ports = launcher.free_ports(20)
+    assert len(set(ports)) == 20
+
+
+def test_cli_without_a_cluster(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        launcher.main(["status", "--dir", str(tmp_path / "none")])
+    assert e.value.code == 1 and "no cluster" in capsys.readouterr().err
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):  # type: ignore[no-untyped-def]
+    with LocalCluster(tmp_path / "c") as c:
+        yield c
+
+
+def test_real_cluster_lifecycle(cluster: LocalCluster, capsys: pytest.CaptureFixture[str]) -> None:
+    cluster.up(3)
+    root = cluster.root
+    assert (root / "cookie").stat().st_mode & 0o777 == 0o600
+    state = json.loads((root / "cluster.json").read_text())
+    assert [n["node_id"] for n in state["nodes"]] == [1, 2, 3] and all(n["pid"] for n in state["nodes"])
+    assert all((root / f"node{i}" / "node.log").exists() for i in (1, 2, 3))
+    exports = cluster.exports()
+    assert exports.startswith(f"export ASPEN_CLUSTER={cluster.endpoints}\n") and "export ASPEN_COOKIE=" in exports
+
+    leader = cluster.wait_leader()
+    with cluster.client() as c:
+        c.put("launcher/k", b"v")
+    roles = cluster.roles()
+    assert roles[leader] == "leader" and sorted(roles.values()) == ["follower", "follower", "leader"]
+
+    # The CLI sees the same state (another LocalCluster over the same directory).
+    launcher.main(["status", "--dir", str(root)])
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"leader: {leader}" and out.count("alive") == 3
+
+    cluster.kill(leader)
+    assert not cluster.alive(leader) and cluster.roles()[leader] == "down"
+    new_leader = cluster.wait_leader(exclude=leader)
+    assert new_leader != leader
+    cluster.start(leader)
+    with cluster.client() as c:
+        assert c.get("launcher/k")["value"] == b"v"
+    with pytest.raises(RuntimeError):
+        cluster.start(leader)  # already running
+    cluster.stop(new_leader)  # SIGTERM, bounded wait
+    assert not cluster.alive(new_leader)
+    with pytest.raises(RuntimeError):
+        LocalCluster(root).up(3)  # the directory holds a cluster
+
+    pids = [n.pid for n in cluster.nodes.values()]
+    cluster.down(purge=True)
+    assert not root.exists()
+    for pid in pids:
+        assert pid is not None and not launcher.pid_alive(pid)
+
+
+def test_eval_up_down_via_the_console_script(tmp_path: Path) -> None:
+    d = tmp_path / "c"
+    up = subprocess.run([sys.executable, "-m", "deploy.launcher", "up", "--nodes", "1", "--dir", str(d)],
+                        capture_output=True, text=True, timeout=120)
+    try:
+        assert up.returncode == 0, up.stderr
+        env = dict(os.environ)
+        out = subprocess.run(["bash", "-c", f'eval "{up.stdout}"; echo "$ASPEN_CLUSTER $ASPEN_COOKIE"'],
+                             capture_output=True, text=True, env=env).stdout.split()
+        c = LocalCluster(d)
+        assert out == [c.endpoints, c.cookie]
+    finally:
+        subprocess.run([sys.executable, "-m", "deploy.launcher", "down", "--dir", str(d)], timeout=60)
+    for n in LocalCluster(d).nodes.values():
+        if n.pid and launcher.pid_alive(n.pid):  # belt and braces: never leave a node behind
+            os.kill(n.pid, signal.SIGKILL)
+            pytest.fail(f"node pid {n.pid} survived down")
