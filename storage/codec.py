@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 
+from storage.hashing import is_blob_hash
 from storage.kv import Entry, KvStore
 
 CODEC_VERSION = 1
@@ -118,7 +119,8 @@ def decode_state(
         )
         hashes, sizes, holders = blob_columns
         _check(len(hashes) == len(sizes) == len(holders) == blob_count, "blob count")
-        _check(_all_of(hashes, str) and _all_of(sizes, int) and _all_of(holders, list), "blob field types")
+        _check(all(map(is_blob_hash, hashes)), "blob hash")
+        _check(_all_of(sizes, int) and _all_of(holders, list), "blob field types")
         _check(all(_all_of(h, int) for h in holders), "blob holder types")
         blobs = {h: (size, frozenset(nodes)) for h, size, nodes in zip(hashes, sizes, holders, strict=True)}
         _check(len(blobs) == blob_count, "duplicate blob hash")
