@@ -36,7 +36,7 @@ class ErrorCode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Error:
-    code: ErrorCode
+    code: ErrorCode | str  # a plugin may answer with its own codes (READ_FAILED, ...)
     message: str
     details: dict[str, Any] = field(default_factory=dict)
 
@@ -49,12 +49,12 @@ class Error:
 class AspenError(Exception):
     """Raised inside the node and the client; carries an Error value."""
 
-    def __init__(self, code: ErrorCode, message: str, **details: Any) -> None:
+    def __init__(self, code: ErrorCode | str, message: str, **details: Any) -> None:
         super().__init__(f"{code}: {message}")
         self.error = Error(code, message, details)
 
     @property
-    def code(self) -> ErrorCode:
+    def code(self) -> ErrorCode | str:
         return self.error.code
 
     @property

@@ -198,6 +198,26 @@ def check_blob_add(op: Any) -> Result | None:
     return None
 
 
+TAG_ORIGIN_MAX_CHARS = 128
+TAG_DEPTH_MAX = 64
+TAGGABLE = frozenset({"put", "del", "cas", "cad", "batch", "cbatch"})
+
+
+def check_tagged(op: Any) -> Result | None:
+    """["tagged", origin, depth, op]: a KV write made by a plugin (origin) at a hook depth; the
+    tag rides in the log so every node can apply the hook loop rule (aspen/plugins/hooks.py)."""
+    if bad := _arity(op, 3):
+        return bad
+    _, origin, depth, inner = op
+    if type(origin) is not str or not 0 < len(origin) <= TAG_ORIGIN_MAX_CHARS:
+        return _invalid(f"tagged: origin must be 1 to {TAG_ORIGIN_MAX_CHARS} characters")
+    if type(depth) is not int or not 0 <= depth <= TAG_DEPTH_MAX:
+        return _invalid(f"tagged: depth must be an integer from 0 to {TAG_DEPTH_MAX}")
+    if op_name(inner) not in TAGGABLE:
+        return _invalid(f"tagged: the inner op must be one of {', '.join(sorted(TAGGABLE))}")
+    return check_op(inner)
+
+
 CHECKS: dict[str, Check] = {
     "put": check_put,
     "del": check_del,
@@ -210,6 +230,7 @@ CHECKS: dict[str, Check] = {
     "meta_del": check_meta_del,
     "meta_cas": check_meta_cas,
     "blob_add": check_blob_add,
+    "tagged": check_tagged,
 }
 
 

@@ -32,6 +32,7 @@ from storage.ops import (
     check_noop,
     check_op,
     check_put,
+    check_tagged,
     err,
     op_name,
     validate_key,
@@ -67,14 +68,19 @@ class CommitEvent:
     index: int
     term: int
     revision: int  # the KV revision after the write (meta writes do not move it)
+    origin: str | None  # the plugin that made the write (a "tagged" op), the same on every node
+    depth: int  # the hook depth that write was made at
 
     # Hand-written for the same reason as Entry's: one event per write is on the hot path.
-    def __init__(self, kind: str, key: str | None, index: int, term: int, revision: int) -> None:
+    def __init__(self, kind: str, key: str | None, index: int, term: int, revision: int,
+                 origin: str | None = None, depth: int = 0) -> None:
         _set_kind(self, kind)
         _set_key(self, key)
         _set_index(self, index)
         _set_term(self, term)
         _set_revision(self, revision)
+        _set_origin(self, origin)
+        _set_depth(self, depth)
 
 
 _set_kind = CommitEvent.__dict__["kind"].__set__
@@ -82,6 +88,8 @@ _set_key = CommitEvent.__dict__["key"].__set__
 _set_index = CommitEvent.__dict__["index"].__set__
 _set_term = CommitEvent.__dict__["term"].__set__
 _set_revision = CommitEvent.__dict__["revision"].__set__
+_set_origin = CommitEvent.__dict__["origin"].__set__
+_set_depth = CommitEvent.__dict__["depth"].__set__
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,7 @@ class StateMachine:
             "meta_del": self._meta_del,
             "meta_cas": self._meta_cas,
             "blob_add": self._blob_add,
+            "tagged": self._tagged,
         }
 
     @classmethod
@@ -340,6 +349,16 @@ class StateMachine:
         else:
             self._meta_remove(table, key, events, index, term)
         return _OK_EMPTY
+
+    def _tagged(self, op: Any, events: Events, index: int, term: int) -> Result:
+        bad = check_tagged(op)
+        if bad is not None:
+            return bad
+        _, origin, depth, inner = op
+        mine: Events = []
+        result = self._handlers[inner[0]](inner, mine, index, term)
+        events.extend(CommitEvent(e.kind, e.key, e.index, e.term, e.revision, origin, depth) for e in mine)
+        return result
 
     def _blob_add(self, op: Any, events: Events, index: int, term: int) -> Result:
         if bad := check_blob_add(op):
