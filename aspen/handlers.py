@@ -88,11 +88,15 @@ class NativeHandlers:
 
     async def commit(self, op: list[Any]) -> dict[str, Any]:
         """Validate an op, put it through the log, and return its result body."""
+        return (await self.commit_at(op))[0]
+
+    async def commit_at(self, op: list[Any]) -> tuple[dict[str, Any], int]:
+        """commit, also returning the log index the op was applied at."""
         error = validate_op(op)
         if error is not None:
             raise AspenError(error.code, error.message, **error.details)
-        result, _ = await with_deadline(self.node.propose(op), self.timeout_s)
-        return raise_result(result)
+        result, index = await with_deadline(self.node.propose(op), self.timeout_s)
+        return raise_result(result), index
 
     async def _consistent(self, req: dict[str, Any]) -> None:
         if not p.optional_bool(req, "stale", False):

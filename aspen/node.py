@@ -15,16 +15,17 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from aspen import auth
+from aspen import auth, keys
 from aspen.client import AsyncClient
 from aspen.handlers import Handler, NativeHandlers
+from aspen.plugins.handlers import PluginHandlers
+from aspen.plugins.manager import PluginManager
 from aspen.server import Server
 from cluster import RaftConfig, ReplicatedNode
 from storage.blobs import BlobStore
@@ -100,8 +101,12 @@ class AspenNode:
             self._fetch_blob_from_peer,
         )
         self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of)
-        # Dispatch goes through one table; the plugin registry (aspen/plugins) wraps it.
-        self.dispatch: Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]] = self._dispatch_native
+        self.plugins = PluginManager(
+            self.native, keys.load_or_create(cfg.data_dir / "node.key"), cfg.data_dir / "wasm-cache",
+            cfg.request_timeout_s,
+        )
+        self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
+        self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table}
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -149,19 +154,20 @@ class AspenNode:
     # -- serving ---------------------------------------------------------------------------
 
     async def handler(self, request: dict[str, Any]) -> dict[str, Any]:
-        return await self.dispatch(request["type"], request)
-
-    async def _dispatch_native(self, rtype: str, request: dict[str, Any]) -> dict[str, Any]:
-        handler = self.native.table.get(rtype)
-        if handler is None:
-            raise AspenError(ErrorCode.UNKNOWN_REQUEST, f"no handler for request type {rtype!r}")
-        return await handler(request)
-
-    def handler_for(self, rtype: str) -> Handler | None:
-        return self.native.table.get(rtype)
+        """Route a request: a plugin that owns the key's namespace, else the native handler,
+        else the first plugin by priority that handles the type (aspen/plugins/manager.py)."""
+        rtype = request["type"]
+        native = self.table.get(rtype)
+        plugin = self.plugins.route(rtype, request, native is not None)
+        if plugin is not None:
+            return await self.plugins.handle(plugin, request)
+        if native is None:
+            raise AspenError(ErrorCode.UNKNOWN_REQUEST, f"no native handler and no plugin handles {rtype!r}")
+        return await native(request)
 
     async def start(self) -> None:
         await self.replicated.start()
+        await self.plugins.start()
         host, port = split_addr(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
         self.server = Server(self.handler, host, port, cookie=cookie, node_id=self.cfg.node_id)
@@ -174,6 +180,7 @@ class AspenNode:
             task.cancel()
         if self.server is not None:
             await self.server.stop()
+        await self.plugins.stop()
         for client in self._peer_clients.values():
             await client.close()
         await self.replicated.stop()
@@ -216,6 +223,13 @@ class AspenNode:
             )
             self._peer_clients[node_id] = client
         return client
+
+    def peer_ids(self) -> list[int]:
+        registered = {int(k) for k, _ in self.replicated.read(lambda s: s.meta_items("nodes"))}
+        return sorted((registered | set(self.cfg.peers)) - {self.cfg.node_id})
+
+    async def peer_request(self, node_id: int, rtype: str, **fields: Any) -> dict[str, Any]:
+        return await self.peer_client(node_id).request(rtype, **fields)
 
     async def _fetch_blob_from_peer(self, node_id: int, blob_hash: str) -> bytes:
         reply = await self.peer_client(node_id).request("GetBlob", hash=blob_hash, local=True)

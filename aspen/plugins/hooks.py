@@ -11,20 +11,22 @@ Commit events (storage, cluster) become hook events with NATS-style subjects:
 | meta.put of plugins/NAME             | hooks.plugin.installed             |
 | meta.delete of plugins/NAME          | hooks.plugin.removed               |
 
-Loop rule (docs/PLUGIN_DEVELOPMENT.md): a plugin never receives the events of its own
-writes, and a write made by a hook handler carries the depth of the event it handled plus
-one; events deeper than HOOK_DEPTH_MAX are not delivered to anyone. So a plugin cannot feed
-itself, and two plugins cannot ping-pong forever.
+Loop rule (docs/PLUGIN_DEVELOPMENT.md): a plugin's writes are tagged in the Raft log with
+its name and hook depth (a write made while handling an event of depth d has depth d + 1), so
+on every node: a plugin never receives the events of its own writes (made by any node's
+instance of it), and events of depth HOOK_DEPTH_MAX or more are delivered to no one: a client
+write can trigger plugin writes two levels deep (A reacts, B reacts to A), no further. So a
+plugin cannot feed itself, and two plugins cannot ping-pong forever. Every node delivers each
+event to its own instance (handlers dedupe by index, or act only on the leader), so a chain's
+fan-out is (subscribers x nodes) per level: keep hook handlers that write leader-only.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-HOOK_DEPTH_MAX = 4
-OWN_WRITES_REMEMBERED = 4096
+HOOK_DEPTH_MAX = 2
 
 _KIND_TO_SUBJECT = {
     "kv.write_committed": "hooks.kv.write_committed",
@@ -63,27 +65,3 @@ def subject_of(kind: str, key: str | None) -> tuple[str, str | None] | None:
         name = key[len("plugins/") :]
         return ("hooks.plugin.installed" if kind == "meta.put" else "hooks.plugin.removed"), name
     return None
-
-
-class WriteOrigins:
-    """Remembers, per (log index, key), which plugin wrote it and at what hook depth.
-
-    Bounded: the oldest records go first. Written from the event loop when a plugin's write
-    commits; read by the delivery loop, which runs after the write's commit callback because
-    a plugin's calls are serialized (its handler is blocked until its write has committed).
-    """
-
-    def __init__(self, limit: int = OWN_WRITES_REMEMBERED) -> None:
-        self._limit = limit
-        self._origins: OrderedDict[tuple[int, str], tuple[str, int]] = OrderedDict()
-
-    def record(self, index: int, keys: list[str], plugin: str, depth: int) -> None:
-        for key in keys:
-            self._origins[(index, key)] = (plugin, depth)
-        while len(self._origins) > self._limit:
-            self._origins.popitem(last=False)
-
-    def origin(self, index: int, key: str | None) -> tuple[str, int] | None:
-        if key is None:
-            return None
-        return self._origins.get((index, key))

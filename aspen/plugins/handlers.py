@@ -1,0 +1,231 @@
+"""Plugin registry requests: install/upgrade, list, info, enable, disable, remove, reload, and
+the trusted author keys. Every change is a Raft write to the meta tables; nodes follow it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from aspen import protocol as p
+from aspen import signing
+from aspen.handlers import Handler, NativeHandlers
+from aspen.manifest import Manifest, ManifestError
+from aspen.plugins.manager import PluginManager, decode_record
+from sandbox import SandboxError
+from storage.errors import AspenError, ErrorCode
+from storage.limits import BLOB_MAX_BYTES
+
+PEER_STATUS_TIMEOUT_S = 3.0
+SETTING_REQUIRE_SIGNATURES = "require_signatures"
+
+
+def _pack(value: Any) -> bytes:
+    return msgpack.packb(value, use_bin_type=True)
+
+
+class PluginHandlers:
+    def __init__(self, manager: PluginManager, native: NativeHandlers,
+                 peers: Callable[[], list[int]], peer_request: Callable[..., Any]) -> None:
+        self.manager = manager
+        self.native = native
+        self.node = native.node
+        self._peers = peers
+        self._peer_request = peer_request
+        self.table: dict[str, Handler] = {
+            "PluginInstall": self.install,
+            "PluginList": self.list,
+            "PluginInfo": self.info,
+            "PluginLocalStatus": self.local_status,
+            "PluginEnable": self.enable,
+            "PluginDisable": self.disable,
+            "PluginRemove": self.remove,
+            "PluginReload": self.reload,
+            "PluginKeysAdd": self.keys_add,
+            "PluginKeysList": self.keys_list,
+            "PluginKeysRemove": self.keys_remove,
+            "ClusterSetting": self.setting,
+        }
+
+    def _record(self, name: str) -> tuple[bytes, dict[str, Any]]:
+        raw = self.node.read(lambda s: s.meta_get("plugins", name))
+        if raw is None:
+            raise AspenError(ErrorCode.NOT_FOUND, f"no plugin named {name!r}")
+        return raw, decode_record(raw)
+
+    def trusted_keys(self) -> dict[str, str]:
+        return {k: v.decode() for k, v in self.node.read(lambda s: s.meta_items("plugin_keys"))}
+
+    def require_signatures(self) -> bool:
+        return self.node.read(lambda s: s.meta_get("settings", SETTING_REQUIRE_SIGNATURES)) == b"true"
+
+    # -- install ---------------------------------------------------------------------------
+
+    async def install(self, req: dict[str, Any]) -> dict[str, Any]:
+        raw_manifest = req.get("manifest")
+        try:
+            manifest = Manifest.from_json(raw_manifest)
+        except ManifestError as exc:
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"plugin.json: {exc}", problems=exc.problems) from None
+        wasm = p.require_bytes(req, "wasm", max_bytes=BLOB_MAX_BYTES, code=ErrorCode.BLOB_TOO_LARGE)
+        wasm_hash = signing.wasm_digest(wasm)
+        if manifest.wasm_hash is not None and manifest.wasm_hash != wasm_hash:
+            raise AspenError(ErrorCode.INVALID_REQUEST,
+                             f"manifest wasm_hash {manifest.wasm_hash} does not match the wasm ({wasm_hash})")
+        if p.optional_bool(req, "verify_signature", False) or self.require_signatures():
+            signing.verify(manifest.signature, wasm_hash, self.trusted_keys())
+        # Load it here first: a module that does not compile, links anything outside the host
+        # API, or whose plugin_info disagrees with its manifest is refused before it is stored.
+        loop = asyncio.get_running_loop()
+        try:
+            info = await loop.run_in_executor(None, self._probe_info, wasm, manifest)
+        except SandboxError as exc:
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"wasm refused: {exc.code}: {exc.message}") from None
+        if info.get("name") != manifest.name or str(info.get("version")) != manifest.version:
+            raise AspenError(
+                ErrorCode.INVALID_REQUEST,
+                f"plugin_info says {info.get('name')} {info.get('version')}, the manifest says "
+                f"{manifest.name} {manifest.version}",
+            )
+        # --name installs the plugin under another registry name (a second copy, say); the
+        # plugin_info check above is against the manifest's own name.
+        install_name = p.optional_str(req, "install_name")
+        if install_name:
+            try:
+                manifest = manifest.with_overrides(name=install_name)
+            except ManifestError as exc:
+                raise AspenError(ErrorCode.INVALID_REQUEST, f"--name: {exc}") from None
+        await self.native.put_blob({"data": wasm})
+        old = self.node.read(lambda s: s.meta_get("plugins", manifest.name))
+        seq = decode_record(old).get("reload_seq", 0) + 1 if old is not None else 0
+        record = {**manifest.replace(wasm_hash=wasm_hash).to_json(), "reload_seq": seq}
+        await self.native.commit(["meta_cas", "plugins", manifest.name, old, _pack(record)])
+        await self._settle(manifest.name)
+        return {"type": "PluginInstallResult", "name": manifest.name, "version": manifest.version,
+                "wasm_hash": wasm_hash, "upgraded": old is not None}
+
+    def _probe_info(self, wasm: bytes, manifest: Manifest) -> dict[str, Any]:
+        from sandbox import InMemoryHost  # plugin_info must not touch the cluster: probe it alone
+
+        instance = self.manager.runtime.load(wasm, manifest.sandbox_config(), InMemoryHost())
+        return instance.info()
+
+    async def _settle(self, name: str) -> None:
+        """Wait (bounded) until this node's registry serves the committed entry."""
+        self.manager._reconcile_wanted.set()
+        raw = self.node.read(lambda s: s.meta_get("plugins", name))
+        for _ in range(100):
+            loaded = self.manager.table.plugins.get(name)
+            current = self.node.read(lambda s: s.meta_get("plugins", name))
+            if raw is None or current != raw:
+                return
+            if (loaded is not None and loaded.record == raw) or name in self.manager.load_errors:
+                return
+            if not decode_record(raw).get("enabled", True) and loaded is None:
+                return
+            await asyncio.sleep(0.05)
+
+    # -- read ------------------------------------------------------------------------------
+
+    async def list(self, req: dict[str, Any]) -> dict[str, Any]:
+        local = self.manager.local_status()
+        plugins = []
+        for name, raw in sorted(self.manager.registry().items()):
+            rec = decode_record(raw)
+            plugins.append({
+                "name": name, "version": rec.get("version"), "enabled": rec.get("enabled", True),
+                "priority": rec.get("priority"), "handles": rec.get("handles"), "wasm_hash": rec.get("wasm_hash"),
+                "state": local.get(name, {}).get("state", "Disabled" if not rec.get("enabled", True) else "NotLoaded"),
+            })
+        return {"type": "PluginListResult", "plugins": plugins}
+
+    async def local_status(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = p.optional_str(req, "name")
+        return {"type": "PluginLocalStatusResult", "node_id": self.node.node_id,
+                "plugins": self.manager.local_status(name)}
+
+    async def info(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = p.optional_str(req, "name") or ""
+        _, rec = self._record(name)
+        nodes: dict[str, Any] = {str(self.node.node_id): self.manager.local_status(name).get(name, {"state": "NotLoaded"})}
+
+        async def ask(peer: int) -> None:
+            try:
+                reply = await asyncio.wait_for(self._peer_request(peer, "PluginLocalStatus", name=name),
+                                               PEER_STATUS_TIMEOUT_S)
+                nodes[str(peer)] = reply["plugins"].get(name, {"state": "NotLoaded"})
+            except (AspenError, OSError, TimeoutError) as exc:
+                nodes[str(peer)] = {"state": "Unreachable", "reason": str(exc)}
+
+        await asyncio.gather(*(ask(peer) for peer in self._peers()))
+        return {"type": "PluginInfoResult", "name": name, "manifest": rec, "nodes": nodes}
+
+    # -- change ----------------------------------------------------------------------------
+
+    async def _update(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> bytes | None:
+        raw, rec = self._record(name)
+        new = change(dict(rec))
+        await self.native.commit(["meta_cas", "plugins", name, raw, None if new is None else _pack(new)])
+        await self._settle(name)
+        return raw
+
+    async def enable(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = p.optional_str(req, "name") or ""
+        await self._update(name, lambda r: {**r, "enabled": True})
+        return {"type": "PluginChanged", "name": name, "enabled": True}
+
+    async def disable(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = p.optional_str(req, "name") or ""
+        await self._update(name, lambda r: {**r, "enabled": False})
+        return {"type": "PluginChanged", "name": name, "enabled": False}
+
+    async def remove(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = p.optional_str(req, "name") or ""
+        await self._update(name, lambda r: None)
+        return {"type": "PluginChanged", "name": name, "removed": True}
+
+    async def reload(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Bump reload_seq through the log: every node re-instantiates (and re-inits) it."""
+        name = p.optional_str(req, "name")
+        names = [name] if name else sorted(self.manager.registry())
+        for n in names:
+            await self._update(n, lambda r: {**r, "reload_seq": r.get("reload_seq", 0) + 1})
+        return {"type": "PluginReloaded", "names": names}
+
+    # -- trust -----------------------------------------------------------------------------
+
+    async def keys_add(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = p.optional_str(req, "public_key") or ""
+        label = p.optional_str(req, "name", 128) or ""
+        try:
+            if len(bytes.fromhex(key)) != 32:
+                raise ValueError
+        except ValueError:
+            raise AspenError(ErrorCode.INVALID_REQUEST, "public_key: 64 hex characters (an Ed25519 key)") from None
+        await self.native.commit(["meta_put", "plugin_keys", key.lower(), label.encode()])
+        return {"type": "PluginKeyAdded", "public_key": key.lower(), "name": label}
+
+    async def keys_list(self, req: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "PluginKeysListResult",
+                "keys": [{"public_key": k, "name": v} for k, v in sorted(self.trusted_keys().items())]}
+
+    async def keys_remove(self, req: dict[str, Any]) -> dict[str, Any]:
+        key = (p.optional_str(req, "public_key") or "").lower()
+        body = await self.native.commit(["meta_del", "plugin_keys", key])
+        if not body.get("existed"):
+            raise AspenError(ErrorCode.NOT_FOUND, f"{key} is not a trusted key")
+        return {"type": "PluginKeyRemoved", "public_key": key}
+
+    async def setting(self, req: dict[str, Any]) -> dict[str, Any]:
+        name = p.optional_str(req, "name") or ""
+        if name != SETTING_REQUIRE_SIGNATURES:
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"unknown setting {name!r} (known: {SETTING_REQUIRE_SIGNATURES})")
+        value = req.get("value")
+        if value is not None:
+            if not isinstance(value, bool):
+                raise AspenError(ErrorCode.INVALID_REQUEST, "value: true or false")
+            await self.native.commit(["meta_put", "settings", name, b"true" if value else b"false"])
+        return {"type": "ClusterSettingResult", "name": name, "value": self.require_signatures()}

@@ -1,0 +1,136 @@
+"""NodeHost: the sandbox's Host interface, implemented over this node.
+
+A plugin runs on its own worker thread; these methods run there and wait (bounded) for the
+event loop to do the cluster work. KV reads are linearizable (a log barrier, then a local
+read) and writes go through Raft like any client's. Writes are tagged with the plugin's name (and the
+hook depth it is handling) in the log, for the loop rule in aspen/plugins/hooks.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import nacl.signing
+
+from aspen.handlers import NativeHandlers
+from sandbox import HostError
+from storage.errors import AspenError
+
+if TYPE_CHECKING:
+    from aspen.plugins.manager import PluginManager
+
+T = TypeVar("T")
+log = logging.getLogger("aspen.plugins")
+
+
+class NodeHost:
+    def __init__(self, plugin: str, manager: PluginManager, native: NativeHandlers,
+                 signing_key: nacl.signing.SigningKey, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+        self.plugin = plugin
+        self.manager = manager
+        self.native = native
+        self.node = native.node
+        self.signing_key = signing_key
+        self.loop = loop
+        self.timeout_s = timeout_s
+        self.depth = 0  # hook depth of the event being handled (0 outside hook handlers)
+        self._hlc_ms = 0
+
+    def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        try:
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout_s + 1)
+        except AspenError as exc:
+            raise HostError(str(exc.code), exc.message) from None
+        except TimeoutError:
+            raise HostError("TIMEOUT", f"the node did not answer within {self.timeout_s}s") from None
+
+    async def _write(self, op: list[Any]) -> dict[str, Any]:
+        # Tagged in the log itself, so every node knows this plugin wrote it, at what depth.
+        return await self.native.commit(["tagged", self.plugin, self.depth, op])
+
+    async def _read(self, fn: Any) -> Any:
+        await self.node.barrier(self.timeout_s)
+        return self.node.read(fn)
+
+    # -- KV --------------------------------------------------------------------------------
+
+    def kv_get(self, key: str) -> bytes | None:
+        entry = self._run(self._read(lambda s: s.get(key)))
+        return None if entry is None else entry.value
+
+    def kv_put(self, key: str, value: bytes) -> None:
+        self._run(self._write(["put", key, value]))
+
+    def kv_delete(self, key: str) -> bool:
+        return bool(self._run(self._write(["del", key]))["deleted"])
+
+    def kv_scan(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
+        page = self._run(self._read(lambda s: s.scan(prefix, limit, None)))
+        return [(k, e.value) for k, e in page.entries]
+
+    def kv_cas(self, key: str, expected: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
+        try:
+            self._run(self._write(["cas", key, expected, new]))
+            return True, None
+        except HostError as exc:
+            if exc.code != "CAS_FAILED":
+                raise
+        entry = self._run(self._read(lambda s: s.get(key)))
+        return False, None if entry is None else entry.value
+
+    def kv_batch(self, ops: list[tuple[str, str, bytes | None]]) -> None:
+        log_ops = [["put", k, v] if kind == "set" else ["del", k] for kind, k, v in ops]
+        self._run(self._write(["batch", log_ops]))
+
+    # -- blobs -----------------------------------------------------------------------------
+
+    def blob_exists(self, blob_hash: str) -> bool:
+        return bool(self._run(self.native.has_blob({"hash": blob_hash}))["exists"])
+
+    def blob_get(self, blob_hash: str) -> bytes | None:
+        reply = self._run(self.native.get_blob({"hash": blob_hash}))
+        return reply["data"] if reply["found"] else None
+
+    def blob_put(self, data: bytes) -> str:
+        return str(self._run(self.native.put_blob({"data": data}))["hash"])
+
+    # -- cluster and crypto ----------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self.node.is_leader()
+
+    def leader_id(self) -> int | None:
+        return self.node.leader_id()
+
+    def node_id(self) -> int:
+        return self.node.node_id
+
+    def sign(self, data: bytes) -> bytes:
+        return self.signing_key.sign(data).signature
+
+    def public_key(self) -> bytes:
+        return bytes(self.signing_key.verify_key)
+
+    # -- timers, hooks, logs, clocks -------------------------------------------------------
+
+    def schedule_timer(self, plugin: str, name: str, interval_ms: int, repeat: bool) -> None:
+        self.loop.call_soon_threadsafe(self.manager.schedule_timer, plugin, name, interval_ms, repeat)
+
+    def cancel_timer(self, plugin: str, name: str) -> bool:
+        self.loop.call_soon_threadsafe(self.manager.cancel_timer, plugin, name)
+        return True
+
+    def subscriptions_changed(self, plugin: str, patterns: tuple[str, ...]) -> None:
+        pass  # the manager reads the instance's subscriptions when it delivers
+
+    def log(self, plugin: str, level: str, message: str) -> None:
+        log.log({"debug": logging.DEBUG, "warn": logging.WARNING}.get(level, logging.INFO), "[%s] %s", plugin, message)
+
+    def hlc_now_ms(self) -> int:
+        # Monotonic per node even if the wall clock steps back.
+        self._hlc_ms = max(int(time.time() * 1000), self._hlc_ms)
+        return self._hlc_ms

@@ -1,0 +1,390 @@
+"""PluginManager: every node loads every enabled plugin of the replicated registry.
+
+- The registry is the meta table `plugins` (name -> manifest + wasm_hash + reload_seq), changed
+  only through Raft. Each node reconciles its loaded plugins against it whenever a registry
+  entry commits (and every few seconds, as a safety net), fetching binaries it lacks from
+  peers by BLAKE3 hash.
+- Routing is an immutable RoutingTable swapped in one assignment (the guide's ArcSwap): a
+  request sees the old table or the new one, never half of each; calls already running finish
+  on the instance they started on, and a retired instance is shut down after its queue drains.
+- Each plugin has one worker thread: its calls run one at a time, off the event loop, behind
+  a bounded queue, so a slow plugin never stalls Raft, the KV path or other plugins.
+- Timers fire `plugin_on_timer` on every node that runs the plugin; hook events are delivered
+  through a bounded queue per plugin (a slow subscriber loses events, counted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import nacl.signing
+
+from aspen.handlers import NativeHandlers
+from aspen.manifest import Manifest
+from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
+from aspen.plugins.host import NodeHost
+from cluster import ReplicatedNode
+from cluster.events import Subscription
+from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
+from storage.errors import AspenError, ErrorCode
+
+log = logging.getLogger("aspen.plugins")
+
+KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
+CALL_QUEUE_MAX = 1024
+EVENT_QUEUE_MAX = 1024
+RECONCILE_PERIOD_S = 2.0
+HEALTH_PERIOD_S = 10.0
+
+
+@dataclass
+class Counters:
+    pending: int = 0
+    events_delivered: int = 0
+    events_suppressed: int = 0  # own writes and over-deep hook chains (the loop rule)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    manifest: Manifest
+    record: bytes  # the registry value it was loaded from: a different value means reload
+    instance: PluginInstance
+    executor: ThreadPoolExecutor
+    host: NodeHost
+    events: Subscription
+    counters: Counters = field(default_factory=Counters)
+
+
+@dataclass(frozen=True)
+class RoutingTable:
+    plugins: dict[str, Loaded] = field(default_factory=dict)
+    by_type: dict[str, tuple[Loaded, ...]] = field(default_factory=dict)
+    namespaced: tuple[Loaded, ...] = ()
+
+    @classmethod
+    def build(cls, plugins: dict[str, Loaded]) -> RoutingTable:
+        ordered = sorted(plugins.values(), key=lambda p: (p.manifest.priority, p.manifest.name))
+        by_type: dict[str, list[Loaded]] = {}
+        for p in ordered:
+            for t in p.manifest.handles:
+                by_type.setdefault(t, []).append(p)
+        return cls(
+            plugins=dict(plugins),
+            by_type={t: tuple(ps) for t, ps in by_type.items()},
+            namespaced=tuple(p for p in ordered if p.manifest.kv_prefixes and KV_TYPES & set(p.manifest.handles)),
+        )
+
+
+def decode_record(raw: bytes) -> dict[str, Any]:
+    rec = msgpack.unpackb(raw, raw=False)
+    if not isinstance(rec, dict):
+        raise ValueError("registry record is not a map")
+    return rec
+
+
+class PluginManager:
+    def __init__(self, native: NativeHandlers, signing_key: nacl.signing.SigningKey, cache_dir: Path,
+                 request_timeout_s: float) -> None:
+        self.native = native
+        self.node: ReplicatedNode = native.node
+        self.signing_key = signing_key
+        self.runtime = Runtime(cache_dir)
+        self.timeout_s = request_timeout_s
+        self.table = RoutingTable()
+        self.load_errors: dict[str, str] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._reconcile_lock = asyncio.Lock()
+        self._reconcile_wanted = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._delivering: set[str] = set()
+        self._registry_events: Subscription | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._registry_events = self.node.events.subscribe(
+            maxlen=EVENT_QUEUE_MAX, notify=lambda: loop.call_soon_threadsafe(self._on_registry_event)
+        )
+        self._tasks = [loop.create_task(self._reconcile_loop()), loop.create_task(self._health_loop())]
+        self._reconcile_wanted.set()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for handle in self._timers.values():
+            handle.cancel()
+        self._timers.clear()
+        table, self.table = self.table, RoutingTable()
+        for loaded in table.plugins.values():
+            await self._retire(loaded)
+        if self._registry_events is not None:
+            self._registry_events.close()
+        self.runtime.close()
+
+    def _on_registry_event(self) -> None:
+        assert self._registry_events is not None
+        for event in self._registry_events.drain():
+            key = getattr(event, "key", None)
+            if isinstance(key, str) and key.startswith("plugins/"):
+                self._reconcile_wanted.set()
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reconcile_wanted.wait(), RECONCILE_PERIOD_S)
+            self._reconcile_wanted.clear()
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("plugin reconcile failed")
+
+    async def _health_loop(self) -> None:
+        while True:
+            await asyncio.sleep(HEALTH_PERIOD_S)
+            for loaded in list(self.table.plugins.values()):
+                with contextlib.suppress(AspenError, SandboxError):
+                    await self._call(loaded, loaded.instance.health)
+
+    # -- reconcile -------------------------------------------------------------------------
+
+    def registry(self) -> dict[str, bytes]:
+        return dict(self.node.read(lambda s: s.meta_items("plugins")))
+
+    async def reconcile(self) -> None:
+        async with self._reconcile_lock:
+            records = self.registry()
+            current = self.table.plugins
+            updated = dict(current)
+            retired: list[Loaded] = []
+            for name, raw in records.items():
+                try:
+                    rec = decode_record(raw)
+                except ValueError:
+                    continue
+                cur = current.get(name)
+                if not rec.get("enabled", True):
+                    if cur is not None:
+                        retired.append(updated.pop(name))
+                    continue
+                if cur is not None and cur.record == raw:
+                    continue
+                try:
+                    updated[name] = await self._load(name, raw, rec)
+                    self.load_errors.pop(name, None)
+                    if cur is not None:
+                        retired.append(cur)
+                except (AspenError, SandboxError, ValueError) as exc:
+                    # The old version (if any) keeps serving; the next reconcile tries again.
+                    self.load_errors[name] = str(exc)
+                    log.warning("plugin %s not loaded: %s", name, exc)
+            for name in current:
+                if name not in records:
+                    retired.append(updated.pop(name))
+            if retired or updated.keys() != current.keys() or any(updated[n] is not current.get(n) for n in updated):
+                self.table = RoutingTable.build(updated)  # the atomic swap
+            for loaded in retired:
+                await self._retire(loaded)
+
+    async def _load(self, name: str, raw: bytes, rec: dict[str, Any]) -> Loaded:
+        manifest = Manifest.from_json({k: v for k, v in rec.items() if k != "reload_seq"})
+        if manifest.wasm_hash is None:
+            raise ValueError(f"registry entry {name} has no wasm_hash")
+        wasm = await self.node.blob_sync.ensure(manifest.wasm_hash)
+        loop = asyncio.get_running_loop()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"plugin-{name}")
+        host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s)
+        try:
+            instance = await loop.run_in_executor(executor, self.runtime.load, wasm, manifest.sandbox_config(), host)
+            try:
+                await loop.run_in_executor(executor, instance.init)
+            except SandboxError as exc:
+                log.warning("plugin %s failed to initialize: %s", name, exc)  # kept, shown as Failed
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        events = self.node.events.subscribe(
+            maxlen=EVENT_QUEUE_MAX, notify=lambda: loop.call_soon_threadsafe(self._kick_delivery, name)
+        )
+        log.info("plugin %s %s loaded (%s)", name, manifest.version, instance.state)
+        return Loaded(manifest, raw, instance, executor, host, events)
+
+    async def _retire(self, loaded: Loaded) -> None:
+        """Shut down a replaced or removed instance after the calls queued on it."""
+        name = loaded.manifest.name
+        if self.table.plugins.get(name) is None:
+            for key in [k for k in self._timers if k[0] == name]:
+                self._timers.pop(key).cancel()
+        loaded.events.close()
+        loop = asyncio.get_running_loop()
+        fut = loop.run_in_executor(loaded.executor, loaded.instance.shutdown)
+        loaded.executor.shutdown(wait=False)
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(fut, 10)
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def _call(self, loaded: Loaded, fn: Callable[..., Any], *args: Any) -> Any:
+        counters = loaded.counters
+        if counters.pending >= CALL_QUEUE_MAX:
+            raise AspenError(ErrorCode.OVERLOADED, f"plugin {loaded.manifest.name} has {CALL_QUEUE_MAX} calls queued")
+        counters.pending += 1
+        try:
+            assert self._loop is not None
+            return await self._loop.run_in_executor(loaded.executor, fn, *args)
+        except RuntimeError as exc:  # executor shut down: the plugin was replaced meanwhile
+            raise AspenError(ErrorCode.UNAVAILABLE, f"plugin {loaded.manifest.name} was unloaded: {exc}") from None
+        finally:
+            counters.pending -= 1
+
+    def route(self, rtype: str, request: dict[str, Any], native: bool) -> Loaded | None:
+        """The plugin that serves this request, or None for the native handler / unknown.
+
+        1. A KV request whose key (or scan prefix) lies inside a plugin's kv_prefixes, of a
+           type that plugin handles, goes to that plugin: it owns its namespace.
+        2. Otherwise native handlers come first.
+        3. Otherwise the first plugin by priority (then name) whose `handles` names the type.
+        """
+        table = self.table
+        if rtype in KV_TYPES and table.namespaced:
+            key = request.get("key", request.get("prefix"))
+            if isinstance(key, str):
+                for loaded in table.namespaced:
+                    if rtype in loaded.manifest.handles and key.startswith(loaded.manifest.kv_prefixes):
+                        return loaded
+        if native:
+            return None
+        candidates = table.by_type.get(rtype)
+        return candidates[0] if candidates else None
+
+    async def handle(self, loaded: Loaded, request: dict[str, Any]) -> dict[str, Any]:
+        return await self._call(loaded, loaded.instance.handle_request, request)
+
+    # -- timers ----------------------------------------------------------------------------
+
+    def schedule_timer(self, plugin: str, name: str, interval_ms: int, repeat: bool) -> None:
+        assert self._loop is not None
+        old = self._timers.pop((plugin, name), None)
+        if old is not None:
+            old.cancel()
+        self._timers[(plugin, name)] = self._loop.call_later(
+            interval_ms / 1000, self._fire_timer, plugin, name, interval_ms, repeat
+        )
+
+    def cancel_timer(self, plugin: str, name: str) -> None:
+        handle = self._timers.pop((plugin, name), None)
+        if handle is not None:
+            handle.cancel()
+
+    def _fire_timer(self, plugin: str, name: str, interval_ms: int, repeat: bool) -> None:
+        self._timers.pop((plugin, name), None)
+        if repeat:
+            self.schedule_timer(plugin, name, interval_ms, repeat)
+        loaded = self.table.plugins.get(plugin)
+        if loaded is None or loaded.instance.state not in (PluginState.READY, PluginState.DEGRADED):
+            return
+        assert self._loop is not None
+        task = self._loop.create_task(self._call(loaded, loaded.instance.on_timer, name))
+        task.add_done_callback(_log_failure(f"timer {name} of plugin {plugin}"))
+
+    # -- hook events -----------------------------------------------------------------------
+
+    def _kick_delivery(self, name: str) -> None:
+        if name in self._delivering:
+            return
+        loaded = self.table.plugins.get(name)
+        if loaded is None:
+            return
+        self._delivering.add(name)
+        assert self._loop is not None
+        self._loop.create_task(self._deliver(loaded))
+
+    async def _deliver(self, loaded: Loaded) -> None:
+        name = loaded.manifest.name
+        try:
+            while True:
+                batch = loaded.events.drain(64)
+                if not batch:
+                    return
+                for event in batch:
+                    hook = self._hook_event_for(loaded, event)
+                    if hook is None:
+                        continue
+                    try:
+                        await self._call(loaded, _deliver_one, loaded, hook)
+                        loaded.counters.events_delivered += 1
+                    except (AspenError, SandboxError) as exc:
+                        log.debug("plugin %s hook handler failed: %s", name, exc)
+        finally:
+            self._delivering.discard(name)
+            if loaded.events.pending() and self.table.plugins.get(name) is loaded:
+                self._kick_delivery(name)
+
+    def _hook_event_for(self, loaded: Loaded, event: Any) -> HookEvent | None:
+        patterns = loaded.instance.subscriptions
+        if not patterns:
+            return None
+        mapped = subject_of(event.kind, event.key)
+        if mapped is None:
+            return None
+        subject, key = mapped
+        if not any(subject_matches(p, subject) for p in patterns):
+            return None
+        origin, depth = getattr(event, "origin", None), getattr(event, "depth", 0)
+        if origin == loaded.manifest.name or depth >= HOOK_DEPTH_MAX:
+            loaded.counters.events_suppressed += 1
+            return None
+        return HookEvent(subject, key, event.index, event.term, getattr(event, "revision", 0), depth)
+
+    # -- status ----------------------------------------------------------------------------
+
+    def local_status(self, name: str | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for pname, loaded in self.table.plugins.items():
+            if name is not None and pname != name:
+                continue
+            inst = loaded.instance
+            out[pname] = {
+                "version": loaded.manifest.version,
+                "state": str(inst.state),
+                "reason": inst.state_reason,
+                **inst.stats.snapshot(),
+                "queued": loaded.counters.pending,
+                "events_delivered": loaded.counters.events_delivered,
+                "events_dropped": loaded.events.dropped,
+                "events_suppressed": loaded.counters.events_suppressed,
+                "timers": sorted(inst.timers),
+                "subscriptions": list(inst.subscriptions),
+            }
+        for pname, error in self.load_errors.items():
+            if (name is None or pname == name) and pname not in out:
+                out[pname] = {"state": "NotLoaded", "reason": error}
+        return out
+
+
+def _deliver_one(loaded: Loaded, hook: HookEvent) -> None:
+    """Runs on the plugin's worker thread: writes made meanwhile carry the next depth."""
+    loaded.host.depth = hook.depth + 1
+    try:
+        loaded.instance.on_hook_event(hook.to_guest())
+    finally:
+        loaded.host.depth = 0
+
+
+def _log_failure(what: str) -> Callable[[asyncio.Task[Any]], None]:
+    def done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.debug("%s failed: %s", what, task.exception())
+
+    return done
+
