@@ -1,8 +1,8 @@
 """NodeHost: the sandbox's Host interface, implemented over this node.
 
 A plugin runs on its own worker thread; these methods run there and wait (bounded) for the
-event loop to do the cluster work. KV reads are linearizable (a log barrier, then a local
-read) and writes go through Raft like any client's. Writes are tagged with the plugin's name (and the
+event loop to do the cluster work. KV reads are linearizable (a log barrier before each plugin
+call, then local reads) and writes go through Raft like any client's. Writes are tagged with the plugin's name (and the
 hook depth it is handling) in the log, for the loop rule in aspen/plugins/hooks.py.
 """
 
@@ -50,16 +50,20 @@ class NodeHost:
 
     async def _write(self, op: list[Any]) -> dict[str, Any]:
         # Tagged in the log itself, so every node knows this plugin wrote it, at what depth.
-        return await self.native.commit(["tagged", self.plugin, self.depth, op])
+        body, index = await self.native.commit_at(["tagged", self.plugin, self.depth, op])
+        # Read-your-writes inside the plugin: on a follower, wait for the local apply too.
+        await self.node.wait_applied(index, self.timeout_s)
+        return body
 
-    async def _read(self, fn: Any) -> Any:
-        await self.node.barrier(self.timeout_s)
+    def _read(self, fn: Any) -> Any:
+        # The manager put a read barrier before this call (PluginManager._call): the local
+        # state is at least as new as the request, so a local read is linearizable.
         return self.node.read(fn)
 
     # -- KV --------------------------------------------------------------------------------
 
     def kv_get(self, key: str) -> bytes | None:
-        entry = self._run(self._read(lambda s: s.get(key)))
+        entry = self._read(lambda s: s.get(key))
         return None if entry is None else entry.value
 
     def kv_put(self, key: str, value: bytes) -> None:
@@ -69,7 +73,7 @@ class NodeHost:
         return bool(self._run(self._write(["del", key]))["deleted"])
 
     def kv_scan(self, prefix: str, limit: int) -> list[tuple[str, bytes]]:
-        page = self._run(self._read(lambda s: s.scan(prefix, limit, None)))
+        page = self._read(lambda s: s.scan(prefix, limit, None))
         return [(k, e.value) for k, e in page.entries]
 
     def kv_cas(self, key: str, expected: bytes | None, new: bytes) -> tuple[bool, bytes | None]:
@@ -79,7 +83,7 @@ class NodeHost:
         except HostError as exc:
             if exc.code != "CAS_FAILED":
                 raise
-        entry = self._run(self._read(lambda s: s.get(key)))
+        entry = self._read(lambda s: s.get(key))
         return False, None if entry is None else entry.value
 
     def kv_batch(self, ops: list[tuple[str, str, bytes | None]]) -> None:

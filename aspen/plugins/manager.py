@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,15 +30,15 @@ from aspen.handlers import NativeHandlers
 from aspen.manifest import Manifest
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
 from aspen.plugins.host import NodeHost
+from aspen.plugins.worker import PluginWorker
 from cluster import ReplicatedNode
 from cluster.events import Subscription
 from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
-from storage.errors import AspenError, ErrorCode
+from storage.errors import AspenError
 
 log = logging.getLogger("aspen.plugins")
 
 KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
-CALL_QUEUE_MAX = 1024
 EVENT_QUEUE_MAX = 1024
 RECONCILE_PERIOD_S = 2.0
 HEALTH_PERIOD_S = 10.0
@@ -47,7 +46,6 @@ HEALTH_PERIOD_S = 10.0
 
 @dataclass
 class Counters:
-    pending: int = 0
     events_delivered: int = 0
     events_suppressed: int = 0  # own writes and over-deep hook chains (the loop rule)
 
@@ -57,7 +55,7 @@ class Loaded:
     manifest: Manifest
     record: bytes  # the registry value it was loaded from: a different value means reload
     instance: PluginInstance
-    executor: ThreadPoolExecutor
+    worker: PluginWorker
     host: NodeHost
     events: Subscription
     counters: Counters = field(default_factory=Counters)
@@ -202,22 +200,24 @@ class PluginManager:
             raise ValueError(f"registry entry {name} has no wasm_hash")
         wasm = await self.node.blob_sync.ensure(manifest.wasm_hash)
         loop = asyncio.get_running_loop()
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"plugin-{name}")
+        worker = PluginWorker(name, loop)
         host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s)
         try:
-            instance = await loop.run_in_executor(executor, self.runtime.load, wasm, manifest.sandbox_config(), host)
+            instance = await worker.submit(self.runtime.load, wasm, manifest.sandbox_config(), host)
             try:
-                await loop.run_in_executor(executor, instance.init)
+                if manifest.permissions.get("kv_read"):
+                    await self.node.barrier(self.timeout_s)
+                await worker.submit(instance.init)
             except SandboxError as exc:
                 log.warning("plugin %s failed to initialize: %s", name, exc)  # kept, shown as Failed
         except BaseException:
-            executor.shutdown(wait=False)
+            worker.close()
             raise
         events = self.node.events.subscribe(
             maxlen=EVENT_QUEUE_MAX, notify=lambda: loop.call_soon_threadsafe(self._kick_delivery, name)
         )
         log.info("plugin %s %s loaded (%s)", name, manifest.version, instance.state)
-        return Loaded(manifest, raw, instance, executor, host, events)
+        return Loaded(manifest, raw, instance, worker, host, events)
 
     async def _retire(self, loaded: Loaded) -> None:
         """Shut down a replaced or removed instance after the calls queued on it."""
@@ -226,26 +226,23 @@ class PluginManager:
             for key in [k for k in self._timers if k[0] == name]:
                 self._timers.pop(key).cancel()
         loaded.events.close()
-        loop = asyncio.get_running_loop()
-        fut = loop.run_in_executor(loaded.executor, loaded.instance.shutdown)
-        loaded.executor.shutdown(wait=False)
+        try:
+            fut = loaded.worker.submit(loaded.instance.shutdown)  # after the calls queued before it
+        finally:
+            loaded.worker.close()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(fut, 10)
 
     # -- calls -----------------------------------------------------------------------------
 
     async def _call(self, loaded: Loaded, fn: Callable[..., Any], *args: Any) -> Any:
-        counters = loaded.counters
-        if counters.pending >= CALL_QUEUE_MAX:
-            raise AspenError(ErrorCode.OVERLOADED, f"plugin {loaded.manifest.name} has {CALL_QUEUE_MAX} calls queued")
-        counters.pending += 1
-        try:
-            assert self._loop is not None
-            return await self._loop.run_in_executor(loaded.executor, fn, *args)
-        except RuntimeError as exc:  # executor shut down: the plugin was replaced meanwhile
-            raise AspenError(ErrorCode.UNAVAILABLE, f"plugin {loaded.manifest.name} was unloaded: {exc}") from None
-        finally:
-            counters.pending -= 1
+        """Run fn on the plugin's worker. A plugin that may read KV gets a read barrier first,
+        on the loop, batched with every other request's: its kv_get_value calls then read the
+        local state, which is at least as new as the moment this call started (linearizable),
+        without a Raft round trip per read inside the serialized plugin."""
+        if loaded.manifest.permissions.get("kv_read"):
+            await self.node.barrier(self.timeout_s)
+        return await loaded.worker.submit(fn, *args)
 
     def route(self, rtype: str, request: dict[str, Any], native: bool) -> Loaded | None:
         """The plugin that serves this request, or None for the native handler / unknown.
@@ -359,7 +356,7 @@ class PluginManager:
                 "state": str(inst.state),
                 "reason": inst.state_reason,
                 **inst.stats.snapshot(),
-                "queued": loaded.counters.pending,
+                "queued": loaded.worker.pending(),
                 "events_delivered": loaded.counters.events_delivered,
                 "events_dropped": loaded.events.dropped,
                 "events_suppressed": loaded.counters.events_suppressed,

@@ -1,0 +1,97 @@
+"""Plugin dispatch benchmark: a request served by a WASM plugin against the native handler.
+
+    python benchmarks/plugin_bench.py [--seconds 4] [--no-readme]
+
+On a 3-node cluster on loopback, over the wire, at 1 and 64 requests in flight:
+- `Ping` served natively against `PluginPing` served by a WAT plugin that answers at once;
+- native `ReadKey` (linearizable) against a plugin's `ReadKey` for its own namespace, where the
+  plugin calls kv_get_value (a linearizable read through the host) and answers.
+Target (issue 4): a plugin-served request costs at most 20% more than the native one at 64 in
+flight. A program that reports, never a timed test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import uvloop
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aspen.client import AsyncClient
+from benchmarks.kv_bench import throughput
+from benchmarks.report import write_section
+from deploy.launcher import LocalCluster
+from tests.plugins.wat import manifest, plugin
+
+READ_RESPONSE = {"type": "ReadResult", "was_found": True, "value": b"v" * 100}
+
+
+def plugins() -> list[tuple[bytes, dict[str, Any]]]:
+    pinger = plugin("bench-ping", "1.0.0", {"type": "Pong", "node_id": 0})
+    reader = plugin(
+        "bench-read", "1.0.0", READ_RESPONSE,
+        imports=("kv_get_value",), strings=(b"bench:key",),
+        handle="(drop (call $kv_get_value $s0))",
+    )
+    return [
+        (pinger, manifest("bench-ping", "1.0.0", ["PluginPing"])),
+        (reader, manifest("bench-read", "1.0.0", ["ReadKey"], kv_prefixes=["bench:"], permissions={"kv_read": True})),
+    ]
+
+
+async def run(seconds: float) -> dict[str, dict[int, float]]:
+    rows: dict[str, dict[int, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="aspen-plugin-bench-") as tmp:
+        cluster = LocalCluster(Path(tmp) / "c")
+        cluster.up(3)
+        try:
+            client = AsyncClient(cluster.endpoints, cluster.cookie, timeout_s=30)
+            for wasm, man in plugins():
+                await client.request("PluginInstall", manifest=man, wasm=wasm)
+            await client.put("native:key", b"v" * 100)
+            await client.put("bench:key", b"v" * 100)
+            assert (await client.request("PluginPing"))["type"] == "Pong"
+            assert (await client.get("bench:key"))["value"] == b"v" * 100
+            cases = {
+                "Ping (native)": lambda i: client.request("Ping"),
+                "Ping (plugin)": lambda i: client.request("PluginPing"),
+                "ReadKey (native)": lambda i: client.get("native:key"),
+                "ReadKey (plugin, kv_get_value)": lambda i: client.get("bench:key"),
+            }
+            for name, op in cases.items():
+                rows[name] = {n: await throughput(op, n, seconds) for n in (1, 64)}
+            await client.close()
+        finally:
+            cluster.down()
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--no-readme", action="store_true")
+    args = ap.parse_args()
+    rows = uvloop.run(run(args.seconds))
+    lines = ["| request | req/s @1 | req/s @64 | plugin cost vs native @64 |", "|---|---|---|---|"]
+    for name, r in rows.items():
+        extra = "-"
+        if "(plugin" in name:
+            native = rows[name.split(" (")[0] + " (native)"][64]
+            extra = f"{native / r[64] - 1:+.0%} per request"
+        lines.append(f"| {name} | {r[1]:,.0f} | {r[64]:,.0f} | {extra} |")
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_readme:
+        note = (f"3 nodes on 127.0.0.1, Python client, {args.seconds:g} s per run, measured {time.strftime('%Y-%m-%d')}. "
+                "Cost per request = native throughput / plugin throughput - 1 (target: at most +20% at 64 in flight).")
+        write_section("plugin_bench", "Plugins: plugin-served requests against native ones", note + "\n\n" + text)
+
+
+if __name__ == "__main__":
+    main()
