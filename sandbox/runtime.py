@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -41,6 +42,7 @@ from sandbox.raw import (
 
 log = logging.getLogger("aspen.sandbox")
 
+_WASMTIME_VERSION = metadata.version("wasmtime")  # compiled modules are only valid for the same version
 _VALTYPES = {abi.I32: wasmtime.ValType.i32, abi.I64: wasmtime.ValType.i64}
 
 
@@ -99,7 +101,7 @@ class Runtime:
         return module
 
     def _cached(self, wasm: bytes) -> wasmtime.Module:
-        key = f"{blake3.blake3(wasm).hexdigest()}-wasmtime{wasmtime.__version__ if hasattr(wasmtime, '__version__') else ''}"
+        key = f"{blake3.blake3(wasm).hexdigest()}-wasmtime{_WASMTIME_VERSION}"
         path = self.cache_dir / f"{key}.cwasm" if self.cache_dir is not None else None
         if path is not None and path.exists():
             try:
