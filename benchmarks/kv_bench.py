@@ -89,6 +89,28 @@ async def run_workload(target: Target, seconds: float) -> dict[str, float]:
     return out
 
 
+async def failover_seconds(cluster: LocalCluster, rounds: int) -> list[float]:
+    """SIGKILL the leader; time until a write succeeds again (election + client rediscovery)."""
+    out = []
+    for i in range(rounds):
+        leader = cluster.wait_leader()
+        client = AsyncClient(cluster.endpoints, cluster.cookie, timeout_s=1.0, retries_max=3)
+        await client.put("failover/warm", b"x")
+        cluster.kill(leader)
+        killed = time.perf_counter()
+        for _ in range(600):  # bounded: 600 attempts of at most 1 s each
+            try:
+                await client.put(f"failover/{i}", VALUE)
+                break
+            except Exception:
+                await asyncio.sleep(0.01)
+        out.append(time.perf_counter() - killed)
+        await client.close()
+        cluster.start(leader)
+        cluster.wait_leader()
+    return out
+
+
 async def aspen_target(cluster: LocalCluster) -> Target:
     client = AsyncClient(cluster.endpoints, cluster.cookie, timeout_s=30)
     return Target("aspen", client.put, client.get, client.close)
@@ -157,11 +179,14 @@ async def etcd_target(etcd: EtcdCluster) -> Target:
 
 def table(rows: dict[str, dict[str, float]]) -> str:
     names = list(rows)
-    metrics = list(next(iter(rows.values())))
+    metrics = list(rows["aspen"])
     header = "| metric | " + " | ".join(names) + (" | aspen / etcd |" if "etcd" in rows else " |")
     sep = "|---" * (len(names) + 1 + ("etcd" in rows)) + "|"
     lines = [header, sep]
     for m in metrics:
+        if any(m not in rows[n] for n in names):
+            lines.append(f"| {m} | {rows['aspen'][m]:,.2f} |" + " - |" * (len(names) - 1 + ("etcd" in rows)))
+            continue
         cells = [f"{rows[n][m]:,.2f}" if "ms" in m else f"{rows[n][m]:,.0f}" for n in names]
         line = f"| {m} | " + " | ".join(cells)
         if "etcd" in rows:
@@ -180,6 +205,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             target = await aspen_target(cluster)
             rows["aspen"] = await run_workload(target, args.seconds)
             await target.close()
+            if args.failover_rounds:
+                times = sorted(await failover_seconds(cluster, args.failover_rounds))
+                rows["aspen"]["failover median s"] = times[len(times) // 2]
+                rows["aspen"]["failover max s"] = times[-1]
         finally:
             cluster.down()
         if args.vs_etcd:
@@ -199,6 +228,7 @@ def main() -> None:
     ap.add_argument("--vs-etcd", action="store_true", help="run the same workload against a 3-node etcd")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
     ap.add_argument("--no-readme", action="store_true", help="print only; do not update benchmarks/README.md")
+    ap.add_argument("--failover-rounds", type=int, default=5, help="leader SIGKILLs to time (0: skip)")
     args = ap.parse_args()
     rows = uvloop.run(main_async(args))
     text = table(rows)
