@@ -24,6 +24,7 @@ import msgpack
 from aspen import auth, keys
 from aspen.client import AsyncClient
 from aspen.handlers import Handler, NativeHandlers
+from aspen.membership import MembershipHandlers
 from aspen.plugins.handlers import PluginHandlers
 from aspen.plugins.manager import PluginManager
 from aspen.server import Server
@@ -106,7 +107,8 @@ class AspenNode:
             cfg.request_timeout_s,
         )
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
-        self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table}
+        self.membership = MembershipHandlers(self.native, self.client_addr_of)
+        self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table}
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
         self._tasks: list[asyncio.Task[None]] = []

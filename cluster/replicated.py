@@ -16,11 +16,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgpack
+from pysyncobj import FAIL_REASON
 
 from cluster.blobsync import BlobSync
 from cluster.config import RaftConfig
 from cluster.events import ClusterEvent, EventBus
-from cluster.proposer import Proposer
+from cluster.proposer import Proposer, failure_error
 from cluster.raft import RaftCore, SnapshotFile
 from storage import snapshot as state_snapshot
 from storage.blobs import BlobStore
@@ -220,6 +221,65 @@ class ReplicatedNode:
             "log_len": st["log_len"],
             "members": members,
         }
+
+    # -- membership (one change at a time, on the leader) ---------------------------------
+
+    async def change_membership(self, action: str, raft_addr: str, timeout_s: float) -> None:
+        """Add or remove a member through pysyncobj's dynamic membership (a log entry)."""
+        raft = self.raft_core()
+        if not raft._isLeader():
+            raise AspenError(ErrorCode.NOT_LEADER, "membership changes are made on the leader",
+                             leader_id=self.leader_id())
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+
+        def done(_: Any, err: int) -> None:
+            loop.call_soon_threadsafe(lambda: fut.done() or fut.set_result(err))
+
+        if action == "add":
+            raft.addNodeToCluster(raft_addr, callback=done)
+        else:
+            raft.removeNodeFromCluster(raft_addr, callback=done)
+        try:
+            err = await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise AspenError(ErrorCode.TIMEOUT, f"{action} {raft_addr} not committed within {timeout_s}s",
+                             applied="unknown") from None
+        if err == FAIL_REASON.REQUEST_DENIED:
+            raise AspenError(
+                ErrorCode.MEMBERSHIP_CHANGE_IN_PROGRESS,
+                f"pysyncobj refused to {action} {raft_addr}: another membership change has not committed yet "
+                f"(or the node is already {'a member' if action == 'add' else 'gone'}); retry when it has",
+            )
+        if err != FAIL_REASON.SUCCESS:
+            raise failure_error(err)
+        self.events.publish([ClusterEvent("cluster.membership_changed", raft_addr, self._applied_index,
+                                          raft.raftCurrentTerm)])
+
+    async def transfer_leadership(self, timeout_s: float) -> int:
+        """Hand leadership to the most caught-up follower; returns the new leader's id.
+
+        pysyncobj only transfers to a follower whose log matches the leader's to the last
+        entry, which under write load holds only for moments: retry, bounded by timeout_s.
+        """
+        raft = self.raft_core()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        err = FAIL_REASON.REQUEST_DENIED
+        while loop.time() < deadline and raft._isLeader():
+            fut: asyncio.Future[int] = loop.create_future()
+            raft.transferLeadership(callback=lambda _res, e, fut=fut: loop.call_soon_threadsafe(
+                lambda: fut.done() or fut.set_result(e)))
+            err = await asyncio.wait_for(fut, max(0.1, deadline - loop.time()))
+            if err == FAIL_REASON.SUCCESS:
+                break
+            await asyncio.sleep(0.005)
+        while loop.time() < deadline:
+            leader = self.leader_id()
+            if leader is not None and leader != self.node_id:
+                return leader
+            await asyncio.sleep(0.02)
+        raise AspenError(ErrorCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry")
 
     def raft_core(self) -> RaftCore:
         if self._raft is None:

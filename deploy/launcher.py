@@ -212,6 +212,39 @@ class LocalCluster:
         spec.pid = proc.pid
         self._save()
 
+    def add_node(self, timeout_s: float = 30.0) -> int:
+        """Start one more node (peers: every current member) and join it through AddNode."""
+        node_id = max(self.nodes) + 1
+        client_port, raft_port = free_ports(2)
+        spec = NodeSpec(node_id, client_port, raft_port)
+        self.nodes[node_id] = spec
+        self._save()
+        self.start(node_id)
+        with self.client([n for n in self.nodes if n != node_id and self.alive(n)], timeout_s=timeout_s) as c:
+            c.request("AddNode", node_id=node_id, raft_addr=spec.raft_addr, client_addr=spec.client_addr)
+        return node_id
+
+    def remove_node(self, node_id: int, timeout_s: float = 30.0) -> None:
+        """RemoveNode through the leader (leadership moves first if it is the leader), then stop it."""
+        if node_id not in self.nodes:
+            raise RuntimeError(f"no node {node_id} here")
+        others = [n for n in self.nodes if n != node_id and self.alive(n)]
+        try:
+            with self.client(others, timeout_s=timeout_s) as c:
+                c.request("RemoveNode", node_id=node_id)
+        except AspenError as exc:
+            if exc.code != "UNAVAILABLE" or self.leader_id() != node_id:
+                raise
+            # The leader could not hand over in time: stop it, let the others elect, then
+            # remove it from the new leader.
+            self.stop(node_id)
+            self.wait_leader(exclude=node_id)
+            with self.client(others, timeout_s=timeout_s) as c:
+                c.request("RemoveNode", node_id=node_id)
+        self.stop(node_id)
+        del self.nodes[node_id]
+        self._save()
+
     def signal(self, node_id: int, sig: int) -> None:
         spec = self.nodes[node_id]
         if spec.pid and pid_alive(spec.pid):
@@ -328,7 +361,9 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--dir", type=Path, required=True)
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete the directory")
-    for name in ("kill", "stop", "start"):
+    p = sub.add_parser("add", help="start one more node and join it to the cluster")
+    p.add_argument("--dir", type=Path, required=True)
+    for name in ("kill", "stop", "start", "remove"):
         p = sub.add_parser(name)
         p.add_argument("--dir", type=Path, required=True)
         p.add_argument("node", type=int)
@@ -349,11 +384,17 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"node {node_id}: {role:<12} pid={spec.pid} {alive:<5} client={spec.client_addr} raft={spec.raft_addr}")
         elif args.cmd == "down":
             cluster.down(purge=args.purge)
+        elif args.cmd == "add":
+            print(f"node {cluster.add_node()} joined")
+            sys.stdout.write(cluster.exports())
+        elif args.cmd == "remove":
+            cluster.remove_node(args.node)
+            print(f"node {args.node} removed")
         else:
             if args.node not in cluster.nodes:
                 raise RuntimeError(f"no node {args.node} in {args.dir}")
             getattr(cluster, args.cmd)(args.node)
-    except (RuntimeError, ValueError, TimeoutError, OSError) as exc:
+    except (RuntimeError, ValueError, TimeoutError, OSError, AspenError) as exc:
         print(f"aspen-cluster: {exc}", file=sys.stderr)
         sys.exit(1)
 

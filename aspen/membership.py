@@ -1,0 +1,88 @@
+"""AddNode / RemoveNode: scaling the cluster in and out, one change at a time, on the leader.
+
+Adding: record the node's addresses in the replicated registry (so every node can reach its
+client port for blob fetches and plugin status), then add its Raft address as a member; the
+new node, started with the current members as its peers, catches up from the log or a
+snapshot, fetches the blobs and plugin binaries it lacks and loads the plugins by itself.
+Removing the leader first hands leadership to the most caught-up follower (pysyncobj's
+TimeoutNow), then answers NOT_LEADER with the new leader as the hint: the client retries there,
+and the removal runs. The handover is best effort (under heavy write load a follower is rarely
+exactly caught up); when it does not happen within 3 s the request fails with UNAVAILABLE and
+the operator stops the old leader, lets the others elect, and removes it from the new leader
+(`aspen-cluster remove` does exactly that).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+
+from aspen import protocol as p
+from aspen.handlers import Handler, NativeHandlers
+from storage.errors import AspenError, ErrorCode
+
+MEMBERSHIP_TIMEOUT_S = 20.0
+TRANSFER_TIMEOUT_S = 3.0
+
+
+def _addr(req: dict[str, Any], name: str) -> str:
+    value = p.optional_str(req, name, 255)
+    host, _, port = (value or "").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise AspenError(ErrorCode.INVALID_REQUEST, f"{name}: a host:port address")
+    return value or ""
+
+
+class MembershipHandlers:
+    def __init__(self, native: NativeHandlers, client_addr_of: Callable[[int], str | None]) -> None:
+        self.native = native
+        self.node = native.node
+        self._client_addr_of = client_addr_of
+        self.table: dict[str, Handler] = {"AddNode": self.add_node, "RemoveNode": self.remove_node}
+
+    def _require_leader(self) -> None:
+        if not self.node.is_leader():
+            leader = self.node.leader_id()
+            hint = {"leader_id": leader, "leader_addr": self._client_addr_of(leader)} if leader else {}
+            raise AspenError(ErrorCode.NOT_LEADER, "membership changes are made on the leader", **hint)
+
+    def _registry(self) -> dict[int, dict[str, Any]]:
+        out = {}
+        for key, raw in self.node.read(lambda s: s.meta_items("nodes")):
+            info = msgpack.unpackb(raw, raw=False)
+            if isinstance(info, dict):
+                out[int(key)] = info
+        return out
+
+    async def add_node(self, req: dict[str, Any]) -> dict[str, Any]:
+        node_id = p.optional_int(req, "node_id", 0, 1, 2**31)
+        if node_id == 0:
+            raise AspenError(ErrorCode.INVALID_REQUEST, "node_id: required, a positive integer")
+        raft_addr, client_addr = _addr(req, "raft_addr"), _addr(req, "client_addr")
+        self._require_leader()
+        members = {m["raft_addr"] for m in self.node.status()["members"]}
+        registry = self._registry()
+        if node_id in registry and registry[node_id].get("raft_addr") in members:
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"node {node_id} is already a member")
+        if raft_addr in members:
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"{raft_addr} is already a member")
+        info = msgpack.packb({"raft_addr": raft_addr, "client_addr": client_addr}, use_bin_type=True)
+        await self.native.commit(["meta_put", "nodes", str(node_id), info])
+        await self.node.change_membership("add", raft_addr, MEMBERSHIP_TIMEOUT_S)
+        return {"type": "MembershipChanged", "added": node_id, "raft_addr": raft_addr}
+
+    async def remove_node(self, req: dict[str, Any]) -> dict[str, Any]:
+        node_id = p.optional_int(req, "node_id", 0, 1, 2**31)
+        info = self._registry().get(node_id)
+        if info is None:
+            raise AspenError(ErrorCode.NOT_FOUND, f"no node {node_id} in the cluster registry")
+        self._require_leader()
+        if node_id == self.node.node_id:
+            new_leader = await self.node.transfer_leadership(TRANSFER_TIMEOUT_S)
+            raise AspenError(ErrorCode.NOT_LEADER, f"leadership handed to node {new_leader}; retry there",
+                             leader_id=new_leader, leader_addr=self._client_addr_of(new_leader))
+        await self.node.change_membership("remove", info["raft_addr"], MEMBERSHIP_TIMEOUT_S)
+        await self.native.commit(["meta_del", "nodes", str(node_id)])
+        return {"type": "MembershipChanged", "removed": node_id}

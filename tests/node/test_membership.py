@@ -1,0 +1,67 @@
+"""Scaling 3 -> 5 -> 3 under client load: no acknowledged write lost, new nodes catch up."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from deploy.launcher import LocalCluster
+from storage.errors import AspenError
+from tests.plugins.test_plugins_cluster import eventually, install, pinger
+from tests.plugins.wat import manifest
+
+
+def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:
+    with cluster.client() as c:
+        blob = c.put_blob(b"blob before scaling" * 1000)["hash"]
+        install(c, pinger("1.0.0"), manifest("pinger", "1.0.0", ["PluginPing"]))
+    acked: dict[str, bytes] = {}
+    errors: list[Exception] = []
+    stop = threading.Event()
+
+    def writer() -> None:
+        i = 0
+        with cluster.client(timeout_s=20) as c:
+            while not stop.is_set() and i < 100_000:
+                key, value = f"scale/{i}", b"%d" % i
+                try:
+                    c.put(key, value)
+                    acked[key] = value
+                except AspenError as exc:
+                    errors.append(exc)  # allowed (e.g. a leader change); only acked writes count
+                i += 1
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        n4 = cluster.add_node()
+        n5 = cluster.add_node()
+        for nid in (n4, n5):
+            with cluster.client([nid], discover_leader=False, timeout_s=20) as cn:
+                eventually(lambda cn=cn: cn.request("HasBlob", hash=blob, local=True)["exists"], timeout_s=30,
+                           what=f"node {nid} fetching blobs")
+                eventually(lambda cn=cn: cn.request("PluginPing")["type"] == "PluginPong", timeout_s=30,
+                           what=f"node {nid} loading plugins")
+        with cluster.client() as c:
+            st = c.cluster_status()
+            assert len(st["nodes"]) == 5
+        # Remove the leader first (it hands leadership over), then one follower.
+        leader = cluster.wait_leader()
+        cluster.remove_node(leader)
+        follower = next(n for n in cluster.nodes if n != cluster.wait_leader())
+        cluster.remove_node(follower)
+        time.sleep(1.0)
+    finally:
+        stop.set()
+        t.join(30)
+    assert len(acked) > 50
+    with cluster.client(timeout_s=20) as c:
+        assert len(c.cluster_status()["nodes"]) == 3
+        for key, value in acked.items():
+            assert c.get(key)["value"] == value, key
+    with cluster.client(timeout_s=20) as c:
+        with pytest.raises(AspenError) as err:
+            c.request("RemoveNode", node_id=99)
+        assert err.value.code == "NOT_FOUND"
