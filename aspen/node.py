@@ -25,6 +25,7 @@ from aspen import auth, keys
 from aspen.client import AsyncClient
 from aspen.handlers import Handler, NativeHandlers
 from aspen.membership import MembershipHandlers
+from aspen.metrics import Metrics
 from aspen.plugins.handlers import PluginHandlers
 from aspen.plugins.manager import PluginManager
 from aspen.server import Server
@@ -51,6 +52,7 @@ class NodeConfig:
     peers: dict[int, str] = field(default_factory=dict)
     peer_clients: dict[int, str] = field(default_factory=dict)
     cookie: str | None = None  # operator-supplied cluster secret
+    metrics_listen: str | None = None  # host:port of the Prometheus endpoint, None: off
     request_timeout_s: float = REQUEST_TIMEOUT_S
 
 
@@ -109,6 +111,7 @@ class AspenNode:
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
         self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table}
+        self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -172,9 +175,12 @@ class AspenNode:
         await self.plugins.start()
         host, port = split_addr(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
-        self.server = Server(self.handler, host, port, cookie=cookie, node_id=self.cfg.node_id)
+        self.server = Server(self.metrics.wrap(self.handler), host, port, cookie=cookie, node_id=self.cfg.node_id)
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
+        if self.cfg.metrics_listen:
+            mhost, mport = split_addr(self.cfg.metrics_listen)
+            await self.metrics.serve(mhost, mport)
         log.info("node %d ready: clients on %s, raft on %s", self.cfg.node_id, self.cfg.listen, self.cfg.raft)
 
     async def stop(self) -> None:
@@ -182,6 +188,7 @@ class AspenNode:
             task.cancel()
         if self.server is not None:
             await self.server.stop()
+        await self.metrics.stop()
         await self.plugins.stop()
         for client in self._peer_clients.values():
             await client.close()
@@ -253,6 +260,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
     ap.add_argument("--peer-clients", default="", help="their client addresses: ID=HOST:PORT,...")
     ap.add_argument("--cookie-file", type=Path, help="file holding the cluster secret (mode 0600)")
     ap.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S)
+    ap.add_argument("--metrics-listen", help="serve Prometheus metrics on host:port (GET /metrics)")
     ap.add_argument("--log-level", default=os.environ.get("ASPEN_LOG", "INFO"))
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -279,6 +287,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         peer_clients=peer_clients,
         cookie=cookie.secret if cookie is not None else None,
         request_timeout_s=args.request_timeout,
+        metrics_listen=args.metrics_listen,
     )
 
 

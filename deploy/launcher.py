@@ -43,6 +43,7 @@ class NodeSpec:
     client_port: int
     raft_port: int
     pid: int | None = None
+    metrics_port: int | None = None  # Prometheus endpoint, chosen at first start
 
     @property
     def client_addr(self) -> str:
@@ -196,9 +197,12 @@ class LocalCluster:
             "--peers", ",".join(f"{n.node_id}={n.raft_addr}" for n in others),
             "--peer-clients", ",".join(f"{n.node_id}={n.client_addr}" for n in others),
             "--cookie-file", str(self.cookie_path),
+            *(["--metrics-listen", f"{HOST}:{spec.metrics_port}"] if spec.metrics_port else []),
         ]
 
     def start(self, node_id: int) -> None:
+        if self.nodes[node_id].metrics_port is None:
+            self.nodes[node_id].metrics_port = free_ports(1)[0]
         spec = self.nodes[node_id]
         if pid_alive(spec.pid):
             raise RuntimeError(f"node {node_id} is already running (pid {spec.pid})")

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+import time
 from typing import Any
 
 from aspen.cli.registry import Commands
 from aspen.client import Client
+from storage.errors import AspenError
 
 ORDER = 30
 
@@ -29,6 +33,25 @@ def _status(args: argparse.Namespace, c: Client) -> Any:
     return "\n".join(lines)
 
 
+def _status_or_watch(args: argparse.Namespace, c: Client) -> Any:
+    if not args.watch:
+        return _status(args, c)
+    # The live picture: redraw every interval, bounded by --count (Ctrl-C stops it too).
+    for i in range(args.count):
+        if i:
+            time.sleep(args.interval)
+        try:
+            text = _status(args, c)
+        except AspenError as exc:
+            text = f"error: {exc.code}: {exc.message}"
+        print(("\x1b[2J\x1b[H" if sys.stdout.isatty() else "") + (text if isinstance(text, str) else json.dumps(text)),
+              flush=True)
+    return None
+
+
 def register(commands: Commands) -> None:
     commands.group("cluster", "cluster state")
-    commands.command("cluster", "status", _status, "nodes, leader, term, commit index")
+    p = commands.command("cluster", "status", _status_or_watch, "nodes, leader, term, commit index")
+    p.add_argument("--watch", action="store_true", help="keep showing the live picture")
+    p.add_argument("--interval", type=float, default=1.0, help="seconds between refreshes with --watch")
+    p.add_argument("--count", type=int, default=1_000_000, help="refreshes before exiting with --watch")

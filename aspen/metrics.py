@@ -1,0 +1,135 @@
+"""Prometheus metrics for one node, on its own registry (no process-global state).
+
+Counters and histograms are updated on the request path; the Raft, plugin and blob figures
+are read at scrape time by a collector, so nothing is sampled on a timer. Served as text by a
+tiny asyncio HTTP endpoint (`GET /metrics`) on the node's loop: no extra thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+
+from storage.errors import AspenError
+
+if TYPE_CHECKING:
+    from aspen.node import AspenNode
+
+REQUEST_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
+HTTP_REQUEST_MAX_BYTES = 8192
+_ROLES = ("follower", "candidate", "leader")
+_STATES = ("Loading", "Initializing", "Ready", "Degraded", "Stopping", "Stopped", "Failed")
+
+
+class NodeCollector:
+    def __init__(self, node: AspenNode) -> None:
+        self.node = node
+
+    def collect(self) -> Iterator[Metric]:
+        st = self.node.replicated.status()
+        yield GaugeMetricFamily("aspen_raft_term", "Current Raft term", value=st["term"])
+        yield GaugeMetricFamily("aspen_raft_commit_index", "Raft commit index", value=st["commit_index"])
+        yield GaugeMetricFamily("aspen_raft_applied_index", "Last log index applied here", value=st["applied_index"])
+        yield GaugeMetricFamily("aspen_raft_has_quorum", "1 when a majority is reachable", value=int(st["has_quorum"]))
+        role = GaugeMetricFamily("aspen_raft_role", "1 for this node's current role", labels=["role"])
+        for r in _ROLES:
+            role.add_metric([r], int(st["role"] == r))
+        yield role
+        blobs = self.node.replicated.read(lambda s: list(s.blob_records()))
+        mine = [rec for _, rec in blobs if self.node.cfg.node_id in rec.holders]
+        yield GaugeMetricFamily("aspen_blob_bytes", "Bytes of blobs held by this node", value=sum(r.size for r in mine))
+        yield GaugeMetricFamily("aspen_blobs", "Blobs held by this node", value=len(mine))
+        calls = GaugeMetricFamily("aspen_plugin_calls", "Calls into the plugin's current instance", labels=["plugin"])
+        errors = GaugeMetricFamily("aspen_plugin_errors", "Failed calls (traps, timeouts, fuel)", labels=["plugin"])
+        fuel = GaugeMetricFamily("aspen_plugin_fuel_used", "Fuel consumed", labels=["plugin"])
+        p50 = GaugeMetricFamily("aspen_plugin_latency_p50_seconds", "Median call latency", labels=["plugin"])
+        p99 = GaugeMetricFamily("aspen_plugin_latency_p99_seconds", "99th percentile call latency", labels=["plugin"])
+        dropped = GaugeMetricFamily("aspen_plugin_hook_events_dropped", "Hook events lost to a full queue",
+                                    labels=["plugin"])
+        state = GaugeMetricFamily("aspen_plugin_state", "1 for the plugin's lifecycle state", labels=["plugin", "state"])
+        for name, s in self.node.plugins.local_status().items():
+            if "calls" not in s:
+                continue
+            calls.add_metric([name], s["calls"])
+            errors.add_metric([name], s["errors"])
+            fuel.add_metric([name], s["fuel_used"])
+            p50.add_metric([name], s["p50_ms"] / 1000)
+            p99.add_metric([name], s["p99_ms"] / 1000)
+            dropped.add_metric([name], s["events_dropped"])
+            for candidate in _STATES:
+                state.add_metric([name, candidate], int(s["state"] == candidate))
+        yield from (calls, errors, fuel, p50, p99, dropped, state)
+
+
+class Metrics:
+    def __init__(self, node: AspenNode) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("aspen_requests", "Requests by type and outcome", ["type", "outcome"],
+                                registry=self.registry)
+        self.latency = Histogram("aspen_request_duration_seconds", "Request latency by type", ["type"],
+                                 buckets=REQUEST_BUCKETS_S, registry=self.registry)
+        self.registry.register(NodeCollector(node))
+        self._known_types = node.table.keys()
+        self._plugin_types: Callable[[], Any] = lambda: node.plugins.table.by_type
+        self._server: asyncio.AbstractServer | None = None
+
+    def _label(self, rtype: str) -> str:
+        # Bounded label cardinality: a client can send any type name; only known ones get a label.
+        return rtype if rtype in self._known_types or rtype in self._plugin_types() else "other"
+
+    def wrap(self, handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+             ) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
+        async def measured(request: dict[str, Any]) -> dict[str, Any]:
+            label = self._label(request["type"])
+            started = time.perf_counter()
+            outcome = "ok"
+            try:
+                response = await handler(request)
+                if response.get("type") == "Error":
+                    outcome = str(response.get("code", "error"))[:64]
+                return response
+            except AspenError as exc:
+                outcome = str(exc.code)[:64]
+                raise
+            except Exception:
+                outcome = "INTERNAL"
+                raise
+            finally:
+                self.requests.labels(label, outcome).inc()
+                self.latency.labels(label).observe(time.perf_counter() - started)
+
+        return measured
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    async def serve(self, host: str, port: int) -> int:
+        self._server = await asyncio.start_server(self._http, host, port)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+
+    async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            if len(head) > HTTP_REQUEST_MAX_BYTES or not head.startswith(b"GET /metrics"):
+                writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            else:
+                body = self.render()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            await writer.drain()
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()

@@ -1,0 +1,32 @@
+"""Each node's Prometheus endpoint: Raft, requests, plugins, blobs."""
+
+from __future__ import annotations
+
+import urllib.request
+
+from deploy.launcher import LocalCluster
+from tests.plugins.test_plugins_cluster import eventually, install
+from tests.plugins.wat import manifest, plugin
+
+
+def scrape(cluster: LocalCluster, node_id: int) -> str:
+    port = cluster.nodes[node_id].metrics_port
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def test_metrics_endpoint(shared_cluster: LocalCluster) -> None:
+    leader = shared_cluster.wait_leader()
+    with shared_cluster.client() as c:
+        c.put("metrics/k", b"v")
+        c.put_blob(b"metrics blob")
+        install(c, plugin("mping", "1.0.0", {"type": "P"}), manifest("mping", "1.0.0", ["MetricsPing"]))
+        eventually(lambda: c.request("MetricsPing")["type"] == "P")
+    text = scrape(shared_cluster, leader)
+    for needle in ('aspen_raft_role{role="leader"} 1.0', "aspen_raft_term", "aspen_raft_commit_index",
+                   'aspen_requests_total{outcome="ok",type="WriteKey"}', "aspen_request_duration_seconds_bucket",
+                   'aspen_plugin_calls{plugin="mping"}', 'aspen_plugin_state{plugin="mping",state="Ready"} 1.0',
+                   "aspen_blob_bytes", "aspen_plugin_hook_events_dropped"):
+        assert needle in text, needle
+    follower = next(n for n in shared_cluster.nodes if n != leader)
+    assert 'aspen_raft_role{role="follower"} 1.0' in scrape(shared_cluster, follower)
