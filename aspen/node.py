@@ -53,6 +53,7 @@ class NodeConfig:
     peer_clients: dict[int, str] = field(default_factory=dict)
     cookie: str | None = None  # operator-supplied cluster secret
     metrics_listen: str | None = None  # host:port of the Prometheus endpoint, None: off
+    advertise_client: str | None = None  # the client address peers should use (default: listen)
     request_timeout_s: float = REQUEST_TIMEOUT_S
 
 
@@ -196,7 +197,8 @@ class AspenNode:
 
     async def _register_self(self) -> None:
         """Record this node's addresses in the replicated registry (until it sticks)."""
-        info = msgpack.packb({"raft_addr": self.cfg.raft, "client_addr": self.cfg.listen}, use_bin_type=True)
+        client_addr = self.cfg.advertise_client or self.cfg.listen
+        info = msgpack.packb({"raft_addr": self.cfg.raft, "client_addr": client_addr}, use_bin_type=True)
         key = str(self.cfg.node_id)
         while True:
             current = self.replicated.read(lambda s: s.meta_get("nodes", key))
@@ -213,7 +215,7 @@ class AspenNode:
 
     def client_addr_of(self, node_id: int) -> str | None:
         if node_id == self.cfg.node_id:
-            return self.cfg.listen
+            return self.cfg.advertise_client or self.cfg.listen
         raw = self.replicated.read(lambda s: s.meta_get("nodes", str(node_id)))
         if raw is not None:
             info = msgpack.unpackb(raw, raw=False)
@@ -261,6 +263,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
     ap.add_argument("--cookie-file", type=Path, help="file holding the cluster secret (mode 0600)")
     ap.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S)
     ap.add_argument("--metrics-listen", help="serve Prometheus metrics on host:port (GET /metrics)")
+    ap.add_argument("--advertise-client", help="client address other nodes use (default: --listen)")
     ap.add_argument("--log-level", default=os.environ.get("ASPEN_LOG", "INFO"))
     args = ap.parse_args(argv)
     logging.basicConfig(
@@ -288,6 +291,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         cookie=cookie.secret if cookie is not None else None,
         request_timeout_s=args.request_timeout,
         metrics_listen=args.metrics_listen,
+        advertise_client=args.advertise_client,
     )
 
 
