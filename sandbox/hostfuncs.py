@@ -42,6 +42,7 @@ class HostFunctions:
         self.config = config
         self.host = host
         self.perms = config.permissions
+        self._prefixes = config.effective_prefixes  # computed once: checked on every KV call
         self.memory: RawMemory | None = None
         self.timers: dict[str, tuple[int, bool]] = {}
         self.subscriptions: list[str] = []
@@ -72,10 +73,10 @@ class HostFunctions:
             return _err(SandboxCode.INVALID_ARGUMENT, f"{what} is not valid UTF-8")
         if not key and what == "key":
             return _err(SandboxCode.INVALID_ARGUMENT, "key is empty")
-        if not self.config.key_allowed(key):
+        if not key.startswith(self._prefixes):
             return _err(
                 SandboxCode.KV_PREFIX_DENIED,
-                f"{what} {key!r} is outside this plugin's kv_prefixes {list(self.config.effective_prefixes)}",
+                f"{what} {key!r} is outside this plugin's kv_prefixes {list(self._prefixes)}",
             )
         return key
 
@@ -193,7 +194,7 @@ class HostFunctions:
             key = item[1]
             if not key or len(key.encode()) > limits.KEY_MAX_BYTES:
                 return _err(SandboxCode.KEY_TOO_LARGE, f"op {i}: key must be 1 to {limits.KEY_MAX_BYTES} bytes")
-            if not self.config.key_allowed(key):
+            if not key.startswith(self._prefixes):
                 return _err(SandboxCode.KV_PREFIX_DENIED, f"op {i}: key {key!r} is outside this plugin's kv_prefixes")
             checked.append((kind, key, value))
         return self._call_host(lambda: self.host.kv_batch(checked), lambda _: abi.ok(len(checked)))

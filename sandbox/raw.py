@@ -89,27 +89,48 @@ class RawFunc:
             _raise_failure(error, trap)
         return args[0].i64
 
+    def call1(self, context: int, value: int) -> int:
+        """call() for one argument: the allocator's shape, on every host-to-guest copy."""
+        self._args[0].i64 = value
+        error = _call_unchecked(context, self._func_addr, self._args_addr, self._n, self._trap_addr)
+        trap = self._trap.value
+        if error or trap:
+            self._trap.value = None
+            _raise_failure(error, trap)
+        return self._args[0].i64
+
 
 class RawMemory:
-    """Bounds-checked reads and writes of a guest's linear memory (which may move on grow)."""
+    """Bounds-checked reads and writes of a guest's linear memory.
 
-    __slots__ = ("_keep", "_mem_addr")
+    The engine is configured with `memory_may_move = False` (sandbox/runtime.py), so the base
+    address never changes and is read once; memory only grows, so a cached size is a safe lower
+    bound, refreshed only when an access falls beyond it. That saves two C calls per access.
+    """
 
-    def __init__(self, memory: wasmtime.Memory) -> None:
+    __slots__ = ("_base", "_keep", "_mem_addr", "_size")
+
+    def __init__(self, memory: wasmtime.Memory, context: int) -> None:
         self._keep = memory
         self._mem_addr = addressof(memory._memory)
+        self._base = _memory_data(context, self._mem_addr) or 0
+        self._size = _memory_size(context, self._mem_addr)
+
+    def _fits(self, context: int, end: int) -> bool:
+        if end <= self._size:
+            return True
+        self._size = _memory_size(context, self._mem_addr)
+        return end <= self._size
 
     def read(self, context: int, ptr: int, length: int) -> bytes:
-        size = _memory_size(context, self._mem_addr)
-        if ptr < 0 or length < 0 or ptr + length > size:
-            raise IndexError(f"guest range [{ptr}, {ptr}+{length}) is outside memory of {size} bytes")
-        return ctypes.string_at(_memory_data(context, self._mem_addr) + ptr, length)
+        if ptr < 0 or length < 0 or not self._fits(context, ptr + length):
+            raise IndexError(f"guest range [{ptr}, {ptr}+{length}) is outside memory of {self._size} bytes")
+        return ctypes.string_at(self._base + ptr, length)
 
     def write(self, context: int, ptr: int, data: bytes) -> None:
-        size = _memory_size(context, self._mem_addr)
-        if ptr <= 0 or ptr + len(data) > size:
-            raise IndexError(f"guest buffer [{ptr}, {ptr}+{len(data)}) is outside memory of {size} bytes")
-        ctypes.memmove(_memory_data(context, self._mem_addr) + ptr, data, len(data))
+        if ptr <= 0 or not self._fits(context, ptr + len(data)):
+            raise IndexError(f"guest buffer [{ptr}, {ptr}+{len(data)}) is outside memory of {self._size} bytes")
+        ctypes.memmove(self._base + ptr, data, len(data))
 
 
 def caller_context(caller: int) -> int:

@@ -72,6 +72,10 @@ class Runtime:
         config = wasmtime.Config()
         config.consume_fuel = True
         config.epoch_interruption = True
+        # Linear memory never moves when it grows (it grows in place inside its reservation, or
+        # memory.grow fails): RawMemory can keep the base address instead of asking each access.
+        config.memory_may_move = False
+        config.memory_reservation = 4 * 1024**3
         self.engine = wasmtime.Engine(config)
         self.cache_dir = cache_dir
         if cache_dir is not None:
@@ -199,7 +203,7 @@ class _Instance:
         exports = instance.exports(self.store)
         memory = exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
-        self.memory = RawMemory(memory)
+        self.memory = RawMemory(memory, self.context)
         funcs.memory = self.memory
         self.funcs: dict[str, RawFunc] = {}
         for name, (params, results) in {**abi.LIFECYCLE_EXPORTS, abi.EXPORT_ALLOC: ((abi.I32,), (abi.I32,)),
@@ -212,7 +216,7 @@ class _Instance:
 
     def copy_in(self, context: int, data: bytes) -> int:
         """Copy bytes into a buffer the guest allocates; returns its pointer."""
-        ptr = self.alloc.call(context, len(data)) & 0xFFFFFFFF
+        ptr = self.alloc.call1(context, len(data)) & 0xFFFFFFFF
         try:
             self.memory.write(context, ptr, data)
         except IndexError as exc:
