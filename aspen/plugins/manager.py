@@ -177,6 +177,10 @@ class PluginManager:
                     continue
                 if cur is not None and cur.record == raw:
                     continue
+                if cur is not None:
+                    # The new instance's plugin_init registers the timers it wants; the old
+                    # instance's must not keep firing into it.
+                    self._cancel_timers(name)
                 try:
                     updated[name] = await self._load(name, raw, rec)
                     self.load_errors.pop(name, None)
@@ -223,8 +227,7 @@ class PluginManager:
         """Shut down a replaced or removed instance after the calls queued on it."""
         name = loaded.manifest.name
         if self.table.plugins.get(name) is None:
-            for key in [k for k in self._timers if k[0] == name]:
-                self._timers.pop(key).cancel()
+            self._cancel_timers(name)
         loaded.events.close()
         try:
             fut = loaded.worker.submit(loaded.instance.shutdown)  # after the calls queued before it
@@ -277,6 +280,10 @@ class PluginManager:
         self._timers[(plugin, name)] = self._loop.call_later(
             interval_ms / 1000, self._fire_timer, plugin, name, interval_ms, repeat
         )
+
+    def _cancel_timers(self, plugin: str) -> None:
+        for key in [k for k in self._timers if k[0] == plugin]:
+            self._timers.pop(key).cancel()
 
     def cancel_timer(self, plugin: str, name: str) -> None:
         handle = self._timers.pop((plugin, name), None)
