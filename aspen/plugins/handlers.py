@@ -115,7 +115,7 @@ class PluginHandlers:
 
     async def _settle(self, name: str) -> None:
         """Wait (bounded) until this node's registry serves the committed entry."""
-        self.manager._reconcile_wanted.set()
+        self.manager.request_reconcile()
         raw = self.node.read(lambda s: s.meta_get("plugins", name))
         for _ in range(100):
             loaded = self.manager.table.plugins.get(name)

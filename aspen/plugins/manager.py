@@ -130,6 +130,9 @@ class PluginManager:
             self._registry_events.close()
         self.runtime.close()
 
+    def request_reconcile(self) -> None:
+        self._reconcile_wanted.set()
+
     def _on_registry_event(self) -> None:
         assert self._registry_events is not None
         for event in self._registry_events.drain():
