@@ -1,0 +1,22 @@
+"""`make run`'s program: a 3-node cluster serving the greeter plugin through every node."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy.launcher import LocalCluster
+
+
+def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
+    r = subprocess.run([sys.executable, "-m", "deploy.demo"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=180, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"})
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "read  demo/greeting through node 3: 'hello from node 1'" in r.stdout
+        for node in (1, 2, 3):
+            assert f"Greet through node {node}: 'hello from a WASM plugin' (served by node {node})" in r.stdout
+        assert "export ASPEN_COOKIE=" in r.stdout
+    finally:
+        LocalCluster(tmp_path / ".aspen-demo").down(purge=True)
