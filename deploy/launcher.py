@@ -44,14 +44,16 @@ class NodeSpec:
     raft_port: int
     pid: int | None = None
     metrics_port: int | None = None  # Prometheus endpoint, chosen at first start
+    host: str = HOST  # the node's address (a network-namespace test host's, for partition tests)
+    netns: str | None = None  # run the node inside this network namespace
 
     @property
     def client_addr(self) -> str:
-        return f"{HOST}:{self.client_port}"
+        return f"{self.host}:{self.client_port}"
 
     @property
     def raft_addr(self) -> str:
-        return f"{HOST}:{self.raft_port}"
+        return f"{self.host}:{self.raft_port}"
 
 
 def free_ports(count: int) -> list[int]:
@@ -154,14 +156,19 @@ class LocalCluster:
     def __exit__(self, *exc: object) -> None:
         self.down()
 
-    def up(self, count: int, wait: bool = True, base_port: int | None = None) -> None:
+    def up(self, count: int, wait: bool = True, base_port: int | None = None,
+           hosts: dict[int, tuple[str, str]] | None = None) -> None:
         """Start `count` nodes; with base_port, node i (from 1) serves clients on base_port+i-1
         and Raft on base_port+100+i-1, else on free ports the kernel picks."""
         if not 1 <= count <= NODES_MAX:
             raise ValueError(f"--nodes must be from 1 to {NODES_MAX}")
         if self.nodes:
             raise RuntimeError(f"{self.root} already holds a cluster; use start, or down --purge first")
-        if base_port is not None:
+        if hosts is not None:
+            # Network-namespace test hosts (deploy/netns.py): each has its own address and port
+            # space, so every node uses the standard ports.
+            client_ports, raft_ports = [7701] * count, [7801] * count
+        elif base_port is not None:
             if not 1024 <= base_port <= 65535 - 100 - count:
                 raise ValueError(f"--base-port must be from 1024 to {65535 - 100 - count}")
             client_ports = [base_port + i for i in range(count)]
@@ -175,6 +182,9 @@ class LocalCluster:
         self.root.mkdir(parents=True, exist_ok=True)
         write_cookie_file(self.cookie_path, generate_cookie())
         self.nodes = {i + 1: NodeSpec(i + 1, client_ports[i], raft_ports[i]) for i in range(count)}
+        for node_id, (address, netns) in (hosts or {}).items():
+            spec = self.nodes[node_id]
+            spec.host, spec.netns, spec.metrics_port = address, netns, 9701
         self._save()
         try:
             for node_id in self.nodes:
@@ -197,7 +207,7 @@ class LocalCluster:
             "--peers", ",".join(f"{n.node_id}={n.raft_addr}" for n in others),
             "--peer-clients", ",".join(f"{n.node_id}={n.client_addr}" for n in others),
             "--cookie-file", str(self.cookie_path),
-            *(["--metrics-listen", f"{HOST}:{spec.metrics_port}"] if spec.metrics_port else []),
+            *(["--metrics-listen", f"{spec.host}:{spec.metrics_port}"] if spec.metrics_port else []),
         ]
 
     def start(self, node_id: int) -> None:
@@ -208,9 +218,10 @@ class LocalCluster:
             raise RuntimeError(f"node {node_id} is already running (pid {spec.pid})")
         self.data_dir(node_id).mkdir(parents=True, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if k not in ("ASPEN_COOKIE",)}
+        prefix = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         with open(self.log_path(node_id), "ab") as log:
             proc = subprocess.Popen(
-                self.command(node_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                prefix + self.command(node_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env,
             )
         spec.pid = proc.pid

@@ -1,0 +1,147 @@
+"""Partitions between real test hosts (network namespaces): isolated leader, split, flapping link.
+
+Each node runs in its own namespace with its own address; links are cut in a switch namespace.
+Skipped, with the reason, where namespaces cannot be made (not root, no iproute2).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from deploy.launcher import LocalCluster
+from deploy.netns import NetnsUnavailable, HostNetwork
+from storage.errors import AspenError
+
+
+@pytest.fixture
+def net_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, HostNetwork]]:
+    net = HostNetwork(count=3)
+    try:
+        net.create()
+    except NetnsUnavailable as exc:
+        pytest.skip(str(exc))
+    cluster = LocalCluster(tmp_path / "cluster")
+    try:
+        cluster.up(3, hosts=net.hosts())
+        yield cluster, net
+    finally:
+        cluster.down()
+        net.destroy()
+
+
+def leader_among(cluster: LocalCluster, nodes: list[int], timeout_s: float = 15.0) -> int:
+    """The leader all of `nodes` agree on (the others may be unreachable)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = {(cluster.status_of(n) or {}).get("leader_id") for n in nodes}
+        if len(seen) == 1 and None not in seen and seen <= set(nodes):
+            return seen.pop()
+        time.sleep(0.1)
+    raise AssertionError(f"no leader agreed by {nodes}")
+
+
+def put_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str) -> subprocess.CompletedProcess[str]:
+    """A client inside the isolated host's namespace, talking to its own node only."""
+    code = (
+        "import sys; from aspen.client import Client\n"
+        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2)\n"
+        "try:\n"
+        f"    c.put({key!r}, b'written-while-isolated'); print('ACKED')\n"
+        "except Exception as exc:\n"
+        "    print('REFUSED', exc)\n"
+        "finally:\n    c.close()\n"
+    )
+    return subprocess.run(["ip", "netns", "exec", net.host_ns(node), sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60)
+
+
+def acked_writes(c: Any, prefix: str, count: int) -> dict[str, bytes]:
+    out = {}
+    for i in range(count):
+        key, value = f"{prefix}/{i}", b"%d" % i
+        try:
+            c.put(key, value)
+            out[key] = value
+        except AspenError:
+            pass
+    return out
+
+
+def test_isolated_leader_stops_acknowledging_and_its_writes_vanish(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
+    cluster, net = net_cluster
+    everyone = list(cluster.nodes)
+    old = leader_among(cluster, everyone)
+    majority = [n for n in everyone if n != old]
+    with cluster.client(timeout_s=15) as c:
+        acked = acked_writes(c, "before", 20)
+    net.isolate(old)
+    inside = put_from_inside(net, cluster, old, "isolated/write")
+    assert "ACKED" not in inside.stdout, inside.stdout + inside.stderr  # no quorum: never acknowledged
+    new = leader_among(cluster, majority)
+    assert new != old
+    with cluster.client(majority, timeout_s=15) as c:
+        acked |= acked_writes(c, "during", 20)
+    net.heal(old)
+    leader_among(cluster, everyone, timeout_s=20)
+    with cluster.client(timeout_s=15) as c:
+        for key, value in acked.items():
+            assert c.get(key)["value"] == value, key
+        assert c.get("isolated/write")["was_found"] is False  # the old leader's unacknowledged write is gone
+    with cluster.client([old], discover_leader=False, timeout_s=15) as c_old:
+        deadline = time.monotonic() + 20
+        while c_old.get("during/19", stale=True)["was_found"] is False:
+            assert time.monotonic() < deadline, "the old leader did not catch up"
+            time.sleep(0.1)
+        assert c_old.get("isolated/write", stale=True)["was_found"] is False
+
+
+def test_split_minority_cannot_write_majority_can(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
+    cluster, net = net_cluster
+    everyone = list(cluster.nodes)
+    leader = leader_among(cluster, everyone)
+    minority = [n for n in everyone if n != leader][:1]
+    majority = [n for n in everyone if n not in minority]
+    net.split(minority)  # the client stays on the majority's side
+    leader_among(cluster, majority)
+    with cluster.client(majority, timeout_s=15) as c:
+        acked = acked_writes(c, "split", 20)
+    assert len(acked) == 20
+    inside = put_from_inside(net, cluster, minority[0], "split/minority")
+    assert "ACKED" not in inside.stdout
+    net.heal_all()
+    leader_among(cluster, everyone, timeout_s=20)
+    with cluster.client(timeout_s=15) as c:
+        for key, value in acked.items():
+            assert c.get(key)["value"] == value
+        assert c.get("split/minority")["was_found"] is False
+
+
+def test_flapping_follower_link_loses_nothing(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
+    cluster, net = net_cluster
+    everyone = list(cluster.nodes)
+    leader = leader_among(cluster, everyone)
+    flappy = next(n for n in everyone if n != leader)
+    acked: dict[str, bytes] = {}
+    with cluster.client([n for n in everyone if n != flappy], timeout_s=15) as c:
+        for round_ in range(5):
+            net.isolate(flappy)
+            acked |= acked_writes(c, f"flap{round_}", 10)
+            time.sleep(0.3)
+            net.heal(flappy)
+            acked |= acked_writes(c, f"flop{round_}", 10)
+            time.sleep(0.3)
+    leader_among(cluster, everyone, timeout_s=20)
+    with cluster.client([flappy], discover_leader=False, timeout_s=15) as c_f:
+        deadline = time.monotonic() + 20
+        while c_f.get("flop4/9", stale=True)["was_found"] is False:
+            assert time.monotonic() < deadline, "the flapping node did not catch up"
+            time.sleep(0.1)
+        for key, value in acked.items():
+            assert c_f.get(key, stale=True)["value"] == value, key
