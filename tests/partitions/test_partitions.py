@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from deploy.launcher import LocalCluster
-from deploy.netns import NetnsUnavailable, HostNetwork
+from deploy.netns import HostNetwork, NetnsUnavailable
 from storage.errors import AspenError
 
 
