@@ -20,8 +20,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/kv_bench.py
+	$(BIN)/python benchmarks/kv_bench.py --vs-etcd
 	$(BIN)/python benchmarks/sandbox_bench.py
+	$(BIN)/python benchmarks/plugin_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
