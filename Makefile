@@ -19,8 +19,10 @@ test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
+# The etcd comparison needs Debian's etcd-server (apt-get install etcd-server) and aetcd.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/kv_bench.py --vs-etcd
+	$(BIN)/pip install -q -e '.[dev,bench]'
+	$(BIN)/python benchmarks/kv_bench.py $$(command -v etcd >/dev/null && echo --vs-etcd)
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/plugin_bench.py
 
