@@ -33,7 +33,9 @@ _caller_context = _bind("wasmtime_caller_context", c_void_p, [c_void_p])
 _set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, [c_void_p, c_uint64])
 _get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, [c_void_p, c_void_p])
 _set_epoch_deadline = _bind("wasmtime_context_set_epoch_deadline", None, [c_void_p, c_uint64])
-_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, POINTER(ffi.wasmtime_val_raw_t), c_size_t)
+# The value slots reach the callback as 64-bit integers: indexing POINTER(c_int64) yields a
+# Python int directly, where a POINTER to the union would build an object per argument.
+_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, POINTER(ctypes.c_int64), c_size_t)
 _define_unchecked = _bind(
     "wasmtime_linker_define_func_unchecked",
     c_void_p,

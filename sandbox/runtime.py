@@ -8,6 +8,7 @@ so even a guest spinning in a loop without host calls is stopped), and a store m
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from typing import Any
 
 import blake3
 import wasmtime
+from wasmtime import _ffi as ffi
 
 from sandbox import abi, limits
 from sandbox.errors import SandboxCode, SandboxError
@@ -242,6 +244,11 @@ class _Instance:
         return data
 
 
+_U32 = 0xFFFFFFFF
+_I32_BIAS = 0x80000000
+assert ctypes.sizeof(ffi.wasmtime_val_raw_t) == 16, "host callbacks index value slots as pairs of int64"
+
+
 def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[tuple[str, ...], tuple[str, ...]]
                    ) -> Callable[[int, object, Any, int], int]:
     method = getattr(funcs, name)
@@ -252,12 +259,15 @@ def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[
         try:
             # The caller's context is its store's context, which the instance already holds.
             context = inst.context
+            # Each value slot is 16 bytes (the union holds a v128), so slot i is int64 2*i; an
+            # i32 sits in the low half of its slot: mask and sign-extend.
             if nparams == 2:  # the common shape (ptr, len): skip building a list
-                result = method(context, args[0].i32, args[1].i32)
+                result = method(context, ((args[0] + _I32_BIAS) & _U32) - _I32_BIAS,
+                                ((args[2] + _I32_BIAS) & _U32) - _I32_BIAS)
             else:
-                result = method(context, *[args[i].i32 for i in range(nparams)])
+                result = method(context, *[((args[2 * i] + _I32_BIAS) & _U32) - _I32_BIAS for i in range(nparams)])
             if has_result:
-                args[0].i64 = inst.to_guest(context, result) if isinstance(result, bytes) else int(result)
+                args[0] = inst.to_guest(context, result) if isinstance(result, bytes) else int(result)
             return 0
         except GuestFault as exc:
             return trap_value(f"{name}: {exc}")
