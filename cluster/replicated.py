@@ -57,6 +57,7 @@ class ReplicatedNode:
         self._proposer: Proposer | None = None
         self._leader_task: asyncio.Task[None] | None = None
         self._last_leader: int | None = None
+        self._last_members: frozenset[str] | None = None
         self.blob_sync = BlobSync(
             node_id=cfg.node_id,
             store=blobs,
@@ -253,8 +254,6 @@ class ReplicatedNode:
             )
         if err != FAIL_REASON.SUCCESS:
             raise failure_error(err)
-        self.events.publish([ClusterEvent("cluster.membership_changed", raft_addr, self._applied_index,
-                                          raft.raftCurrentTerm)])
 
     async def transfer_leadership(self, timeout_s: float) -> int:
         """Hand leadership to the most caught-up follower; returns the new leader's id.
@@ -299,7 +298,25 @@ class ReplicatedNode:
                     [ClusterEvent("cluster.leader_elected", str(leader), self._applied_index, term)]
                 )
                 self.blob_sync.reconcile_soon()
+            self._watch_members()
             await asyncio.sleep(LEADER_POLL_PERIOD_S)
+
+    def _watch_members(self) -> None:
+        """Publish cluster.membership_changed on every node when its member set changes
+        (pysyncobj applies membership entries internally, with no callback on followers)."""
+        raft = self._raft
+        if raft is None:
+            return
+        members = frozenset(
+            k.removeprefix("partner_node_status_server_") for k in raft.getStatus()
+            if k.startswith("partner_node_status_server_")
+        ) | {self.cfg.raft_addr}
+        if self._last_members is not None and members != self._last_members:
+            log.info("members are now %s", ", ".join(sorted(members)))
+            self.events.publish([ClusterEvent("cluster.membership_changed", ",".join(sorted(members)),
+                                              self._applied_index, raft.raftCurrentTerm)])
+            self.blob_sync.reconcile_soon()
+        self._last_members = members
 
     # -- blob bookkeeping for BlobSync -----------------------------------------------------
 

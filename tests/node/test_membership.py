@@ -9,7 +9,7 @@ import pytest
 
 from deploy.launcher import LocalCluster
 from storage.errors import AspenError
-from tests.plugins.test_plugins_cluster import eventually, install, pinger
+from tests.plugins.test_plugins_cluster import eventually, hook_plugin, install, pinger
 from tests.plugins.wat import manifest
 
 
@@ -17,6 +17,10 @@ def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:
     with cluster.client() as c:
         blob = c.put_blob(b"blob before scaling" * 1000)["hash"]
         install(c, pinger("1.0.0"), manifest("pinger", "1.0.0", ["PluginPing"]))
+        install(c, hook_plugin("mwatch", b"hooks.cluster.membership_changed"),
+                manifest("mwatch", "1.0.0", ["MWatch"], kv_prefixes=["mwatch:"],
+                         permissions={"hooks": True, "kv_write": True}))
+        eventually(lambda: all(st.get("subscriptions") for st in c.request("PluginInfo", name="mwatch")["nodes"].values()))
     acked: dict[str, bytes] = {}
     errors: list[Exception] = []
     stop = threading.Event()
@@ -47,6 +51,10 @@ def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:
         with cluster.client() as c:
             st = c.cluster_status()
             assert len(st["nodes"]) == 5
+            # Every node publishes the membership change to its hook subscribers.
+            eventually(lambda: c.get("mwatch:last")["was_found"], what="a membership_changed hook event")
+            event = __import__("msgpack").unpackb(c.get("mwatch:last")["value"])
+            assert event["subject"] == "hooks.cluster.membership_changed" and event["key"].count(",") >= 3
         # Remove the leader first (it hands leadership over), then one follower.
         leader = cluster.wait_leader()
         cluster.remove_node(leader)
