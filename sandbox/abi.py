@@ -46,6 +46,19 @@ IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "hlc_now_ms": ((), (I64,)),
 }
 
+# The permission each import checks first (None: always allowed). The author toolchain's
+# `check` uses it to warn about missing or unused grants; docs/HOST_ABI.md's table says the same.
+IMPORT_PERMISSIONS: dict[str, str | None] = {
+    "kv_get_value": "kv_read", "kv_put_value": "kv_write", "kv_delete_key": "kv_write",
+    "kv_scan_prefix": "kv_read", "kv_compare_and_swap": "kv_write", "kv_batch_write": "kv_write",
+    "blob_exists": "blob_read", "blob_get_data": "blob_read", "blob_put_data": "blob_write",
+    "is_current_leader": "cluster_info", "get_leader_id": "cluster_info", "get_node_id": None,
+    "sign_data": "signing", "verify_signature": "signing", "public_key": "signing",
+    "get_random_bytes": "randomness", "schedule_timer_on_host": "timers", "cancel_timer_on_host": "timers",
+    "subscribe_hook_events": "hooks", "unsubscribe_hook_events": "hooks",
+    "log_info_msg": None, "log_debug_msg": None, "log_warn_msg": None, "current_time_ms": None, "hlc_now_ms": None,
+}
+
 # Guest exports. Lifecycle exports return an i64 (ptr << 32 | len) of a msgpack value in guest
 # memory (0 = nothing); the host frees it with aspen_free when the guest exports one.
 EXPORT_MEMORY = "memory"

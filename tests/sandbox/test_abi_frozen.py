@@ -28,6 +28,17 @@ def test_doc_lists_exactly_the_abi() -> None:
     assert f"version {abi.ABI_VERSION}" in DOC.read_text().splitlines()[0]
 
 
+def test_doc_permissions_match_the_table() -> None:
+    text = DOC.read_text()
+    table = text[text.index("## Host imports") : text.index("### Error codes")]
+    documented = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`") and cells[0] != "`Import`":
+            documented[cells[0].strip("`")] = None if cells[3] == "none" else cells[3]
+    assert documented == abi.IMPORT_PERMISSIONS
+
+
 def test_guide_functions_all_present() -> None:
     guide = {"kv_get_value", "kv_put_value", "kv_delete_key", "kv_scan_prefix", "kv_compare_and_swap", "kv_batch_write",
              "blob_exists", "blob_get_data", "blob_put_data", "is_current_leader", "get_leader_id", "get_node_id",

@@ -1,0 +1,204 @@
+"""cargo-aspen-plugin: the plugin author's toolchain (init, check, build, keygen, sign, verify).
+
+Cargo runs `cargo-aspen-plugin aspen-plugin ARGS...` for `cargo aspen-plugin ARGS...`; the
+program also runs on its own as `cargo-aspen-plugin ARGS...`. Exit status: 0 ok, 1 a failed
+check/build/verification, 2 a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from aspen import keys, signing
+from aspen.manifest import Manifest, ManifestError
+from aspen.toolchain import rust
+from aspen.toolchain.check import ERROR, check_project
+from aspen.toolchain.module_check import inspect_wasm
+from aspen.toolchain.project import SDK_DIR, Project, ProjectError
+from aspen.toolchain.templates import TEMPLATES, render
+from storage.errors import AspenError
+
+DEFAULT_KEY = Path("~/.config/aspen/plugin-signing-key")
+EXIT_FAILED, EXIT_USAGE = 1, 2
+
+
+class Failed(Exception):
+    pass
+
+
+def _project(args: argparse.Namespace) -> Project:
+    try:
+        return Project.find(Path(args.path))
+    except ProjectError as exc:
+        raise Failed(str(exc)) from None
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    target = Path(args.dir) / args.name
+    if target.exists() and any(target.iterdir()):
+        raise Failed(f"{target} exists and is not empty")
+    try:
+        files = render(args.template, args.name, args.priority, Path(args.sdk), target)
+    except ValueError as exc:
+        raise Failed(str(exc)) from None
+    for rel, text in files.items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    print(f"✓ Created {args.name} from the {args.template} template ({TEMPLATES[args.template].description})")
+    print(f"  {target}/: Cargo.toml, plugin.json, src/lib.rs, README.md, .cargo/config.toml, .gitignore")
+    print(f"  next: cd {target} && cargo aspen-plugin check && cargo aspen-plugin build --release")
+
+
+def cmd_check(args: argparse.Namespace) -> None:
+    project = _project(args)
+    findings, _ = check_project(project)
+    for f in findings:
+        print(f, file=sys.stderr if f.level == ERROR else sys.stdout)
+    errors = sum(f.level == ERROR for f in findings)
+    if errors:
+        raise Failed(f"{errors} error(s) in {project.root}")
+    print(f"✓ {project.root.name}: plugin.json and the crate are valid ({len(findings)} warning(s))")
+
+
+def cmd_build(args: argparse.Namespace) -> None:
+    project = _project(args)
+    findings, manifest = check_project(project)
+    layout_errors = [f for f in findings if f.level == ERROR and ".wasm" not in f.message]
+    if layout_errors or manifest is None:
+        for f in layout_errors:
+            print(f, file=sys.stderr)
+        raise Failed("fix these before building (cargo aspen-plugin check)")
+    try:
+        toolchain = rust.find_toolchain()
+    except rust.ToolchainError as exc:
+        raise Failed(str(exc)) from None
+    print(f"building with {toolchain.cargo} and {toolchain.rustc} ({toolchain.origin})", file=sys.stderr)
+    result = rust.cargo_build(project.root, toolchain, args.release)
+    if result.returncode != 0:
+        raise Failed(f"cargo build failed (exit {result.returncode})")
+    wasm_path = project.wasm_path(args.release)
+    wasm = wasm_path.read_bytes()
+    try:
+        info = inspect_wasm(wasm, manifest)
+    except ValueError as exc:
+        raise Failed(f"{wasm_path}: a node would refuse this module: {exc}") from None
+    for field in ("name", "version"):
+        if info.get(field) != getattr(manifest, field):
+            raise Failed(f"{wasm_path}: plugin_info {field} is {info.get(field)!r}, plugin.json says "
+                         f"{getattr(manifest, field)!r}")
+    print(f"✓ Built {wasm_path}")
+    print(f"  {len(wasm):,} bytes, blake3 {signing.wasm_digest(wasm)}")
+
+
+def cmd_keygen(args: argparse.Namespace) -> None:
+    path = Path(args.output).expanduser()
+    try:
+        key = keys.create(path, overwrite=args.force)
+    except keys.KeyFileError as exc:
+        raise Failed(str(exc)) from None
+    public = bytes(key.verify_key).hex()
+    path.with_name(path.name + ".pub").write_text(public + "\n")
+    print("✓ Generated Ed25519 keypair")
+    print(f"  Secret key: {path}")
+    print(f"  Public key: {public}")
+
+
+def _wasm(args: argparse.Namespace, project: Project) -> Path:
+    if args.wasm:
+        return Path(args.wasm)
+    try:
+        return project.built_wasm()
+    except ProjectError as exc:
+        raise Failed(str(exc)) from None
+
+
+def cmd_sign(args: argparse.Namespace) -> None:
+    project = _project(args)
+    try:
+        key = keys.load(Path(args.key).expanduser())
+        raw = project.manifest_raw()
+        Manifest.from_json(raw)
+    except (keys.KeyFileError, ProjectError) as exc:
+        raise Failed(str(exc)) from None
+    except ManifestError as exc:
+        raise Failed(f"plugin.json: {exc}") from None
+    wasm_path = _wasm(args, project)
+    signature = signing.sign(wasm_path.read_bytes(), key)
+    project.write_manifest({**raw, "wasm_hash": signature["wasm_hash"], "signature": signature})
+    print(f"✓ Signed {wasm_path.name} (blake3 {signature['wasm_hash']})")
+    print(f"  Public key: {signature['public_key']}")
+    print(f"  {project.manifest_path} updated (signature, wasm_hash)")
+
+
+def cmd_verify(args: argparse.Namespace) -> None:
+    project = _project(args)
+    try:
+        raw = project.manifest_raw()
+    except ProjectError as exc:
+        raise Failed(str(exc)) from None
+    wasm_path = _wasm(args, project)
+    trusted = None
+    if args.key:
+        key_hex = args.key.strip().lower()
+        if len(key_hex) != 64 or any(c not in "0123456789abcdef" for c in key_hex):
+            raise Failed("--key: an Ed25519 public key is 64 hex characters")
+        trusted = {key_hex: "--key"}
+    try:
+        signer = signing.verify(raw.get("signature") if isinstance(raw, dict) else None,
+                                signing.wasm_digest(wasm_path.read_bytes()), trusted)
+    except AspenError as exc:
+        raise Failed(f"{exc.code}: {exc.message}") from None
+    print(f"✓ Signature valid: {wasm_path.name} signed by {signer}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="cargo aspen-plugin", description="Build, check and sign Aspen WASM plugins.")
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def command(name: str, handler: object, help_text: str, project: bool = True) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(handler=handler)
+        if project:
+            p.add_argument("--path", default=".", help="the plugin project (default: here or above)")
+        return p
+
+    p = command("init", cmd_init, "create a plugin project from a template", project=False)
+    p.add_argument("name")
+    p.add_argument("--template", default="basic", choices=sorted(TEMPLATES))
+    p.add_argument("--priority", type=int, default=950, help="900 to 999, lower runs first (default 950)")
+    p.add_argument("--dir", default=".", help="where to create the project directory")
+    p.add_argument("--sdk", default=str(SDK_DIR), help="path of aspen-wasm-guest-sdk (default: the bundled one)")
+    command("check", cmd_check, "validate plugin.json and the crate layout")
+    p = command("build", cmd_build, "build for wasm32-unknown-unknown and check the module")
+    p.add_argument("--release", action="store_true", help="optimized and stripped")
+    p = command("keygen", cmd_keygen, "generate an Ed25519 signing key", project=False)
+    p.add_argument("--output", default=str(DEFAULT_KEY), help=f"secret key file (default {DEFAULT_KEY})")
+    p.add_argument("--force", action="store_true", help="replace an existing key")
+    p = command("sign", cmd_sign, "sign the built wasm; writes the signature into plugin.json")
+    p.add_argument("--key", default=str(DEFAULT_KEY), help="secret key file")
+    p.add_argument("--wasm", help="the module (default: the newest build)")
+    p = command("verify", cmd_verify, "check plugin.json's signature against the built wasm")
+    p.add_argument("--key", help="also require this signer (public key hex)")
+    p.add_argument("--wasm", help="the module (default: the newest build)")
+    return ap
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["aspen-plugin"]:  # invoked by cargo as a subcommand
+        argv = argv[1:]
+    args = build_parser().parse_args(argv)
+    try:
+        args.handler(args)
+    except Failed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    return 0
+
+
+def main() -> None:
+    sys.exit(run())
