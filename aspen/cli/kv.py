@@ -37,7 +37,11 @@ def _value(args: argparse.Namespace) -> bytes:
 
 def _set(args: argparse.Namespace, c: Client) -> Any:
     r = c.put(args.key, _value(args))
-    return r if args.json else f"OK revision={r.get('revision', '-')}"
+    if args.json:
+        return r
+    # A plugin owning the key's namespace may answer without a revision, and with a value
+    # (kv-counter answers the new count).
+    return " ".join(["OK", *(f"{k}={human(r[k])}" for k in ("revision", "value") if k in r)])
 
 
 def _delete(args: argparse.Namespace, c: Client) -> Any:
