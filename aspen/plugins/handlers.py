@@ -72,11 +72,13 @@ class PluginHandlers:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"plugin.json: {exc}", problems=exc.problems) from None
         wasm = p.require_bytes(req, "wasm", max_bytes=BLOB_MAX_BYTES, code=ErrorCode.BLOB_TOO_LARGE)
         wasm_hash = signing.wasm_digest(wasm)
+        # Signature first: when one is asked for, a binary changed after signing is reported as
+        # what it is (SIGNATURE_INVALID), not as a stale wasm_hash field.
+        if p.optional_bool(req, "verify_signature", False) or self.require_signatures():
+            signing.verify(manifest.signature, wasm_hash, self.trusted_keys())
         if manifest.wasm_hash is not None and manifest.wasm_hash != wasm_hash:
             raise AspenError(ErrorCode.INVALID_REQUEST,
                              f"manifest wasm_hash {manifest.wasm_hash} does not match the wasm ({wasm_hash})")
-        if p.optional_bool(req, "verify_signature", False) or self.require_signatures():
-            signing.verify(manifest.signature, wasm_hash, self.trusted_keys())
         # Load it here first: a module that does not compile, links anything outside the host
         # API, or whose plugin_info disagrees with its manifest is refused before it is stored.
         loop = asyncio.get_running_loop()
