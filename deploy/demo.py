@@ -1,8 +1,11 @@
-"""`make run`: a local 3-node cluster serving a plugin.
+"""`make run`: a local 3-node cluster serving plugins.
 
 Starts 3 nodes, writes a value through node 1 and reads it through node 3, installs the WASM
-plugin examples/wat-greeter (compiled from its WebAssembly text) on the cluster, and calls it
-through every node. The cluster is left running; the exports to reach it are printed.
+plugin examples/wat-greeter (compiled from its WebAssembly text) and calls it through every
+node. Then the Rust plugin examples/plugins/kv-counter goes the author's way: built with
+`cargo aspen-plugin build --release`, signed with a new key, the key trusted on the cluster,
+installed with --verify-signature, and incremented through each node in turn. The cluster is
+left running; the exports to reach it are printed.
 """
 
 from __future__ import annotations
@@ -14,11 +17,52 @@ from pathlib import Path
 
 import wasmtime
 
+from aspen.cli.plugin import WAIT_READY_S, wait_ready
+from aspen.toolchain.cli import run as cargo_aspen_plugin
 from deploy.launcher import LocalCluster
 from storage.errors import AspenError
 
 DEMO_DIR = Path(".aspen-demo")
-GREETER = Path(__file__).resolve().parent.parent / "examples" / "wat-greeter"
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+GREETER = EXAMPLES / "wat-greeter"
+KV_COUNTER = EXAMPLES / "plugins" / "kv-counter"
+WASM_DIR = KV_COUNTER / "target" / "wasm32-unknown-unknown" / "release"
+
+
+def toolchain(*args: str) -> None:
+    print(f"$ cargo aspen-plugin {' '.join(args)}")
+    if cargo_aspen_plugin(list(args)) != 0:
+        sys.exit(f"demo failed: cargo aspen-plugin {args[0]}")
+
+
+def serve_kv_counter(cluster: LocalCluster) -> None:
+    """The author's way, end to end: build, sign, trust, install verified, use."""
+    key = DEMO_DIR / "plugin-signing-key"
+    manifest = DEMO_DIR / "kv-counter.plugin.json"  # the signed copy; the example stays as committed
+    manifest.write_text((KV_COUNTER / "plugin.json").read_text())
+    toolchain("build", "--release", "--path", str(KV_COUNTER))
+    toolchain("keygen", "--output", str(key), "--force")
+    toolchain("sign", "--key", str(key), "--path", str(KV_COUNTER), "--manifest", str(manifest))
+    toolchain("verify", "--path", str(KV_COUNTER), "--manifest", str(manifest))
+    public = key.with_name(key.name + ".pub").read_text().strip()
+    with cluster.client() as c:
+        c.request("PluginKeysAdd", public_key=public, name="demo author")
+        r = c.request("PluginInstall", manifest=json.loads(manifest.read_text()),
+                      wasm=(WASM_DIR / "aspen_kv_counter.wasm").read_bytes(), verify_signature=True)
+        print(f"trusted key {public[:16]}... and installed {r['name']} {r['version']} with --verify-signature")
+    # Until a node has loaded the plugin, it would serve counter: keys natively: wait, as
+    # `aspen-cli plugin install --wait` does.
+    with cluster.client() as c:
+        wait_ready(c, "kv-counter", "0.1.0", WAIT_READY_S)
+    for node_id in cluster.nodes:
+        with cluster.client([node_id], discover_leader=False) as cn:
+            reply = cn.put("counter:demo", b"increment")
+            print(f"kv set counter:demo increment through node {node_id}: count {reply['value'].decode()}")
+    with cluster.client() as c:
+        count = c.get("counter:demo")["value"].decode()
+    print(f"kv get counter:demo: {count}")
+    if count != str(len(cluster.nodes)):
+        sys.exit(f"demo failed: {len(cluster.nodes)} increments gave {count}")
 
 
 def main() -> None:
@@ -55,11 +99,15 @@ def main() -> None:
                 sys.exit(f"demo failed: node {node_id} never served the plugin")
             print(f"Greet through node {node_id}: {reply['text']!r} (served by node {reply['node']})")
     print()
+    serve_kv_counter(cluster)
+    print()
     print("The cluster keeps running. To use it:")
     print(cluster.exports().rstrip())
     print("  .venv/bin/aspen-cli kv get demo/greeting")
     print("  .venv/bin/aspen-cli rpc Greet")
     print("  .venv/bin/aspen-cli plugin info greeter")
+    print("  .venv/bin/aspen-cli kv set counter:demo increment")
+    print("  .venv/bin/aspen-cli kv get counter:demo")
     print(f"Stop it with: .venv/bin/aspen-cluster down --dir {DEMO_DIR} --purge")
 
 

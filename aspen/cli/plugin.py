@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from aspen.client import Client
 from aspen.manifest import Manifest, ManifestError
+from storage.errors import AspenError, ErrorCode
 
 
 def load_manifest(path: str, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -33,10 +35,33 @@ def _install(args: argparse.Namespace, c: Client) -> Any:
     if args.name:
         fields["install_name"] = args.name
     r = c.request("PluginInstall", **fields)
+    if args.wait:
+        wait_ready(c, r["name"], r["version"], WAIT_READY_S)
     if args.json:
         return r
     verb = "upgraded" if r["upgraded"] else "installed"
-    return f"{verb} {r['name']} {r['version']} (wasm {r['wasm_hash'][:16]}...)"
+    ready = ", Ready on every node" if args.wait else ""
+    return f"{verb} {r['name']} {r['version']} (wasm {r['wasm_hash'][:16]}...){ready}"
+
+
+WAIT_READY_S = 60.0
+WAIT_POLL_S = 0.2
+
+
+def wait_ready(c: Client, name: str, version: str, timeout_s: float) -> None:
+    """Until every node runs this version: before that, a node still serves the old handler
+    (or, for a plugin's KV namespace, the native one)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        nodes = c.request("PluginInfo", name=name)["nodes"]
+        # PluginInfo asks every member, so a node that has not loaded it yet is listed too.
+        pending = sorted(n for n, st in nodes.items() if st.get("state") != "Ready" or st.get("version") != version)
+        if not pending:
+            return
+        if time.monotonic() > deadline:
+            raise AspenError(ErrorCode.TIMEOUT, f"{name} {version} is installed but not Ready on node(s) "
+                                                f"{', '.join(pending)} after {timeout_s:g}s")
+        time.sleep(WAIT_POLL_S)
 
 
 def _list(args: argparse.Namespace, c: Client) -> Any:
@@ -136,6 +161,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--memory-limit", type=int)
     p.add_argument("--timeout", dest="timeout_secs", type=float, help="execution timeout in seconds")
     p.add_argument("--verify-signature", action="store_true", help="refuse unless signed by a trusted key")
+    p.add_argument("--wait", action="store_true", help=f"return once every node runs it (at most {WAIT_READY_S:g}s)")
     p.set_defaults(handler=_install)
     plugin.add_parser("list", help="installed plugins").set_defaults(handler=_list)
     p = plugin.add_parser("info", help="details and per-node state of one plugin")

@@ -118,9 +118,10 @@ def _wasm(args: argparse.Namespace, project: Project) -> Path:
 
 def cmd_sign(args: argparse.Namespace) -> None:
     project = _project(args)
+    manifest_path = Path(args.manifest) if args.manifest else project.manifest_path
     try:
         key = keys.load(Path(args.key).expanduser())
-        raw = project.manifest_raw()
+        raw = project.manifest_raw(manifest_path)
         Manifest.from_json(raw)
     except (keys.KeyFileError, ProjectError) as exc:
         raise Failed(str(exc)) from None
@@ -128,16 +129,16 @@ def cmd_sign(args: argparse.Namespace) -> None:
         raise Failed(f"plugin.json: {exc}") from None
     wasm_path = _wasm(args, project)
     signature = signing.sign(wasm_path.read_bytes(), key)
-    project.write_manifest({**raw, "wasm_hash": signature["wasm_hash"], "signature": signature})
+    project.write_manifest({**raw, "wasm_hash": signature["wasm_hash"], "signature": signature}, manifest_path)
     print(f"✓ Signed {wasm_path.name} (blake3 {signature['wasm_hash']})")
     print(f"  Public key: {signature['public_key']}")
-    print(f"  {project.manifest_path} updated (signature, wasm_hash)")
+    print(f"  {manifest_path} updated (signature, wasm_hash)")
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
     project = _project(args)
     try:
-        raw = project.manifest_raw()
+        raw = project.manifest_raw(Path(args.manifest) if args.manifest else None)
     except ProjectError as exc:
         raise Failed(str(exc)) from None
     wasm_path = _wasm(args, project)
@@ -181,9 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("sign", cmd_sign, "sign the built wasm; writes the signature into plugin.json")
     p.add_argument("--key", default=str(DEFAULT_KEY), help="secret key file")
     p.add_argument("--wasm", help="the module (default: the newest build)")
+    p.add_argument("--manifest", help="sign into this copy of the manifest (default: plugin.json)")
     p = command("verify", cmd_verify, "check plugin.json's signature against the built wasm")
     p.add_argument("--key", help="also require this signer (public key hex)")
     p.add_argument("--wasm", help="the module (default: the newest build)")
+    p.add_argument("--manifest", help="the manifest to check (default: plugin.json)")
     return ap
 
 

@@ -49,16 +49,21 @@ class Project:
         except tomllib.TOMLDecodeError as exc:
             raise ProjectError(f"Cargo.toml: {exc}") from None
 
-    def manifest_raw(self) -> Any:
+    def manifest_raw(self, path: Path | None = None) -> Any:
+        """plugin.json, or another copy of the manifest at `path`."""
+        path = path or self.manifest_path
         try:
-            return json.loads(self.manifest_path.read_text())
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ProjectError(f"{path}: no such file") from None
         except json.JSONDecodeError as exc:
-            raise ProjectError(f"plugin.json: not JSON: {exc}") from None
+            raise ProjectError(f"{path.name}: not JSON: {exc}") from None
 
-    def write_manifest(self, raw: dict[str, Any]) -> None:
-        tmp = self.manifest_path.with_suffix(".json.tmp")
+    def write_manifest(self, raw: dict[str, Any], path: Path | None = None) -> None:
+        path = path or self.manifest_path
+        tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(json.dumps(raw, indent=2) + "\n")
-        tmp.replace(self.manifest_path)
+        tmp.replace(path)
 
     @property
     def lib_name(self) -> str:

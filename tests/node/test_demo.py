@@ -11,12 +11,17 @@ from deploy.launcher import LocalCluster
 
 def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
     r = subprocess.run([sys.executable, "-m", "deploy.demo"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=180, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"})
+                       timeout=300, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"})
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert "read  demo/greeting through node 3: 'hello from node 1'" in r.stdout
         for node in (1, 2, 3):
             assert f"Greet through node {node}: 'hello from a WASM plugin' (served by node {node})" in r.stdout
         assert "export ASPEN_COOKIE=" in r.stdout
+        # The Rust example, built, signed and installed the author's way, counts across nodes.
+        assert "installed kv-counter 0.1.0 with --verify-signature" in r.stdout
+        for node in (1, 2, 3):
+            assert f"kv set counter:demo increment through node {node}: count {node}" in r.stdout
+        assert "kv get counter:demo: 3" in r.stdout
     finally:
         LocalCluster(tmp_path / ".aspen-demo").down(purge=True)

@@ -95,13 +95,13 @@ def test_template_end_to_end(template: str, shared_cluster: LocalCluster, tmp_pa
     cargo("aspen-plugin", "verify", "--key", public, cwd=project, home=home)
 
     assert cli(shared_cluster, "plugin-keys", "add", public, "--name", f"author of {name}").returncode == 0
+    # --wait: every node loads it by itself from the replicated registry; the hook template must
+    # be subscribed everywhere before the write it is to see.
     r = cli(shared_cluster, "plugin", "install", str(wasm), "--manifest", str(project / "plugin.json"),
-            "--verify-signature")
+            "--verify-signature", "--wait")
     assert r.returncode == 0, r.stderr
-    # Every node loads it by itself from the replicated registry; the hook template must be
-    # subscribed everywhere before the write it is to see.
-    eventually(lambda: cli(shared_cluster, "plugin", "info", name).stdout.count("Ready") == 3,
-               what=f"{name} Ready on every node")
+    assert r.stdout.strip().endswith("Ready on every node")
+    assert cli(shared_cluster, "plugin", "info", name).stdout.count("Ready") == 3
     EXERCISE[template](shared_cluster, name)
     # Leave the cluster as found: a ticking timer plugin would feed the hook plugin's events.
     assert cli(shared_cluster, "plugin", "remove", name).returncode == 0
