@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean wasm-toolchain
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -12,10 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-run: $(STAMP)
+# Rust with the wasm32 target, from Debian's packages when no toolchain here has it.
+wasm-toolchain: $(STAMP)
+	deploy/wasm-toolchain.sh $(BIN)/python
+
+run: $(STAMP) wasm-toolchain
 	$(BIN)/python -m deploy.demo
 
-test: $(STAMP)
+test: $(STAMP) wasm-toolchain
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
