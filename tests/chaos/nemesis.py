@@ -67,12 +67,26 @@ class Nemesis:
         self._paused: set[int] = set()
         self._lock = threading.Lock()  # heal_all may run from another thread after a timeout
 
+    def schedule(self) -> list[str]:
+        """Fault kinds in order: rounds of every kind, shuffled per round by the seed, the first
+        round led by a leader kill, so even a short run measures failover and sees each kind
+        before any repeats."""
+        order: list[str] = []
+        while len(order) < FAULTS_MAX:
+            round_ = list(self.kinds)
+            self.rng.shuffle(round_)
+            if not order:
+                round_.remove("kill_leader")
+                round_.insert(0, "kill_leader")
+            order.extend(round_)
+        return order[:FAULTS_MAX]
+
     def run(self, stop: threading.Event) -> None:
         """Inject faults until `stop` is set; each fault is healed before the next one."""
-        for _ in range(FAULTS_MAX):
+        for kind in self.schedule():
             if stop.wait(self.rng.uniform(*self.config.quiet_s)):
                 return
-            self.inject(self.rng.choice(self.kinds), stop)
+            self.inject(kind, stop)
 
     def inject(self, kind: str, stop: threading.Event) -> Fault | None:
         try:
