@@ -6,10 +6,15 @@ goes on without them and the report says why."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from tests.chaos.checks import lost_writes
+from tests.chaos.history import OK, Record
+from tests.chaos.linearizability import GET, PUT, Verdict, check
 from tests.chaos.nemesis import NemesisConfig
 from tests.chaos.runner import RunConfig, run, write_out
+from tests.chaos.workload import REGISTER_KEYS
 
 DURATION_S = 22.0
 
@@ -30,3 +35,16 @@ def test_short_chaos_run_passes_every_check(tmp_path: Path) -> None:
     assert report.ops["total"]["ok"] > 500 and report.ops["incr"]["ok"] > 0, text
     assert report.worst_leader_kill_unavailability_s is not None
     assert report.worst_leader_kill_unavailability_s < 10.0, text
+
+    # The same real history with one final read turned stale (an overwritten value): the
+    # checks that passed above must now fail, so their passing meant something.
+    records = history.records()
+    key = REGISTER_KEYS[0]
+    final = max((r for r in records if r.kind == GET and r.keys == (key,) and r.client == config.clients),
+                key=lambda r: r.op_id)
+    first = min((r for r in records if r.kind == PUT and r.keys == (key,) and r.outcome == OK
+                 and r.args[0] != final.result), key=lambda r: r.op_id)
+    stale = dataclasses.replace(final, result=first.args[0])
+    mutated: list[Record] = [stale if r.op_id == final.op_id else r for r in records]
+    assert check([r.to_op() for r in mutated]).verdict is Verdict.ILLEGAL
+    assert lost_writes(mutated, {key: first.args[0]})
