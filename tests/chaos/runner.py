@@ -144,6 +144,13 @@ def _install_counter(cluster: LocalCluster) -> None:
         raise RuntimeError(f"the counter plugin is not Ready on every node: {lists}")
 
 
+def pinned_node(client_id: int, nodes: int) -> int | None:
+    """Every second client talks to one node only, whatever its role, so follower paths (forwarded
+    writes, read barriers through the leader, plugin calls on followers) and a woken-up old
+    leader answering its own clients are exercised; the others follow the leader."""
+    return None if client_id % 2 == 0 else (client_id // 2) % nodes + 1
+
+
 def run(config: RunConfig, root: Path) -> tuple[Report, History]:
     """One chaos run with the cluster under `root`; the caller writes the report out."""
     wall0 = time.monotonic()
@@ -159,7 +166,11 @@ def run(config: RunConfig, root: Path) -> tuple[Report, History]:
         stop = threading.Event()
         threads = []
         for cid in range(config.clients):
-            client = cluster.client(timeout_s=workload.request_timeout_s)
+            pinned = pinned_node(cid, config.nodes)
+            if pinned is None:
+                client = cluster.client(timeout_s=workload.request_timeout_s)
+            else:
+                client = cluster.client([pinned], timeout_s=workload.request_timeout_s, discover_leader=False)
             clients.append(client)
             worker = Worker(cid, client, history, random.Random(rng.random()), workload)
             threads.append(threading.Thread(target=worker.run, args=(stop,), name=f"chaos-client-{cid}"))
