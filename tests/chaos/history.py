@@ -21,7 +21,7 @@ from typing import Any
 
 from storage.errors import AspenError, ErrorCode
 from tests.chaos import counter_plugin
-from tests.chaos.linearizability import GET, NOT_KNOWN, Op
+from tests.chaos.linearizability import BATCH, CAS, GET, NOT_KNOWN, Op
 
 OPS_MAX = 200_000  # a bound on memory; a run that hits it stops recording and says so
 
@@ -67,18 +67,47 @@ class Record:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.op_id, "client": self.client, "kind": self.kind, "keys": list(self.keys),
-                "args": _plain(self.args), "invoke_s": round(self.invoke_s, 6),
-                "complete_s": None if self.complete_s == math.inf else round(self.complete_s, 6),
+                "args": _plain(self.args), "invoke_s": self.invoke_s,
+                "complete_s": None if self.complete_s == math.inf else self.complete_s,
                 "outcome": self.outcome, "result": _plain(self.result), "error": self.error}
 
 
+    @classmethod
+    def from_json(cls, raw: dict[str, Any]) -> Record:
+        """The inverse of to_json (for re-checking a saved history.jsonl)."""
+        complete = math.inf if raw["complete_s"] is None else raw["complete_s"]
+        if raw["kind"] == BATCH:  # ((key: str, value or None), ...): keys stay text
+            args: tuple[Any, ...] = tuple((k, _unplain(v)) for k, v in raw["args"])
+        else:
+            args = _unplain(raw["args"])
+        result = raw["result"]
+        if raw["kind"] == CAS and result is not None:
+            result = (result[0], NOT_KNOWN if result[1] == "?" else _unplain(result[1]))
+        elif raw["kind"] == GET:
+            result = _unplain(result)
+        return cls(raw["id"], raw["client"], raw["kind"], tuple(raw["keys"]), args, raw["invoke_s"], complete,
+                   raw["outcome"], result, raw["error"])
+
+
 def _plain(value: Any) -> Any:
+    """JSON for op arguments and results: readable text for printable values, {"hex"} else."""
     if value is NOT_KNOWN:
         return "?"
     if isinstance(value, bytes):
-        return value.decode("ascii", "backslashreplace")
+        text = value.decode("ascii", "replace")
+        return text if text.isprintable() and "\\" not in text and "\ufffd" not in text else {"hex": value.hex()}
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
+    return value
+
+
+def _unplain(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("ascii")
+    if isinstance(value, dict):
+        return bytes.fromhex(value["hex"])
+    if isinstance(value, list):
+        return tuple(_unplain(v) for v in value)
     return value
 
 
@@ -132,3 +161,8 @@ class History:
         with path.open("w") as f:
             for r in self.records():
                 f.write(json.dumps(r.to_json()) + "\n")
+
+
+def load(path: Path) -> list[Record]:
+    with path.open() as f:
+        return [Record.from_json(json.loads(line)) for line in f if line.strip()]

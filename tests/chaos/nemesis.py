@@ -64,6 +64,7 @@ class Nemesis:
         self.kinds = NODE_FAULTS + (NET_FAULTS if self.net is not None else ())
         self.faults: list[Fault] = []
         self.skipped: list[str] = []
+        self.crash: str | None = None  # an exception that stopped the nemesis early
         self._paused: set[int] = set()
         self._lock = threading.Lock()  # heal_all may run from another thread after a timeout
 
@@ -83,10 +84,13 @@ class Nemesis:
 
     def run(self, stop: threading.Event) -> None:
         """Inject faults until `stop` is set; each fault is healed before the next one."""
-        for kind in self.schedule():
-            if stop.wait(self.rng.uniform(*self.config.quiet_s)):
-                return
-            self.inject(kind, stop)
+        try:
+            for kind in self.schedule():
+                if stop.wait(self.rng.uniform(*self.config.quiet_s)):
+                    return
+                self.inject(kind, stop)
+        except Exception as exc:  # e.g. `ip` failing: the run must say so, heal_all still runs after
+            self.crash = f"{type(exc).__name__}: {exc}"
 
     def inject(self, kind: str, stop: threading.Event) -> Fault | None:
         try:

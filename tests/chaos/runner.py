@@ -165,6 +165,7 @@ def run(config: RunConfig, root: Path) -> tuple[Report, History]:
         workload = WorkloadConfig(clients=config.clients)
         stop = threading.Event()
         threads = []
+        workers = []
         for cid in range(config.clients):
             pinned = pinned_node(cid, config.nodes)
             if pinned is None:
@@ -173,6 +174,7 @@ def run(config: RunConfig, root: Path) -> tuple[Report, History]:
                 client = cluster.client([pinned], timeout_s=workload.request_timeout_s, discover_leader=False)
             clients.append(client)
             worker = Worker(cid, client, history, random.Random(rng.random()), workload)
+            workers.append(worker)
             threads.append(threading.Thread(target=worker.run, args=(stop,), name=f"chaos-client-{cid}"))
         threads.append(threading.Thread(target=nemesis.run, args=(stop,), name="chaos-nemesis"))
         for t in threads:
@@ -184,6 +186,9 @@ def run(config: RunConfig, root: Path) -> tuple[Report, History]:
         stuck = [t.name for t in threads if t.is_alive()]
         if stuck:
             report.failures.append(f"threads did not stop within {JOIN_WAIT_S}s: {stuck}")
+        report.failures += [f"client {w.client_id} crashed: {w.crash}" for w in workers if w.crash]
+        if nemesis.crash:
+            report.failures.append(f"nemesis crashed: {nemesis.crash}")
         nemesis.heal_all()
         cluster.wait_leader()
         with cluster.client(timeout_s=10.0) as c:

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 
 from tests.chaos.checks import lost_writes
-from tests.chaos.history import OK, Record
+from tests.chaos.history import OK, Record, load
 from tests.chaos.linearizability import GET, PUT, Verdict, check
 from tests.chaos.nemesis import NemesisConfig
 from tests.chaos.runner import RunConfig, run, write_out
@@ -24,6 +24,7 @@ def test_short_chaos_run_passes_every_check(tmp_path: Path) -> None:
                        nemesis=NemesisConfig(quiet_s=(0.5, 1.2), hold_s=(1.0, 2.0)))
     report, history = run(config, tmp_path / "cluster")
     write_out(tmp_path / "out", report, history)
+    assert load(tmp_path / "out" / "history.jsonl") == history.records()  # recheck reads what was written
     text = report.text()
     print(text)
     assert report.passed, text

@@ -59,3 +59,15 @@ def test_unavailability_is_time_to_next_acknowledged_write() -> None:
     [u] = unavailability(records, [kill, other])
     assert u.fault is kill and abs(u.window_s - 1.25) < 1e-9
     assert unavailability(records[:3], [kill])[0].window_s is None
+
+
+def test_records_survive_json() -> None:
+    from tests.chaos.history import Record as R
+    from tests.chaos.linearizability import NOT_KNOWN
+
+    records = [rec(1, BATCH, ("a", "b"), (("a", b"1"), ("b", None)), 0, 1),
+               rec(2, CAS, ("k",), (None, b"x"), 1, 2, OK, (False, b"\x00\xff")),
+               rec(3, CAS, ("k",), (b"x", b"y"), 1, 2, OK, (False, NOT_KNOWN)),
+               rec(4, GET, ("n",), (), 2, 3, OK, counter_bytes(0x80FF)),
+               rec(5, INCR, ("n",), (), 2, 0, INFO), rec(6, PUT, ("k",), (b"back\\slash",), 3, 4, FAIL)]
+    assert [R.from_json(r.to_json()) for r in records] == records

@@ -45,13 +45,17 @@ class Worker:
         self.config = config
         self.seq = 0
         self.last_seen: dict[str, bytes | None] = {}  # a plausible CAS expectation per key
+        self.crash: str | None = None  # an unexpected exception that stopped this client
 
     def run(self, stop: threading.Event) -> None:
-        for _ in range(OPS_PER_CLIENT_MAX):
-            if stop.is_set():
-                return
-            self.one()
-            stop.wait(self.rng.uniform(*self.config.think_s))
+        try:
+            for _ in range(OPS_PER_CLIENT_MAX):
+                if stop.is_set():
+                    return
+                self.one()
+                stop.wait(self.rng.uniform(*self.config.think_s))
+        except Exception as exc:  # a bug in the suite or a malformed answer: the run must fail, not thin out
+            self.crash = f"{type(exc).__name__}: {exc}"
 
     def _value(self) -> bytes:
         self.seq += 1
