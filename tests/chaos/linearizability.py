@@ -224,6 +224,7 @@ def check_component(keys: Sequence[str], ops: Sequence[Op], initial: State | Non
     # Refused ops had no effect: they are not part of the history to explain.
     live = [op for op in ops if op.ok is not False and not (op.kind == GET and op.ok is None)]
     state: State = initial if initial is not None else (None,) * len(keys)
+    gate = _symmetry_gates(live)
     head = _build_list(live)
     linearized = 0
     cache: set[tuple[int, State]] = set()
@@ -236,6 +237,10 @@ def check_component(keys: Sequence[str], ops: Sequence[Op], initial: State | Non
             return ComponentResult(keys, len(live), Verdict.UNKNOWN, steps, "search budget exhausted")
         if entry.is_call:
             assert entry.op is not None
+            before = gate[entry.slot]
+            if before >= 0 and not linearized >> before & 1:
+                entry = entry.next  # an identical unknown op invoked earlier goes first (symmetry)
+                continue
             new_state = step(state, index, entry.op)
             if new_state is not None:
                 new_linearized = linearized | (1 << entry.slot)
@@ -261,6 +266,27 @@ def check_component(keys: Sequence[str], ops: Sequence[Op], initial: State | Non
         _unlift(top)
         entry = top.next
     return ComponentResult(keys, len(live), Verdict.OK, steps)
+
+
+def _symmetry_gates(ops: Sequence[Op]) -> list[int]:
+    """For each op, the slot of an identical op of unknown outcome (same kind, keys and
+    arguments) invoked just before it, or -1; such ops must be linearized in invocation order.
+
+    Sound and complete: identical unknown ops have no result to match, so in any linearization
+    two of them can swap places as long as each stays after its own invocation, which putting
+    the earlier-invoked one first always allows (and when only some take effect, let them be
+    the earliest). Without this, k unknown increments give the search C(k, j) equivalent ways
+    to have applied j of them, which made a 90 s run's counter cost 1.7 M steps."""
+    gate = [-1] * len(ops)
+    last: dict[tuple[Any, ...], int] = {}
+    for slot in sorted(range(len(ops)), key=lambda i: (ops[i].invoke_s, i)):
+        op = ops[slot]
+        if op.ok is not None:
+            continue
+        cls = (op.kind, op.keys, op.args)
+        gate[slot] = last.get(cls, -1)
+        last[cls] = slot
+    return gate
 
 
 def _explain(op: Op, ops: Sequence[Op]) -> str:

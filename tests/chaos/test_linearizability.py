@@ -234,3 +234,25 @@ def test_random_sequential_histories_are_linearizable_and_mutated_ones_not() -> 
         ops[reads[-1]] = Op(victim.op_id, victim.client, GET, victim.keys, (), victim.invoke_s, victim.complete_s,
                             True, b"never-written")
         assert check(ops).verdict is Verdict.ILLEGAL, trial
+
+
+def test_many_unknown_increments_stay_cheap_and_still_bound_the_count() -> None:
+    """20 unknown increments of which 10 took effect: C(20, 10) equivalent subsets without the
+    symmetry rule, which would exhaust this budget; with it the search is linear-ish."""
+    ops = [op(1, INCR, "n", (), i, 0, None) for i in range(20)]
+    ops += [op(2, INCR, "n", (), 100 + i, 100.5 + i, True, 11 + i) for i in range(5)]
+    ops.append(get(3, "n", counter_bytes(15), 200, 201))
+    result = check(ops, steps_max=20_000)
+    assert result.verdict is Verdict.OK, result
+    too_many = [*ops[:-1], get(3, "n", counter_bytes(26), 200, 201)]  # 20 unknown + 5 acked at most
+    assert check(too_many, steps_max=20_000).verdict is Verdict.ILLEGAL
+
+
+def test_identical_unknown_ops_respect_their_own_invocations() -> None:
+    early, late = op(1, INCR, "n", (), 0, 0, None), op(2, INCR, "n", (), 5, 0, None)
+    assert verdict(early, late, get(3, "n", counter_bytes(1), 1, 2)) is Verdict.OK
+    assert verdict(early, late, get(3, "n", counter_bytes(2), 1, 2)) is Verdict.ILLEGAL  # late not invoked yet
+    assert verdict(early, late, get(3, "n", counter_bytes(2), 6, 7)) is Verdict.OK
+    same_value = (put(1, "k", b"x", 0, 0, ok=None), put(2, "k", b"x", 5, 0, ok=None))
+    assert verdict(*same_value, get(3, "k", b"x", 1, 2), op(4, DELETE, "k", (), 3, 4),
+                   get(3, "k", b"x", 6, 7)) is Verdict.OK  # the second put explains the second read
