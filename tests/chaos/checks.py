@@ -149,15 +149,17 @@ class Unavailability:
 
 
 def unavailability(records: Sequence[Record], faults: Sequence[Fault]) -> list[Unavailability]:
-    """For each fault that hit the leader: from the fault to the first write invoked after it
-    that was acknowledged (any write kind; a CAS that did not swap also went through the log)."""
+    """For each fault that hit the leader: from the moment it was in force (the process dead or
+    stopped, the link down) to the first write invoked after that and acknowledged (any write
+    kind; a CAS that did not swap also went through the log). Measuring from when the nemesis
+    began would count writes the old leader committed while SIGKILL was still on its way."""
     writes = sorted((r for r in records if r.kind != GET and r.outcome == OK), key=lambda r: r.complete_s)
     out = []
     for fault in faults:
         if not fault.hit_leader:
             continue
-        after = [r.complete_s for r in writes if r.invoke_s >= fault.start_s]
-        window = min(after) - fault.start_s if after else None
+        after = [r.complete_s for r in writes if r.invoke_s >= fault.in_force_s]
+        window = min(after) - fault.in_force_s if after else None
         out.append(Unavailability(fault, window))
     return out
 

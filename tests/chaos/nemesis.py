@@ -37,7 +37,8 @@ class Fault:
     kind: str
     nodes: tuple[int, ...]
     leader: int | None  # the leader when the fault began
-    start_s: float
+    start_s: float  # when the nemesis began injecting it
+    in_force_s: float  # when it was in force (the process dead or stopped, the link down)
     end_s: float  # when it was healed
     recovered_s: float | None  # when every node answered with one leader again (None: not in time)
 
@@ -102,11 +103,12 @@ class Nemesis:
         hold_s = self.rng.uniform(*self.config.hold_s)
         start_s = self.now()
         self._begin(kind, nodes)
+        in_force_s = self.now()
         stop.wait(hold_s)  # a stop request cuts the hold short; the fault is healed either way
         self._end(kind, nodes)
         end_s = self.now()
         recovered_s = self._wait_recovered()
-        fault = Fault(kind, nodes, leader, start_s, end_s, recovered_s)
+        fault = Fault(kind, nodes, leader, start_s, in_force_s, end_s, recovered_s)
         self.faults.append(fault)
         return fault
 

@@ -52,9 +52,9 @@ def test_counter_bounds() -> None:
 
 
 def test_unavailability_is_time_to_next_acknowledged_write() -> None:
-    kill = Fault("kill_leader", (2,), 2, 10.0, 11.0, 12.0)
-    other = Fault("kill_follower", (3,), 2, 20.0, 21.0, 22.0)
-    records = [rec(1, PUT, ("k",), (b"a",), 9.9, 10.1), rec(2, PUT, ("k",), (b"b",), 10.2, 0, INFO),
+    kill = Fault("kill_leader", (2,), 2, 9.95, 10.0, 11.0, 12.0)
+    other = Fault("kill_follower", (3,), 2, 20.0, 20.01, 21.0, 22.0)
+    records = [rec(1, PUT, ("k",), (b"a",), 9.96, 9.99), rec(2, PUT, ("k",), (b"b",), 10.2, 0, INFO),
                rec(3, GET, ("k",), (), 10.3, 10.4), rec(4, PUT, ("k",), (b"c",), 10.5, 11.25)]
     [u] = unavailability(records, [kill, other])
     assert u.fault is kill and abs(u.window_s - 1.25) < 1e-9
