@@ -167,3 +167,28 @@ def unavailability(records: Sequence[Record], faults: Sequence[Fault]) -> list[U
 def worst(windows: Sequence[Unavailability], kind: str | None = None) -> float | None:
     vals = [u.window_s if u.window_s is not None else math.inf for u in windows if kind is None or u.fault.kind == kind]
     return max(vals) if vals else None
+
+
+@dataclass(frozen=True, slots=True)
+class LogWarnings:
+    node_id: int
+    count: int
+    first: str
+
+
+def raft_warnings(cluster: LocalCluster, pattern: str = "pysyncobj.syncobj CRITICAL") -> list[LogWarnings]:
+    """pysyncobj's CRITICAL lines per node log. Reported, not failed on: pysyncobj 0.3.17 logs
+    "truncating already-applied log entries" whenever an append_entries overlaps entries a
+    follower already holds (it deletes and re-adds them even when they match, which Raft only
+    does on a conflict). Harmless while the re-added entries are the same and at least as
+    many; a hazard if a follower's log shrinks below entries it helped commit just as the
+    leader dies (docs/CHAOS.md). The end checks say whether it did harm in this run."""
+    out = []
+    for node_id in cluster.nodes:
+        path = cluster.log_path(node_id)
+        if not path.exists():
+            continue
+        hits = [line for line in path.read_text(errors="replace").splitlines() if pattern in line]
+        if hits:
+            out.append(LogWarnings(node_id, len(hits), hits[0][:300]))
+    return out

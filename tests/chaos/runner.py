@@ -65,6 +65,7 @@ class Report:
     unavailability: list[dict[str, Any]] = field(default_factory=list)
     worst_unavailability_s: float | None = None
     worst_leader_kill_unavailability_s: float | None = None
+    raft_warnings: list[dict[str, Any]] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -108,6 +109,10 @@ class Report:
             lines.append(f"  {u['in_force_s']:8.2f}s {u['kind']:<13} {w}")
         lines.append(f"worst unavailability: {_secs(self.worst_unavailability_s)}; "
                      f"worst after a leader SIGKILL: {_secs(self.worst_leader_kill_unavailability_s)}")
+        if self.raft_warnings:
+            lines.append("pysyncobj CRITICAL log lines (reported, not failed on; see docs/CHAOS.md): "
+                         + ", ".join(f"n{w['node_id']}: {w['count']}" for w in self.raft_warnings))
+            lines.append(f"  e.g. {self.raft_warnings[0]['first']}")
         lines.append("PASSED" if self.passed else "FAILED: " + "; ".join(self.failures))
         return "\n".join(lines)
 
@@ -251,6 +256,7 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
                               "window_s": u.window_s} for u in windows]
     report.worst_unavailability_s = checks.worst(windows)
     report.worst_leader_kill_unavailability_s = checks.worst(windows, "kill_leader")
+    report.raft_warnings = [asdict(w) for w in checks.raft_warnings(cluster)]
 
 
 def write_out(out: Path, report: Report, history: History) -> None:
