@@ -82,6 +82,7 @@ class NativeHandlers:
             "GetBlob": self.get_blob,
             "HasBlob": self.has_blob,
             "ClusterStatus": self.cluster_status,
+            "StateHash": self.state_hash,
         }
 
     # -- plumbing --------------------------------------------------------------------------
@@ -243,6 +244,13 @@ class NativeHandlers:
             "has_quorum": st["has_quorum"],
             "nodes": nodes,
         }
+
+    async def state_hash(self, req: dict[str, Any]) -> dict[str, Any]:
+        """This node's own state hash and the index it covers, read together under the state
+        lock (so they match); local, never forwarded: the chaos suite compares nodes with it."""
+        applied_index, state_hash = self.node.read(lambda s: (s.applied_index, s.state_hash()))
+        return {"type": "StateHashResult", "node_id": self.node.node_id, "applied_index": applied_index,
+                "state_hash": state_hash}
 
 
 def _node_info(raw: bytes | None) -> dict[str, Any]:
