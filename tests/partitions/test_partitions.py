@@ -32,8 +32,10 @@ def net_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, HostNetwork]]:
         cluster.up(3, hosts=net.hosts())
         yield cluster, net
     finally:
-        cluster.down()
-        net.destroy()
+        try:
+            cluster.down()
+        finally:
+            net.destroy()
 
 
 def leader_among(cluster: LocalCluster, nodes: list[int], timeout_s: float = 15.0) -> int:
@@ -55,7 +57,8 @@ def put_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str
         "try:\n"
         f"    c.put({key!r}, b'written-while-isolated'); print('ACKED')\n"
         "except Exception as exc:\n"
-        "    print('REFUSED', exc)\n"
+        "    err = getattr(exc, 'error', None)\n"
+        "    print('REFUSED applied=%s' % (err.details.get('applied') if err else 'no'), exc)\n"
         "finally:\n    c.close()\n"
     )
     return subprocess.run(["ip", "netns", "exec", net.host_ns(node), sys.executable, "-c", code],
@@ -120,7 +123,16 @@ def test_split_minority_cannot_write_majority_can(net_cluster: tuple[LocalCluste
     with cluster.client(timeout_s=15) as c:
         for key, value in acked.items():
             assert c.get(key)["value"] == value
-        assert c.get("split/minority")["was_found"] is False
+        # The minority's node forwards the write to the leader it last knew; a forwarded command
+        # can sit in a kernel send buffer and reach the leader after healing. The client was told
+        # applied="unknown" in that case (as etcd says of a timed-out proposal), so the write may
+        # appear, but only with its value; a write refused with applied="no" must never appear.
+        got = c.get("split/minority")
+        if "applied=no" in inside.stdout:
+            assert got["was_found"] is False, inside.stdout
+        else:
+            assert "applied=unknown" in inside.stdout, inside.stdout + inside.stderr
+            assert not got["was_found"] or got["value"] == b"written-while-isolated"
 
 
 def test_flapping_follower_link_loses_nothing(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
