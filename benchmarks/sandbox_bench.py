@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.report import write_section
 from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime
-from sandbox.raw import RawFunc, set_epoch_deadline, set_fuel
+from sandbox.raw import RawFunc
 
 ALLOC = """
   (global $bump (mut i32) (i32.const 65536))
@@ -114,12 +114,13 @@ def main() -> None:
     assert inst is not None
     noop_export = inst.instance.exports(inst.store)["noop"]
     assert isinstance(noop_export, wasmtime.Func)
-    noop_func, ctx = RawFunc(noop_export, 1), inst.context
+    ctx = inst.ctx
+    noop_func = RawFunc(noop_export, ctx, 1)
 
     def noop() -> None:
-        set_fuel(ctx, 500_000_000)
-        set_epoch_deadline(ctx, 3000)
-        noop_func.call(ctx)
+        ctx.set_fuel(500_000_000)
+        ctx.set_epoch_deadline(3000)
+        noop_func.call()
 
     rows: dict[str, tuple[float, float | None]] = {}
     rows["no-op guest call"] = (per_call_us(noop, args.calls), 4.0)
