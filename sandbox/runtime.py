@@ -215,19 +215,6 @@ class _Instance:
         self.alloc = self.funcs[abi.EXPORT_ALLOC]
         self.free = self.funcs.get(abi.EXPORT_FREE)
 
-    def copy_in(self, data: bytes) -> int:
-        """Copy bytes into a buffer the guest allocates; returns its pointer."""
-        ptr = self.alloc.call1(len(data)) & 0xFFFFFFFF
-        try:
-            self.memory.write(ptr, data)
-        except IndexError as exc:
-            raise GuestFault(f"aspen_alloc({len(data)}) returned an unusable pointer {ptr}: {exc}") from None
-        return ptr
-
-    def to_guest(self, data: bytes) -> int:
-        """copy_in, as the packed (ptr << 32 | len) a host function returns."""
-        return (self.copy_in(data) << 32) | len(data)
-
     def from_guest(self, packed: int) -> bytes | None:
         if packed == 0:
             return None
@@ -270,7 +257,7 @@ def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[
                 result = method(*[((args[2 * i] + _I32_BIAS) & _U32) - _I32_BIAS for i in range(nparams)])
             if has_result:
                 if isinstance(result, bytes):
-                    # to_guest inlined: this is every data-returning host call.
+                    # Into a buffer the guest allocates (the ABI): every data-returning host call.
                     n = len(result)
                     ptr = inst.alloc.call1(n) & _U32
                     try:
@@ -451,8 +438,19 @@ class PluginInstance:
         stats.calls += 1
         started = perf_counter()
         try:
-            packed = func.call() if payload is None else func.call2(inst.copy_in(payload), len(payload))
-            out = inst.from_guest(packed)
+            # The input goes into a buffer the guest allocates (the ABI); inlined, as this is
+            # every plugin call.
+            if payload is None:
+                packed = func.call()
+            else:
+                n = len(payload)
+                ptr = inst.alloc.call1(n) & _U32
+                try:
+                    inst.memory.write(ptr, payload)
+                except IndexError as exc:
+                    raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
+                packed = func.call2(ptr, n)
+            out = inst.from_guest(packed) if packed else None
         except (GuestTrap, GuestFault) as exc:
             self._on_trap(exc)
             raise AssertionError("unreachable") from None
