@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks.report import write_section
 from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime
-from sandbox.raw import RawFunc, set_epoch_deadline, set_fuel
+from sandbox.raw import RawFunc
 
 ALLOC = """
   (global $bump (mut i32) (i32.const 65536))
@@ -80,14 +80,23 @@ EXTISM_ECHO = """(module
 
 
 def per_call_us(fn: Callable[[], object], calls: int) -> float:
-    for _ in range(min(1000, calls)):
-        fn()
-    best = float("inf")
-    for _ in range(3):  # best of three: the machine is shared
-        t0 = time.perf_counter()
-        for _ in range(calls):
+    return interleaved_us({"fn": fn}, calls)["fn"]
+
+
+def interleaved_us(fns: dict[str, Callable[[], object]], calls: int, rounds: int = 5) -> dict[str, float]:
+    """Best per-call time of each function over `rounds` rounds that take turns, so rows that
+    are subtracted from each other (host call = with host call - echo) are measured under the
+    same load: the machine is shared, and the best of separate runs can land minutes apart."""
+    for fn in fns.values():
+        for _ in range(min(1000, calls)):
             fn()
-        best = min(best, (time.perf_counter() - t0) / calls * 1e6)
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                fn()
+            best[name] = min(best[name], (time.perf_counter() - t0) / calls * 1e6)
     return best
 
 
@@ -114,19 +123,23 @@ def main() -> None:
     assert inst is not None
     noop_export = inst.instance.exports(inst.store)["noop"]
     assert isinstance(noop_export, wasmtime.Func)
-    noop_func, ctx = RawFunc(noop_export, 1), inst.context
+    ctx = inst.ctx
+    noop_func = RawFunc(noop_export, ctx, 1)
 
     def noop() -> None:
-        set_fuel(ctx, 500_000_000)
-        set_epoch_deadline(ctx, 3000)
-        noop_func.call(ctx)
+        ctx.set_fuel(500_000_000)
+        ctx.set_epoch_deadline(3000)
+        noop_func.call()
 
     rows: dict[str, tuple[float, float | None]] = {}
-    rows["no-op guest call"] = (per_call_us(noop, args.calls), 4.0)
-    echo_us = per_call_us(lambda: echo.handle_request(request), args.calls)
-    rows["echo 100 B via handle_request"] = (echo_us, 10.0)
-    with_host = per_call_us(lambda: hostcall.handle_request(request), args.calls)
-    rows["host function round trip (kv_get_value)"] = (with_host - echo_us, 5.0)
+    best = interleaved_us({
+        "noop": noop,
+        "echo": lambda: echo.handle_request(request),
+        "with_host": lambda: hostcall.handle_request(request),
+    }, args.calls)
+    rows["no-op guest call"] = (best["noop"], 4.0)
+    rows["echo 100 B via handle_request"] = (best["echo"], 10.0)
+    rows["host function round trip (kv_get_value)"] = (best["with_host"] - best["echo"], 5.0)
 
     extism_us: float | None = None
     try:
@@ -151,7 +164,7 @@ def main() -> None:
         from importlib.metadata import version
 
         note = (f"wasmtime {version('wasmtime')}, raw unchecked call path, fuel and epoch deadline "
-                f"set on every call; best of 3 runs of {args.calls} calls; measured {time.strftime('%Y-%m-%d')}.")
+                f"set on every call; best of 5 interleaved rounds of {args.calls} calls; measured {time.strftime('%Y-%m-%d')}.")
         write_section("sandbox_bench", "Sandbox: calls into and out of a plugin", note + "\n\n" + text)
 
 

@@ -50,7 +50,7 @@ class HostFunctions:
 
     # -- memory helpers --------------------------------------------------------------------
 
-    def _read(self, ctx: object, ptr: int, length: int, limit: int) -> bytes | None:
+    def _read(self, ptr: int, length: int, limit: int) -> bytes | None:
         """Guest bytes, or None when the claimed length is over `limit` (an error result)."""
         if length < 0 or ptr < 0:
             raise GuestFault(f"negative pointer or length ({ptr}, {length})")
@@ -58,13 +58,19 @@ class HostFunctions:
             return None
         assert self.memory is not None
         try:
-            return self.memory.read(ctx, ptr, length)
+            return self.memory.read(ptr, length)
         except IndexError as exc:
             raise GuestFault(str(exc)) from None
 
-    def _key(self, ctx: object, ptr: int, length: int, what: str = "key") -> str | bytes:
+    def _key(self, ptr: int, length: int, what: str = "key") -> str | bytes:
         """A checked key (str), or the error result (bytes) to return."""
-        raw = self._read(ctx, ptr, length, limits.KEY_MAX_BYTES)
+        if ptr >= 0 and 0 <= length <= limits.KEY_MAX_BYTES and self.memory is not None:
+            try:  # _read inlined for the common case: every KV call passes through here
+                raw: bytes | None = self.memory.read(ptr, length)
+            except IndexError as exc:
+                raise GuestFault(str(exc)) from None
+        else:
+            raw = self._read(ptr, length, limits.KEY_MAX_BYTES)  # faults, or None when too long
         if raw is None:
             return _err(SandboxCode.KEY_TOO_LARGE, f"{what} is over {limits.KEY_MAX_BYTES} bytes")
         try:
@@ -80,11 +86,11 @@ class HostFunctions:
             )
         return key
 
-    def _value(self, ctx: object, ptr: int, length: int) -> bytes | None:
-        return self._read(ctx, ptr, length, limits.VALUE_MAX_BYTES)
+    def _value(self, ptr: int, length: int) -> bytes | None:
+        return self._read(ptr, length, limits.VALUE_MAX_BYTES)
 
-    def _str(self, ctx: object, ptr: int, length: int, limit: int) -> str | None:
-        raw = self._read(ctx, ptr, length, limit)
+    def _str(self, ptr: int, length: int, limit: int) -> str | None:
+        raw = self._read(ptr, length, limit)
         if raw is None:
             return None
         try:
@@ -103,10 +109,10 @@ class HostFunctions:
 
     # -- KV --------------------------------------------------------------------------------
 
-    def kv_get_value(self, ctx: object, kp: int, kl: int) -> bytes:
+    def kv_get_value(self, kp: int, kl: int) -> bytes:
         if not self.perms.kv_read:
             return self._denied("kv_read")
-        key = self._key(ctx, kp, kl)
+        key = self._key(kp, kl)
         if isinstance(key, bytes):
             return key
         try:  # the hottest host function: no closures on this path
@@ -115,29 +121,29 @@ class HostFunctions:
             return abi.error(exc.code, exc.message)
         return abi.not_found() if value is None else abi.ok(value)
 
-    def kv_put_value(self, ctx: object, kp: int, kl: int, vp: int, vl: int) -> bytes:
+    def kv_put_value(self, kp: int, kl: int, vp: int, vl: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        key = self._key(ctx, kp, kl)
+        key = self._key(kp, kl)
         if isinstance(key, bytes):
             return key
-        value = self._value(ctx, vp, vl)
+        value = self._value(vp, vl)
         if value is None:
             return _err(SandboxCode.VALUE_TOO_LARGE, f"value is over {limits.VALUE_MAX_BYTES} bytes")
         return self._call_host(lambda: self.host.kv_put(key, value), lambda _: abi.ok())
 
-    def kv_delete_key(self, ctx: object, kp: int, kl: int) -> bytes:
+    def kv_delete_key(self, kp: int, kl: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        key = self._key(ctx, kp, kl)
+        key = self._key(kp, kl)
         if isinstance(key, bytes):
             return key
         return self._call_host(lambda: self.host.kv_delete(key), abi.ok)
 
-    def kv_scan_prefix(self, ctx: object, pp: int, pl: int, limit: int) -> bytes:
+    def kv_scan_prefix(self, pp: int, pl: int, limit: int) -> bytes:
         if not self.perms.kv_read:
             return self._denied("kv_read")
-        prefix = self._key(ctx, pp, pl, "prefix")
+        prefix = self._key(pp, pl, "prefix")
         if isinstance(prefix, bytes):
             return prefix
         if limit <= 0:
@@ -148,14 +154,14 @@ class HostFunctions:
             lambda: self.host.kv_scan(prefix, limit), lambda rows: abi.ok([[k, v] for k, v in rows])
         )
 
-    def kv_compare_and_swap(self, ctx: object, kp: int, kl: int, ep: int, el: int, np: int, nl: int) -> bytes:
+    def kv_compare_and_swap(self, kp: int, kl: int, ep: int, el: int, np: int, nl: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        key = self._key(ctx, kp, kl)
+        key = self._key(kp, kl)
         if isinstance(key, bytes):
             return key
-        expected = None if el == abi.CAS_EXPECT_ABSENT else self._value(ctx, ep, el)
-        new = self._value(ctx, np, nl)
+        expected = None if el == abi.CAS_EXPECT_ABSENT else self._value(ep, el)
+        new = self._value(np, nl)
         if new is None or (el != abi.CAS_EXPECT_ABSENT and expected is None):
             return _err(SandboxCode.VALUE_TOO_LARGE, f"value is over {limits.VALUE_MAX_BYTES} bytes")
 
@@ -165,10 +171,10 @@ class HostFunctions:
 
         return self._call_host(lambda: self.host.kv_cas(key, expected, new), wrap)
 
-    def kv_batch_write(self, ctx: object, op: int, ol: int) -> bytes:
+    def kv_batch_write(self, op: int, ol: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        raw = self._read(ctx, op, ol, limits.BATCH_OPS_MAX * (limits.VALUE_MAX_BYTES + limits.KEY_MAX_BYTES))
+        raw = self._read(op, ol, limits.BATCH_OPS_MAX * (limits.VALUE_MAX_BYTES + limits.KEY_MAX_BYTES))
         if raw is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, "batch is too large")
         try:
@@ -201,65 +207,65 @@ class HostFunctions:
 
     # -- blobs -----------------------------------------------------------------------------
 
-    def _hash(self, ctx: object, hp: int, hl: int) -> str | None:
-        h = self._str(ctx, hp, hl, 64)
+    def _hash(self, hp: int, hl: int) -> str | None:
+        h = self._str(hp, hl, 64)
         return h if h is not None and _HASH_RE.match(h) else None
 
-    def blob_exists(self, ctx: object, hp: int, hl: int) -> bytes:
+    def blob_exists(self, hp: int, hl: int) -> bytes:
         if not self.perms.blob_read:
             return self._denied("blob_read")
-        h = self._hash(ctx, hp, hl)
+        h = self._hash(hp, hl)
         if h is None:
             return _err(SandboxCode.INVALID_ARGUMENT, "hash must be 64 lowercase hex characters (BLAKE3)")
         return self._call_host(lambda: self.host.blob_exists(h), abi.ok)
 
-    def blob_get_data(self, ctx: object, hp: int, hl: int) -> bytes:
+    def blob_get_data(self, hp: int, hl: int) -> bytes:
         if not self.perms.blob_read:
             return self._denied("blob_read")
-        h = self._hash(ctx, hp, hl)
+        h = self._hash(hp, hl)
         if h is None:
             return _err(SandboxCode.INVALID_ARGUMENT, "hash must be 64 lowercase hex characters (BLAKE3)")
         return self._call_host(lambda: self.host.blob_get(h), lambda d: abi.not_found() if d is None else abi.ok(d))
 
-    def blob_put_data(self, ctx: object, dp: int, dl: int) -> bytes:
+    def blob_put_data(self, dp: int, dl: int) -> bytes:
         if not self.perms.blob_write:
             return self._denied("blob_write")
-        data = self._read(ctx, dp, dl, limits.BLOB_MAX_BYTES)
+        data = self._read(dp, dl, limits.BLOB_MAX_BYTES)
         if data is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"blob is over {limits.BLOB_MAX_BYTES} bytes")
         return self._call_host(lambda: self.host.blob_put(data), abi.ok)
 
     # -- cluster ---------------------------------------------------------------------------
 
-    def is_current_leader(self, ctx: object) -> bytes:
+    def is_current_leader(self) -> bytes:
         if not self.perms.cluster_info:
             return self._denied("cluster_info")
         return self._call_host(self.host.is_leader, abi.ok)
 
-    def get_leader_id(self, ctx: object) -> bytes:
+    def get_leader_id(self) -> bytes:
         if not self.perms.cluster_info:
             return self._denied("cluster_info")
         return self._call_host(self.host.leader_id, lambda v: abi.not_found() if v is None else abi.ok(v))
 
-    def get_node_id(self, ctx: object) -> int:
+    def get_node_id(self) -> int:
         return self.host.node_id()
 
     # -- crypto ----------------------------------------------------------------------------
 
-    def sign_data(self, ctx: object, dp: int, dl: int) -> bytes:
+    def sign_data(self, dp: int, dl: int) -> bytes:
         if not self.perms.signing:
             return self._denied("signing")
-        data = self._read(ctx, dp, dl, limits.VALUE_MAX_BYTES)
+        data = self._read(dp, dl, limits.VALUE_MAX_BYTES)
         if data is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"data to sign is over {limits.VALUE_MAX_BYTES} bytes")
         return self._call_host(lambda: self.host.sign(data), abi.ok)
 
-    def verify_signature(self, ctx: object, kp: int, kl: int, dp: int, dl: int, sp: int, sl: int) -> bytes:
+    def verify_signature(self, kp: int, kl: int, dp: int, dl: int, sp: int, sl: int) -> bytes:
         if not self.perms.signing:
             return self._denied("signing")
-        key = self._read(ctx, kp, kl, 64)
-        data = self._read(ctx, dp, dl, limits.VALUE_MAX_BYTES)
-        sig = self._read(ctx, sp, sl, 128)
+        key = self._read(kp, kl, 64)
+        data = self._read(dp, dl, limits.VALUE_MAX_BYTES)
+        sig = self._read(sp, sl, 128)
         if key is None or data is None or sig is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, "key, data or signature is too long")
         try:
@@ -276,12 +282,12 @@ class HostFunctions:
         except nacl.exceptions.BadSignatureError:
             return abi.ok(False)
 
-    def public_key(self, ctx: object) -> bytes:
+    def public_key(self) -> bytes:
         if not self.perms.signing:
             return self._denied("signing")
         return self._call_host(self.host.public_key, lambda k: abi.ok(k.hex()))
 
-    def get_random_bytes(self, ctx: object, count: int) -> bytes:
+    def get_random_bytes(self, count: int) -> bytes:
         if not self.perms.randomness:
             return self._denied("randomness")
         if not 0 < count <= limits.RANDOM_MAX_BYTES:
@@ -290,10 +296,10 @@ class HostFunctions:
 
     # -- timers and hooks ------------------------------------------------------------------
 
-    def schedule_timer_on_host(self, ctx: object, cp: int, cl: int) -> bytes:
+    def schedule_timer_on_host(self, cp: int, cl: int) -> bytes:
         if not self.perms.timers:
             return self._denied("timers")
-        raw = self._read(ctx, cp, cl, 4096)
+        raw = self._read(cp, cl, 4096)
         try:
             cfg = abi.unpack(raw) if raw is not None else None
         except Exception:
@@ -316,10 +322,10 @@ class HostFunctions:
 
         return self._call_host(schedule, lambda _: abi.ok())
 
-    def cancel_timer_on_host(self, ctx: object, np: int, nl: int) -> bytes:
+    def cancel_timer_on_host(self, np: int, nl: int) -> bytes:
         if not self.perms.timers:
             return self._denied("timers")
-        name = self._str(ctx, np, nl, _TIMER_NAME_MAX)
+        name = self._str(np, nl, _TIMER_NAME_MAX)
         if name is None:
             return _err(SandboxCode.INVALID_ARGUMENT, f"timer name must be UTF-8 of at most {_TIMER_NAME_MAX} bytes")
         if name not in self.timers:
@@ -327,10 +333,10 @@ class HostFunctions:
         del self.timers[name]
         return self._call_host(lambda: self.host.cancel_timer(self.config.name, name), lambda _: abi.ok())
 
-    def subscribe_hook_events(self, ctx: object, pp: int, pl: int) -> bytes:
+    def subscribe_hook_events(self, pp: int, pl: int) -> bytes:
         if not self.perms.hooks:
             return self._denied("hooks")
-        pattern = self._str(ctx, pp, pl, limits.PATTERN_MAX_CHARS * 4)
+        pattern = self._str(pp, pl, limits.PATTERN_MAX_CHARS * 4)
         problem = pattern_problem(pattern)
         if problem is not None:
             return _err(SandboxCode.INVALID_ARGUMENT, problem)
@@ -344,10 +350,10 @@ class HostFunctions:
             lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)), lambda _: abi.ok()
         )
 
-    def unsubscribe_hook_events(self, ctx: object, pp: int, pl: int) -> bytes:
+    def unsubscribe_hook_events(self, pp: int, pl: int) -> bytes:
         if not self.perms.hooks:
             return self._denied("hooks")
-        pattern = self._str(ctx, pp, pl, limits.PATTERN_MAX_CHARS * 4)
+        pattern = self._str(pp, pl, limits.PATTERN_MAX_CHARS * 4)
         if pattern is None or pattern not in self.subscriptions:
             return abi.not_found()
         self.subscriptions.remove(pattern)
@@ -357,22 +363,22 @@ class HostFunctions:
 
     # -- logging and clocks ----------------------------------------------------------------
 
-    def _log(self, ctx: object, level: str, mp: int, ml: int) -> None:
-        raw = self._read(ctx, mp, ml, limits.LOG_MESSAGE_MAX_BYTES)
+    def _log(self, level: str, mp: int, ml: int) -> None:
+        raw = self._read(mp, ml, limits.LOG_MESSAGE_MAX_BYTES)
         message = "<log message over 64 KiB dropped>" if raw is None else raw.decode(errors="replace")
         self.host.log(self.config.name, level, message)
 
-    def log_info_msg(self, ctx: object, mp: int, ml: int) -> None:
-        self._log(ctx, "info", mp, ml)
+    def log_info_msg(self, mp: int, ml: int) -> None:
+        self._log("info", mp, ml)
 
-    def log_debug_msg(self, ctx: object, mp: int, ml: int) -> None:
-        self._log(ctx, "debug", mp, ml)
+    def log_debug_msg(self, mp: int, ml: int) -> None:
+        self._log("debug", mp, ml)
 
-    def log_warn_msg(self, ctx: object, mp: int, ml: int) -> None:
-        self._log(ctx, "warn", mp, ml)
+    def log_warn_msg(self, mp: int, ml: int) -> None:
+        self._log("warn", mp, ml)
 
-    def current_time_ms(self, ctx: object) -> int:
+    def current_time_ms(self) -> int:
         return int(time.time() * 1000)
 
-    def hlc_now_ms(self, ctx: object) -> int:
+    def hlc_now_ms(self) -> int:
         return self.host.hlc_now_ms()

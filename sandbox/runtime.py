@@ -31,14 +31,12 @@ from sandbox.host import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
 from sandbox.permissions import PluginConfig
 from sandbox.raw import (
-    FuelGauge,
     GuestTrap,
     RawFunc,
     RawMemory,
-    context_address,
+    StoreContext,
     define_unchecked,
-    set_epoch_deadline,
-    set_fuel,
+    int64_view,
     trap_value,
 )
 
@@ -187,10 +185,11 @@ class _Instance:
     def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, funcs: HostFunctions) -> None:
         self.store = wasmtime.Store(runtime.engine)
         self.store.set_limits(memory_size=config.memory_limit_bytes)
-        self.context = context_address(self.store)
+        self.ctx = StoreContext(self.store)
+        self.context = self.ctx.address
         # Instantiation runs data initializers and any start function: bounded like a call.
-        set_fuel(self.context, config.fuel_limit)
-        set_epoch_deadline(self.context, max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
+        self.ctx.set_fuel(config.fuel_limit)
+        self.ctx.set_epoch_deadline(max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
         self._callbacks: list[object] = []
         linker = wasmtime.Linker(runtime.engine)
         for name, sig in abi.IMPORTS.items():
@@ -205,42 +204,29 @@ class _Instance:
         exports = instance.exports(self.store)
         memory = exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
-        self.memory = RawMemory(memory, self.context)
+        self.memory = RawMemory(memory, self.ctx)
         funcs.memory = self.memory
         self.funcs: dict[str, RawFunc] = {}
         for name, (params, results) in {**abi.LIFECYCLE_EXPORTS, abi.EXPORT_ALLOC: ((abi.I32,), (abi.I32,)),
                                         abi.EXPORT_FREE: ((abi.I32, abi.I32), ())}.items():
             f = exports.get(name)
             if isinstance(f, wasmtime.Func):
-                self.funcs[name] = RawFunc(f, max(len(params), len(results)))
+                self.funcs[name] = RawFunc(f, self.ctx, max(len(params), len(results)))
         self.alloc = self.funcs[abi.EXPORT_ALLOC]
         self.free = self.funcs.get(abi.EXPORT_FREE)
 
-    def copy_in(self, context: int, data: bytes) -> int:
-        """Copy bytes into a buffer the guest allocates; returns its pointer."""
-        ptr = self.alloc.call1(context, len(data)) & 0xFFFFFFFF
-        try:
-            self.memory.write(context, ptr, data)
-        except IndexError as exc:
-            raise GuestFault(f"aspen_alloc({len(data)}) returned an unusable pointer {ptr}: {exc}") from None
-        return ptr
-
-    def to_guest(self, context: int, data: bytes) -> int:
-        """copy_in, as the packed (ptr << 32 | len) a host function returns."""
-        return (self.copy_in(context, data) << 32) | len(data)
-
-    def from_guest(self, context: object, packed: int) -> bytes | None:
+    def from_guest(self, packed: int) -> bytes | None:
         if packed == 0:
             return None
         ptr, n = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
         if n > limits.GUEST_OUTPUT_MAX_BYTES:
             raise GuestFault(f"guest returned a buffer of {n} bytes, over {limits.GUEST_OUTPUT_MAX_BYTES}")
         try:
-            data = self.memory.read(context, ptr, n)
+            data = self.memory.read(ptr, n)
         except IndexError as exc:
             raise GuestFault(f"guest returned a buffer outside its memory: {exc}") from None
         if self.free is not None:
-            self.free.call(context, ptr, n)
+            self.free.call2(ptr, n)
         return data
 
 
@@ -250,24 +236,37 @@ assert ctypes.sizeof(ffi.wasmtime_val_raw_t) == 16, "host callbacks index value 
 
 
 def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[tuple[str, ...], tuple[str, ...]]
-                   ) -> Callable[[int, object, Any, int], int]:
-    method = getattr(funcs, name)
+                   ) -> Callable[[int | None, int | None, int | None, int], int]:
+    method = getattr(funcs, name)  # bound once per instance, not looked up per call
     nparams = len(sig[0])
     has_result = bool(sig[1])
+    nslots = max(nparams, len(sig[1]))
+    # The value array sits in the wasm caller's frame: the same address at the same call depth,
+    # so the int64 view over it is rebuilt only when the address changes.
+    view_at: list[Any] = [None, None]
 
-    def callback(env: int, caller: object, args: Any, nargs: int) -> int:
+    def callback(env: int | None, caller: int | None, addr: int | None, nargs: int) -> int:
         try:
-            # The caller's context is its store's context, which the instance already holds.
-            context = inst.context
-            # Each value slot is 16 bytes (the union holds a v128), so slot i is int64 2*i; an
-            # i32 sits in the low half of its slot: mask and sign-extend.
+            if addr != view_at[0]:
+                view_at[0], view_at[1] = addr, int64_view(addr or 0, nslots)
+            args = view_at[1]
+            # Slot i is int64 number 2*i; an i32 sits in its low half: mask and sign-extend.
             if nparams == 2:  # the common shape (ptr, len): skip building a list
-                result = method(context, ((args[0] + _I32_BIAS) & _U32) - _I32_BIAS,
-                                ((args[2] + _I32_BIAS) & _U32) - _I32_BIAS)
+                result = method(((args[0] + _I32_BIAS) & _U32) - _I32_BIAS, ((args[2] + _I32_BIAS) & _U32) - _I32_BIAS)
             else:
-                result = method(context, *[((args[2 * i] + _I32_BIAS) & _U32) - _I32_BIAS for i in range(nparams)])
+                result = method(*[((args[2 * i] + _I32_BIAS) & _U32) - _I32_BIAS for i in range(nparams)])
             if has_result:
-                args[0] = inst.to_guest(context, result) if isinstance(result, bytes) else int(result)
+                if isinstance(result, bytes):
+                    # Into a buffer the guest allocates (the ABI): every data-returning host call.
+                    n = len(result)
+                    ptr = inst.alloc.call1(n) & _U32
+                    try:
+                        inst.memory.write(ptr, result)
+                    except IndexError as exc:
+                        raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
+                    args[0] = (ptr << 32) | n
+                else:
+                    args[0] = int(result)
             return 0
         except GuestFault as exc:
             return trap_value(f"{name}: {exc}")
@@ -299,7 +298,6 @@ class PluginInstance:
         self._failures: deque[float] = deque(maxlen=limits.FAILURES_TO_FAIL)
         self._inst: _Instance | None = None
         self._timeout_ticks = max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S))
-        self._fuel = FuelGauge()
         self._fuel_limit = config.fuel_limit
         self._instantiate()
 
@@ -432,25 +430,32 @@ class PluginInstance:
         func = inst.funcs.get(export)
         if func is None:
             raise SandboxError(SandboxCode.MISSING_EXPORT, f"plugin does not export {export}")
-        ctx = inst.context
+        ctx = inst.ctx
         fuel = self._fuel_limit
-        set_fuel(ctx, fuel)
-        set_epoch_deadline(ctx, self._timeout_ticks if timeout_s is None else max(1, int(timeout_s / limits.EPOCH_TICK_S)))
+        ctx.set_fuel(fuel)
+        ctx.set_epoch_deadline(self._timeout_ticks if timeout_s is None else max(1, int(timeout_s / limits.EPOCH_TICK_S)))
         stats = self.stats
         stats.calls += 1
         started = perf_counter()
         try:
+            # The input goes into a buffer the guest allocates (the ABI); inlined, as this is
+            # every plugin call.
             if payload is None:
-                packed = func.call(ctx)
+                packed = func.call()
             else:
                 n = len(payload)
-                packed = func.call(ctx, inst.copy_in(ctx, payload), n)
-            out = inst.from_guest(ctx, packed)
+                ptr = inst.alloc.call1(n) & _U32
+                try:
+                    inst.memory.write(ptr, payload)
+                except IndexError as exc:
+                    raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
+                packed = func.call2(ptr, n)
+            out = inst.from_guest(packed) if packed else None
         except (GuestTrap, GuestFault) as exc:
             self._on_trap(exc)
             raise AssertionError("unreachable") from None
         finally:
-            stats.fuel_used += fuel - self._fuel.left(ctx)
+            stats.fuel_used += fuel - ctx.fuel_left()
             stats.latencies_s.append(perf_counter() - started)
         return out
 
