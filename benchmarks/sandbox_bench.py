@@ -4,7 +4,8 @@
 
 Rows: a no-op guest call (raw export call, the floor); an echo of 100 bytes through
 handle_request (msgpack in, msgpack out, input and output buffers in guest memory); a host
-function round trip (handle_request calling kv_get_value once, minus the echo cost); and the
+function round trip (a guest calling kv_get_value 100 times in one handle_request, minus the
+same loop without the call, over 100); and the
 same echo through Extism's Python host in the same run. Guests are WAT compiled by
 wasmtime.wat2wasm. A program that reports, never a timed test.
 """
@@ -43,13 +44,30 @@ ECHO = f"""(module (memory (export "memory") 20) {ALLOC} {INFO}
   (func (export "handle_request") (param $p i32) (param $n i32) (result i64)
     (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n)))))"""
 
-# handle_request calls kv_get_value on a fixed key once, then echoes its input.
-HOSTCALL = f"""(module (import "aspen" "kv_get_value" (func $get (param i32 i32) (result i64)))
+# handle_request calls kv_get_value on a fixed key HOST_CALLS times, then echoes its input;
+# LOOPED runs the same loop without the call. Their difference over HOST_CALLS is one host
+# function round trip (guest -> host -> guest allocator -> guest), without the call-in costs
+# that a single call would have to subtract (and whose noise would swamp it).
+HOST_CALLS = 100
+
+
+def _looped(imports: str, body: str) -> str:
+    return f"""(module {imports}
   (memory (export "memory") 20) {ALLOC} {INFO}
   (data (i32.const 1024) "bench:k")
   (func (export "handle_request") (param $p i32) (param $n i32) (result i64)
-    (drop (call $get (i32.const 1024) (i32.const 7)))
+    (local $i i32)
+    (block $done (loop $calls
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {HOST_CALLS})))
+      {body}
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $calls)))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n)))))"""
+
+
+HOSTCALL = _looped('(import "aspen" "kv_get_value" (func $get (param i32 i32) (result i64)))',
+                   "(drop (call $get (i32.const 1024) (i32.const 7)))")
+LOOPED = _looped("", "(nop)")
 
 # The same echo for Extism's kernel ABI.
 EXTISM_ECHO = """(module
@@ -114,9 +132,12 @@ def main() -> None:
     hostcall = runtime.load(wasmtime.wat2wasm(HOSTCALL),
                             PluginConfig("bench", Permissions(kv_read=True), kv_prefixes=("bench:",)), host)
     hostcall.init()
+    looped = runtime.load(wasmtime.wat2wasm(LOOPED), PluginConfig("bench"), host)
+    looped.init()
     request = {"type": "Echo", "data": b"x" * 100}
     assert echo.handle_request(request) == request
     assert hostcall.handle_request(request) == request
+    assert looped.handle_request(request) == request
 
     # The floor: one raw export call with the per-call fuel and deadline set, as every call does.
     inst = echo._inst
@@ -132,14 +153,15 @@ def main() -> None:
         noop_func.call()
 
     rows: dict[str, tuple[float, float | None]] = {}
-    best = interleaved_us({
-        "noop": noop,
-        "echo": lambda: echo.handle_request(request),
-        "with_host": lambda: hostcall.handle_request(request),
-    }, args.calls)
+    best = interleaved_us({"noop": noop, "echo": lambda: echo.handle_request(request)}, args.calls)
     rows["no-op guest call"] = (best["noop"], 4.0)
     rows["echo 100 B via handle_request"] = (best["echo"], 10.0)
-    rows["host function round trip (kv_get_value)"] = (best["with_host"] - best["echo"], 5.0)
+    host_best = interleaved_us({
+        "looped": lambda: looped.handle_request(request),
+        "with_host": lambda: hostcall.handle_request(request),
+    }, max(100, args.calls // HOST_CALLS * 2))
+    rows["host function round trip (kv_get_value, 100 B value)"] = (
+        (host_best["with_host"] - host_best["looped"]) / HOST_CALLS, 5.0)
 
     extism_us: float | None = None
     try:
@@ -164,7 +186,9 @@ def main() -> None:
         from importlib.metadata import version
 
         note = (f"wasmtime {version('wasmtime')}, raw unchecked call path, fuel and epoch deadline "
-                f"set on every call; best of 5 interleaved rounds of {args.calls} calls; measured {time.strftime('%Y-%m-%d')}.")
+                f"set on every call; best of 5 interleaved rounds of {args.calls} calls (host round trip: a "
+                f"guest making {HOST_CALLS} kv_get_value calls per request, minus the same guest's loop "
+                f"without them, over {HOST_CALLS}); measured {time.strftime('%Y-%m-%d')}.")
         write_section("sandbox_bench", "Sandbox: calls into and out of a plugin", note + "\n\n" + text)
 
 

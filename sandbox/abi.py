@@ -82,7 +82,19 @@ _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 _NOT_FOUND = _packb([TAG_NOT_FOUND])
 
 
+_OK_BIN8, _OK_BIN16, _OK_BIN32 = b"\x92\x00\xc4", b"\x92\x00\xc5", b"\x92\x00\xc6"
+
+
 def ok(value: Any = None) -> bytes:
+    # Bytes are what kv_get_value and blob_get_data return: their msgpack ([0, bin]) is built
+    # by hand, a third of the packer's cost on the hottest host call. Same bytes as _packb.
+    if type(value) is bytes:
+        n = len(value)
+        if n < 0x100:
+            return _OK_BIN8 + n.to_bytes(1, "big") + value
+        if n < 0x10000:
+            return _OK_BIN16 + n.to_bytes(2, "big") + value
+        return _OK_BIN32 + n.to_bytes(4, "big") + value
     return _packb([TAG_OK, value])
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import msgpack
+import pytest
 import wasmtime
 
 from sandbox import InMemoryHost, PluginConfig, Runtime, abi
@@ -54,3 +56,12 @@ def test_a_module_importing_every_function_links(runtime: Runtime, host: InMemor
     imported = {(i.module, i.name) for i in plugin.module.imports}
     assert imported == {("aspen", n) for n in abi.IMPORTS}
     assert isinstance(plugin.module, wasmtime.Module)
+
+
+@pytest.mark.parametrize("size", [0, 1, 255, 256, 65_535, 65_536, 1 << 20])
+def test_ok_of_bytes_is_the_msgpack_encoding(size: int) -> None:
+    # abi.ok builds [TAG_OK, bin] by hand for bytes: it must stay byte-identical to msgpack's,
+    # at every bin header width.
+    value = bytes(range(256)) * (size // 256) + bytes(size % 256)
+    assert abi.ok(value) == msgpack.packb([abi.TAG_OK, value], use_bin_type=True)
+    assert abi.unpack(abi.ok(value)) == [abi.TAG_OK, value]
