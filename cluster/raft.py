@@ -12,6 +12,7 @@ a peer without the cookie is disconnected at its first frame.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -118,10 +119,21 @@ class RaftCore(SyncObj):
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
         base = super()._SyncObj__onMessageReceived  # type: ignore[misc]
-        if not self._is_plain_append_entries(message):
+        if not self._is_current_append_entries(message):
             base(node, message)
             return
         message = dict(message)  # never edit the transport's object
+        if message.get("transmission") == "finish":
+            # An entry of appendEntriesBatchSizeBytes (64 KiB) or more, which group commit
+            # makes common, comes in chunks; the last one completes it. Reassemble it as
+            # pysyncobj would (same authenticated bytes) so it gets the same matching below.
+            entry = pickle.loads(self._SyncObj__recvTransmission + message.pop("data"))  # type: ignore[attr-defined]
+            self._SyncObj__recvTransmission = ""
+            del message["transmission"]
+            message["entries"] = [entry]
+        elif "transmission" in message or "entries" not in message:
+            base(node, message)  # an earlier chunk: pysyncobj only buffers it
+            return
         entries = list(message["entries"])
         prev_idx, prev_term = message["prevLogIdx"], message["prevLogTerm"]
         ours = self._SyncObj__getEntries(prev_idx, len(entries) + 1)  # type: ignore[attr-defined]
@@ -168,13 +180,11 @@ class RaftCore(SyncObj):
             return entries[:1]
         return entries
 
-    def _is_plain_append_entries(self, message: dict[str, Any]) -> bool:
-        """An append_entries (or heartbeat) pysyncobj will act on, not a snapshot or a chunk."""
+    def _is_current_append_entries(self, message: dict[str, Any]) -> bool:
+        """An append_entries (entries, heartbeat or chunk) pysyncobj will act on; no snapshot."""
         return (
             message.get("type") == "append_entries"
             and "prevLogIdx" in message
-            and "entries" in message
-            and "transmission" not in message
             and message["term"] >= self.raftCurrentTerm
         )
 
