@@ -12,6 +12,7 @@ a peer without the cookie is disconnected at its first frame.
 from __future__ import annotations
 
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,92 @@ class RaftCore(SyncObj):
         )
         self._applier = applier
         super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf)
+
+    # --- Raft's log-matching rule on followers -------------------------------------------
+    #
+    # pysyncobj's follower (SyncObj.__onMessageReceived, "append_entries") deletes every entry
+    # after prevLogIdx whenever it holds more than that, then re-adds the message's entries,
+    # even when they are the very entries it already has. After a leader rewinds nextIndex it
+    # resends from an older index in size-bounded batches, so a batch (or heartbeat) shorter
+    # than the follower's log made it drop entries it had already acknowledged, entries the
+    # leader may have counted toward a commit. Raft truncates only on a conflict (same index,
+    # different term) and keeps a matching tail. We get that by editing the message before
+    # pysyncobj sees it (site-packages stays untouched: CI installs pysyncobj from PyPI).
+
+    # prevLogIdx of the append_entries being handled whose matching tail must be kept, for the
+    # duration of that one call only (pysyncobj handles messages on its single tick thread).
+    _keep_tail_after: int | None = None
+
+    def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
+        base = super()._SyncObj__onMessageReceived  # type: ignore[misc]
+        if not self._is_current_append_entries(message):
+            base(node, message)
+            return
+        message = dict(message)  # never edit the transport's object
+        if message.get("transmission") == "finish":
+            # An entry of appendEntriesBatchSizeBytes (64 KiB) or more, which group commit
+            # makes common, comes in chunks; the last one completes it. Reassemble it as
+            # pysyncobj would (same authenticated bytes) so it gets the same matching below.
+            entry = pickle.loads(self._SyncObj__recvTransmission + message.pop("data"))  # type: ignore[attr-defined]
+            self._SyncObj__recvTransmission = ""
+            del message["transmission"]
+            message["entries"] = [entry]
+        elif "transmission" in message or "entries" not in message:
+            base(node, message)  # an earlier chunk: pysyncobj only buffers it
+            return
+        entries = list(message["entries"])
+        prev_idx, prev_term = message["prevLogIdx"], message["prevLogTerm"]
+        ours = self._SyncObj__getEntries(prev_idx, len(entries) + 1)  # type: ignore[attr-defined]
+        if not ours or ours[0][2] != prev_term:
+            base(node, message)  # pysyncobj's own rejection (reset) path, unchanged
+            return
+        # Drop the leading entries we already hold with the same (index, term): by log
+        # matching they are identical. What is left starts at the first conflict or past our
+        # end, and there pysyncobj's "delete after prevLogIdx, append" is exactly Raft's rule.
+        same = 0
+        for theirs, mine in zip(entries, ours[1:], strict=False):
+            if theirs[1] != mine[1] or theirs[2] != mine[2]:
+                break
+            same += 1
+        if same:
+            prev_idx, prev_term = entries[same - 1][1], entries[same - 1][2]
+            message.update(entries=entries[same:], prevLogIdx=prev_idx, prevLogTerm=prev_term)
+        if same < len(entries) or self._SyncObj__getCurrentLogIndex() <= prev_idx:  # type: ignore[attr-defined]
+            base(node, message)
+            return
+        # Everything the message carries is already here and we hold more beyond it. That tail
+        # is unverified by this message (it may even be stale, from an older term), so: keep it
+        # (no delete, no rollback of membership changes in it; see _SyncObj__getEntries) but
+        # never commit it on this message's word: Raft's commit is min(leaderCommit, index of
+        # the last new entry). The success reply still names prev_idx + 1, the message's end.
+        leader_commit = message["commit_index"]
+        message["commit_index"] = min(leader_commit, prev_idx)
+        self._keep_tail_after = prev_idx
+        try:
+            base(node, message)
+        finally:
+            self._keep_tail_after = None
+        # What the leader says is committed, for pysyncobj's readiness check and status.
+        self._SyncObj__leaderCommitIndex = leader_commit
+
+    def _SyncObj__getEntries(
+        self, fromIDx: int | None, count: int | None = None, maxSizeBytes: int | None = None
+    ) -> Any:
+        entries = super()._SyncObj__getEntries(fromIDx, count, maxSizeBytes)  # type: ignore[misc]
+        if self._keep_tail_after is not None and fromIDx == self._keep_tail_after and count is None:
+            # pysyncobj's follower reads "prevLogIdx onward" and truncates/rolls back whatever
+            # follows prevLogIdx; showing it only the prevLogIdx entry keeps the matching tail
+            # (and spares a false "truncating already-applied log entries" CRITICAL).
+            return entries[:1]
+        return entries
+
+    def _is_current_append_entries(self, message: dict[str, Any]) -> bool:
+        """An append_entries (entries, heartbeat or chunk) pysyncobj will act on; no snapshot."""
+        return (
+            message.get("type") == "append_entries"
+            and "prevLogIdx" in message
+            and message["term"] >= self.raftCurrentTerm
+        )
 
     @replicated
     def apply_entry(self, payload: bytes) -> Any:
