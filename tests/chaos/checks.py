@@ -177,12 +177,10 @@ class LogWarnings:
 
 
 def raft_warnings(cluster: LocalCluster, pattern: str = "pysyncobj.syncobj CRITICAL") -> list[LogWarnings]:
-    """pysyncobj's CRITICAL lines per node log. Reported, not failed on: pysyncobj 0.3.17 logs
-    "truncating already-applied log entries" whenever an append_entries overlaps entries a
-    follower already holds (it deletes and re-adds them even when they match, which Raft only
-    does on a conflict). Harmless while the re-added entries are the same and at least as
-    many; a hazard if a follower's log shrinks below entries it helped commit just as the
-    leader dies (docs/CHAOS.md). The end checks say whether it did harm in this run."""
+    """pysyncobj's CRITICAL lines per node log: "truncating already-applied log entries" means
+    a follower cut entries it had applied, a divergence. pysyncobj 0.3.17 used to log it on
+    every resend shorter than a follower's log (it cut matching tails too); RaftCore keeps a
+    matching tail now (cluster/raft.py), so a line left is a real conflict and fails the run."""
     out = []
     for node_id in cluster.nodes:
         path = cluster.log_path(node_id)
