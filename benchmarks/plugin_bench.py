@@ -1,13 +1,15 @@
 """Plugin dispatch benchmark: a request served by a WASM plugin against the native handler.
 
-    python benchmarks/plugin_bench.py [--seconds 4] [--no-readme]
+    python benchmarks/plugin_bench.py [--seconds 1] [--rounds 5] [--no-readme]
 
 On a 3-node cluster on loopback, over the wire, at 1 and 64 requests in flight:
 - `Ping` served natively against `PluginPing` served by a WAT plugin that answers at once;
 - native `ReadKey` (linearizable) against a plugin's `ReadKey` for its own namespace, where the
   plugin calls kv_get_value (a linearizable read through the host) and answers.
 Target (issue 4): a plugin-served request costs at most 20% more than the native one at 64 in
-flight. A program that reports, never a timed test.
+flight. The cases take turns in `--rounds` rounds of `--seconds` each and each keeps its best
+round: the machine is shared, and a native run and a plugin run minutes apart would compare
+the load of two moments more than the two paths. A program that reports, never a timed test.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def plugins() -> list[tuple[bytes, dict[str, Any]]]:
     ]
 
 
-async def run(seconds: float) -> dict[str, dict[int, float]]:
+async def run(seconds: float, rounds: int) -> dict[str, dict[int, float]]:
     rows: dict[str, dict[int, float]] = {}
     with tempfile.TemporaryDirectory(prefix="aspen-plugin-bench-") as tmp:
         cluster = LocalCluster(Path(tmp) / "c")
@@ -64,8 +66,11 @@ async def run(seconds: float) -> dict[str, dict[int, float]]:
                 "ReadKey (native)": lambda i: client.get("native:key"),
                 "ReadKey (plugin, kv_get_value)": lambda i: client.get("bench:key"),
             }
-            for name, op in cases.items():
-                rows[name] = {n: await throughput(op, n, seconds) for n in (1, 64)}
+            rows = {name: {1: 0.0, 64: 0.0} for name in cases}
+            for _ in range(rounds):
+                for name, op in cases.items():
+                    for n in (1, 64):
+                        rows[name][n] = max(rows[name][n], await throughput(op, n, seconds))
             await client.close()
         finally:
             cluster.down()
@@ -74,10 +79,11 @@ async def run(seconds: float) -> dict[str, dict[int, float]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seconds", type=float, default=4.0)
+    ap.add_argument("--seconds", type=float, default=1.0, help="one measurement")
+    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each case keeps its best")
     ap.add_argument("--no-readme", action="store_true")
     args = ap.parse_args()
-    rows = uvloop.run(run(args.seconds))
+    rows = uvloop.run(run(args.seconds, args.rounds))
     lines = ["| request | req/s @1 | req/s @64 | plugin cost vs native @64 |", "|---|---|---|---|"]
     for name, r in rows.items():
         extra = "-"
@@ -88,7 +94,8 @@ def main() -> None:
     text = "\n".join(lines)
     print(text)
     if not args.no_readme:
-        note = (f"3 nodes on 127.0.0.1, Python client, {args.seconds:g} s per run, measured {time.strftime('%Y-%m-%d')}. "
+        note = (f"3 nodes on 127.0.0.1, Python client, best of {args.rounds} interleaved rounds of {args.seconds:g} s, "
+                f"measured {time.strftime('%Y-%m-%d')}. "
                 "Cost per request = native throughput / plugin throughput - 1 (target: at most +20% at 64 in flight).")
         write_section("plugin_bench", "Plugins: plugin-served requests against native ones", note + "\n\n" + text)
 
