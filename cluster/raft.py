@@ -127,7 +127,12 @@ class RaftCore(SyncObj):
             # An entry of appendEntriesBatchSizeBytes (64 KiB) or more, which group commit
             # makes common, comes in chunks; the last one completes it. Reassemble it as
             # pysyncobj would (same authenticated bytes) so it gets the same matching below.
-            entry = pickle.loads(self._SyncObj__recvTransmission + message.pop("data"))  # type: ignore[attr-defined]
+            # In pysyncobj's order: buffer the chunk first, then unpickle. The leader labels
+            # chunks by the entry's size, not the pickle's (24 bytes longer), so an entry just
+            # under a multiple of 64 KiB gets two "finish" chunks: the first fails to unpickle
+            # (raised, as pysyncobj raises) and the second, appended to it, completes it.
+            self._SyncObj__recvTransmission += message.pop("data")  # type: ignore[attr-defined]
+            entry = pickle.loads(self._SyncObj__recvTransmission)  # type: ignore[attr-defined]
             self._SyncObj__recvTransmission = ""
             del message["transmission"]
             message["entries"] = [entry]

@@ -246,3 +246,32 @@ def test_entry_sent_in_chunks_keeps_the_tail_too(follower: Follower) -> None:
     follower.deliver(start)
     assert follower.deliver(finish)["next_node_idx"] == 7
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 5)] + [(5, 2), (6, 2)]
+
+
+def leader_chunks(entry: tuple[bytes, int, int], prev: tuple[int, int], commit: int) -> list[dict[str, Any]]:
+    """The chunks exactly as pysyncobj 0.3.17's leader labels them: "finish" once the position
+    plus a chunk reaches the entry's *payload* length, which is shorter than its pickle."""
+    chunk = 2**16
+    data = pickle.dumps(entry)
+    out = []
+    for pos in range(0, len(data), chunk):
+        kind = "start" if pos == 0 else "finish" if pos + chunk >= len(entry[0]) else "process"
+        out.append({"type": "append_entries", "transmission": kind, "data": data[pos : pos + chunk],
+                    "term": entry[2], "commit_index": commit, "prevLogIdx": prev[0], "prevLogTerm": prev[1]})
+    return out
+
+
+def test_entry_with_two_finish_chunks_still_arrives(follower: Follower) -> None:
+    # A payload just under 2 x 64 KiB pickles to just over it: the leader sends start, finish
+    # (incomplete), finish. pysyncobj buffers each chunk before unpickling, so the second finish
+    # completes the entry; the override must too, or this index never arrives (a stalled log).
+    follower.append((1, 0), noops(2, 4, 1), term=1, commit=1)
+    big = (NOOP + b"x" * (2 * 2**16 - 10 - len(NOOP)), 5, 1)
+    chunks = leader_chunks(big, prev=(4, 1), commit=1)
+    assert [c["transmission"] for c in chunks] == ["start", "finish", "finish"]
+    follower.deliver(chunks[0])
+    with pytest.raises(pickle.UnpicklingError):
+        follower.deliver(chunks[1])  # incomplete, raised as pysyncobj raises it
+    reply = follower.deliver(chunks[2])
+    assert reply["success"] is True and reply["next_node_idx"] == 6
+    assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 6)]
