@@ -180,9 +180,10 @@ def _build_list(ops: Sequence[Op]) -> _Entry:
         ret = _Entry(op, slot, False, op.complete_s)
         call.match = ret
         # At equal times a return sorts before a call: ops that merely touch are not concurrent,
-        # which is the stricter (real-time order respecting) reading.
+        # which is the stricter (real-time order respecting) reading. An op's own return always
+        # follows its call, also when both carry one timestamp (a zero-duration op).
         events.append((op.invoke_s, 1, slot, call))
-        events.append((op.complete_s, 0, slot, ret))
+        events.append((op.complete_s, 2 if op.complete_s == op.invoke_s else 0, slot, ret))
     events.sort(key=lambda e: (e[0], e[1], e[2]))
     head = _Entry(None, -1, False, -math.inf)
     prev = head

@@ -65,6 +65,14 @@ def test_sequential_register_is_linearizable() -> None:
     ) is Verdict.OK
 
 
+def test_zero_duration_ops_are_placed_like_any_other() -> None:
+    # An op whose invoke and complete carry one timestamp: its return must follow its call.
+    assert verdict(put(1, "k", b"a", 1.0, 1.0)) is Verdict.OK
+    assert verdict(put(1, "k", b"a", 1.0, 1.0), get(2, "k", b"a", 1.0, 1.0), get(2, "k", b"a", 2.0, 2.0)) is Verdict.OK
+    # Still ordered against ops that end before it begins.
+    assert verdict(put(1, "k", b"a", 0.0, 0.5), get(2, "k", None, 1.0, 1.0)) is Verdict.ILLEGAL
+
+
 def test_concurrent_reads_may_see_either_side_of_a_write() -> None:
     assert verdict(
         put(1, "k", b"a", 0, 1),
