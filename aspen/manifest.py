@@ -158,5 +158,10 @@ class Manifest:
             execution_timeout_s=self.execution_timeout_secs,
         )
 
+    def info_mismatches(self, info: dict[str, Any]) -> list[str]:
+        """The identity fields ("name", "version") on which a module's plugin_info disagrees
+        with this manifest: an install refuses any, and the toolchain says so before one."""
+        return [f for f in ("name", "version") if str(info.get(f)) != getattr(self, f)]
+
     def replace(self, **changes: Any) -> Manifest:
         return replace(self, **changes)

@@ -73,9 +73,9 @@ class PluginHarness:
         try:
             plugin = runtime.load(code, m.sandbox_config(), host)
             info = plugin.info()
-            for name in ("name", "version"):
-                if info.get(name) != getattr(m, name):
-                    raise ValueError(f"plugin_info {name} is {info.get(name)!r}, the manifest says {getattr(m, name)!r}")
+            if mismatches := m.info_mismatches(info):
+                name = mismatches[0]
+                raise ValueError(f"plugin_info {name} is {info.get(name)!r}, the manifest says {getattr(m, name)!r}")
             if init:
                 plugin.init()
         except BaseException:

@@ -86,7 +86,7 @@ class PluginHandlers:
             info = await loop.run_in_executor(None, self._probe_info, wasm, manifest)
         except SandboxError as exc:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"wasm refused: {exc.code}: {exc.message}") from None
-        if info.get("name") != manifest.name or str(info.get("version")) != manifest.version:
+        if manifest.info_mismatches(info):
             raise AspenError(
                 ErrorCode.INVALID_REQUEST,
                 f"plugin_info says {info.get('name')} {info.get('version')}, the manifest says "

@@ -110,10 +110,9 @@ def _built_findings(project: Project, manifest: Manifest) -> list[Finding]:
         info = inspect_wasm(wasm, manifest)
     except ValueError as exc:
         return [*out, Finding(ERROR, f"{wasm_path.relative_to(project.root)}: {exc}")]
-    for field in ("name", "version"):
-        if info.get(field) != getattr(manifest, field):
-            out.append(Finding(ERROR, f"{wasm_path.name}: plugin_info {field} is {info.get(field)!r} but "
-                                      f"plugin.json says {getattr(manifest, field)!r} (the node refuses that install)"))
+    for field in manifest.info_mismatches(info):
+        out.append(Finding(ERROR, f"{wasm_path.name}: plugin_info {field} is {info.get(field)!r} but "
+                                  f"plugin.json says {getattr(manifest, field)!r} (the node refuses that install)"))
     return out
 
 

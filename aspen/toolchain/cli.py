@@ -86,10 +86,10 @@ def cmd_build(args: argparse.Namespace) -> None:
         info = inspect_wasm(wasm, manifest)
     except ValueError as exc:
         raise Failed(f"{wasm_path}: a node would refuse this module: {exc}") from None
-    for field in ("name", "version"):
-        if info.get(field) != getattr(manifest, field):
-            raise Failed(f"{wasm_path}: plugin_info {field} is {info.get(field)!r}, plugin.json says "
-                         f"{getattr(manifest, field)!r}")
+    if mismatches := manifest.info_mismatches(info):
+        field = mismatches[0]
+        raise Failed(f"{wasm_path}: plugin_info {field} is {info.get(field)!r}, plugin.json says "
+                     f"{getattr(manifest, field)!r}")
     print(f"✓ Built {wasm_path}")
     print(f"  {len(wasm):,} bytes, blake3 {signing.wasm_digest(wasm)}")
 
