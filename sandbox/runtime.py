@@ -215,6 +215,17 @@ class _Instance:
         self.alloc = self.funcs[abi.EXPORT_ALLOC]
         self.free = self.funcs.get(abi.EXPORT_FREE)
 
+    def copy_in(self, data: bytes) -> int:
+        """Copy bytes into a buffer the guest allocates (the ABI); returns its pointer. Every
+        plugin call's input and every data-returning host call pass through here."""
+        n = len(data)
+        ptr = self.alloc.call1(n) & _U32
+        try:
+            self.memory.write(ptr, data)
+        except IndexError as exc:
+            raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
+        return ptr
+
     def from_guest(self, packed: int) -> bytes | None:
         if packed == 0:
             return None
@@ -257,14 +268,7 @@ def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[
                 result = method(*[((args[2 * i] + _I32_BIAS) & _U32) - _I32_BIAS for i in range(nparams)])
             if has_result:
                 if isinstance(result, bytes):
-                    # Into a buffer the guest allocates (the ABI): every data-returning host call.
-                    n = len(result)
-                    ptr = inst.alloc.call1(n) & _U32
-                    try:
-                        inst.memory.write(ptr, result)
-                    except IndexError as exc:
-                        raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
-                    args[0] = (ptr << 32) | n
+                    args[0] = (inst.copy_in(result) << 32) | len(result)
                 else:
                     args[0] = int(result)
             return 0
@@ -438,18 +442,7 @@ class PluginInstance:
         stats.calls += 1
         started = perf_counter()
         try:
-            # The input goes into a buffer the guest allocates (the ABI); inlined, as this is
-            # every plugin call.
-            if payload is None:
-                packed = func.call()
-            else:
-                n = len(payload)
-                ptr = inst.alloc.call1(n) & _U32
-                try:
-                    inst.memory.write(ptr, payload)
-                except IndexError as exc:
-                    raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
-                packed = func.call2(ptr, n)
+            packed = func.call() if payload is None else func.call2(inst.copy_in(payload), len(payload))
             out = inst.from_guest(packed) if packed else None
         except (GuestTrap, GuestFault) as exc:
             self._on_trap(exc)
