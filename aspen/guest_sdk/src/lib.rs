@@ -14,7 +14,7 @@
 //!             ClientRpcRequest::Other(r) if r.type_name == "Hello" => {
 //!                 ClientRpcResponse::Custom(Response::new("HelloResult").with("node_id", get_node_id()))
 //!             }
-//!             other => ClientRpcResponse::error("UNHANDLED", format!("{} is not handled", other.type_name())),
+//!             other => ClientRpcResponse::unhandled("my-plugin", &other),
 //!         }
 //!     }
 //! }

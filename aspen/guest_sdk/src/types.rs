@@ -165,6 +165,11 @@ impl ClientRpcResponse {
         ClientRpcResponse::Error(error_response(code, message))
     }
 
+    /// The answer to a request type the plugin does not serve (the `other =>` arm of handle).
+    pub fn unhandled(plugin: &str, request: &ClientRpcRequest) -> ClientRpcResponse {
+        ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", plugin, request.type_name()))
+    }
+
     pub fn to_value(&self) -> Value {
         match self {
             ClientRpcResponse::Pong => Value::map(vec![("type", "Pong".into())]),

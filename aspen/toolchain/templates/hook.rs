@@ -69,7 +69,7 @@ impl AspenPlugin for Plugin {
                     Response::new("__CAMEL__StatsResult").with("last_event", last).with("seen", Value::Array(seen)),
                 )
             }
-            other => ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", NAME, other.type_name())),
+            other => ClientRpcResponse::unhandled(NAME, &other),
         }
     }
 }

@@ -52,7 +52,7 @@ impl AspenPlugin for Plugin {
                 Ok(deleted) => ClientRpcResponse::DeleteResult(DeleteResultResponse { deleted }),
                 Err(e) => ClientRpcResponse::Error(error_response("DELETE_FAILED", &e)),
             },
-            other => ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", NAME, other.type_name())),
+            other => ClientRpcResponse::unhandled(NAME, &other),
         }
     }
 }

@@ -69,7 +69,7 @@ impl AspenPlugin for Plugin {
                 }
                 Err(e) => ClientRpcResponse::Error(error_response("READ_FAILED", &e)),
             },
-            other => ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", NAME, other.type_name())),
+            other => ClientRpcResponse::unhandled(NAME, &other),
         }
     }
 }

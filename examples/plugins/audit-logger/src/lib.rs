@@ -85,7 +85,7 @@ impl AspenPlugin for Audit {
     fn handle(request: ClientRpcRequest) -> ClientRpcResponse {
         match request {
             ClientRpcRequest::Other(r) if r.type_name == "AuditStats" => stats(),
-            other => ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", NAME, other.type_name())),
+            other => ClientRpcResponse::unhandled(NAME, &other),
         }
     }
 }

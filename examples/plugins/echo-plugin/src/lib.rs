@@ -40,7 +40,7 @@ impl AspenPlugin for Echo {
     fn handle(request: ClientRpcRequest) -> ClientRpcResponse {
         match request {
             ClientRpcRequest::Other(r) if r.type_name == "Echo" => echo(&r),
-            other => ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", NAME, other.type_name())),
+            other => ClientRpcResponse::unhandled(NAME, &other),
         }
     }
 }

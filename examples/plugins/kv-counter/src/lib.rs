@@ -97,7 +97,7 @@ impl AspenPlugin for Counter {
                 Ok(deleted) => ClientRpcResponse::DeleteResult(DeleteResultResponse { deleted }),
                 Err(e) => ClientRpcResponse::Error(error_response("DELETE_FAILED", &e)),
             },
-            other => ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", NAME, other.type_name())),
+            other => ClientRpcResponse::unhandled(NAME, &other),
         }
     }
 }

@@ -136,7 +136,7 @@ impl AspenPlugin for Cleanup {
         match request {
             ClientRpcRequest::Other(r) if r.type_name == "PutWithTtl" => put_with_ttl(&r),
             ClientRpcRequest::Other(r) if r.type_name == "CleanupStats" => stats(),
-            other => ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", NAME, other.type_name())),
+            other => ClientRpcResponse::unhandled(NAME, &other),
         }
     }
 }
