@@ -64,13 +64,7 @@ class HostFunctions:
 
     def _key(self, ptr: int, length: int, what: str = "key") -> str | bytes:
         """A checked key (str), or the error result (bytes) to return."""
-        if ptr >= 0 and 0 <= length <= limits.KEY_MAX_BYTES and self.memory is not None:
-            try:  # _read inlined for the common case: every KV call passes through here
-                raw: bytes | None = self.memory.read(ptr, length)
-            except IndexError as exc:
-                raise GuestFault(str(exc)) from None
-        else:
-            raw = self._read(ptr, length, limits.KEY_MAX_BYTES)  # faults, or None when too long
+        raw = self._read(ptr, length, limits.KEY_MAX_BYTES)
         if raw is None:
             return _err(SandboxCode.KEY_TOO_LARGE, f"{what} is over {limits.KEY_MAX_BYTES} bytes")
         try:
