@@ -145,29 +145,17 @@ class RawFunc:
             slots[INT64S_PER_SLOT * i] = v
         return self._invoke()
 
-    # call1 and call2 repeat _invoke's body: they run several times per plugin call, and a
-    # Python call level costs about as much as the C call's argument handling.
-
     def call1(self, a: int) -> int:
         """call() for one argument: the allocator's shape, on every host-to-guest copy."""
-        slots = self._slots
-        slots[0] = a
-        error = _call_unchecked(self._ctx, self._func, self._vals_ref, self._n, self._trap_ref)
-        if error or self._trap.value:
-            trap, self._trap.value = self._trap.value, None
-            _raise_failure(error, trap)
-        return slots[0]
+        self._slots[0] = a
+        return self._invoke()
 
     def call2(self, a: int, b: int) -> int:
         """call() for (ptr, len): handle_request and the other exports that take input."""
         slots = self._slots
         slots[0] = a
         slots[2] = b
-        error = _call_unchecked(self._ctx, self._func, self._vals_ref, self._n, self._trap_ref)
-        if error or self._trap.value:
-            trap, self._trap.value = self._trap.value, None
-            _raise_failure(error, trap)
-        return slots[0]
+        return self._invoke()
 
 
 class RawMemory:
