@@ -1,18 +1,18 @@
-"""Thin wrappers over wasmtime's unchecked C API: the fast path for calls both ways.
+"""Thin wrappers over wasmtime's C API: the fast path for calls both ways.
 
-wasmtime-py's generic `Func.__call__` spends ~27 us a call looking up types in Python; the
-unchecked entry points take a preallocated array of raw values. We bind the few C functions
-we need once and call them with ctypes objects made once per instance (context, function, value
-array, trap cell): with `argtypes` unset ctypes hands those straight to C, where a declared
-`argtypes` converts every Python int on every call (0.67 us against 1.27 us a guest call).
-Type safety comes from the import and export signature checks done once at load
-(sandbox/runtime.py).
+wasmtime-py's generic `Func.__call__` spends ~27 us a call looking up types in Python. Calls
+into the guest go through sandbox/_guestcall.c instead: one C call per plugin call sets the
+fuel and the epoch deadline, copies the input in through aspen_alloc, runs the export through
+wasmtime_func_call_unchecked, copies the output out and frees it (through ctypes those were six
+foreign calls of 0.5 to 1 us each). Calls from the guest (host functions) are ctypes callbacks
+through the unchecked callback API, which hands us the raw value array. Type safety comes from
+the import and export signature checks done once at load (sandbox/runtime.py).
 
-Two libraries handles: calls that may run guest code go through the normal CDLL handle, which
-releases the GIL (a guest may run for seconds; the event loop must keep going). The short
-bookkeeping calls (fuel, epoch deadline, memory size) go through a PyDLL handle that keeps the
-GIL: releasing it costs a hand-off to whatever thread wants it next, and on a busy node that
-wait, not the call, is the price.
+The GIL is released while guest code runs (a guest may run for seconds; the event loop must
+keep going). The short bookkeeping calls made from Python (fuel and epoch deadline at
+instantiation, memory size) go through a PyDLL handle that keeps the GIL: releasing it costs a
+hand-off to whatever thread wants it next, and on a busy node that wait, not the call, is the
+price.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ import wasmtime
 from wasmtime import _bindings as _b
 from wasmtime import _ffi as ffi
 
+from sandbox import _guestcall
+
 # Same library, second handle: functions from it keep the GIL during the call (see above).
 _GIL_KEEPING = ctypes.PyDLL(_b.dll._name)
 
@@ -38,11 +40,9 @@ def _bind(name: str, restype: Any, argtypes: list[Any] | None, keep_gil: bool = 
     return func
 
 
-# argtypes None: every caller passes ctypes instances (c_void_p, c_size_t, c_uint64), never bare
-# ints, which ctypes would pass as 32-bit C ints.
-_call_unchecked = _bind("wasmtime_func_call_unchecked", c_void_p, None)
+# argtypes None: every caller passes ctypes instances (c_void_p, c_uint64), never bare ints,
+# which ctypes would pass as 32-bit C ints.
 _set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, None, keep_gil=True)
-_get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, None, keep_gil=True)
 _set_epoch_deadline = _bind("wasmtime_context_set_epoch_deadline", None, None, keep_gil=True)
 _memory_data = _bind("wasmtime_memory_data", c_void_p, [c_void_p, c_void_p], keep_gil=True)
 _memory_size = _bind("wasmtime_memory_data_size", c_size_t, [c_void_p, c_void_p], keep_gil=True)
@@ -85,7 +85,7 @@ def context_address(store: wasmtime.Store) -> int:
 class StoreContext:
     """A store's context pointer as a ctypes object, with the per-call limit setters."""
 
-    __slots__ = ("_deadline", "_fuel_in", "_fuel_out", "_fuel_out_ref", "address", "ptr")
+    __slots__ = ("_deadline", "_fuel_in", "address", "ptr")
 
     def __init__(self, store: wasmtime.Store) -> None:
         self.address = context_address(store)
@@ -93,8 +93,6 @@ class StoreContext:
         # Reused argument and result cells: no ctypes object is made per call.
         self._fuel_in = c_uint64()
         self._deadline = c_uint64()
-        self._fuel_out = c_uint64()
-        self._fuel_out_ref = ctypes.byref(self._fuel_out)
 
     def set_fuel(self, fuel: int) -> None:
         self._fuel_in.value = fuel
@@ -102,60 +100,77 @@ class StoreContext:
         if error:
             _raise_failure(error, None)
 
-    def fuel_left(self) -> int:
-        return 0 if _get_fuel(self.ptr, self._fuel_out_ref) else self._fuel_out.value
-
     def set_epoch_deadline(self, ticks: int) -> None:
         """`ticks` beyond the engine's current epoch."""
         self._deadline.value = ticks
         _set_epoch_deadline(self.ptr, self._deadline)
 
 
-class RawFunc:
-    """A guest export called through wasmtime_func_call_unchecked with a reused value array."""
+class _Site(ctypes.Structure):
+    """The C fast path's view of one instance: sandbox/_guestcall.c's CallSite, field for field."""
 
-    __slots__ = ("_ctx", "_func", "_keep", "_n", "_slots", "_trap", "_trap_ref", "_vals_ref")
+    _fields_ = [
+        ("call_unchecked", c_void_p), ("set_fuel", c_void_p), ("get_fuel", c_void_p),
+        ("set_epoch_deadline", c_void_p), ("memory_data", c_void_p), ("memory_size", c_void_p),
+        ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
+    ]
 
-    def __init__(self, func: wasmtime.Func, context: StoreContext, slots: int) -> None:
-        n = max(1, slots)
-        vals = (ffi.wasmtime_val_raw_t * n)()
-        self._keep = (func, vals)
-        self._ctx = context.ptr
-        self._func = c_void_p(addressof(func._func))
-        self._vals_ref = c_void_p(addressof(vals))
-        self._n = c_size_t(n)
-        # An int64 view of the value array: item access yields Python ints, no union objects.
-        self._slots = (c_int64 * (n * INT64S_PER_SLOT)).from_buffer(vals)
-        self._trap = c_void_p()
-        self._trap_ref = c_void_p(addressof(self._trap))
 
-    def _invoke(self) -> int:
-        error = _call_unchecked(self._ctx, self._func, self._vals_ref, self._n, self._trap_ref)
-        trap = self._trap.value
-        if error or trap:
-            self._trap.value = None
-            _raise_failure(error, trap)
-        return self._slots[0]
+assert ctypes.sizeof(_Site) == _guestcall.SITE_BYTES, "sandbox/_guestcall.c's CallSite and _Site disagree"
 
-    def call(self, *values: int) -> int:
-        """Call with i32/i64 arguments; returns the first result slot as i64 (0 when none)."""
-        slots = self._slots
-        slots[0] = 0
-        for i, v in enumerate(values):
-            slots[INT64S_PER_SLOT * i] = v
-        return self._invoke()
 
-    def call1(self, a: int) -> int:
-        """call() for one argument: the allocator's shape, on every host-to-guest copy."""
-        self._slots[0] = a
-        return self._invoke()
+def _address(func: Any) -> int:
+    return ctypes.cast(func, c_void_p).value or 0
 
-    def call2(self, a: int, b: int) -> int:
-        """call() for (ptr, len): handle_request and the other exports that take input."""
-        slots = self._slots
-        slots[0] = a
-        slots[2] = b
-        return self._invoke()
+
+# The functions the C path calls, from wasmtime-py's own library handle: the same library.
+_API = tuple(_address(_b.dll[name]) for name in (
+    "wasmtime_func_call_unchecked", "wasmtime_context_set_fuel", "wasmtime_context_get_fuel",
+    "wasmtime_context_set_epoch_deadline", "wasmtime_memory_data", "wasmtime_memory_data_size",
+))
+OK, TRAPPED, FAULT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT
+
+
+def func_address(func: wasmtime.Func) -> int:
+    """What CallSite.call takes to name an export."""
+    return addressof(func._func)
+
+
+class CallSite:
+    """One instance's calls into guest code, each a single C call (sandbox/_guestcall.c).
+
+    `call` sets the fuel and the epoch deadline, copies the input into a buffer from the guest's
+    aspen_alloc, runs the export, copies its output out and hands the buffer to aspen_free. It
+    returns (status, value, fuel_left): OK with the output bytes (None for no output), TRAPPED
+    with the (error, trap) addresses `failure` decodes, or FAULT with a message (the guest
+    broke the ABI: a pointer or length outside its memory or over `out_max`).
+    """
+
+    __slots__ = ("_keep", "_site", "address")
+
+    def __init__(self, context: StoreContext, memory: wasmtime.Memory, alloc: wasmtime.Func,
+                 free: wasmtime.Func | None, out_max: int) -> None:
+        self._keep = (memory, alloc, free)
+        self._site = _Site(*_API, context.address, addressof(memory._memory), func_address(alloc),
+                           func_address(free) if free is not None else None, out_max)
+        self.address = addressof(self._site)
+
+    def call(self, func: int, payload: bytes | None, fuel: int, ticks: int) -> tuple[int, Any, int]:
+        return _guestcall.call(self.address, func, payload, fuel, ticks)
+
+    def copy_in(self, data: bytes) -> tuple[int, Any]:
+        """Inside a call (a host function handing data back): (OK, pointer), TRAPPED or FAULT."""
+        return _guestcall.copy_in(self.address, data)
+
+
+def trap_of(addresses: tuple[int, int]) -> GuestTrap:
+    """The GuestTrap for a TRAPPED result's (error, trap) addresses (takes ownership of them)."""
+    error, trap = addresses
+    try:
+        _raise_failure(error, trap)
+    except GuestTrap as exc:
+        return exc
+    raise AssertionError("unreachable")
 
 
 class RawMemory:

@@ -31,12 +31,16 @@ from sandbox.host import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
 from sandbox.permissions import PluginConfig
 from sandbox.raw import (
+    FAULT,
+    OK,
+    CallSite,
     GuestTrap,
-    RawFunc,
     RawMemory,
     StoreContext,
     define_unchecked,
+    func_address,
     int64_view,
+    trap_of,
     trap_value,
 )
 
@@ -206,39 +210,26 @@ class _Instance:
         assert isinstance(memory, wasmtime.Memory)
         self.memory = RawMemory(memory, self.ctx)
         funcs.memory = self.memory
-        self.funcs: dict[str, RawFunc] = {}
-        for name, (params, results) in {**abi.LIFECYCLE_EXPORTS, abi.EXPORT_ALLOC: ((abi.I32,), (abi.I32,)),
-                                        abi.EXPORT_FREE: ((abi.I32, abi.I32), ())}.items():
+        # Export name -> the address CallSite.call takes; the Func objects stay alive with the store.
+        self.funcs: dict[str, int] = {}
+        self._exports: list[wasmtime.Func] = []
+        for name in abi.LIFECYCLE_EXPORTS:
             f = exports.get(name)
             if isinstance(f, wasmtime.Func):
-                self.funcs[name] = RawFunc(f, self.ctx, max(len(params), len(results)))
-        self.alloc = self.funcs[abi.EXPORT_ALLOC]
-        self.free = self.funcs.get(abi.EXPORT_FREE)
+                self._exports.append(f)
+                self.funcs[name] = func_address(f)
+        alloc, free = exports[abi.EXPORT_ALLOC], exports.get(abi.EXPORT_FREE)
+        assert isinstance(alloc, wasmtime.Func)
+        self.site = CallSite(self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
+                             limits.GUEST_OUTPUT_MAX_BYTES)
 
     def copy_in(self, data: bytes) -> int:
-        """Copy bytes into a buffer the guest allocates (the ABI); returns its pointer. Every
-        plugin call's input and every data-returning host call pass through here."""
-        n = len(data)
-        ptr = self.alloc.call1(n) & _U32
-        try:
-            self.memory.write(ptr, data)
-        except IndexError as exc:
-            raise GuestFault(f"aspen_alloc({n}) returned an unusable pointer {ptr}: {exc}") from None
-        return ptr
-
-    def from_guest(self, packed: int) -> bytes | None:
-        if packed == 0:
-            return None
-        ptr, n = (packed >> 32) & 0xFFFFFFFF, packed & 0xFFFFFFFF
-        if n > limits.GUEST_OUTPUT_MAX_BYTES:
-            raise GuestFault(f"guest returned a buffer of {n} bytes, over {limits.GUEST_OUTPUT_MAX_BYTES}")
-        try:
-            data = self.memory.read(ptr, n)
-        except IndexError as exc:
-            raise GuestFault(f"guest returned a buffer outside its memory: {exc}") from None
-        if self.free is not None:
-            self.free.call2(ptr, n)
-        return data
+        """Copy bytes into a buffer the guest allocates (the ABI); returns its pointer. For host
+        functions that hand data back, inside a call."""
+        status, value = self.site.copy_in(data)
+        if status == OK:
+            return value
+        raise GuestFault(value) if status == FAULT else trap_of(value)
 
 
 _U32 = 0xFFFFFFFF
@@ -434,22 +425,16 @@ class PluginInstance:
         func = inst.funcs.get(export)
         if func is None:
             raise SandboxError(SandboxCode.MISSING_EXPORT, f"plugin does not export {export}")
-        ctx = inst.ctx
         fuel = self._fuel_limit
-        ctx.set_fuel(fuel)
-        ctx.set_epoch_deadline(self._timeout_ticks if timeout_s is None else max(1, int(timeout_s / limits.EPOCH_TICK_S)))
+        ticks = self._timeout_ticks if timeout_s is None else max(1, int(timeout_s / limits.EPOCH_TICK_S))
         stats = self.stats
         stats.calls += 1
         started = perf_counter()
-        try:
-            packed = func.call() if payload is None else func.call2(inst.copy_in(payload), len(payload))
-            out = inst.from_guest(packed) if packed else None
-        except (GuestTrap, GuestFault) as exc:
-            self._on_trap(exc)
-            raise AssertionError("unreachable") from None
-        finally:
-            stats.fuel_used += fuel - ctx.fuel_left()
-            stats.latencies_s.append(perf_counter() - started)
+        status, out, fuel_left = inst.site.call(func, payload, fuel, ticks)
+        stats.latencies_s.append(perf_counter() - started)
+        stats.fuel_used += fuel - fuel_left
+        if status != OK:
+            self._on_trap(GuestFault(out) if status == FAULT else trap_of(out))
         return out
 
     def _on_trap(self, exc: Exception) -> None:
