@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
-
-from storage.errors import AspenError
 
 if TYPE_CHECKING:
     from aspen.node import AspenNode
@@ -83,28 +80,11 @@ class Metrics:
         # Bounded label cardinality: a client can send any type name; only known ones get a label.
         return rtype if rtype in self._known_types or rtype in self._plugin_types() else "other"
 
-    def wrap(self, handler: Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
-             ) -> Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]:
-        async def measured(request: dict[str, Any]) -> dict[str, Any]:
-            label = self._label(request["type"])
-            started = time.perf_counter()
-            outcome = "ok"
-            try:
-                response = await handler(request)
-                if response.get("type") == "Error":
-                    outcome = str(response.get("code", "error"))[:64]
-                return response
-            except AspenError as exc:
-                outcome = str(exc.code)[:64]
-                raise
-            except Exception:
-                outcome = "INTERNAL"
-                raise
-            finally:
-                self.requests.labels(label, outcome).inc()
-                self.latency.labels(label).observe(time.perf_counter() - started)
-
-        return measured
+    def observe(self, rtype: str, outcome: str, seconds: float) -> None:
+        """One answered request (the server calls this for every request it answers)."""
+        label = self._label(rtype)
+        self.requests.labels(label, outcome).inc()
+        self.latency.labels(label).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

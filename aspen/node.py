@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
 from aspen.plugins.handlers import PluginHandlers
 from aspen.plugins.manager import PluginManager
-from aspen.server import Server
+from aspen.server import Finish, Server, Token
 from cluster import RaftConfig, ReplicatedNode
 from storage.blobs import BlobStore
 from storage.errors import AspenError, ErrorCode
@@ -159,24 +160,26 @@ class AspenNode:
 
     # -- serving ---------------------------------------------------------------------------
 
-    async def handler(self, request: dict[str, Any]) -> dict[str, Any]:
+    def dispatch(self, request: dict[str, Any], finish: Finish, token: Token) -> Awaitable[dict[str, Any]] | None:
         """Route a request: a plugin that owns the key's namespace, else the native handler,
-        else the first plugin by priority that handles the type (aspen/plugins/manager.py)."""
+        else the first plugin by priority that handles the type (aspen/plugins/manager.py).
+        A plugin request is handed to the plugin's worker, which answers through `finish`."""
         rtype = request["type"]
         native = self.table.get(rtype)
         plugin = self.plugins.route(rtype, request, native is not None)
         if plugin is not None:
-            return await self.plugins.handle(plugin, request)
+            return self.plugins.handle(plugin, request, finish, token)
         if native is None:
             raise AspenError(ErrorCode.UNKNOWN_REQUEST, f"no native handler and no plugin handles {rtype!r}")
-        return await native(request)
+        return native(request)
 
     async def start(self) -> None:
         await self.replicated.start()
         await self.plugins.start()
         host, port = split_addr(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
-        self.server = Server(self.metrics.wrap(self.handler), host, port, cookie=cookie, node_id=self.cfg.node_id)
+        self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
+                             observe=self.metrics.observe)
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.metrics_listen:

@@ -10,6 +10,12 @@ transport's high-water mark pauses us, and we stop reading new requests until it
 
 Writes are coalesced: responses completed in one event-loop turn leave in one writev, which
 is most of the difference between a syscall per response and ~10k+ requests/s.
+
+Requests reach the node through `dispatch(request, finish, token)`, which either returns an
+awaitable (run as a task; its result or exception is the answer) or takes the request itself
+and calls `finish(token, response, error)` later, on the loop, exactly once. The second form is
+how plugin calls travel: handed to the plugin's worker thread and answered from its batch, with
+no task, future or coroutine per request (that machinery cost more than the guest call).
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from time import perf_counter
 from typing import Any
 
 from aspen.auth import CLIENT_CONTEXT, NONCE_BYTES, SERVER_CONTEXT, Cookie, new_nonce
@@ -26,11 +33,20 @@ from storage.errors import AspenError, Error, ErrorCode
 log = logging.getLogger("aspen.server")
 
 RequestHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+Token = tuple[int, str, float]  # request id, type, start time: what finish needs to answer and measure
+Finish = Callable[[Token, "dict[str, Any] | None", "BaseException | None"], None]
+Dispatch = Callable[[dict[str, Any], Finish, Token], "Awaitable[dict[str, Any]] | None"]
+Observe = Callable[[str, str, float], None]  # request type, outcome ("ok" or an error code), seconds
 
 HANDSHAKE_TIMEOUT_S = 5.0
 CONNECTIONS_MAX = 1024
 IN_FLIGHT_MAX = 1024
 ID_MAX = 2**64 - 1
+
+
+def awaiting(handler: RequestHandler) -> Dispatch:
+    """A Dispatch for a handler that answers every request with an awaitable."""
+    return lambda request, finish, token: handler(request)
 
 
 def error_frame(request_id: int, code: ErrorCode, message: str, **details: Any) -> bytes:
@@ -167,9 +183,16 @@ class _Connection(asyncio.Protocol):
             )
             return
         self.in_flight += 1
-        task = self.loop.create_task(self._run(request_id, message))
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        token = (request_id, rtype, perf_counter())
+        try:
+            pending = self.server.dispatch(message, self._finish, token)
+        except Exception as exc:  # refused before any work: answered like an awaited failure
+            self._finish(token, None, exc)
+            return
+        if pending is not None:
+            task = self.loop.create_task(self._run(token, pending))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
 
     def _on_auth(self, message: dict[str, Any]) -> None:
         cookie = self.server.cookie
@@ -193,20 +216,25 @@ class _Connection(asyncio.Protocol):
 
     # -- requests --------------------------------------------------------------------------
 
-    async def _run(self, request_id: int, message: dict[str, Any]) -> None:
+    async def _run(self, token: Token, pending: Awaitable[dict[str, Any]]) -> None:
         try:
-            response = await self.server.handler(message)
-            response["id"] = request_id  # the handler hands the response map over to us
-            frame = encode_frame(response)
-        except AspenError as exc:
-            frame = error_frame(request_id, exc.code, exc.message, **exc.error.details)
+            response = await pending
         except asyncio.CancelledError:
             raise  # the server is stopping
-        except Exception:
-            log.exception("request %d (%s) failed", request_id, message.get("type"))
-            frame = error_frame(request_id, ErrorCode.INTERNAL, f"internal error in request {request_id}; see node log")
+        except Exception as exc:
+            self._finish(token, None, exc)
+            return
+        self._finish(token, response, None)
+
+    def _finish(self, token: Token, response: dict[str, Any] | None, error: BaseException | None) -> None:
+        """Answer a request: its response map (which the server now owns) or its error."""
+        request_id, rtype, started = token
+        frame, outcome = _answer(request_id, rtype, response, error)
         self._write(frame)
         self.in_flight -= 1
+        observe = self.server.observe
+        if observe is not None:
+            observe(rtype, outcome, perf_counter() - started)
         if self.reading_paused:
             self._maybe_resume()
 
@@ -231,17 +259,36 @@ class _Connection(asyncio.Protocol):
             self.transport.writelines(out)  # one writev, no join copy of large frames
 
 
-class Server:
-    """Serves docs/PROTOCOL.md on host:port; `handler(request)` answers each request.
+def _answer(request_id: int, rtype: str, response: dict[str, Any] | None,
+            error: BaseException | None) -> tuple[bytes, str]:
+    """The response frame and the outcome to observe ("ok" or an error code)."""
+    if error is None and response is not None:
+        try:
+            response["id"] = request_id
+            frame = encode_frame(response)
+            if response.get("type") == "Error":
+                return frame, str(response.get("code", "error"))[:64]
+            return frame, "ok"
+        except Exception as exc:
+            error = exc
+    if isinstance(error, AspenError):
+        return error_frame(request_id, error.code, error.message, **error.error.details), str(error.code)[:64]
+    log.error("request %d (%s) failed", request_id, rtype, exc_info=error)
+    return error_frame(request_id, ErrorCode.INTERNAL, f"internal error in request {request_id}; see node log"), "INTERNAL"
 
-    The handler receives the request map without its "id" and returns the response map (the
-    server adds the id and owns the map from then on) or raises AspenError. Any other
-    exception becomes INTERNAL, logged with the request id; the connection stays up.
+
+class Server:
+    """Serves docs/PROTOCOL.md on host:port; `dispatch` answers each request (module docstring).
+
+    Dispatch receives the request map without its "id"; the answer is the response map (the
+    server adds the id and owns the map from then on) or an AspenError. Any other exception
+    becomes INTERNAL, logged with the request id; the connection stays up. `observe`, when
+    given, is told each request's type, outcome and duration.
     """
 
     def __init__(
         self,
-        handler: RequestHandler,
+        dispatch: Dispatch,
         host: str,
         port: int,
         *,
@@ -250,10 +297,12 @@ class Server:
         connections_max: int = CONNECTIONS_MAX,
         in_flight_max: int = IN_FLIGHT_MAX,
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
+        observe: Observe | None = None,
     ) -> None:
         if connections_max < 1 or in_flight_max < 1 or handshake_timeout_s <= 0:
             raise ValueError("connections_max, in_flight_max and handshake_timeout_s must be positive")
-        self.handler = handler
+        self.dispatch = dispatch
+        self.observe = observe
         self.host = host
         self.port = port
         self.cookie = cookie

@@ -6,14 +6,19 @@ flight a plugin pays one thread switch per batch, not per request. (Handing each
 soon as it is ready was measured slower: the woken loop and the worker then trade the GIL on
 every guest call: 18 against 10 us of CPU a Ping, measured in one process at 64 in flight.)
 
-The wake-up is a plain Lock the idle worker blocks on, released by submit only when the worker
+The wake-up is a plain Lock the idle worker blocks on, released by post only when the worker
 is idle: a Condition allocates a waiter lock on every wait and takes its own lock twice.
-Bounded: past `queue_max` queued calls, submit refuses with OVERLOADED.
+Bounded: past `queue_max` queued calls, post refuses with OVERLOADED.
+
+A call's result goes to `done(token, result, error)` on the loop: a request's answer is written
+from there without a future, task or coroutine per call (aspen/server.py's Dispatch); `submit`
+is the same call awaited through a future, for everything else.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -22,8 +27,10 @@ from typing import Any
 from storage.errors import AspenError, ErrorCode
 
 QUEUE_MAX = 1024
-Call = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
-Outcome = tuple["asyncio.Future[Any]", Any, BaseException | None]
+Done = Callable[[Any, Any, "BaseException | None"], None]  # done(token, result, error), on the loop
+Call = tuple[Callable[..., Any], tuple[Any, ...], Done, Any]
+Outcome = tuple[Done, Any, Any, "BaseException | None"]
+log = logging.getLogger("aspen.plugins")
 
 
 class PluginWorker:
@@ -43,17 +50,21 @@ class PluginWorker:
     def pending(self) -> int:
         return len(self._queue)
 
-    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        fut: asyncio.Future[Any] = self._loop.create_future()
+    def post(self, fn: Callable[..., Any], args: tuple[Any, ...], done: Done, token: Any) -> None:
+        """Queue fn(*args); `done(token, result, error)` runs on the loop once it has run."""
         with self._mutex:
             if self._closed:
                 raise AspenError(ErrorCode.UNAVAILABLE, f"plugin {self.name} was unloaded")
             if len(self._queue) >= self._queue_max:
                 raise AspenError(ErrorCode.OVERLOADED, f"plugin {self.name} has {self._queue_max} calls queued")
-            self._queue.append((fn, args, fut))
+            self._queue.append((fn, args, done, token))
             if self._idle:
                 self._idle = False
                 self._wake.release()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
+        fut: asyncio.Future[Any] = self._loop.create_future()
+        self.post(fn, args, _resolve, fut)
         return fut
 
     def close(self) -> None:
@@ -80,11 +91,11 @@ class PluginWorker:
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             outcomes: list[Outcome] = []
-            for fn, args, fut in batch:
+            for fn, args, done, token in batch:
                 try:
-                    outcomes.append((fut, fn(*args), None))
-                except BaseException as exc:  # delivered to the awaiting request, never lost
-                    outcomes.append((fut, None, exc))
+                    outcomes.append((done, token, fn(*args), None))
+                except BaseException as exc:  # delivered to the waiting request, never lost
+                    outcomes.append((done, token, None, exc))
             try:
                 self._loop.call_soon_threadsafe(_settle, outcomes)
             except RuntimeError:  # the loop is closed: the node is shutting down
@@ -92,10 +103,17 @@ class PluginWorker:
 
 
 def _settle(outcomes: list[Outcome]) -> None:
-    for fut, result, exc in outcomes:
-        if fut.done():
-            continue
-        if exc is None:
-            fut.set_result(result)
-        else:
-            fut.set_exception(exc)
+    for done, token, result, exc in outcomes:
+        try:
+            done(token, result, exc)
+        except Exception:  # one failed answer must not cost the rest of the batch theirs
+            log.exception("a plugin call's completion failed")
+
+
+def _resolve(fut: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
+    if fut.done():  # cancelled by its awaiter meanwhile
+        return
+    if exc is None:
+        fut.set_result(result)
+    else:
+        fut.set_exception(exc)

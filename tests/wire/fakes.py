@@ -18,7 +18,7 @@ import msgpack
 
 from aspen import protocol as p
 from aspen.auth import Cookie
-from aspen.server import Server
+from aspen.server import Server, awaiting
 from storage.errors import AspenError, ErrorCode
 from storage.limits import SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
 
@@ -165,7 +165,7 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = Server(self.handler, "127.0.0.1", 0, cookie=Cookie(cookie) if cookie else None,
+        self.server = Server(awaiting(self.handler), "127.0.0.1", 0, cookie=Cookie(cookie) if cookie else None,
                              node_id=self.handler.node_id, **kwargs)
         self.call(self.server.start())
         self.handler.client_addr = self.addr
