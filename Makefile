@@ -6,7 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench clean wasm-toolchain
 
-$(STAMP): pyproject.toml
+# The install also compiles sandbox/_guestcall.c (gcc and the Python headers): a changed C file
+# rebuilds it.
+$(STAMP): pyproject.toml sandbox/_guestcall.c
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -31,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/plugin_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build *.egg-info sandbox/_guestcall*.so

@@ -451,7 +451,7 @@ class PluginInstance:
             )
         else:
             self.stats.traps += 1
-            error = SandboxError(SandboxCode.PLUGIN_TRAP, f"plugin trapped: {str(exc).splitlines()[0][:500]}")
+            error = SandboxError(SandboxCode.PLUGIN_TRAP, f"plugin trapped: {_trap_cause(str(exc))[:500]}")
         self._inst = None  # the next call gets a clean instance
         now = time.monotonic()
         self._failures.append(now)
@@ -462,6 +462,16 @@ class PluginInstance:
             )
         log.warning("plugin %s: %s", self.config.name, error.message)
         raise error
+
+
+def _trap_cause(text: str) -> str:
+    """The line that says why: wasmtime puts a backtrace first and the cause after "Caused by:"."""
+    lines = [line.strip() for line in text.splitlines()]
+    if "Caused by:" in lines:
+        cause = [line for line in lines[lines.index("Caused by:") + 1:] if line]
+        if cause:
+            return cause[0]
+    return lines[0] if lines else "no message"
 
 
 def _error_response(code: SandboxCode | str, message: str) -> dict[str, Any]:

@@ -18,7 +18,7 @@ import msgpack
 
 from aspen import protocol as p
 from aspen.auth import Cookie
-from aspen.server import Server, awaiting
+from aspen.server import Dispatch, Server, awaiting
 from storage.errors import AspenError, ErrorCode
 from storage.limits import SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
 
@@ -160,12 +160,13 @@ class DictHandler:
 class ServerThread:
     """A real aspen.server.Server on its own event loop thread (so sync code can use it)."""
 
-    def __init__(self, handler: DictHandler | None = None, cookie: str | None = COOKIE, **kwargs: Any) -> None:
+    def __init__(self, handler: DictHandler | None = None, cookie: str | None = COOKIE,
+                 dispatch: Dispatch | None = None, **kwargs: Any) -> None:
         self.handler = handler or DictHandler()
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = Server(awaiting(self.handler), "127.0.0.1", 0, cookie=Cookie(cookie) if cookie else None,
+        self.server = Server(dispatch or awaiting(self.handler), "127.0.0.1", 0, cookie=Cookie(cookie) if cookie else None,
                              node_id=self.handler.node_id, **kwargs)
         self.call(self.server.start())
         self.handler.client_addr = self.addr

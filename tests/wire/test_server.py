@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import socket
 import struct
+import threading
 import time
+from typing import Any
 
 import pytest
 
+from aspen.server import Finish, Token
+from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, ServerThread, closed_by_peer, connect, recv_frame, send_frame
 
 
@@ -254,3 +258,47 @@ def test_stop_closes_connections_and_cancels_requests() -> None:
 def test_bound_port_and_cookie_value(server: ServerThread) -> None:
     assert server.port > 0
     assert COOKIE not in repr(server.server.cookie)
+
+
+def test_requests_handed_on_are_answered_through_finish_and_observed() -> None:
+    """The plugin path's form of dispatch: the request goes to another thread, which answers
+    later through finish on the loop, in any order; refusals at dispatch and handed-on errors
+    are answered like awaited ones, and every answer is observed once."""
+    observed: list[tuple[str, str]] = []
+    handed: list[tuple[Finish, Token, dict[str, Any]]] = []
+    srv: ServerThread | None = None
+
+    def dispatch(request: dict[str, Any], finish: Finish, token: Token) -> Any:
+        if request["type"] == "Refused":
+            raise AspenError(ErrorCode.OVERLOADED, "queue full")
+        handed.append((finish, token, request))
+        if len(handed) == 4:  # answer all four from a thread, newest first, through the loop
+            def answer() -> None:
+                assert srv is not None
+                for fin, tok, req in reversed(handed):
+                    if req["n"] == 2:
+                        srv.loop.call_soon_threadsafe(fin, tok, None, AspenError(ErrorCode.TIMEOUT, "slow", applied="no"))
+                    elif req["n"] == 3:
+                        srv.loop.call_soon_threadsafe(fin, tok, None, RuntimeError("plugin bug"))
+                    else:
+                        srv.loop.call_soon_threadsafe(fin, tok, {"type": "Done", "n": req["n"]}, None)
+
+            threading.Thread(target=answer).start()
+        return None
+
+    srv = ServerThread(dispatch=dispatch, observe=lambda rtype, outcome, s: observed.append((rtype, outcome)))
+    try:
+        s = connect(srv.port)
+        send_frame(s, {"id": 9, "type": "Refused"})
+        assert recv_frame(s) == {"id": 9, "type": "Error", "code": "OVERLOADED", "message": "queue full"}
+        s.sendall(b"".join(_raw({"id": 10 + n, "type": "Handed", "n": n}) for n in range(4)))
+        replies = {r["id"]: r for r in (recv_frame(s) for _ in range(4))}
+        assert replies[10] == {"id": 10, "type": "Done", "n": 0} and replies[11]["n"] == 1
+        assert replies[12]["code"] == "TIMEOUT" and replies[12]["applied"] == "no"
+        assert replies[13]["code"] == "INTERNAL" and "13" in replies[13]["message"]
+        send_frame(s, {"id": 20, "type": "Refused"})  # the connection is still served
+        assert recv_frame(s)["id"] == 20
+        assert sorted(observed) == sorted([("Refused", "OVERLOADED"), ("Handed", "ok"), ("Handed", "ok"),
+                                           ("Handed", "TIMEOUT"), ("Handed", "INTERNAL"), ("Refused", "OVERLOADED")])
+    finally:
+        srv.close()

@@ -1,0 +1,134 @@
+"""The C call path (sandbox/_guestcall.c) at its edges: every pointer and length a guest hands
+back is checked against its memory exactly, a broken ABI is a trap with a message that says
+what broke, and the next call runs on a clean instance."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+import wasmtime
+
+from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, limits
+from sandbox.raw import FAULT, OK, TRAPPED, func_address, trap_of
+from tests.sandbox.guests import ALLOC, info_export, wat_bytes
+
+PAGE = 65536
+PONG = msgpack.packb({"type": "Pong"})
+
+
+def _plugin(runtime: Runtime, host: InMemoryHost, handle: str, alloc: str = ALLOC, extra: str = "",
+            imports: str = "", perms: Permissions | None = None):  # type: ignore[no-untyped-def]
+    wat = f"""(module {imports} (memory (export "memory") 2) {alloc} {info_export()}
+      (func (export "handle_request") (param $p i32) (param $n i32) (result i64) {handle}) {extra})"""
+    plugin = runtime.load(wasmtime.wat2wasm(wat), PluginConfig("edge", perms or Permissions()), host)
+    plugin.init()
+    return plugin
+
+
+def _returning(ptr: int, n: int) -> str:
+    return f"(i64.const {(ptr << 32) | n})"
+
+
+def test_output_ending_exactly_at_the_end_of_memory_is_read(runtime: Runtime, host: InMemoryHost) -> None:
+    at = 2 * PAGE - len(PONG)
+    plugin = _plugin(runtime, host, _returning(at, len(PONG)), extra=f'(data (i32.const {at}) "{wat_bytes(PONG)}")')
+    assert plugin.handle_request({"type": "X"}) == {"type": "Pong"}
+
+
+def test_output_one_byte_past_memory_is_a_trap_naming_the_range(runtime: Runtime, host: InMemoryHost) -> None:
+    at = 2 * PAGE - len(PONG) + 1
+    plugin = _plugin(runtime, host, _returning(at, len(PONG)))
+    resp = plugin.handle_request({"type": "X"})
+    assert resp["code"] == "PLUGIN_TRAP"
+    assert f"guest range [{at}, {at}+{len(PONG)}) is outside memory of {2 * PAGE} bytes" in resp["message"]
+    assert plugin.stats.traps == 1
+
+
+def test_output_over_the_limit_is_refused_before_any_read(runtime: Runtime, host: InMemoryHost) -> None:
+    n = limits.GUEST_OUTPUT_MAX_BYTES + 1
+    plugin = _plugin(runtime, host, _returning(0, n))
+    resp = plugin.handle_request({"type": "X"})
+    assert resp["code"] == "PLUGIN_TRAP" and f"buffer of {n} bytes, over {limits.GUEST_OUTPUT_MAX_BYTES}" in resp["message"]
+
+
+@pytest.mark.parametrize(("returned", "fits"), [(0, False), (2 * PAGE - 64, True), (2 * PAGE - 63, False), (-1, False)])
+def test_allocator_pointer_is_checked_for_the_whole_input(runtime: Runtime, host: InMemoryHost, returned: int,
+                                                          fits: bool) -> None:
+    # The request packs to exactly 64 bytes: a pointer 64 bytes before the end just fits.
+    request = {"type": "X", "pad": "p" * 50}
+    assert len(msgpack.packb(request)) == 64
+    alloc = f'(func (export "aspen_alloc") (param i32) (result i32) (i32.const {returned}))'
+    pong = f'(data (i32.const 256) "{wat_bytes(PONG)}")'
+    plugin = _plugin(runtime, host, _returning(256, len(PONG)), alloc=alloc, extra=pong)
+    resp = plugin.handle_request(request)
+    if fits:
+        assert resp == {"type": "Pong"}
+    else:
+        assert resp["code"] == "PLUGIN_TRAP"
+        assert f"aspen_alloc(64) returned an unusable pointer {returned & 0xFFFFFFFF}" in resp["message"]
+
+
+def test_input_arrives_intact_where_the_allocator_said(runtime: Runtime, host: InMemoryHost) -> None:
+    # Echo: the guest answers with its own input buffer, so the bytes must be the request's.
+    plugin = _plugin(runtime, host, "(i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) "
+                                    "(i64.extend_i32_u (local.get $n)))")
+    for size in (0, 1, 100, 70_000):
+        request = {"type": "Echo", "data": b"\xab" * size}
+        assert plugin.handle_request(request) == request
+
+
+def test_a_trap_in_aspen_free_fails_the_call_and_the_next_call_is_clean(runtime: Runtime, host: InMemoryHost) -> None:
+    # A request over 20 bytes is answered from a copy at 768, which aspen_free refuses to free.
+    free = '(func (export "aspen_free") (param $p i32) (param i32) (if (i32.eq (local.get $p) (i32.const 768)) (then unreachable)))'
+    handle = (f"(if (result i64) (i32.gt_u (local.get $n) (i32.const 20)) (then {_returning(768, len(PONG))}) "
+              f"(else {_returning(256, len(PONG))}))")
+    pong = wat_bytes(PONG)
+    plugin = _plugin(runtime, host, handle, extra=f'{free} (data (i32.const 256) "{pong}") (data (i32.const 768) "{pong}")')
+    resp = plugin.handle_request({"type": "X", "pad": "p" * 30})
+    assert resp["code"] == "PLUGIN_TRAP" and "unreachable" in resp["message"]
+    assert plugin.handle_request({"type": "X"}) == {"type": "Pong"}  # on a fresh instance
+    assert plugin.stats.instantiations == 2
+
+
+def test_a_host_function_result_into_a_broken_allocator_traps_naming_the_function(
+        runtime: Runtime, host: InMemoryHost) -> None:
+    host.kv["k:a"] = b"value"
+    imports = '(import "aspen" "kv_get_value" (func $kv_get_value (param i32 i32) (result i64)))'
+    # The first allocation (the request) succeeds; the second (kv_get_value's result) returns a
+    # pointer past the end of memory.
+    alloc = """(global $calls (mut i32) (i32.const 0))
+      (func (export "aspen_alloc") (param i32) (result i32)
+        (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+        (if (result i32) (i32.eq (global.get $calls) (i32.const 1)) (then (i32.const 4096)) (else (i32.const 200000))))"""
+    plugin = _plugin(runtime, host, f"(drop (call $kv_get_value (i32.const 1024) (i32.const 3))) {_returning(256, 1)}",
+                     alloc=alloc, extra='(data (i32.const 1024) "k:a")', imports=imports,
+                     perms=Permissions(kv_read=True))
+    resp = plugin.handle_request({"type": "X"})
+    assert resp["code"] == "PLUGIN_TRAP"
+    assert "kv_get_value: aspen_alloc(" in resp["message"]
+    assert "returned an unusable pointer 200000" in resp["message"]
+
+
+def test_fuel_used_is_what_the_call_consumed(runtime: Runtime, host: InMemoryHost) -> None:
+    spin = "(local $i i32) (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1))) " \
+           "(br_if $l (i32.lt_u (local.get $i) (i32.const 10000)))) (i64.const 0)"
+    plugin = _plugin(runtime, host, spin)
+    before = plugin.stats.fuel_used
+    plugin.handle_request({"type": "X"})
+    used = plugin.stats.fuel_used - before
+    assert 10_000 < used < 200_000  # a few instructions per iteration, plus alloc and the call
+
+
+def test_call_site_status_codes(runtime: Runtime, host: InMemoryHost) -> None:
+    plugin = _plugin(runtime, host, "unreachable", extra='(func (export "noop") (result i64) (i64.const 0))')
+    inst = plugin._inst
+    assert inst is not None
+    noop = inst.instance.exports(inst.store)["noop"]
+    assert isinstance(noop, wasmtime.Func)
+    assert inst.site.call(func_address(noop), None, 1_000_000, 100)[:2] == (OK, None)
+    status, value, _ = inst.site.call(inst.funcs["handle_request"], b"\x80", 1_000_000, 100)
+    assert status == TRAPPED and trap_of(value).trap_code == wasmtime.TrapCode.UNREACHABLE
+    status, value, left = inst.site.call(inst.funcs["handle_request"], b"\x80", 0, 100)
+    assert status == TRAPPED and left == 0  # no fuel at all: the allocator cannot even start
+    assert trap_of(value).trap_code == wasmtime.TrapCode.OUT_OF_FUEL
+    assert FAULT not in (OK, TRAPPED)
