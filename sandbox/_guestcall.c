@@ -18,6 +18,7 @@ Host functions called by the guest take it themselves (ctypes callbacks do).
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 typedef struct {
@@ -86,8 +87,81 @@ static CallSite *site_of(PyObject *address) {
     return site;
 }
 
+/* What one call did, filled in without the GIL. */
+typedef struct {
+    int status;          /* OK, TRAPPED or FAULT */
+    void *error, *trap;  /* TRAPPED */
+    int fault;           /* FAULT: which check failed */
+    uint32_t ptr, n;     /* the pointer and length the fault is about */
+    size_t size;         /* memory size at the fault */
+    char *out;           /* OK: a malloc'd copy of the output, or NULL for none */
+    uint32_t out_n;
+} Outcome;
+
+enum { BAD_ALLOC_POINTER = 1, OUTPUT_TOO_LARGE, OUTPUT_OUTSIDE, NO_HOST_MEMORY };
+
+static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_t in_n, Outcome *o) {
+    val_raw vals[2] = {{0, 0}, {0, 0}};
+    if (in != NULL) {
+        vals[0].lo = (uint64_t)(uint32_t)in_n;
+        o->error = site->call_unchecked(site->ctx, site->alloc, vals, 2, &o->trap);
+        if (o->error != NULL || o->trap != NULL) {
+            o->status = TRAPPED;
+            return;
+        }
+        uint32_t ptr = (uint32_t)vals[0].lo;
+        uint8_t *base = site->memory_data(site->ctx, site->mem);
+        size_t size = site->memory_size(site->ctx, site->mem);
+        if (ptr == 0 || base == NULL || (uint64_t)ptr + (uint64_t)in_n > size) {
+            *o = (Outcome){.status = FAULT, .fault = BAD_ALLOC_POINTER, .ptr = ptr, .n = (uint32_t)in_n, .size = size};
+            return;
+        }
+        memcpy(base + ptr, in, (size_t)in_n);
+        vals[0].lo = ptr;
+        vals[1].lo = (uint64_t)(uint32_t)in_n;
+    }
+    o->error = site->call_unchecked(site->ctx, func, vals, 2, &o->trap);
+    if (o->error != NULL || o->trap != NULL) {
+        o->status = TRAPPED;
+        return;
+    }
+    uint64_t packed = vals[0].lo;
+    if (packed == 0)
+        return;
+    uint32_t ptr = (uint32_t)(packed >> 32), n = (uint32_t)packed;
+    if (n > site->out_max) {
+        *o = (Outcome){.status = FAULT, .fault = OUTPUT_TOO_LARGE, .ptr = ptr, .n = n};
+        return;
+    }
+    uint8_t *base = site->memory_data(site->ctx, site->mem);
+    size_t size = site->memory_size(site->ctx, site->mem);
+    if (base == NULL || (uint64_t)ptr + n > size) {
+        *o = (Outcome){.status = FAULT, .fault = OUTPUT_OUTSIDE, .ptr = ptr, .n = n, .size = size};
+        return;
+    }
+    o->out = malloc(n ? n : 1);
+    if (o->out == NULL) {
+        *o = (Outcome){.status = FAULT, .fault = NO_HOST_MEMORY, .n = n};
+        return;
+    }
+    memcpy(o->out, base + ptr, n);
+    o->out_n = n;
+    if (site->free != NULL) {
+        vals[0].lo = ptr;
+        vals[1].lo = n;
+        o->error = site->call_unchecked(site->ctx, site->free, vals, 2, &o->trap);
+        if (o->error != NULL || o->trap != NULL) {
+            free(o->out);
+            o->out = NULL;
+            o->status = TRAPPED;
+        }
+    }
+}
+
 /* call(site, func, payload | None, fuel, ticks) -> (status, value, fuel_left)
-   OK: value is the output bytes or None. TRAPPED: (error, trap) addresses. FAULT: a message. */
+   OK: value is the output bytes or None. TRAPPED: (error, trap) addresses. FAULT: a message.
+   The GIL is released once for the whole call: input copy, export and output copy (the
+   payload is an immutable bytes object we hold a reference to, so reading it needs no GIL). */
 static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "call(site, func, payload, fuel, ticks)");
@@ -106,68 +180,54 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
         PyErr_SetString(PyExc_TypeError, "payload: bytes or None");
         return NULL;
     }
-    PyObject *result = NULL;
-    void *trap;
     void *error = site->set_fuel(site->ctx, fuel);
     if (error != NULL)
         return Py_BuildValue("(i(KK)K)", TRAPPED, (unsigned long long)(uintptr_t)error, 0ULL, 0ULL);
     site->set_epoch_deadline(site->ctx, ticks);
 
-    val_raw vals[2] = {{0, 0}, {0, 0}};
-    if (payload != Py_None) {
-        Py_ssize_t n = PyBytes_GET_SIZE(payload);
-        uint32_t ptr = 0;
-        result = copy_in(site, PyBytes_AS_STRING(payload), n, &ptr);
-        if (result == NULL) {
-            vals[0].lo = ptr;
-            vals[1].lo = (uint64_t)(uint32_t)n;
-        }
-    }
-    if (result == NULL) {
-        if (!enter(site, func, vals, &error, &trap)) {
-            result = trapped(error, trap);
-        } else {
-            uint64_t packed = vals[0].lo;
-            uint32_t ptr = (uint32_t)(packed >> 32), n = (uint32_t)packed;
-            if (packed == 0) {
-                result = Py_BuildValue("(iO)", OK, Py_None);
-            } else if (n > site->out_max) {
-                result = Py_BuildValue("(iN)", FAULT, PyUnicode_FromFormat(
-                    "guest returned a buffer of %u bytes, over %llu", n, (unsigned long long)site->out_max));
-            } else {
-                uint8_t *base = site->memory_data(site->ctx, site->mem);
-                size_t size = site->memory_size(site->ctx, site->mem);
-                if (base == NULL || (uint64_t)ptr + n > size) {
-                    result = Py_BuildValue("(iN)", FAULT, PyUnicode_FromFormat(
-                        "guest returned a buffer outside its memory: guest range [%u, %u+%u) is outside "
-                        "memory of %zu bytes", ptr, ptr, n, size));
-                } else {
-                    PyObject *out = PyBytes_FromStringAndSize((const char *)base + ptr, n);
-                    if (out == NULL)
-                        return NULL;
-                    if (site->free != NULL) {
-                        vals[0].lo = ptr;
-                        vals[1].lo = n;
-                        if (!enter(site, site->free, vals, &error, &trap)) {
-                            Py_DECREF(out);
-                            result = trapped(error, trap);
-                        }
-                    }
-                    if (result == NULL)
-                        result = Py_BuildValue("(iN)", OK, out);
-                }
-            }
-        }
-    }
-    if (result == NULL)
-        return NULL;
+    Outcome o = {0};
+    const char *in = payload == Py_None ? NULL : PyBytes_AS_STRING(payload);
+    Py_ssize_t in_n = payload == Py_None ? 0 : PyBytes_GET_SIZE(payload);
+    Py_BEGIN_ALLOW_THREADS
+    run_call(site, func, in, in_n, &o);
+    Py_END_ALLOW_THREADS
+
     uint64_t left = 0;
     if (site->get_fuel(site->ctx, &left) != NULL)
         left = 0; /* fuel is always enabled on our engines; an error here only skews the stat */
-    PyObject *status = PyTuple_GET_ITEM(result, 0), *value = PyTuple_GET_ITEM(result, 1);
-    PyObject *triple = Py_BuildValue("(OOK)", status, value, (unsigned long long)left);
-    Py_DECREF(result);
-    return triple;
+    unsigned long long fuel_left = (unsigned long long)left;
+    if (o.status == TRAPPED)
+        return Py_BuildValue("(i(KK)K)", TRAPPED, (unsigned long long)(uintptr_t)o.error,
+                             (unsigned long long)(uintptr_t)o.trap, fuel_left);
+    if (o.status == FAULT) {
+        PyObject *message;
+        switch (o.fault) {
+        case BAD_ALLOC_POINTER:
+            message = PyUnicode_FromFormat(
+                "aspen_alloc(%u) returned an unusable pointer %u: guest buffer [%u, %u+%u) is outside "
+                "memory of %zu bytes", o.n, o.ptr, o.ptr, o.ptr, o.n, o.size);
+            break;
+        case OUTPUT_TOO_LARGE:
+            message = PyUnicode_FromFormat("guest returned a buffer of %u bytes, over %llu", o.n,
+                                           (unsigned long long)site->out_max);
+            break;
+        case OUTPUT_OUTSIDE:
+            message = PyUnicode_FromFormat(
+                "guest returned a buffer outside its memory: guest range [%u, %u+%u) is outside "
+                "memory of %zu bytes", o.ptr, o.ptr, o.n, o.size);
+            break;
+        default:
+            return PyErr_NoMemory();
+        }
+        return Py_BuildValue("(iNK)", FAULT, message, fuel_left);
+    }
+    if (o.out == NULL)
+        return Py_BuildValue("(iOK)", OK, Py_None, fuel_left);
+    PyObject *out = PyBytes_FromStringAndSize(o.out, o.out_n);
+    free(o.out);
+    if (out == NULL)
+        return NULL;
+    return Py_BuildValue("(iNK)", OK, out, fuel_left);
 }
 
 /* copy_in(site, data) -> (status, value): OK with the guest pointer, TRAPPED or FAULT.
