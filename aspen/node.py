@@ -168,7 +168,8 @@ class AspenNode:
         native = self.table.get(rtype)
         plugin = self.plugins.route(rtype, request, native is not None)
         if plugin is not None:
-            return self.plugins.handle(plugin, request, finish, token)
+            self.plugins.handle(plugin, request, finish, token)
+            return None
         if native is None:
             raise AspenError(ErrorCode.UNKNOWN_REQUEST, f"no native handler and no plugin handles {rtype!r}")
         return native(request)

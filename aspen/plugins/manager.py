@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from aspen.server import Finish, Token
 from cluster import ReplicatedNode
 from cluster.events import Subscription
 from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
-from storage.errors import AspenError
+from storage.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.plugins")
 
@@ -103,6 +103,7 @@ class PluginManager:
         self._reconcile_lock = asyncio.Lock()
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._requests: set[asyncio.Task[None]] = set()  # requests waiting for a read barrier
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._delivering: set[str] = set()
         self._registry_events: Subscription | None = None
@@ -119,7 +120,7 @@ class PluginManager:
         self._reconcile_wanted.set()
 
     async def stop(self) -> None:
-        for task in self._tasks:
+        for task in [*self._tasks, *self._requests]:
             task.cancel()
         for handle in self._timers.values():
             handle.cancel()
@@ -271,15 +272,28 @@ class PluginManager:
         candidates = table.by_type.get(rtype)
         return candidates[0] if candidates else None
 
-    def handle(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token
-               ) -> Awaitable[dict[str, Any]] | None:
-        """Serve a request with a plugin (aspen/server.py's Dispatch): handed straight to its
-        worker, which answers through `finish`; a plugin that may read KV needs the read
-        barrier first, which is awaited, so it gets the awaitable form."""
+    def handle(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
+        """Serve a request with a plugin (aspen/server.py's Dispatch): handed to its worker,
+        which answers through `finish`. A plugin that may read KV gets the read barrier first:
+        awaited by a task of its own, which then hands the request on the same way (no future
+        and no second wake-up per request)."""
         if loaded.manifest.permissions.get("kv_read"):
-            return self._call(loaded, loaded.instance.handle_request, request)
-        loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
+            task = asyncio.get_running_loop().create_task(self._after_barrier(loaded, request, finish, token))
+            self._requests.add(task)
+            task.add_done_callback(self._requests.discard)
+        else:
+            loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
         return None
+
+    async def _after_barrier(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
+        try:
+            await self.node.barrier(self.timeout_s)
+            loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
+        except asyncio.CancelledError:
+            finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))
+            raise
+        except Exception as exc:  # the barrier timed out, or the worker refused: answered, never dropped
+            finish(token, None, exc)
 
     # -- timers ----------------------------------------------------------------------------
 
