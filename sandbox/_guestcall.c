@@ -1,4 +1,4 @@
-/* One plugin call in C: the fast path of sandbox/raw.py's RawCallSite.
+/* One plugin call in C: the fast path behind sandbox/raw.py's CallSite.
 
 A plugin call through ctypes makes six foreign calls (set fuel, set the epoch deadline,
 aspen_alloc, the export, aspen_free, read the fuel left), each 0.5 to 1 us of ctypes argument
@@ -11,9 +11,11 @@ ctypes and checks against SITE_BYTES. Checks are the same as the Python path's: 
 guest allocator returns must lie inside memory, the output buffer must lie inside memory and be
 at most out_max bytes. Traps and errors are handed back as addresses for Python to decode.
 
-The GIL is released around every entry into guest code (a guest may run until its epoch
-deadline; the event loop must keep going), and taken back before any Python object is touched.
-Host functions called by the guest take it themselves (ctypes callbacks do).
+The GIL is released while guest code runs (a guest may run until its epoch deadline; the event
+loop must keep going): once per call, around the input copy, the export and the output copy
+together, and taken back before any Python object is made. Host functions called by the guest
+take it themselves (ctypes callbacks do); copy_in, which they use, releases it around
+aspen_alloc.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
