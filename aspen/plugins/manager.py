@@ -288,6 +288,11 @@ class PluginManager:
     async def _after_barrier(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
         try:
             await self.node.barrier(self.timeout_s)
+            # An upgrade may have swapped the plugin in meanwhile and retired this instance:
+            # the request goes to the version serving now (old or new, never a failure).
+            current = self.table.plugins.get(loaded.manifest.name)
+            if current is not None and request["type"] in current.manifest.handles:
+                loaded = current
             loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
         except asyncio.CancelledError:
             finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))

@@ -69,12 +69,24 @@ def test_custom_request_type_and_unknown_types(shared_cluster: LocalCluster) -> 
         assert err.value.code == "UNKNOWN_REQUEST"
 
 
-def test_upgrade_under_load_never_fails_a_request(shared_cluster: LocalCluster) -> None:
+@pytest.mark.parametrize("reads_kv", [False, True], ids=["plain", "kv-reading"])
+def test_upgrade_under_load_never_fails_a_request(shared_cluster: LocalCluster, reads_kv: bool) -> None:
+    # A KV-reading plugin's request waits for a read barrier before it reaches the plugin: an
+    # upgrade that lands meanwhile must not strand it on the retired version.
+    name, rtype = ("up-kv", "UpKvPing") if reads_kv else ("up", "UpPing")
+
+    def version(v: str) -> tuple[bytes, dict]:
+        if not reads_kv:
+            return plugin(name, v, {"type": "V", "v": int(v[0])}), manifest(name, v, [rtype])
+        wasm = plugin(name, v, {"type": "V", "v": int(v[0])}, imports=("kv_get_value",), strings=(b"upkv:k",),
+                      handle="(drop (call $kv_get_value $s0))")
+        return wasm, manifest(name, v, [rtype], kv_prefixes=["upkv:"], permissions={"kv_read": True})
+
     with shared_cluster.client() as c:
-        install(c, plugin("up", "1.0.0", {"type": "V", "v": 1}), manifest("up", "1.0.0", ["UpPing"]))
+        install(c, *version("1.0.0"))
     for nid in shared_cluster.nodes:
         with shared_cluster.client([nid], discover_leader=False) as cn:
-            eventually(lambda cn=cn: cn.request("UpPing")["v"] == 1)
+            eventually(lambda cn=cn: cn.request(rtype)["v"] == 1)
     failures: list[Exception] = []
     seen: set[int] = set()
     stop = threading.Event()
@@ -83,7 +95,7 @@ def test_upgrade_under_load_never_fails_a_request(shared_cluster: LocalCluster) 
         with shared_cluster.client([nid], discover_leader=False) as cn:
             while not stop.is_set():
                 try:
-                    seen.add(cn.request("UpPing")["v"])
+                    seen.add(cn.request(rtype)["v"])
                 except Exception as exc:  # every request must be served by v1 or v2
                     failures.append(exc)
 
@@ -92,11 +104,11 @@ def test_upgrade_under_load_never_fails_a_request(shared_cluster: LocalCluster) 
         t.start()
     time.sleep(0.5)
     with shared_cluster.client() as c:
-        r = install(c, plugin("up", "2.0.0", {"type": "V", "v": 2}), manifest("up", "2.0.0", ["UpPing"]))
+        r = install(c, *version("2.0.0"))
         assert r["upgraded"] is True
     for nid in shared_cluster.nodes:
         with shared_cluster.client([nid], discover_leader=False) as cn:
-            eventually(lambda cn=cn: cn.request("UpPing")["v"] == 2)
+            eventually(lambda cn=cn: cn.request(rtype)["v"] == 2)
     time.sleep(0.3)
     stop.set()
     for t in threads:
