@@ -229,12 +229,19 @@ class _Connection(asyncio.Protocol):
     def _finish(self, token: Token, response: dict[str, Any] | None, error: BaseException | None) -> None:
         """Answer a request: its response map (which the server now owns) or its error."""
         request_id, rtype, started = token
-        frame, outcome = _answer(request_id, rtype, response, error)
+        try:
+            frame, outcome = _answer(request_id, rtype, response, error)
+        except Exception:  # an error whose details do not encode, say: still answered
+            log.exception("request %d (%s): the answer failed to encode", request_id, rtype)
+            frame, outcome = error_frame(request_id, ErrorCode.INTERNAL, "the answer failed to encode"), "INTERNAL"
         self._write(frame)
         self.in_flight -= 1
         observe = self.server.observe
         if observe is not None:
-            observe(rtype, outcome, perf_counter() - started)
+            try:
+                observe(rtype, outcome, perf_counter() - started)
+            except Exception:  # metrics must never cost a connection its flow control
+                log.exception("observing request %d (%s) failed", request_id, rtype)
         if self.reading_paused:
             self._maybe_resume()
 

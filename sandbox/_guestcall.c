@@ -34,6 +34,7 @@ typedef void *(*get_fuel_fn)(const void *ctx, uint64_t *fuel);
 typedef void (*set_epoch_fn)(void *ctx, uint64_t ticks);
 typedef uint8_t *(*memory_data_fn)(const void *ctx, const void *mem);
 typedef size_t (*memory_size_fn)(const void *ctx, const void *mem);
+typedef void (*error_delete_fn)(void *error);
 
 typedef struct {
     call_unchecked_fn call_unchecked;
@@ -42,6 +43,7 @@ typedef struct {
     set_epoch_fn set_epoch_deadline;
     memory_data_fn memory_data;
     memory_size_fn memory_size;
+    error_delete_fn error_delete;
     void *ctx;   /* wasmtime_context_t* */
     void *mem;   /* wasmtime_memory_t* */
     void *alloc; /* wasmtime_func_t* of aspen_alloc */
@@ -173,7 +175,14 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (site == NULL)
         return NULL;
     void *func = PyLong_AsVoidPtr(args[1]);
+    if (func == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "null function");
+        return NULL;
+    }
     unsigned long long fuel = PyLong_AsUnsignedLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
     unsigned long long ticks = PyLong_AsUnsignedLongLong(args[4]);
     if (PyErr_Occurred())
         return NULL;
@@ -195,8 +204,11 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     Py_END_ALLOW_THREADS
 
     uint64_t left = 0;
-    if (site->get_fuel(site->ctx, &left) != NULL)
-        left = 0; /* fuel is always enabled on our engines; an error here only skews the stat */
+    void *fuel_error = site->get_fuel(site->ctx, &left);
+    if (fuel_error != NULL) { /* fuel is always enabled on our engines; this only skews the stat */
+        site->error_delete(fuel_error);
+        left = 0;
+    }
     unsigned long long fuel_left = (unsigned long long)left;
     if (o.status == TRAPPED)
         return Py_BuildValue("(i(KK)K)", TRAPPED, (unsigned long long)(uintptr_t)o.error,

@@ -112,7 +112,7 @@ class _Site(ctypes.Structure):
     _fields_ = [
         ("call_unchecked", c_void_p), ("set_fuel", c_void_p), ("get_fuel", c_void_p),
         ("set_epoch_deadline", c_void_p), ("memory_data", c_void_p), ("memory_size", c_void_p),
-        ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
+        ("error_delete", c_void_p), ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
     ]
 
 
@@ -127,6 +127,7 @@ def _address(func: Any) -> int:
 _API = tuple(_address(_b.dll[name]) for name in (
     "wasmtime_func_call_unchecked", "wasmtime_context_set_fuel", "wasmtime_context_get_fuel",
     "wasmtime_context_set_epoch_deadline", "wasmtime_memory_data", "wasmtime_memory_data_size",
+    "wasmtime_error_delete",
 ))
 OK, TRAPPED, FAULT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT
 

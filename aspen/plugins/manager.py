@@ -280,7 +280,13 @@ class PluginManager:
         if loaded.manifest.permissions.get("kv_read"):
             task = asyncio.get_running_loop().create_task(self._after_barrier(loaded, request, finish, token))
             self._requests.add(task)
-            task.add_done_callback(self._requests.discard)
+
+            def done(t: asyncio.Task[None]) -> None:
+                self._requests.discard(t)
+                if t.cancelled():  # the node is stopping; also when the task never got to start
+                    finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))
+
+            task.add_done_callback(done)
         else:
             loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
         return None
@@ -294,11 +300,10 @@ class PluginManager:
             if current is not None and request["type"] in current.manifest.handles:
                 loaded = current
             loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
-        except asyncio.CancelledError:
-            finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))
-            raise
         except Exception as exc:  # the barrier timed out, or the worker refused: answered, never dropped
             finish(token, None, exc)
+        # Cancelled (the node is stopping): handle's done callback answers, even when the task
+        # is cancelled before it starts, where no code of this coroutine would run.
 
     # -- timers ----------------------------------------------------------------------------
 

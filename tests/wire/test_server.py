@@ -302,3 +302,29 @@ def test_requests_handed_on_are_answered_through_finish_and_observed() -> None:
                                            ("Handed", "TIMEOUT"), ("Handed", "INTERNAL"), ("Refused", "OVERLOADED")])
     finally:
         srv.close()
+
+
+def test_a_failing_observer_or_an_unencodable_error_still_answers_and_keeps_flow_control(
+        caplog: pytest.LogCaptureFixture) -> None:
+    def broken_observer(rtype: str, outcome: str, seconds: float) -> None:
+        raise RuntimeError("metrics backend down")
+
+    def dispatch(request: dict[str, Any], finish: Finish, token: Token) -> Any:
+        if request["type"] == "Odd":  # details msgpack cannot encode
+            raise AspenError(ErrorCode.INVALID_REQUEST, "odd", thing=object())
+        return _pong()
+
+    async def _pong() -> dict[str, Any]:
+        return {"type": "Pong"}
+
+    srv = ServerThread(dispatch=dispatch, observe=broken_observer, in_flight_max=4)
+    try:
+        s = connect(srv.port)
+        # Far more requests than the in-flight bound: reading pauses and must resume every time.
+        s.sendall(b"".join(_raw({"id": i, "type": "Ping"}) for i in range(1, 201)))
+        assert sorted(recv_frame(s)["id"] for _ in range(200)) == list(range(1, 201))
+        send_frame(s, {"id": 300, "type": "Odd"})
+        assert recv_frame(s) == {"id": 300, "type": "Error", "code": "INTERNAL", "message": "the answer failed to encode"}
+    finally:
+        srv.close()
+    assert "observing request" in caplog.text and "failed to encode" in caplog.text
