@@ -220,6 +220,7 @@ class _Instance:
                 self.funcs[name] = func_address(f)
         alloc, free = exports[abi.EXPORT_ALLOC], exports.get(abi.EXPORT_FREE)
         assert isinstance(alloc, wasmtime.Func)
+        self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_callback)
         self.site = CallSite(self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
                              limits.GUEST_OUTPUT_MAX_BYTES)
 
@@ -266,7 +267,10 @@ def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[
         except GuestFault as exc:
             return trap_value(f"{name}: {exc}")
         except GuestTrap as exc:  # the guest's allocator trapped (fuel, timeout, bug) under us
-            return trap_value(f"{name}: {exc}")
+            # The trap we return carries no code: remember it, so running out of fuel or time
+            # inside the allocator is still reported as FUEL_EXHAUSTED or TIMEOUT.
+            inst.inner_trap_code = exc.trap_code
+            return trap_value(f"{name}: {_trap_cause(str(exc))}")
         except Exception as exc:
             log.exception("host function %s failed", name)
             return trap_value(f"{name}: host error {type(exc).__name__}")
@@ -434,7 +438,10 @@ class PluginInstance:
         stats.latencies_s.append(perf_counter() - started)
         stats.fuel_used += fuel - fuel_left
         if status != OK:
-            self._on_trap(GuestFault(out) if status == FAULT else trap_of(out))
+            failure = GuestFault(out) if status == FAULT else trap_of(out)
+            if isinstance(failure, GuestTrap) and inst.inner_trap_code is not None:
+                failure.trap_code = inst.inner_trap_code
+            self._on_trap(failure)
         return out
 
     def _on_trap(self, exc: Exception) -> None:

@@ -234,12 +234,10 @@ class PluginManager:
         if self.table.plugins.get(name) is None:
             self._cancel_timers(name)
         loaded.events.close()
-        try:
-            fut = loaded.worker.submit(loaded.instance.shutdown)  # after the calls queued before it
-        finally:
-            loaded.worker.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(fut, 10)
+        fut = loaded.worker.close(then=loaded.instance.shutdown)  # after the calls queued before it
+        if fut is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(fut, 10)
 
     # -- calls -----------------------------------------------------------------------------
 

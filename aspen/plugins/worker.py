@@ -67,13 +67,20 @@ class PluginWorker:
         self.post(fn, args, _resolve, fut)
         return fut
 
-    def close(self) -> None:
-        """Stop after the calls already queued (they still run)."""
+    def close(self, then: Callable[[], Any] | None = None) -> asyncio.Future[Any] | None:
+        """Stop after the calls already queued (they still run), then run `then` last, past the
+        queue bound (a plugin's shutdown must run even behind a full queue); its future, or
+        None when there is no `then` or the worker was closed already."""
+        fut: asyncio.Future[Any] | None = None
         with self._mutex:
+            if not self._closed and then is not None:
+                fut = self._loop.create_future()
+                self._queue.append((then, (), _resolve, fut))
             self._closed = True
             if self._idle:
                 self._idle = False
                 self._wake.release()
+        return fut
 
     def _take(self) -> list[Call] | None:
         """Every call queued so far, blocking while there is none; None once closed and empty."""

@@ -84,3 +84,28 @@ def test_a_full_queue_refuses_with_overloaded() -> None:
         worker.close()
 
     asyncio.run(main())
+
+
+def test_close_runs_its_last_call_after_the_queue_even_when_the_queue_is_full() -> None:
+    async def main() -> None:
+        worker = PluginWorker("w", asyncio.get_running_loop(), queue_max=4)
+        gate = threading.Event()
+        order: list[str] = []
+        running = worker.submit(gate.wait, 5)
+        deadline = time.monotonic() + 5
+        while worker.pending() and time.monotonic() < deadline:  # the worker took the first call
+            await asyncio.sleep(0.001)
+        queued = [worker.submit(order.append, f"call {i}") for i in range(4)]  # the queue is full
+        last = worker.close(then=lambda: order.append("shutdown"))
+        assert last is not None
+        assert worker.close(then=lambda: order.append("twice")) is None  # closed already: not queued
+        with pytest.raises(AspenError) as err:
+            worker.submit(lambda: 1)
+        assert err.value.code == ErrorCode.UNAVAILABLE
+        gate.set()
+        await running
+        await asyncio.gather(*queued)
+        await asyncio.wait_for(last, 5)
+        assert order == ["call 0", "call 1", "call 2", "call 3", "shutdown"]
+
+    asyncio.run(main())

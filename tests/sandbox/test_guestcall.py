@@ -132,3 +132,30 @@ def test_call_site_status_codes(runtime: Runtime, host: InMemoryHost) -> None:
     assert status == TRAPPED and left == 0  # no fuel at all: the allocator cannot even start
     assert trap_of(value).trap_code == wasmtime.TrapCode.OUT_OF_FUEL
     assert FAULT not in (OK, TRAPPED)
+
+
+@pytest.mark.parametrize("limit", ["fuel", "timeout"])
+def test_running_out_inside_the_allocator_under_a_host_function_keeps_its_cause(
+        runtime: Runtime, host: InMemoryHost, limit: str) -> None:
+    # The allocator spins on its second call, which comes from inside kv_get_value: the trap
+    # passes through the host function, and must still say fuel or time, not "a trap".
+    host.kv["k:a"] = b"value"
+    imports = '(import "aspen" "kv_get_value" (func $kv_get_value (param i32 i32) (result i64)))'
+    alloc = """(global $calls (mut i32) (i32.const 0))
+      (func (export "aspen_alloc") (param i32) (result i32)
+        (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
+        (if (i32.gt_u (global.get $calls) (i32.const 1)) (then (loop $spin (br $spin))))
+        (i32.const 4096))"""
+    wat = f"""(module {imports} (memory (export "memory") 2) {alloc} {info_export()}
+      (data (i32.const 1024) "k:a")
+      (func (export "handle_request") (param $p i32) (param $n i32) (result i64)
+        (drop (call $kv_get_value (i32.const 1024) (i32.const 3))) {_returning(256, 1)}))"""
+    config = (PluginConfig("spin-alloc", Permissions(kv_read=True), kv_prefixes=("k:",), fuel_limit=2_000_000)
+              if limit == "fuel" else
+              PluginConfig("spin-alloc", Permissions(kv_read=True), kv_prefixes=("k:",), fuel_limit=10**11,
+                           execution_timeout_s=0.2))
+    plugin = runtime.load(wasmtime.wat2wasm(wat), config, host)
+    plugin.init()
+    resp = plugin.handle_request({"type": "X"})
+    assert resp["code"] == ("FUEL_EXHAUSTED" if limit == "fuel" else "TIMEOUT"), resp
+    assert (plugin.stats.fuel_exhausted, plugin.stats.timeouts) == ((1, 0) if limit == "fuel" else (0, 1))
