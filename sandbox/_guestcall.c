@@ -11,17 +11,23 @@ ctypes and checks against SITE_BYTES. Checks are the same as the Python path's: 
 guest allocator returns must lie inside memory, the output buffer must lie inside memory and be
 at most out_max bytes. Traps and errors are handed back as addresses for Python to decode.
 
-The GIL is released while guest code runs (a guest may run until its epoch deadline; the event
-loop must keep going): once per call, around the input copy, the export and the output copy
-together, and taken back before any Python object is made. Host functions called by the guest
-take it themselves (ctypes callbacks do); copy_in, which they use, releases it around
-aspen_alloc.
+The GIL: guest code starts holding it, and gives it up at the first epoch tick (1 ms) it is
+still running (on_deadline); the entry that started it takes it back when the guest returns.
+Nearly every call is far shorter than a tick and so costs no hand-off of the GIL at all: on a
+busy node each hand-off was a wait for the event loop or the Raft thread, and releasing it
+around every entry cost a KV-reading plugin about a third of its worker's time. A slow guest
+holds the GIL for at most one tick and then runs beside the rest of the node until its
+deadline. The epoch ticker is a C thread of its own, so deadlines fire while guest code holds
+the GIL. Host functions called by the guest take the GIL as they need (ctypes callbacks do).
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <errno.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct {
     uint64_t lo;
@@ -35,6 +41,10 @@ typedef void (*set_epoch_fn)(void *ctx, uint64_t ticks);
 typedef uint8_t *(*memory_data_fn)(const void *ctx, const void *mem);
 typedef size_t (*memory_size_fn)(const void *ctx, const void *mem);
 typedef void (*error_delete_fn)(void *error);
+typedef void *(*error_new_fn)(const char *message);
+typedef void *(*deadline_fn)(void *ctx, void *env, uint64_t *delta, uint8_t *kind);
+typedef void (*deadline_callback_fn)(void *store, deadline_fn func, void *env, void (*finalizer)(void *));
+typedef void (*increment_epoch_fn)(void *engine);
 
 typedef struct {
     call_unchecked_fn call_unchecked;
@@ -44,14 +54,40 @@ typedef struct {
     memory_data_fn memory_data;
     memory_size_fn memory_size;
     error_delete_fn error_delete;
+    error_new_fn error_new;
+    deadline_callback_fn deadline_callback;
     void *ctx;   /* wasmtime_context_t* */
     void *mem;   /* wasmtime_memory_t* */
     void *alloc; /* wasmtime_func_t* of aspen_alloc */
     void *free;  /* wasmtime_func_t* of aspen_free, or NULL */
     uint64_t out_max;
+    /* State of the call running now (one at a time per instance: PluginInstance's lock). */
+    uint64_t ticks_left;   /* epoch ticks this call may still run */
+    uint64_t timed_out;    /* set by the deadline callback when they ran out */
+    PyThreadState *saved;  /* the GIL given up by guest code at this entry level, or NULL */
 } CallSite;
 
-enum { OK = 0, TRAPPED = 1, FAULT = 2 };
+enum { OK = 0, TRAPPED = 1, FAULT = 2, TIMED_OUT = 3 };
+enum { UPDATE_DEADLINE_CONTINUE = 0 };
+
+/* Called by wasmtime on the guest's thread, from inside guest code, at each epoch tick past
+   the deadline (the deadline is always the next tick). Guest code starts holding the GIL: a
+   call shorter than a tick (nearly all of them) then costs no hand-off of the GIL at all. At
+   the first tick it is still running it gives the GIL up, so a slow guest holds it for at most
+   one tick and then runs beside the event loop and Raft; when its ticks run out it stops. */
+static void *on_deadline(void *ctx, void *env, uint64_t *delta, uint8_t *kind) {
+    CallSite *site = (CallSite *)env;
+    if (site->ticks_left == 0) {
+        site->timed_out = 1;
+        return site->error_new("aspen: the call ran past its execution timeout");
+    }
+    site->ticks_left -= 1;
+    if (site->saved == NULL && PyGILState_Check())
+        site->saved = PyEval_SaveThread();
+    *delta = 1;
+    *kind = UPDATE_DEADLINE_CONTINUE;
+    return NULL;
+}
 
 /* (TRAPPED, (error_address, trap_address)) */
 static PyObject *trapped(void *error, void *trap) {
@@ -59,11 +95,17 @@ static PyObject *trapped(void *error, void *trap) {
                          (unsigned long long)(uintptr_t)trap);
 }
 
+/* Run guest code. The caller holds the GIL; on_deadline may give it up during the call (see
+   there), and then it is taken back here before returning. Entries nest (a host function's
+   result goes through aspen_alloc), so each level keeps the outer level's saved state. */
 static int enter(CallSite *site, const void *func, val_raw *vals, void **error, void **trap) {
+    PyThreadState *outer = site->saved;
+    site->saved = NULL;
     *trap = NULL;
-    Py_BEGIN_ALLOW_THREADS
     *error = site->call_unchecked(site->ctx, func, vals, 2, trap);
-    Py_END_ALLOW_THREADS
+    if (site->saved != NULL)
+        PyEval_RestoreThread(site->saved);
+    site->saved = outer;
     return *error == NULL && *trap == NULL;
 }
 
@@ -91,7 +133,7 @@ static CallSite *site_of(PyObject *address) {
     return site;
 }
 
-/* What one call did, filled in without the GIL. */
+/* What one call did. */
 typedef struct {
     int status;          /* OK, TRAPPED or FAULT */
     void *error, *trap;  /* TRAPPED */
@@ -108,8 +150,7 @@ static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_
     val_raw vals[2] = {{0, 0}, {0, 0}};
     if (in != NULL) {
         vals[0].lo = (uint64_t)(uint32_t)in_n;
-        o->error = site->call_unchecked(site->ctx, site->alloc, vals, 2, &o->trap);
-        if (o->error != NULL || o->trap != NULL) {
+        if (!enter(site, site->alloc, vals, &o->error, &o->trap)) {
             o->status = TRAPPED;
             return;
         }
@@ -124,8 +165,7 @@ static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_
         vals[0].lo = ptr;
         vals[1].lo = (uint64_t)(uint32_t)in_n;
     }
-    o->error = site->call_unchecked(site->ctx, func, vals, 2, &o->trap);
-    if (o->error != NULL || o->trap != NULL) {
+    if (!enter(site, func, vals, &o->error, &o->trap)) {
         o->status = TRAPPED;
         return;
     }
@@ -153,8 +193,7 @@ static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_
     if (site->free != NULL) {
         vals[0].lo = ptr;
         vals[1].lo = n;
-        o->error = site->call_unchecked(site->ctx, site->free, vals, 2, &o->trap);
-        if (o->error != NULL || o->trap != NULL) {
+        if (!enter(site, site->free, vals, &o->error, &o->trap)) {
             free(o->out);
             o->out = NULL;
             o->status = TRAPPED;
@@ -163,9 +202,8 @@ static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_
 }
 
 /* call(site, func, payload | None, fuel, ticks) -> (status, value, fuel_left)
-   OK: value is the output bytes or None. TRAPPED: (error, trap) addresses. FAULT: a message.
-   The GIL is released once for the whole call: input copy, export and output copy (the
-   payload is an immutable bytes object we hold a reference to, so reading it needs no GIL). */
+   OK: value is the output bytes or None. TRAPPED or TIMED_OUT: (error, trap) addresses. FAULT:
+   a message. `ticks` is the call's whole wall-clock budget in epoch ticks. */
 static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "call(site, func, payload, fuel, ticks)");
@@ -194,14 +232,15 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     void *error = site->set_fuel(site->ctx, fuel);
     if (error != NULL)
         return Py_BuildValue("(i(KK)K)", TRAPPED, (unsigned long long)(uintptr_t)error, 0ULL, 0ULL);
-    site->set_epoch_deadline(site->ctx, ticks);
+    site->ticks_left = ticks;
+    site->timed_out = 0;
+    site->saved = NULL;
+    site->set_epoch_deadline(site->ctx, 1);
 
     Outcome o = {0};
     const char *in = payload == Py_None ? NULL : PyBytes_AS_STRING(payload);
     Py_ssize_t in_n = payload == Py_None ? 0 : PyBytes_GET_SIZE(payload);
-    Py_BEGIN_ALLOW_THREADS
     run_call(site, func, in, in_n, &o);
-    Py_END_ALLOW_THREADS
 
     uint64_t left = 0;
     void *fuel_error = site->get_fuel(site->ctx, &left);
@@ -211,7 +250,7 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     unsigned long long fuel_left = (unsigned long long)left;
     if (o.status == TRAPPED)
-        return Py_BuildValue("(i(KK)K)", TRAPPED, (unsigned long long)(uintptr_t)o.error,
+        return Py_BuildValue("(i(KK)K)", site->timed_out ? TIMED_OUT : TRAPPED, (unsigned long long)(uintptr_t)o.error,
                              (unsigned long long)(uintptr_t)o.trap, fuel_left);
     if (o.status == FAULT) {
         PyObject *message;
@@ -261,9 +300,106 @@ static PyObject *guest_copy_in(PyObject *self, PyObject *const *args, Py_ssize_t
     return Py_BuildValue("(ik)", OK, (unsigned long)ptr);
 }
 
+/* watch(site, store): route the store's epoch deadlines to on_deadline (after instantiation;
+   until then the plain deadline applies and running past it traps). */
+static PyObject *guest_watch(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "watch(site, store)");
+        return NULL;
+    }
+    CallSite *site = site_of(args[0]);
+    if (site == NULL)
+        return NULL;
+    void *store = PyLong_AsVoidPtr(args[1]);
+    if (store == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "null store");
+        return NULL;
+    }
+    site->deadline_callback(store, on_deadline, site, NULL);
+    Py_RETURN_NONE;
+}
+
+/* The epoch ticker: a thread of its own that never takes the GIL, so the epoch advances (and
+   deadlines fire) even while guest code holds the GIL. */
+typedef struct {
+    pthread_t thread;
+    increment_epoch_fn increment;
+    void *engine;
+    long period_ns;
+    int stop; /* read and written with __atomic builtins */
+} Ticker;
+
+static void *tick(void *arg) {
+    Ticker *t = (Ticker *)arg;
+    struct timespec period = {t->period_ns / 1000000000L, t->period_ns % 1000000000L};
+    while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
+        nanosleep(&period, NULL);
+        t->increment(t->engine);
+    }
+    return NULL;
+}
+
+/* ticker_start(increment_epoch, engine, period_ns) -> ticker; the engine must outlive it. */
+static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "ticker_start(increment_epoch, engine, period_ns)");
+        return NULL;
+    }
+    void *increment = PyLong_AsVoidPtr(args[0]);
+    if (PyErr_Occurred())
+        return NULL;
+    void *engine = PyLong_AsVoidPtr(args[1]);
+    if (PyErr_Occurred())
+        return NULL;
+    long period_ns = PyLong_AsLong(args[2]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (increment == NULL || engine == NULL || period_ns <= 0) {
+        PyErr_SetString(PyExc_ValueError, "ticker_start: null function or engine, or a period <= 0");
+        return NULL;
+    }
+    Ticker *t = calloc(1, sizeof(Ticker));
+    if (t == NULL)
+        return PyErr_NoMemory();
+    t->increment = (increment_epoch_fn)increment;
+    t->engine = engine;
+    t->period_ns = period_ns;
+    int rc = pthread_create(&t->thread, NULL, tick, t);
+    if (rc != 0) {
+        free(t);
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromVoidPtr(t);
+}
+
+/* ticker_stop(ticker): stop and join it (once). */
+static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "ticker_stop(ticker)");
+        return NULL;
+    }
+    Ticker *t = (Ticker *)PyLong_AsVoidPtr(args[0]);
+    if (t == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "null ticker");
+        return NULL;
+    }
+    __atomic_store_n(&t->stop, 1, __ATOMIC_RELEASE);
+    Py_BEGIN_ALLOW_THREADS
+    pthread_join(t->thread, NULL);
+    Py_END_ALLOW_THREADS
+    free(t);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))guest_call, METH_FASTCALL, "One plugin call: fuel, deadline, input, export, output."},
     {"copy_in", (PyCFunction)(void (*)(void))guest_copy_in, METH_FASTCALL, "Copy bytes into a guest-allocated buffer."},
+    {"watch", (PyCFunction)(void (*)(void))guest_watch, METH_FASTCALL, "Route a store's epoch deadlines here."},
+    {"ticker_start", (PyCFunction)(void (*)(void))ticker_start, METH_FASTCALL, "Start a GIL-free epoch ticker."},
+    {"ticker_stop", (PyCFunction)(void (*)(void))ticker_stop, METH_FASTCALL, "Stop and join an epoch ticker."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -275,7 +411,7 @@ PyMODINIT_FUNC PyInit__guestcall(void) {
         return NULL;
     if (PyModule_AddIntConstant(m, "SITE_BYTES", (long)sizeof(CallSite)) < 0 ||
         PyModule_AddIntConstant(m, "OK", OK) < 0 || PyModule_AddIntConstant(m, "TRAPPED", TRAPPED) < 0 ||
-        PyModule_AddIntConstant(m, "FAULT", FAULT) < 0) {
+        PyModule_AddIntConstant(m, "FAULT", FAULT) < 0 || PyModule_AddIntConstant(m, "TIMED_OUT", TIMED_OUT) < 0) {
         Py_DECREF(m);
         return NULL;
     }

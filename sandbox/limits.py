@@ -27,8 +27,9 @@ NAME_MAX_CHARS = 128
 GUEST_OUTPUT_MAX_BYTES = 64 * MIB
 
 # Epoch interruption: the ticker advances the engine's epoch this often; a call's wall-clock
-# deadline is counted in ticks, so timeouts are enforced to within one tick.
-EPOCH_TICK_S = 0.01
+# deadline is counted in ticks, so timeouts are enforced to within one tick. Guest code also
+# holds the GIL for at most one tick before giving it up (sandbox/_guestcall.c).
+EPOCH_TICK_S = 0.001
 
 # Failure policy (documented in docs/HOST_ABI.md): this many traps or timeouts within the
 # window put the plugin in Failed; health checks failing move Ready <-> Degraded.

@@ -8,11 +8,11 @@ foreign calls of 0.5 to 1 us each). Calls from the guest (host functions) are ct
 through the unchecked callback API, which hands us the raw value array. Type safety comes from
 the import and export signature checks done once at load (sandbox/runtime.py).
 
-The GIL is released while guest code runs (a guest may run for seconds; the event loop must
-keep going). The short bookkeeping calls made from Python (fuel and epoch deadline at
-instantiation, memory size) go through a PyDLL handle that keeps the GIL: releasing it costs a
-hand-off to whatever thread wants it next, and on a busy node that wait, not the call, is the
-price.
+Guest code holds the GIL for at most one epoch tick and then gives it up (a guest may run for
+seconds; the event loop must keep going): see sandbox/_guestcall.c. The short bookkeeping calls
+made from Python (fuel and epoch deadline at instantiation, memory size) go through a PyDLL
+handle that keeps the GIL: releasing it costs a hand-off to whatever thread wants it next, and
+on a busy node that wait, not the call, is the price.
 """
 
 from __future__ import annotations
@@ -112,7 +112,8 @@ class _Site(ctypes.Structure):
     _fields_ = [
         ("call_unchecked", c_void_p), ("set_fuel", c_void_p), ("get_fuel", c_void_p),
         ("set_epoch_deadline", c_void_p), ("memory_data", c_void_p), ("memory_size", c_void_p),
-        ("error_delete", c_void_p), ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
+        ("error_delete", c_void_p), ("error_new", c_void_p), ("deadline_callback", c_void_p), ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
+        ("ticks_left", c_uint64), ("timed_out", c_uint64), ("saved", c_void_p),  # the C side's call state
     ]
 
 
@@ -127,9 +128,9 @@ def _address(func: Any) -> int:
 _API = tuple(_address(_b.dll[name]) for name in (
     "wasmtime_func_call_unchecked", "wasmtime_context_set_fuel", "wasmtime_context_get_fuel",
     "wasmtime_context_set_epoch_deadline", "wasmtime_memory_data", "wasmtime_memory_data_size",
-    "wasmtime_error_delete",
+    "wasmtime_error_delete", "wasmtime_error_new", "wasmtime_store_epoch_deadline_callback",
 ))
-OK, TRAPPED, FAULT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT
+OK, TRAPPED, FAULT, TIMED_OUT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT, _guestcall.TIMED_OUT
 
 
 def func_address(func: wasmtime.Func) -> int:
@@ -143,18 +144,23 @@ class CallSite:
     `call` sets the fuel and the epoch deadline, copies the input into a buffer from the guest's
     aspen_alloc, runs the export, copies its output out and hands the buffer to aspen_free. It
     returns (status, value, fuel_left): OK with the output bytes (None for no output), TRAPPED
-    with the (error, trap) addresses `failure` decodes, or FAULT with a message (the guest
-    broke the ABI: a pointer or length outside its memory or over `out_max`).
+    with the (error, trap) addresses `trap_of` decodes, TIMED_OUT (the same, for a call stopped
+    at its execution timeout), or FAULT with a message (the guest broke the ABI: a pointer or
+    length outside its memory or over `out_max`).
+
+    Guest code starts holding the GIL and gives it up at the first epoch tick it is still
+    running (see on_deadline in the C file), so `ticks` counts the call's whole budget.
     """
 
     __slots__ = ("_keep", "_site", "address")
 
-    def __init__(self, context: StoreContext, memory: wasmtime.Memory, alloc: wasmtime.Func,
-                 free: wasmtime.Func | None, out_max: int) -> None:
-        self._keep = (memory, alloc, free)
+    def __init__(self, store: wasmtime.Store, context: StoreContext, memory: wasmtime.Memory,
+                 alloc: wasmtime.Func, free: wasmtime.Func | None, out_max: int) -> None:
+        self._keep = (store, memory, alloc, free)
         self._site = _Site(*_API, context.address, addressof(memory._memory), func_address(alloc),
                            func_address(free) if free is not None else None, out_max)
         self.address = addressof(self._site)
+        _guestcall.watch(self.address, _address(store.ptr()))
 
     def call(self, func: int, payload: bytes | None, fuel: int, ticks: int) -> tuple[int, Any, int]:
         return _guestcall.call(self.address, func, payload, fuel, ticks)
@@ -162,6 +168,24 @@ class CallSite:
     def copy_in(self, data: bytes) -> tuple[int, Any]:
         """Inside a call (a host function handing data back): (OK, pointer), TRAPPED or FAULT."""
         return _guestcall.copy_in(self.address, data)
+
+
+class EpochTicker:
+    """Advances an engine's epoch every `period_s` from a C thread that never takes the GIL:
+    deadlines must fire even while guest code holds it."""
+
+    def __init__(self, engine: wasmtime.Engine, period_s: float) -> None:
+        self._engine = engine  # outlives the thread: stop() joins before this reference goes
+        self._handle: int | None = _guestcall.ticker_start(
+            _address(_b.dll["wasmtime_engine_increment_epoch"]), _address(engine.ptr()), int(period_s * 1e9))
+
+    def stop(self) -> None:
+        if self._handle is not None:
+            handle, self._handle = self._handle, None
+            _guestcall.ticker_stop(handle)
+
+    def __del__(self) -> None:
+        self.stop()
 
 
 def trap_of(addresses: tuple[int, int]) -> GuestTrap:

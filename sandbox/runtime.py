@@ -33,7 +33,9 @@ from sandbox.permissions import PluginConfig
 from sandbox.raw import (
     FAULT,
     OK,
+    TIMED_OUT,
     CallSite,
+    EpochTicker,
     GuestTrap,
     RawMemory,
     StoreContext,
@@ -84,18 +86,11 @@ class Runtime:
         self.cache_dir = cache_dir
         if cache_dir is not None:
             cache_dir.mkdir(parents=True, exist_ok=True)
-        self._stop = threading.Event()
-        self._ticker = threading.Thread(target=self._tick, name="aspen-epoch", daemon=True)
-        self._ticker.start()
+        self._ticker = EpochTicker(self.engine, limits.EPOCH_TICK_S)
         self._ftypes = {name: _functype(sig) for name, sig in abi.IMPORTS.items()}
 
-    def _tick(self) -> None:
-        while not self._stop.wait(limits.EPOCH_TICK_S):
-            self.engine.increment_epoch()
-
     def close(self) -> None:
-        self._stop.set()
-        self._ticker.join(1)
+        self._ticker.stop()
 
     # -- modules ---------------------------------------------------------------------------
 
@@ -221,7 +216,7 @@ class _Instance:
         alloc, free = exports[abi.EXPORT_ALLOC], exports.get(abi.EXPORT_FREE)
         assert isinstance(alloc, wasmtime.Func)
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_callback)
-        self.site = CallSite(self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
+        self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
                              limits.GUEST_OUTPUT_MAX_BYTES)
 
     def copy_in(self, data: bytes) -> int:
@@ -439,7 +434,9 @@ class PluginInstance:
         stats.fuel_used += fuel - fuel_left
         if status != OK:
             failure = GuestFault(out) if status == FAULT else trap_of(out)
-            if isinstance(failure, GuestTrap) and inst.inner_trap_code is not None:
+            if status == TIMED_OUT:
+                failure.trap_code = wasmtime.TrapCode.INTERRUPT
+            elif isinstance(failure, GuestTrap) and inst.inner_trap_code is not None:
                 failure.trap_code = inst.inner_trap_code
             self._on_trap(failure)
         return out

@@ -4,6 +4,9 @@ what broke, and the next call runs on a clean instance."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import msgpack
 import pytest
 import wasmtime
@@ -159,3 +162,47 @@ def test_running_out_inside_the_allocator_under_a_host_function_keeps_its_cause(
     resp = plugin.handle_request({"type": "X"})
     assert resp["code"] == ("FUEL_EXHAUSTED" if limit == "fuel" else "TIMEOUT"), resp
     assert (plugin.stats.fuel_exhausted, plugin.stats.timeouts) == ((1, 0) if limit == "fuel" else (0, 1))
+
+
+def test_a_guest_running_past_a_tick_gives_up_the_gil(runtime: Runtime, host: InMemoryHost) -> None:
+    # Guest code starts holding the GIL (a short call then costs no hand-off) and must give it
+    # up at the first epoch tick it is still running: Python threads (the event loop, Raft)
+    # keep running beside a slow plugin. Here a Python thread counts while the guest spins
+    # until its 0.3 s timeout; holding the GIL throughout would leave the count near zero.
+    spin = '(func (export "handle_request") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))'
+    plugin = runtime.load(wasmtime.wat2wasm(f'(module (memory (export "memory") 1) {ALLOC} {info_export()} {spin})'),
+                          PluginConfig("spin", fuel_limit=10**11, execution_timeout_s=0.3), host)
+    plugin.init()
+    counted = [0]
+    stop = threading.Event()
+
+    def count() -> None:
+        while not stop.is_set():
+            counted[0] += 1
+
+    counter = threading.Thread(target=count)
+    counter.start()
+    try:
+        before = counted[0]
+        started = time.monotonic()
+        assert plugin.handle_request({"type": "X"})["code"] == "TIMEOUT"
+        assert time.monotonic() - started >= 0.29  # the whole budget, not one tick
+        assert counted[0] - before > 10_000
+    finally:
+        stop.set()
+        counter.join()
+
+
+def _os_threads() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def test_each_runtime_has_one_ticker_thread_and_close_joins_it() -> None:
+    before = _os_threads()
+    runtimes = [Runtime() for _ in range(5)]
+    assert _os_threads() == before + 5  # one C ticker each (no Python thread: it needs no GIL)
+    for rt in runtimes:
+        rt.close()
+        rt.close()  # twice is fine
+    assert _os_threads() == before
