@@ -5,6 +5,7 @@ from __future__ import annotations
 import urllib.request
 
 from deploy.launcher import LocalCluster
+from storage.errors import AspenError
 from tests.plugins.test_plugins_cluster import eventually, install
 from tests.plugins.wat import manifest, plugin
 
@@ -30,3 +31,27 @@ def test_metrics_endpoint(shared_cluster: LocalCluster) -> None:
         assert needle in text, needle
     follower = next(n for n in shared_cluster.nodes if n != leader)
     assert 'aspen_raft_role{role="follower"} 1.0' in scrape(shared_cluster, follower)
+
+
+def test_request_labels_stay_bounded(shared_cluster: LocalCluster) -> None:
+    """A client may send any type name and a plugin may answer with any error code: neither
+    becomes a label of its own (each would be a series kept forever)."""
+    leader = shared_cluster.wait_leader()
+    with shared_cluster.client([leader], discover_leader=False) as c:
+        install(c, plugin("mcodes", "1.0.0", {"type": "Error", "code": "MADE_UP_CODE_42", "message": "x"}),
+                manifest("mcodes", "1.0.0", ["MetricsCodes"]))
+        eventually(lambda: _code_of(c, "MetricsCodes") == "MADE_UP_CODE_42")
+        for i in range(3):
+            assert _code_of(c, f"NoSuchType{i}") == "UNKNOWN_REQUEST"
+    text = scrape(shared_cluster, leader)
+    assert 'aspen_requests_total{outcome="other_error",type="MetricsCodes"}' in text
+    assert "MADE_UP_CODE_42" not in text and "NoSuchType" not in text
+    assert 'aspen_requests_total{outcome="UNKNOWN_REQUEST",type="other"}' in text
+
+
+def _code_of(c: object, rtype: str) -> str | None:
+    try:
+        response = c.request(rtype)  # type: ignore[attr-defined]
+    except AspenError as exc:
+        return exc.code
+    return response.get("code")
