@@ -2,9 +2,9 @@
 
 Order: $ASPEN_CARGO/$ASPEN_RUSTC when set; the cargo that invoked us ($CARGO, as cargo sets it
 for a subcommand) or the `cargo` on PATH, with the `rustc` beside it; then Debian's
-/usr/bin/cargo and /usr/bin/rustc (`apt-get install rustc cargo libstd-rust-dev-wasm32`),
+/usr/bin/cargo and /usr/bin/rustc (`apt-get install rustc cargo libstd-rust-dev-wasm32 lld`),
 which is how a machine whose rustup cannot download the target still builds. A toolchain
-counts only when its sysroot has the target's standard library.
+counts only when its sysroot has the target's standard library and its linker is there.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ LOCKFILE_V4_CARGO = (1, 78)
 INSTALL_HINT = (
     "no Rust toolchain with the wasm32-unknown-unknown target was found. Install one:\n"
     "  rustup target add wasm32-unknown-unknown          (with rustup)\n"
-    "  apt-get install rustc cargo libstd-rust-dev-wasm32  (Debian/Ubuntu, no download from rustup needed)\n"
+    "  apt-get install rustc cargo libstd-rust-dev-wasm32 lld  (Debian/Ubuntu, no download from rustup needed)\n"
     "or point ASPEN_CARGO and ASPEN_RUSTC at a cargo and rustc that have it."
 )
 
@@ -69,7 +69,15 @@ def has_wasm_target(rustc: str) -> bool:
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return bool(sysroot) and (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir()
+    return bool(sysroot) and (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir() and has_wasm_linker(sysroot)
+
+
+def has_wasm_linker(sysroot: str) -> bool:
+    """rustc links wasm32 with `rust-lld`: rustup ships it in the sysroot; Debian's
+    libstd-rust-dev-wasm32 puts a /usr/bin/rust-lld link to lld-NN, a package it only recommends
+    (so without it the link dangles and every build fails at the link step)."""
+    shipped = any(Path(sysroot).glob("lib/rustlib/*/bin/rust-lld"))
+    return shipped or shutil.which("rust-lld") is not None
 
 
 def _candidates() -> list[tuple[str | None, str | None, str]]:

@@ -96,8 +96,30 @@ def test_no_toolchain_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_
     monkeypatch.setattr(rust, "_candidates", lambda: [(str(fake), str(fake), "test")])
     with pytest.raises(rust.ToolchainError) as exc:
         rust.find_toolchain()
-    assert "apt-get install rustc cargo libstd-rust-dev-wasm32" in str(exc.value)
+    assert "apt-get install rustc cargo libstd-rust-dev-wasm32 lld" in str(exc.value)
     assert "rustup target add wasm32-unknown-unknown" in str(exc.value)
+
+
+def test_a_toolchain_without_its_wasm_linker_does_not_count(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # Debian's libstd-rust-dev-wasm32 without lld-NN (only recommended): the std is there, but
+    # /usr/bin/rust-lld dangles and every build would fail at the link step.
+    (tmp_path / "lib" / "rustlib" / rust.TARGET / "lib").mkdir(parents=True)
+    fake = tmp_path / "rustc"
+    fake.write_text(f"#!/bin/sh\necho {tmp_path}\n")
+    fake.chmod(0o755)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "rust-lld").symlink_to(tmp_path / "lld-14")  # dangling, as Debian leaves it
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert not rust.has_wasm_target(str(fake))
+    (tmp_path / "lld-14").write_text("#!/bin/sh\n")
+    (tmp_path / "lld-14").chmod(0o755)
+    assert rust.has_wasm_target(str(fake))  # the link resolves: on PATH
+    (bin_dir / "rust-lld").unlink()
+    shipped = tmp_path / "lib" / "rustlib" / "x86_64-unknown-linux-gnu" / "bin"
+    shipped.mkdir(parents=True)
+    (shipped / "rust-lld").write_text("")
+    assert rust.has_wasm_target(str(fake))  # rustup's, in the sysroot
 
 
 def test_keys_and_signatures_refusals(tmp_path: Path, examples: dict[str, Path],
