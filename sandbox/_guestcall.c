@@ -18,7 +18,8 @@ busy node each hand-off was a wait for the event loop or the Raft thread, and re
 around every entry cost a KV-reading plugin about a third of its worker's time. A slow guest
 holds the GIL for at most one tick and then runs beside the rest of the node until its
 deadline. The epoch ticker is a C thread of its own, so deadlines fire while guest code holds
-the GIL. Host functions called by the guest take the GIL as they need (ctypes callbacks do).
+the GIL. Host functions called by the guest go through host_trampoline (below), which takes
+the GIL if guest code gave it up.
 */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -320,6 +321,214 @@ static PyObject *guest_watch(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* Host functions: wasmtime calls host_trampoline (an unchecked callback) with the raw value
+   array; it turns the i32 arguments into Python ints, calls the bound HostFunctions method, and
+   writes its result back: an int as is, bytes through copy_in (the ABI's guest-allocated
+   buffer, packed as ptr << 32 | len). Through a ctypes callback the same round trip cost about
+   1 us more: ctypes builds its argument objects, a view of the value array, and the result's
+   copy went back through Python into the C copy_in.
+
+   Any failure becomes a trap whose message the Python `on_error(kind, value)` writes (it knows
+   the function's name, logs host bugs and remembers an allocator's trap code):
+   kind HOST_RAISED with the exception, HOST_TRAPPED with the allocator's (error, trap)
+   addresses, HOST_FAULT with a message (the allocator returned an unusable pointer). */
+typedef void *(*trap_new_fn)(const char *message, size_t n);
+typedef void *(*define_unchecked_fn)(void *linker, const char *module, size_t module_n, const char *name,
+                                     size_t name_n, const void *ty, void *cb, void *env, void (*finalizer)(void *));
+
+enum { HOST_RAISED = 0, HOST_TRAPPED = 1, HOST_FAULT = 2 };
+enum { HOST_PARAMS_MAX = 8 };
+
+typedef struct {
+    PyObject *method;    /* strong */
+    PyObject *on_error;  /* strong; must not reach the instance strongly (see runtime.py) */
+    CallSite *site;      /* NULL until host_bind: guest code that calls out while instantiating */
+    trap_new_fn trap_new;
+    int nparams;
+    int has_result;
+} HostFunc;
+
+/* The exception being raised, as one object (PyErr_GetRaisedException from 3.12 on). */
+static PyObject *raised(void) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (value != NULL && tb != NULL)
+        PyException_SetTraceback(value, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+    return value;
+}
+
+static void *host_trap(HostFunc *h, const char *message) {
+    return h->trap_new(message, strlen(message));
+}
+
+/* The trap for a failure: the message comes from on_error; if that fails too, a fixed one. */
+static void *host_failed(HostFunc *h, int kind, PyObject *value) {
+    void *trap = NULL;
+    PyObject *message = value == NULL ? NULL : PyObject_CallFunction(h->on_error, "iO", kind, value);
+    Py_XDECREF(value);
+    if (message != NULL && PyUnicode_Check(message)) {
+        Py_ssize_t n;
+        const char *text = PyUnicode_AsUTF8AndSize(message, &n);
+        if (text != NULL)
+            trap = h->trap_new(text, (size_t)n);
+    }
+    Py_XDECREF(message);
+    if (trap == NULL) {
+        if (PyErr_Occurred())
+            PyErr_WriteUnraisable(h->on_error);
+        trap = host_trap(h, "aspen: host function failed");
+    }
+    return trap;
+}
+
+static void *host_call(HostFunc *h, val_raw *vals) {
+    if (h->site == NULL)
+        return host_trap(h, "aspen: host function called while the module was being instantiated");
+    PyObject *args[HOST_PARAMS_MAX];
+    for (int i = 0; i < h->nparams; i++) {
+        args[i] = PyLong_FromLong((long)(int32_t)(uint32_t)vals[i].lo);
+        if (args[i] == NULL) {
+            while (i-- > 0)
+                Py_DECREF(args[i]);
+            return host_failed(h, HOST_RAISED, raised());
+        }
+    }
+    PyObject *result = PyObject_Vectorcall(h->method, args, (size_t)h->nparams, NULL);
+    for (int i = 0; i < h->nparams; i++)
+        Py_DECREF(args[i]);
+    if (result == NULL)
+        return host_failed(h, HOST_RAISED, raised());
+    if (!h->has_result) {
+        Py_DECREF(result);
+        return NULL;
+    }
+    if (PyBytes_Check(result)) {
+        uint32_t ptr = 0;
+        Py_ssize_t n = PyBytes_GET_SIZE(result);
+        PyObject *failed = copy_in(h->site, PyBytes_AS_STRING(result), n, &ptr);
+        Py_DECREF(result);
+        if (failed == NULL && PyErr_Occurred()) /* building the failure's tuple failed */
+            return host_failed(h, HOST_RAISED, raised());
+        if (failed != NULL) {
+            int status;
+            PyObject *detail;
+            if (!PyArg_ParseTuple(failed, "iO", &status, &detail)) {
+                Py_DECREF(failed);
+                return host_failed(h, HOST_RAISED, raised());
+            }
+            Py_INCREF(detail);
+            Py_DECREF(failed);
+            return host_failed(h, status == FAULT ? HOST_FAULT : HOST_TRAPPED, detail);
+        }
+        vals[0].lo = ((uint64_t)ptr << 32) | (uint64_t)(uint32_t)n;
+        vals[0].hi = 0;
+        return NULL;
+    }
+    if (!PyLong_Check(result)) {
+        PyErr_Format(PyExc_TypeError, "host function returned %s, not int or bytes", Py_TYPE(result)->tp_name);
+        Py_DECREF(result);
+        return host_failed(h, HOST_RAISED, raised());
+    }
+    vals[0].lo = PyLong_AsUnsignedLongLongMask(result); /* two's complement for negatives */
+    vals[0].hi = 0;
+    Py_DECREF(result);
+    if (PyErr_Occurred())
+        return host_failed(h, HOST_RAISED, raised());
+    return NULL;
+}
+
+/* wasmtime_func_unchecked_callback_t. Runs on the guest's thread, which may hold the GIL (the
+   first tick of a call) or have given it up (on_deadline): PyGILState_Ensure covers both. */
+static void *host_trampoline(void *env, void *caller, val_raw *vals, size_t n) {
+    HostFunc *h = (HostFunc *)env;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    void *trap = host_call(h, vals);
+    PyGILState_Release(gil);
+    return trap;
+}
+
+static void host_finalize(void *env) {
+    HostFunc *h = (HostFunc *)env;
+#if PY_VERSION_HEX >= 0x030D0000
+    int finalizing = Py_IsFinalizing();
+#else
+    int finalizing = _Py_IsFinalizing();
+#endif
+    if (!finalizing) { /* at interpreter exit the references are dropped with everything else */
+        PyGILState_STATE gil = PyGILState_Ensure();
+        Py_XDECREF(h->method);
+        Py_XDECREF(h->on_error);
+        PyGILState_Release(gil);
+    }
+    free(h);
+}
+
+/* define_host(define_unchecked, trap_new, linker, module, name, functype, method, on_error,
+   nparams, has_result) -> (error_address, host_address)
+   Defines an import whose calls run `method` through host_trampoline. On error (address
+   nonzero, for Python to decode) nothing is kept; else host_address is for host_bind. */
+static PyObject *define_host(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 10 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4]) || !PyCallable_Check(args[6]) ||
+        !PyCallable_Check(args[7])) {
+        PyErr_SetString(PyExc_TypeError, "define_host(define_unchecked, trap_new, linker, module: bytes, name: bytes, "
+                                         "functype, method, on_error, nparams, has_result)");
+        return NULL;
+    }
+    void *define = PyLong_AsVoidPtr(args[0]), *trap_new = NULL, *linker = NULL, *ty = NULL;
+    if (!PyErr_Occurred())
+        trap_new = PyLong_AsVoidPtr(args[1]);
+    if (!PyErr_Occurred())
+        linker = PyLong_AsVoidPtr(args[2]);
+    if (!PyErr_Occurred())
+        ty = PyLong_AsVoidPtr(args[5]);
+    long nparams = PyErr_Occurred() ? -1 : PyLong_AsLong(args[8]);
+    int has_result = PyErr_Occurred() ? -1 : PyObject_IsTrue(args[9]);
+    if (PyErr_Occurred())
+        return NULL;
+    if (define == NULL || trap_new == NULL || linker == NULL || ty == NULL || nparams < 0 ||
+        nparams > HOST_PARAMS_MAX || has_result < 0) {
+        PyErr_SetString(PyExc_ValueError, "define_host: a null address or a bad parameter count");
+        return NULL;
+    }
+    HostFunc *h = calloc(1, sizeof(HostFunc));
+    if (h == NULL)
+        return PyErr_NoMemory();
+    Py_INCREF(args[6]);
+    Py_INCREF(args[7]);
+    *h = (HostFunc){args[6], args[7], NULL, (trap_new_fn)trap_new, (int)nparams, has_result};
+    void *error = ((define_unchecked_fn)define)(linker, PyBytes_AS_STRING(args[3]), (size_t)PyBytes_GET_SIZE(args[3]),
+                                                PyBytes_AS_STRING(args[4]), (size_t)PyBytes_GET_SIZE(args[4]), ty,
+                                                (void *)host_trampoline, h, host_finalize);
+    if (error != NULL) { /* wasmtime dropped the callback, and ran host_finalize, when it did not keep it
+                            (module and name are our ASCII import names: never a UTF-8 error, which
+                            would return before the callback exists) */
+        return Py_BuildValue("(KK)", (unsigned long long)(uintptr_t)error, 0ULL);
+    }
+    return Py_BuildValue("(KK)", 0ULL, (unsigned long long)(uintptr_t)h);
+}
+
+/* bind_host(host_address, site): calls from now on copy results in through this site. */
+static PyObject *bind_host(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "bind_host(host, site)");
+        return NULL;
+    }
+    HostFunc *h = (HostFunc *)PyLong_AsVoidPtr(args[0]);
+    if (h == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "null host function");
+        return NULL;
+    }
+    CallSite *site = site_of(args[1]);
+    if (site == NULL)
+        return NULL;
+    h->site = site;
+    Py_RETURN_NONE;
+}
+
 /* The epoch ticker: a thread of its own that never takes the GIL, so the epoch advances (and
    deadlines fire) even while guest code holds the GIL. */
 typedef struct {
@@ -398,6 +607,8 @@ static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))guest_call, METH_FASTCALL, "One plugin call: fuel, deadline, input, export, output."},
     {"copy_in", (PyCFunction)(void (*)(void))guest_copy_in, METH_FASTCALL, "Copy bytes into a guest-allocated buffer."},
     {"watch", (PyCFunction)(void (*)(void))guest_watch, METH_FASTCALL, "Route a store's epoch deadlines here."},
+    {"define_host", (PyCFunction)(void (*)(void))define_host, METH_FASTCALL, "Define an import served by a Python method."},
+    {"bind_host", (PyCFunction)(void (*)(void))bind_host, METH_FASTCALL, "Give a host function its call site."},
     {"ticker_start", (PyCFunction)(void (*)(void))ticker_start, METH_FASTCALL, "Start a GIL-free epoch ticker."},
     {"ticker_stop", (PyCFunction)(void (*)(void))ticker_stop, METH_FASTCALL, "Stop and join an epoch ticker."},
     {NULL, NULL, 0, NULL},
@@ -411,7 +622,10 @@ PyMODINIT_FUNC PyInit__guestcall(void) {
         return NULL;
     if (PyModule_AddIntConstant(m, "SITE_BYTES", (long)sizeof(CallSite)) < 0 ||
         PyModule_AddIntConstant(m, "OK", OK) < 0 || PyModule_AddIntConstant(m, "TRAPPED", TRAPPED) < 0 ||
-        PyModule_AddIntConstant(m, "FAULT", FAULT) < 0 || PyModule_AddIntConstant(m, "TIMED_OUT", TIMED_OUT) < 0) {
+        PyModule_AddIntConstant(m, "FAULT", FAULT) < 0 || PyModule_AddIntConstant(m, "TIMED_OUT", TIMED_OUT) < 0 ||
+        PyModule_AddIntConstant(m, "HOST_RAISED", HOST_RAISED) < 0 ||
+        PyModule_AddIntConstant(m, "HOST_TRAPPED", HOST_TRAPPED) < 0 ||
+        PyModule_AddIntConstant(m, "HOST_FAULT", HOST_FAULT) < 0) {
         Py_DECREF(m);
         return NULL;
     }

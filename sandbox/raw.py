@@ -4,8 +4,8 @@ wasmtime-py's generic `Func.__call__` spends ~27 us a call looking up types in P
 into the guest go through sandbox/_guestcall.c instead: one C call per plugin call sets the
 fuel and the epoch deadline, copies the input in through aspen_alloc, runs the export through
 wasmtime_func_call_unchecked, copies the output out and frees it (through ctypes those were six
-foreign calls of 0.5 to 1 us each). Calls from the guest (host functions) are ctypes callbacks
-through the unchecked callback API, which hands us the raw value array. Type safety comes from
+foreign calls of 0.5 to 1 us each). Calls from the guest (host functions) go through a C
+trampoline on the unchecked callback API, which hands it the raw value array. Type safety comes from
 the import and export signature checks done once at load (sandbox/runtime.py).
 
 Guest code holds the GIL for at most one epoch tick and then gives it up (a guest may run for
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ctypes
 from collections.abc import Callable
-from ctypes import POINTER, addressof, c_int64, c_size_t, c_ubyte, c_uint64, c_void_p
+from ctypes import POINTER, addressof, c_size_t, c_ubyte, c_uint64, c_void_p
 from typing import Any
 
 import wasmtime
@@ -46,20 +46,9 @@ _set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, None, keep_gil=True)
 _set_epoch_deadline = _bind("wasmtime_context_set_epoch_deadline", None, None, keep_gil=True)
 _memory_data = _bind("wasmtime_memory_data", c_void_p, [c_void_p, c_void_p], keep_gil=True)
 _memory_size = _bind("wasmtime_memory_data_size", c_size_t, [c_void_p, c_void_p], keep_gil=True)
-# Host callbacks get the value array's address as a plain int (the callback keeps an int64 view
-# of it and rebuilds the view only when the address changes; a POINTER argument would build a
-# pointer object on every call).
-_CALLBACK = ctypes.CFUNCTYPE(c_size_t, c_void_p, c_void_p, c_void_p, c_size_t)
-# Each value slot is 16 bytes (the union holds a v128): slot i is int64 number 2*i.
-INT64S_PER_SLOT = ctypes.sizeof(ffi.wasmtime_val_raw_t) // 8
-assert INT64S_PER_SLOT == 2, "wasmtime_val_raw_t changed size"
-_define_unchecked = _bind(
-    "wasmtime_linker_define_func_unchecked",
-    c_void_p,
-    [c_void_p, c_void_p, c_size_t, c_void_p, c_size_t, c_void_p, _CALLBACK, c_void_p, c_void_p],
-)
-
-HostCallback = Callable[[int | None, int | None, int | None, int], int]
+# A host function's failure (sandbox/_guestcall.c, define_host): (kind, value) -> trap message.
+HostFailure = Callable[[int, Any], str]
+HOST_RAISED, HOST_TRAPPED, HOST_FAULT = _guestcall.HOST_RAISED, _guestcall.HOST_TRAPPED, _guestcall.HOST_FAULT
 
 
 class GuestTrap(Exception):
@@ -130,6 +119,8 @@ _API = tuple(_address(_b.dll[name]) for name in (
     "wasmtime_context_set_epoch_deadline", "wasmtime_memory_data", "wasmtime_memory_data_size",
     "wasmtime_error_delete", "wasmtime_error_new", "wasmtime_store_epoch_deadline_callback",
 ))
+_DEFINE_UNCHECKED = _address(_b.dll["wasmtime_linker_define_func_unchecked"])
+_TRAP_NEW = _address(_b.dll["wasmtime_trap_new"])
 OK, TRAPPED, FAULT, TIMED_OUT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT, _guestcall.TIMED_OUT
 
 
@@ -247,27 +238,25 @@ class RawMemory:
         self._view[ptr:end] = data
 
 
-def int64_view(address: int, slots: int) -> Any:
-    """An int64 window over a host callback's value array of `slots` slots."""
-    return (c_int64 * (max(1, slots) * INT64S_PER_SLOT)).from_address(address)
-
-
-def trap_value(message: str) -> int:
-    """A trap for a host callback to return (wasmtime takes ownership)."""
-    trap = wasmtime.Trap(message)._consume()
-    return ctypes.cast(trap, c_void_p).value or 0
-
-
-def define_unchecked(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType,
-                     callback: HostCallback) -> object:
-    """Define a host function through the unchecked callback API. Keep the returned object
-    alive as long as the linker: it is the C function pointer wasmtime calls."""
-    cfunc = _CALLBACK(callback)
-    module_b, name_b = module.encode(), name.encode()
-    error = _define_unchecked(
-        ctypes.cast(linker.ptr(), c_void_p), module_b, len(module_b), name_b, len(name_b),
-        ctypes.cast(ty.ptr(), c_void_p), cfunc, None, None,
-    )
+def define_host(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType,
+                method: Callable[..., int | bytes | None], on_error: HostFailure) -> int:
+    """Define an import whose calls run `method` with its i32 arguments as ints, through the C
+    trampoline in sandbox/_guestcall.c. `method` returns an int, bytes (copied in through the
+    guest's allocator once the function is bound) or None for a function with no result; any
+    failure traps with the message `on_error(kind, value)` writes. The linker's functions own
+    `method` and `on_error` from here on, invisibly to Python's cycle collector: neither may
+    hold the store (strongly) that will hold them. Returns the address for `bind_host`."""
+    if any(str(p) != "i32" for p in ty.params) or len(ty.results) > 1:
+        raise ValueError(f"host function {name}: the trampoline takes i32 parameters and at most one result")
+    error, host = _guestcall.define_host(
+        _DEFINE_UNCHECKED, _TRAP_NEW, _address(linker.ptr()), module.encode(), name.encode(), _address(ty.ptr()),
+        method, on_error, len(ty.params), bool(ty.results))
     if error:
         raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, POINTER(ffi.wasmtime_error_t)))
-    return cfunc
+    return host
+
+
+def bind_host(host: int, site: CallSite) -> None:
+    """From now on the host function copies its results in through `site` (until then a call,
+    which only a start function can make, traps)."""
+    _guestcall.bind_host(host, site.address)

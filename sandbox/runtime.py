@@ -8,10 +8,10 @@ so even a guest spinning in a loop without host calls is stopped), and a store m
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +23,6 @@ from typing import Any
 
 import blake3
 import wasmtime
-from wasmtime import _ffi as ffi
 
 from sandbox import abi, limits
 from sandbox.errors import SandboxCode, SandboxError
@@ -32,6 +31,8 @@ from sandbox.hostfuncs import GuestFault, HostFunctions
 from sandbox.permissions import PluginConfig
 from sandbox.raw import (
     FAULT,
+    HOST_FAULT,
+    HOST_TRAPPED,
     OK,
     TIMED_OUT,
     CallSite,
@@ -39,11 +40,10 @@ from sandbox.raw import (
     GuestTrap,
     RawMemory,
     StoreContext,
-    define_unchecked,
+    bind_host,
+    define_host,
     func_address,
-    int64_view,
     trap_of,
-    trap_value,
 )
 
 log = logging.getLogger("aspen.sandbox")
@@ -189,12 +189,11 @@ class _Instance:
         # Instantiation runs data initializers and any start function: bounded like a call.
         self.ctx.set_fuel(config.fuel_limit)
         self.ctx.set_epoch_deadline(max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
-        self._callbacks: list[object] = []
         linker = wasmtime.Linker(runtime.engine)
-        for name, sig in abi.IMPORTS.items():
-            self._callbacks.append(
-                define_unchecked(linker, abi.IMPORT_MODULE, name, runtime._ftypes[name], _host_callback(self, funcs, name, sig))
-            )
+        me = weakref.ref(self)
+        hosts = [define_host(linker, abi.IMPORT_MODULE, name, runtime._ftypes[name], getattr(funcs, name),
+                             _host_failure(me, name))
+                 for name in abi.IMPORTS]
         try:
             instance = linker.instantiate(self.store, module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
@@ -215,9 +214,11 @@ class _Instance:
                 self.funcs[name] = func_address(f)
         alloc, free = exports[abi.EXPORT_ALLOC], exports.get(abi.EXPORT_FREE)
         assert isinstance(alloc, wasmtime.Func)
-        self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_callback)
+        self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
         self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
                              limits.GUEST_OUTPUT_MAX_BYTES)
+        for host in hosts:
+            bind_host(host, self.site)
 
     def copy_in(self, data: bytes) -> int:
         """Copy bytes into a buffer the guest allocates (the ABI); returns its pointer. For host
@@ -228,49 +229,29 @@ class _Instance:
         raise GuestFault(value) if status == FAULT else trap_of(value)
 
 
-_U32 = 0xFFFFFFFF
-_I32_BIAS = 0x80000000
-assert ctypes.sizeof(ffi.wasmtime_val_raw_t) == 16, "host callbacks index value slots as pairs of int64"
+def _host_failure(inst: weakref.ref[_Instance], name: str) -> Callable[[int, Any], str]:
+    """The trap message for a failed call of host function `name` (sandbox/_guestcall.c).
 
+    It holds its instance weakly: the store's host functions own it, out of the cycle
+    collector's sight, so a strong reference would keep every dropped instance alive."""
 
-def _host_callback(inst: _Instance, funcs: HostFunctions, name: str, sig: tuple[tuple[str, ...], tuple[str, ...]]
-                   ) -> Callable[[int | None, int | None, int | None, int], int]:
-    method = getattr(funcs, name)  # bound once per instance, not looked up per call
-    nparams = len(sig[0])
-    has_result = bool(sig[1])
-    nslots = max(nparams, len(sig[1]))
-    # The value array sits in the wasm caller's frame: the same address at the same call depth,
-    # so the int64 view over it is rebuilt only when the address changes.
-    view_at: list[Any] = [None, None]
-
-    def callback(env: int | None, caller: int | None, addr: int | None, nargs: int) -> int:
-        try:
-            if addr != view_at[0]:
-                view_at[0], view_at[1] = addr, int64_view(addr or 0, nslots)
-            args = view_at[1]
-            # Slot i is int64 number 2*i; an i32 sits in its low half: mask and sign-extend.
-            if nparams == 2:  # the common shape (ptr, len): skip building a list
-                result = method(((args[0] + _I32_BIAS) & _U32) - _I32_BIAS, ((args[2] + _I32_BIAS) & _U32) - _I32_BIAS)
-            else:
-                result = method(*[((args[2 * i] + _I32_BIAS) & _U32) - _I32_BIAS for i in range(nparams)])
-            if has_result:
-                if isinstance(result, bytes):
-                    args[0] = (inst.copy_in(result) << 32) | len(result)
-                else:
-                    args[0] = int(result)
-            return 0
-        except GuestFault as exc:
-            return trap_value(f"{name}: {exc}")
-        except GuestTrap as exc:  # the guest's allocator trapped (fuel, timeout, bug) under us
+    def failed(kind: int, value: Any) -> str:
+        if kind == HOST_FAULT:  # the allocator returned a pointer outside memory
+            return f"{name}: {value}"
+        if kind == HOST_TRAPPED:  # the guest's allocator trapped (fuel, timeout, bug) under us
+            exc = trap_of(value)
             # The trap we return carries no code: remember it, so running out of fuel or time
             # inside the allocator is still reported as FUEL_EXHAUSTED or TIMEOUT.
-            inst.inner_trap_code = exc.trap_code
-            return trap_value(f"{name}: {_trap_cause(str(exc))}")
-        except Exception as exc:
-            log.exception("host function %s failed", name)
-            return trap_value(f"{name}: host error {type(exc).__name__}")
+            owner = inst()
+            if owner is not None:
+                owner.inner_trap_code = exc.trap_code
+            return f"{name}: {_trap_cause(str(exc))}"
+        if isinstance(value, GuestFault):  # the guest passed memory it does not own
+            return f"{name}: {value}"
+        log.error("host function %s failed", name, exc_info=value)
+        return f"{name}: host error {type(value).__name__}"
 
-    return callback
+    return failed
 
 
 class PluginInstance:

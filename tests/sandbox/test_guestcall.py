@@ -4,14 +4,17 @@ what broke, and the next call runs on a clean instance."""
 
 from __future__ import annotations
 
+import gc
+import sys
 import threading
 import time
+import weakref
 
 import msgpack
 import pytest
 import wasmtime
 
-from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, limits
+from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, SandboxCode, SandboxError, limits
 from sandbox.raw import FAULT, OK, TRAPPED, func_address, trap_of
 from tests.sandbox.guests import ALLOC, info_export, wat_bytes
 
@@ -206,3 +209,54 @@ def test_each_runtime_has_one_ticker_thread_and_close_joins_it() -> None:
         rt.close()
         rt.close()  # twice is fine
     assert _os_threads() == before
+
+
+_KV_GET = '(import "aspen" "kv_get_value" (func $kv_get_value (param i32 i32) (result i64)))'
+
+
+def test_a_host_bug_is_a_trap_naming_the_function_and_is_logged(
+        runtime: Runtime, host: InMemoryHost, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    def broken(key: str) -> bytes | None:
+        raise RuntimeError("the host's own bug")
+
+    monkeypatch.setattr(host, "kv_get", broken)
+    key = "__plugin:edge:a"  # in the plugin's own namespace: the call reaches the host
+    plugin = _plugin(runtime, host, f"(drop (call $kv_get_value (i32.const 1024) (i32.const {len(key)}))) "
+                     f"{_returning(256, 1)}", extra=f'(data (i32.const 1024) "{key}")', imports=_KV_GET,
+                     perms=Permissions(kv_read=True))
+    with caplog.at_level("ERROR", logger="aspen.sandbox"):
+        resp = plugin.handle_request({"type": "X"})
+    assert resp["code"] == "PLUGIN_TRAP" and "kv_get_value: host error RuntimeError" in resp["message"]
+    logged = [r for r in caplog.records if r.getMessage() == "host function kv_get_value failed"]
+    assert logged and logged[0].exc_info is not None and "the host's own bug" in str(logged[0].exc_info[1])
+
+
+def test_a_start_function_calling_the_host_fails_instantiation(runtime: Runtime, host: InMemoryHost) -> None:
+    # Host functions are bound to the instance's call site after instantiation: before that a
+    # call is refused with a trap, never run against a half-made instance.
+    wat = f"""(module {_KV_GET} (memory (export "memory") 1) {ALLOC} {info_export()}
+      (func $start (drop (call $kv_get_value (i32.const 0) (i32.const 1)))) (start $start)
+      (func (export "handle_request") (param i32 i32) (result i64) (i64.const 0)))"""
+    with pytest.raises(SandboxError) as exc:
+        runtime.load(wasmtime.wat2wasm(wat), PluginConfig("starter", Permissions(kv_read=True)), host)
+    assert exc.value.code == SandboxCode.INVALID_MODULE
+    assert "host function called while the module was being instantiated" in exc.value.message
+
+
+def test_instances_dropped_after_traps_are_freed_with_their_host_functions(runtime: Runtime, host: InMemoryHost) -> None:
+    # The store's host functions hold their Python methods from C, out of the cycle collector's
+    # sight: nothing they hold may lead back to the store, or every dropped instance would leak.
+    plugin = _plugin(runtime, host, "unreachable", imports=_KV_GET)
+    gc.collect()
+    held = sys.getrefcount(plugin._funcs)
+    assert held == 3  # the argument, plugin._funcs, and the live instance's one imported host function
+    dropped = []
+    for _ in range(3):
+        assert plugin._inst is not None
+        dropped.append(weakref.ref(plugin._inst))
+        assert plugin.handle_request({"type": "X"})["code"] == "PLUGIN_TRAP"
+        plugin.info()  # the next call runs on a fresh instance
+    gc.collect()
+    assert [ref() for ref in dropped] == [None, None, None]
+    now_held = sys.getrefcount(plugin._funcs)  # outside the assert, whose rewriting holds one more
+    assert now_held == held  # one live instance's worth, as before
