@@ -46,6 +46,8 @@ typedef void *(*error_new_fn)(const char *message);
 typedef void *(*deadline_fn)(void *ctx, void *env, uint64_t *delta, uint8_t *kind);
 typedef void (*deadline_callback_fn)(void *store, deadline_fn func, void *env, void (*finalizer)(void *));
 typedef void (*increment_epoch_fn)(void *engine);
+typedef void *(*engine_clone_fn)(void *engine);
+typedef void (*engine_delete_fn)(void *engine);
 
 typedef struct {
     call_unchecked_fn call_unchecked;
@@ -530,11 +532,14 @@ static PyObject *bind_host(PyObject *self, PyObject *const *args, Py_ssize_t nar
 }
 
 /* The epoch ticker: a thread of its own that never takes the GIL, so the epoch advances (and
-   deadlines fire) even while guest code holds the GIL. */
+   deadlines fire) even while guest code holds the GIL. It holds an engine reference of its own
+   (wasmtime_engine_clone), dropped after the join: a program that exits without stopping it
+   frees its Python Engine first, and the thread must not tick a freed engine meanwhile. */
 typedef struct {
     pthread_t thread;
     increment_epoch_fn increment;
-    void *engine;
+    engine_delete_fn engine_delete;
+    void *engine; /* our own reference */
     long period_ns;
     int stop; /* read and written with __atomic builtins */
 } Ticker;
@@ -549,33 +554,35 @@ static void *tick(void *arg) {
     return NULL;
 }
 
-/* ticker_start(increment_epoch, engine, period_ns) -> ticker; the engine must outlive it. */
+/* ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns) -> ticker */
 static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "ticker_start(increment_epoch, engine, period_ns)");
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns)");
         return NULL;
     }
-    void *increment = PyLong_AsVoidPtr(args[0]);
+    void *fns[4];
+    for (int i = 0; i < 4; i++) {
+        fns[i] = PyLong_AsVoidPtr(args[i]);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    long period_ns = PyLong_AsLong(args[4]);
     if (PyErr_Occurred())
         return NULL;
-    void *engine = PyLong_AsVoidPtr(args[1]);
-    if (PyErr_Occurred())
-        return NULL;
-    long period_ns = PyLong_AsLong(args[2]);
-    if (PyErr_Occurred())
-        return NULL;
-    if (increment == NULL || engine == NULL || period_ns <= 0) {
-        PyErr_SetString(PyExc_ValueError, "ticker_start: null function or engine, or a period <= 0");
+    if (fns[0] == NULL || fns[1] == NULL || fns[2] == NULL || fns[3] == NULL || period_ns <= 0) {
+        PyErr_SetString(PyExc_ValueError, "ticker_start: a null function or engine, or a period <= 0");
         return NULL;
     }
     Ticker *t = calloc(1, sizeof(Ticker));
     if (t == NULL)
         return PyErr_NoMemory();
-    t->increment = (increment_epoch_fn)increment;
-    t->engine = engine;
+    t->increment = (increment_epoch_fn)fns[0];
+    t->engine_delete = (engine_delete_fn)fns[2];
+    t->engine = ((engine_clone_fn)fns[1])(fns[3]);
     t->period_ns = period_ns;
     int rc = pthread_create(&t->thread, NULL, tick, t);
     if (rc != 0) {
+        t->engine_delete(t->engine);
         free(t);
         errno = rc;
         return PyErr_SetFromErrno(PyExc_OSError);
@@ -599,6 +606,7 @@ static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_BEGIN_ALLOW_THREADS
     pthread_join(t->thread, NULL);
     Py_END_ALLOW_THREADS
+    t->engine_delete(t->engine);
     free(t);
     Py_RETURN_NONE;
 }

@@ -166,9 +166,12 @@ class EpochTicker:
     deadlines must fire even while guest code holds it."""
 
     def __init__(self, engine: wasmtime.Engine, period_s: float) -> None:
-        self._engine = engine  # outlives the thread: stop() joins before this reference goes
+        # The thread holds an engine reference of its own (wasmtime_engine_clone), so an exit
+        # that frees `engine` before stopping the ticker leaves it nothing freed to tick.
         self._handle: int | None = _guestcall.ticker_start(
-            _address(_b.dll["wasmtime_engine_increment_epoch"]), _address(engine.ptr()), int(period_s * 1e9))
+            *(_address(_b.dll[name]) for name in (
+                "wasmtime_engine_increment_epoch", "wasmtime_engine_clone", "wasm_engine_delete")),
+            _address(engine.ptr()), int(period_s * 1e9))
 
     def stop(self) -> None:
         if self._handle is not None:

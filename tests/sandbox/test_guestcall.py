@@ -5,10 +5,13 @@ what broke, and the next call runs on a clean instance."""
 from __future__ import annotations
 
 import gc
+import os
+import subprocess
 import sys
 import threading
 import time
 import weakref
+from pathlib import Path
 
 import msgpack
 import pytest
@@ -209,6 +212,30 @@ def test_each_runtime_has_one_ticker_thread_and_close_joins_it() -> None:
         rt.close()
         rt.close()  # twice is fine
     assert _os_threads() == before
+
+
+# The runtime outlives sandbox.raw's globals at exit (a global lambda keeps its plugin for the
+# last stage of teardown), so EpochTicker.__del__ cannot stop the ticker any more.
+_EXIT_WITHOUT_CLOSE = """
+from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime
+from tests.plugins.wat import plugin
+runtime = Runtime()
+pinger = runtime.load(plugin("p", "1.0.0", {"type": "Pong"}), PluginConfig("p", Permissions()), InMemoryHost())
+pinger.init()
+ping = lambda: pinger.handle_request({"type": "Ping"})
+for _ in range(1000):
+    ping()
+"""
+
+
+def test_a_program_that_exits_without_closing_its_runtime_exits_cleanly() -> None:
+    # At exit Python may free the Engine while the C ticker still runs: the ticker holds an
+    # engine reference of its own, or it ticks freed memory (this crashed with SIGSEGV).
+    root = Path(__file__).resolve().parents[2]
+    for _ in range(3):
+        r = subprocess.run([sys.executable, "-c", _EXIT_WITHOUT_CLOSE], cwd=root, capture_output=True, text=True,
+                           timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+        assert r.returncode == 0, r.stderr[-2000:]
 
 
 _KV_GET = '(import "aspen" "kv_get_value" (func $kv_get_value (param i32 i32) (result i64)))'
