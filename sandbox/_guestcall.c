@@ -341,10 +341,15 @@ typedef void *(*define_unchecked_fn)(void *linker, const char *module, size_t mo
 enum { HOST_RAISED = 0, HOST_TRAPPED = 1, HOST_FAULT = 2 };
 enum { HOST_PARAMS_MAX = 8 };
 
+/* method and on_error are borrowed: the CallSite the function is bound to holds them (Python
+   side, where the cycle collector sees them). Strong references here would be invisible to it,
+   and any path from them back to the store (a Host that reaches its plugins, say) would make
+   an uncollectable cycle. Guest code runs only through the bound CallSite, which lives as long
+   as the store, so they are alive whenever the trampoline runs Python. */
 typedef struct {
-    PyObject *method;    /* strong */
-    PyObject *on_error;  /* strong; must not reach the instance strongly (see runtime.py) */
-    CallSite *site;      /* NULL until host_bind: guest code that calls out while instantiating */
+    PyObject *method;
+    PyObject *on_error;
+    CallSite *site;      /* NULL until bind_host: guest code that calls out while instantiating */
     trap_new_fn trap_new;
     int nparams;
     int has_result;
@@ -452,26 +457,16 @@ static void *host_trampoline(void *env, void *caller, val_raw *vals, size_t n) {
     return trap;
 }
 
+/* Holds no Python reference, so it needs no GIL: wasmtime may run it from any thread. */
 static void host_finalize(void *env) {
-    HostFunc *h = (HostFunc *)env;
-#if PY_VERSION_HEX >= 0x030D0000
-    int finalizing = Py_IsFinalizing();
-#else
-    int finalizing = _Py_IsFinalizing();
-#endif
-    if (!finalizing) { /* at interpreter exit the references are dropped with everything else */
-        PyGILState_STATE gil = PyGILState_Ensure();
-        Py_XDECREF(h->method);
-        Py_XDECREF(h->on_error);
-        PyGILState_Release(gil);
-    }
-    free(h);
+    free(env);
 }
 
 /* define_host(define_unchecked, trap_new, linker, module, name, functype, method, on_error,
    nparams, has_result) -> (error_address, host_address)
    Defines an import whose calls run `method` through host_trampoline. On error (address
-   nonzero, for Python to decode) nothing is kept; else host_address is for host_bind. */
+   nonzero, for Python to decode) nothing is kept; else host_address is for bind_host, and the
+   caller keeps `method` and `on_error` alive (see HostFunc). */
 static PyObject *define_host(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 10 || !PyBytes_Check(args[3]) || !PyBytes_Check(args[4]) || !PyCallable_Check(args[6]) ||
         !PyCallable_Check(args[7])) {
@@ -498,15 +493,11 @@ static PyObject *define_host(PyObject *self, PyObject *const *args, Py_ssize_t n
     HostFunc *h = calloc(1, sizeof(HostFunc));
     if (h == NULL)
         return PyErr_NoMemory();
-    Py_INCREF(args[6]);
-    Py_INCREF(args[7]);
     *h = (HostFunc){args[6], args[7], NULL, (trap_new_fn)trap_new, (int)nparams, has_result};
     void *error = ((define_unchecked_fn)define)(linker, PyBytes_AS_STRING(args[3]), (size_t)PyBytes_GET_SIZE(args[3]),
                                                 PyBytes_AS_STRING(args[4]), (size_t)PyBytes_GET_SIZE(args[4]), ty,
                                                 (void *)host_trampoline, h, host_finalize);
-    if (error != NULL) { /* wasmtime dropped the callback, and ran host_finalize, when it did not keep it
-                            (module and name are our ASCII import names: never a UTF-8 error, which
-                            would return before the callback exists) */
+    if (error != NULL) { /* wasmtime dropped the callback, and so ran host_finalize, when it did not keep it */
         return Py_BuildValue("(KK)", (unsigned long long)(uintptr_t)error, 0ULL);
     }
     return Py_BuildValue("(KK)", 0ULL, (unsigned long long)(uintptr_t)h);
@@ -544,12 +535,28 @@ typedef struct {
     int stop; /* read and written with __atomic builtins */
 } Ticker;
 
+static void add_ns(struct timespec *at, long ns) {
+    at->tv_nsec += ns;
+    at->tv_sec += at->tv_nsec / 1000000000L;
+    at->tv_nsec %= 1000000000L;
+}
+
+/* Sleeps to absolute times: a signal that interrupts a sleep (EINTR) resumes the same sleep
+   instead of ticking early, which would shorten every running call's timeout. A ticker that
+   fell behind (a stalled machine) skips the missed ticks rather than firing them in a burst. */
 static void *tick(void *arg) {
     Ticker *t = (Ticker *)arg;
-    struct timespec period = {t->period_ns / 1000000000L, t->period_ns % 1000000000L};
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
     while (!__atomic_load_n(&t->stop, __ATOMIC_ACQUIRE)) {
-        nanosleep(&period, NULL);
+        add_ns(&next, t->period_ns);
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR) {
+        }
         t->increment(t->engine);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        if (now.tv_sec > next.tv_sec + 1)
+            next = now;
     }
     return NULL;
 }
@@ -603,9 +610,14 @@ static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     }
     __atomic_store_n(&t->stop, 1, __ATOMIC_RELEASE);
+    int rc;
     Py_BEGIN_ALLOW_THREADS
-    pthread_join(t->thread, NULL);
+    rc = pthread_join(t->thread, NULL);
     Py_END_ALLOW_THREADS
+    if (rc != 0) { /* the thread may still run: leave it its memory and engine */
+        errno = rc;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
     t->engine_delete(t->engine);
     free(t);
     Py_RETURN_NONE;

@@ -18,8 +18,10 @@ on a busy node that wait, not the call, is the price.
 from __future__ import annotations
 
 import ctypes
+import threading
 from collections.abc import Callable
 from ctypes import POINTER, addressof, c_size_t, c_ubyte, c_uint64, c_void_p
+from dataclasses import dataclass
 from typing import Any
 
 import wasmtime
@@ -143,7 +145,7 @@ class CallSite:
     running (see on_deadline in the C file), so `ticks` counts the call's whole budget.
     """
 
-    __slots__ = ("_keep", "_site", "address")
+    __slots__ = ("_hosts", "_keep", "_site", "address")
 
     def __init__(self, store: wasmtime.Store, context: StoreContext, memory: wasmtime.Memory,
                  alloc: wasmtime.Func, free: wasmtime.Func | None, out_max: int) -> None:
@@ -151,7 +153,16 @@ class CallSite:
         self._site = _Site(*_API, context.address, addressof(memory._memory), func_address(alloc),
                            func_address(free) if free is not None else None, out_max)
         self.address = addressof(self._site)
+        self._hosts: tuple[HostBinding, ...] = ()
         _guestcall.watch(self.address, _address(store.ptr()))
+
+    def bind(self, hosts: list[HostBinding]) -> None:
+        """The store's host functions copy their results in through this site from now on. It
+        keeps their Python objects alive: guest code runs only through this site, which lives
+        as long as the store (it holds it)."""
+        self._hosts = tuple(hosts)
+        for host in self._hosts:
+            _guestcall.bind_host(host.address, self.address)
 
     def call(self, func: int, payload: bytes | None, fuel: int, ticks: int) -> tuple[int, Any, int]:
         return _guestcall.call(self.address, func, payload, fuel, ticks)
@@ -163,19 +174,23 @@ class CallSite:
 
 class EpochTicker:
     """Advances an engine's epoch every `period_s` from a C thread that never takes the GIL:
-    deadlines must fire even while guest code holds it."""
+    deadlines must fire even while guest code holds it. `stop` is safe from any thread, once or
+    many times."""
 
     def __init__(self, engine: wasmtime.Engine, period_s: float) -> None:
+        self._stopping = threading.Lock()  # two threads must not both take the handle
+        self._handle: int | None = None
         # The thread holds an engine reference of its own (wasmtime_engine_clone), so an exit
         # that frees `engine` before stopping the ticker leaves it nothing freed to tick.
-        self._handle: int | None = _guestcall.ticker_start(
+        self._handle = _guestcall.ticker_start(
             *(_address(_b.dll[name]) for name in (
                 "wasmtime_engine_increment_epoch", "wasmtime_engine_clone", "wasm_engine_delete")),
             _address(engine.ptr()), int(period_s * 1e9))
 
     def stop(self) -> None:
-        if self._handle is not None:
+        with self._stopping:
             handle, self._handle = self._handle, None
+        if handle is not None:
             _guestcall.ticker_stop(handle)
 
     def __del__(self) -> None:
@@ -241,25 +256,32 @@ class RawMemory:
         self._view[ptr:end] = data
 
 
+@dataclass(frozen=True, slots=True)
+class HostBinding:
+    """A host function defined in a linker, waiting for its CallSite (`CallSite.bind`).
+
+    The C side holds `method` and `on_error` without references of its own (a reference from C
+    is invisible to the cycle collector, and a path from it back to the store would never be
+    freed): this object, then the CallSite, keeps them alive."""
+
+    address: int
+    method: Callable[..., int | bytes | None]
+    on_error: HostFailure
+
+
 def define_host(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.FuncType,
-                method: Callable[..., int | bytes | None], on_error: HostFailure) -> int:
+                method: Callable[..., int | bytes | None], on_error: HostFailure) -> HostBinding:
     """Define an import whose calls run `method` with its i32 arguments as ints, through the C
-    trampoline in sandbox/_guestcall.c. `method` returns an int, bytes (copied in through the
-    guest's allocator once the function is bound) or None for a function with no result; any
-    failure traps with the message `on_error(kind, value)` writes. The linker's functions own
-    `method` and `on_error` from here on, invisibly to Python's cycle collector: neither may
-    hold the store (strongly) that will hold them. Returns the address for `bind_host`."""
-    if any(str(p) != "i32" for p in ty.params) or len(ty.results) > 1:
-        raise ValueError(f"host function {name}: the trampoline takes i32 parameters and at most one result")
-    error, host = _guestcall.define_host(
+    trampoline in sandbox/_guestcall.c. `method` returns an int (an i32 or i64 result), bytes
+    (copied in through the guest's allocator) or None for a function with no result; any failure
+    traps with the message `on_error(kind, value)` writes. Until the binding is given to its
+    instance's `CallSite.bind`, a call (only a start function can make one) traps."""
+    if any(str(p) != "i32" for p in ty.params) or len(ty.results) > 1 or any(
+            str(r) not in ("i32", "i64") for r in ty.results):
+        raise ValueError(f"host function {name}: the trampoline takes i32 parameters and at most one i32 or i64 result")
+    error, address = _guestcall.define_host(
         _DEFINE_UNCHECKED, _TRAP_NEW, _address(linker.ptr()), module.encode(), name.encode(), _address(ty.ptr()),
         method, on_error, len(ty.params), bool(ty.results))
     if error:
         raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, POINTER(ffi.wasmtime_error_t)))
-    return host
-
-
-def bind_host(host: int, site: CallSite) -> None:
-    """From now on the host function copies its results in through `site` (until then a call,
-    which only a start function can make, traps)."""
-    _guestcall.bind_host(host, site.address)
+    return HostBinding(address, method, on_error)

@@ -40,7 +40,6 @@ from sandbox.raw import (
     GuestTrap,
     RawMemory,
     StoreContext,
-    bind_host,
     define_host,
     func_address,
     trap_of,
@@ -217,8 +216,7 @@ class _Instance:
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
         self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
                              limits.GUEST_OUTPUT_MAX_BYTES)
-        for host in hosts:
-            bind_host(host, self.site)
+        self.site.bind(hosts)
 
     def copy_in(self, data: bytes) -> int:
         """Copy bytes into a buffer the guest allocates (the ABI); returns its pointer. For host
@@ -232,8 +230,9 @@ class _Instance:
 def _host_failure(inst: weakref.ref[_Instance], name: str) -> Callable[[int, Any], str]:
     """The trap message for a failed call of host function `name` (sandbox/_guestcall.c).
 
-    It holds its instance weakly: the store's host functions own it, out of the cycle
-    collector's sight, so a strong reference would keep every dropped instance alive."""
+    It holds its instance weakly: the instance's CallSite holds it, and a strong reference back
+    would leave every dropped instance (and its 4 GiB memory reservation) to the cycle
+    collector instead of freeing it at once."""
 
     def failed(kind: int, value: Any) -> str:
         if kind == HOST_FAULT:  # the allocator returned a pointer outside memory

@@ -18,7 +18,7 @@ import pytest
 import wasmtime
 
 from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, SandboxCode, SandboxError, limits
-from sandbox.raw import FAULT, OK, TRAPPED, func_address, trap_of
+from sandbox.raw import FAULT, OK, TRAPPED, define_host, func_address, trap_of
 from tests.sandbox.guests import ALLOC, info_export, wat_bytes
 
 PAGE = 65536
@@ -271,12 +271,11 @@ def test_a_start_function_calling_the_host_fails_instantiation(runtime: Runtime,
 
 
 def test_instances_dropped_after_traps_are_freed_with_their_host_functions(runtime: Runtime, host: InMemoryHost) -> None:
-    # The store's host functions hold their Python methods from C, out of the cycle collector's
-    # sight: nothing they hold may lead back to the store, or every dropped instance would leak.
+    # Host functions, their failure handlers and the store must not keep each other alive: each
+    # dropped instance (and its memory reservation) is freed, with the methods it held.
     plugin = _plugin(runtime, host, "unreachable", imports=_KV_GET)
     gc.collect()
-    held = sys.getrefcount(plugin._funcs)
-    assert held == 3  # the argument, plugin._funcs, and the live instance's one imported host function
+    held = sys.getrefcount(plugin._funcs)  # the live instance's host functions hold it, once each
     dropped = []
     for _ in range(3):
         assert plugin._inst is not None
@@ -287,3 +286,22 @@ def test_instances_dropped_after_traps_are_freed_with_their_host_functions(runti
     assert [ref() for ref in dropped] == [None, None, None]
     now_held = sys.getrefcount(plugin._funcs)  # outside the assert, whose rewriting holds one more
     assert now_held == held  # one live instance's worth, as before
+
+
+def test_a_plugin_whose_host_reaches_it_is_freed_once_dropped(runtime: Runtime) -> None:
+    # A node's Host reaches its plugins (NodeHost -> manager -> plugin): the host functions'
+    # methods lead back to the store that holds them. Held from C, that cycle was never freed.
+    host = InMemoryHost()
+    plugin = _plugin(runtime, host, _returning(256, 1), imports=_KV_GET)
+    host.reaches = plugin  # type: ignore[attr-defined]
+    dropped = weakref.ref(plugin)
+    del plugin, host
+    gc.collect()
+    assert dropped() is None
+
+
+def test_host_functions_take_integer_results_only() -> None:
+    linker = wasmtime.Linker(wasmtime.Engine())
+    f32 = wasmtime.FuncType([wasmtime.ValType.i32()], [wasmtime.ValType.f32()])
+    with pytest.raises(ValueError, match="at most one i32 or i64 result"):
+        define_host(linker, "aspen", "f", f32, lambda x: 0, lambda kind, value: "failed")
