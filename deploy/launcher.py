@@ -237,7 +237,27 @@ class LocalCluster:
         self.start(node_id)
         with self.client([n for n in self.nodes if n != node_id and self.alive(n)], timeout_s=timeout_s) as c:
             c.request("AddNode", node_id=node_id, raft_addr=spec.raft_addr, client_addr=spec.client_addr)
+        self.wait_caught_up(node_id, timeout_s)
         return node_id
+
+    def wait_caught_up(self, node_id: int, timeout_s: float = 30.0) -> None:
+        """Until the leader sees `node_id` connected and the node has applied what the leader had
+        committed when the wait began: a member that can serve, not one still joining."""
+        deadline = time.monotonic() + timeout_s
+        target: int | None = None
+        while time.monotonic() < deadline:
+            leader = self.leader_id()
+            st = self.status_of(leader) if leader is not None else None
+            mine = self.status_of(node_id)
+            if st is not None and mine is not None:
+                target = st["commit_index"] if target is None else target
+                connected = any(n["node_id"] == node_id and n.get("connected") for n in st.get("nodes") or [])
+                if connected and mine["applied_index"] >= target:
+                    return
+            if not self.alive(node_id):
+                raise RuntimeError(f"node {node_id} exited; log tail: {self.log_tails().get(node_id, '')}")
+            time.sleep(0.05)
+        raise TimeoutError(f"node {node_id} did not catch up within {timeout_s}s; log tails: {self.log_tails()}")
 
     def remove_node(self, node_id: int, timeout_s: float = 30.0) -> None:
         """RemoveNode through the leader (leadership moves first if it is the leader), then stop it."""
@@ -376,7 +396,7 @@ def main(argv: list[str] | None = None) -> None:
         p.add_argument("--dir", type=Path, required=True)
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete the directory")
-    p = sub.add_parser("add", help="start one more node and join it to the cluster")
+    p = sub.add_parser("add", help="start one more node, join it to the cluster, wait until it has caught up")
     p.add_argument("--dir", type=Path, required=True)
     for name in ("kill", "stop", "start", "remove"):
         p = sub.add_parser(name)

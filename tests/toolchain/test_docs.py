@@ -8,32 +8,22 @@ pytest from the directory the Quickstart started in.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
 
 from deploy.launcher import LocalCluster
+from tests.doc_blocks import marker_count, run_blocks
 from tests.plugins.test_plugin_cli import cli
 from tests.toolchain.conftest import REPO, author_env
 
 DOC = REPO / "docs" / "PLUGIN_DEVELOPMENT.md"
-RUN_BLOCK = re.compile(r"<!-- run -->\n```(bash|python)\n(.*?)```", re.S)
 SESSION_TIMEOUT_S = 900
 
 
-def run_blocks(doc: Path) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {"bash": [], "python": []}
-    for lang, code in RUN_BLOCK.findall(doc.read_text()):
-        found[lang].append(code)
-    return found
-
-
 def test_every_run_marker_is_followed_by_a_block() -> None:
-    text = DOC.read_text()
     blocks = run_blocks(DOC)
-    markers = re.findall(r"^<!-- run -->$", text, re.M)
-    assert len(markers) == len(blocks["bash"]) + len(blocks["python"])
+    assert marker_count(DOC) == len(blocks["bash"]) + len(blocks["python"])
     assert len(blocks["bash"]) == 3 and len(blocks["python"]) == 1
 
 

@@ -1,0 +1,43 @@
+"""docs/OPERATIONS.md stays true: its `<!-- run -->` blocks run as written, in one bash session,
+with the doc's /tmp/c replaced by a directory of the test's own."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from deploy.launcher import LocalCluster
+from tests.doc_blocks import marker_count, run_blocks
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md"
+SESSION_TIMEOUT_S = 300
+
+
+def test_every_run_marker_is_followed_by_a_bash_block() -> None:
+    blocks = run_blocks(DOC)
+    assert marker_count(DOC) == len(blocks["bash"]) >= 1 and not blocks["python"]
+
+
+def test_operations_doc_runs_as_written(tmp_path: Path) -> None:
+    cluster_dir = tmp_path / "c"
+    script = "set -euo pipefail\n" + "\n".join(blocks for blocks in run_blocks(DOC)["bash"])
+    script = script.replace("/tmp/c", str(cluster_dir))
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+           "PYTHONPATH": str(DOC.parents[1])}
+    env.pop("ASPEN_CLUSTER", None)
+    env.pop("ASPEN_COOKIE", None)
+    try:
+        r = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                           timeout=SESSION_TIMEOUT_S)
+        assert r.returncode == 0, f"the doc's commands failed:\n{r.stdout}\n{r.stderr}"
+        # What the comments say the two status commands show: node 4 joined, then gone.
+        statuses = r.stdout.split("answered; leader:")[1:]
+        assert len(statuses) == 2, r.stdout
+        assert re.search(r"node 4: (follower|leader)\s.*connected", statuses[0]), statuses[0]
+        assert "node 4:" not in statuses[1] and all(f"node {n}:" in statuses[1] for n in (1, 2, 3)), statuses[1]
+    finally:
+        if (cluster_dir / "cluster.json").exists():
+            LocalCluster(cluster_dir).down()
