@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/kv_bench.py $$(command -v etcd >/dev/null && echo --vs-etcd)
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/plugin_bench.py
+	$(BIN)/python benchmarks/dispatch_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info sandbox/_guestcall*.so

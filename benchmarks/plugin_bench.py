@@ -41,8 +41,9 @@ WHERE_THE_COST_GOES = (
     "functions through a C trampoline, and the hand-off to the plugin's worker thread, which answers its "
     "whole batch in one loop callback. The guest entries themselves are the small part (a no-op call is "
     "well under a microsecond, see the sandbox table); the Python around them (msgpack in and out, stats, the worker's "
-    "queue) and the hand-off between the loop's and the worker's threads, which on two CPUs pays in caches "
-    "and in the GIL passing between them, are the rest. Before the C call path (six ctypes calls and three GIL hand-offs a plugin "
+    "queue) and the hand-off between the loop's and the worker's threads are the rest; "
+    "benchmarks/dispatch_bench.py splits the two, and shows the hand-off costing about twice as much with "
+    "the threads on two CPUs as on one. Before the C call path (six ctypes calls and three GIL hand-offs a plugin "
     "call, a future and a task wake-up per request) the cost was +62% (Ping) and +37% (ReadKey)."
 )
 READ_RESPONSE = {"type": "ReadResult", "was_found": True, "value": b"v" * 100}
