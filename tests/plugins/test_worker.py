@@ -109,3 +109,17 @@ def test_close_runs_its_last_call_after_the_queue_even_when_the_queue_is_full() 
         assert order == ["call 0", "call 1", "call 2", "call 3", "shutdown"]
 
     asyncio.run(main())
+
+
+def test_calls_posted_in_one_loop_turn_reach_the_worker_together_at_its_end() -> None:
+    async def main() -> None:
+        worker = PluginWorker("w", asyncio.get_running_loop())
+        ran: list[int] = []
+        futures = [worker.submit(ran.append, i) for i in range(5)]
+        time.sleep(0.05)  # still this loop turn: the worker was not woken to wait for the GIL
+        assert ran == [] and worker.pending() == 5
+        await asyncio.gather(*futures)
+        assert ran == [0, 1, 2, 3, 4]
+        worker.close()
+
+    asyncio.run(main())
