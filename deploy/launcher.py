@@ -402,6 +402,9 @@ def main(argv: list[str] | None = None) -> None:
         p = sub.add_parser(name)
         p.add_argument("--dir", type=Path, required=True)
         p.add_argument("node", type=int)
+        if name == "start":
+            p.add_argument("--wait", action="store_true",
+                           help="return once a leader sees the node connected and it has caught up")
     args = ap.parse_args(argv)
     cluster = LocalCluster(args.dir)
     try:
@@ -429,6 +432,8 @@ def main(argv: list[str] | None = None) -> None:
             if args.node not in cluster.nodes:
                 raise RuntimeError(f"no node {args.node} in {args.dir}")
             getattr(cluster, args.cmd)(args.node)
+            if args.cmd == "start" and args.wait:
+                cluster.wait_caught_up(args.node)
     except (RuntimeError, ValueError, TimeoutError, OSError, AspenError) as exc:
         print(f"aspen-cluster: {exc}", file=sys.stderr)
         sys.exit(1)
