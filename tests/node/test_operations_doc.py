@@ -1,6 +1,6 @@
 """docs/OPERATIONS.md stays true: its `<!-- run -->` blocks (membership, rolling restart, backup
-and restore of a node) run as written, in one bash session, with the doc's /tmp/c replaced by a
-directory of the test's own."""
+and restore of a node and of a whole cluster) run as written, in one bash session, with the
+doc's /tmp/c replaced by a directory of the test's own."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def test_operations_doc_runs_as_written(tmp_path: Path) -> None:
         assert re.findall(r"node (\d+):", statuses[1]) == ["1", "2", "3"], statuses[1]
         # The rolling restart kept the write; node 3, restored from its backup and then from an
         # empty dir, caught up with the write made after the backup, read from it alone.
-        assert r.stdout.rstrip().endswith("\nbefore\nOK revision=2\nwritten-after-the-backup\nwritten-after-the-backup"), \
+        # The whole cluster, restored from node 1's backup with nodes 2 and 3 empty, kept its data.
+        assert r.stdout.rstrip().endswith(
+            "\nbefore\nOK revision=2\nwritten-after-the-backup\nwritten-after-the-backup\nOK revision=3\nkept"), \
             r.stdout[-500:]
     finally:
         if (cluster_dir / "cluster.json").exists():
