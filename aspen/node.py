@@ -56,6 +56,7 @@ class NodeConfig:
     metrics_listen: str | None = None  # host:port of the Prometheus endpoint, None: off
     advertise_client: str | None = None  # the client address peers should use (default: listen)
     request_timeout_s: float = REQUEST_TIMEOUT_S
+    join_existing: bool = False  # --initial-cluster-state existing (RaftConfig.join_existing)
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -101,6 +102,7 @@ class AspenNode:
                 peers=dict(cfg.peers),
                 data_dir=cfg.data_dir,
                 cookie=raft_cookie,
+                join_existing=cfg.join_existing,
             ),
             self.blobs,
             self._fetch_blob_from_peer,
@@ -269,6 +271,11 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
     ap.add_argument("--metrics-listen", help="serve Prometheus metrics on host:port (GET /metrics)")
     ap.add_argument("--advertise-client", help="client address other nodes use (default: --listen)")
     ap.add_argument("--log-level", default=os.environ.get("ASPEN_LOG", "INFO"))
+    ap.add_argument(
+        "--initial-cluster-state", choices=("new", "existing"), default="new",
+        help="existing: this node joins a cluster that holds data; with an empty data dir it never "
+             "campaigns, it waits to hear from a leader (a restore, a new member, a lost disk)",
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
@@ -296,6 +303,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         request_timeout_s=args.request_timeout,
         metrics_listen=args.metrics_listen,
         advertise_client=args.advertise_client,
+        join_existing=args.initial_cluster_state == "existing",
     )
 
 

@@ -29,6 +29,11 @@ class RaftConfig:
     entry_bytes_max: int = 8 * 1024 * 1024
     pending_ops_max: int = 100_000
     commands_queue_max: int = 10_000
+    # This member joins a cluster that already holds data (etcd's --initial-cluster-state
+    # existing): starting with no log, it never campaigns and only follows a leader it hears
+    # from. Without it, empty members started together are a majority that can elect a leader
+    # with an empty log and overwrite a restored member's data.
+    join_existing: bool = False
     extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

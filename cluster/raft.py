@@ -19,6 +19,7 @@ from typing import Any
 
 import msgpack
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 
 from cluster.config import RaftConfig
@@ -100,7 +101,23 @@ class RaftCore(SyncObj):
             useFork=False,
         )
         self._applier = applier
+        # Decided before pysyncobj starts its tick thread (inside __init__), from the files: a
+        # member with neither journal nor snapshot has never held any of the cluster's log.
+        self._await_leader = bool(
+            cfg.join_existing and cfg.peers and not Path(cfg.journal_path).exists()
+            and not Path(cfg.snapshot_path).exists()
+        )
         super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf)
+
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        if self._await_leader:
+            if self._SyncObj__raftLeader is not None:  # type: ignore[attr-defined]
+                self._await_leader = False  # heard a leader: from now on an ordinary member
+            else:
+                # Keep the election deadline ahead: an empty member of a cluster with data
+                # never campaigns (RaftConfig.join_existing). It still votes.
+                self._SyncObj__raftElectionDeadline = raft_clock() + 3600  # type: ignore[attr-defined]
+        super()._onTick(timeToWait)
 
     # --- Raft's log-matching rule on followers -------------------------------------------
     #

@@ -188,14 +188,14 @@ class LocalCluster:
         self._save()
         try:
             for node_id in self.nodes:
-                self.start(node_id)
+                self.start(node_id, "new")
             if wait:
                 self.wait_leader()
         except BaseException:
             self.down()  # no half-started cluster left running behind an error
             raise
 
-    def command(self, node_id: int) -> list[str]:
+    def command(self, node_id: int, initial_state: str = "existing") -> list[str]:
         spec = self.nodes[node_id]
         others = [n for n in self.nodes.values() if n.node_id != node_id]
         return [
@@ -207,10 +207,13 @@ class LocalCluster:
             "--peers", ",".join(f"{n.node_id}={n.raft_addr}" for n in others),
             "--peer-clients", ",".join(f"{n.node_id}={n.client_addr}" for n in others),
             "--cookie-file", str(self.cookie_path),
+            "--initial-cluster-state", initial_state,
             *(["--metrics-listen", f"{spec.host}:{spec.metrics_port}"] if spec.metrics_port else []),
         ]
 
-    def start(self, node_id: int) -> None:
+    def start(self, node_id: int, initial_state: str = "existing") -> None:
+        """Start a node; "existing" (anything but the first `up`): a node whose data dir is
+        empty waits to hear from a leader instead of campaigning."""
         if self.nodes[node_id].metrics_port is None:
             self.nodes[node_id].metrics_port = free_ports(1)[0]
         spec = self.nodes[node_id]
@@ -221,7 +224,7 @@ class LocalCluster:
         prefix = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         with open(self.log_path(node_id), "ab") as log:
             proc = subprocess.Popen(
-                prefix + self.command(node_id), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                prefix + self.command(node_id, initial_state), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env,
             )
         spec.pid = proc.pid

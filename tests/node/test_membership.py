@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -73,3 +74,27 @@ def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:
         with pytest.raises(AspenError) as err:
             c.request("RemoveNode", node_id=99)
         assert err.value.code == "NOT_FOUND"
+
+
+def test_empty_members_of_an_existing_cluster_never_elect_a_leader_of_their_own(cluster: LocalCluster) -> None:
+    # A whole cluster restored from node 1's backup, in the order that used to lose everything:
+    # nodes 2 and 3 come back empty first. They are a majority; started as members of an
+    # existing cluster (aspen-cluster start passes --initial-cluster-state existing), they must
+    # not campaign, and the data must survive once node 1 returns.
+    with cluster.client() as c:
+        c.put("restore/key", b"kept")
+    for node_id in (1, 2, 3):
+        cluster.stop(node_id)
+    for node_id in (2, 3):
+        shutil.rmtree(cluster.data_dir(node_id))
+        cluster.start(node_id)
+    time.sleep(4 * 1.2)  # four of the longest election timeouts: time to have elected a leader
+    statuses = [cluster.status_of(n) for n in (2, 3)]
+    assert all(st is not None and st["leader_id"] is None for st in statuses), statuses
+    cluster.start(1)
+    cluster.wait_caught_up(3)
+    with cluster.client() as c:
+        assert c.get("restore/key")["value"] == b"kept"
+    for node_id in (2, 3):
+        with cluster.client([node_id], discover_leader=False) as c:
+            assert c.get("restore/key", stale=True)["value"] == b"kept"

@@ -29,7 +29,9 @@ def test_node_command_follows_the_contract(tmp_path: Path) -> None:
         "--peers": "1=127.0.0.1:7101,3=127.0.0.1:7103",  # the OTHER nodes
         "--peer-clients": "1=127.0.0.1:7001,3=127.0.0.1:7003",
         "--cookie-file": str(c.root / "cookie"),
+        "--initial-cluster-state": "existing",  # any start but the first `up`
     }
+    assert c.command(2, "new")[-2:] == ["--initial-cluster-state", "new"]
 
 
 def test_bad_arguments_are_refused_before_anything_starts(tmp_path: Path) -> None:
