@@ -11,6 +11,7 @@ a peer without the cookie is disconnected at its first frame.
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 from collections.abc import Callable
@@ -23,6 +24,10 @@ from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 
 from cluster.config import RaftConfig
+from storage.durable import write_durably
+
+log = logging.getLogger("aspen.cluster")
+JOINING_MARKER = "joining"  # in the journal's directory while an empty member waits (RaftCore)
 
 SNAPSHOT_MAGIC = b"ASPNSNAP"
 SNAPSHOT_FORMAT_VERSION = 1
@@ -101,23 +106,44 @@ class RaftCore(SyncObj):
             useFork=False,
         )
         self._applier = applier
-        # Decided before pysyncobj starts its tick thread (inside __init__), from the files: a
-        # member with neither journal nor snapshot has never held any of the cluster's log.
-        self._await_leader = bool(
-            cfg.join_existing and cfg.peers and not Path(cfg.journal_path).exists()
-            and not Path(cfg.snapshot_path).exists()
-        )
+        # An empty member of a cluster with data (RaftConfig.join_existing) does not campaign
+        # until it has caught up with a leader. Decided before pysyncobj starts its tick thread
+        # (inside __init__). "Empty" is no journal and no snapshot, on the first start only:
+        # pysyncobj creates the journal at once, so a restart before catching up would look
+        # like a member with data; the marker file keeps the wait across restarts until then.
+        self._joining_marker = Path(cfg.journal_path).parent / JOINING_MARKER
+        if (cfg.join_existing and cfg.peers and not Path(cfg.journal_path).exists()
+                and not Path(cfg.snapshot_path).exists()):
+            write_durably(self._joining_marker, b"waiting to catch up with a leader before campaigning\n")
+        self._await_leader = bool(cfg.join_existing and cfg.peers and self._joining_marker.exists())
+        if self._await_leader:
+            log.info("joining a cluster with data from an empty log: no campaigning until caught up with a leader")
         super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf)
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         if self._await_leader:
-            if self._SyncObj__raftLeader is not None:  # type: ignore[attr-defined]
-                self._await_leader = False  # heard a leader: from now on an ordinary member
+            if self._caught_up():
+                self._await_leader = False
+                self._joining_marker.unlink(missing_ok=True)
+                log.info("caught up with the leader at index %d: an ordinary member now", self.raftLastApplied)
             else:
-                # Keep the election deadline ahead: an empty member of a cluster with data
-                # never campaigns (RaftConfig.join_existing). It still votes.
+                # Keep the election deadline ahead: no campaign. It still votes.
                 self._SyncObj__raftElectionDeadline = raft_clock() + 3600  # type: ignore[attr-defined]
         super()._onTick(timeToWait)
+
+    def _caught_up(self) -> bool:
+        """A leader is heard, this member has applied up to what the leader says is committed,
+        and that entry is of the leader's own term. The last part matters: a new leader holds
+        entries of older terms that it has not counted as committed yet (its commit index
+        starts from what it persisted), and only once an entry of its own term (the no-op it
+        appends on election) is committed is everything before it committed, and here."""
+        if self._SyncObj__raftLeader is None:  # type: ignore[attr-defined]
+            return False
+        commit = self._SyncObj__leaderCommitIndex  # type: ignore[attr-defined]
+        if commit is None or self.raftLastApplied < commit:
+            return False
+        entries = self._SyncObj__getEntries(commit, 1)
+        return bool(entries) and entries[0][2] == self.raftCurrentTerm
 
     # --- Raft's log-matching rule on followers -------------------------------------------
     #

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage.durable import fsync_dir
 from storage.errors import AspenError, ErrorCode
 from storage.hashing import blob_hash, check_hash, is_blob_hash
 from storage.limits import BLOB_MAX_BYTES
@@ -98,7 +99,7 @@ class BlobStore:
             except FileNotFoundError:
                 pass
             raise
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
 
     def get(self, h: str) -> bytes | None:
         check_hash(h)
@@ -156,11 +157,3 @@ class BlobStore:
                         f.unlink()
                     except FileNotFoundError:
                         pass
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
