@@ -92,12 +92,6 @@ static void *on_deadline(void *ctx, void *env, uint64_t *delta, uint8_t *kind) {
     return NULL;
 }
 
-/* (TRAPPED, (error_address, trap_address)) */
-static PyObject *trapped(void *error, void *trap) {
-    return Py_BuildValue("(i(KK))", TRAPPED, (unsigned long long)(uintptr_t)error,
-                         (unsigned long long)(uintptr_t)trap);
-}
-
 /* Run guest code. The caller holds the GIL; on_deadline may give it up during the call (see
    there), and then it is taken back here before returning. Entries nest (a host function's
    result goes through aspen_alloc), so each level keeps the outer level's saved state. */
@@ -112,28 +106,16 @@ static int enter(CallSite *site, const void *func, val_raw *vals, void **error, 
     return *error == NULL && *trap == NULL;
 }
 
-/* Copy data into a buffer from the guest's allocator: 0 and *ptr on success, else a result. */
-static PyObject *copy_in(CallSite *site, const char *data, Py_ssize_t n, uint32_t *ptr) {
-    val_raw vals[2] = {{(uint64_t)(uint32_t)n, 0}, {0, 0}};
-    void *error, *trap;
-    if (!enter(site, site->alloc, vals, &error, &trap))
-        return trapped(error, trap);
-    *ptr = (uint32_t)vals[0].lo;
-    uint8_t *base = site->memory_data(site->ctx, site->mem);
-    size_t size = site->memory_size(site->ctx, site->mem);
-    if (*ptr == 0 || base == NULL || (uint64_t)*ptr + (uint64_t)n > size)
-        return Py_BuildValue("(iN)", FAULT, PyUnicode_FromFormat(
-            "aspen_alloc(%zd) returned an unusable pointer %u: guest buffer [%u, %u+%zd) is outside "
-            "memory of %zu bytes", n, *ptr, *ptr, *ptr, n, size));
-    memcpy(base + *ptr, data, (size_t)n);
-    return NULL;
+/* The address a Python int holds; NULL with an exception set if it is not one, or is 0. */
+static void *address_of(PyObject *value, const char *what) {
+    void *address = PyLong_AsVoidPtr(value);
+    if (address == NULL && !PyErr_Occurred())
+        PyErr_Format(PyExc_ValueError, "null %s", what);
+    return address;
 }
 
 static CallSite *site_of(PyObject *address) {
-    CallSite *site = (CallSite *)PyLong_AsVoidPtr(address);
-    if (site == NULL && !PyErr_Occurred())
-        PyErr_SetString(PyExc_ValueError, "null call site");
-    return site;
+    return (CallSite *)address_of(address, "call site");
 }
 
 /* What one call did. */
@@ -149,22 +131,51 @@ typedef struct {
 
 enum { BAD_ALLOC_POINTER = 1, OUTPUT_TOO_LARGE, OUTPUT_OUTSIDE, NO_HOST_MEMORY };
 
+/* Copy data into a buffer from the guest's allocator (the call's input, or a host function's
+   result): 1 and *ptr, or 0 with the failure in *o (TRAPPED, or FAULT BAD_ALLOC_POINTER when
+   the buffer does not lie inside memory). */
+static int copy_in(CallSite *site, const char *data, Py_ssize_t n, uint32_t *ptr, Outcome *o) {
+    val_raw vals[2] = {{(uint64_t)(uint32_t)n, 0}, {0, 0}};
+    if (!enter(site, site->alloc, vals, &o->error, &o->trap)) {
+        o->status = TRAPPED;
+        return 0;
+    }
+    *ptr = (uint32_t)vals[0].lo;
+    uint8_t *base = site->memory_data(site->ctx, site->mem);
+    size_t size = site->memory_size(site->ctx, site->mem);
+    if (*ptr == 0 || base == NULL || (uint64_t)*ptr + (uint64_t)n > size) {
+        *o = (Outcome){.status = FAULT, .fault = BAD_ALLOC_POINTER, .ptr = *ptr, .n = (uint32_t)n, .size = size};
+        return 0;
+    }
+    memcpy(base + *ptr, data, (size_t)n);
+    return 1;
+}
+
+/* What a FAULT outcome says, as a new str (NULL with MemoryError for NO_HOST_MEMORY). */
+static PyObject *fault_message(const CallSite *site, const Outcome *o) {
+    switch (o->fault) {
+    case BAD_ALLOC_POINTER:
+        return PyUnicode_FromFormat(
+            "aspen_alloc(%u) returned an unusable pointer %u: guest buffer [%u, %u+%u) is outside "
+            "memory of %zu bytes", o->n, o->ptr, o->ptr, o->ptr, o->n, o->size);
+    case OUTPUT_TOO_LARGE:
+        return PyUnicode_FromFormat("guest returned a buffer of %u bytes, over %llu", o->n,
+                                    (unsigned long long)site->out_max);
+    case OUTPUT_OUTSIDE:
+        return PyUnicode_FromFormat(
+            "guest returned a buffer outside its memory: guest range [%u, %u+%u) is outside "
+            "memory of %zu bytes", o->ptr, o->ptr, o->n, o->size);
+    default:
+        return PyErr_NoMemory();
+    }
+}
+
 static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_t in_n, Outcome *o) {
     val_raw vals[2] = {{0, 0}, {0, 0}};
     if (in != NULL) {
-        vals[0].lo = (uint64_t)(uint32_t)in_n;
-        if (!enter(site, site->alloc, vals, &o->error, &o->trap)) {
-            o->status = TRAPPED;
+        uint32_t ptr;
+        if (!copy_in(site, in, in_n, &ptr, o))
             return;
-        }
-        uint32_t ptr = (uint32_t)vals[0].lo;
-        uint8_t *base = site->memory_data(site->ctx, site->mem);
-        size_t size = site->memory_size(site->ctx, site->mem);
-        if (ptr == 0 || base == NULL || (uint64_t)ptr + (uint64_t)in_n > size) {
-            *o = (Outcome){.status = FAULT, .fault = BAD_ALLOC_POINTER, .ptr = ptr, .n = (uint32_t)in_n, .size = size};
-            return;
-        }
-        memcpy(base + ptr, in, (size_t)in_n);
         vals[0].lo = ptr;
         vals[1].lo = (uint64_t)(uint32_t)in_n;
     }
@@ -215,12 +226,9 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     CallSite *site = site_of(args[0]);
     if (site == NULL)
         return NULL;
-    void *func = PyLong_AsVoidPtr(args[1]);
-    if (func == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "null function");
+    void *func = address_of(args[1], "function");
+    if (func == NULL)
         return NULL;
-    }
     unsigned long long fuel = PyLong_AsUnsignedLongLong(args[3]);
     if (PyErr_Occurred())
         return NULL;
@@ -256,25 +264,9 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
         return Py_BuildValue("(i(KK)K)", site->timed_out ? TIMED_OUT : TRAPPED, (unsigned long long)(uintptr_t)o.error,
                              (unsigned long long)(uintptr_t)o.trap, fuel_left);
     if (o.status == FAULT) {
-        PyObject *message;
-        switch (o.fault) {
-        case BAD_ALLOC_POINTER:
-            message = PyUnicode_FromFormat(
-                "aspen_alloc(%u) returned an unusable pointer %u: guest buffer [%u, %u+%u) is outside "
-                "memory of %zu bytes", o.n, o.ptr, o.ptr, o.ptr, o.n, o.size);
-            break;
-        case OUTPUT_TOO_LARGE:
-            message = PyUnicode_FromFormat("guest returned a buffer of %u bytes, over %llu", o.n,
-                                           (unsigned long long)site->out_max);
-            break;
-        case OUTPUT_OUTSIDE:
-            message = PyUnicode_FromFormat(
-                "guest returned a buffer outside its memory: guest range [%u, %u+%u) is outside "
-                "memory of %zu bytes", o.ptr, o.ptr, o.n, o.size);
-            break;
-        default:
-            return PyErr_NoMemory();
-        }
+        PyObject *message = fault_message(site, &o);
+        if (message == NULL)
+            return NULL;
         return Py_BuildValue("(iNK)", FAULT, message, fuel_left);
     }
     if (o.out == NULL)
@@ -284,23 +276,6 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (out == NULL)
         return NULL;
     return Py_BuildValue("(iNK)", OK, out, fuel_left);
-}
-
-/* copy_in(site, data) -> (status, value): OK with the guest pointer, TRAPPED or FAULT.
-   For host functions that hand data back to the guest, inside a call (fuel keeps running). */
-static PyObject *guest_copy_in(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
-    if (nargs != 2 || !PyBytes_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "copy_in(site, data: bytes)");
-        return NULL;
-    }
-    CallSite *site = site_of(args[0]);
-    if (site == NULL)
-        return NULL;
-    uint32_t ptr = 0;
-    PyObject *failed = copy_in(site, PyBytes_AS_STRING(args[1]), PyBytes_GET_SIZE(args[1]), &ptr);
-    if (failed != NULL)
-        return failed;
-    return Py_BuildValue("(ik)", OK, (unsigned long)ptr);
 }
 
 /* watch(site, store): route the store's epoch deadlines to on_deadline (after instantiation;
@@ -313,12 +288,9 @@ static PyObject *guest_watch(PyObject *self, PyObject *const *args, Py_ssize_t n
     CallSite *site = site_of(args[0]);
     if (site == NULL)
         return NULL;
-    void *store = PyLong_AsVoidPtr(args[1]);
-    if (store == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "null store");
+    void *store = address_of(args[1], "store");
+    if (store == NULL)
         return NULL;
-    }
     site->deadline_callback(store, on_deadline, site, NULL);
     Py_RETURN_NONE;
 }
@@ -415,21 +387,13 @@ static void *host_call(HostFunc *h, val_raw *vals) {
     if (PyBytes_Check(result)) {
         uint32_t ptr = 0;
         Py_ssize_t n = PyBytes_GET_SIZE(result);
-        PyObject *failed = copy_in(h->site, PyBytes_AS_STRING(result), n, &ptr);
+        Outcome o = {0};
+        int copied = copy_in(h->site, PyBytes_AS_STRING(result), n, &ptr, &o);
         Py_DECREF(result);
-        if (failed == NULL && PyErr_Occurred()) /* building the failure's tuple failed */
-            return host_failed(h, HOST_RAISED, raised());
-        if (failed != NULL) {
-            int status;
-            PyObject *detail;
-            if (!PyArg_ParseTuple(failed, "iO", &status, &detail)) {
-                Py_DECREF(failed);
-                return host_failed(h, HOST_RAISED, raised());
-            }
-            Py_INCREF(detail);
-            Py_DECREF(failed);
-            return host_failed(h, status == FAULT ? HOST_FAULT : HOST_TRAPPED, detail);
-        }
+        if (!copied) /* host_failed takes a NULL value (no memory for it) too */
+            return o.status == FAULT ? host_failed(h, HOST_FAULT, fault_message(h->site, &o))
+                                     : host_failed(h, HOST_TRAPPED, Py_BuildValue("(KK)", (unsigned long long)(uintptr_t)o.error,
+                                                                                  (unsigned long long)(uintptr_t)o.trap));
         vals[0].lo = ((uint64_t)ptr << 32) | (uint64_t)(uint32_t)n;
         vals[0].hi = 0;
         return NULL;
@@ -474,20 +438,19 @@ static PyObject *define_host(PyObject *self, PyObject *const *args, Py_ssize_t n
                                          "functype, method, on_error, nparams, has_result)");
         return NULL;
     }
-    void *define = PyLong_AsVoidPtr(args[0]), *trap_new = NULL, *linker = NULL, *ty = NULL;
-    if (!PyErr_Occurred())
-        trap_new = PyLong_AsVoidPtr(args[1]);
-    if (!PyErr_Occurred())
-        linker = PyLong_AsVoidPtr(args[2]);
-    if (!PyErr_Occurred())
-        ty = PyLong_AsVoidPtr(args[5]);
-    long nparams = PyErr_Occurred() ? -1 : PyLong_AsLong(args[8]);
-    int has_result = PyErr_Occurred() ? -1 : PyObject_IsTrue(args[9]);
+    void *define, *trap_new, *linker, *ty;
+    if ((define = address_of(args[0], "define_unchecked")) == NULL ||
+        (trap_new = address_of(args[1], "trap_new")) == NULL || (linker = address_of(args[2], "linker")) == NULL ||
+        (ty = address_of(args[5], "functype")) == NULL)
+        return NULL;
+    long nparams = PyLong_AsLong(args[8]);
     if (PyErr_Occurred())
         return NULL;
-    if (define == NULL || trap_new == NULL || linker == NULL || ty == NULL || nparams < 0 ||
-        nparams > HOST_PARAMS_MAX || has_result < 0) {
-        PyErr_SetString(PyExc_ValueError, "define_host: a null address or a bad parameter count");
+    int has_result = PyObject_IsTrue(args[9]);
+    if (has_result < 0)
+        return NULL;
+    if (nparams < 0 || nparams > HOST_PARAMS_MAX) {
+        PyErr_Format(PyExc_ValueError, "define_host: %ld parameters, not 0 to %d", nparams, HOST_PARAMS_MAX);
         return NULL;
     }
     HostFunc *h = calloc(1, sizeof(HostFunc));
@@ -509,12 +472,9 @@ static PyObject *bind_host(PyObject *self, PyObject *const *args, Py_ssize_t nar
         PyErr_SetString(PyExc_TypeError, "bind_host(host, site)");
         return NULL;
     }
-    HostFunc *h = (HostFunc *)PyLong_AsVoidPtr(args[0]);
-    if (h == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "null host function");
+    HostFunc *h = (HostFunc *)address_of(args[0], "host function");
+    if (h == NULL)
         return NULL;
-    }
     CallSite *site = site_of(args[1]);
     if (site == NULL)
         return NULL;
@@ -567,17 +527,16 @@ static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t 
         PyErr_SetString(PyExc_TypeError, "ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns)");
         return NULL;
     }
+    static const char *const names[4] = {"increment_epoch", "engine_clone", "engine_delete", "engine"};
     void *fns[4];
-    for (int i = 0; i < 4; i++) {
-        fns[i] = PyLong_AsVoidPtr(args[i]);
-        if (PyErr_Occurred())
+    for (int i = 0; i < 4; i++)
+        if ((fns[i] = address_of(args[i], names[i])) == NULL)
             return NULL;
-    }
     long period_ns = PyLong_AsLong(args[4]);
     if (PyErr_Occurred())
         return NULL;
-    if (fns[0] == NULL || fns[1] == NULL || fns[2] == NULL || fns[3] == NULL || period_ns <= 0) {
-        PyErr_SetString(PyExc_ValueError, "ticker_start: a null function or engine, or a period <= 0");
+    if (period_ns <= 0) {
+        PyErr_SetString(PyExc_ValueError, "ticker_start: a period <= 0");
         return NULL;
     }
     Ticker *t = calloc(1, sizeof(Ticker));
@@ -603,12 +562,9 @@ static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t n
         PyErr_SetString(PyExc_TypeError, "ticker_stop(ticker)");
         return NULL;
     }
-    Ticker *t = (Ticker *)PyLong_AsVoidPtr(args[0]);
-    if (t == NULL) {
-        if (!PyErr_Occurred())
-            PyErr_SetString(PyExc_ValueError, "null ticker");
+    Ticker *t = (Ticker *)address_of(args[0], "ticker");
+    if (t == NULL)
         return NULL;
-    }
     __atomic_store_n(&t->stop, 1, __ATOMIC_RELEASE);
     int rc;
     Py_BEGIN_ALLOW_THREADS
@@ -625,7 +581,6 @@ static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t n
 
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))guest_call, METH_FASTCALL, "One plugin call: fuel, deadline, input, export, output."},
-    {"copy_in", (PyCFunction)(void (*)(void))guest_copy_in, METH_FASTCALL, "Copy bytes into a guest-allocated buffer."},
     {"watch", (PyCFunction)(void (*)(void))guest_watch, METH_FASTCALL, "Route a store's epoch deadlines here."},
     {"define_host", (PyCFunction)(void (*)(void))define_host, METH_FASTCALL, "Define an import served by a Python method."},
     {"bind_host", (PyCFunction)(void (*)(void))bind_host, METH_FASTCALL, "Give a host function its call site."},

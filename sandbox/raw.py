@@ -167,10 +167,6 @@ class CallSite:
     def call(self, func: int, payload: bytes | None, fuel: int, ticks: int) -> tuple[int, Any, int]:
         return _guestcall.call(self.address, func, payload, fuel, ticks)
 
-    def copy_in(self, data: bytes) -> tuple[int, Any]:
-        """Inside a call (a host function handing data back): (OK, pointer), TRAPPED or FAULT."""
-        return _guestcall.copy_in(self.address, data)
-
 
 class EpochTicker:
     """Advances an engine's epoch every `period_s` from a C thread that never takes the GIL:

@@ -218,14 +218,6 @@ class _Instance:
                              limits.GUEST_OUTPUT_MAX_BYTES)
         self.site.bind(hosts)
 
-    def copy_in(self, data: bytes) -> int:
-        """Copy bytes into a buffer the guest allocates (the ABI); returns its pointer. For host
-        functions that hand data back, inside a call."""
-        status, value = self.site.copy_in(data)
-        if status == OK:
-            return value
-        raise GuestFault(value) if status == FAULT else trap_of(value)
-
 
 def _host_failure(inst: weakref.ref[_Instance], name: str) -> Callable[[int, Any], str]:
     """The trap message for a failed call of host function `name` (sandbox/_guestcall.c).
