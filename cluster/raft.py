@@ -112,10 +112,10 @@ class RaftCore(SyncObj):
         # pysyncobj creates the journal at once, so a restart before catching up would look
         # like a member with data; the marker file keeps the wait across restarts until then.
         self._joining_marker = Path(cfg.journal_path).parent / JOINING_MARKER
-        if (cfg.join_existing and cfg.peers and not Path(cfg.journal_path).exists()
-                and not Path(cfg.snapshot_path).exists()):
+        joining = cfg.join_existing and bool(cfg.peers)
+        if joining and not Path(cfg.journal_path).exists() and not Path(cfg.snapshot_path).exists():
             write_durably(self._joining_marker, b"waiting to catch up with a leader before campaigning\n")
-        self._await_leader = bool(cfg.join_existing and cfg.peers and self._joining_marker.exists())
+        self._await_leader = joining and self._joining_marker.exists()
         if self._await_leader:
             log.info("joining a cluster with data from an empty log: no campaigning until caught up with a leader")
         super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf)
