@@ -32,6 +32,7 @@ from aspen.plugins.manager import PluginManager
 from aspen.server import Finish, Server, Token
 from cluster import RaftConfig, ReplicatedNode
 from storage.blobs import BlobStore
+from storage.durable import ensure_private_dir
 from storage.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.node")
@@ -57,6 +58,8 @@ class NodeConfig:
     advertise_client: str | None = None  # the client address peers should use (default: listen)
     request_timeout_s: float = REQUEST_TIMEOUT_S
     join_existing: bool = False  # --initial-cluster-state existing (RaftConfig.join_existing)
+    fsync: bool = True  # --unsafe-no-fsync turns it off (RaftConfig.fsync)
+    synced_shadow: bool = False  # tests only (RaftConfig.synced_shadow)
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -91,7 +94,7 @@ class AspenNode:
 
     def __init__(self, cfg: NodeConfig) -> None:
         self.cfg = cfg
-        cfg.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(cfg.data_dir)
         self._check_identity()
         raft_cookie, self.client_auth = self._resolve_cookie()
         self.blobs = BlobStore(cfg.data_dir / "blobs")
@@ -103,6 +106,8 @@ class AspenNode:
                 data_dir=cfg.data_dir,
                 cookie=raft_cookie,
                 join_existing=cfg.join_existing,
+                fsync=cfg.fsync,
+                synced_shadow=cfg.synced_shadow,
             ),
             self.blobs,
             self._fetch_blob_from_peer,
@@ -276,6 +281,13 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         help="existing: this node joins a cluster that holds data; with an empty data dir it never "
              "campaigns, it waits to hear from a leader (a restore, a new member, a lost disk)",
     )
+    ap.add_argument(
+        "--unsafe-no-fsync", action="store_true",
+        help="do not fsync the Raft log (etcd's flag): faster, but a power loss of a majority of nodes "
+             "can lose acknowledged writes",
+    )
+    # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
+    ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
@@ -304,6 +316,8 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         metrics_listen=args.metrics_listen,
         advertise_client=args.advertise_client,
         join_existing=args.initial_cluster_state == "existing",
+        fsync=not args.unsafe_no_fsync,
+        synced_shadow=args.test_synced_shadow,
     )
 
 
@@ -327,6 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     # interval a busy loop thread holds back Raft messages (and so every commit) by up to
     # 5 ms; a shorter interval trades a little throughput for much lower commit latency.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
+    # Every file the node creates (Raft log, snapshots, blobs, keys) holds data: its user's
+    # alone, whatever umask it was started with.
+    os.umask(0o077)
     try:
         import uvloop
 

@@ -29,6 +29,16 @@ class RaftConfig:
     entry_bytes_max: int = 8 * 1024 * 1024
     pending_ops_max: int = 100_000
     commands_queue_max: int = 10_000
+    # The largest log entry: over the largest op a 64 MiB client frame can carry. Raft frames
+    # between members are bounded by twice this plus a batch (cluster/transport.py).
+    entry_max_bytes: int = 80 * 1024 * 1024
+    # How many bytes of entries one append_entries message carries at most (plus one entry).
+    append_batch_bytes: int = 1024 * 1024
+    # fsync the log before acknowledging (aspen-node --unsafe-no-fsync turns it off).
+    fsync: bool = True
+    # Tests only: keep `<file>.synced` twins holding exactly the bytes made durable, to
+    # simulate a power loss (tests/cluster/test_power_loss.py).
+    synced_shadow: bool = False
     # This member joins a cluster that already holds data (etcd's --initial-cluster-state
     # existing): starting with no log, it never campaigns and only follows a leader it hears
     # from. Without it, empty members started together are a majority that can elect a leader
@@ -42,6 +52,7 @@ class RaftConfig:
         assert self.cookie, "a Raft port is never opened without the cluster secret"
         assert 0 < self.election_min_timeout_s < self.election_max_timeout_s
         assert self.entries_in_flight_max >= 1 and self.entry_ops_max >= 1
+        assert 0 < self.entry_bytes_max <= self.entry_max_bytes and self.append_batch_bytes > 0
 
     @property
     def journal_path(self) -> Path:

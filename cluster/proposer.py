@@ -22,6 +22,7 @@ from pysyncobj import FAIL_REASON
 
 from storage.errors import AspenError, ErrorCode
 
+ENTRY_HEADER_MAX_BYTES = 5  # the msgpack array header in front of an entry's ops
 Submit = Callable[[bytes, Callable[[Any, int], None]], None]
 
 # Which pysyncobj failures mean the entry certainly did not apply (safe to retry).
@@ -57,6 +58,7 @@ class Proposer:
         entries_in_flight_max: int,
         entry_ops_max: int,
         entry_bytes_max: int,
+        entry_max_bytes: int,
         pending_ops_max: int,
     ) -> None:
         self._loop = loop
@@ -64,6 +66,7 @@ class Proposer:
         self._in_flight_max = entries_in_flight_max
         self._entry_ops_max = entry_ops_max
         self._entry_bytes_max = entry_bytes_max
+        self._entry_max_bytes = entry_max_bytes
         self._pending_max = pending_ops_max
         self._pending: deque[tuple[bytes, asyncio.Future[Any]]] = deque()
         self._in_flight = 0
@@ -76,8 +79,13 @@ class Proposer:
         """Queue one op; the future resolves to (result, log_index) once applied."""
         if len(self._pending) >= self._pending_max:
             raise AspenError(ErrorCode.OVERLOADED, "too many writes waiting for the log; retry later")
+        op_bytes = self._packer.pack(op)
+        if len(op_bytes) + ENTRY_HEADER_MAX_BYTES > self._entry_max_bytes:
+            raise AspenError(ErrorCode.VALUE_TOO_LARGE,
+                             f"one write of {len(op_bytes)} bytes is over the log entry limit {self._entry_max_bytes}",
+                             applied="no")
         fut: asyncio.Future[Any] = self._loop.create_future()
-        self._pending.append((self._packer.pack(op), fut))
+        self._pending.append((op_bytes, fut))
         if not self._flush_scheduled and self._in_flight < self._in_flight_max:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)

@@ -4,9 +4,10 @@ pysyncobj is the Raft engine (log, elections, replication, membership); this mod
 adapts it. Every log entry is one msgpack-encoded batch of ops (group commit), applied by
 the callable given at construction on pysyncobj's own thread.
 
-Security: pysyncobj unpickles whatever arrives on its port. The transport is opened only with
-`password` set, so every frame is Fernet-authenticated (HMAC) before anything is unpickled;
-a peer without the cookie is disconnected at its first frame.
+What replaces pysyncobj's own parts: the transport (cluster/transport.py: bound to the
+member's host, cookie-authenticated, sealed, msgpack frames, bounded before authentication),
+the journal (cluster/journal.py: pysyncobj's format, fsynced once per tick before any
+acknowledgement; see _make_durable) and the follower's log-matching rule (below).
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ import msgpack
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
+from pysyncobj.syncobj import _COMMAND_TYPE
+from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from cluster.config import RaftConfig
-from storage.durable import write_durably
+from cluster.journal import Durability, DurableJournal
+from cluster.transport import RaftTransport, TransportSettings, derive_key
+from storage.durable import ensure_private_dir, write_durably
 
 log = logging.getLogger("aspen.cluster")
 JOINING_MARKER = "joining"  # in the journal's directory while an empty member waits (RaftCore)
@@ -33,6 +38,8 @@ SNAPSHOT_MAGIC = b"ASPNSNAP"
 SNAPSHOT_FORMAT_VERSION = 1
 
 Applier = Callable[[bytes, int, int], Any]
+# A command is pickle((method id, (payload,)), protocol 5) behind pysyncobj's type byte.
+COMMAND_OVERHEAD_BYTES = 64
 
 
 class SnapshotFile:
@@ -82,16 +89,45 @@ class RaftCore(SyncObj):
         snapshot: SnapshotFile,
         on_state_changed: Callable[[int, int], None] | None = None,
     ) -> None:
-        Path(cfg.journal_path).parent.mkdir(parents=True, exist_ok=True)
+        journal_path, snapshot_path = Path(cfg.journal_path), Path(cfg.snapshot_path)
+        fresh = not journal_path.exists() and not snapshot_path.exists()
+        # Every file pysyncobj or we create here must be private: the journal holds every value.
+        ensure_private_dir(journal_path.parent)
+        self._journal = DurableJournal(
+            journal_path, Durability(fsync=cfg.fsync, shadow=cfg.synced_shadow),
+            version=PYSYNCOBJ_VERSION.encode(), sync_before_truncate=snapshot_path,
+        )
+        if not cfg.fsync:
+            log.warning("--unsafe-no-fsync: the Raft log is NOT fsynced; a power loss of a majority "
+                        "can lose acknowledged writes")
+        self._held_acks: list[tuple[Any, dict[str, Any]]] = []
+        self._entry_max_bytes = cfg.entry_max_bytes
+        self._append_batch_bytes = cfg.append_batch_bytes
+        # Read by RaftTransport, which pysyncobj constructs itself inside SyncObj.__init__.
+        self.transport_settings = TransportSettings(
+            key=derive_key(cfg.cookie),
+            frame_max_bytes=2 * (cfg.entry_max_bytes + cfg.append_batch_bytes),
+            send_buffer_max_bytes=4 * (cfg.entry_max_bytes + cfg.append_batch_bytes),
+            idle_timeout_s=max(1.0, cfg.election_max_timeout_s),
+            reconnect_period_s=cfg.reconnect_period_s,
+        )
         conf = SyncObjConf(
-            password=cfg.cookie,
-            journalFile=str(cfg.journal_path),
-            fullDumpFile=str(cfg.snapshot_path),
+            # The journal is ours (self._journal, see _SyncObj__raftLog); the transport is
+            # ours too and does its own authentication and encryption.
+            journalFile=None,
+            password=None,
+            fullDumpFile=str(snapshot_path),
             serializer=snapshot.write,
             deserializer=snapshot.read,
             # Send each entry at once instead of waiting for the next heartbeat period
             # (~100 ms per write otherwise); batching is done by our proposer instead.
             appendEntriesUseBatch=False,
+            # pysyncobj splits an entry of this size or more into chunks it labels by the
+            # entry's length instead of the bytes it sends, which stalled followers on binary
+            # values; no entry reaches this size (submit() refuses it), so nothing is split:
+            # the transport streams a large entry as one frame. Batches of entries are capped
+            # at append_batch_bytes by _SyncObj__getEntries.
+            appendEntriesBatchSizeBytes=cfg.entry_max_bytes + COMMAND_OVERHEAD_BYTES,
             raftMinTimeout=cfg.election_min_timeout_s,
             raftMaxTimeout=cfg.election_max_timeout_s,
             appendEntriesPeriod=cfg.heartbeat_period_s,
@@ -109,18 +145,71 @@ class RaftCore(SyncObj):
         # An empty member of a cluster with data (RaftConfig.join_existing) does not campaign
         # until it has caught up with a leader. Decided before pysyncobj starts its tick thread
         # (inside __init__). "Empty" is no journal and no snapshot, on the first start only:
-        # pysyncobj creates the journal at once, so a restart before catching up would look
-        # like a member with data; the marker file keeps the wait across restarts until then.
-        self._joining_marker = Path(cfg.journal_path).parent / JOINING_MARKER
+        # the journal exists from the first start on, so a restart before catching up would
+        # look like a member with data; the marker file keeps the wait across restarts.
+        self._joining_marker = journal_path.parent / JOINING_MARKER
         joining = cfg.join_existing and bool(cfg.peers)
-        if joining and not Path(cfg.journal_path).exists() and not Path(cfg.snapshot_path).exists():
+        if joining and fresh:
             write_durably(self._joining_marker, b"waiting to catch up with a leader before campaigning\n")
         self._await_leader = joining and self._joining_marker.exists()
         if self._await_leader:
             log.info("joining a cluster with data from an empty log: no campaigning until caught up with a leader")
-        super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf)
+        super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf, transportClass=RaftTransport)
+        self._apply_id: int = self._methodToID[self._getFuncName("apply_entry")]
+
+    # pysyncobj keeps its log in self.__raftLog, built in SyncObj.__init__ from journalFile
+    # (None: a MemoryJournal). This property puts our DurableJournal in its place.
+    @property
+    def _SyncObj__raftLog(self) -> DurableJournal:
+        return self._journal
+
+    @_SyncObj__raftLog.setter
+    def _SyncObj__raftLog(self, _memory_journal: Any) -> None:
+        pass
+
+    def submit(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
+        """Propose one entry; callback(result, FAIL_REASON) on pysyncobj's thread.
+
+        What @replicated would do, but pickled with protocol 5, which stores bytes as they
+        are (pysyncobj's protocol 2 spells every byte >= 0x80 in two), so the log and the wire
+        carry a binary value at its own size."""
+        if len(payload) > self._entry_max_bytes:
+            raise ValueError(f"log entry of {len(payload)} bytes is over {self._entry_max_bytes}")
+        command = pickle.dumps((self._apply_id, (payload,)), protocol=5)
+        self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
+
+    # -- durability: group commit, once per tick -------------------------------------------
+
+    def _make_durable(self) -> None:
+        """fsync what this member appended since the last tick, then send the acknowledgements
+        held back meanwhile. Runs before pysyncobj's tick counts the leader's own copy toward
+        a commit, so neither a follower's ack nor the leader's own vote covers an entry that a
+        power loss could take away."""
+        if self._journal.dirty:
+            self._journal.sync()
+        if self._held_acks:
+            held, self._held_acks = self._held_acks, []
+            send = super()._SyncObj__sendNextNodeIdx  # type: ignore[misc]
+            for node, kwargs in held:
+                send(node, **kwargs)
+
+    def _SyncObj__sendNextNodeIdx(
+        self, node: Any, reset: bool = False, nextNodeIdx: int | None = None, success: bool = False
+    ) -> None:
+        if nextNodeIdx is None:  # what pysyncobj would compute now, not at the later send
+            nextNodeIdx = self._journal[-1][1] + 1
+        if self._journal.dirty or self._held_acks:  # in order, behind the ones already held
+            self._held_acks.append((node, {"reset": reset, "nextNodeIdx": nextNodeIdx, "success": success}))
+            return
+        super()._SyncObj__sendNextNodeIdx(node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)  # type: ignore[misc]
+
+    def _SyncObj__onBecomeLeader(self) -> None:
+        super()._SyncObj__onBecomeLeader()  # type: ignore[misc]
+        # Its no-op entry: a lone member counts itself a majority within this same tick.
+        self._journal.sync()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
+        self._make_durable()
         if self._await_leader:
             if self._caught_up():
                 self._await_leader = False
@@ -165,23 +254,16 @@ class RaftCore(SyncObj):
         if not self._is_current_append_entries(message):
             base(node, message)
             return
-        message = dict(message)  # never edit the transport's object
-        if message.get("transmission") == "finish":
-            # An entry of appendEntriesBatchSizeBytes (64 KiB) or more, which group commit
-            # makes common, comes in chunks; the last one completes it. Reassemble it as
-            # pysyncobj would (same authenticated bytes) so it gets the same matching below.
-            # In pysyncobj's order: buffer the chunk first, then unpickle. The leader labels
-            # chunks by the entry's size, not the pickle's (24 bytes longer), so an entry just
-            # under a multiple of 64 KiB gets two "finish" chunks: the first fails to unpickle
-            # (raised, as pysyncobj raises) and the second, appended to it, completes it.
-            self._SyncObj__recvTransmission += message.pop("data")  # type: ignore[attr-defined]
-            entry = pickle.loads(self._SyncObj__recvTransmission)  # type: ignore[attr-defined]
-            self._SyncObj__recvTransmission = ""
-            del message["transmission"]
-            message["entries"] = [entry]
-        elif "transmission" in message or "entries" not in message:
-            base(node, message)  # an earlier chunk: pysyncobj only buffers it
+        if "transmission" in message:
+            # Our leaders never split an entry (see appendEntriesBatchSizeBytes above); a chunk
+            # can only come from a member running pysyncobj's own transport, which could not
+            # have authenticated here: refuse it rather than reassemble a guess.
+            log.error("append_entries chunk from %s refused: entries are never split in Aspen", node)
             return
+        if "entries" not in message:
+            base(node, message)  # a heartbeat
+            return
+        message = dict(message)  # never edit the transport's object
         entries = list(message["entries"])
         prev_idx, prev_term = message["prevLogIdx"], message["prevLogTerm"]
         ours = self._SyncObj__getEntries(prev_idx, len(entries) + 1)  # type: ignore[attr-defined]
@@ -220,6 +302,8 @@ class RaftCore(SyncObj):
     def _SyncObj__getEntries(
         self, fromIDx: int | None, count: int | None = None, maxSizeBytes: int | None = None
     ) -> Any:
+        if maxSizeBytes is not None:  # only the leader's send path asks by size
+            maxSizeBytes = min(maxSizeBytes, self._append_batch_bytes)
         entries = super()._SyncObj__getEntries(fromIDx, count, maxSizeBytes)  # type: ignore[misc]
         if self._keep_tail_after is not None and fromIDx == self._keep_tail_after and count is None:
             # pysyncobj's follower reads "prevLogIdx onward" and truncates/rolls back whatever
@@ -237,7 +321,7 @@ class RaftCore(SyncObj):
         )
 
     @replicated
-    def apply_entry(self, payload: bytes) -> Any:
+    def apply_entry(self, payload: bytes) -> Any:  # called through submit()
         # pysyncobj applies entries in order and bumps raftLastApplied after each one,
         # so the entry being applied is the next index.
         return self._applier(payload, self.raftLastApplied + 1, self.raftCurrentTerm)

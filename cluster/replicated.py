@@ -78,10 +78,11 @@ class ReplicatedNode:
         raft = self._raft
         self._proposer = Proposer(
             loop,
-            lambda payload, cb: raft.apply_entry(payload, callback=cb),
+            raft.submit,
             entries_in_flight_max=self.cfg.entries_in_flight_max,
             entry_ops_max=self.cfg.entry_ops_max,
             entry_bytes_max=self.cfg.entry_bytes_max,
+            entry_max_bytes=self.cfg.entry_max_bytes,
             pending_ops_max=self.cfg.pending_ops_max,
         )
         self._leader_task = loop.create_task(self._watch_leader())

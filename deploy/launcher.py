@@ -109,9 +109,11 @@ class LocalCluster:
         c.kill(c.leader_id()); c.wait_leader()
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, node_args: list[str] | None = None) -> None:
+        """node_args: extra aspen-node arguments for every node (kept in cluster.json)."""
         self.root = root.resolve()
         self.nodes: dict[int, NodeSpec] = {}
+        self.node_args: list[str] = list(node_args or [])
         if self.state_path.exists():
             self._load()
 
@@ -132,10 +134,12 @@ class LocalCluster:
     def _load(self) -> None:
         raw = json.loads(self.state_path.read_text())
         self.nodes = {n["node_id"]: NodeSpec(**n) for n in raw["nodes"]}
+        self.node_args = list(raw.get("node_args") or self.node_args)
 
     def _save(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes.values()]}, indent=2))
+        tmp.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes.values()], "node_args": self.node_args},
+                                  indent=2))
         os.replace(tmp, self.state_path)
 
     def data_dir(self, node_id: int) -> Path:
@@ -209,6 +213,7 @@ class LocalCluster:
             "--cookie-file", str(self.cookie_path),
             "--initial-cluster-state", initial_state,
             *(["--metrics-listen", f"{spec.host}:{spec.metrics_port}"] if spec.metrics_port else []),
+            *self.node_args,
         ]
 
     def start(self, node_id: int, initial_state: str = "existing") -> None:

@@ -11,6 +11,7 @@ The peers' ports have nobody listening, so the follower never connects and never
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 import threading
 from collections.abc import Callable, Iterator
@@ -104,8 +105,16 @@ class Follower:
             self.core._SyncObj__onMessageReceived(self.leader, message)  # type: ignore[attr-defined]
 
         self.on_tick_thread(deliver)
+        # The reply waits for the journal's fsync at the start of the next tick (RaftCore._make_durable).
+        self.on_tick_thread(lambda: None)
         assert len(self.replies) == before + 1, "one next_node_idx reply per append_entries"
         return self.replies[-1]
+
+    def deliver_unanswered(self, message: dict[str, Any]) -> None:
+        before = len(self.replies)
+        self.on_tick_thread(lambda: self.core._SyncObj__onMessageReceived(self.leader, message))  # type: ignore[attr-defined]
+        self.on_tick_thread(lambda: None)
+        assert len(self.replies) == before
 
     def log(self) -> list[tuple[int, int]]:
         """(index, term) of every entry the follower holds."""
@@ -207,71 +216,31 @@ def test_mismatched_prev_entry_is_still_rejected(follower: Follower) -> None:
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 6)]
 
 
-def chunked(entry: tuple[bytes, int, int], prev: tuple[int, int], commit: int) -> list[dict[str, Any]]:
-    """What pysyncobj's leader sends for an entry of appendEntriesBatchSizeBytes (64 KiB) or
-    more: its pickle in chunks, "transmission" start, process..., finish (two chunks here)."""
-    data = pickle.dumps(entry)
-    half = len(data) // 2 + 1
-    return [
-        {
-            "type": "append_entries",
-            "transmission": kind,
-            "data": data[pos : pos + half],
-            "term": entry[2],
-            "commit_index": commit,
-            "prevLogIdx": prev[0],
-            "prevLogTerm": prev[1],
-        }
-        for kind, pos in (("start", 0), ("finish", half))
-    ]
-
-
-def test_entry_sent_in_chunks_keeps_the_tail_too(follower: Follower) -> None:
-    # Group-committed entries are often that big, so this path is common in Aspen.
-    big = (NOOP + b"x" * 100_000, 5, 1)
+def test_large_binary_entry_arrives_whole_and_keeps_the_tail_too(follower: Follower) -> None:
+    # Aspen's leader never splits an entry (the transport streams it as one frame), so a large
+    # group-committed entry goes through the same log-matching check as any other.
+    big = (NOOP + os.urandom(300_000), 5, 1)
     follower.append((1, 0), [*noops(2, 4, 1), big, *noops(6, 8, 1)], term=1, commit=1)
-    start, finish = chunked(big, prev=(4, 1), commit=8)
-    assert follower.deliver(start)["success"] is False  # pysyncobj's ack of a buffered chunk
-    reply = follower.deliver(finish)
+    reply = follower.append((4, 1), [big], term=1, commit=8)
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 9)]
     assert reply["success"] is True and reply["next_node_idx"] == 6
     assert follower.commit_index() == 5
+    assert follower.on_tick_thread(lambda: follower.core._SyncObj__getEntries(5, 1))[0][0] == big[0]  # type: ignore[attr-defined]
 
-    # A conflicting chunked entry replaces the tail; past the end one is appended, once.
-    start, finish = chunked((NOOP + b"y" * 100_000, 5, 2), prev=(4, 1), commit=4)
-    follower.deliver(start)
-    assert follower.deliver(finish)["next_node_idx"] == 6
+    # A conflicting large entry replaces the tail; past the end one is appended, once.
+    assert follower.append((4, 1), [(NOOP + os.urandom(100_000), 5, 2)], term=2, commit=4)["next_node_idx"] == 6
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 5)] + [(5, 2)]
-    start, finish = chunked((NOOP + b"z" * 100_000, 6, 2), prev=(5, 2), commit=4)
-    follower.deliver(start)
-    assert follower.deliver(finish)["next_node_idx"] == 7
+    assert follower.append((5, 2), [(NOOP + os.urandom(100_000), 6, 2)], term=2, commit=4)["next_node_idx"] == 7
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 5)] + [(5, 2), (6, 2)]
 
 
-def leader_chunks(entry: tuple[bytes, int, int], prev: tuple[int, int], commit: int) -> list[dict[str, Any]]:
-    """The chunks exactly as pysyncobj 0.3.17's leader labels them: "finish" once the position
-    plus a chunk reaches the entry's *payload* length, which is shorter than its pickle."""
-    chunk = 2**16
-    data = pickle.dumps(entry)
-    out = []
-    for pos in range(0, len(data), chunk):
-        kind = "start" if pos == 0 else "finish" if pos + chunk >= len(entry[0]) else "process"
-        out.append({"type": "append_entries", "transmission": kind, "data": data[pos : pos + chunk],
-                    "term": entry[2], "commit_index": commit, "prevLogIdx": prev[0], "prevLogTerm": prev[1]})
-    return out
-
-
-def test_entry_with_two_finish_chunks_still_arrives(follower: Follower) -> None:
-    # A payload just under 2 x 64 KiB pickles to just over it: the leader sends start, finish
-    # (incomplete), finish. pysyncobj buffers each chunk before unpickling, so the second finish
-    # completes the entry; the override must too, or this index never arrives (a stalled log).
+def test_a_chunk_of_a_split_entry_is_refused(follower: Follower) -> None:
+    # pysyncobj's own leader labels chunks by the entry's length, not its pickle's: a follower
+    # that reassembled them unpickled half entries and stalled. Aspen never splits; a chunk
+    # is refused (no reply, nothing buffered, nothing unpickled).
     follower.append((1, 0), noops(2, 4, 1), term=1, commit=1)
-    big = (NOOP + b"x" * (2 * 2**16 - 10 - len(NOOP)), 5, 1)
-    chunks = leader_chunks(big, prev=(4, 1), commit=1)
-    assert [c["transmission"] for c in chunks] == ["start", "finish", "finish"]
-    follower.deliver(chunks[0])
-    with pytest.raises(pickle.UnpicklingError):
-        follower.deliver(chunks[1])  # incomplete, raised as pysyncobj raises it
-    reply = follower.deliver(chunks[2])
-    assert reply["success"] is True and reply["next_node_idx"] == 6
-    assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 6)]
+    data = pickle.dumps((NOOP + b"x" * 100_000, 5, 1))
+    for kind in ("start", "process", "finish"):
+        follower.deliver_unanswered({"type": "append_entries", "transmission": kind, "data": data[:1000],
+                                     "term": 1, "commit_index": 1, "prevLogIdx": 4, "prevLogTerm": 1})
+    assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 5)]
