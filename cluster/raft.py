@@ -28,6 +28,8 @@ from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from cluster.config import RaftConfig
 from cluster.journal import Durability, DurableJournal
+from cluster.readindex import MESSAGE_TYPES as READ_MESSAGES
+from cluster.readindex import ReadIndex, Ready
 from cluster.transport import RaftTransport, TransportSettings, derive_key
 from storage.durable import ensure_private_dir, write_durably
 
@@ -88,6 +90,8 @@ class RaftCore(SyncObj):
         applier: Applier,
         snapshot: SnapshotFile,
         on_state_changed: Callable[[int, int], None] | None = None,
+        on_read_index: Ready | None = None,
+        on_applied: Callable[[int], None] | None = None,
     ) -> None:
         journal_path, snapshot_path = Path(cfg.journal_path), Path(cfg.snapshot_path)
         fresh = not journal_path.exists() and not snapshot_path.exists()
@@ -154,6 +158,9 @@ class RaftCore(SyncObj):
         self._await_leader = joining and self._joining_marker.exists()
         if self._await_leader:
             log.info("joining a cluster with data from an empty log: no campaigning until caught up with a leader")
+        self._reads = ReadIndex(self, on_read_index or (lambda _results: None))
+        self._on_applied = on_applied
+        self._reported_applied = 0
         super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf, transportClass=RaftTransport)
         self._apply_id: int = self._methodToID[self._getFuncName("apply_entry")]
 
@@ -177,6 +184,39 @@ class RaftCore(SyncObj):
             raise ValueError(f"log entry of {len(payload)} bytes is over {self._entry_max_bytes}")
         command = pickle.dumps((self._apply_id, (payload,)), protocol=5)
         self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
+
+    # -- ReadIndex (cluster/readindex.py): RaftView over pysyncobj's state, tick thread only --
+
+    def request_read(self, token: Any) -> bool:
+        """Ask for a read index from any thread; `on_read_index` gets (token, index, error)."""
+        return self._reads.request(token)
+
+    def is_leader(self) -> bool:
+        return self._isLeader()
+
+    def term(self) -> int:
+        return self.raftCurrentTerm
+
+    def commit_index(self) -> int:
+        return self.raftCommitIndex
+
+    def committed_in_own_term(self) -> bool:
+        entries = self._SyncObj__getEntries(self.raftCommitIndex, 1)
+        return bool(entries) and entries[0][2] == self.raftCurrentTerm
+
+    def leader(self) -> Any:
+        return self._SyncObj__raftLeader  # type: ignore[attr-defined]
+
+    def voters(self) -> list[Any]:
+        return list(self._SyncObj__otherNodes)  # type: ignore[attr-defined]
+
+    def send(self, node: Any, message: dict[str, Any]) -> None:
+        self._SyncObj__transport.send(node, message)  # type: ignore[attr-defined]
+
+    def wake(self) -> None:
+        notifier = getattr(self, "_SyncObj__pipeNotifier", None)  # made late in SyncObj.__init__
+        if notifier is not None:
+            notifier.notify()
 
     # -- durability: group commit, once per tick -------------------------------------------
 
@@ -203,6 +243,16 @@ class RaftCore(SyncObj):
             return
         super()._SyncObj__sendNextNodeIdx(node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)  # type: ignore[misc]
 
+    def _SyncObj__applyLogEntries(self) -> bool:
+        need_send = super()._SyncObj__applyLogEntries()  # type: ignore[misc]
+        # pysyncobj's own entries (its no-ops, membership changes) never reach our applier, but
+        # a read index may name one: report how far the log is applied, whatever it held.
+        applied = self.raftLastApplied
+        if applied > self._reported_applied and self._on_applied is not None:
+            self._reported_applied = applied
+            self._on_applied(applied)
+        return bool(need_send)
+
     def _SyncObj__onBecomeLeader(self) -> None:
         super()._SyncObj__onBecomeLeader()  # type: ignore[misc]
         # Its no-op entry: a lone member counts itself a majority within this same tick.
@@ -210,6 +260,7 @@ class RaftCore(SyncObj):
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
         self._make_durable()
+        self._reads.on_tick()
         if self._await_leader:
             if self._caught_up():
                 self._await_leader = False
@@ -251,6 +302,9 @@ class RaftCore(SyncObj):
 
     def _SyncObj__onMessageReceived(self, node: Any, message: dict[str, Any]) -> None:
         base = super()._SyncObj__onMessageReceived  # type: ignore[misc]
+        if message.get("type") in READ_MESSAGES:
+            self._reads.on_message(node, message)
+            return
         if not self._is_current_append_entries(message):
             base(node, message)
             return

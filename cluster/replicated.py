@@ -74,7 +74,8 @@ class ReplicatedNode:
         self._loop = loop
         self.blob_sync.start(loop)
         snapshot = SnapshotFile(self._dump_state, self._load_state)
-        self._raft = RaftCore(self.cfg, self._apply, snapshot)
+        self._raft = RaftCore(self.cfg, self._apply, snapshot, on_read_index=self._on_read_index,
+                              on_applied=self._on_log_applied)
         raft = self._raft
         self._proposer = Proposer(
             loop,
@@ -119,6 +120,14 @@ class ReplicatedNode:
             self._wake_waiters(index)
         return index, results
 
+    def _on_log_applied(self, index: int) -> None:
+        """pysyncobj's thread: the log is applied up to `index`, entries of its own included."""
+        if index > self._applied_index:
+            with self._lock:
+                self._applied_index = max(self._applied_index, index)
+        if self._waiters:
+            self._wake_waiters(index)
+
     def _wake_waiters(self, index: int) -> None:
         ready: list[asyncio.Future[None]] = []
         with self._waiters_lock:
@@ -147,14 +156,29 @@ class ReplicatedNode:
         return self._proposer.propose(op)
 
     async def barrier(self, timeout_s: float) -> None:
-        """Linearizable-read barrier: a no-op through the log, then wait to apply it locally."""
-        fut = self.propose(["noop"])
-        handle = asyncio.get_running_loop().call_later(timeout_s, _expire, fut, timeout_s)
+        """Linearizable-read barrier: ReadIndex (cluster/readindex.py), then wait until this
+        node has applied up to the confirmed index. No log entry, no fsync."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        index = await self.read_index(timeout_s)
+        await self.wait_applied(index, max(0.001, deadline - loop.time()))
+
+    async def read_index(self, timeout_s: float) -> int:
+        raft = self.raft_core()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+        if not raft.request_read(fut):
+            raise AspenError(ErrorCode.OVERLOADED, "too many linearizable reads waiting; retry later")
+        handle = loop.call_later(timeout_s, _expire, fut, f"read index not confirmed within {timeout_s}s")
         try:
-            _, index = await fut
+            return await fut
         finally:
             handle.cancel()
-        await self.wait_applied(index, timeout_s)
+
+    def _on_read_index(self, results: list[tuple[Any, int | None, str | None]]) -> None:
+        # pysyncobj's thread: one hand-over to the loop per confirmed batch, not per read.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(_settle_reads, results)
 
     async def wait_applied(self, index: int, timeout_s: float) -> None:
         if self._applied_index >= index:
@@ -337,9 +361,19 @@ class ReplicatedNode:
             raise AspenError(ErrorCode(result[1]), result[2])
 
 
-def _expire(fut: asyncio.Future[Any], timeout_s: float) -> None:
+def _expire(fut: asyncio.Future[Any], message: str) -> None:
     if not fut.done():
-        fut.set_exception(AspenError(ErrorCode.TIMEOUT, f"read barrier not committed within {timeout_s}s"))
+        fut.set_exception(AspenError(ErrorCode.TIMEOUT, message))
+
+
+def _settle_reads(results: list[tuple[asyncio.Future[int], int | None, str | None]]) -> None:
+    for fut, index, error in results:
+        if fut.done():  # timed out meanwhile
+            continue
+        if index is None:
+            fut.set_exception(AspenError(ErrorCode.UNAVAILABLE, error or "read index refused"))
+        else:
+            fut.set_result(index)
 
 
 def _resolve_all(futures: list[asyncio.Future[None]]) -> None:

@@ -150,8 +150,10 @@ def test_slowloris_and_silent_sockets_cannot_lock_members_out(raft_cluster: Loca
 
 def test_replayed_handshake_is_refused(raft_cluster: LocalCluster) -> None:
     """A recorded HELLO and AUTH replayed later: the listener's fresh nonce makes the AUTH stale."""
-    leader = raft_cluster.wait_leader()
-    port = raft_cluster.nodes[leader].raft_port
+    # The member with the greatest address connects to the one with the least (see
+    # RaftTransport._should_connect): replay the former's handshake against the latter.
+    target = min(raft_cluster.nodes.values(), key=lambda n: n.raft_addr)
+    port = target.raft_port
     member = max(raft_cluster.nodes.values(), key=lambda n: n.raft_addr).raft_addr.encode()
     key = derive_key(raft_cluster.cookie)
 
@@ -161,7 +163,7 @@ def test_replayed_handshake_is_refused(raft_cluster: LocalCluster) -> None:
             h.update(len(part).to_bytes(2, "big") + part)
         return h.digest()
 
-    server_addr = raft_cluster.nodes[leader].raft_addr.encode()
+    server_addr = target.raft_addr.encode()
     nonce = os.urandom(NONCE_BYTES)
     hello = MAGIC + nonce + bytes([len(member)]) + member
     # A session as a real member would run it (the test knows the cookie): record its AUTH.
@@ -169,7 +171,7 @@ def test_replayed_handshake_is_refused(raft_cluster: LocalCluster) -> None:
         s.sendall(hello)
         reply = recv_exactly(s, REPLY_BYTES)
         recorded_auth = mac(b"client", nonce, reply[8:40], member, server_addr)
-    with attack(raft_cluster, "replay") as (_, port):
+    with attack(raft_cluster, "replay"):
         for _ in range(20):
             with contextlib.suppress(OSError), connect(port) as s:
                 s.sendall(hello)
@@ -177,7 +179,7 @@ def test_replayed_handshake_is_refused(raft_cluster: LocalCluster) -> None:
                 s.sendall(recorded_auth + os.urandom(64))
                 s.settimeout(5)
                 assert s.recv(1) == b"", "a replayed AUTH was accepted"
-    assert "failed authentication" in raft_cluster.log_path(leader).read_text(errors="replace")
+    assert "failed authentication" in raft_cluster.log_path(target.node_id).read_text(errors="replace")
 
 
 def recv_exactly(s: socket.socket, n: int) -> bytes:
@@ -213,8 +215,17 @@ def test_member_with_another_cookie_is_named_in_both_logs(tmp_path: Path) -> Non
                 time.sleep(0.2)
             assert said in logs[victim], logs[victim][-2000:]
             assert said in logs[1] + logs[2], (logs[1] + logs[2])[-2000:]
-            with cluster.client([1, 2]) as c:
-                c.put("still/writable", b"\x00\xff")  # two of three members are enough
+            # Two of three members are enough. No leader discovery: node 3's client port now
+            # belongs to the process with the other cookie, which a stale answer could name.
+            with cluster.client([1, 2], discover_leader=False, timeout_s=20) as c:
+                for attempt in range(10):  # node 3 may have led: an election may be under way
+                    try:
+                        c.put("still/writable", b"\x00\xff")
+                        break
+                    except AspenError:
+                        assert attempt < 9
+                        time.sleep(0.5)
+                assert c.get("still/writable")["value"] == b"\x00\xff"
         finally:
             proc.terminate()
             proc.wait(10)

@@ -157,3 +157,42 @@ def test_flapping_follower_link_loses_nothing(net_cluster: tuple[LocalCluster, H
             time.sleep(0.1)
         for key, value in acked.items():
             assert c_f.get(key, stale=True)["value"] == value, key
+
+
+def get_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str) -> str:
+    """A linearizable read by a client inside `node`'s namespace, from that node only."""
+    code = (
+        "from aspen.client import Client\n"
+        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2)\n"
+        "try:\n"
+        f"    r = c.get({key!r}); print('SERVED', r['value'].hex() if r['was_found'] else '-')\n"
+        "except Exception as exc:\n"
+        "    print('REFUSED', exc)\n"
+        "finally:\n    c.close()\n"
+    )
+    return subprocess.run(["ip", "netns", "exec", net.host_ns(node), sys.executable, "-c", code],
+                          capture_output=True, text=True, timeout=60).stdout
+
+
+def test_deposed_leader_never_serves_a_linearizable_read(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
+    """ReadIndex: the isolated old leader still believes it leads (pysyncobj steps down only after
+    leaderFallbackTimeout), but it cannot get a majority to confirm it, so it must refuse."""
+    cluster, net = net_cluster
+    everyone = list(cluster.nodes)
+    old = leader_among(cluster, everyone)
+    majority = [n for n in everyone if n != old]
+    with cluster.client(timeout_s=15) as c:
+        c.put("ri/k", b"old")
+    assert get_from_inside(net, cluster, old, "ri/k").startswith("SERVED " + b"old".hex())
+    net.isolate(old)
+    leader_among(cluster, majority)
+    with cluster.client(majority, timeout_s=15) as c:
+        c.put("ri/k", b"new")  # acknowledged: from now on "old" is a stale answer
+        assert c.get("ri/k")["value"] == b"new"
+    for _ in range(3):
+        answer = get_from_inside(net, cluster, old, "ri/k")
+        assert answer.startswith("REFUSED"), f"the deposed leader served a read: {answer}"
+    net.heal(old)
+    leader_among(cluster, everyone, timeout_s=20)
+    with cluster.client([old], discover_leader=False, timeout_s=15) as c_old:
+        assert c_old.get("ri/k")["value"] == b"new"  # linearizable through the healed node
