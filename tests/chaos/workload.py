@@ -21,6 +21,8 @@ from tests.chaos import counter_plugin
 from tests.chaos.history import FAIL, INFO, OK, History, outcome_of_error
 from tests.chaos.linearizability import BATCH, CAS, DELETE, GET, INCR, PUT, counter_value
 
+VALUE_TAIL_BYTES = (0, 16, 300, 4096, 70_000)  # 70 KB: over pysyncobj's old 64 KiB chunk size
+
 REGISTER_KEYS = tuple(f"chaos/r{i}" for i in range(4))
 BATCH_KEYS = tuple(f"chaos/b{i}" for i in range(3))
 COUNTER_KEY = counter_plugin.COUNTER_KEY
@@ -58,8 +60,10 @@ class Worker:
             self.crash = f"{type(exc).__name__}: {exc}"
 
     def _value(self) -> bytes:
+        # Unique (client and sequence number first) and binary after: what users store (random
+        # bytes, often with every high bit set) is what has broken Raft transports before.
         self.seq += 1
-        return b"c%d-%d" % (self.client_id, self.seq)
+        return b"c%d-%d:" % (self.client_id, self.seq) + self.rng.randbytes(self.rng.choice(VALUE_TAIL_BYTES))
 
     def one(self) -> None:
         r = self.rng.random()
