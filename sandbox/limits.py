@@ -6,6 +6,12 @@ FUEL_DEFAULT = 500_000_000
 FUEL_MAX = 100_000_000_000
 MEMORY_DEFAULT_BYTES = 128 * MIB
 MEMORY_MAX_BYTES = 1024 * MIB
+# The memory budget (sandbox/budget.py): memory_limit covers the linear memory, one table and
+# the globals. The table's share is a sixteenth of it, within these bounds.
+TABLES_MAX = 1
+TABLE_BYTES_MIN = 8 * 1024
+TABLE_BYTES_MAX = 1 * MIB
+GLOBALS_MAX = 1000
 TIMEOUT_DEFAULT_S = 30.0
 TIMEOUT_MAX_S = 300.0
 WASM_MAX_BYTES = 50 * MIB

@@ -2,8 +2,8 @@
 
 Limits that hold: every call gets `fuel_limit` fuel (wasmtime meters it and traps when it runs
 out), an epoch deadline of `execution_timeout_s` (a ticker thread advances the engine's epoch,
-so even a guest spinning in a loop without host calls is stopped), and a store memory limit
-(memory.grow fails past it). After any trap the next call runs on a fresh instance.
+so even a guest spinning in a loop without host calls is stopped), and one memory budget
+(sandbox/budget.py: memory.grow and table.grow fail past their share of memory_limit). After any trap the next call runs on a fresh instance.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import blake3
 import wasmtime
 
 from sandbox import abi, limits
+from sandbox.budget import MemoryBudget, ModuleShape, check_shape, module_shape
 from sandbox.errors import SandboxCode, SandboxError
 from sandbox.host import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
@@ -81,6 +82,14 @@ class Runtime:
         # memory.grow fails): RawMemory can keep the base address instead of asking each access.
         config.memory_may_move = False
         config.memory_reservation = 4 * 1024**3
+        # One memory budget per plugin (sandbox/budget.py): wasmtime limits each memory on its
+        # own, so every extra memory is a whole memory_limit more (17 memories under a 64 MiB
+        # limit held 1,040 MiB). The GC heap is such a memory too (measured: 64 MiB of arrays on
+        # top of a 64 MiB linear memory), and exceptions allocate in it: all three are refused
+        # at compile, as an invalid module.
+        config.wasm_multi_memory = False
+        config.wasm_gc = False
+        config.wasm_exceptions = False
         self.engine = wasmtime.Engine(config)
         self.cache_dir = cache_dir
         if cache_dir is not None:
@@ -95,12 +104,20 @@ class Runtime:
 
     def compile(self, wasm: bytes) -> wasmtime.Module:
         """Validate and compile (or load from the cache) a plugin module."""
+        return self._compile(wasm)[0]
+
+    def _compile(self, wasm: bytes) -> tuple[wasmtime.Module, ModuleShape]:
         if len(wasm) > limits.WASM_MAX_BYTES:
             raise SandboxError(SandboxCode.MODULE_TOO_LARGE, f"wasm of {len(wasm)} bytes is over {limits.WASM_MAX_BYTES}")
+        shape = module_shape(wasm)
+        if shape is not None:  # before wasmtime's validation, whose refusal would say less
+            check_shape(shape)
         module = self._cached(wasm)
+        if shape is None:
+            raise SandboxError(SandboxCode.INVALID_MODULE, "the module's sections could not be read")
         self._check_imports(module)
         self._check_exports(module)
-        return module
+        return module, shape
 
     def _cached(self, wasm: bytes) -> wasmtime.Module:
         key = f"{blake3.blake3(wasm).hexdigest()}-wasmtime{_WASMTIME_VERSION}"
@@ -148,7 +165,8 @@ class Runtime:
 
     def load(self, wasm: bytes, config: PluginConfig, host: Host) -> PluginInstance:
         """Compile, instantiate and return a plugin (state Loading; call init() next)."""
-        return PluginInstance(self, self.compile(wasm), config, host)
+        module, shape = self._compile(wasm)
+        return PluginInstance(self, module, config, host, MemoryBudget.split(config.memory_limit_bytes, shape.globals))
 
 
 @dataclass
@@ -180,9 +198,11 @@ class PluginStats:
 class _Instance:
     """One wasmtime store + instance; replaced after a trap."""
 
-    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, funcs: HostFunctions) -> None:
+    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, funcs: HostFunctions,
+                 budget: MemoryBudget) -> None:
         self.store = wasmtime.Store(runtime.engine)
-        self.store.set_limits(memory_size=config.memory_limit_bytes)
+        self.store.set_limits(memory_size=budget.memory_bytes, table_elements=budget.table_elements,
+                              instances=1, tables=limits.TABLES_MAX, memories=1)
         self.ctx = StoreContext(self.store)
         self.context = self.ctx.address
         # Instantiation runs data initializers and any start function: bounded like a call.
@@ -251,10 +271,12 @@ class PluginInstance:
     Calls are serialized (one store is not thread-safe); callers from many threads are fine.
     """
 
-    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, host: Host) -> None:
+    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, host: Host,
+                 budget: MemoryBudget) -> None:
         self.runtime = runtime
         self.module = module
         self.config = config
+        self.budget = budget
         self.host = host
         self.state = PluginState.LOADING
         self.stats = PluginStats()
@@ -355,7 +377,7 @@ class PluginInstance:
         self.state_reason = reason
 
     def _instantiate(self) -> None:
-        self._inst = _Instance(self.runtime, self.module, self.config, self._funcs)
+        self._inst = _Instance(self.runtime, self.module, self.config, self._funcs, self.budget)
         self.stats.instantiations += 1
 
     def _run_init(self) -> None:
