@@ -64,27 +64,37 @@ typedef struct {
     void *alloc; /* wasmtime_func_t* of aspen_alloc */
     void *free;  /* wasmtime_func_t* of aspen_free, or NULL */
     uint64_t out_max;
+    const uint64_t *now;   /* the epoch ticker's count of ticks (Ticker.ticks), read atomically */
     /* State of the call running now (one at a time per instance: PluginInstance's lock). */
-    uint64_t ticks_left;   /* epoch ticks this call may still run */
-    uint64_t timed_out;    /* set by the deadline callback when they ran out */
+    uint64_t deadline;     /* the tick count at which this call has run out of time */
+    uint64_t timed_out;    /* set when it did (the deadline callback or a host function's return) */
     PyThreadState *saved;  /* the GIL given up by guest code at this entry level, or NULL */
 } CallSite;
 
 enum { OK = 0, TRAPPED = 1, FAULT = 2, TIMED_OUT = 3 };
 enum { UPDATE_DEADLINE_CONTINUE = 0 };
 
+static const char TIMED_OUT_MESSAGE[] = "aspen: the call ran past its execution timeout";
+
+/* Whether the running call is past its deadline. The ticker's own count, not a count of
+   callbacks: wasmtime calls on_deadline once when guest code resumes after a host call however
+   many ticks that host call took (counting callbacks, 20 ms host calls stretched a 0.2 s
+   timeout to 4 s). No clock is read: a plugin call is a few hundred ns. */
+static int past_deadline(const CallSite *site) {
+    return __atomic_load_n(site->now, __ATOMIC_RELAXED) >= site->deadline;
+}
+
 /* Called by wasmtime on the guest's thread, from inside guest code, at each epoch tick past
-   the deadline (the deadline is always the next tick). Guest code starts holding the GIL: a
-   call shorter than a tick (nearly all of them) then costs no hand-off of the GIL at all. At
-   the first tick it is still running it gives the GIL up, so a slow guest holds it for at most
-   one tick and then runs beside the event loop and Raft; when its ticks run out it stops. */
+   the deadline (the store's deadline is always the next tick). Guest code starts holding the
+   GIL: a call shorter than a tick (nearly all of them) then costs no hand-off of the GIL at
+   all. At the first tick it is still running it gives the GIL up, so a slow guest holds it for
+   at most one tick and then runs beside the event loop and Raft; past its deadline it stops. */
 static void *on_deadline(void *ctx, void *env, uint64_t *delta, uint8_t *kind) {
     CallSite *site = (CallSite *)env;
-    if (site->ticks_left == 0) {
+    if (past_deadline(site)) {
         site->timed_out = 1;
-        return site->error_new("aspen: the call ran past its execution timeout");
+        return site->error_new(TIMED_OUT_MESSAGE);
     }
-    site->ticks_left -= 1;
     if (site->saved == NULL && PyGILState_Check())
         site->saved = PyEval_SaveThread();
     *delta = 1;
@@ -217,7 +227,9 @@ static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_
 
 /* call(site, func, payload | None, fuel, ticks) -> (status, value, fuel_left)
    OK: value is the output bytes or None. TRAPPED or TIMED_OUT: (error, trap) addresses. FAULT:
-   a message. `ticks` is the call's whole wall-clock budget in epoch ticks. */
+   a message. `ticks` is the call's whole wall-clock budget in epoch ticks, host calls included:
+   it times out at the first check after `ticks` whole ticks have passed since it started, so
+   within one tick after its timeout. */
 static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "call(site, func, payload, fuel, ticks)");
@@ -243,7 +255,8 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     void *error = site->set_fuel(site->ctx, fuel);
     if (error != NULL)
         return Py_BuildValue("(i(KK)K)", TRAPPED, (unsigned long long)(uintptr_t)error, 0ULL, 0ULL);
-    site->ticks_left = ticks;
+    /* The call starts between two ticks: the deadline is the tick that ends `ticks` whole ones. */
+    site->deadline = __atomic_load_n(site->now, __ATOMIC_RELAXED) + ticks + 1;
     site->timed_out = 0;
     site->saved = NULL;
     site->set_epoch_deadline(site->ctx, 1);
@@ -417,6 +430,13 @@ static void *host_trampoline(void *env, void *caller, val_raw *vals, size_t n) {
     HostFunc *h = (HostFunc *)env;
     PyGILState_STATE gil = PyGILState_Ensure();
     void *trap = host_call(h, vals);
+    /* A host call that returns past the call's deadline ends it here (TIMEOUT), rather than
+       at guest code's next epoch check. Its effect, if it had one, stands: a timeout's outcome
+       is unknown to the caller, as a lost reply's is. */
+    if (trap == NULL && h->site != NULL && past_deadline(h->site)) {
+        h->site->timed_out = 1;
+        trap = host_trap(h, TIMED_OUT_MESSAGE);
+    }
     PyGILState_Release(gil);
     return trap;
 }
@@ -493,6 +513,7 @@ typedef struct {
     void *engine; /* our own reference */
     long period_ns;
     int stop; /* read and written with __atomic builtins */
+    uint64_t ticks; /* how many times it ticked: call sites read it (CallSite.now) */
 } Ticker;
 
 static void add_ns(struct timespec *at, long ns) {
@@ -512,6 +533,8 @@ static void *tick(void *arg) {
         add_ns(&next, t->period_ns);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR) {
         }
+        /* The count first: when wasmtime sees the new epoch, the count already says so. */
+        __atomic_add_fetch(&t->ticks, 1, __ATOMIC_RELAXED);
         t->increment(t->engine);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -521,7 +544,8 @@ static void *tick(void *arg) {
     return NULL;
 }
 
-/* ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns) -> ticker */
+/* ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns)
+   -> (ticker, address of its tick count) */
 static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns)");
@@ -553,10 +577,12 @@ static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t 
         errno = rc;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromVoidPtr(t);
+    return Py_BuildValue("(NK)", PyLong_FromVoidPtr(t), (unsigned long long)(uintptr_t)&t->ticks);
 }
 
-/* ticker_stop(ticker): stop and join it (once). */
+/* ticker_stop(ticker): stop and join it (once). Its memory stays: call sites read its tick
+   count (a stopped ticker's count stands still, and so do their deadlines, as the engine's
+   epoch does); ticker_free releases it once nothing can. */
 static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 1) {
         PyErr_SetString(PyExc_TypeError, "ticker_stop(ticker)");
@@ -575,6 +601,19 @@ static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t n
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     t->engine_delete(t->engine);
+    t->engine = NULL;
+    Py_RETURN_NONE;
+}
+
+/* ticker_free(ticker): release a ticker that ticker_stop joined. */
+static PyObject *ticker_free(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "ticker_free(ticker)");
+        return NULL;
+    }
+    Ticker *t = (Ticker *)address_of(args[0], "ticker");
+    if (t == NULL)
+        return NULL;
     free(t);
     Py_RETURN_NONE;
 }
@@ -586,6 +625,7 @@ static PyMethodDef methods[] = {
     {"bind_host", (PyCFunction)(void (*)(void))bind_host, METH_FASTCALL, "Give a host function its call site."},
     {"ticker_start", (PyCFunction)(void (*)(void))ticker_start, METH_FASTCALL, "Start a GIL-free epoch ticker."},
     {"ticker_stop", (PyCFunction)(void (*)(void))ticker_stop, METH_FASTCALL, "Stop and join an epoch ticker."},
+    {"ticker_free", (PyCFunction)(void (*)(void))ticker_free, METH_FASTCALL, "Release a joined epoch ticker."},
     {NULL, NULL, 0, NULL},
 };
 

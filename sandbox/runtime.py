@@ -235,7 +235,7 @@ class _Instance:
         assert isinstance(alloc, wasmtime.Func)
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
         self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
-                             limits.GUEST_OUTPUT_MAX_BYTES)
+                             limits.GUEST_OUTPUT_MAX_BYTES, runtime._ticker)
         self.site.bind(hosts)
 
 
@@ -298,6 +298,14 @@ class PluginInstance:
     @property
     def timers(self) -> dict[str, tuple[int, bool]]:
         return dict(self._funcs.timers)
+
+    def call_time_left_s(self) -> float:
+        """How long the call running now may still take. Its timeout counts host calls too, so
+        a Host that waits (for Raft, a peer) bounds the wait by this, from the plugin's thread."""
+        inst = self._inst
+        if inst is None:
+            return self.config.execution_timeout_s
+        return inst.site.ticks_left() * limits.EPOCH_TICK_S
 
     def info(self) -> dict[str, Any]:
         with self._lock:
