@@ -19,6 +19,7 @@ import nacl.exceptions
 import nacl.signing
 
 from sandbox import abi, limits
+from sandbox.decode import DecodeRefused, unpack_guest
 from sandbox.errors import HostError, SandboxCode
 from sandbox.host import Host
 from sandbox.patterns import pattern_problem
@@ -168,11 +169,13 @@ class HostFunctions:
     def kv_batch_write(self, op: int, ol: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        raw = self._read(op, ol, limits.BATCH_OPS_MAX * (limits.VALUE_MAX_BYTES + limits.KEY_MAX_BYTES))
+        raw = self._read(op, ol, limits.BATCH_MAX_BYTES)
         if raw is None:
-            return _err(SandboxCode.LIMIT_EXCEEDED, "batch is too large")
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"batch is over {limits.BATCH_MAX_BYTES} bytes")
         try:
-            ops = abi.unpack(raw)
+            ops = unpack_guest(raw)
+        except DecodeRefused as exc:
+            return _err(SandboxCode.INVALID_ARGUMENT, f"batch: {exc}")
         except Exception:
             return _err(SandboxCode.INVALID_ARGUMENT, "batch is not msgpack")
         if not isinstance(ops, list) or len(ops) > limits.BATCH_OPS_MAX:
@@ -295,7 +298,7 @@ class HostFunctions:
             return self._denied("timers")
         raw = self._read(cp, cl, 4096)
         try:
-            cfg = abi.unpack(raw) if raw is not None else None
+            cfg = unpack_guest(raw) if raw is not None else None
         except Exception:
             cfg = None
         if not isinstance(cfg, dict):

@@ -31,6 +31,15 @@ BLOB_MAX_BYTES = 50 * MIB
 LOG_MESSAGE_MAX_BYTES = 64 * 1024
 NAME_MAX_CHARS = 128
 GUEST_OUTPUT_MAX_BYTES = 64 * MIB
+# A batch is one Raft entry: no bigger than a client's whole request frame may be.
+BATCH_MAX_BYTES = 64 * MIB
+
+# Decoding what a guest hands over (call output, msgpack arguments of host functions): it is
+# walked first and refused when its objects would take more than this (sandbox/decode.py).
+DECODE_DEPTH_MAX = 32
+DECODE_BYTES_PER_BYTE = 16
+DECODE_SLACK_BYTES = 4 * MIB
+DECODE_MAX_BYTES = 128 * MIB
 
 # Epoch interruption: the ticker advances the engine's epoch this often; a call's wall-clock
 # deadline is counted in ticks, so timeouts are enforced to within one tick. Guest code also

@@ -104,6 +104,7 @@ class _Site(ctypes.Structure):
         ("call_unchecked", c_void_p), ("set_fuel", c_void_p), ("get_fuel", c_void_p),
         ("set_epoch_deadline", c_void_p), ("memory_data", c_void_p), ("memory_size", c_void_p),
         ("error_delete", c_void_p), ("error_new", c_void_p), ("deadline_callback", c_void_p), ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
+        ("decode", c_uint64 * 4),  # sandbox/decode.py's DecodeBound of the output
         ("now", c_void_p),  # the ticker's tick count
         ("deadline", c_uint64), ("timed_out", c_uint64), ("saved", c_void_p),  # the C side's call state
     ]
@@ -125,6 +126,7 @@ _API = tuple(_address(_b.dll[name]) for name in (
 _DEFINE_UNCHECKED = _address(_b.dll["wasmtime_linker_define_func_unchecked"])
 _TRAP_NEW = _address(_b.dll["wasmtime_trap_new"])
 OK, TRAPPED, FAULT, TIMED_OUT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT, _guestcall.TIMED_OUT
+INVALID_OUTPUT = _guestcall.INVALID_OUTPUT
 
 
 def func_address(func: wasmtime.Func) -> int:
@@ -139,8 +141,9 @@ class CallSite:
     aspen_alloc, runs the export, copies its output out and hands the buffer to aspen_free. It
     returns (status, value, fuel_left): OK with the output bytes (None for no output), TRAPPED
     with the (error, trap) addresses `trap_of` decodes, TIMED_OUT (the same, for a call stopped
-    at its execution timeout), or FAULT with a message (the guest broke the ABI: a pointer or
-    length outside its memory or over `out_max`).
+    at its execution timeout), FAULT with a message (the guest broke the ABI: a pointer or
+    length outside its memory or over `out_max`), or INVALID_OUTPUT with a message (the output
+    is not one msgpack value within `decode`, sandbox/decode.py).
 
     Guest code starts holding the GIL and gives it up at the first epoch tick it is still
     running (see on_deadline in the C file). `ticks` is the call's whole budget, host calls
@@ -150,10 +153,12 @@ class CallSite:
     __slots__ = ("_hosts", "_keep", "_now", "_site", "address")
 
     def __init__(self, store: wasmtime.Store, context: StoreContext, memory: wasmtime.Memory,
-                 alloc: wasmtime.Func, free: wasmtime.Func | None, out_max: int, ticker: EpochTicker) -> None:
+                 alloc: wasmtime.Func, free: wasmtime.Func | None, out_max: int, decode: tuple[int, int, int, int],
+                 ticker: EpochTicker) -> None:
         self._keep = (store, memory, alloc, free, ticker)  # the ticker's count must outlive this site
         self._site = _Site(*_API, context.address, addressof(memory._memory), func_address(alloc),
-                           func_address(free) if free is not None else None, out_max, ticker.count_address)
+                           func_address(free) if free is not None else None, out_max, (c_uint64 * 4)(*decode),
+                           ticker.count_address)
         self._now = c_uint64.from_address(ticker.count_address)
         self.address = addressof(self._site)
         self._hosts: tuple[HostBinding, ...] = ()

@@ -26,6 +26,7 @@ import wasmtime
 
 from sandbox import abi, limits
 from sandbox.budget import MemoryBudget, ModuleShape, check_shape, module_shape
+from sandbox.decode import GUEST_BOUND
 from sandbox.errors import SandboxCode, SandboxError
 from sandbox.host import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
@@ -34,6 +35,7 @@ from sandbox.raw import (
     FAULT,
     HOST_FAULT,
     HOST_TRAPPED,
+    INVALID_OUTPUT,
     OK,
     TIMED_OUT,
     CallSite,
@@ -235,7 +237,7 @@ class _Instance:
         assert isinstance(alloc, wasmtime.Func)
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
         self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
-                             limits.GUEST_OUTPUT_MAX_BYTES, runtime._ticker)
+                             limits.GUEST_OUTPUT_MAX_BYTES, GUEST_BOUND.as_tuple(), runtime._ticker)
         self.site.bind(hosts)
 
 
@@ -404,7 +406,8 @@ class PluginInstance:
             self._call_value(export, payload)
 
     def _call_value(self, export: str, payload: bytes | None = None, timeout_s: float | None = None) -> Any:
-        """Call an export (input as msgpack bytes), decode its msgpack output. Holds the lock."""
+        """Call an export (input as msgpack bytes), decode its msgpack output. Holds the lock.
+        The C call path has walked the output: it decodes within sandbox/decode.py's bound."""
         raw = self._call_raw(export, payload, timeout_s)
         if raw is None:
             return None
@@ -434,6 +437,9 @@ class PluginInstance:
         status, out, fuel_left = inst.site.call(func, payload, fuel, ticks)
         stats.latencies_s.append(perf_counter() - started)
         stats.fuel_used += fuel - fuel_left
+        if status == INVALID_OUTPUT:  # the guest's error, not a trap: its instance is fine
+            stats.errors += 1
+            raise SandboxError(SandboxCode.INVALID_RESPONSE, f"{export} returned {out}")
         if status != OK:
             failure = GuestFault(out) if status == FAULT else trap_of(out)
             if status == TIMED_OUT:

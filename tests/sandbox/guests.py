@@ -33,7 +33,7 @@ ALLOC_TEMPLATE = """
 ALLOC = ALLOC_TEMPLATE.replace("BUMP_START", "65536")
 
 
-def _alloc_after(data_end: int) -> tuple[str, int]:
+def alloc_after(data_end: int) -> tuple[str, int]:
     """The allocator starting past the data segments, and the pages the module needs."""
     start = (data_end // 65536 + 1) * 65536
     return ALLOC_TEMPLATE.replace("BUMP_START", str(start)), start // 65536 + 1
@@ -90,7 +90,7 @@ def call_guest(fn: str, args: list[bytes | int], extra: str = "") -> bytes:
     (memory.copy (i32.add (local.get $out) (i32.const {n})) (local.get $rp) (local.get $rl))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
             (i64.extend_i32_u (i32.add (local.get $rl) (i32.const {n}))))"""
-    alloc, pages = _alloc_after(off)
+    alloc, pages = alloc_after(off)
     wat = f"""(module
 {_import(fn)}  (memory (export "memory") {pages})
 {alloc}
