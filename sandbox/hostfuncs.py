@@ -9,6 +9,7 @@ memory is a guest bug and traps (GuestFault).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -22,10 +23,12 @@ from sandbox import abi, limits
 from sandbox.decode import DecodeRefused, unpack_guest
 from sandbox.errors import HostError, SandboxCode
 from sandbox.host import Host
+from sandbox.logs import LogLimiter, log_line
 from sandbox.patterns import pattern_problem
 from sandbox.permissions import PluginConfig
 from sandbox.raw import RawMemory
 
+log = logging.getLogger("aspen.sandbox")
 _HASH_RE = re.compile(r"[0-9a-f]{64}\Z")
 _TIMER_NAME_MAX = 128
 
@@ -39,9 +42,10 @@ def _err(code: SandboxCode, message: str) -> bytes:
 
 
 class HostFunctions:
-    def __init__(self, config: PluginConfig, host: Host) -> None:
+    def __init__(self, config: PluginConfig, host: Host, logs: LogLimiter | None = None) -> None:
         self.config = config
         self.host = host
+        self.logs = logs if logs is not None else LogLimiter()  # per plugin: it outlives traps
         self.perms = config.permissions
         self._prefixes = config.effective_prefixes  # computed once: checked on every KV call
         self.memory: RawMemory | None = None
@@ -361,9 +365,16 @@ class HostFunctions:
     # -- logging and clocks ----------------------------------------------------------------
 
     def _log(self, level: str, mp: int, ml: int) -> None:
-        raw = self._read(mp, ml, limits.LOG_MESSAGE_MAX_BYTES)
-        message = "<log message over 64 KiB dropped>" if raw is None else raw.decode(errors="replace")
-        self.host.log(self.config.name, level, message)
+        # Only the first LOG_LINE_MAX_BYTES are read: a line is cut there anyway.
+        raw = self._read(mp, min(ml, limits.LOG_LINE_MAX_BYTES), limits.LOG_LINE_MAX_BYTES)
+        assert raw is not None  # within the limit by construction
+        admitted, report = self.logs.admit(len(raw))
+        if report is not None:  # the node's own line, which no plugin line can imitate (escaped)
+            log.warning("plugin %r: log rate limit (%g lines/s, %g bytes/s) dropped %d lines (%d bytes) in the last %.1fs",
+                        self.config.name, self.logs.rate.lines_per_s, self.logs.rate.bytes_per_s, report.lines,
+                        report.bytes, self.logs.since_s(report))
+        if admitted:
+            self.host.log(self.config.name, level, log_line(raw, ml))
 
     def log_info_msg(self, mp: int, ml: int) -> None:
         self._log("info", mp, ml)

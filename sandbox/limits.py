@@ -28,7 +28,14 @@ KEY_MAX_BYTES = 1024
 VALUE_MAX_BYTES = 1 * MIB
 BATCH_OPS_MAX = 1000
 BLOB_MAX_BYTES = 50 * MIB
-LOG_MESSAGE_MAX_BYTES = 64 * 1024
+# A plugin's log line (sandbox/logs.py): at most this much of a message is read, and its
+# escaped text is cut at so many characters; each plugin may log so many lines and bytes a
+# second (a second's worth at once), and drops are reported at most once an interval.
+LOG_LINE_MAX_BYTES = 4096
+LOG_LINE_MAX_CHARS = 4096
+LOG_LINES_PER_S = 100
+LOG_BYTES_PER_S = 64 * 1024
+LOG_REPORT_INTERVAL_S = 10.0
 NAME_MAX_CHARS = 128
 GUEST_OUTPUT_MAX_BYTES = 64 * MIB
 # A batch is one Raft entry: no bigger than a client's whole request frame may be.

@@ -30,6 +30,7 @@ from sandbox.decode import GUEST_BOUND
 from sandbox.errors import SandboxCode, SandboxError
 from sandbox.host import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
+from sandbox.logs import LogLimiter
 from sandbox.permissions import PluginConfig
 from sandbox.raw import (
     FAULT,
@@ -181,6 +182,7 @@ class PluginStats:
     fuel_used: int = 0
     instantiations: int = 0
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=limits.LATENCY_SAMPLES))
+    logs: LogLimiter = field(default_factory=LogLimiter)  # its lines dropped by the rate limit
 
     def percentile_ms(self, q: float) -> float:
         if not self.latencies_s:
@@ -193,6 +195,7 @@ class PluginStats:
             "calls": self.calls, "errors": self.errors, "traps": self.traps, "timeouts": self.timeouts,
             "fuel_exhausted": self.fuel_exhausted, "fuel_used": self.fuel_used,
             "instantiations": self.instantiations,
+            "log_lines_dropped": self.logs.dropped_lines, "log_bytes_dropped": self.logs.dropped_bytes,
             "p50_ms": round(self.percentile_ms(0.5), 3), "p99_ms": round(self.percentile_ms(0.99), 3),
         }
 
@@ -284,7 +287,7 @@ class PluginInstance:
         self.stats = PluginStats()
         self.state_reason = ""
         self._lock = threading.Lock()
-        self._funcs = HostFunctions(config, host)
+        self._funcs = HostFunctions(config, host, self.stats.logs)
         self._failures: deque[float] = deque(maxlen=limits.FAILURES_TO_FAIL)
         self._inst: _Instance | None = None
         self._timeout_ticks = max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S))
