@@ -12,7 +12,6 @@ import wasmtime
 from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, SandboxError, _guestcall, abi, limits
 from sandbox.decode import GUEST_BOUND, DecodeRefused, unpack_guest
 from tests.sandbox.guests import (
-    ALLOC,
     RESULT_PREFIX,
     alloc_after,
     call_guest,
@@ -49,10 +48,11 @@ def _repeated(header: bytes, item: bytes, count: int, then: str) -> bytes:
     (memory.copy (i32.add (local.get $out) (i32.const {n})) (local.get $rp) (local.get $rl))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
             (i64.extend_i32_u (i32.add (local.get $rl) (i32.const {n}))))"""
+    alloc, pages = alloc_after(1024 + len(data))  # the buffers it hands out start past the data
     return wasmtime.wat2wasm(f"""(module
   (import "aspen" "kv_batch_write" (func $kv_batch_write (param i32 i32) (result i64)))
-  (memory (export "memory") 2)
-{ALLOC}
+  (memory (export "memory") {pages})
+{alloc}
   (data (i32.const 16) "{wat_bytes(RESULT_PREFIX)}")
   (data (i32.const 1024) "{wat_bytes(data)}")
 {info_export()}
@@ -208,3 +208,28 @@ def test_a_batch_of_the_most_ops_still_applies(runtime: Runtime, host: InMemoryH
 def test_the_bound_is_what_the_limits_say() -> None:
     assert GUEST_BOUND.as_tuple() == (limits.DECODE_DEPTH_MAX, limits.DECODE_BYTES_PER_BYTE,
                                       limits.DECODE_SLACK_BYTES, limits.DECODE_MAX_BYTES)
+
+
+
+def _batch(runtime: Runtime, host: InMemoryHost, wasm: bytes) -> list:
+    plugin = runtime.load(wasm, PluginConfig("batch", KV, kv_prefixes=("myapp:",)), host)
+    plugin.init()
+    return decode_result(plugin.handle_request({"type": "X"}))
+
+
+def test_a_batch_over_its_size_is_refused_unread(runtime: Runtime, host: InMemoryHost) -> None:
+    result = _batch(runtime, host, call_guest("kv_batch_write", [0x100, limits.BATCH_MAX_BYTES + 1]))
+    assert result[:2] == [abi.TAG_ERROR, "LIMIT_EXCEEDED"]
+
+
+def test_a_batch_of_the_most_bytes_still_applies(runtime: Runtime, host: InMemoryHost) -> None:
+    # 64 ops of a value near VALUE_MAX_BYTES: within 64 bytes of BATCH_MAX_BYTES, and its
+    # decoded size (about its length) within the bound's 128 MiB.
+    ops = 64
+    value_bytes = (limits.BATCH_MAX_BYTES - 3) // ops - 18
+    op = b"\x93\xa3set\xa7myapp:k\xc6" + value_bytes.to_bytes(4, "big") + b"v" * value_bytes
+    total = 3 + ops * len(op)
+    assert limits.BATCH_MAX_BYTES - 64 < total <= limits.BATCH_MAX_BYTES and value_bytes <= limits.VALUE_MAX_BYTES
+    result = _batch(runtime, host, _repeated(b"\xdc" + ops.to_bytes(2, "big"), op, ops, "batch"))
+    assert result == [abi.TAG_OK, ops]
+    assert len(host.kv["myapp:k"]) == value_bytes
