@@ -89,11 +89,12 @@ enum { DEPTH_LIMIT = 64 }; /* the most depth_max may be */
 enum { WALK_OK = 0, WALK_MALFORMED, WALK_EXT, WALK_TOO_DEEP, WALK_TOO_BIG };
 
 /* Model (bytes): small ints (0..255), nil and bools are shared objects; other ints 40 (56 for
-   64-bit ones), floats 40 (the objects are 24 to 36 bytes; measured, decoding an array of them
-   allocates about 40 per item beyond its slot); str 64 + its bytes if ASCII, else 64 + 5 per byte (4-byte
-   characters and the decoder's first, narrower buffer); bin 48 + its bytes; a list 64 + 8 per
-   slot; an empty dict 80, others 224 + 48 per entry up to 5 entries (its first table holds 5), 96 beyond (the
-   table grows by doubling, old and new alive while it does, and string keys are interned). */
+   64-bit ones) and floats 40 (the objects are 24 to 36 bytes; decoding an array of them was
+   measured at about 40 per item beyond its slot); a str 64 + its bytes if ASCII, else 64 + 5
+   per byte (4-byte characters, and the decoder's first, narrower buffer); a bin 48 + its
+   bytes; a list 64 + 8 per slot; an empty dict 80, others 224 + 48 per entry up to 5 entries
+   (its first table holds 5) and 96 per entry beyond (the table grows by doubling, old and new
+   alive while it does, and string keys are interned). */
 static uint64_t be_uint(const uint8_t *p, int n) {
     uint64_t v = 0;
     for (int i = 0; i < n; i++)
@@ -217,7 +218,8 @@ static PyObject *walk_message(int status, const Bound *b, size_t n, size_t at) {
     case WALK_EXT:
         return PyUnicode_FromFormat("msgpack holds an ext type (at byte %zu), which the ABI does not use", at - 1);
     case WALK_TOO_DEEP:
-        return PyUnicode_FromFormat("msgpack nests deeper than %llu (at byte %zu)", (unsigned long long)b->depth_max, at);
+        return PyUnicode_FromFormat("msgpack nests deeper than %llu (at byte %zu)", (unsigned long long)b->depth_max,
+                                    at);
     case WALK_TOO_BIG:
         return PyUnicode_FromFormat(
             "msgpack of %zu bytes would decode to over %llu bytes (the bound: %llu per byte + %llu, at most %llu)", n,
@@ -382,9 +384,10 @@ static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_
 
 /* call(site, func, payload | None, fuel, ticks) -> (status, value, fuel_left)
    OK: value is the output bytes or None. TRAPPED or TIMED_OUT: (error, trap) addresses. FAULT:
-   a message. INVALID_OUTPUT: why the output may not be decoded (see Bound), a message. `ticks` is the call's whole wall-clock budget in epoch ticks, host calls included:
-   it times out at the first check after `ticks` whole ticks have passed since it started, so
-   within one tick after its timeout. */
+   a message. INVALID_OUTPUT: a message, why the output may not be decoded (see Bound).
+   `ticks` is the call's whole wall-clock budget in epoch ticks, host calls included: it times
+   out at the first check after `ticks` whole ticks have passed since it started, so within one
+   tick after its timeout. */
 static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "call(site, func, payload, fuel, ticks)");

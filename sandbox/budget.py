@@ -82,7 +82,8 @@ def check_shape(shape: ModuleShape) -> None:
         )
     if shape.globals > limits.GLOBALS_MAX:
         raise SandboxError(
-            SandboxCode.INVALID_MODULE, f"module defines {shape.globals} globals: at most {limits.GLOBALS_MAX} per plugin"
+            SandboxCode.INVALID_MODULE,
+            f"module defines {shape.globals} globals: at most {limits.GLOBALS_MAX} per plugin",
         )
 
 

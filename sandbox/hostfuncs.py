@@ -370,9 +370,10 @@ class HostFunctions:
         assert raw is not None  # within the limit by construction
         admitted, report = self.logs.admit(len(raw))
         if report is not None:  # the node's own line, which no plugin line can imitate (escaped)
-            log.warning("plugin %r: log rate limit (%g lines/s, %g bytes/s) dropped %d lines (%d bytes) in the last %.1fs",
-                        self.config.name, self.logs.rate.lines_per_s, self.logs.rate.bytes_per_s, report.lines,
-                        report.bytes, self.logs.since_s(report))
+            rate = self.logs.rate
+            log.warning("plugin %r: log rate limit (%g lines/s, %g bytes/s) dropped %d lines (%d bytes) in %.1fs",
+                        self.config.name, rate.lines_per_s, rate.bytes_per_s, report.lines, report.bytes,
+                        self.logs.since_s(report))
         if admitted:
             self.host.log(self.config.name, level, log_line(raw, ml))
 

@@ -2,8 +2,10 @@
 
 Limits that hold: every call gets `fuel_limit` fuel (wasmtime meters it and traps when it runs
 out), an epoch deadline of `execution_timeout_s` (a ticker thread advances the engine's epoch,
-so even a guest spinning in a loop without host calls is stopped), and one memory budget
-(sandbox/budget.py: memory.grow and table.grow fail past their share of memory_limit). After any trap the next call runs on a fresh instance.
+so even a guest spinning in a loop without host calls is stopped, and host calls count), and
+one memory budget (sandbox/budget.py: memory.grow and table.grow fail past their share of
+memory_limit). Guest output is decoded within a bound (sandbox/decode.py). After any trap the
+next call runs on a fresh instance.
 """
 
 from __future__ import annotations
