@@ -64,27 +64,194 @@ typedef struct {
     void *alloc; /* wasmtime_func_t* of aspen_alloc */
     void *free;  /* wasmtime_func_t* of aspen_free, or NULL */
     uint64_t out_max;
+    uint64_t decode[4];    /* the output's decoding bound: depth_max, factor, slack, cap (Bound) */
+    const uint64_t *now;   /* the epoch ticker's count of ticks (Ticker.ticks), read atomically */
     /* State of the call running now (one at a time per instance: PluginInstance's lock). */
-    uint64_t ticks_left;   /* epoch ticks this call may still run */
-    uint64_t timed_out;    /* set by the deadline callback when they ran out */
+    uint64_t deadline;     /* the tick count at which this call has run out of time */
+    uint64_t timed_out;    /* set when it did (the deadline callback or a host function's return) */
     PyThreadState *saved;  /* the GIL given up by guest code at this entry level, or NULL */
 } CallSite;
 
-enum { OK = 0, TRAPPED = 1, FAULT = 2, TIMED_OUT = 3 };
+enum { OK = 0, TRAPPED = 1, FAULT = 2, TIMED_OUT = 3, INVALID_OUTPUT = 4 };
+
+/* Decoding bound: msgpack-python allocates as it decodes (a list of n slots from an array
+   header, a dict per map, an object per int), up to ~80 times the bytes (8 MiB of guest output
+   peaked at 646 MiB), and its max_*_len limits bound one container, not their number. So guest
+   msgpack is walked first, without allocating: it must be one complete value without ext
+   types, nest at most depth_max deep, and cost at most min(factor * its bytes + slack, cap)
+   by the model below, an upper bound of what CPython 3.11 allocates for each object
+   (tests/sandbox/test_decoding.py measures it against tracemalloc). */
+typedef struct {
+    uint64_t depth_max, factor, slack, cap;
+} Bound;
+
+enum { DEPTH_LIMIT = 64 }; /* the most depth_max may be */
+enum { WALK_OK = 0, WALK_MALFORMED, WALK_EXT, WALK_TOO_DEEP, WALK_TOO_BIG };
+
+/* Model (bytes): small ints (0..255), nil and bools are shared objects; other ints 40 (56 for
+   64-bit ones) and floats 40 (the objects are 24 to 36 bytes; decoding an array of them was
+   measured at about 40 per item beyond its slot); a str 64 + its bytes if ASCII, else 64 + 5
+   per byte (4-byte characters, and the decoder's first, narrower buffer); a bin 48 + its
+   bytes; a list 64 + 8 per slot; an empty dict 80, others 224 + 48 per entry up to 5 entries
+   (its first table holds 5) and 96 per entry beyond (the table grows by doubling, old and new
+   alive while it does, and string keys are interned). */
+static uint64_t be_uint(const uint8_t *p, int n) {
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t walk_budget(const Bound *b, size_t n) {
+    uint64_t budget = b->factor * (uint64_t)n + b->slack;
+    return budget < b->cap ? budget : b->cap;
+}
+
+static int walk_msgpack(const uint8_t *p, size_t n, const Bound *b, size_t *at_out) {
+    uint64_t budget = walk_budget(b, n);
+    uint64_t depth_max = b->depth_max < DEPTH_LIMIT ? b->depth_max : DEPTH_LIMIT;
+    uint64_t left[DEPTH_LIMIT + 1]; /* items still to read at each level */
+    int depth = 0, status = WALK_OK;
+    uint64_t cost = 0;
+    size_t at = 0;
+    left[0] = 1;
+    for (;;) {
+        while (depth >= 0 && left[depth] == 0)
+            depth--;
+        if (depth < 0)
+            break;
+        left[depth]--;
+        if (at >= n) {
+            status = WALK_MALFORMED;
+            break;
+        }
+        uint8_t h = p[at++];
+        uint64_t len = 0, count = 0; /* bytes of a str or bin; items of an array or map */
+        int size = 0, is_str = 0, is_bin = 0, is_array = 0, is_map = 0;
+        if (h <= 0x7f || h == 0xc0 || h == 0xc2 || h == 0xc3) {
+        } else if (h >= 0xe0) {
+            cost += 40;
+        } else if (h <= 0x8f) {
+            is_map = 1, count = h & 0x0f;
+        } else if (h <= 0x9f) {
+            is_array = 1, count = h & 0x0f;
+        } else if (h <= 0xbf) {
+            is_str = 1, len = h & 0x1f;
+        } else {
+            switch (h) {
+            case 0xc4: case 0xc5: case 0xc6: is_bin = 1, size = 1 << (h - 0xc4); break;
+            case 0xd9: case 0xda: case 0xdb: is_str = 1, size = 1 << (h - 0xd9); break;
+            case 0xdc: case 0xdd: is_array = 1, size = h == 0xdc ? 2 : 4; break;
+            case 0xde: case 0xdf: is_map = 1, size = h == 0xde ? 2 : 4; break;
+            case 0xcc: at += 1; break;
+            case 0xca: case 0xcd: case 0xce: case 0xd0: case 0xd1: case 0xd2:
+                at += h == 0xca || h == 0xce || h == 0xd2 ? 4 : h == 0xcd || h == 0xd1 ? 2 : 1;
+                cost += 40;
+                break;
+            case 0xcb: case 0xcf: case 0xd3: at += 8, cost += h == 0xcb ? 40 : 56; break;
+            case 0xc7: case 0xc8: case 0xc9: case 0xd4: case 0xd5: case 0xd6: case 0xd7: case 0xd8:
+                status = WALK_EXT;
+                break;
+            default: /* 0xc1, never used */
+                status = WALK_MALFORMED;
+            }
+            if (status != WALK_OK)
+                break;
+            if (size) {
+                if (at + (size_t)size > n) {
+                    status = WALK_MALFORMED;
+                    break;
+                }
+                if (is_str || is_bin)
+                    len = be_uint(p + at, size);
+                else
+                    count = be_uint(p + at, size);
+                at += (size_t)size;
+            }
+        }
+        if (at > n) {
+            status = WALK_MALFORMED;
+            break;
+        }
+        if (is_str || is_bin) {
+            if (len > n - at) {
+                status = WALK_MALFORMED;
+                break;
+            }
+            uint8_t high = 0;
+            if (is_str)
+                for (uint64_t i = 0; i < len; i++)
+                    high |= p[at + i];
+            cost += is_bin ? 48 + len : high & 0x80 ? 64 + 5 * len : 64 + len;
+            at += (size_t)len;
+        } else if (is_array || is_map) {
+            uint64_t items = is_map ? 2 * count : count;
+            if (items > n - at) { /* each item takes a byte at least: a claim the bytes cannot hold */
+                status = WALK_MALFORMED;
+                break;
+            }
+            cost += is_array ? 64 + 8 * count : count == 0 ? 80 : 224 + (count <= 5 ? 48 : 96) * count;
+            if (items > 0) {
+                if ((uint64_t)depth + 1 > depth_max) {
+                    status = WALK_TOO_DEEP;
+                    break;
+                }
+                left[++depth] = items;
+            }
+        }
+        if (cost > budget) {
+            status = WALK_TOO_BIG;
+            break;
+        }
+    }
+    if (status == WALK_OK && at != n)
+        status = WALK_MALFORMED; /* bytes after the value */
+    *at_out = at;
+    return status;
+}
+
+/* Why a walk failed, as a new str (None for WALK_OK). */
+static PyObject *walk_message(int status, const Bound *b, size_t n, size_t at) {
+    switch (status) {
+    case WALK_OK:
+        Py_RETURN_NONE;
+    case WALK_EXT:
+        return PyUnicode_FromFormat("msgpack holds an ext type (at byte %zu), which the ABI does not use", at - 1);
+    case WALK_TOO_DEEP:
+        return PyUnicode_FromFormat("msgpack nests deeper than %llu (at byte %zu)", (unsigned long long)b->depth_max,
+                                    at);
+    case WALK_TOO_BIG:
+        return PyUnicode_FromFormat(
+            "msgpack of %zu bytes would decode to over %llu bytes (the bound: %llu per byte + %llu, at most %llu)", n,
+            (unsigned long long)walk_budget(b, n), (unsigned long long)b->factor, (unsigned long long)b->slack,
+            (unsigned long long)b->cap);
+    default:
+        return PyUnicode_FromFormat("not one complete msgpack value (at byte %zu of %zu)", at, n);
+    }
+}
 enum { UPDATE_DEADLINE_CONTINUE = 0 };
 
+static const char TIMED_OUT_MESSAGE[] = "aspen: the call ran past its execution timeout";
+
+/* Whether the running call is past its deadline. The ticker's own count, not a count of
+   callbacks: wasmtime calls on_deadline once when guest code resumes after a host call however
+   many ticks that host call took (counting callbacks, 20 ms host calls stretched a 0.2 s
+   timeout to 4 s). No clock is read: a plugin call is a few hundred ns. */
+static int past_deadline(const CallSite *site) {
+    return __atomic_load_n(site->now, __ATOMIC_RELAXED) >= site->deadline;
+}
+
 /* Called by wasmtime on the guest's thread, from inside guest code, at each epoch tick past
-   the deadline (the deadline is always the next tick). Guest code starts holding the GIL: a
-   call shorter than a tick (nearly all of them) then costs no hand-off of the GIL at all. At
-   the first tick it is still running it gives the GIL up, so a slow guest holds it for at most
-   one tick and then runs beside the event loop and Raft; when its ticks run out it stops. */
+   the deadline (the store's deadline is always the next tick). Guest code starts holding the
+   GIL: a call shorter than a tick (nearly all of them) then costs no hand-off of the GIL at
+   all. At the first tick it is still running it gives the GIL up, so a slow guest holds it for
+   at most one tick and then runs beside the event loop and Raft; past its deadline it stops. */
 static void *on_deadline(void *ctx, void *env, uint64_t *delta, uint8_t *kind) {
     CallSite *site = (CallSite *)env;
-    if (site->ticks_left == 0) {
+    if (past_deadline(site)) {
         site->timed_out = 1;
-        return site->error_new("aspen: the call ran past its execution timeout");
+        return site->error_new(TIMED_OUT_MESSAGE);
     }
-    site->ticks_left -= 1;
     if (site->saved == NULL && PyGILState_Check())
         site->saved = PyEval_SaveThread();
     *delta = 1;
@@ -217,7 +384,10 @@ static void run_call(CallSite *site, const void *func, const char *in, Py_ssize_
 
 /* call(site, func, payload | None, fuel, ticks) -> (status, value, fuel_left)
    OK: value is the output bytes or None. TRAPPED or TIMED_OUT: (error, trap) addresses. FAULT:
-   a message. `ticks` is the call's whole wall-clock budget in epoch ticks. */
+   a message. INVALID_OUTPUT: a message, why the output may not be decoded (see Bound).
+   `ticks` is the call's whole wall-clock budget in epoch ticks, host calls included: it times
+   out at the first check after `ticks` whole ticks have passed since it started, so within one
+   tick after its timeout. */
 static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "call(site, func, payload, fuel, ticks)");
@@ -243,7 +413,8 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     void *error = site->set_fuel(site->ctx, fuel);
     if (error != NULL)
         return Py_BuildValue("(i(KK)K)", TRAPPED, (unsigned long long)(uintptr_t)error, 0ULL, 0ULL);
-    site->ticks_left = ticks;
+    /* The call starts between two ticks: the deadline is the tick that ends `ticks` whole ones. */
+    site->deadline = __atomic_load_n(site->now, __ATOMIC_RELAXED) + ticks + 1;
     site->timed_out = 0;
     site->saved = NULL;
     site->set_epoch_deadline(site->ctx, 1);
@@ -271,11 +442,39 @@ static PyObject *guest_call(PyObject *self, PyObject *const *args, Py_ssize_t na
     }
     if (o.out == NULL)
         return Py_BuildValue("(iOK)", OK, Py_None, fuel_left);
+    size_t at;
+    int walked = walk_msgpack((const uint8_t *)o.out, o.out_n, (const Bound *)site->decode, &at);
+    if (walked != WALK_OK) {
+        free(o.out);
+        PyObject *message = walk_message(walked, (const Bound *)site->decode, o.out_n, at);
+        if (message == NULL)
+            return NULL;
+        return Py_BuildValue("(iNK)", INVALID_OUTPUT, message, fuel_left);
+    }
     PyObject *out = PyBytes_FromStringAndSize(o.out, o.out_n);
     free(o.out);
     if (out == NULL)
         return NULL;
     return Py_BuildValue("(iNK)", OK, out, fuel_left);
+}
+
+/* decode_bound(data, depth_max, factor, slack, cap) -> None, or why `data` may not be decoded
+   (see Bound): for msgpack a guest hands a host function. */
+static PyObject *decode_bound(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "decode_bound(data: bytes, depth_max, factor, slack, cap)");
+        return NULL;
+    }
+    Bound b;
+    uint64_t *fields[4] = {&b.depth_max, &b.factor, &b.slack, &b.cap};
+    for (int i = 0; i < 4; i++) {
+        *fields[i] = PyLong_AsUnsignedLongLong(args[i + 1]);
+        if (PyErr_Occurred())
+            return NULL;
+    }
+    size_t n = (size_t)PyBytes_GET_SIZE(args[0]), at;
+    int walked = walk_msgpack((const uint8_t *)PyBytes_AS_STRING(args[0]), n, &b, &at);
+    return walk_message(walked, &b, n, at);
 }
 
 /* watch(site, store): route the store's epoch deadlines to on_deadline (after instantiation;
@@ -417,6 +616,13 @@ static void *host_trampoline(void *env, void *caller, val_raw *vals, size_t n) {
     HostFunc *h = (HostFunc *)env;
     PyGILState_STATE gil = PyGILState_Ensure();
     void *trap = host_call(h, vals);
+    /* A host call that returns past the call's deadline ends it here (TIMEOUT), rather than
+       at guest code's next epoch check. Its effect, if it had one, stands: a timeout's outcome
+       is unknown to the caller, as a lost reply's is. */
+    if (trap == NULL && h->site != NULL && past_deadline(h->site)) {
+        h->site->timed_out = 1;
+        trap = host_trap(h, TIMED_OUT_MESSAGE);
+    }
     PyGILState_Release(gil);
     return trap;
 }
@@ -493,6 +699,7 @@ typedef struct {
     void *engine; /* our own reference */
     long period_ns;
     int stop; /* read and written with __atomic builtins */
+    uint64_t ticks; /* how many times it ticked: call sites read it (CallSite.now) */
 } Ticker;
 
 static void add_ns(struct timespec *at, long ns) {
@@ -512,6 +719,8 @@ static void *tick(void *arg) {
         add_ns(&next, t->period_ns);
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL) == EINTR) {
         }
+        /* The count first: when wasmtime sees the new epoch, the count already says so. */
+        __atomic_add_fetch(&t->ticks, 1, __ATOMIC_RELAXED);
         t->increment(t->engine);
         struct timespec now;
         clock_gettime(CLOCK_MONOTONIC, &now);
@@ -521,7 +730,8 @@ static void *tick(void *arg) {
     return NULL;
 }
 
-/* ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns) -> ticker */
+/* ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns)
+   -> (ticker, address of its tick count) */
 static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 5) {
         PyErr_SetString(PyExc_TypeError, "ticker_start(increment_epoch, engine_clone, engine_delete, engine, period_ns)");
@@ -553,10 +763,12 @@ static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t 
         errno = rc;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
-    return PyLong_FromVoidPtr(t);
+    return Py_BuildValue("(NK)", PyLong_FromVoidPtr(t), (unsigned long long)(uintptr_t)&t->ticks);
 }
 
-/* ticker_stop(ticker): stop and join it (once). */
+/* ticker_stop(ticker): stop and join it (once). Its memory stays: call sites read its tick
+   count (a stopped ticker's count stands still, and so do their deadlines, as the engine's
+   epoch does); ticker_free releases it once nothing can. */
 static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
     if (nargs != 1) {
         PyErr_SetString(PyExc_TypeError, "ticker_stop(ticker)");
@@ -575,6 +787,19 @@ static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t n
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     t->engine_delete(t->engine);
+    t->engine = NULL;
+    Py_RETURN_NONE;
+}
+
+/* ticker_free(ticker): release a ticker that ticker_stop joined. */
+static PyObject *ticker_free(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 1) {
+        PyErr_SetString(PyExc_TypeError, "ticker_free(ticker)");
+        return NULL;
+    }
+    Ticker *t = (Ticker *)address_of(args[0], "ticker");
+    if (t == NULL)
+        return NULL;
     free(t);
     Py_RETURN_NONE;
 }
@@ -582,10 +807,12 @@ static PyObject *ticker_stop(PyObject *self, PyObject *const *args, Py_ssize_t n
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))guest_call, METH_FASTCALL, "One plugin call: fuel, deadline, input, export, output."},
     {"watch", (PyCFunction)(void (*)(void))guest_watch, METH_FASTCALL, "Route a store's epoch deadlines here."},
+    {"decode_bound", (PyCFunction)(void (*)(void))decode_bound, METH_FASTCALL, "Why guest msgpack may not be decoded, or None."},
     {"define_host", (PyCFunction)(void (*)(void))define_host, METH_FASTCALL, "Define an import served by a Python method."},
     {"bind_host", (PyCFunction)(void (*)(void))bind_host, METH_FASTCALL, "Give a host function its call site."},
     {"ticker_start", (PyCFunction)(void (*)(void))ticker_start, METH_FASTCALL, "Start a GIL-free epoch ticker."},
     {"ticker_stop", (PyCFunction)(void (*)(void))ticker_stop, METH_FASTCALL, "Stop and join an epoch ticker."},
+    {"ticker_free", (PyCFunction)(void (*)(void))ticker_free, METH_FASTCALL, "Release a joined epoch ticker."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -598,6 +825,7 @@ PyMODINIT_FUNC PyInit__guestcall(void) {
     if (PyModule_AddIntConstant(m, "SITE_BYTES", (long)sizeof(CallSite)) < 0 ||
         PyModule_AddIntConstant(m, "OK", OK) < 0 || PyModule_AddIntConstant(m, "TRAPPED", TRAPPED) < 0 ||
         PyModule_AddIntConstant(m, "FAULT", FAULT) < 0 || PyModule_AddIntConstant(m, "TIMED_OUT", TIMED_OUT) < 0 ||
+        PyModule_AddIntConstant(m, "INVALID_OUTPUT", INVALID_OUTPUT) < 0 ||
         PyModule_AddIntConstant(m, "HOST_RAISED", HOST_RAISED) < 0 ||
         PyModule_AddIntConstant(m, "HOST_TRAPPED", HOST_TRAPPED) < 0 ||
         PyModule_AddIntConstant(m, "HOST_FAULT", HOST_FAULT) < 0) {

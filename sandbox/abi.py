@@ -111,4 +111,6 @@ def pack(value: Any) -> bytes:
 
 
 def unpack(data: bytes) -> Any:
+    """Trusted bytes, or guest bytes already walked (sandbox/decode.py): this alone does not
+    bound what decoding allocates."""
     return msgpack.unpackb(data, raw=False, strict_map_key=False, max_ext_len=0)

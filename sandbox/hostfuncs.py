@@ -9,6 +9,7 @@ memory is a guest bug and traps (GuestFault).
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import time
@@ -19,12 +20,15 @@ import nacl.exceptions
 import nacl.signing
 
 from sandbox import abi, limits
+from sandbox.decode import DecodeRefused, unpack_guest
 from sandbox.errors import HostError, SandboxCode
 from sandbox.host import Host
+from sandbox.logs import LogLimiter, log_line
 from sandbox.patterns import pattern_problem
 from sandbox.permissions import PluginConfig
 from sandbox.raw import RawMemory
 
+log = logging.getLogger("aspen.sandbox")
 _HASH_RE = re.compile(r"[0-9a-f]{64}\Z")
 _TIMER_NAME_MAX = 128
 
@@ -38,9 +42,10 @@ def _err(code: SandboxCode, message: str) -> bytes:
 
 
 class HostFunctions:
-    def __init__(self, config: PluginConfig, host: Host) -> None:
+    def __init__(self, config: PluginConfig, host: Host, logs: LogLimiter | None = None) -> None:
         self.config = config
         self.host = host
+        self.logs = logs if logs is not None else LogLimiter()  # per plugin: it outlives traps
         self.perms = config.permissions
         self._prefixes = config.effective_prefixes  # computed once: checked on every KV call
         self.memory: RawMemory | None = None
@@ -168,11 +173,13 @@ class HostFunctions:
     def kv_batch_write(self, op: int, ol: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        raw = self._read(op, ol, limits.BATCH_OPS_MAX * (limits.VALUE_MAX_BYTES + limits.KEY_MAX_BYTES))
+        raw = self._read(op, ol, limits.BATCH_MAX_BYTES)
         if raw is None:
-            return _err(SandboxCode.LIMIT_EXCEEDED, "batch is too large")
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"batch is over {limits.BATCH_MAX_BYTES} bytes")
         try:
-            ops = abi.unpack(raw)
+            ops = unpack_guest(raw)
+        except DecodeRefused as exc:
+            return _err(SandboxCode.INVALID_ARGUMENT, f"batch: {exc}")
         except Exception:
             return _err(SandboxCode.INVALID_ARGUMENT, "batch is not msgpack")
         if not isinstance(ops, list) or len(ops) > limits.BATCH_OPS_MAX:
@@ -295,7 +302,7 @@ class HostFunctions:
             return self._denied("timers")
         raw = self._read(cp, cl, 4096)
         try:
-            cfg = abi.unpack(raw) if raw is not None else None
+            cfg = unpack_guest(raw) if raw is not None else None
         except Exception:
             cfg = None
         if not isinstance(cfg, dict):
@@ -358,9 +365,17 @@ class HostFunctions:
     # -- logging and clocks ----------------------------------------------------------------
 
     def _log(self, level: str, mp: int, ml: int) -> None:
-        raw = self._read(mp, ml, limits.LOG_MESSAGE_MAX_BYTES)
-        message = "<log message over 64 KiB dropped>" if raw is None else raw.decode(errors="replace")
-        self.host.log(self.config.name, level, message)
+        # Only the first LOG_LINE_MAX_BYTES are read: a line is cut there anyway.
+        raw = self._read(mp, min(ml, limits.LOG_LINE_MAX_BYTES), limits.LOG_LINE_MAX_BYTES)
+        assert raw is not None  # within the limit by construction
+        admitted, report = self.logs.admit(len(raw))
+        if report is not None:  # the node's own line, which no plugin line can imitate (escaped)
+            rate = self.logs.rate
+            log.warning("plugin %r: log rate limit (%g lines/s, %g bytes/s) dropped %d lines (%d bytes) in %.1fs",
+                        self.config.name, rate.lines_per_s, rate.bytes_per_s, report.lines, report.bytes,
+                        self.logs.since_s(report))
+        if admitted:
+            self.host.log(self.config.name, level, log_line(raw, ml))
 
     def log_info_msg(self, mp: int, ml: int) -> None:
         self._log("info", mp, ml)

@@ -6,6 +6,12 @@ FUEL_DEFAULT = 500_000_000
 FUEL_MAX = 100_000_000_000
 MEMORY_DEFAULT_BYTES = 128 * MIB
 MEMORY_MAX_BYTES = 1024 * MIB
+# The memory budget (sandbox/budget.py): memory_limit covers the linear memory, one table and
+# the globals. The table's share is a sixteenth of it, within these bounds.
+TABLES_MAX = 1
+TABLE_BYTES_MIN = 8 * 1024
+TABLE_BYTES_MAX = 1 * MIB
+GLOBALS_MAX = 1000
 TIMEOUT_DEFAULT_S = 30.0
 TIMEOUT_MAX_S = 300.0
 WASM_MAX_BYTES = 50 * MIB
@@ -22,9 +28,25 @@ KEY_MAX_BYTES = 1024
 VALUE_MAX_BYTES = 1 * MIB
 BATCH_OPS_MAX = 1000
 BLOB_MAX_BYTES = 50 * MIB
-LOG_MESSAGE_MAX_BYTES = 64 * 1024
+# A plugin's log line (sandbox/logs.py): at most this much of a message is read, and its
+# escaped text is cut at so many characters; each plugin may log so many lines and bytes a
+# second (a second's worth at once), and drops are reported at most once an interval.
+LOG_LINE_MAX_BYTES = 4096
+LOG_LINE_MAX_CHARS = 4096
+LOG_LINES_PER_S = 100
+LOG_BYTES_PER_S = 64 * 1024
+LOG_REPORT_INTERVAL_S = 10.0
 NAME_MAX_CHARS = 128
 GUEST_OUTPUT_MAX_BYTES = 64 * MIB
+# A batch is one Raft entry: no bigger than a client's whole request frame may be.
+BATCH_MAX_BYTES = 64 * MIB
+
+# Decoding what a guest hands over (call output, msgpack arguments of host functions): it is
+# walked first and refused when its objects would take more than this (sandbox/decode.py).
+DECODE_DEPTH_MAX = 32
+DECODE_BYTES_PER_BYTE = 16
+DECODE_SLACK_BYTES = 4 * MIB
+DECODE_MAX_BYTES = 128 * MIB
 
 # Epoch interruption: the ticker advances the engine's epoch this often; a call's wall-clock
 # deadline is counted in ticks, so timeouts are enforced to within one tick. Guest code also

@@ -104,7 +104,9 @@ class _Site(ctypes.Structure):
         ("call_unchecked", c_void_p), ("set_fuel", c_void_p), ("get_fuel", c_void_p),
         ("set_epoch_deadline", c_void_p), ("memory_data", c_void_p), ("memory_size", c_void_p),
         ("error_delete", c_void_p), ("error_new", c_void_p), ("deadline_callback", c_void_p), ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
-        ("ticks_left", c_uint64), ("timed_out", c_uint64), ("saved", c_void_p),  # the C side's call state
+        ("decode", c_uint64 * 4),  # sandbox/decode.py's DecodeBound of the output
+        ("now", c_void_p),  # the ticker's tick count
+        ("deadline", c_uint64), ("timed_out", c_uint64), ("saved", c_void_p),  # the C side's call state
     ]
 
 
@@ -124,6 +126,7 @@ _API = tuple(_address(_b.dll[name]) for name in (
 _DEFINE_UNCHECKED = _address(_b.dll["wasmtime_linker_define_func_unchecked"])
 _TRAP_NEW = _address(_b.dll["wasmtime_trap_new"])
 OK, TRAPPED, FAULT, TIMED_OUT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT, _guestcall.TIMED_OUT
+INVALID_OUTPUT = _guestcall.INVALID_OUTPUT
 
 
 def func_address(func: wasmtime.Func) -> int:
@@ -138,20 +141,25 @@ class CallSite:
     aspen_alloc, runs the export, copies its output out and hands the buffer to aspen_free. It
     returns (status, value, fuel_left): OK with the output bytes (None for no output), TRAPPED
     with the (error, trap) addresses `trap_of` decodes, TIMED_OUT (the same, for a call stopped
-    at its execution timeout), or FAULT with a message (the guest broke the ABI: a pointer or
-    length outside its memory or over `out_max`).
+    at its execution timeout), FAULT with a message (the guest broke the ABI: a pointer or
+    length outside its memory or over `out_max`), or INVALID_OUTPUT with a message (the output
+    is not one msgpack value within `decode`, sandbox/decode.py).
 
     Guest code starts holding the GIL and gives it up at the first epoch tick it is still
-    running (see on_deadline in the C file), so `ticks` counts the call's whole budget.
+    running (see on_deadline in the C file). `ticks` is the call's whole budget, host calls
+    included: the deadline is a count of `ticker`'s ticks, not of deadline callbacks.
     """
 
-    __slots__ = ("_hosts", "_keep", "_site", "address")
+    __slots__ = ("_hosts", "_keep", "_now", "_site", "address")
 
     def __init__(self, store: wasmtime.Store, context: StoreContext, memory: wasmtime.Memory,
-                 alloc: wasmtime.Func, free: wasmtime.Func | None, out_max: int) -> None:
-        self._keep = (store, memory, alloc, free)
+                 alloc: wasmtime.Func, free: wasmtime.Func | None, out_max: int, decode: tuple[int, int, int, int],
+                 ticker: EpochTicker) -> None:
+        self._keep = (store, memory, alloc, free, ticker)  # the ticker's count must outlive this site
         self._site = _Site(*_API, context.address, addressof(memory._memory), func_address(alloc),
-                           func_address(free) if free is not None else None, out_max)
+                           func_address(free) if free is not None else None, out_max, (c_uint64 * 4)(*decode),
+                           ticker.count_address)
+        self._now = c_uint64.from_address(ticker.count_address)
         self.address = addressof(self._site)
         self._hosts: tuple[HostBinding, ...] = ()
         _guestcall.watch(self.address, _address(store.ptr()))
@@ -167,6 +175,11 @@ class CallSite:
     def call(self, func: int, payload: bytes | None, fuel: int, ticks: int) -> tuple[int, Any, int]:
         return _guestcall.call(self.address, func, payload, fuel, ticks)
 
+    def ticks_left(self) -> int:
+        """Whole ticks the running call has left (for a host function deciding how long it may
+        wait); 0 once it is out of time. Outside a call it says nothing useful."""
+        return max(0, self._site.deadline - self._now.value - 1)
+
 
 class EpochTicker:
     """Advances an engine's epoch every `period_s` from a C thread that never takes the GIL:
@@ -176,9 +189,10 @@ class EpochTicker:
     def __init__(self, engine: wasmtime.Engine, period_s: float) -> None:
         self._stopping = threading.Lock()  # two threads must not both take the handle
         self._handle: int | None = None
+        self._joined: int | None = None
         # The thread holds an engine reference of its own (wasmtime_engine_clone), so an exit
         # that frees `engine` before stopping the ticker leaves it nothing freed to tick.
-        self._handle = _guestcall.ticker_start(
+        self._handle, self.count_address = _guestcall.ticker_start(
             *(_address(_b.dll[name]) for name in (
                 "wasmtime_engine_increment_epoch", "wasmtime_engine_clone", "wasm_engine_delete")),
             _address(engine.ptr()), int(period_s * 1e9))
@@ -188,9 +202,15 @@ class EpochTicker:
             handle, self._handle = self._handle, None
         if handle is not None:
             _guestcall.ticker_stop(handle)
+            self._joined = handle  # its tick count stays readable until this object goes
 
     def __del__(self) -> None:
         self.stop()
+        # Call sites hold this object (CallSite), so none reads the count any more. A ticker
+        # whose join failed is never freed: its thread may still write there.
+        if self._joined is not None:
+            _guestcall.ticker_free(self._joined)
+            self._joined = None
 
 
 def trap_of(addresses: tuple[int, int]) -> GuestTrap:

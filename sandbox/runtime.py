@@ -2,8 +2,10 @@
 
 Limits that hold: every call gets `fuel_limit` fuel (wasmtime meters it and traps when it runs
 out), an epoch deadline of `execution_timeout_s` (a ticker thread advances the engine's epoch,
-so even a guest spinning in a loop without host calls is stopped), and a store memory limit
-(memory.grow fails past it). After any trap the next call runs on a fresh instance.
+so even a guest spinning in a loop without host calls is stopped, and host calls count), and
+one memory budget (sandbox/budget.py: memory.grow and table.grow fail past their share of
+memory_limit). Guest output is decoded within a bound (sandbox/decode.py). After any trap the
+next call runs on a fresh instance.
 """
 
 from __future__ import annotations
@@ -25,14 +27,18 @@ import blake3
 import wasmtime
 
 from sandbox import abi, limits
+from sandbox.budget import MemoryBudget, ModuleShape, check_shape, module_shape
+from sandbox.decode import GUEST_BOUND
 from sandbox.errors import SandboxCode, SandboxError
 from sandbox.host import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
+from sandbox.logs import LogLimiter
 from sandbox.permissions import PluginConfig
 from sandbox.raw import (
     FAULT,
     HOST_FAULT,
     HOST_TRAPPED,
+    INVALID_OUTPUT,
     OK,
     TIMED_OUT,
     CallSite,
@@ -81,6 +87,14 @@ class Runtime:
         # memory.grow fails): RawMemory can keep the base address instead of asking each access.
         config.memory_may_move = False
         config.memory_reservation = 4 * 1024**3
+        # One memory budget per plugin (sandbox/budget.py): wasmtime limits each memory on its
+        # own, so every extra memory is a whole memory_limit more (17 memories under a 64 MiB
+        # limit held 1,040 MiB). The GC heap is such a memory too (measured: 64 MiB of arrays on
+        # top of a 64 MiB linear memory), and exceptions allocate in it: all three are refused
+        # at compile, as an invalid module.
+        config.wasm_multi_memory = False
+        config.wasm_gc = False
+        config.wasm_exceptions = False
         self.engine = wasmtime.Engine(config)
         self.cache_dir = cache_dir
         if cache_dir is not None:
@@ -95,12 +109,20 @@ class Runtime:
 
     def compile(self, wasm: bytes) -> wasmtime.Module:
         """Validate and compile (or load from the cache) a plugin module."""
+        return self._compile(wasm)[0]
+
+    def _compile(self, wasm: bytes) -> tuple[wasmtime.Module, ModuleShape]:
         if len(wasm) > limits.WASM_MAX_BYTES:
             raise SandboxError(SandboxCode.MODULE_TOO_LARGE, f"wasm of {len(wasm)} bytes is over {limits.WASM_MAX_BYTES}")
+        shape = module_shape(wasm)
+        if shape is not None:  # before wasmtime's validation, whose refusal would say less
+            check_shape(shape)
         module = self._cached(wasm)
+        if shape is None:
+            raise SandboxError(SandboxCode.INVALID_MODULE, "the module's sections could not be read")
         self._check_imports(module)
         self._check_exports(module)
-        return module
+        return module, shape
 
     def _cached(self, wasm: bytes) -> wasmtime.Module:
         key = f"{blake3.blake3(wasm).hexdigest()}-wasmtime{_WASMTIME_VERSION}"
@@ -148,7 +170,8 @@ class Runtime:
 
     def load(self, wasm: bytes, config: PluginConfig, host: Host) -> PluginInstance:
         """Compile, instantiate and return a plugin (state Loading; call init() next)."""
-        return PluginInstance(self, self.compile(wasm), config, host)
+        module, shape = self._compile(wasm)
+        return PluginInstance(self, module, config, host, MemoryBudget.split(config.memory_limit_bytes, shape.globals))
 
 
 @dataclass
@@ -161,6 +184,7 @@ class PluginStats:
     fuel_used: int = 0
     instantiations: int = 0
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=limits.LATENCY_SAMPLES))
+    logs: LogLimiter = field(default_factory=LogLimiter)  # its lines dropped by the rate limit
 
     def percentile_ms(self, q: float) -> float:
         if not self.latencies_s:
@@ -173,6 +197,7 @@ class PluginStats:
             "calls": self.calls, "errors": self.errors, "traps": self.traps, "timeouts": self.timeouts,
             "fuel_exhausted": self.fuel_exhausted, "fuel_used": self.fuel_used,
             "instantiations": self.instantiations,
+            "log_lines_dropped": self.logs.dropped_lines, "log_bytes_dropped": self.logs.dropped_bytes,
             "p50_ms": round(self.percentile_ms(0.5), 3), "p99_ms": round(self.percentile_ms(0.99), 3),
         }
 
@@ -180,9 +205,11 @@ class PluginStats:
 class _Instance:
     """One wasmtime store + instance; replaced after a trap."""
 
-    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, funcs: HostFunctions) -> None:
+    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, funcs: HostFunctions,
+                 budget: MemoryBudget) -> None:
         self.store = wasmtime.Store(runtime.engine)
-        self.store.set_limits(memory_size=config.memory_limit_bytes)
+        self.store.set_limits(memory_size=budget.memory_bytes, table_elements=budget.table_elements,
+                              instances=1, tables=limits.TABLES_MAX, memories=1)
         self.ctx = StoreContext(self.store)
         self.context = self.ctx.address
         # Instantiation runs data initializers and any start function: bounded like a call.
@@ -215,7 +242,7 @@ class _Instance:
         assert isinstance(alloc, wasmtime.Func)
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
         self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
-                             limits.GUEST_OUTPUT_MAX_BYTES)
+                             limits.GUEST_OUTPUT_MAX_BYTES, GUEST_BOUND.as_tuple(), runtime._ticker)
         self.site.bind(hosts)
 
 
@@ -251,16 +278,18 @@ class PluginInstance:
     Calls are serialized (one store is not thread-safe); callers from many threads are fine.
     """
 
-    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, host: Host) -> None:
+    def __init__(self, runtime: Runtime, module: wasmtime.Module, config: PluginConfig, host: Host,
+                 budget: MemoryBudget) -> None:
         self.runtime = runtime
         self.module = module
         self.config = config
+        self.budget = budget
         self.host = host
         self.state = PluginState.LOADING
         self.stats = PluginStats()
         self.state_reason = ""
         self._lock = threading.Lock()
-        self._funcs = HostFunctions(config, host)
+        self._funcs = HostFunctions(config, host, self.stats.logs)
         self._failures: deque[float] = deque(maxlen=limits.FAILURES_TO_FAIL)
         self._inst: _Instance | None = None
         self._timeout_ticks = max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S))
@@ -276,6 +305,14 @@ class PluginInstance:
     @property
     def timers(self) -> dict[str, tuple[int, bool]]:
         return dict(self._funcs.timers)
+
+    def call_time_left_s(self) -> float:
+        """How long the call running now may still take. Its timeout counts host calls too, so
+        a Host that waits (for Raft, a peer) bounds the wait by this, from the plugin's thread."""
+        inst = self._inst
+        if inst is None:
+            return self.config.execution_timeout_s
+        return inst.site.ticks_left() * limits.EPOCH_TICK_S
 
     def info(self) -> dict[str, Any]:
         with self._lock:
@@ -355,7 +392,7 @@ class PluginInstance:
         self.state_reason = reason
 
     def _instantiate(self) -> None:
-        self._inst = _Instance(self.runtime, self.module, self.config, self._funcs)
+        self._inst = _Instance(self.runtime, self.module, self.config, self._funcs, self.budget)
         self.stats.instantiations += 1
 
     def _run_init(self) -> None:
@@ -374,7 +411,8 @@ class PluginInstance:
             self._call_value(export, payload)
 
     def _call_value(self, export: str, payload: bytes | None = None, timeout_s: float | None = None) -> Any:
-        """Call an export (input as msgpack bytes), decode its msgpack output. Holds the lock."""
+        """Call an export (input as msgpack bytes), decode its msgpack output. Holds the lock.
+        The C call path has walked the output: it decodes within sandbox/decode.py's bound."""
         raw = self._call_raw(export, payload, timeout_s)
         if raw is None:
             return None
@@ -404,6 +442,9 @@ class PluginInstance:
         status, out, fuel_left = inst.site.call(func, payload, fuel, ticks)
         stats.latencies_s.append(perf_counter() - started)
         stats.fuel_used += fuel - fuel_left
+        if status == INVALID_OUTPUT:  # the guest's error, not a trap: its instance is fine
+            stats.errors += 1
+            raise SandboxError(SandboxCode.INVALID_RESPONSE, f"{export} returned {out}")
         if status != OK:
             failure = GuestFault(out) if status == FAULT else trap_of(out)
             if status == TIMED_OUT:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import nacl.signing
@@ -39,14 +39,21 @@ class NodeHost:
         self.timeout_s = timeout_s
         self.depth = 0  # hook depth of the event being handled (0 outside hook handlers)
         self._hlc_ms = 0
+        # The running plugin call's time left (PluginInstance.call_time_left_s), once loaded.
+        self.call_time_left_s: Callable[[], float] | None = None
 
     def _run(self, coro: Coroutine[Any, Any, T]) -> T:
+        # The plugin's execution timeout counts host calls, so waiting past it would only keep
+        # the plugin's worker (and its queue) from the next call: wait no longer than it has.
+        wait_s = self.timeout_s + 1
+        if self.call_time_left_s is not None:
+            wait_s = min(wait_s, self.call_time_left_s())
         try:
-            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(self.timeout_s + 1)
+            return asyncio.run_coroutine_threadsafe(coro, self.loop).result(wait_s)
         except AspenError as exc:
             raise HostError(str(exc.code), exc.message) from None
         except TimeoutError:
-            raise HostError("TIMEOUT", f"the node did not answer within {self.timeout_s}s") from None
+            raise HostError("TIMEOUT", f"the node did not answer within {wait_s:.3f}s") from None
 
     async def _write(self, op: list[Any]) -> dict[str, Any]:
         # Tagged in the log itself, so every node knows this plugin wrote it, at what depth.

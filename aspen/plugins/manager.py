@@ -213,6 +213,7 @@ class PluginManager:
         host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s)
         try:
             instance = await worker.submit(self.runtime.load, wasm, manifest.sandbox_config(), host)
+            host.call_time_left_s = instance.call_time_left_s
             try:
                 if manifest.permissions.get("kv_read"):
                     await self.node.barrier(self.timeout_s)

@@ -33,7 +33,7 @@ ALLOC_TEMPLATE = """
 ALLOC = ALLOC_TEMPLATE.replace("BUMP_START", "65536")
 
 
-def _alloc_after(data_end: int) -> tuple[str, int]:
+def alloc_after(data_end: int) -> tuple[str, int]:
     """The allocator starting past the data segments, and the pages the module needs."""
     start = (data_end // 65536 + 1) * 65536
     return ALLOC_TEMPLATE.replace("BUMP_START", str(start)), start // 65536 + 1
@@ -90,7 +90,7 @@ def call_guest(fn: str, args: list[bytes | int], extra: str = "") -> bytes:
     (memory.copy (i32.add (local.get $out) (i32.const {n})) (local.get $rp) (local.get $rl))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
             (i64.extend_i32_u (i32.add (local.get $rl) (i32.const {n}))))"""
-    alloc, pages = _alloc_after(off)
+    alloc, pages = alloc_after(off)
     wat = f"""(module
 {_import(fn)}  (memory (export "memory") {pages})
 {alloc}
@@ -116,3 +116,26 @@ def decode_result(response: dict) -> list:
     """The host's tagged result from a call_guest response."""
     assert response["type"] == "Result", response
     return response["r"]
+
+
+INT_PREFIX = b"\x82\xa4type\xa3Int\xa1n"
+INT_PREFIX_OFF = 128
+
+
+def int_response(expr: str) -> str:
+    """WAT that answers {"type": "Int", "n": <the i32 `expr` computes>} (a module() body needs
+    `int_prefix_data()` among its exports)."""
+    n = len(INT_PREFIX)
+    stores = "".join(
+        f"(i32.store8 (i32.add (local.get $out) (i32.const {n + 1 + i})) (i32.shr_u (local.get $v) (i32.const {24 - 8 * i})))"
+        for i in range(4))
+    return f"""(local.set $v {expr})
+    (local.set $out (call $alloc (i32.const {n + 5})))
+    (memory.copy (local.get $out) (i32.const {INT_PREFIX_OFF}) (i32.const {n}))
+    (i32.store8 (i32.add (local.get $out) (i32.const {n})) (i32.const 0xd2))
+    {stores}
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32)) (i64.const {n + 5}))"""
+
+
+def int_prefix_data() -> str:
+    return f'  (data (i32.const {INT_PREFIX_OFF}) "{wat_bytes(INT_PREFIX)}")\n'
