@@ -1,14 +1,16 @@
 """KV benchmark: a 3-node Aspen cluster on loopback, random 100-byte and 32 KiB values.
 
-    python benchmarks/kv_bench.py [--vs-etcd] [--seconds 5] [--failover-rounds 5] [--no-readme]
+    python benchmarks/kv_bench.py [--vs-etcd] [--seconds 5] [--failover-rounds 5]
+                                  [--aspen-unsafe-no-fsync] [--no-readme]
 
 Measures sequential write and read latency (p50/p99) and throughput at 1, 16 and 64
 requests in flight with 100-byte values, the same for 32 KiB values (sequential, and writes at
 64 in flight), and failover (SIGKILL the leader, time until the next acknowledged write); prints
 a table and writes it into benchmarks/README.md. With --vs-etcd it also starts a 3-node etcd
-(Debian's etcd-server) on loopback and runs the same workload through the aetcd asyncio
-client in the same run, printing each Aspen figure as a ratio to etcd's. Values are random
-bytes (os.urandom), so neither side gains from compressible data.
+(Debian's etcd-server) on loopback and runs the same workload and the same failover rounds
+through the aetcd asyncio client in the same run, printing each Aspen figure as a ratio to
+etcd's. Values are random bytes (os.urandom), so neither side gains from compressible data.
+Both sides fsync their log unless --aspen-unsafe-no-fsync.
 A program that reports, never a timed test: this machine is shared and noisy.
 """
 
@@ -19,6 +21,7 @@ import asyncio
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -49,6 +52,7 @@ LARGE_KEYS = 2000  # keyspace of the 32 KiB throughput run: bounds etcd's histor
 FAILOVER_ATTEMPT_TIMEOUT_S = 1.0
 FAILOVER_ATTEMPTS_MAX = 600  # each at most FAILOVER_ATTEMPT_TIMEOUT_S: bounds a round at ~10 min
 ETCD_READY_S = 30.0
+UNSAFE_NO_FSYNC = "--unsafe-no-fsync"
 COUNT_METRICS = ("failed requests", "elections during workload")
 
 
@@ -241,6 +245,24 @@ async def failover_seconds(cluster: LocalCluster, rounds: int) -> list[float]:
     return out
 
 
+class BenchCluster(LocalCluster):
+    """LocalCluster whose nodes get extra aspen-node flags (LocalCluster has no such hook yet:
+    overriding command() keeps this in benchmarks/; every start, restart and add goes through it)."""
+
+    def __init__(self, root: Path, node_args: list[str]) -> None:
+        super().__init__(root)
+        self.node_args = node_args
+
+    def command(self, node_id: int, initial_state: str = "existing") -> list[str]:
+        return [*super().command(node_id, initial_state), *self.node_args]
+
+
+def node_accepts(flag: str) -> bool:
+    """Whether this checkout's aspen-node has `flag` (the fsync switch is being added to it)."""
+    out = subprocess.run([sys.executable, "-m", "aspen.node", "--help"], capture_output=True, text=True, timeout=60)
+    return flag in out.stdout
+
+
 async def aspen_target(cluster: LocalCluster) -> Target:
     client = AsyncClient(cluster.endpoints, cluster.cookie, timeout_s=30)
 
@@ -254,8 +276,14 @@ def etcd_binary() -> str:
     return shutil.which("etcd") or "/usr/bin/etcd"
 
 
+def etcd_version() -> str:
+    out = subprocess.run([etcd_binary(), "--version"], capture_output=True, text=True, timeout=30)
+    return out.stdout.splitlines()[0].removeprefix("etcd Version: ") if out.stdout else "unknown"
+
+
 class EtcdCluster:
-    """Three etcd members on loopback, from Debian's etcd-server package."""
+    """Three etcd members on loopback, from Debian's etcd-server package. fsync stays on, as
+    etcd ships: the command never carries --unsafe-no-fsync."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -273,6 +301,7 @@ class EtcdCluster:
                "--listen-peer-urls", self.peer_urls[i], "--initial-advertise-peer-urls", self.peer_urls[i],
                "--initial-cluster", initial, "--initial-cluster-state", "new",
                "--initial-cluster-token", "aspen-bench"]
+        assert UNSAFE_NO_FSYNC not in cmd, "etcd is measured as it ships: fsync on"
         return cmd
 
     def start(self) -> None:
@@ -287,6 +316,10 @@ class EtcdCluster:
                 self.command(i), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={**os.environ, "ETCD_UNSUPPORTED_ARCH": platform.machine()},
             )
+
+    def kill(self, i: int) -> None:
+        self.procs[i].send_signal(signal.SIGKILL)
+        self.procs[i].wait(10)
 
     def stop(self) -> None:
         for p in self.procs.values():
@@ -335,6 +368,71 @@ async def etcd_target(etcd: EtcdCluster) -> Target:
     return Target("etcd", put, get, client.close, term)
 
 
+async def etcd_leader(etcd: EtcdCluster, timeout_s: float = ETCD_READY_S) -> int:
+    """The member every running member names as leader (index into client_urls)."""
+    names = {f"e{i}": i for i in range(3)}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen: set[int | None] = set()
+        for i, proc in etcd.procs.items():
+            if proc.poll() is not None:
+                continue
+            client = etcd_client(etcd.client_urls[i], FAILOVER_ATTEMPT_TIMEOUT_S)
+            try:
+                st = await client.status()
+                seen.add(names.get(st.leader.name) if st.leader is not None else None)
+            except Exception:
+                seen.add(None)
+            finally:
+                await client.close()
+        if len(seen) == 1 and None not in seen:
+            return seen.pop()  # type: ignore[return-value]
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"etcd: no leader all members agree on within {timeout_s}s")
+
+
+class EtcdFailoverClient:
+    """Puts through every endpoint in turn, as etcd's own client balances: one attempt with a
+    deadline, and on any failure the next endpoint. Starts at the leader, as Aspen's client does
+    once it has discovered it."""
+
+    def __init__(self, urls: list[str], first: int) -> None:
+        self.clients = [etcd_client(u, FAILOVER_ATTEMPT_TIMEOUT_S) for u in urls]
+        self.current = first
+
+    async def put(self, key: str, value: bytes) -> None:
+        try:
+            await self.clients[self.current].put(key.encode(), value)
+        except Exception:
+            self.current = (self.current + 1) % len(self.clients)
+            raise
+
+    async def close(self) -> None:
+        for c in self.clients:
+            await c.close()
+
+
+async def etcd_failover_seconds(etcd: EtcdCluster, rounds: int) -> list[float]:
+    """The same quantity as failover_seconds: SIGKILL the leader, time until a write is
+    acknowledged again; the killed member is restarted between rounds."""
+    value = os.urandom(VALUE_BYTES)
+    out = []
+    for i in range(rounds):
+        leader = await etcd_leader(etcd)
+        client = EtcdFailoverClient(etcd.client_urls, leader)
+        try:
+            await put_until_acknowledged(client.put, "failover/warm")
+            etcd.kill(leader)
+            killed = time.perf_counter()
+            await put_until_acknowledged(client.put, f"failover/{i}", value)
+            out.append(time.perf_counter() - killed)
+        finally:
+            await client.close()
+        etcd.start_member(leader)
+        await etcd_leader(etcd)
+    return out
+
+
 def _cell(metric: str, value: float) -> str:
     return f"{value:,.2f}" if metric.endswith((" ms", " s")) else f"{value:,.0f}"
 
@@ -358,11 +456,11 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
+async def main_async(args: argparse.Namespace, node_args: list[str]) -> dict[str, dict[str, float]]:
     rows: dict[str, dict[str, float]] = {}
     rounds = args.failover_rounds
     with tempfile.TemporaryDirectory(prefix="aspen-bench-") as tmp:
-        cluster = LocalCluster(Path(tmp) / "aspen")
+        cluster = BenchCluster(Path(tmp) / "aspen", node_args)
         cluster.up(3)
         try:
             rows["aspen"] = await run_system(
@@ -375,7 +473,10 @@ async def main_async(args: argparse.Namespace) -> dict[str, dict[str, float]]:
             etcd = EtcdCluster(Path(tmp))
             etcd.start()
             try:
-                rows["etcd"] = await run_system("etcd", lambda: etcd_target(etcd), args.seconds, None)
+                rows["etcd"] = await run_system(
+                    "etcd", lambda: etcd_target(etcd), args.seconds,
+                    (lambda: etcd_failover_seconds(etcd, rounds)) if rounds else None,
+                )
             finally:
                 etcd.stop()
     return rows
@@ -386,9 +487,21 @@ def main() -> None:
     ap.add_argument("--vs-etcd", action="store_true", help="run the same workload against a 3-node etcd")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
     ap.add_argument("--no-readme", action="store_true", help="print only; do not update benchmarks/README.md")
-    ap.add_argument("--failover-rounds", type=int, default=5, help="leader SIGKILLs to time (0: skip)")
+    ap.add_argument("--failover-rounds", type=int, default=5, help="leader SIGKILLs to time on each system (0: skip)")
+    ap.add_argument("--aspen-unsafe-no-fsync", action="store_true",
+                    help=f"start the Aspen nodes with aspen-node {UNSAFE_NO_FSYNC} (etcd keeps fsync on)")
     args = ap.parse_args()
-    rows = uvloop.run(main_async(args))
+    node_args: list[str] = []
+    if args.aspen_unsafe_no_fsync:
+        if not node_accepts(UNSAFE_NO_FSYNC):
+            raise SystemExit(f"kv_bench: this aspen-node has no {UNSAFE_NO_FSYNC} flag yet")
+        node_args.append(UNSAFE_NO_FSYNC)
+    aspen_fsync = f"off ({UNSAFE_NO_FSYNC})" if node_args else "on (default)"
+    fsync_note = f"aspen fsync: {aspen_fsync}"
+    if args.vs_etcd:
+        fsync_note += f"; etcd {etcd_version()} fsync: on (etcd's default; {UNSAFE_NO_FSYNC} not passed)"
+    print(fsync_note, flush=True)
+    rows = uvloop.run(main_async(args, node_args))
     text = table(rows)
     print(text)
     if not args.no_readme:
@@ -397,7 +510,8 @@ def main() -> None:
             f"'32k' rows, Python client (asyncio + uvloop), {args.seconds:g} s per throughput run, "
             f"{SEQUENTIAL_OPS} sequential ops ({SEQUENTIAL_OPS_LARGE} of 32 KiB); reads are linearizable on both "
             f"sides; failover is SIGKILL of the leader to the next acknowledged write, {args.failover_rounds} "
-            f"rounds. Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores."
+            f"rounds each, the etcd client trying its endpoints in turn. {fsync_note}. "
+            f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores."
         )
         write_section("kv_bench", "KV: Aspen" + (" vs etcd" if args.vs_etcd else ""), note + "\n\n" + text)
 
