@@ -9,8 +9,8 @@ requests in flight with 100-byte values, the same for 32 KiB values (sequential,
 a table and writes it into benchmarks/README.md. With --vs-etcd it also starts a 3-node etcd
 (Debian's etcd-server) on loopback and runs the same workload and the same failover rounds
 through the aetcd asyncio client in the same run, printing each Aspen figure as a ratio to
-etcd's. Values are random bytes (os.urandom), so neither side gains from compressible data.
-Both sides fsync their log unless --aspen-unsafe-no-fsync.
+etcd's and against the issue's targets. Values are random bytes (os.urandom), so neither
+side gains from compressible data. Both sides fsync their log unless --aspen-unsafe-no-fsync.
 A program that reports, never a timed test: this machine is shared and noisy.
 """
 
@@ -54,6 +54,14 @@ FAILOVER_ATTEMPTS_MAX = 600  # each at most FAILOVER_ATTEMPT_TIMEOUT_S: bounds a
 ETCD_READY_S = 30.0
 UNSAFE_NO_FSYNC = "--unsafe-no-fsync"
 COUNT_METRICS = ("failed requests", "elections during workload")
+# Issue 11's targets, as bounds on aspen / etcd: (metric, "<=" or ">=", bound, how the issue says it).
+TARGETS = (
+    ("write p50 ms", "<=", 1.0, "write p50 <= 1.0x etcd"),
+    ("read p50 ms", "<=", 0.8, "linearizable read p50 <= 0.8x etcd"),
+    ("writes/s @64", ">=", 2.0, "writes/s @64 >= 2x etcd"),
+    ("reads/s @64", ">=", 2.0, "reads/s @64 >= 2x etcd"),
+    ("failover median s", "<=", 1.0, "failover <= etcd's"),
+)
 
 
 @dataclass
@@ -456,6 +464,20 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
+def targets_line(rows: dict[str, dict[str, float]]) -> str:
+    """Issue 11's targets, each with this run's aspen / etcd ratio and whether it is met."""
+    parts = []
+    for metric, op, bound, words in TARGETS:
+        aspen, etcd = rows.get("aspen", {}).get(metric), rows.get("etcd", {}).get(metric)
+        if aspen is None or not etcd:
+            parts.append(f"{words}: not measured")
+            continue
+        ratio = aspen / etcd
+        met = ratio <= bound if op == "<=" else ratio >= bound
+        parts.append(f"{words}: {ratio:.2f}x, {'met' if met else 'not met'}")
+    return "Targets (issue 11): " + "; ".join(parts) + "."
+
+
 async def main_async(args: argparse.Namespace, node_args: list[str]) -> dict[str, dict[str, float]]:
     rows: dict[str, dict[str, float]] = {}
     rounds = args.failover_rounds
@@ -504,6 +526,9 @@ def main() -> None:
     rows = uvloop.run(main_async(args, node_args))
     text = table(rows)
     print(text)
+    targets = targets_line(rows) if args.vs_etcd else ""
+    if targets:
+        print(targets)
     if not args.no_readme:
         note = (
             f"3 nodes on 127.0.0.1, random values (os.urandom) of {VALUE_BYTES} bytes, and of 32 KiB in the "
@@ -513,7 +538,8 @@ def main() -> None:
             f"rounds each, the etcd client trying its endpoints in turn. {fsync_note}. "
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores."
         )
-        write_section("kv_bench", "KV: Aspen" + (" vs etcd" if args.vs_etcd else ""), note + "\n\n" + text)
+        body = note + "\n\n" + text + ("\n\n" + targets if targets else "")
+        write_section("kv_bench", "KV: Aspen" + (" vs etcd" if args.vs_etcd else ""), body)
 
 
 if __name__ == "__main__":
