@@ -535,7 +535,7 @@ def main() -> None:
             f"'32k' rows, Python client (asyncio + uvloop), {args.seconds:g} s per throughput run, "
             f"{SEQUENTIAL_OPS} sequential ops ({SEQUENTIAL_OPS_LARGE} of 32 KiB); reads are linearizable on both "
             f"sides; failover is SIGKILL of the leader to the next acknowledged write, {args.failover_rounds} "
-            f"rounds each, the etcd client trying its endpoints in turn. {fsync_note}. "
+            f"round{'' if args.failover_rounds == 1 else 's'} each, the etcd client trying its endpoints in turn. {fsync_note}. "
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores."
         )
         body = note + "\n\n" + text + ("\n\n" + targets if targets else "")
