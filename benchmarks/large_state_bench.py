@@ -46,6 +46,7 @@ from aspen.client import AsyncClient
 from benchmarks.report import write_section
 from cluster.config import RaftConfig
 from deploy.launcher import LocalCluster
+from storage.errors import AspenError
 from storage.limits import BATCH_OPS_MAX
 
 VALUE_BYTES = 100
@@ -328,6 +329,15 @@ async def leader_term(cluster: LocalCluster) -> int:
     return int(status["term"])
 
 
+class Rows(list[tuple[str, str]]):
+    """The table's rows, each also printed as it is measured: a long run shows its progress,
+    and what it measured survives a later step that fails."""
+
+    def add(self, name: str, value: str) -> None:
+        self.append((name, value))
+        print(f"{name}: {value}", flush=True)
+
+
 def table(rows: list[tuple[str, str]]) -> str:
     lines = ["| metric | this run | main at 500K keys (issue 11) |", "|---|---|---|"]
     lines += [f"| {name} | {value} | {REFERENCE_500K.get(name, '-')} |" for name, value in rows]
@@ -339,7 +349,8 @@ def fmt_ms(value: float | None) -> str:
 
 
 async def main_async(args: argparse.Namespace) -> list[tuple[str, str]]:
-    rows: list[tuple[str, str]] = [("keys", f"{args.keys:,}")]
+    rows = Rows()
+    rows.add("keys", f"{args.keys:,}")
     wait_s = max(120.0, args.keys / 5_000)  # bounds every wait; generous for a 1M-key state
     with tempfile.TemporaryDirectory(prefix="aspen-large-") as tmp:
         cluster = LocalCluster(args.dir or Path(tmp) / "cluster")
@@ -358,10 +369,10 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, str]]:
             probes.phase = "load"
             load_s, resent = await load(client, args.keys, args.batch_ops, args.in_flight)
             load_end = time.perf_counter()
-            rows.append(("load keys/s", f"{args.keys / load_s:,.0f}"))
-            rows.append(("load s", f"{load_s:,.1f}"))
-            rows.append(("batches sent again (failed)", f"{resent}"))
-            rows.append(("RSS per node after load MiB", mib_of_nodes(cluster, "VmRSS", node_ids)))
+            rows.add("load keys/s", f"{args.keys / load_s:,.0f}")
+            rows.add("load s", f"{load_s:,.1f}")
+            rows.add("batches sent again (failed)", f"{resent}")
+            rows.add("RSS per node after load MiB", mib_of_nodes(cluster, "VmRSS", node_ids))
 
             probes.phase = "snapshot"
             fill_writes, snaps = await fill_log_until_snapshots(client, watcher, load_end, wait_s)
@@ -369,31 +380,40 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, str]]:
             await asyncio.sleep(0.5)  # a last probe round after the snapshot
             await probes.stop()
             await watcher.stop()
-            rows.append(("one-op writes until every node compacted", f"{fill_writes:,} in {fill_s:,.1f} s"))
-            rows.append(("snapshot size MiB", " / ".join(
-                f"{snaps[n].size_bytes / MIB:,.1f}" if n in snaps else "none" for n in node_ids)))
-            rows.append(("snapshot file write s (.tmp to rename)", " / ".join(
-                f"{snaps[n].write_s:.2f}" if n in snaps and snaps[n].write_s is not None else "-" for n in node_ids)))
+            rows.add("one-op writes until every node compacted", f"{fill_writes:,} in {fill_s:,.1f} s")
+            rows.add("snapshot size MiB", " / ".join(
+                f"{snaps[n].size_bytes / MIB:,.1f}" if n in snaps else "none" for n in node_ids))
+            rows.add("snapshot file write s (.tmp to rename)", " / ".join(
+                f"{snaps[n].write_s:.2f}" if n in snaps and snaps[n].write_s is not None else "-" for n in node_ids))
             during_load = sum(1 for ev in watcher.events if ev.done_s <= load_end)
-            rows.append(("snapshots during the load", f"{during_load}"))
+            rows.add("snapshots during the load", f"{during_load}")
             for kind in PROBE_KINDS:
                 for phase in ("load", "snapshot"):
-                    rows.append((f"slowest {kind} during {phase} ms", probes.slowest(phase, kind, node_ids)))
-            rows.append(("probe requests failed", f"{probes.failures}"))
-            rows.append(("peak RSS per node MiB (VmHWM)", mib_of_nodes(cluster, "VmHWM", node_ids)))
+                    rows.add(f"slowest {kind} during {phase} ms", probes.slowest(phase, kind, node_ids))
+            rows.add("probe requests failed", f"{probes.failures}")
+            rows.add("peak RSS per node MiB (VmHWM)", mib_of_nodes(cluster, "VmHWM", node_ids))
             # 0 expected: neither a load nor a compaction should cost the leader its term.
-            rows.append(("elections during load and snapshot", f"{await leader_term(cluster) - term_before}"))
+            rows.add("elections during load and snapshot", f"{await leader_term(cluster) - term_before}")
 
             leader = await asyncio.to_thread(cluster.wait_leader)
             follower = next(n for n in node_ids if n != leader)
-            stop_s, restart_s = await restart_seconds(cluster, follower, KEY_FORMAT.format(args.keys - 1), wait_s)
-            rows.append(("stop s (SIGTERM to exit)", f"{stop_s:.2f}"))
-            rows.append(("restart s", f"{restart_s:.2f}"))
+            # A restart or a join that does not finish in time is a result to report, not a
+            # reason to lose the rows above.
+            try:
+                stop_s, restart_s = await restart_seconds(cluster, follower, KEY_FORMAT.format(args.keys - 1), wait_s)
+                rows.add("stop s (SIGTERM to exit)", f"{stop_s:.2f}")
+                rows.add("restart s", f"{restart_s:.2f}")
+            except (TimeoutError, RuntimeError) as exc:
+                rows.add("restart s", f"failed: {exc}"[:200])
+                await asyncio.to_thread(cluster.wait_leader)
 
             t0 = time.perf_counter()
-            added = await asyncio.to_thread(cluster.add_node, wait_s)
-            rows.append(("added node catch-up s", f"{time.perf_counter() - t0:.2f}"))
-            rows.append(("RSS of the added node MiB", mib_of_nodes(cluster, "VmRSS", [added])))
+            try:
+                added = await asyncio.to_thread(cluster.add_node, wait_s)
+                rows.add("added node catch-up s", f"{time.perf_counter() - t0:.2f}")
+                rows.add("RSS of the added node MiB", mib_of_nodes(cluster, "VmRSS", [added]))
+            except (TimeoutError, RuntimeError, AspenError) as exc:
+                rows.add("added node catch-up s", f"failed after {time.perf_counter() - t0:.0f} s: {exc}"[:200])
         finally:
             await probes.stop()
             await watcher.stop()
@@ -418,7 +438,7 @@ def main() -> None:
         ap.error(f"--dir {args.dir} is not empty")
     rows = uvloop.run(main_async(args))
     text = table(rows)
-    print(text)
+    print("\n" + text)
     if not args.no_readme:
         note = (
             f"3 nodes on 127.0.0.1, {args.keys:,} keys of random {VALUE_BYTES}-byte values loaded by BatchWrite of "
