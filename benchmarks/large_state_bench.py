@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import sys
 import tempfile
@@ -53,13 +54,13 @@ VALUE_BYTES = 100
 KEY_FORMAT = "large/{:09d}"
 MIB = 1024 * 1024
 # Compaction is decided by pysyncobj from these defaults (cluster/config.py); the nodes run them.
-_RAFT_DEFAULTS = RaftConfig.__dataclass_fields__
-COMPACTION_MIN_ENTRIES = int(_RAFT_DEFAULTS["compaction_min_entries"].default)  # type: ignore[call-overload]
-COMPACTION_MIN_TIME_S = float(_RAFT_DEFAULTS["compaction_min_time_s"].default)  # type: ignore[arg-type]
+_RAFT_DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(RaftConfig)}
+COMPACTION_MIN_ENTRIES = int(_RAFT_DEFAULTS["compaction_min_entries"])
+COMPACTION_MIN_TIME_S = float(_RAFT_DEFAULTS["compaction_min_time_s"])
 # The writers that fill the log: the proposer packs whatever queued while this many entries
 # were in flight, so with no more writes outstanding than that, nearly every write is an entry
 # of its own (two that complete in the same loop turn share one).
-ENTRIES_IN_FLIGHT_MAX = int(_RAFT_DEFAULTS["entries_in_flight_max"].default)  # type: ignore[call-overload]
+ENTRIES_IN_FLIGHT_MAX = int(_RAFT_DEFAULTS["entries_in_flight_max"])
 FILL_KEYS = 1000  # the one-op writes overwrite these: the state does not grow while filling the log
 BATCH_ATTEMPTS_MAX = 20  # a batch that fails (an election) is sent again: Sets are idempotent
 WATCH_PERIOD_S = 0.005
