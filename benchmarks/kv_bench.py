@@ -253,24 +253,6 @@ async def failover_seconds(cluster: LocalCluster, rounds: int) -> list[float]:
     return out
 
 
-class BenchCluster(LocalCluster):
-    """LocalCluster whose nodes get extra aspen-node flags (LocalCluster has no such hook yet:
-    overriding command() keeps this in benchmarks/; every start, restart and add goes through it)."""
-
-    def __init__(self, root: Path, node_args: list[str]) -> None:
-        super().__init__(root)
-        self.node_args = node_args
-
-    def command(self, node_id: int, initial_state: str = "existing") -> list[str]:
-        return [*super().command(node_id, initial_state), *self.node_args]
-
-
-def node_accepts(flag: str) -> bool:
-    """Whether this checkout's aspen-node has `flag` (the fsync switch is being added to it)."""
-    out = subprocess.run([sys.executable, "-m", "aspen.node", "--help"], capture_output=True, text=True, timeout=60)
-    return flag in out.stdout
-
-
 async def aspen_target(cluster: LocalCluster) -> Target:
     client = AsyncClient(cluster.endpoints, cluster.cookie, timeout_s=30)
 
@@ -482,7 +464,7 @@ async def main_async(args: argparse.Namespace, node_args: list[str]) -> dict[str
     rows: dict[str, dict[str, float]] = {}
     rounds = args.failover_rounds
     with tempfile.TemporaryDirectory(prefix="aspen-bench-") as tmp:
-        cluster = BenchCluster(Path(tmp) / "aspen", node_args)
+        cluster = LocalCluster(Path(tmp) / "aspen", node_args=node_args)
         cluster.up(3)
         try:
             rows["aspen"] = await run_system(
@@ -515,8 +497,6 @@ def main() -> None:
     args = ap.parse_args()
     node_args: list[str] = []
     if args.aspen_unsafe_no_fsync:
-        if not node_accepts(UNSAFE_NO_FSYNC):
-            raise SystemExit(f"kv_bench: this aspen-node has no {UNSAFE_NO_FSYNC} flag yet")
         node_args.append(UNSAFE_NO_FSYNC)
     aspen_fsync = f"off ({UNSAFE_NO_FSYNC})" if node_args else "on (default)"
     fsync_note = f"aspen fsync: {aspen_fsync}"
