@@ -257,7 +257,7 @@ class AspenNode:
         reply = await self.peer_client(node_id).request("GetBlob", hash=blob_hash, local=True)
         if not reply.get("found"):
             raise AspenError(ErrorCode.BLOB_NOT_FOUND, f"node {node_id} does not hold {blob_hash}")
-        data = reply["data"]
+        data = reply.get("data")
         if not isinstance(data, bytes):
             raise AspenError(ErrorCode.BLOB_CORRUPT, f"node {node_id} sent no bytes for {blob_hash}")
         return data

@@ -92,6 +92,9 @@ class BlobSync:
             except AspenError as exc:
                 self.failed += 1
                 log.warning("could not fetch blob %s: %s", blob_hash, exc)
+            except Exception:  # a malformed reply or a bug: this blob fails, the worker goes on
+                self.failed += 1
+                log.exception("fetching blob %s failed unexpectedly", blob_hash)
 
     async def ensure(self, blob_hash: str) -> bytes:
         """The blob's bytes, fetched from a holder if this node lacks them (deduplicated)."""
@@ -108,7 +111,7 @@ class BlobSync:
             data = await self._fetch_with_retries(blob_hash)
             fut.set_result(data)
             return data
-        except AspenError as exc:
+        except Exception as exc:  # every waiter must hear of it, whatever it is
             fut.set_exception(exc)
             fut.exception()  # mark retrieved: waiters may be gone
             raise
