@@ -10,7 +10,10 @@ next call runs on a fresh instance.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import tempfile
 import threading
 import time
 import weakref
@@ -76,6 +79,23 @@ def _sig_of(ty: wasmtime.FuncType) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results)
 
 
+_CACHE_MAGIC = b"ASPNCWS1"  # then blake3(wasm), blake3(artifact), the artifact
+
+
+def _store_cached(path: Path, wasm_digest: bytes, artifact: bytes) -> None:
+    """Write through a temp file of its own (concurrent compiles of one wasm each write whole
+    files) and rename: a reader sees the old file, the new one, or none."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_CACHE_MAGIC + wasm_digest + blake3.blake3(artifact).digest() + artifact)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 class Runtime:
     """One wasmtime engine for many plugins; thread-safe to load from any thread."""
 
@@ -125,22 +145,39 @@ class Runtime:
         return module, shape
 
     def _cached(self, wasm: bytes) -> wasmtime.Module:
-        key = f"{blake3.blake3(wasm).hexdigest()}-wasmtime{_WASMTIME_VERSION}"
-        path = self.cache_dir / f"{key}.cwasm" if self.cache_dir is not None else None
-        if path is not None and path.exists():
-            try:
-                return wasmtime.Module.deserialize_file(self.engine, str(path))
-            except wasmtime.WasmtimeError:
-                path.unlink(missing_ok=True)  # stale or corrupt: compile again
+        digest = blake3.blake3(wasm).digest()
+        path = self.cache_dir / f"{digest.hex()}-wasmtime{_WASMTIME_VERSION}.cwasm" if self.cache_dir else None
+        if path is not None:
+            module = self._load_cached(path, digest)
+            if module is not None:
+                return module
         try:
             module = wasmtime.Module(self.engine, wasm)
         except wasmtime.WasmtimeError as exc:
             raise SandboxError(SandboxCode.INVALID_MODULE, f"not a valid wasm module: {exc}") from None
         if path is not None:
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(module.serialize())
-            tmp.replace(path)
+            _store_cached(path, digest, module.serialize())
         return module
+
+    def _load_cached(self, path: Path, wasm_digest: bytes) -> wasmtime.Module | None:
+        """Native code from the cache, only if the file names this wasm and is whole: a cached
+        artifact is machine code, so a damaged or swapped file must never reach deserialize."""
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        head = len(_CACHE_MAGIC)
+        artifact = raw[head + 64:]
+        if (raw[:head] != _CACHE_MAGIC or raw[head:head + 32] != wasm_digest
+                or raw[head + 32:head + 64] != blake3.blake3(artifact).digest()):
+            log.warning("compiled-module cache file %s does not match its wasm: compiling again", path.name)
+            path.unlink(missing_ok=True)
+            return None
+        try:
+            return wasmtime.Module.deserialize(self.engine, artifact)
+        except wasmtime.WasmtimeError:
+            path.unlink(missing_ok=True)  # another wasmtime's artifact: compile again
+            return None
 
     def _check_imports(self, module: wasmtime.Module) -> None:
         for imp in module.imports:
