@@ -21,6 +21,7 @@ from typing import Any
 
 import msgpack
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
 from pysyncobj.syncobj import _COMMAND_TYPE
@@ -31,7 +32,7 @@ from cluster.journal import Durability, DurableJournal
 from cluster.readindex import MESSAGE_TYPES as READ_MESSAGES
 from cluster.readindex import ReadIndex, Ready
 from cluster.transport import RaftTransport, TransportSettings, derive_key
-from storage.durable import ensure_private_dir, write_durably
+from storage.durable import ensure_private_dir, fsync_dir, write_durably
 
 log = logging.getLogger("aspen.cluster")
 JOINING_MARKER = "joining"  # in the journal's directory while an empty member waits (RaftCore)
@@ -49,11 +50,18 @@ class SnapshotFile:
 
     pysyncobj hands us (last entry, previous entry, cluster members) and expects them back;
     the state machine's own bytes come from `dump_state` and go to `load_state`.
+
+    pysyncobj forks for a snapshot only with its own serializer, and calls a custom one on its
+    tick thread, where dumping a large state stopped heartbeats for seconds. `write_in_child`
+    (the serializer pysyncobj is given) forks itself: the child writes the whole file and
+    renames it into place, the tick thread goes on at once, and `check` (pysyncobj's
+    serializeChecker) reports the child's outcome; only then does pysyncobj compact the log.
     """
 
     def __init__(self, dump_state: Callable[[], bytes], load_state: Callable[[bytes], None]) -> None:
         self._dump_state = dump_state
         self._load_state = load_state
+        self._child_pid = 0
 
     def write(self, path: str, raft_data: tuple[Any, Any, Any]) -> None:
         last, prev, members = raft_data
@@ -70,6 +78,45 @@ class SnapshotFile:
             f.write(SNAPSHOT_MAGIC + bytes([SNAPSHOT_FORMAT_VERSION]) + body)
             f.flush()
             os.fsync(f.fileno())
+
+    def write_in_child(self, tmp_path: str, raft_data: tuple[Any, Any, Any]) -> None:
+        assert tmp_path.endswith(".tmp") and self._child_pid == 0
+        final = tmp_path[: -len(".tmp")]
+        # pysyncobj renames tmp_path over the snapshot as soon as this returns; with no such
+        # file that step fails (and is ignored: `check` decides), so never leave one behind.
+        Path(tmp_path).unlink(missing_ok=True)
+        pid = os.fork()
+        if pid == 0:  # the child: the tick thread's copy of the process, nothing else runs here
+            code = 1
+            try:
+                # Not the parent's sockets: a connection the parent closes must close for its
+                # peer now, not when this child exits.
+                os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                own_tmp = final + ".child.tmp"
+                self.write(own_tmp, raft_data)
+                os.replace(own_tmp, final)
+                fsync_dir(Path(final).parent)
+                code = 0
+            finally:
+                os._exit(code)
+        self._child_pid = pid
+
+    def check(self) -> int:
+        if self._child_pid == 0:
+            return SERIALIZER_STATE.NOT_SERIALIZING
+        try:
+            done, status = os.waitpid(self._child_pid, os.WNOHANG)
+        except ChildProcessError:
+            log.error("snapshot child %d was reaped by someone else: snapshot not confirmed", self._child_pid)
+            self._child_pid = 0
+            return SERIALIZER_STATE.FAILED
+        if done == 0:
+            return SERIALIZER_STATE.SERIALIZING
+        self._child_pid = 0
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.error("writing a snapshot failed (child exit status %d); the log is kept", status)
+            return SERIALIZER_STATE.FAILED
+        return SERIALIZER_STATE.SUCCESS
 
     def read(self, path: str) -> tuple[Any, Any, Any]:
         with open(path, "rb") as f:
@@ -121,7 +168,8 @@ class RaftCore(SyncObj):
             journalFile=None,
             password=None,
             fullDumpFile=str(snapshot_path),
-            serializer=snapshot.write,
+            serializer=snapshot.write_in_child,
+            serializeChecker=snapshot.check,
             deserializer=snapshot.read,
             # Send each entry at once instead of waiting for the next heartbeat period
             # (~100 ms per write otherwise); batching is done by our proposer instead.
@@ -142,7 +190,8 @@ class RaftCore(SyncObj):
             logCompactionMinTime=cfg.compaction_min_time_s,
             commandsQueueSize=cfg.commands_queue_max,
             onStateChanged=on_state_changed,
-            # Serialization with a custom serializer never forks; keep it explicit.
+            # pysyncobj's own fork applies only to its own serializer; ours forks itself
+            # (SnapshotFile.write_in_child).
             useFork=False,
         )
         self._applier = applier

@@ -11,6 +11,7 @@ import asyncio
 import heapq
 import itertools
 import logging
+import os
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -45,6 +46,7 @@ class ReplicatedNode:
         self.blobs = blobs
         self.events = EventBus()
         self._lock = threading.Lock()
+        self._pid = os.getpid()
         self._state = StateMachine()
         self._applied_index = 0
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -137,6 +139,11 @@ class ReplicatedNode:
             self._loop.call_soon_threadsafe(_resolve_all, ready)
 
     def _dump_state(self) -> bytes:
+        if os.getpid() != self._pid:
+            # In pysyncobj's forked snapshot child: the only thread there, forked by the tick
+            # thread between two applies, so the state is whole; a lock some other thread held
+            # at the fork would stay held forever here.
+            return state_snapshot.dump(self._state)
         with self._lock:
             return state_snapshot.dump(self._state)
 

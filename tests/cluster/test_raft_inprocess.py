@@ -13,6 +13,7 @@ import socket
 import struct
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,8 @@ async def _no_fetch(node_id: int, blob_hash: str) -> bytes:
     raise AspenError("BLOB_NOT_FOUND", "in-process test has no peer transport")  # type: ignore[arg-type]
 
 
-async def make_cluster(tmp: Path, size: int = 3) -> list[ReplicatedNode]:
+async def make_cluster(tmp: Path, size: int = 3, node_class: type[ReplicatedNode] = ReplicatedNode,
+                       **cfg_overrides: Any) -> list[ReplicatedNode]:
     ports = free_ports(size)
     addrs = {i + 1: f"127.0.0.1:{ports[i]}" for i in range(size)}
     nodes = []
@@ -48,8 +50,9 @@ async def make_cluster(tmp: Path, size: int = 3) -> list[ReplicatedNode]:
             peers={k: v for k, v in addrs.items() if k != nid},
             data_dir=tmp / f"n{nid}",
             cookie=COOKIE,
+            **cfg_overrides,
         )
-        node = ReplicatedNode(cfg, BlobStore(tmp / f"n{nid}" / "blobs"), _no_fetch)
+        node = node_class(cfg, BlobStore(tmp / f"n{nid}" / "blobs"), _no_fetch)
         await node.start()
         nodes.append(node)
     await wait_leader(nodes)
