@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from aspen.client import AsyncClient
 from benchmarks.report import write_section
 from cluster.config import RaftConfig
-from deploy.launcher import LocalCluster
+from deploy.launcher import LocalCluster, proc_status_kib
 from storage.errors import AspenError
 from storage.limits import BATCH_OPS_MAX
 
@@ -72,23 +72,6 @@ REFERENCE_500K = {
     "restart s": "4.5",
     "added node catch-up s": "16.5",
 }
-
-
-def proc_status_kib(pid: int, field_name: str) -> int | None:
-    """A `kB` field of /proc/PID/status (VmRSS, VmHWM), None if the process is gone."""
-    try:
-        text = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return None
-    return parse_status_kib(text, field_name)
-
-
-def parse_status_kib(status_text: str, field_name: str) -> int | None:
-    for line in status_text.splitlines():
-        name, _, rest = line.partition(":")
-        if name == field_name:
-            return int(rest.split()[0])
-    return None
 
 
 def mib_of_nodes(cluster: LocalCluster, field_name: str, node_ids: list[int]) -> str:
@@ -323,11 +306,7 @@ async def restart_seconds(cluster: LocalCluster, node_id: int, key: str, timeout
 
 
 async def leader_term(cluster: LocalCluster) -> int:
-    leader = await asyncio.to_thread(cluster.wait_leader)
-    status = await asyncio.to_thread(cluster.status_of, leader)
-    if status is None:
-        raise RuntimeError(f"leader {leader} gave no status")
-    return int(status["term"])
+    return await asyncio.to_thread(cluster.leader_term)
 
 
 class Rows(list[tuple[str, str]]):

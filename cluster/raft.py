@@ -12,6 +12,7 @@ acknowledgement; see _make_durable) and the follower's log-matching rule (below)
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -232,7 +233,8 @@ class RaftCore(SyncObj):
         if len(payload) > self._entry_max_bytes:
             raise ValueError(f"log entry of {len(payload)} bytes is over {self._entry_max_bytes}")
         command = pickle.dumps((self._apply_id, (payload,)), protocol=5)
-        self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
+        with contextlib.suppress(BlockingIOError):  # queued; only the wake-up pipe was full
+            self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
 
     # -- ReadIndex (cluster/readindex.py): RaftView over pysyncobj's state, tick thread only --
 
@@ -265,7 +267,8 @@ class RaftCore(SyncObj):
     def wake(self) -> None:
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)  # made late in SyncObj.__init__
         if notifier is not None:
-            notifier.notify()
+            with contextlib.suppress(BlockingIOError):  # a full pipe: the tick thread wakes anyway
+                notifier.notify()
 
     # -- durability: group commit, once per tick -------------------------------------------
 

@@ -552,7 +552,8 @@ class RaftTransport(Transport):
             # pysyncobj creates its pipe notifier after the transport; it wakes the poller.
             notifier = getattr(self._syncobj, "_SyncObj__pipeNotifier", None)
             if notifier is not None:
-                notifier.notify()
+                with contextlib.suppress(BlockingIOError):  # a full pipe: it wakes anyway
+                    notifier.notify()
             return True
         link = self._links.get(node)
         if link is None or link.state != READY:

@@ -100,6 +100,23 @@ def port_free(port: int) -> bool:
     return True
 
 
+def proc_status_kib(pid: int, field_name: str) -> int | None:
+    """A `kB` field of /proc/PID/status (VmRSS, VmHWM), None if the process is gone."""
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return None
+    return parse_status_kib(text, field_name)
+
+
+def parse_status_kib(status_text: str, field_name: str) -> int | None:
+    for line in status_text.splitlines():
+        name, _, rest = line.partition(":")
+        if name == field_name:
+            return int(rest.split()[0])
+    return None
+
+
 class LocalCluster:
     """A cluster of local aspen-node processes under one directory (the CLI's and tests' API).
 
@@ -369,6 +386,14 @@ class LocalCluster:
                 return None
             seen.add(st.get("leader_id"))
         return seen.pop() if len(seen) == 1 and None not in seen else None
+
+    def leader_term(self, timeout_s: float = LEADER_WAIT_S) -> int:
+        """The term of the leader all live nodes agree on (an election moves it)."""
+        leader = self.wait_leader(timeout_s)
+        status = self.status_of(leader)
+        if status is None:
+            raise RuntimeError(f"leader {leader} gave no status")
+        return int(status["term"])
 
     def wait_leader(self, timeout_s: float = LEADER_WAIT_S, exclude: int | None = None) -> int:
         deadline = time.monotonic() + timeout_s

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from benchmarks.kv_bench import Errors, table, targets_line, throughput
-from benchmarks.large_state_bench import parse_status_kib
+from deploy.launcher import parse_status_kib
 
 
 def rows(aspen: dict[str, float], etcd: dict[str, float]) -> dict[str, dict[str, float]]:

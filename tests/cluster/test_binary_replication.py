@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,6 @@ import pytest
 from aspen.client import AsyncClient
 from deploy.launcher import LocalCluster
 from storage.limits import VALUE_MAX_BYTES
-
-
-@pytest.fixture(scope="module")
-def binary_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("binary") / "cluster")
-    c.up(3)
-    try:
-        yield c
-    finally:
-        c.down()
-
-
-def term_of(cluster: LocalCluster) -> int:
-    leader = cluster.wait_leader()
-    status = cluster.status_of(leader)
-    assert status is not None
-    return int(status["term"])
 
 
 async def write_concurrently(cluster: LocalCluster, node_id: int, values: dict[str, bytes]) -> None:
@@ -57,46 +39,46 @@ def read_back(cluster: LocalCluster, values: dict[str, bytes]) -> None:
 
 
 @pytest.mark.parametrize("via", ["leader", "follower"])
-def test_64_concurrent_random_32k_values(binary_cluster: LocalCluster, via: str) -> None:
-    term = term_of(binary_cluster)
-    leader = binary_cluster.wait_leader()
-    node_id = leader if via == "leader" else next(n for n in binary_cluster.nodes if n != leader)
+def test_64_concurrent_random_32k_values(shared_cluster: LocalCluster, via: str) -> None:
+    term = shared_cluster.leader_term()
+    leader = shared_cluster.wait_leader()
+    node_id = leader if via == "leader" else next(n for n in shared_cluster.nodes if n != leader)
     values = {f"rnd32k/{via}/{i}": os.urandom(32 * 1024) for i in range(64)}
-    asyncio.run(write_concurrently(binary_cluster, node_id, values))
-    read_back(binary_cluster, values)
-    assert term_of(binary_cluster) == term, "binary load caused an election"
+    asyncio.run(write_concurrently(shared_cluster, node_id, values))
+    read_back(shared_cluster, values)
+    assert shared_cluster.leader_term() == term, "binary load caused an election"
 
 
 @pytest.mark.parametrize("fill", [b"\xff", b"\x00", None])
-def test_one_value_at_the_limit(binary_cluster: LocalCluster, fill: bytes | None) -> None:
-    term = term_of(binary_cluster)
+def test_one_value_at_the_limit(shared_cluster: LocalCluster, fill: bytes | None) -> None:
+    term = shared_cluster.leader_term()
     value = os.urandom(VALUE_MAX_BYTES) if fill is None else fill * VALUE_MAX_BYTES
     key = f"limit/{fill.hex() if fill else 'random'}"
-    with binary_cluster.client() as c:
+    with shared_cluster.client() as c:
         c.put(key, value)
-    read_back(binary_cluster, {key: value})
-    assert term_of(binary_cluster) == term
+    read_back(shared_cluster, {key: value})
+    assert shared_cluster.leader_term() == term
 
 
-def test_batch_and_cas_of_binary_values(binary_cluster: LocalCluster) -> None:
-    term = term_of(binary_cluster)
-    leader = binary_cluster.wait_leader()
-    follower = next(n for n in binary_cluster.nodes if n != leader)
+def test_batch_and_cas_of_binary_values(shared_cluster: LocalCluster) -> None:
+    term = shared_cluster.leader_term()
+    leader = shared_cluster.wait_leader()
+    follower = next(n for n in shared_cluster.nodes if n != leader)
     values = {f"bbatch/{i}": os.urandom(200 * 1024) for i in range(24)}  # ~4.8 MiB in one entry
-    with binary_cluster.client([follower], discover_leader=False) as c:
+    with shared_cluster.client([follower], discover_leader=False) as c:
         c.batch([{"op": "Set", "key": k, "value": v} for k, v in values.items()])
         new = os.urandom(VALUE_MAX_BYTES)
         c.cas("bbatch/0", values["bbatch/0"], new)
         values["bbatch/0"] = new
-    read_back(binary_cluster, values)
-    assert term_of(binary_cluster) == term
+    read_back(shared_cluster, values)
+    assert shared_cluster.leader_term() == term
 
 
-def test_many_rounds_of_mixed_binary_writes_keep_one_term(binary_cluster: LocalCluster, tmp_path: Path) -> None:
-    term = term_of(binary_cluster)
+def test_many_rounds_of_mixed_binary_writes_keep_one_term(shared_cluster: LocalCluster, tmp_path: Path) -> None:
+    term = shared_cluster.leader_term()
     for rnd in range(4):
         sizes = [1, 100, 4096, 65_535, 65_536, 65_537, 300_000, VALUE_MAX_BYTES]
         values = {f"mixed/{rnd}/{i}": os.urandom(sizes[i % len(sizes)]) for i in range(32)}
-        asyncio.run(write_concurrently(binary_cluster, 1 + rnd % 3, values))
-        read_back(binary_cluster, dict(list(values.items())[:4]))
-    assert term_of(binary_cluster) == term
+        asyncio.run(write_concurrently(shared_cluster, 1 + rnd % 3, values))
+        read_back(shared_cluster, dict(list(values.items())[:4]))
+    assert shared_cluster.leader_term() == term

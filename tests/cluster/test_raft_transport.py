@@ -20,31 +20,8 @@ from pathlib import Path
 import pytest
 
 from cluster.transport import MAGIC, NONCE_BYTES, REPLY_BYTES, derive_key
-from deploy.launcher import LocalCluster
+from deploy.launcher import LocalCluster, proc_status_kib
 from storage.errors import AspenError
-
-
-@pytest.fixture(scope="module")
-def raft_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("transport") / "cluster")
-    c.up(3)
-    try:
-        yield c
-    finally:
-        c.down()
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def term_of(cluster: LocalCluster) -> int:
-    status = cluster.status_of(cluster.wait_leader())
-    assert status is not None
-    return int(status["term"])
 
 
 class Writer:
@@ -80,17 +57,17 @@ class Writer:
 def attack(cluster: LocalCluster, prefix: str) -> Iterator[tuple[int, int]]:
     """Yields (leader id, its Raft port); checks writes, term and memory around the body."""
     leader = cluster.wait_leader()
-    term = term_of(cluster)
+    term = cluster.leader_term()
     pid = cluster.nodes[leader].pid
     assert pid is not None
-    rss_before = rss_kib(pid)
+    rss_before = (proc_status_kib(pid, "VmRSS") or 0)
     with Writer(cluster, prefix) as writer:
         yield leader, cluster.nodes[leader].raft_port
         time.sleep(0.5)
     assert not writer.errors, f"a client write failed during the attack: {writer.errors[0]!r}"
     assert writer.done > 0
-    assert term_of(cluster) == term, "the attack caused an election"
-    grown_mib = (rss_kib(pid) - rss_before) / 1024
+    assert cluster.leader_term() == term, "the attack caused an election"
+    grown_mib = ((proc_status_kib(pid, "VmRSS") or 0) - rss_before) / 1024
     print(f"{prefix}: {writer.done} writes during the attack, leader RSS grew {grown_mib:.1f} MiB")
     assert grown_mib < 64, f"the leader's memory grew {grown_mib:.0f} MiB under the attack"
 
@@ -101,15 +78,15 @@ def connect(port: int, host: str = "127.0.0.1") -> socket.socket:
     return s
 
 
-def test_raft_port_binds_exactly_the_configured_host(raft_cluster: LocalCluster) -> None:
-    port = raft_cluster.nodes[1].raft_port
+def test_raft_port_binds_exactly_the_configured_host(shared_cluster: LocalCluster) -> None:
+    port = shared_cluster.nodes[1].raft_port
     connect(port).close()  # 127.0.0.1, as configured
     with pytest.raises(ConnectionRefusedError):
         socket.create_connection(("127.0.0.2", port), timeout=5)  # 0.0.0.0 would accept this
 
 
-def test_junk_and_a_2gib_length_claim_are_dropped(raft_cluster: LocalCluster) -> None:
-    with attack(raft_cluster, "junk") as (leader, port):
+def test_junk_and_a_2gib_length_claim_are_dropped(shared_cluster: LocalCluster) -> None:
+    with attack(shared_cluster, "junk") as (leader, port):
         sent = 0
         deadline = time.monotonic() + 20
         while sent < 64 * 1024 * 1024 and time.monotonic() < deadline:
@@ -120,19 +97,19 @@ def test_junk_and_a_2gib_length_claim_are_dropped(raft_cluster: LocalCluster) ->
                 sent += 1024 * 1024
         with contextlib.suppress(OSError), connect(port) as s:
             s.sendall(MAGIC + os.urandom(NONCE_BYTES) + b"\xff" + b"x" * 255 + b"\x7f\xff\xff\xff" * 1000)
-    log_text = raft_cluster.log_path(leader).read_text(errors="replace")
+    log_text = shared_cluster.log_path(leader).read_text(errors="replace")
     assert "not an Aspen member" in log_text or "not a member here" in log_text
     # Logged once per peer per minute, not once per connection.
     assert log_text.count("not an Aspen member (bad magic)") <= 2
 
 
-def test_slowloris_and_silent_sockets_cannot_lock_members_out(raft_cluster: LocalCluster) -> None:
-    leader = raft_cluster.wait_leader()
-    port = raft_cluster.nodes[leader].raft_port
-    follower = next(n for n in raft_cluster.nodes if n != leader)
+def test_slowloris_and_silent_sockets_cannot_lock_members_out(shared_cluster: LocalCluster) -> None:
+    leader = shared_cluster.wait_leader()
+    port = shared_cluster.nodes[leader].raft_port
+    follower = next(n for n in shared_cluster.nodes if n != leader)
     socks: list[socket.socket] = []
     try:
-        with attack(raft_cluster, "slowloris"):
+        with attack(shared_cluster, "slowloris"):
             for _ in range(1024):
                 with contextlib.suppress(OSError):
                     socks.append(connect(port))
@@ -140,22 +117,22 @@ def test_slowloris_and_silent_sockets_cannot_lock_members_out(raft_cluster: Loca
                 with contextlib.suppress(OSError):
                     s.send(MAGIC[:1])  # a byte now and then: never finishes a handshake
             # A member restarted now must still get in and catch up.
-            raft_cluster.stop(follower)
-            raft_cluster.start(follower)
-            raft_cluster.wait_caught_up(follower, timeout_s=30)
+            shared_cluster.stop(follower)
+            shared_cluster.start(follower)
+            shared_cluster.wait_caught_up(follower, timeout_s=30)
     finally:
         for s in socks:
             s.close()
 
 
-def test_replayed_handshake_is_refused(raft_cluster: LocalCluster) -> None:
+def test_replayed_handshake_is_refused(shared_cluster: LocalCluster) -> None:
     """A recorded HELLO and AUTH replayed later: the listener's fresh nonce makes the AUTH stale."""
     # The member with the greatest address connects to the one with the least (see
     # RaftTransport._should_connect): replay the former's handshake against the latter.
-    target = min(raft_cluster.nodes.values(), key=lambda n: n.raft_addr)
+    target = min(shared_cluster.nodes.values(), key=lambda n: n.raft_addr)
     port = target.raft_port
-    member = max(raft_cluster.nodes.values(), key=lambda n: n.raft_addr).raft_addr.encode()
-    key = derive_key(raft_cluster.cookie)
+    member = max(shared_cluster.nodes.values(), key=lambda n: n.raft_addr).raft_addr.encode()
+    key = derive_key(shared_cluster.cookie)
 
     def mac(label: bytes, *parts: bytes) -> bytes:
         h = hmac.new(key, label, hashlib.sha256)
@@ -171,7 +148,7 @@ def test_replayed_handshake_is_refused(raft_cluster: LocalCluster) -> None:
         s.sendall(hello)
         reply = recv_exactly(s, REPLY_BYTES)
         recorded_auth = mac(b"client", nonce, reply[8:40], member, server_addr)
-    with attack(raft_cluster, "replay"):
+    with attack(shared_cluster, "replay"):
         for _ in range(20):
             with contextlib.suppress(OSError), connect(port) as s:
                 s.sendall(hello)
@@ -179,7 +156,7 @@ def test_replayed_handshake_is_refused(raft_cluster: LocalCluster) -> None:
                 s.sendall(recorded_auth + os.urandom(64))
                 s.settimeout(5)
                 assert s.recv(1) == b"", "a replayed AUTH was accepted"
-    assert "failed authentication" in raft_cluster.log_path(target.node_id).read_text(errors="replace")
+    assert "failed authentication" in shared_cluster.log_path(target.node_id).read_text(errors="replace")
 
 
 def recv_exactly(s: socket.socket, n: int) -> bytes:
