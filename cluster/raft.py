@@ -212,6 +212,9 @@ class RaftCore(SyncObj):
         self._on_applied = on_applied
         self._reported_applied = 0
         super().__init__(cfg.raft_addr, list(cfg.peers.values()), conf, transportClass=RaftTransport)
+        # Also just before each tick's poll: the leader's entries appended during this tick go to
+        # disk while they travel to the followers, not after their acknowledgements come back.
+        self.addOnTickCallback(self._make_durable)
         self._apply_id: int = self._methodToID[self._getFuncName("apply_entry")]
 
     # pysyncobj keeps its log in self.__raftLog, built in SyncObj.__init__ from journalFile
@@ -273,10 +276,10 @@ class RaftCore(SyncObj):
     # -- durability: group commit, once per tick -------------------------------------------
 
     def _make_durable(self) -> None:
-        """fsync what this member appended since the last tick, then send the acknowledgements
-        held back meanwhile. Runs before pysyncobj's tick counts the leader's own copy toward
-        a commit, so neither a follower's ack nor the leader's own vote covers an entry that a
-        power loss could take away."""
+        """fsync what this member appended since the last call, then send the acknowledgements
+        held back meanwhile. Runs first in every tick, before pysyncobj counts the leader's own
+        copy toward a commit, so neither a follower's ack nor the leader's own vote covers an
+        entry that a power loss could take away; and last, before the tick's poll."""
         if self._journal.dirty:
             self._journal.sync()
         if self._held_acks:
