@@ -12,8 +12,8 @@ On a 3-node LocalCluster on loopback it measures:
   compaction_min_time_s). A 1,000-op batch is one log entry (group commit may pack several), so
   a load by batches alone does not get there; after the load the bench writes one-op entries until every node has
   replaced its raft/snapshot.bin, and reports the file's size and how long the file took from
-  appearing as snapshot.bin.tmp to its rename (the dump of the state comes before the file is
-  opened: the serving gap below is what shows it);
+  appearing as snapshot.bin.child.tmp to its rename (a forked child dumps the state and writes
+  the file while the node serves: the serving gap below shows what the node itself felt);
 - the longest gap in serving: every --probe-ms, each node gets a stale and a linearizable
   ReadKey of its own (no leader discovery), during the load and during the snapshot; the
   slowest answer (or failure) of each kind in each phase is reported for each node;
@@ -151,8 +151,8 @@ class SnapshotEvent:
 
 @dataclass
 class SnapshotWatcher:
-    """Polls each node's raft/snapshot.bin every WATCH_PERIOD_S: pysyncobj writes the new one
-    as snapshot.bin.tmp and renames it over the old (a new inode) when done."""
+    """Polls each node's raft/snapshot.bin every WATCH_PERIOD_S: a forked child writes the new
+    one as snapshot.bin.child.tmp and renames it over the old (a new inode) when done."""
 
     cluster: LocalCluster
     node_ids: list[int]
@@ -161,7 +161,7 @@ class SnapshotWatcher:
 
     def _paths(self, node_id: int) -> tuple[Path, Path]:
         snap = self.cluster.data_dir(node_id) / "raft" / "snapshot.bin"
-        return snap, snap.with_name("snapshot.bin.tmp")
+        return snap, snap.with_name("snapshot.bin.child.tmp")
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -363,7 +363,7 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, str]]:
             rows.add("one-op writes until every node compacted", f"{fill_writes:,} in {fill_s:,.1f} s")
             rows.add("snapshot size MiB", " / ".join(
                 f"{snaps[n].size_bytes / MIB:,.1f}" if n in snaps else "none" for n in node_ids))
-            rows.add("snapshot file write s (.tmp to rename)", " / ".join(
+            rows.add("snapshot file write s (child .tmp to rename)", " / ".join(
                 f"{snaps[n].write_s:.2f}" if n in snaps and snaps[n].write_s is not None else "-" for n in node_ids))
             during_load = sum(1 for ev in watcher.events if ev.done_s <= load_end)
             rows.add("snapshots during the load", f"{during_load}")
@@ -428,9 +428,9 @@ def main() -> None:
             f"until every node has compacted). No "
             f"request forces a snapshot: a node compacts once its log holds more than {COMPACTION_MIN_ENTRIES:,} "
             f"entries (or {COMPACTION_MIN_TIME_S:g} s after its last), and a batch is one entry, so after the load "
-            f"the bench writes one-op entries until every node has replaced raft/snapshot.bin. The dump holds the "
-            f"node's state lock, which a stale read waits for: its slowest answer during the snapshot is about the "
-            f"dump's length; the file write is from snapshot.bin.tmp appearing to its rename. Per-node cells are "
+            f"the bench writes one-op entries until every node has replaced raft/snapshot.bin. A forked child dumps "
+            f"the state and writes the file (from snapshot.bin.child.tmp appearing to its rename) while the node "
+            f"serves; the slowest probe answers during the snapshot show what serving felt. Per-node cells are "
             f"node 1 / 2 / 3. Restart: a follower, SIGTERM, then start until it has applied the leader's commit "
             f"index and answers a linearizable read itself. Added node: LocalCluster.add_node (aspen-cluster add), "
             f"from start to caught up. Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores."

@@ -93,6 +93,9 @@ class SnapshotFile:
                 # Not the parent's sockets: a connection the parent closes must close for its
                 # peer now, not when this child exits.
                 os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+                # Below the node's own threads: on a small machine the dump must not take the
+                # CPU the heartbeats need.
+                os.nice(10)
                 own_tmp = final + ".child.tmp"
                 self.write(own_tmp, raft_data)
                 os.replace(own_tmp, final)

@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from storage.hashing import is_blob_hash
-from storage.kv import Entry, KvStore
+from storage.kv import KvStore, Row
 
 CODEC_VERSION = 1
 KV_CHUNK_ENTRIES = 4096
@@ -36,19 +36,11 @@ def encode_state(
     pack = msgpack.Packer(use_bin_type=True, autoreset=True).pack
     meta_rows = sum(len(rows) for rows in meta.values())
     yield pack([CODEC_VERSION, revision, len(kv), meta_rows, len(blobs)])
-    items = kv.items()
-    while chunk := list(islice(items, KV_CHUNK_ENTRIES)):
+    rows = kv.rows()
+    while chunk := list(islice(rows, KV_CHUNK_ENTRIES)):
         keys = [k for k, _ in chunk]
-        entries = [e for _, e in chunk]
-        yield pack(
-            [
-                keys,
-                [e.value for e in entries],
-                [e.version for e in entries],
-                [e.create_revision for e in entries],
-                [e.mod_revision for e in entries],
-            ]
-        )
+        values, versions, creates, mods = (list(col) for col in zip(*(r for _, r in chunk), strict=True))
+        yield pack([keys, values, versions, creates, mods])
     tables = []
     for table in sorted(meta):
         rows = sorted(meta[table].items())
@@ -84,7 +76,7 @@ def decode_state(
         _check(version == CODEC_VERSION, f"codec version {version} is not {CODEC_VERSION}")
         _check(min(header) >= 0, "negative count")
 
-        data: dict[str, Entry] = {}
+        data: dict[str, Row] = {}
         last_key: str | None = None
         while len(data) < kv_count:
             chunk = next(objects)
@@ -100,7 +92,7 @@ def decode_state(
                 all(a < b for a, b in zip(keys, islice(keys, 1, None), strict=False)), "kv keys out of order"
             )
             last_key = keys[-1]
-            data.update(zip(keys, map(Entry, values, versions, creates, mods), strict=True))
+            data.update(zip(keys, zip(values, versions, creates, mods, strict=True), strict=True))
 
         tables = next(objects)
         _check(type(tables) is list, "bad meta")
@@ -130,4 +122,4 @@ def decode_state(
         raise
     except Exception as exc:  # msgpack's own errors, and anything unforeseen in bad input
         raise CodecError(f"state encoding: {exc}") from exc
-    return revision, KvStore.from_items(data), meta, blobs
+    return revision, KvStore.from_rows(data), meta, blobs
