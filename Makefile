@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/plugin_bench.py
 	$(BIN)/python benchmarks/dispatch_bench.py
+	$(BIN)/python benchmarks/large_state_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info sandbox/_guestcall*.so
