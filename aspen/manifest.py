@@ -48,7 +48,7 @@ class Manifest:
     execution_timeout_secs: float = sl.TIMEOUT_DEFAULT_S
     description: str = ""
     author: str = ""
-    signature: dict[str, str] | None = None
+    signature: dict[str, Any] | None = None  # aspen/signing.py
     wasm_hash: str | None = None
     enabled: bool = True
     min_api_version: int = 1

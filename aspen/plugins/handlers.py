@@ -72,10 +72,21 @@ class PluginHandlers:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"plugin.json: {exc}", problems=exc.problems) from None
         wasm = p.require_bytes(req, "wasm", max_bytes=BLOB_MAX_BYTES, code=ErrorCode.BLOB_TOO_LARGE)
         wasm_hash = signing.wasm_digest(wasm)
+        # --name installs the plugin under another registry name (a second copy, say); the
+        # plugin_info check below is against the manifest's own name.
+        installed = manifest
+        install_name = p.optional_str(req, "install_name")
+        if install_name:
+            try:
+                installed = manifest.with_overrides(name=install_name)
+            except ManifestError as exc:
+                raise AspenError(ErrorCode.INVALID_REQUEST, f"--name: {exc}") from None
         # Signature first: when one is asked for, a binary changed after signing is reported as
-        # what it is (SIGNATURE_INVALID), not as a stale wasm_hash field.
+        # what it is (SIGNATURE_INVALID), not as a stale wasm_hash field. It covers the manifest
+        # as it will be installed, so a --name, --kv-prefixes or any other change of a signed
+        # field is refused, naming the field.
         if p.optional_bool(req, "verify_signature", False) or self.require_signatures():
-            signing.verify(manifest.signature, wasm_hash, self.trusted_keys())
+            signing.verify(installed, wasm_hash, self.trusted_keys())
         if manifest.wasm_hash is not None and manifest.wasm_hash != wasm_hash:
             raise AspenError(ErrorCode.INVALID_REQUEST,
                              f"manifest wasm_hash {manifest.wasm_hash} does not match the wasm ({wasm_hash})")
@@ -92,14 +103,7 @@ class PluginHandlers:
                 f"plugin_info says {info.get('name')} {info.get('version')}, the manifest says "
                 f"{manifest.name} {manifest.version}",
             )
-        # --name installs the plugin under another registry name (a second copy, say); the
-        # plugin_info check above is against the manifest's own name.
-        install_name = p.optional_str(req, "install_name")
-        if install_name:
-            try:
-                manifest = manifest.with_overrides(name=install_name)
-            except ManifestError as exc:
-                raise AspenError(ErrorCode.INVALID_REQUEST, f"--name: {exc}") from None
+        manifest = installed
         await self.native.put_blob({"data": wasm})
         old = self.node.read(lambda s: s.meta_get("plugins", manifest.name))
         seq = decode_record(old).get("reload_seq", 0) + 1 if old is not None else 0

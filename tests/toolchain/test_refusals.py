@@ -148,6 +148,16 @@ def test_keys_and_signatures_refusals(tmp_path: Path, examples: dict[str, Path],
     # Signed by someone else than the key asked for.
     assert run(["verify", "--path", str(project), "--wasm", str(wasm), "--key", "ab" * 32]) == 1
     assert "SIGNATURE_UNTRUSTED" in capsys.readouterr().err
+    # The manifest edited after signing: every signed field is covered, and the one edited is named.
+    manifest = project / "plugin.json"
+    signed = manifest.read_text()
+    for edit, field in (({"kv_prefixes": ["__plugin:"]}, "kv_prefixes"), ({"priority": 900}, "priority"),
+                        ({"permissions": {"signing": True}}, "permissions"), ({"fuel_limit": 7}, "fuel_limit")):
+        manifest.write_text(json.dumps({**json.loads(signed), **edit}))
+        assert run(["verify", "--path", str(project), "--wasm", str(wasm)]) == 1
+        err = capsys.readouterr().err
+        assert "SIGNATURE_INVALID" in err and f"{field} changed after signing" in err, err
+    manifest.write_text(signed)
     # Tampered after signing.
     wasm.write_bytes(wasm.read_bytes() + b"\x00")
     assert run(["verify", "--path", str(project), "--wasm", str(wasm)]) == 1
