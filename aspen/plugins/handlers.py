@@ -14,12 +14,16 @@ from aspen import protocol as p
 from aspen import signing
 from aspen.handlers import Handler, NativeHandlers
 from aspen.manifest import Manifest, ManifestError
+from aspen.plugins import namespaces
 from aspen.plugins.manager import PluginManager, decode_record
 from sandbox import SandboxError
 from storage.errors import AspenError, ErrorCode
 from storage.limits import BLOB_MAX_BYTES
 
 PEER_STATUS_TIMEOUT_S = 3.0
+REGISTER_ATTEMPTS = 5
+# Every install moves this row: an install's registry check holds for the state it read only.
+REGISTRY_TABLE, REGISTRY_VERSION_KEY = "plugin_registry", "version"
 SETTING_REQUIRE_SIGNATURES = "require_signatures"
 
 
@@ -105,13 +109,42 @@ class PluginHandlers:
             )
         manifest = installed
         await self.native.put_blob({"data": wasm})
-        old = self.node.read(lambda s: s.meta_get("plugins", manifest.name))
-        seq = decode_record(old).get("reload_seq", 0) + 1 if old is not None else 0
-        record = {**manifest.replace(wasm_hash=wasm_hash).to_json(), "reload_seq": seq}
-        await self.native.commit(["meta_cas", "plugins", manifest.name, old, _pack(record)])
+        old = await self._register(manifest.replace(wasm_hash=wasm_hash))
         await self._settle(manifest.name)
         return {"type": "PluginInstallResult", "name": manifest.name, "version": manifest.version,
                 "wasm_hash": wasm_hash, "upgraded": old is not None}
+
+    async def _register(self, manifest: Manifest) -> bytes | None:
+        """Write the registry entry if its kv_prefixes conflict with no other plugin's
+        (aspen/plugins/namespaces.py); returns the entry it replaced.
+
+        The check is made against one state of the registry, and the write commits only if the
+        registry is still in that state: every install moves the version row, and the write is
+        one meta_cas_all of the entry and that row. Two installs racing for overlapping
+        prefixes cannot both pass: the second one's write fails, and its retry sees the first."""
+        for _ in range(REGISTER_ATTEMPTS):
+            await self.node.barrier(self.native.timeout_s)
+            records, version = self.node.read(
+                lambda s: (s.meta_items("plugins"), s.meta_get(REGISTRY_TABLE, REGISTRY_VERSION_KEY)))
+            registry = dict(records)
+            installed = {name: namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
+                         for name, raw in registry.items()}
+            conflict = namespaces.find_conflict(manifest.name, manifest.sandbox_config().effective_prefixes, installed)
+            if conflict is not None:
+                raise conflict.error()
+            old = registry.get(manifest.name)
+            seq = decode_record(old).get("reload_seq", 0) + 1 if old is not None else 0
+            record = _pack({**manifest.to_json(), "reload_seq": seq})
+            next_version = str(int(version or b"0") + 1).encode()
+            try:
+                await self.native.commit(["meta_cas_all", [["plugins", manifest.name, old, record],
+                                                           [REGISTRY_TABLE, REGISTRY_VERSION_KEY, version, next_version]]])
+                return old
+            except AspenError as exc:
+                if exc.code != ErrorCode.CAS_FAILED:
+                    raise
+        raise AspenError(ErrorCode.CAS_FAILED, f"the plugin registry changed under {REGISTER_ATTEMPTS} attempts to "
+                                               f"install {manifest.name}; try again", applied="no")
 
     def _probe_info(self, wasm: bytes, manifest: Manifest) -> dict[str, Any]:
         from sandbox import InMemoryHost  # plugin_info must not touch the cluster: probe it alone

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from aspen.manifest import Manifest, ManifestError
 from aspen.plugins.manager import KV_TYPES
+from aspen.plugins.namespaces import PREFIX_CONFLICT, find_conflict
 from aspen.signing import verify, wasm_digest
 from aspen.toolchain.module_check import inspect_wasm
 from aspen.toolchain.project import SDK_CRATE, Project, ProjectError
@@ -90,6 +91,10 @@ def _manifest_findings(manifest: Manifest, source: str) -> list[Finding]:
         elif rtype in KV_TYPES and not manifest.kv_prefixes:
             out.append(Finding(WARNING, f"handles {rtype}: KV requests reach a plugin only for keys under its "
                                         "kv_prefixes, and it declares none"))
+    # Without a cluster the other plugins are unknown: the rules that hold whatever is installed.
+    conflict = find_conflict(manifest.name, manifest.kv_prefixes, {})
+    if conflict is not None:
+        out.append(Finding(ERROR, f"plugin.json: {conflict.message} (a node refuses it: {PREFIX_CONFLICT})"))
     if not manifest.description:
         out.append(Finding(WARNING, "plugin.json: no description"))
     if not manifest.author:

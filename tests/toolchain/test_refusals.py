@@ -42,6 +42,10 @@ def test_check_lists_every_manifest_problem(tmp_path: Path, capsys: pytest.Captu
     assert "priority: 5 is outside 900 to 999" in err
     assert "handles: list at least one request type" in err
     assert "kv_prefixes: a prefix must be a non-empty string" in err
+    # A claim no node would accept, whatever else is installed.
+    (project / "plugin.json").write_text(json.dumps({**raw, "kv_prefixes": ["__plugin:"]}))
+    assert run(["check", "--path", str(project)]) == 1
+    assert "PREFIX_CONFLICT" in capsys.readouterr().err
 
 
 def test_check_finds_layout_errors_and_permission_mismatches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
