@@ -478,6 +478,10 @@ class PluginInstance:
             self.stats.traps += 1
             error = SandboxError(SandboxCode.PLUGIN_TRAP, f"plugin trapped: {_trap_cause(str(exc))[:500]}")
         self._inst = None  # the next call gets a clean instance
+        log.warning("plugin %s: %s", self.config.name, error.message)
+        # Also to the plugin's own log (a node keeps it for `aspen-cli plugin logs`): the node's
+        # log line above is written already, so level "trap" is not logged again.
+        self.host.log(self.config.name, TRAP_LEVEL, f"{error.code}: {error.message}")
         now = time.monotonic()
         self._failures.append(now)
         if len(self._failures) >= limits.FAILURES_TO_FAIL and now - self._failures[0] <= limits.FAILURE_WINDOW_S:
@@ -485,10 +489,6 @@ class PluginInstance:
                 PluginState.FAILED,
                 f"{limits.FAILURES_TO_FAIL} traps or timeouts within {limits.FAILURE_WINDOW_S:g}s; last: {error.message}",
             )
-        log.warning("plugin %s: %s", self.config.name, error.message)
-        # Also to the plugin's own log (a node keeps it for `aspen-cli plugin logs`): the node's
-        # log line above is written already, so level "trap" is not logged again.
-        self.host.log(self.config.name, TRAP_LEVEL, f"{error.code}: {error.message}")
         raise error
 
 

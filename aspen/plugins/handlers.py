@@ -15,6 +15,7 @@ from aspen import signing
 from aspen.handlers import Handler, NativeHandlers
 from aspen.manifest import Manifest, ManifestError
 from aspen.plugins import namespaces
+from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager, decode_record
 from sandbox import SandboxError
 from storage.errors import AspenError, ErrorCode
@@ -22,6 +23,8 @@ from storage.limits import BLOB_MAX_BYTES
 
 PEER_STATUS_TIMEOUT_S = 3.0
 REGISTER_ATTEMPTS = 5
+LOGS_LIMIT_DEFAULT = 200
+LOGS_NODES_MAX = 1024
 # Every install moves this row: an install's registry check holds for the state it read only.
 REGISTRY_TABLE, REGISTRY_VERSION_KEY = "plugin_registry", "version"
 SETTING_REQUIRE_SIGNATURES = "require_signatures"
@@ -44,6 +47,7 @@ class PluginHandlers:
             "PluginList": self.list,
             "PluginInfo": self.info,
             "PluginLocalStatus": self.local_status,
+            "PluginLogs": self.logs,
             "PluginEnable": self.enable,
             "PluginDisable": self.disable,
             "PluginRemove": self.remove,
@@ -201,6 +205,47 @@ class PluginHandlers:
 
         await asyncio.gather(*(ask(peer) for peer in self._peers()))
         return {"type": "PluginInfoResult", "name": name, "manifest": rec, "nodes": nodes}
+
+    async def logs(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A plugin's recent log lines (aspen/plugins/logring.py) from every node, or from
+        `node` alone; `local` (what nodes ask each other) answers with this node's alone.
+        `after` maps a node id to the last line number seen from it (to follow); `since_ms`
+        keeps lines logged at or after that wall-clock time; `limit`: the newest so many."""
+        name = p.optional_str(req, "name", 64) or ""
+        since_ms = p.optional_int(req, "since_ms", 0, 0, 2**63 - 1)
+        limit = p.optional_int(req, "limit", LOGS_LIMIT_DEFAULT, 0, READ_LINES_MAX)
+        me = self.node.node_id
+        if p.optional_bool(req, "local", False):
+            after_seq = p.optional_int(req, "after_seq", 0, 0, 2**63 - 1)
+            return {"type": "PluginLogsResult", "name": name,
+                    "nodes": {str(me): self.manager.local_logs(name, after_seq, since_ms, limit)}}
+        self._record(name)  # NOT_FOUND for a plugin that is not installed
+        after = req.get("after") or {}
+        if not isinstance(after, dict) or len(after) > LOGS_NODES_MAX or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in after.items()):
+            raise AspenError(ErrorCode.INVALID_REQUEST, "after: a map of node id (text) to a line number")
+        only = p.optional_int(req, "node", 0, 0, 2**31)
+        members = [me, *self._peers()]
+        if only and only not in members:
+            raise AspenError(ErrorCode.NOT_FOUND, f"no node {only} in this cluster (members: "
+                                                  f"{', '.join(map(str, sorted(members)))})")
+        nodes: dict[str, Any] = {}
+
+        async def ask(nid: int) -> None:
+            fields = {"name": name, "local": True, "after_seq": after.get(str(nid), 0), "since_ms": since_ms,
+                      "limit": limit}
+            if nid == me:
+                nodes[str(nid)] = self.manager.local_logs(name, fields["after_seq"], since_ms, limit)
+                return
+            try:
+                reply = await asyncio.wait_for(self._peer_request(nid, "PluginLogs", **fields), PEER_STATUS_TIMEOUT_S)
+                nodes[str(nid)] = reply["nodes"][str(nid)]
+            except (AspenError, OSError, TimeoutError, KeyError) as exc:
+                nodes[str(nid)] = {"error": str(exc) or type(exc).__name__}
+
+        await asyncio.gather(*(ask(nid) for nid in ([only] if only else members)))
+        return {"type": "PluginLogsResult", "name": name, "nodes": nodes}
 
     # -- change ----------------------------------------------------------------------------
 

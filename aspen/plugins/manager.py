@@ -30,6 +30,7 @@ from aspen.handlers import NativeHandlers
 from aspen.manifest import Manifest
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
 from aspen.plugins.host import NodeHost
+from aspen.plugins.logring import LogRing
 from aspen.plugins.worker import PluginWorker
 from aspen.server import Finish, Token
 from cluster import ReplicatedNode
@@ -99,6 +100,7 @@ class PluginManager:
         self.timeout_s = request_timeout_s
         self.table = RoutingTable()
         self.load_errors: dict[str, str] = {}
+        self.logs: dict[str, LogRing] = {}  # per registered plugin: kept across its upgrades and reloads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconcile_lock = asyncio.Lock()
         self._reconcile_wanted = asyncio.Event()
@@ -198,6 +200,8 @@ class PluginManager:
             for name in current:
                 if name not in records:
                     retired.append(updated.pop(name))
+            for name in [n for n in self.logs if n not in records]:  # bounded by the registry
+                del self.logs[name]
             if retired or updated.keys() != current.keys() or any(updated[n] is not current.get(n) for n in updated):
                 self.table = RoutingTable.build(updated)  # the atomic swap
             for loaded in retired:
@@ -210,7 +214,8 @@ class PluginManager:
         wasm = await self.node.blob_sync.ensure(manifest.wasm_hash)
         loop = asyncio.get_running_loop()
         worker = PluginWorker(name, loop)
-        host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s)
+        ring = self.logs.setdefault(name, LogRing())
+        host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s, ring)
         try:
             instance = await worker.submit(self.runtime.load, wasm, manifest.sandbox_config(), host)
             host.call_time_left_s = instance.call_time_left_s
@@ -385,6 +390,20 @@ class PluginManager:
         return HookEvent(subject, key, event.index, event.term, getattr(event, "revision", 0), depth)
 
     # -- status ----------------------------------------------------------------------------
+
+    def local_logs(self, name: str, after_seq: int, since_ms: int, limit: int) -> dict[str, Any]:
+        """This node's recent lines of plugin `name` (aspen/plugins/logring.py), and what was
+        dropped: by the rate limit (since the plugin was last loaded) and out of the ring."""
+        ring = self.logs.get(name)
+        loaded = self.table.plugins.get(name)
+        rate_dropped = loaded.instance.stats.logs.dropped_lines if loaded is not None else 0
+        if ring is None:
+            return {"lines": [], "last_seq": 0, "evicted_lines": 0, "skipped_lines": 0,
+                    "rate_dropped_lines": rate_dropped}
+        page = ring.read(after_seq, since_ms, limit)
+        return {"lines": [e.to_wire() for e in page.entries], "last_seq": page.last_seq,
+                "evicted_lines": page.evicted_lines, "skipped_lines": page.skipped_lines,
+                "rate_dropped_lines": rate_dropped}
 
     def local_status(self, name: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {}
