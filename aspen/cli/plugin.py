@@ -95,10 +95,12 @@ def _info(args: argparse.Namespace, c: Client) -> Any:
     for node, st in sorted(r["nodes"].items(), key=lambda kv: int(kv[0])):
         if "calls" in st:
             lines.append(
-                f"  node {node}: {st['state']:<9} calls={st['calls']} errors={st['errors']} "
-                f"p50={st['p50_ms']}ms p99={st['p99_ms']}ms fuel={st['fuel_used']} "
-                f"events dropped={st['events_dropped']}"
+                f"  node {node}: {st['state']:<9} calls={st['calls']} errors={st['errors']} traps={st['traps']} "
+                f"timeouts={st['timeouts']} p50={st['p50_ms']}ms p99={st['p99_ms']}ms fuel={st['fuel_used']} "
+                f"events dropped={st['events_dropped']} log lines dropped={st.get('log_lines_dropped', 0)}"
             )
+            if st.get("reason"):  # why it is Failed or Degraded: the user's first question
+                lines.append(f"    reason: {st['reason']}")
         else:
             lines.append(f"  node {node}: {st.get('state')} {st.get('reason', '')}".rstrip())
     return "\n".join(lines)

@@ -42,6 +42,9 @@ class PluginHandlers:
         self.node = native.node
         self._peers = peers
         self._peer_request = peer_request
+        # A request for a plugin that is Failed on this node is served by another (the manager
+        # has no peer client of its own).
+        manager.forward_through((peers, peer_request))
         self.table: dict[str, Handler] = {
             "PluginInstall": self.install,
             "PluginList": self.list,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +40,12 @@ from storage.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.plugins")
 
+# A request forwarded by another node (PluginManager._forward) names it in this field; such a
+# request is never forwarded again (one hop), and a plugin sees the field.
+FORWARDED_BY = "forwarded_by"
+# Errors that say a forwarded request did not run on that node: the next node may be asked.
+NOT_SERVED = frozenset({"NOT_READY", "PLUGIN_FAILED", "UNKNOWN_REQUEST"})
+Forwarder = tuple[Callable[[], list[int]], Callable[..., Awaitable[dict[str, Any]]]]  # (peers, peer_request)
 KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
 EVENT_QUEUE_MAX = 1024
 RECONCILE_PERIOD_S = 2.0
@@ -109,6 +115,7 @@ class PluginManager:
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._delivering: set[str] = set()
         self._registry_events: Subscription | None = None
+        self._forwarder: Forwarder | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -280,20 +287,65 @@ class PluginManager:
         """Serve a request with a plugin (aspen/server.py's Dispatch): handed to its worker,
         which answers through `finish`. A plugin that may read KV gets the read barrier first:
         awaited by a task of its own, which then hands the request on the same way (no future
-        and no second wake-up per request)."""
-        if loaded.manifest.permissions.get("kv_read"):
-            task = asyncio.get_running_loop().create_task(self._after_barrier(loaded, request, finish, token))
-            self._requests.add(task)
-
-            def done(t: asyncio.Task[None]) -> None:
-                self._requests.discard(t)
-                if t.cancelled():  # the node is stopping; also when the task never got to start
-                    finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))
-
-            task.add_done_callback(done)
+        and no second wake-up per request). A plugin that is Failed here is asked on another
+        node instead (_forward)."""
+        state = loaded.instance.state
+        if state is not PluginState.READY and state is not PluginState.DEGRADED and self._forwarder is not None \
+                and FORWARDED_BY not in request:
+            self._spawn(self._forward(loaded, request, finish, token), finish, token)
+        elif loaded.manifest.permissions.get("kv_read"):
+            self._spawn(self._after_barrier(loaded, request, finish, token), finish, token)
         else:
             loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
         return None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], finish: Finish, token: Token) -> None:
+        """Run a request's coroutine as a task that answers it, even when cancelled."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._requests.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._requests.discard(t)
+            if t.cancelled():  # the node is stopping; also when the task never got to start
+                finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))
+
+        task.add_done_callback(done)
+
+    def forward_through(self, forwarder: Forwarder) -> None:
+        """How to reach the other nodes (PluginHandlers has the node's peer client)."""
+        self._forwarder = forwarder
+
+    async def _forward(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
+        """The plugin is Failed (or not yet Ready) on this node but may be Ready on another:
+        ask the others in turn, one hop each (the request carries FORWARDED_BY, so a node
+        that cannot serve it either answers NOT_READY rather than forwarding it again). Only
+        answers that prove the request did not run there (not ready, not loaded, no
+        connection) move on to the next node, so a request never runs twice; when none can
+        serve it, this node's own answer (NOT_READY) is the answer."""
+        assert self._forwarder is not None
+        peers, peer_request = self._forwarder
+        rtype = request["type"]
+        fields = {**{k: v for k, v in request.items() if k != "type"}, FORWARDED_BY: self.node.node_id}
+        for peer in peers():
+            try:
+                reply = await asyncio.wait_for(peer_request(peer, rtype, **fields), self.timeout_s)
+            except AspenError as exc:
+                if exc.code in NOT_SERVED or (exc.code == ErrorCode.UNAVAILABLE and exc.error.details.get("applied") == "no"):
+                    continue
+                finish(token, None, exc)  # the plugin's own error, or an outcome we cannot know
+                return
+            except OSError:
+                continue  # no connection: it did not run there
+            except TimeoutError:
+                finish(token, None, AspenError(ErrorCode.TIMEOUT, f"{rtype} forwarded to node {peer} (plugin "
+                                               f"{loaded.manifest.name} is {loaded.instance.state} here) got no "
+                                               f"answer within {self.timeout_s:g}s", applied="unknown"))
+                return
+            log.debug("plugin %s is %s here: %s served by node %d", loaded.manifest.name, loaded.instance.state,
+                      rtype, peer)
+            finish(token, reply, None)
+            return
+        loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
 
     async def _after_barrier(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
         try:
