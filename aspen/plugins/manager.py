@@ -36,6 +36,7 @@ from aspen.server import Finish, Token
 from cluster import ReplicatedNode
 from cluster.events import Subscription
 from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
+from sandbox.runtime import TRAP_LEVEL
 from storage.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.plugins")
@@ -202,6 +203,8 @@ class PluginManager:
                         retired.append(cur)
                 except (AspenError, SandboxError, ValueError) as exc:
                     # The old version (if any) keeps serving; the next reconcile tries again.
+                    if self.load_errors.get(name) != str(exc):  # once per new reason, not per retry
+                        self.logs.setdefault(name, LogRing()).append(TRAP_LEVEL, f"not loaded: {exc}")
                     self.load_errors[name] = str(exc)
                     log.warning("plugin %s not loaded: %s", name, exc)
             for name in current:
