@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +47,8 @@ log = logging.getLogger("aspen.plugins")
 FORWARDED_BY = "forwarded_by"
 # Errors that say a forwarded request did not run on that node: the next node may be asked.
 NOT_SERVED = frozenset({"NOT_READY", "PLUGIN_FAILED", "UNKNOWN_REQUEST"})
+FORWARD_STATUS_TTL_S = 1.0  # how long the other nodes' plugin states are trusted for forwarding
+FORWARD_STATUS_TIMEOUT_S = 2.0
 Forwarder = tuple[Callable[[], list[int]], Callable[..., Awaitable[dict[str, Any]]]]  # (peers, peer_request)
 KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
 EVENT_QUEUE_MAX = 1024
@@ -117,6 +120,8 @@ class PluginManager:
         self._delivering: set[str] = set()
         self._registry_events: Subscription | None = None
         self._forwarder: Forwarder | None = None
+        # plugin -> (until when, the ask of the other nodes' states): _ready_peer
+        self._ready_peers_cache: dict[str, tuple[float, asyncio.Task[int | None]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -130,7 +135,7 @@ class PluginManager:
         self._reconcile_wanted.set()
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._requests]:
+        for task in [*self._tasks, *self._requests, *(t for _, t in self._ready_peers_cache.values())]:
             task.cancel()
         for handle in self._timers.values():
             handle.cancel()
@@ -212,6 +217,8 @@ class PluginManager:
                     retired.append(updated.pop(name))
             for name in [n for n in self.logs if n not in records]:  # bounded by the registry
                 del self.logs[name]
+            for name in [n for n in self._ready_peers_cache if n not in records]:
+                del self._ready_peers_cache[name]
             if retired or updated.keys() != current.keys() or any(updated[n] is not current.get(n) for n in updated):
                 self.table = RoutingTable.build(updated)  # the atomic swap
             for loaded in retired:
@@ -320,35 +327,75 @@ class PluginManager:
 
     async def _forward(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
         """The plugin is Failed (or not yet Ready) on this node but may be Ready on another:
-        ask the others in turn, one hop each (the request carries FORWARDED_BY, so a node
-        that cannot serve it either answers NOT_READY rather than forwarding it again). Only
-        answers that prove the request did not run there (not ready, not loaded, no
-        connection) move on to the next node, so a request never runs twice; when none can
-        serve it, this node's own answer (NOT_READY) is the answer."""
+        send the request, once, to a node where it is (_ready_peer). It carries FORWARDED_BY,
+        so a node that cannot serve it after all answers NOT_READY rather than forwarding it
+        again. An answer that proves the request did not run there (not ready, not loaded, no
+        connection) is not passed on: then, as when no node is Ready, this node's own answer
+        (NOT_READY) is the answer. A request never runs twice."""
         assert self._forwarder is not None
-        peers, peer_request = self._forwarder
+        _, peer_request = self._forwarder
         rtype = request["type"]
         fields = {**{k: v for k, v in request.items() if k != "type"}, FORWARDED_BY: self.node.node_id}
-        for peer in peers():
+        peer = await self._ready_peer(loaded.manifest.name)
+        if peer is not None:
             try:
                 reply = await asyncio.wait_for(peer_request(peer, rtype, **fields), self.timeout_s)
             except AspenError as exc:
-                if exc.code in NOT_SERVED or (exc.code == ErrorCode.UNAVAILABLE and exc.error.details.get("applied") == "no"):
-                    continue
-                finish(token, None, exc)  # the plugin's own error, or an outcome we cannot know
-                return
+                did_not_run = exc.code in NOT_SERVED or (
+                    exc.code == ErrorCode.UNAVAILABLE and exc.error.details.get("applied") == "no")
+                if not did_not_run:
+                    finish(token, None, exc)  # the plugin's own error, or an outcome we cannot know
+                    return
             except OSError:
-                continue  # no connection: it did not run there
+                pass  # no connection: it did not run there
             except TimeoutError:
                 finish(token, None, AspenError(ErrorCode.TIMEOUT, f"{rtype} forwarded to node {peer} (plugin "
                                                f"{loaded.manifest.name} is {loaded.instance.state} here) got no "
                                                f"answer within {self.timeout_s:g}s", applied="unknown"))
                 return
-            log.debug("plugin %s is %s here: %s served by node %d", loaded.manifest.name, loaded.instance.state,
-                      rtype, peer)
-            finish(token, reply, None)
-            return
+            else:
+                finish(token, reply, None)
+                return
         loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
+
+    async def _ready_peer(self, name: str) -> int | None:
+        """Another node where plugin `name` is Ready or Degraded, or None. Asked of them all at
+        once, at most once a FORWARD_STATUS_TTL_S per plugin and shared by the requests meanwhile (a
+        Failed plugin's requests must not each cost a round of status requests); a node that
+        does not answer within FORWARD_STATUS_TIMEOUT_S (down, partitioned) is left out, so a
+        dead node is not where a request waits out its timeout."""
+        now = time.monotonic()
+        entry = self._ready_peers_cache.get(name)
+        if entry is None or entry[0] <= now:
+            entry = (now + FORWARD_STATUS_TTL_S, asyncio.get_running_loop().create_task(self._ask_ready(name)))
+            self._ready_peers_cache[name] = entry
+        return await asyncio.shield(entry[1])  # a cancelled request leaves the shared ask running
+
+    async def _ask_ready(self, name: str) -> int | None:
+        """The first other node to answer that the plugin is Ready or Degraded there (the
+        fastest one; a node that is down is not waited for once another has answered)."""
+        assert self._forwarder is not None
+        peers, peer_request = self._forwarder
+
+        async def state_of(peer: int) -> tuple[int, Any]:
+            try:
+                reply = await asyncio.wait_for(peer_request(peer, "PluginLocalStatus", name=name),
+                                               FORWARD_STATUS_TIMEOUT_S)
+                return peer, reply["plugins"].get(name, {}).get("state")
+            except (AspenError, OSError, TimeoutError, KeyError, AttributeError):
+                return peer, None
+
+        loop = asyncio.get_running_loop()
+        asks = [loop.create_task(state_of(peer)) for peer in peers()]
+        try:
+            for answer in asyncio.as_completed(asks):
+                peer, state = await answer
+                if state in (PluginState.READY, PluginState.DEGRADED):
+                    return peer
+            return None
+        finally:
+            for ask in asks:
+                ask.cancel()
 
     async def _after_barrier(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
         try:
