@@ -11,6 +11,9 @@
   a bounded queue, so a slow plugin never stalls Raft, the KV path or other plugins.
 - Timers fire `plugin_on_timer` on every node that runs the plugin; hook events are delivered
   through a bounded queue per plugin (a slow subscriber loses events, counted).
+- Each plugin's log lines and trap reports on this node are kept in a bounded ring
+  (aspen/plugins/logring.py) for `plugin logs`; a request for a plugin Failed on this node is
+  forwarded once to a node where it is Ready (_forward).
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ log = logging.getLogger("aspen.plugins")
 # A request forwarded by another node (PluginManager._forward) names it in this field; such a
 # request is never forwarded again (one hop), and a plugin sees the field.
 FORWARDED_BY = "forwarded_by"
-# Errors that say a forwarded request did not run on that node: the next node may be asked.
+# Errors that say a forwarded request did not run on that node: this node answers NOT_READY.
 NOT_SERVED = frozenset({"NOT_READY", "PLUGIN_FAILED", "UNKNOWN_REQUEST"})
 FORWARD_STATUS_TTL_S = 1.0  # how long the other nodes' plugin states are trusted for forwarding
 FORWARD_STATUS_TIMEOUT_S = 2.0
