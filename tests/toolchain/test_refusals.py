@@ -11,6 +11,7 @@ import pytest
 
 from aspen.toolchain import rust
 from aspen.toolchain.cli import run
+from aspen.toolchain.project import Project
 from tests.toolchain.conftest import EXAMPLES
 
 
@@ -161,6 +162,13 @@ def test_keys_and_signatures_refusals(tmp_path: Path, examples: dict[str, Path],
         assert run(["verify", "--path", str(project), "--wasm", str(wasm)]) == 1
         err = capsys.readouterr().err
         assert "SIGNATURE_INVALID" in err and f"{field} changed after signing" in err, err
+        # `check` says so too, about the newest build (a warning: the project is still valid).
+        built = Project(project).wasm_path(True)
+        built.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(wasm, built)
+        run(["check", "--path", str(project)])
+        assert f"warning: the signature no longer covers plugin.json and {built.name}: {field} changed after signing" \
+            in capsys.readouterr().out
     manifest.write_text(signed)
     # Tampered after signing.
     wasm.write_bytes(wasm.read_bytes() + b"\x00")
