@@ -48,7 +48,7 @@ class Manifest:
     execution_timeout_secs: float = sl.TIMEOUT_DEFAULT_S
     description: str = ""
     author: str = ""
-    signature: dict[str, str] | None = None
+    signature: dict[str, Any] | None = None  # aspen/signing.py
     wasm_hash: str | None = None
     enabled: bool = True
     min_api_version: int = 1
@@ -104,8 +104,9 @@ class Manifest:
             for p in prefixes:
                 if not isinstance(p, str) or not p:
                     problems.append("kv_prefixes: a prefix must be a non-empty string")
-                elif len(p.encode()) > 256 or p.startswith("__aspen/"):
-                    problems.append(f"kv_prefixes: {p!r} is too long or reserved")
+                elif len(p.encode()) > 256:
+                    # Whose namespace it may claim is decided at install (aspen/plugins/namespaces.py).
+                    problems.append(f"kv_prefixes: {p[:32]!r}... is over 256 bytes")
         fuel = get("fuel_limit", int, sl.FUEL_DEFAULT)
         if isinstance(fuel, int) and not 0 < fuel <= sl.FUEL_MAX:
             problems.append(f"fuel_limit: 1 to {sl.FUEL_MAX}")

@@ -31,6 +31,8 @@ from sandbox.raw import RawMemory
 log = logging.getLogger("aspen.sandbox")
 _HASH_RE = re.compile(r"[0-9a-f]{64}\Z")
 _TIMER_NAME_MAX = 128
+# How the Rust SDK's panic hook begins the warn line it logs before aborting (docs/HOST_ABI.md).
+PANIC_PREFIX = b"panicked at "
 
 
 class GuestFault(Exception):
@@ -52,6 +54,9 @@ class HostFunctions:
         self.timers: dict[str, tuple[int, bool]] = {}
         self.subscriptions: list[str] = []
         self.calls = 0
+        # The last panic line the guest logged in the running call (PANIC_PREFIX): the message
+        # of its trap, if it then aborts. Reset by the runtime before each call.
+        self.panic: str | None = None
 
     # -- memory helpers --------------------------------------------------------------------
 
@@ -368,6 +373,8 @@ class HostFunctions:
         # Only the first LOG_LINE_MAX_BYTES are read: a line is cut there anyway.
         raw = self._read(mp, min(ml, limits.LOG_LINE_MAX_BYTES), limits.LOG_LINE_MAX_BYTES)
         assert raw is not None  # within the limit by construction
+        if level == "warn" and raw.startswith(PANIC_PREFIX):
+            self.panic = log_line(raw, ml)  # even when the rate limit drops the line
         admitted, report = self.logs.admit(len(raw))
         if report is not None:  # the node's own line, which no plugin line can imitate (escaped)
             rate = self.logs.rate

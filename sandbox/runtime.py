@@ -55,6 +55,7 @@ from sandbox.raw import (
 )
 
 log = logging.getLogger("aspen.sandbox")
+TRAP_LEVEL = "trap"  # Host.log level of a failed call's report (a trap, fuel, timeout)
 
 _WASMTIME_VERSION = metadata.version("wasmtime")  # compiled modules are only valid for the same version
 _VALTYPES = {abi.I32: wasmtime.ValType.i32, abi.I64: wasmtime.ValType.i64}
@@ -425,6 +426,8 @@ class PluginInstance:
     def _set_state(self, state: PluginState, reason: str = "") -> None:
         if state != self.state:
             log.info("plugin %s: %s -> %s %s", self.config.name, self.state, state, reason)
+            if state == PluginState.FAILED:
+                self.host.log(self.config.name, TRAP_LEVEL, f"Failed: {reason}")
         self.state = state
         self.state_reason = reason
 
@@ -475,6 +478,7 @@ class PluginInstance:
         ticks = self._timeout_ticks if timeout_s is None else max(1, int(timeout_s / limits.EPOCH_TICK_S))
         stats = self.stats
         stats.calls += 1
+        self._funcs.panic = None
         started = perf_counter()
         status, out, fuel_left = inst.site.call(func, payload, fuel, ticks)
         stats.latencies_s.append(perf_counter() - started)
@@ -503,10 +507,18 @@ class PluginInstance:
             error = SandboxError(
                 SandboxCode.TIMEOUT, f"plugin ran past its {self.config.execution_timeout_s:g}s execution timeout"
             )
+        elif code_attr == wasmtime.TrapCode.UNREACHABLE and self._funcs.panic is not None:
+            # A Rust panic: the SDK's hook logged where and why just before the abort's trap.
+            self.stats.traps += 1
+            error = SandboxError(SandboxCode.PLUGIN_TRAP, self._funcs.panic)
         else:
             self.stats.traps += 1
             error = SandboxError(SandboxCode.PLUGIN_TRAP, f"plugin trapped: {_trap_cause(str(exc))[:500]}")
         self._inst = None  # the next call gets a clean instance
+        log.warning("plugin %s: %s", self.config.name, error.message)
+        # Also to the plugin's own log (a node keeps it for `aspen-cli plugin logs`): the node's
+        # log line above is written already, so level "trap" is not logged again.
+        self.host.log(self.config.name, TRAP_LEVEL, f"{error.code}: {error.message}")
         now = time.monotonic()
         self._failures.append(now)
         if len(self._failures) >= limits.FAILURES_TO_FAIL and now - self._failures[0] <= limits.FAILURE_WINDOW_S:
@@ -514,7 +526,6 @@ class PluginInstance:
                 PluginState.FAILED,
                 f"{limits.FAILURES_TO_FAIL} traps or timeouts within {limits.FAILURE_WINDOW_S:g}s; last: {error.message}",
             )
-        log.warning("plugin %s: %s", self.config.name, error.message)
         raise error
 
 

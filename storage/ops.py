@@ -185,6 +185,31 @@ def check_meta_cas(op: Any) -> Result | None:
     )
 
 
+META_CAS_ALL_MAX = 16
+
+
+def check_meta_cas_all(op: Any) -> Result | None:
+    """["meta_cas_all", [[table, key, expected|None, new|None], ...]]: every expectation holds
+    and every write applies, or none does (a registry change checked against a version row)."""
+    if bad := _arity(op, 1):
+        return bad
+    items = op[1]
+    if type(items) not in _SEQ or not 0 < len(items) <= META_CAS_ALL_MAX:
+        return _invalid(f"meta_cas_all: a list of 1 to {META_CAS_ALL_MAX} [table, key, expected, new]")
+    seen: set[tuple[Any, Any]] = set()
+    for i, item in enumerate(items):
+        if type(item) not in _SEQ or len(item) != 4:
+            return _invalid(f"meta_cas_all[{i}]: must be [table, key, expected, new]")
+        bad = (_check_meta_address(item[0], item[1]) or _check_optional_value(item[2], "expected")
+               or _check_optional_value(item[3], "new"))
+        if bad is not None:
+            return bad
+        if (item[0], item[1]) in seen:
+            return _invalid(f"meta_cas_all[{i}]: {item[0]}/{item[1]} is listed twice")
+        seen.add((item[0], item[1]))
+    return None
+
+
 def check_blob_add(op: Any) -> Result | None:
     if bad := _arity(op, 3):
         return bad
@@ -229,6 +254,7 @@ CHECKS: dict[str, Check] = {
     "meta_put": check_meta_put,
     "meta_del": check_meta_del,
     "meta_cas": check_meta_cas,
+    "meta_cas_all": check_meta_cas_all,
     "blob_add": check_blob_add,
     "tagged": check_tagged,
 }

@@ -27,6 +27,7 @@ from storage.ops import (
     check_cbatch,
     check_del,
     check_meta_cas,
+    check_meta_cas_all,
     check_meta_del,
     check_meta_put,
     check_noop,
@@ -116,6 +117,7 @@ class StateMachine:
             "meta_put": self._meta_put,
             "meta_del": self._meta_del,
             "meta_cas": self._meta_cas,
+            "meta_cas_all": self._meta_cas_all,
             "blob_add": self._blob_add,
             "tagged": self._tagged,
         }
@@ -348,6 +350,26 @@ class StateMachine:
             self._meta_set(table, key, new, events, index, term)
         else:
             self._meta_remove(table, key, events, index, term)
+        return _OK_EMPTY
+
+    def _meta_cas_all(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_meta_cas_all(op):
+            return bad
+        items = op[1]
+        for i, (table, key, expected, _) in enumerate(items):
+            current = self.meta_get(table, key)
+            if current != expected:
+                return err(
+                    ErrorCode.CAS_FAILED,
+                    f"{table}/{key} does not hold the expected value",
+                    failed_index=i,
+                    actual_found=current is not None,
+                )
+        for table, key, _, new in items:
+            if new is not None:
+                self._meta_set(table, key, new, events, index, term)
+            else:
+                self._meta_remove(table, key, events, index, term)
         return _OK_EMPTY
 
     def _tagged(self, op: Any, events: Events, index: int, term: int) -> Result:

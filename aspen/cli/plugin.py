@@ -1,4 +1,4 @@
-"""aspen-cli plugin install|list|info|enable|disable|remove|reload, plugin-keys, rpc."""
+"""aspen-cli plugin install|list|info|logs|enable|disable|remove|reload, plugin-keys, rpc."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aspen.cli import _plugin_logs
 from aspen.client import Client
 from aspen.manifest import Manifest, ManifestError
 from storage.errors import AspenError, ErrorCode
@@ -94,10 +95,12 @@ def _info(args: argparse.Namespace, c: Client) -> Any:
     for node, st in sorted(r["nodes"].items(), key=lambda kv: int(kv[0])):
         if "calls" in st:
             lines.append(
-                f"  node {node}: {st['state']:<9} calls={st['calls']} errors={st['errors']} "
-                f"p50={st['p50_ms']}ms p99={st['p99_ms']}ms fuel={st['fuel_used']} "
-                f"events dropped={st['events_dropped']}"
+                f"  node {node}: {st['state']:<9} calls={st['calls']} errors={st['errors']} traps={st['traps']} "
+                f"timeouts={st['timeouts']} p50={st['p50_ms']}ms p99={st['p99_ms']}ms fuel={st['fuel_used']} "
+                f"events dropped={st['events_dropped']} log lines dropped={st.get('log_lines_dropped', 0)}"
             )
+            if st.get("reason"):  # why it is Failed or Degraded: the user's first question
+                lines.append(f"    reason: {st['reason']}")
         else:
             lines.append(f"  node {node}: {st.get('state')} {st.get('reason', '')}".rstrip())
     return "\n".join(lines)
@@ -171,6 +174,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         p = plugin.add_parser(cmd)
         p.add_argument("name")
         p.set_defaults(handler=_simple(rtype))
+    p = plugin.add_parser("logs", help="a plugin's recent log lines and traps, from every node")
+    p.add_argument("name")
+    p.add_argument("--node", type=int, help="only this node's lines")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
+    p.add_argument("--since", help="lines logged since: a duration back (90s, 10m, 2h, 1d) or an ISO 8601 time")
+    p.add_argument("--limit", type=int, default=200, help="the newest so many lines per node (at most 1000)")
+    p.set_defaults(handler=_plugin_logs.run)
     p = plugin.add_parser("reload", help="re-instantiate (and re-init) on every node")
     p.add_argument("name", nargs="?")
     p.set_defaults(handler=_simple("PluginReload"))

@@ -14,12 +14,19 @@ from aspen import protocol as p
 from aspen import signing
 from aspen.handlers import Handler, NativeHandlers
 from aspen.manifest import Manifest, ManifestError
+from aspen.plugins import namespaces
+from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager, decode_record
 from sandbox import SandboxError
 from storage.errors import AspenError, ErrorCode
 from storage.limits import BLOB_MAX_BYTES
 
 PEER_STATUS_TIMEOUT_S = 3.0
+REGISTER_ATTEMPTS = 5
+LOGS_LIMIT_DEFAULT = 200
+LOGS_NODES_MAX = 1024
+# Every install moves this row: an install's registry check holds for the state it read only.
+REGISTRY_TABLE, REGISTRY_VERSION_KEY = "plugin_registry", "version"
 SETTING_REQUIRE_SIGNATURES = "require_signatures"
 
 
@@ -35,11 +42,15 @@ class PluginHandlers:
         self.node = native.node
         self._peers = peers
         self._peer_request = peer_request
+        # A request for a plugin that is Failed on this node is served by another (the manager
+        # has no peer client of its own).
+        manager.forward_through((peers, peer_request))
         self.table: dict[str, Handler] = {
             "PluginInstall": self.install,
             "PluginList": self.list,
             "PluginInfo": self.info,
             "PluginLocalStatus": self.local_status,
+            "PluginLogs": self.logs,
             "PluginEnable": self.enable,
             "PluginDisable": self.disable,
             "PluginRemove": self.remove,
@@ -72,10 +83,21 @@ class PluginHandlers:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"plugin.json: {exc}", problems=exc.problems) from None
         wasm = p.require_bytes(req, "wasm", max_bytes=BLOB_MAX_BYTES, code=ErrorCode.BLOB_TOO_LARGE)
         wasm_hash = signing.wasm_digest(wasm)
+        # --name installs the plugin under another registry name (a second copy, say); the
+        # plugin_info check below is against the manifest's own name.
+        installed = manifest
+        install_name = p.optional_str(req, "install_name")
+        if install_name:
+            try:
+                installed = manifest.with_overrides(name=install_name)
+            except ManifestError as exc:
+                raise AspenError(ErrorCode.INVALID_REQUEST, f"--name: {exc}") from None
         # Signature first: when one is asked for, a binary changed after signing is reported as
-        # what it is (SIGNATURE_INVALID), not as a stale wasm_hash field.
+        # what it is (SIGNATURE_INVALID), not as a stale wasm_hash field. It covers the manifest
+        # as it will be installed, so a --name, --kv-prefixes or any other change of a signed
+        # field is refused, naming the field.
         if p.optional_bool(req, "verify_signature", False) or self.require_signatures():
-            signing.verify(manifest.signature, wasm_hash, self.trusted_keys())
+            signing.verify(installed, wasm_hash, self.trusted_keys())
         if manifest.wasm_hash is not None and manifest.wasm_hash != wasm_hash:
             raise AspenError(ErrorCode.INVALID_REQUEST,
                              f"manifest wasm_hash {manifest.wasm_hash} does not match the wasm ({wasm_hash})")
@@ -92,22 +114,44 @@ class PluginHandlers:
                 f"plugin_info says {info.get('name')} {info.get('version')}, the manifest says "
                 f"{manifest.name} {manifest.version}",
             )
-        # --name installs the plugin under another registry name (a second copy, say); the
-        # plugin_info check above is against the manifest's own name.
-        install_name = p.optional_str(req, "install_name")
-        if install_name:
-            try:
-                manifest = manifest.with_overrides(name=install_name)
-            except ManifestError as exc:
-                raise AspenError(ErrorCode.INVALID_REQUEST, f"--name: {exc}") from None
+        manifest = installed
         await self.native.put_blob({"data": wasm})
-        old = self.node.read(lambda s: s.meta_get("plugins", manifest.name))
-        seq = decode_record(old).get("reload_seq", 0) + 1 if old is not None else 0
-        record = {**manifest.replace(wasm_hash=wasm_hash).to_json(), "reload_seq": seq}
-        await self.native.commit(["meta_cas", "plugins", manifest.name, old, _pack(record)])
+        old = await self._register(manifest.replace(wasm_hash=wasm_hash))
         await self._settle(manifest.name)
         return {"type": "PluginInstallResult", "name": manifest.name, "version": manifest.version,
                 "wasm_hash": wasm_hash, "upgraded": old is not None}
+
+    async def _register(self, manifest: Manifest) -> bytes | None:
+        """Write the registry entry if its kv_prefixes conflict with no other plugin's
+        (aspen/plugins/namespaces.py); returns the entry it replaced.
+
+        The check is made against one state of the registry, and the write commits only if the
+        registry is still in that state: every install moves the version row, and the write is
+        one meta_cas_all of the entry and that row. Two installs racing for overlapping
+        prefixes cannot both pass: the second one's write fails, and its retry sees the first."""
+        for _ in range(REGISTER_ATTEMPTS):
+            await self.node.barrier(self.native.timeout_s)
+            records, version = self.node.read(
+                lambda s: (s.meta_items("plugins"), s.meta_get(REGISTRY_TABLE, REGISTRY_VERSION_KEY)))
+            registry = dict(records)
+            installed = {name: namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
+                         for name, raw in registry.items()}
+            conflict = namespaces.find_conflict(manifest.name, manifest.sandbox_config().effective_prefixes, installed)
+            if conflict is not None:
+                raise conflict.error()
+            old = registry.get(manifest.name)
+            seq = decode_record(old).get("reload_seq", 0) + 1 if old is not None else 0
+            record = _pack({**manifest.to_json(), "reload_seq": seq})
+            next_version = str(int(version or b"0") + 1).encode()
+            try:
+                await self.native.commit(["meta_cas_all", [["plugins", manifest.name, old, record],
+                                                           [REGISTRY_TABLE, REGISTRY_VERSION_KEY, version, next_version]]])
+                return old
+            except AspenError as exc:
+                if exc.code != ErrorCode.CAS_FAILED:
+                    raise
+        raise AspenError(ErrorCode.CAS_FAILED, f"the plugin registry changed under {REGISTER_ATTEMPTS} attempts to "
+                                               f"install {manifest.name}; try again", applied="no")
 
     def _probe_info(self, wasm: bytes, manifest: Manifest) -> dict[str, Any]:
         from sandbox import InMemoryHost  # plugin_info must not touch the cluster: probe it alone
@@ -164,6 +208,47 @@ class PluginHandlers:
 
         await asyncio.gather(*(ask(peer) for peer in self._peers()))
         return {"type": "PluginInfoResult", "name": name, "manifest": rec, "nodes": nodes}
+
+    async def logs(self, req: dict[str, Any]) -> dict[str, Any]:
+        """A plugin's recent log lines (aspen/plugins/logring.py) from every node, or from
+        `node` alone; `local` (what nodes ask each other) answers with this node's alone.
+        `after` maps a node id to the last line number seen from it (to follow); `since_ms`
+        keeps lines logged at or after that wall-clock time; `limit`: the newest so many."""
+        name = p.optional_str(req, "name", 64) or ""
+        since_ms = p.optional_int(req, "since_ms", 0, 0, 2**63 - 1)
+        limit = p.optional_int(req, "limit", LOGS_LIMIT_DEFAULT, 0, READ_LINES_MAX)
+        me = self.node.node_id
+        if p.optional_bool(req, "local", False):
+            after_seq = p.optional_int(req, "after_seq", 0, 0, 2**63 - 1)
+            return {"type": "PluginLogsResult", "name": name,
+                    "nodes": {str(me): self.manager.local_logs(name, after_seq, since_ms, limit)}}
+        self._record(name)  # NOT_FOUND for a plugin that is not installed
+        after = req.get("after") or {}
+        if not isinstance(after, dict) or len(after) > LOGS_NODES_MAX or not all(
+                isinstance(k, str) and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+                for k, v in after.items()):
+            raise AspenError(ErrorCode.INVALID_REQUEST, "after: a map of node id (text) to a line number")
+        only = p.optional_int(req, "node", 0, 0, 2**31)
+        members = [me, *self._peers()]
+        if only and only not in members:
+            raise AspenError(ErrorCode.NOT_FOUND, f"no node {only} in this cluster (members: "
+                                                  f"{', '.join(map(str, sorted(members)))})")
+        nodes: dict[str, Any] = {}
+
+        async def ask(nid: int) -> None:
+            fields = {"name": name, "local": True, "after_seq": after.get(str(nid), 0), "since_ms": since_ms,
+                      "limit": limit}
+            if nid == me:
+                nodes[str(nid)] = self.manager.local_logs(name, fields["after_seq"], since_ms, limit)
+                return
+            try:
+                reply = await asyncio.wait_for(self._peer_request(nid, "PluginLogs", **fields), PEER_STATUS_TIMEOUT_S)
+                nodes[str(nid)] = reply["nodes"][str(nid)]
+            except (AspenError, OSError, TimeoutError, KeyError) as exc:
+                nodes[str(nid)] = {"error": str(exc) or type(exc).__name__}
+
+        await asyncio.gather(*(ask(nid) for nid in ([only] if only else members)))
+        return {"type": "PluginLogsResult", "name": name, "nodes": nodes}
 
     # -- change ----------------------------------------------------------------------------
 

@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import nacl.signing
 
 from aspen.handlers import NativeHandlers
+from aspen.plugins.logring import LogRing
 from sandbox import HostError
+from sandbox.runtime import TRAP_LEVEL
 from storage.errors import AspenError
 
 if TYPE_CHECKING:
@@ -25,12 +27,15 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 log = logging.getLogger("aspen.plugins")
+_LEVELS = {"debug": logging.DEBUG, "warn": logging.WARNING}
 
 
 class NodeHost:
     def __init__(self, plugin: str, manager: PluginManager, native: NativeHandlers,
-                 signing_key: nacl.signing.SigningKey, loop: asyncio.AbstractEventLoop, timeout_s: float) -> None:
+                 signing_key: nacl.signing.SigningKey, loop: asyncio.AbstractEventLoop, timeout_s: float,
+                 ring: LogRing) -> None:
         self.plugin = plugin
+        self.ring = ring  # the plugin's lines on this node, for `aspen-cli plugin logs`
         self.manager = manager
         self.native = native
         self.node = native.node
@@ -139,7 +144,9 @@ class NodeHost:
         pass  # the manager reads the instance's subscriptions when it delivers
 
     def log(self, plugin: str, level: str, message: str) -> None:
-        log.log({"debug": logging.DEBUG, "warn": logging.WARNING}.get(level, logging.INFO), "[%s] %s", plugin, message)
+        self.ring.append(level, message)
+        if level != TRAP_LEVEL:  # the sandbox has logged its trap reports to the node's log itself
+            log.log(_LEVELS.get(level, logging.INFO), "[%s] %s", plugin, message)
 
     def hlc_now_ms(self) -> int:
         # Monotonic per node even if the wall clock steps back.

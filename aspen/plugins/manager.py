@@ -11,6 +11,9 @@
   a bounded queue, so a slow plugin never stalls Raft, the KV path or other plugins.
 - Timers fire `plugin_on_timer` on every node that runs the plugin; hook events are delivered
   through a bounded queue per plugin (a slow subscriber loses events, counted).
+- Each plugin's log lines and trap reports on this node are kept in a bounded ring
+  (aspen/plugins/logring.py) for `plugin logs`; a request for a plugin Failed on this node is
+  forwarded once to a node where it is Ready (_forward).
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,15 +34,25 @@ from aspen.handlers import NativeHandlers
 from aspen.manifest import Manifest
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
 from aspen.plugins.host import NodeHost
+from aspen.plugins.logring import LogRing
 from aspen.plugins.worker import PluginWorker
 from aspen.server import Finish, Token
 from cluster import ReplicatedNode
 from cluster.events import Subscription
 from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
+from sandbox.runtime import TRAP_LEVEL
 from storage.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.plugins")
 
+# A request forwarded by another node (PluginManager._forward) names it in this field; such a
+# request is never forwarded again (one hop), and a plugin sees the field.
+FORWARDED_BY = "forwarded_by"
+# Errors that say a forwarded request did not run on that node: this node answers NOT_READY.
+NOT_SERVED = frozenset({"NOT_READY", "PLUGIN_FAILED", "UNKNOWN_REQUEST"})
+FORWARD_STATUS_TTL_S = 1.0  # how long the other nodes' plugin states are trusted for forwarding
+FORWARD_STATUS_TIMEOUT_S = 2.0
+Forwarder = tuple[Callable[[], list[int]], Callable[..., Awaitable[dict[str, Any]]]]  # (peers, peer_request)
 KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
 EVENT_QUEUE_MAX = 1024
 RECONCILE_PERIOD_S = 2.0
@@ -99,6 +113,7 @@ class PluginManager:
         self.timeout_s = request_timeout_s
         self.table = RoutingTable()
         self.load_errors: dict[str, str] = {}
+        self.logs: dict[str, LogRing] = {}  # per registered plugin: kept across its upgrades and reloads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconcile_lock = asyncio.Lock()
         self._reconcile_wanted = asyncio.Event()
@@ -107,6 +122,9 @@ class PluginManager:
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._delivering: set[str] = set()
         self._registry_events: Subscription | None = None
+        self._forwarder: Forwarder | None = None
+        # plugin -> (until when, the ask of the other nodes' states): _ready_peer
+        self._ready_peers_cache: dict[str, tuple[float, asyncio.Task[int | None]]] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -120,7 +138,7 @@ class PluginManager:
         self._reconcile_wanted.set()
 
     async def stop(self) -> None:
-        for task in [*self._tasks, *self._requests]:
+        for task in [*self._tasks, *self._requests, *(t for _, t in self._ready_peers_cache.values())]:
             task.cancel()
         for handle in self._timers.values():
             handle.cancel()
@@ -193,11 +211,17 @@ class PluginManager:
                         retired.append(cur)
                 except (AspenError, SandboxError, ValueError) as exc:
                     # The old version (if any) keeps serving; the next reconcile tries again.
+                    if self.load_errors.get(name) != str(exc):  # once per new reason, not per retry
+                        self.logs.setdefault(name, LogRing()).append(TRAP_LEVEL, f"not loaded: {exc}")
                     self.load_errors[name] = str(exc)
                     log.warning("plugin %s not loaded: %s", name, exc)
             for name in current:
                 if name not in records:
                     retired.append(updated.pop(name))
+            for name in [n for n in self.logs if n not in records]:  # bounded by the registry
+                del self.logs[name]
+            for name in [n for n in self._ready_peers_cache if n not in records]:
+                del self._ready_peers_cache[name]
             if retired or updated.keys() != current.keys() or any(updated[n] is not current.get(n) for n in updated):
                 self.table = RoutingTable.build(updated)  # the atomic swap
             for loaded in retired:
@@ -210,7 +234,8 @@ class PluginManager:
         wasm = await self.node.blob_sync.ensure(manifest.wasm_hash)
         loop = asyncio.get_running_loop()
         worker = PluginWorker(name, loop)
-        host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s)
+        ring = self.logs.setdefault(name, LogRing())
+        host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s, ring)
         try:
             instance = await worker.submit(self.runtime.load, wasm, manifest.sandbox_config(), host)
             host.call_time_left_s = instance.call_time_left_s
@@ -275,20 +300,105 @@ class PluginManager:
         """Serve a request with a plugin (aspen/server.py's Dispatch): handed to its worker,
         which answers through `finish`. A plugin that may read KV gets the read barrier first:
         awaited by a task of its own, which then hands the request on the same way (no future
-        and no second wake-up per request)."""
-        if loaded.manifest.permissions.get("kv_read"):
-            task = asyncio.get_running_loop().create_task(self._after_barrier(loaded, request, finish, token))
-            self._requests.add(task)
-
-            def done(t: asyncio.Task[None]) -> None:
-                self._requests.discard(t)
-                if t.cancelled():  # the node is stopping; also when the task never got to start
-                    finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))
-
-            task.add_done_callback(done)
+        and no second wake-up per request). A plugin that is Failed here is asked on another
+        node instead (_forward)."""
+        state = loaded.instance.state
+        if state is not PluginState.READY and state is not PluginState.DEGRADED and self._forwarder is not None \
+                and FORWARDED_BY not in request:
+            self._spawn(self._forward(loaded, request, finish, token), finish, token)
+        elif loaded.manifest.permissions.get("kv_read"):
+            self._spawn(self._after_barrier(loaded, request, finish, token), finish, token)
         else:
             loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
         return None
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], finish: Finish, token: Token) -> None:
+        """Run a request's coroutine as a task that answers it, even when cancelled."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._requests.add(task)
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._requests.discard(t)
+            if t.cancelled():  # the node is stopping; also when the task never got to start
+                finish(token, None, AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no"))
+
+        task.add_done_callback(done)
+
+    def forward_through(self, forwarder: Forwarder) -> None:
+        """How to reach the other nodes (PluginHandlers has the node's peer client)."""
+        self._forwarder = forwarder
+
+    async def _forward(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
+        """The plugin is Failed (or not yet Ready) on this node but may be Ready on another:
+        send the request, once, to a node where it is (_ready_peer). It carries FORWARDED_BY,
+        so a node that cannot serve it after all answers NOT_READY rather than forwarding it
+        again. An answer that proves the request did not run there (not ready, not loaded, no
+        connection) is not passed on: then, as when no node is Ready, this node's own answer
+        (NOT_READY) is the answer. A request never runs twice."""
+        assert self._forwarder is not None
+        _, peer_request = self._forwarder
+        rtype = request["type"]
+        fields = {**{k: v for k, v in request.items() if k != "type"}, FORWARDED_BY: self.node.node_id}
+        peer = await self._ready_peer(loaded.manifest.name)
+        if peer is not None:
+            try:
+                reply = await asyncio.wait_for(peer_request(peer, rtype, **fields), self.timeout_s)
+            except AspenError as exc:
+                did_not_run = exc.code in NOT_SERVED or (
+                    exc.code == ErrorCode.UNAVAILABLE and exc.error.details.get("applied") == "no")
+                if not did_not_run:
+                    finish(token, None, exc)  # the plugin's own error, or an outcome we cannot know
+                    return
+            except OSError:
+                pass  # no connection: it did not run there
+            except TimeoutError:
+                finish(token, None, AspenError(ErrorCode.TIMEOUT, f"{rtype} forwarded to node {peer} (plugin "
+                                               f"{loaded.manifest.name} is {loaded.instance.state} here) got no "
+                                               f"answer within {self.timeout_s:g}s", applied="unknown"))
+                return
+            else:
+                finish(token, reply, None)
+                return
+        loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
+
+    async def _ready_peer(self, name: str) -> int | None:
+        """Another node where plugin `name` is Ready or Degraded, or None. Asked of them all at
+        once, at most once a FORWARD_STATUS_TTL_S per plugin and shared by the requests meanwhile (a
+        Failed plugin's requests must not each cost a round of status requests); a node that
+        does not answer within FORWARD_STATUS_TIMEOUT_S (down, partitioned) is left out, so a
+        dead node is not where a request waits out its timeout."""
+        now = time.monotonic()
+        entry = self._ready_peers_cache.get(name)
+        if entry is None or entry[0] <= now:
+            entry = (now + FORWARD_STATUS_TTL_S, asyncio.get_running_loop().create_task(self._ask_ready(name)))
+            self._ready_peers_cache[name] = entry
+        return await asyncio.shield(entry[1])  # a cancelled request leaves the shared ask running
+
+    async def _ask_ready(self, name: str) -> int | None:
+        """The first other node to answer that the plugin is Ready or Degraded there (the
+        fastest one; a node that is down is not waited for once another has answered)."""
+        assert self._forwarder is not None
+        peers, peer_request = self._forwarder
+
+        async def state_of(peer: int) -> tuple[int, Any]:
+            try:
+                reply = await asyncio.wait_for(peer_request(peer, "PluginLocalStatus", name=name),
+                                               FORWARD_STATUS_TIMEOUT_S)
+                return peer, reply["plugins"].get(name, {}).get("state")
+            except (AspenError, OSError, TimeoutError, KeyError, AttributeError):
+                return peer, None
+
+        loop = asyncio.get_running_loop()
+        asks = [loop.create_task(state_of(peer)) for peer in peers()]
+        try:
+            for answer in asyncio.as_completed(asks):
+                peer, state = await answer
+                if state in (PluginState.READY, PluginState.DEGRADED):
+                    return peer
+            return None
+        finally:
+            for ask in asks:
+                ask.cancel()
 
     async def _after_barrier(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
         try:
@@ -385,6 +495,20 @@ class PluginManager:
         return HookEvent(subject, key, event.index, event.term, getattr(event, "revision", 0), depth)
 
     # -- status ----------------------------------------------------------------------------
+
+    def local_logs(self, name: str, after_seq: int, since_ms: int, limit: int) -> dict[str, Any]:
+        """This node's recent lines of plugin `name` (aspen/plugins/logring.py), and what was
+        dropped: by the rate limit (since the plugin was last loaded) and out of the ring."""
+        ring = self.logs.get(name)
+        loaded = self.table.plugins.get(name)
+        rate_dropped = loaded.instance.stats.logs.dropped_lines if loaded is not None else 0
+        if ring is None:
+            return {"lines": [], "last_seq": 0, "evicted_lines": 0, "skipped_lines": 0,
+                    "rate_dropped_lines": rate_dropped}
+        page = ring.read(after_seq, since_ms, limit)
+        return {"lines": [e.to_wire() for e in page.entries], "last_seq": page.last_seq,
+                "evicted_lines": page.evicted_lines, "skipped_lines": page.skipped_lines,
+                "rate_dropped_lines": rate_dropped}
 
     def local_status(self, name: str | None = None) -> dict[str, Any]:
         out: dict[str, Any] = {}

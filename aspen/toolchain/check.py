@@ -8,10 +8,12 @@ from pathlib import Path
 
 from aspen.manifest import Manifest, ManifestError
 from aspen.plugins.manager import KV_TYPES
-from aspen.signing import wasm_digest
+from aspen.plugins.namespaces import PREFIX_CONFLICT, find_conflict
+from aspen.signing import verify, wasm_digest
 from aspen.toolchain.module_check import inspect_wasm
 from aspen.toolchain.project import SDK_CRATE, Project, ProjectError
 from sandbox import abi
+from storage.errors import AspenError
 
 ERROR, WARNING = "error", "warning"
 # Answered by the node before any plugin is asked (native handlers come first).
@@ -89,6 +91,10 @@ def _manifest_findings(manifest: Manifest, source: str) -> list[Finding]:
         elif rtype in KV_TYPES and not manifest.kv_prefixes:
             out.append(Finding(WARNING, f"handles {rtype}: KV requests reach a plugin only for keys under its "
                                         "kv_prefixes, and it declares none"))
+    # Without a cluster the other plugins are unknown: the rules that hold whatever is installed.
+    conflict = find_conflict(manifest.name, manifest.kv_prefixes, {})
+    if conflict is not None:
+        out.append(Finding(ERROR, f"plugin.json: {conflict.message} (a node refuses it: {PREFIX_CONFLICT})"))
     if not manifest.description:
         out.append(Finding(WARNING, "plugin.json: no description"))
     if not manifest.author:
@@ -103,9 +109,12 @@ def _built_findings(project: Project, manifest: Manifest) -> list[Finding]:
         return []
     wasm = wasm_path.read_bytes()
     out: list[Finding] = []
-    signature = manifest.signature
-    if signature and signature.get("wasm_hash") != wasm_digest(wasm):
-        out.append(Finding(WARNING, f"the signature covers another build than {wasm_path.name}: sign again"))
+    if manifest.signature:
+        try:
+            verify(manifest, wasm_digest(wasm))
+        except AspenError as exc:
+            out.append(Finding(WARNING, f"the signature no longer covers plugin.json and {wasm_path.name}: "
+                                        f"{exc.message}; sign again"))
     try:
         info = inspect_wasm(wasm, manifest)
     except ValueError as exc:

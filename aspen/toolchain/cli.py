@@ -122,15 +122,16 @@ def cmd_sign(args: argparse.Namespace) -> None:
     try:
         key = keys.load(Path(args.key).expanduser())
         raw = project.manifest_raw(manifest_path)
-        Manifest.from_json(raw)
+        manifest = Manifest.from_json(raw)
     except (keys.KeyFileError, ProjectError) as exc:
         raise Failed(str(exc)) from None
     except ManifestError as exc:
         raise Failed(f"plugin.json: {exc}") from None
     wasm_path = _wasm(args, project)
-    signature = signing.sign(wasm_path.read_bytes(), key)
-    project.write_manifest({**raw, "wasm_hash": signature["wasm_hash"], "signature": signature}, manifest_path)
-    print(f"✓ Signed {wasm_path.name} (blake3 {signature['wasm_hash']})")
+    signature = signing.sign(manifest, wasm_path.read_bytes(), key)
+    wasm_hash = signature["signed"]["wasm_hash"]
+    project.write_manifest({**raw, "wasm_hash": wasm_hash, "signature": signature}, manifest_path)
+    print(f"✓ Signed {manifest.name} {manifest.version}: the manifest and {wasm_path.name} (blake3 {wasm_hash})")
     print(f"  Public key: {signature['public_key']}")
     print(f"  {manifest_path} updated (signature, wasm_hash)")
 
@@ -138,9 +139,11 @@ def cmd_sign(args: argparse.Namespace) -> None:
 def cmd_verify(args: argparse.Namespace) -> None:
     project = _project(args)
     try:
-        raw = project.manifest_raw(Path(args.manifest) if args.manifest else None)
+        manifest = Manifest.from_json(project.manifest_raw(Path(args.manifest) if args.manifest else None))
     except ProjectError as exc:
         raise Failed(str(exc)) from None
+    except ManifestError as exc:
+        raise Failed(f"plugin.json: {exc}") from None
     wasm_path = _wasm(args, project)
     trusted = None
     if args.key:
@@ -149,11 +152,10 @@ def cmd_verify(args: argparse.Namespace) -> None:
             raise Failed("--key: an Ed25519 public key is 64 hex characters")
         trusted = {key_hex: "--key"}
     try:
-        signer = signing.verify(raw.get("signature") if isinstance(raw, dict) else None,
-                                signing.wasm_digest(wasm_path.read_bytes()), trusted)
+        signer = signing.verify(manifest, signing.wasm_digest(wasm_path.read_bytes()), trusted)
     except AspenError as exc:
         raise Failed(f"{exc.code}: {exc.message}") from None
-    print(f"✓ Signature valid: {wasm_path.name} signed by {signer}")
+    print(f"✓ Signature valid: {manifest.name} {manifest.version} (manifest and {wasm_path.name}) signed by {signer}")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -179,11 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("keygen", cmd_keygen, "generate an Ed25519 signing key", project=False)
     p.add_argument("--output", default=str(DEFAULT_KEY), help=f"secret key file (default {DEFAULT_KEY})")
     p.add_argument("--force", action="store_true", help="replace an existing key")
-    p = command("sign", cmd_sign, "sign the built wasm; writes the signature into plugin.json")
+    p = command("sign", cmd_sign, "sign plugin.json and the built wasm; writes the signature into plugin.json")
     p.add_argument("--key", default=str(DEFAULT_KEY), help="secret key file")
     p.add_argument("--wasm", help="the module (default: the newest build)")
     p.add_argument("--manifest", help="sign into this copy of the manifest (default: plugin.json)")
-    p = command("verify", cmd_verify, "check plugin.json's signature against the built wasm")
+    p = command("verify", cmd_verify, "check plugin.json's signature against plugin.json and the built wasm")
     p.add_argument("--key", help="also require this signer (public key hex)")
     p.add_argument("--wasm", help="the module (default: the newest build)")
     p.add_argument("--manifest", help="the manifest to check (default: plugin.json)")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import uvloop
 
 from aspen.node import AspenNode, NodeConfig
@@ -73,3 +74,20 @@ def test_every_handed_on_request_is_answered_once_even_when_the_node_stops(tmp_p
             assert error.error.details == {"applied": "no"}
         else:
             assert response == {"type": "KvPong"}
+
+
+def test_a_plugin_that_cannot_load_says_why_in_its_log_once(tmp_path: Path) -> None:
+    async def scenario() -> list[dict[str, Any]]:
+        node = await _started(tmp_path)
+        try:
+            bad = {"name": "broken", "version": "1.0.0", "handles": ["X"], "priority": 5, "wasm_hash": "ab" * 32}
+            await node.native.commit(["meta_put", "plugins", "broken", msgpack.packb(bad)])
+            for _ in range(3):  # retried on every reconcile; logged once per reason
+                await node.plugins.reconcile()
+            return node.plugins.local_logs("broken", 0, 0, 10)["lines"]
+        finally:
+            await node.stop()
+
+    lines = uvloop.run(scenario())
+    assert [(ln["level"], ln["message"][:12]) for ln in lines] == [("trap", "not loaded: ")], lines
+    assert "priority" in lines[0]["message"]

@@ -12,6 +12,7 @@ import nacl.signing
 import pytest
 
 from aspen.plugins.host import NodeHost
+from aspen.plugins.logring import LogRing
 from sandbox import HostError
 
 
@@ -37,7 +38,8 @@ async def _cancel_others() -> None:
 
 def _host(loop: asyncio.AbstractEventLoop, timeout_s: float) -> NodeHost:
     native = SimpleNamespace(node=None)
-    return NodeHost("p", None, native, nacl.signing.SigningKey.generate(), loop, timeout_s)  # type: ignore[arg-type]
+    return NodeHost("p", None, native, nacl.signing.SigningKey.generate(), loop, timeout_s,  # type: ignore[arg-type]
+                    LogRing())
 
 
 def test_a_host_call_waits_no_longer_than_the_plugin_call_has_left(loop: asyncio.AbstractEventLoop) -> None:

@@ -12,7 +12,9 @@ import nacl.signing
 import pytest
 
 from aspen import signing
+from aspen.manifest import Manifest
 from deploy.launcher import LocalCluster
+from sandbox.permissions import PERMISSION_NAMES
 from storage.errors import AspenError
 from tests.plugins.test_plugins_cluster import eventually, install
 from tests.plugins.wat import manifest, plugin, write
@@ -72,7 +74,7 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
     wasm = plugin("signed", "1.0.0", {"type": "Signed"})
     author = nacl.signing.SigningKey.generate()
     stranger = nacl.signing.SigningKey.generate()
-    good = manifest("signed", "1.0.0", ["SignedPing"], signature=signing.sign(wasm, author))
+    good = manifest("signed", "1.0.0", ["SignedPing"], signature=signing.sign(Manifest.from_json(manifest("signed", "1.0.0", ["SignedPing"])), wasm, author))
     with shared_cluster.client() as c:
         cases = [
             (manifest("signed", "1.0.0", ["SignedPing"]), wasm, "SIGNATURE_MISSING"),
@@ -88,13 +90,25 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
         with pytest.raises(AspenError) as err:
             install(c, tampered, good, verify_signature=True)
         assert err.value.code == "SIGNATURE_INVALID" and "changed" in err.value.message
-        by_stranger = manifest("signed", "1.0.0", ["SignedPing"], signature=signing.sign(wasm, stranger))
+        by_stranger = manifest("signed", "1.0.0", ["SignedPing"], signature=signing.sign(Manifest.from_json(manifest("signed", "1.0.0", ["SignedPing"])), wasm, stranger))
         with pytest.raises(AspenError) as err:
             install(c, wasm, by_stranger, verify_signature=True)
         assert err.value.code == "SIGNATURE_UNTRUSTED"
         assert install(c, wasm, good, verify_signature=True)["name"] == "signed"
         # A cluster setting makes verification mandatory for every install.
         c.request("ClusterSetting", name="require_signatures", value=True)
+        # The probe: the signed module with every permission and someone else's
+        # namespace. The signature covers the manifest, so the edit is refused, by name.
+        every = {perm: True for perm in PERMISSION_NAMES}
+        for edit, field in (({"permissions": every}, "permissions"), ({"kv_prefixes": ["mitm/"]}, "kv_prefixes"),
+                            ({"handles": ["SignedPing", "ReadKey"]}, "handles")):
+            with pytest.raises(AspenError) as err:
+                install(c, wasm, {**good, **edit})
+            assert err.value.code == "SIGNATURE_INVALID" and err.value.message.startswith(field), err.value
+        with pytest.raises(AspenError) as err:  # another name is another namespace: signed too
+            install(c, wasm, good, install_name="signed-copy")
+        assert err.value.code == "SIGNATURE_INVALID" and err.value.message.startswith("name"), err.value
+        assert c.request("PluginInfo", name="signed")["manifest"]["kv_prefixes"] == []
         with pytest.raises(AspenError) as err:
             install(c, plugin("unsigned", "1.0.0", {"type": "U"}), manifest("unsigned", "1.0.0", ["U"]))
         assert err.value.code == "SIGNATURE_MISSING"

@@ -202,7 +202,9 @@ def test_looping_plugin_fails_without_disturbing_others(shared_cluster: LocalClu
                 c.request("Spin")
             except AspenError as exc:
                 codes.append(str(exc.code))
-        assert codes[:5] == ["FUEL_EXHAUSTED"] * 5 and codes[5] == "NOT_READY"
+        # Failed on the node that ran the first five: the sixth is served by a node where it is
+        # still Ready (aspen/plugins/manager.py, _forward), and runs out of fuel there too.
+        assert codes == ["FUEL_EXHAUSTED"] * 6
         info = c.request("PluginInfo", name="spinner")
         leader_state = info["nodes"][str(shared_cluster.wait_leader())]["state"]
         assert leader_state == "Failed"

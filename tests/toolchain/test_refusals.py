@@ -11,6 +11,7 @@ import pytest
 
 from aspen.toolchain import rust
 from aspen.toolchain.cli import run
+from aspen.toolchain.project import Project
 from tests.toolchain.conftest import EXAMPLES
 
 
@@ -42,6 +43,10 @@ def test_check_lists_every_manifest_problem(tmp_path: Path, capsys: pytest.Captu
     assert "priority: 5 is outside 900 to 999" in err
     assert "handles: list at least one request type" in err
     assert "kv_prefixes: a prefix must be a non-empty string" in err
+    # A claim no node would accept, whatever else is installed.
+    (project / "plugin.json").write_text(json.dumps({**raw, "kv_prefixes": ["__plugin:"]}))
+    assert run(["check", "--path", str(project)]) == 1
+    assert "PREFIX_CONFLICT" in capsys.readouterr().err
 
 
 def test_check_finds_layout_errors_and_permission_mismatches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -148,6 +153,23 @@ def test_keys_and_signatures_refusals(tmp_path: Path, examples: dict[str, Path],
     # Signed by someone else than the key asked for.
     assert run(["verify", "--path", str(project), "--wasm", str(wasm), "--key", "ab" * 32]) == 1
     assert "SIGNATURE_UNTRUSTED" in capsys.readouterr().err
+    # The manifest edited after signing: every signed field is covered, and the one edited is named.
+    manifest = project / "plugin.json"
+    signed = manifest.read_text()
+    for edit, field in (({"kv_prefixes": ["__plugin:"]}, "kv_prefixes"), ({"priority": 900}, "priority"),
+                        ({"permissions": {"signing": True}}, "permissions"), ({"fuel_limit": 7}, "fuel_limit")):
+        manifest.write_text(json.dumps({**json.loads(signed), **edit}))
+        assert run(["verify", "--path", str(project), "--wasm", str(wasm)]) == 1
+        err = capsys.readouterr().err
+        assert "SIGNATURE_INVALID" in err and f"{field} changed after signing" in err, err
+        # `check` says so too, about the newest build (a warning: the project is still valid).
+        built = Project(project).wasm_path(True)
+        built.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(wasm, built)
+        run(["check", "--path", str(project)])
+        assert f"warning: the signature no longer covers plugin.json and {built.name}: {field} changed after signing" \
+            in capsys.readouterr().out
+    manifest.write_text(signed)
     # Tampered after signing.
     wasm.write_bytes(wasm.read_bytes() + b"\x00")
     assert run(["verify", "--path", str(project), "--wasm", str(wasm)]) == 1

@@ -74,11 +74,17 @@ pub mod rt {
     use crate::types::{ClientRpcRequest, ClientRpcResponse};
     use crate::AspenPlugin;
 
-    /// A panic aborts (a trap the node reports as PLUGIN_TRAP); say why in the node's log first.
-    fn panic_to_log() {
+    /// A panic aborts: a trap the node reports as PLUGIN_TRAP. The hook first hands the host the
+    /// message as a warn log line beginning "panicked at ": the node makes the last such line of
+    /// a call that ends in the abort's `unreachable` trap the caller's error message
+    /// (`PLUGIN_TRAP: panicked at src/lib.rs:43:72: index out of bounds: ...`).
+    fn panic_to_host() {
         static ONCE: std::sync::Once = std::sync::Once::new();
         ONCE.call_once(|| {
-            std::panic::set_hook(Box::new(|info| crate::host::log_warn_msg(&format!("plugin panicked: {}", info))));
+            std::panic::set_hook(Box::new(|info| {
+                let location = info.location().map(|l| (l.file(), l.line(), l.column()));
+                crate::host::log_warn_msg(&crate::panic_message(location, info.payload()))
+            }));
         });
     }
 
@@ -87,12 +93,12 @@ pub mod rt {
     }
 
     pub fn info<P: AspenPlugin>() -> i64 {
-        panic_to_log();
+        panic_to_host();
         out(P::info().to_value())
     }
 
     pub fn init<P: AspenPlugin>() -> i64 {
-        panic_to_log();
+        panic_to_host();
         match P::init() {
             Ok(()) => 0,
             Err(message) => out(ClientRpcResponse::error("INIT_FAILED", message).to_value()),
@@ -102,7 +108,7 @@ pub mod rt {
     /// # Safety
     /// `ptr`/`len` come from the host, as ABI v1 says.
     pub unsafe fn handle<P: AspenPlugin>(ptr: i32, len: i32) -> i64 {
-        panic_to_log();
+        panic_to_host();
         let bytes = abi::take(ptr, len);
         let response = match Value::decode(&bytes) {
             Err(e) => ClientRpcResponse::error("INVALID_REQUEST", e),
@@ -115,6 +121,7 @@ pub mod rt {
     }
 
     pub fn health<P: AspenPlugin>() -> i64 {
+        panic_to_host();
         match P::health() {
             Ok(()) => 0,
             Err(message) => out(Value::map(vec![("healthy", false.into()), ("message", message.into())])),
@@ -124,7 +131,7 @@ pub mod rt {
     /// # Safety
     /// As `handle`.
     pub unsafe fn on_timer<P: AspenPlugin>(ptr: i32, len: i32) -> i64 {
-        panic_to_log();
+        panic_to_host();
         let bytes = abi::take(ptr, len);
         match Value::decode(&bytes) {
             Ok(Value::Str(name)) => P::on_timer(&name),
@@ -136,7 +143,7 @@ pub mod rt {
     /// # Safety
     /// As `handle`.
     pub unsafe fn on_hook_event<P: AspenPlugin>(ptr: i32, len: i32) -> i64 {
-        panic_to_log();
+        panic_to_host();
         let bytes = abi::take(ptr, len);
         match crate::host::decode_event(&bytes) {
             Ok(event) => P::on_hook_event(&event),
@@ -146,6 +153,7 @@ pub mod rt {
     }
 
     pub fn shutdown<P: AspenPlugin>() -> i64 {
+        panic_to_host();
         P::shutdown();
         0
     }
@@ -208,6 +216,37 @@ macro_rules! register_plugin {
             }
         }
     };
+}
+
+/// The line a panic hands the host: `panicked at FILE:LINE:COL: MESSAGE` (the node looks for the
+/// "panicked at " start; docs/HOST_ABI.md). The message is the panic's `&str` or `String`
+/// payload, which is what `panic!`, `expect`, indexing and the other std panics carry.
+pub fn panic_message(location: Option<(&str, u32, u32)>, payload: &(dyn std::any::Any + Send)) -> String {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "Box<dyn Any>"
+    };
+    match location {
+        Some((file, line, column)) => format!("panicked at {}:{}:{}: {}", file, line, column, message),
+        None => format!("panicked at an unknown location: {}", message),
+    }
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::panic_message;
+
+    #[test]
+    fn panic_messages_name_the_place_and_the_payload() {
+        let owned: String = "index out of bounds: the len is 3 but the index is 7".into();
+        assert_eq!(panic_message(Some(("src/lib.rs", 43, 72)), &owned),
+                   "panicked at src/lib.rs:43:72: index out of bounds: the len is 3 but the index is 7");
+        assert_eq!(panic_message(Some(("src/lib.rs", 1, 2)), &"boom"), "panicked at src/lib.rs:1:2: boom");
+        assert_eq!(panic_message(None, &7u8), "panicked at an unknown location: Box<dyn Any>");
+    }
 }
 
 /// Read `plugin.json` text and check `info()` agrees with it: the generated
