@@ -62,10 +62,11 @@ class _NotSent(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, cookie: Cookie | None, addr: str) -> None:
+    def __init__(self, cookie: Cookie | None, addr: str, closed_early: AspenError) -> None:
         self.loop = asyncio.get_running_loop()
         self.cookie = cookie
         self.addr = addr
+        self.closed_early = closed_early  # what a close before Hello most likely means
         self.ready: asyncio.Future[int] = self.loop.create_future()  # resolves to the node id
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
@@ -86,8 +87,7 @@ class _Connection(asyncio.Protocol):
         if isinstance(exc, ssl.SSLError):
             self._close(tls_error(self.addr, exc))
         elif self.stage == "hello" and exc is None:
-            self._close(AspenError(ErrorCode.UNAVAILABLE, f"{self.addr} closed the connection before greeting "
-                                   "(restarting, or it requires TLS: --cacert)"))
+            self._close(self.closed_early)
         else:
             self._close(AspenError(ErrorCode.UNAVAILABLE, f"connection lost: {exc or 'closed by the node'}"))
 
@@ -286,6 +286,7 @@ class AsyncClient:
         if tls is None and (cacert or cert or key):
             tls = tlsconf.client_context(tlsconf.TLSFiles.of(cacert, cert, key))
         self.tls = tls
+        self._tls_cert = bool(cert) or (tls is not None and cacert is None)  # a caller's context: unknown
         self.timeout_s = timeout_s
         self.discover_leader = discover_leader
         self.retries_max = retries_max
@@ -320,11 +321,20 @@ class AsyncClient:
             host, port = _split(addr)
             timeout_s = max(0.01, min(CONNECT_TIMEOUT_S, timeout_s))
             tls: dict[str, Any] = {}
+            closed_early = AspenError(ErrorCode.UNAVAILABLE, f"{addr} closed the connection before greeting "
+                                      "(restarting, or it requires TLS: --cacert)")
             if self.tls is not None:
                 tls = {"ssl": self.tls, "server_hostname": host, "ssl_handshake_timeout": timeout_s}
+                if not self._tls_cert:
+                    # TLS 1.3 finishes the client's handshake before the node checks for a
+                    # client certificate: its refusal arrives as a close before Hello.
+                    closed_early = AspenError(ErrorCode.AUTH_FAILED, f"{addr} closed the TLS connection before "
+                                              "greeting: it requires a client certificate (--cert and --key, signed "
+                                              "by the cluster's CA)")
             try:
                 async with asyncio.timeout(timeout_s):
-                    _, conn = await loop.create_connection(lambda: _Connection(self.cookie, addr), host, port, **tls)
+                    _, conn = await loop.create_connection(lambda: _Connection(self.cookie, addr, closed_early), host, port,
+                                                            **tls)
                     try:
                         await conn.ready
                     except BaseException:

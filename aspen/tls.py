@@ -54,7 +54,7 @@ def client_context(files: TLSFiles) -> ssl.SSLContext:
         if files.cert is not None and files.key is not None:
             ctx.load_cert_chain(str(files.cert), str(files.key))
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"TLS files: {exc}") from None
+        raise ValueError(f"TLS files {_names(files.cacert, files.cert, files.key)}: {exc}") from None
     return ctx
 
 
@@ -71,6 +71,10 @@ def server_context(cert_file: Path, key_file: Path, trusted_ca_file: Path | None
         if trusted_ca_file is not None:
             ctx.load_verify_locations(cafile=str(trusted_ca_file))
     except (OSError, ssl.SSLError) as exc:
-        raise ValueError(f"TLS files: {exc}") from None
+        raise ValueError(f"TLS files {_names(cert_file, key_file, trusted_ca_file)}: {exc}") from None
     ctx.verify_mode = ssl.CERT_REQUIRED if client_cert_auth else ssl.CERT_NONE
     return ctx
+
+
+def _names(*paths: Path | None) -> str:
+    return ", ".join(str(p) for p in paths if p is not None)

@@ -338,11 +338,13 @@ Mangle = Callable[[int, bytes], list[bytes]]
 
 class FrameRelay:
     """A TCP relay in front of a server that forwards the server's bytes untouched and hands
-    each of the client's frames (u32 length + body, whatever the body) to `mangle`."""
+    each of the client's frames (u32 length + body, whatever the body) to `mangle`; with
+    tls_records, each TLS record (5-byte header, u16 length at bytes 3-4) instead."""
 
-    def __init__(self, target_port: int, mangle: Mangle) -> None:
+    def __init__(self, target_port: int, mangle: Mangle, tls_records: bool = False) -> None:
         self.target_port = target_port
         self.mangle = mangle
+        self.header_bytes, self.length_at = (5, struct.Struct(">3xH")) if tls_records else (4, struct.Struct(">I"))
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.socks: list[socket.socket] = []
@@ -376,8 +378,9 @@ class FrameRelay:
         try:
             while chunk := src.recv(65536):
                 buf += chunk
-                while len(buf) >= 4 and len(buf) >= 4 + struct.unpack(">I", buf[:4])[0]:
-                    end = 4 + struct.unpack(">I", buf[:4])[0]
+                head = self.header_bytes
+                while len(buf) >= head and len(buf) >= head + self.length_at.unpack(buf[:head])[0]:
+                    end = head + self.length_at.unpack(buf[:head])[0]
                     frame, buf = buf[:end], buf[end:]
                     for out in self.mangle(index, frame):
                         dst.sendall(out)
