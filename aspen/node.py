@@ -198,6 +198,28 @@ class AspenNode:
             raise SystemExit(f"aspen-node: {exc}") from None
         return server, peer
 
+    def reload_tls(self) -> None:
+        """SIGHUP: read the certificate, key and CA files again, into the live contexts.
+
+        New connections (clients', and this node's to peers) use them; open ones keep theirs.
+        So a certificate is rotated without a restart. A CA file's new certificates are added
+        to the trusted ones; dropping a CA takes a restart (docs/OPERATIONS.md).
+        """
+        cfg = self.cfg
+        if self.server_tls is None or self.peer_tls is None or cfg.cert_file is None or cfg.key_file is None:
+            log.warning("SIGHUP: no TLS files to reload")
+            return
+        try:
+            self.server_tls.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+            self.peer_tls.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+            if cfg.trusted_ca_file is not None:
+                self.server_tls.load_verify_locations(cafile=str(cfg.trusted_ca_file))
+                self.peer_tls.load_verify_locations(cafile=str(cfg.trusted_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            log.error("SIGHUP: TLS files not reloaded, the previous ones stay in use: %s", exc)
+            return
+        log.info("SIGHUP: TLS certificate, key and CA reloaded from %s", cfg.cert_file)
+
     # -- serving ---------------------------------------------------------------------------
 
     def dispatch(self, request: dict[str, Any], finish: Finish, token: Token) -> Awaitable[dict[str, Any]] | None:
@@ -377,6 +399,7 @@ async def serve(cfg: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.reload_tls)
     await node.start()
     print(f"ready node={cfg.node_id} listen={cfg.listen}", flush=True)
     await stop.wait()

@@ -6,13 +6,20 @@ loopback."""
 from __future__ import annotations
 
 import os
+import signal
+import socket
+import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
+from aspen import certs
 from aspen.client import Client
 from aspen.node import AspenNode, NodeConfig
 from deploy.launcher import LocalCluster
@@ -119,6 +126,31 @@ class _maybe:
 
     def __exit__(self, *exc: object) -> bool:
         return exc[0] is None or issubclass(exc[0], AspenError)  # type: ignore[arg-type]
+
+
+def served_cert(cluster: LocalCluster, node_id: int) -> bytes:
+    host, port = cluster.nodes[node_id].client_addr.rsplit(":", 1)
+    ctx = ssl.create_default_context(cafile=str(cluster.client_tls()["cacert"]))
+    ctx.load_cert_chain(str(cluster.client_tls()["cert"]), str(cluster.client_tls()["key"]))
+    with socket.create_connection((host, int(port)), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as s:
+        der = s.getpeercert(binary_form=True)
+    assert der is not None
+    return der
+
+
+def test_sighup_rotates_a_node_certificate_without_a_restart(tls_cluster: LocalCluster) -> None:
+    before = served_cert(tls_cluster, 2)
+    certs.issue(tls_cluster.tls_dir, "node2", ["127.0.0.1", "localhost"])
+    pid = tls_cluster.nodes[2].pid
+    tls_cluster.signal(2, signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while served_cert(tls_cluster, 2) == before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    new = x509.load_pem_x509_certificate((tls_cluster.tls_dir / "node2.pem").read_bytes())
+    assert served_cert(tls_cluster, 2) == new.public_bytes(serialization.Encoding.DER)
+    assert tls_cluster.nodes[2].pid == pid and tls_cluster.alive(2)
+    with tls_cluster.client([2], discover_leader=False) as c:
+        assert c.ping()["node_id"] == 2
 
 
 def test_a_node_beyond_loopback_refuses_plaintext(tmp_path: Path) -> None:
