@@ -32,6 +32,7 @@ import logging
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
@@ -55,6 +56,20 @@ Token = tuple[int, str, float]  # request id, type, start time: what finish need
 Finish = Callable[[Token, "dict[str, Any] | None", "BaseException | None"], None]
 Dispatch = Callable[[dict[str, Any], Finish, Token], "Awaitable[dict[str, Any]] | None"]
 Observe = Callable[[str, str, float], None]  # request type, outcome ("ok" or an error code), seconds
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is on a connection, as far as the handshakes proved it."""
+
+    cookie: bool  # proved the cluster cookie (False: a no-auth loopback node)
+    tls_subject: str | None = None  # the client certificate's subject, with --client-cert-auth
+
+
+# Called with the connection's identity and the request (without its id) before dispatch; it
+# raises an AspenError to refuse the request, which is answered like any other failure. The one
+# place a per-request permission check goes.
+Authorize = Callable[[Identity, dict[str, Any]], None]
 
 HANDSHAKE_TIMEOUT_S = 2.0  # TLS and cookie handshakes each: a few round trips on any network
 CONNECTIONS_MAX = 1024  # authenticated
@@ -83,6 +98,7 @@ class _Connection(asyncio.Protocol):
         self.decoder = FrameDecoder(PREAUTH_FRAME_MAX_BYTES)
         self.authed = False
         self.send_mac: FrameMac | None = None  # set by the handshake: every later frame is tagged
+        self.identity = Identity(cookie=False)
         self.nonce = new_nonce()
         self.in_flight = 0
         self.tasks: set[asyncio.Task[None]] = set()
@@ -128,7 +144,14 @@ class _Connection(asyncio.Protocol):
         server.connections.add(self)
         self.authed = True
         self.decoder.limit_bytes = FRAME_MAX_BYTES
+        self.identity = Identity(cookie=server.cookie is not None, tls_subject=self._tls_subject())
         return True
+
+    def _tls_subject(self) -> str | None:
+        cert = self.transport.get_extra_info("peercert") if self.transport is not None else None
+        if not cert:
+            return None
+        return ",".join(f"{k}={v}" for rdn in cert.get("subject", ()) for k, v in rdn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         # In-flight requests run to completion (a write may already be proposed); their
@@ -230,7 +253,10 @@ class _Connection(asyncio.Protocol):
             return
         self.in_flight += 1
         token = (request_id, rtype, perf_counter())
+        authorize = self.server.authorize
         try:
+            if authorize is not None:
+                authorize(self.identity, message)
             pending = self.server.dispatch(message, self._finish, token)
         except Exception as exc:  # refused before any work: answered like an awaited failure
             self._finish(token, None, exc)
@@ -392,7 +418,8 @@ class Server:
     """Serves docs/PROTOCOL.md on host:port; `dispatch` answers each request (module docstring).
 
     Dispatch receives the request map without its "id"; the answer is the response map (the
-    server adds the id and owns the map from then on) or an AspenError. Any other exception
+    server adds the id and owns the map from then on) or an AspenError. `authorize`, when
+    given, sees each request first with the connection's Identity and may refuse it. Any other exception
     becomes INTERNAL, logged with the request id; the connection stays up. `observe`, when
     given, is told each request's type, outcome and duration.
     """
@@ -412,11 +439,13 @@ class Server:
         handshake_timeout_s: float = HANDSHAKE_TIMEOUT_S,
         observe: Observe | None = None,
         ssl_context: ssl.SSLContext | None = None,
+        authorize: Authorize | None = None,
     ) -> None:
         if min(connections_max, preauth_connections_max, in_flight_max, unsent_max_bytes) < 1 or handshake_timeout_s <= 0:
             raise ValueError("connection bounds, in_flight_max, unsent_max_bytes and handshake_timeout_s must be positive")
         self.dispatch = dispatch
         self.observe = observe
+        self.authorize = authorize
         self.host = host
         self.port = port
         self.cookie = cookie

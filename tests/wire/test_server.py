@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aspen.auth import Cookie, client_proof
-from aspen.server import Finish, Token
+from aspen.server import Finish, Identity, Token
 from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, ServerThread, closed_by_peer, connect, recv_frame, send_frame
 
@@ -387,5 +387,26 @@ def test_requests_held_by_the_budget_never_start_once_the_peer_is_gone() -> None
         time.sleep(0.3)
         assert srv.handler.calls.count("Big") == before < 32
         assert srv.connections() == []
+    finally:
+        srv.close()
+
+
+def test_authorize_sees_each_request_with_its_identity_before_dispatch() -> None:
+    seen: list[tuple[bool, str]] = []
+
+    def authorize(identity: Identity, request: dict[str, Any]) -> None:
+        seen.append((identity.cookie, request["type"]))
+        if request["type"] == "WriteKey":
+            raise AspenError(ErrorCode.AUTH_FAILED, "WriteKey: this identity may not write")
+
+    srv = ServerThread(authorize=authorize)
+    try:
+        s = connect(srv.port)
+        send_frame(s, {"id": 1, "type": "WriteKey", "key": "k", "value": b"v"})
+        assert recv_frame(s) == {"id": 1, "type": "Error", "code": "AUTH_FAILED",
+                                 "message": "WriteKey: this identity may not write"}
+        send_frame(s, {"id": 2, "type": "Ping"})
+        assert recv_frame(s)["type"] == "Pong"
+        assert seen == [(True, "WriteKey"), (True, "Ping")] and srv.handler.calls == ["Ping"]
     finally:
         srv.close()
