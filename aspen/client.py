@@ -344,7 +344,7 @@ class AsyncClient:
                 raise tls_error(addr, exc) from None
             except TimeoutError:
                 hint = "" if self.tls is not None else " (does it require TLS? --cacert)"
-                raise TimeoutError(f"no handshake with {addr} within {timeout_s:g}s{hint}") from None
+                raise TimeoutError(f"no handshake with {addr} before the deadline{hint}") from None
             self._conns[addr] = conn
             fut.set_result(conn)
             return conn

@@ -128,6 +128,20 @@ class _maybe:
         return exc[0] is None or issubclass(exc[0], AspenError)  # type: ignore[arg-type]
 
 
+def test_silent_sockets_on_a_tls_port_leave_clients_served(tls_cluster: LocalCluster) -> None:
+    """Sockets that never start TLS wait in the TLS handshake (2 s), not in a client's slot."""
+    host, port = tls_cluster.nodes[1].client_addr.rsplit(":", 1)
+    silent = [socket.create_connection((host, int(port))) for _ in range(1024)]
+    try:
+        with tls_cluster.client([1], discover_leader=False, retries_max=1) as c:
+            t0 = time.monotonic()
+            assert c.ping()["node_id"] == 1
+            print(f"TLS Ping behind 1,024 silent sockets: {(time.monotonic() - t0) * 1000:.1f} ms")
+    finally:
+        for s in silent:
+            s.close()
+
+
 def served_cert(cluster: LocalCluster, node_id: int) -> bytes:
     host, port = cluster.nodes[node_id].client_addr.rsplit(":", 1)
     ctx = ssl.create_default_context(cafile=str(cluster.client_tls()["cacert"]))
