@@ -38,6 +38,7 @@ from aspen.protocol import (
     FrameDecoder,
     ProtocolError,
     encode_frame,
+    write_frames,
 )
 from aspen.session import FrameMac, SessionKeys
 from storage.errors import AspenError, ErrorCode
@@ -194,10 +195,7 @@ class _Connection(asyncio.Protocol):
         self.flush_scheduled = False
         out, self.out = self.out, []
         if out and not self.closed and self.transport is not None:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.writelines(out)
+            write_frames(self.transport, out, sum(map(len, out)))
 
     def send(self, message: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         if self.closed:

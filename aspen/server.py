@@ -45,6 +45,7 @@ from aspen.protocol import (
     FrameDecoder,
     ProtocolError,
     encode_frame,
+    write_frames,
 )
 from aspen.session import FrameMac, SessionKeys
 from storage.errors import AspenError, Error, ErrorCode
@@ -381,16 +382,13 @@ class _Connection(asyncio.Protocol):
 
     def _flush(self) -> None:
         self.flush_scheduled = False
-        out = self.out
+        out, total_bytes = self.out, self.out_bytes
         self.out_bytes = 0
         if not out or self.closed or self.transport is None:
             out.clear()
             return
         self.out = []
-        if len(out) == 1:
-            self.transport.write(out[0])
-        else:
-            self.transport.writelines(out)  # one writev, no join copy of large frames
+        write_frames(self.transport, out, total_bytes)
         if self.waiting:
             self._next_turn()
 
