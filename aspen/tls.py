@@ -42,15 +42,18 @@ class TLSFiles:
 def client_context(files: TLSFiles) -> ssl.SSLContext:
     """Verify the node (certificate chain and address); present a certificate when given one.
 
-    Without a CA file the system's trust store is used. ValueError names what is wrong.
+    With a CA file, only that CA is trusted (a cluster's own CA, not every public one); without
+    one, the system's trust store. ValueError names what is wrong.
     """
     if (files.cert is None) != (files.key is None):
         raise ValueError("a client certificate needs both --cert and --key")
-    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the chain and the host name
     ctx.minimum_version = MIN_VERSION
     try:
         if files.cacert is not None:
             ctx.load_verify_locations(cafile=str(files.cacert))
+        else:
+            ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
         if files.cert is not None and files.key is not None:
             ctx.load_cert_chain(str(files.cert), str(files.key))
     except (OSError, ssl.SSLError) as exc:
@@ -64,7 +67,9 @@ def server_context(cert_file: Path, key_file: Path, trusted_ca_file: Path | None
     trusted CA signed (etcd's --client-cert-auth)."""
     if client_cert_auth and trusted_ca_file is None:
         raise ValueError("--client-cert-auth needs --trusted-ca-file (the CA clients' certificates come from)")
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    # Not create_default_context(CLIENT_AUTH): it also trusts the system's CAs, so any public
+    # certificate would pass --client-cert-auth. Only --trusted-ca-file is trusted.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = MIN_VERSION
     try:
         ctx.load_cert_chain(str(cert_file), str(key_file))

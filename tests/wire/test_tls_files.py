@@ -80,3 +80,14 @@ def test_tls_contexts_refuse_what_cannot_work(tmp_path: Path) -> None:
         tls.client_context(tls.TLSFiles.of(tmp_path / "missing.pem", None, None))
     ctx = tls.client_context(tls.TLSFiles())
     assert ctx.minimum_version == ssl.TLSVersion.TLSv1_2 and ctx.check_hostname
+
+
+def test_only_the_given_ca_is_trusted(tmp_path: Path) -> None:
+    certs.create_ca(tmp_path)
+    node = certs.issue(tmp_path, "node", ["127.0.0.1"])
+    client = tls.client_context(tls.TLSFiles(tmp_path / "ca.pem"))
+    server = tls.server_context(node.cert, node.key, tmp_path / "ca.pem", client_cert_auth=True)
+    for ctx in (client, server):
+        assert [dict(c["subject"][0])["commonName"] for c in ctx.get_ca_certs()] == ["Aspen cluster CA"]
+    assert client.verify_mode == ssl.CERT_REQUIRED and client.check_hostname
+    assert server.verify_mode == ssl.CERT_REQUIRED
