@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
+import time
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,7 @@ from aspen import certs, tls
 from aspen.client import AsyncClient
 from aspen.server import Identity
 from storage.errors import AspenError, ErrorCode
-from tests.wire.fakes import COOKIE, ServerThread
+from tests.wire.fakes import COOKIE, RawConn, ServerThread, authenticate, recv_frame
 
 
 def test_keys_are_private_and_names_are_the_hosts(tmp_path: Path) -> None:
@@ -91,3 +93,23 @@ def test_only_the_given_ca_is_trusted(tmp_path: Path) -> None:
         assert [dict(c["subject"][0])["commonName"] for c in ctx.get_ca_certs()] == ["Aspen cluster CA"]
     assert client.verify_mode == ssl.CERT_REQUIRED and client.check_hostname
     assert server.verify_mode == ssl.CERT_REQUIRED
+
+
+def test_the_unsent_budget_holds_under_tls(tmp_path: Path) -> None:
+    certs.create_ca(tmp_path)
+    node = certs.issue(tmp_path, "node", ["127.0.0.1"])
+    srv = ServerThread(ssl_context=tls.server_context(node.cert, node.key, None, client_cert_auth=False),
+                       unsent_max_bytes=2 * 1024 * 1024)
+    try:
+        raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s = RawConn(tls.client_context(tls.TLSFiles(tmp_path / "ca.pem")).wrap_socket(raw, server_hostname="127.0.0.1"))
+        authenticate(s, recv_frame(s), COOKIE)
+        s.sendall(b"".join(s.frame({"id": i, "type": "Big", "size": 4 * 1024 * 1024}) for i in range(1, 49)))
+        time.sleep(0.5)
+        built = srv.handler.calls.count("Big")
+        print(f"answers built under TLS for a peer that reads nothing: {built} of 48")
+        assert built <= 8
+        assert sorted(recv_frame(s)["id"] for _ in range(48)) == list(range(1, 49))
+    finally:
+        srv.close()
