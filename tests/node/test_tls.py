@@ -173,3 +173,13 @@ def test_a_node_beyond_loopback_refuses_plaintext(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as e:
         AspenNode(cfg)
     assert "plaintext" in str(e.value) and "--insecure-plaintext" in str(e.value)
+
+
+def test_a_node_added_to_a_tls_cluster_gets_its_certificate(tmp_path: Path) -> None:
+    with LocalCluster(tmp_path / "c", tls=True) as cluster:
+        cluster.up(1)
+        new = cluster.add_node()
+        assert (cluster.tls_dir / f"node{new}.pem").exists()
+        with cluster.client([new], discover_leader=False) as c:
+            assert c.ping()["node_id"] == new
+            assert {n["node_id"] for n in c.cluster_status()["nodes"]} == {1, new}
