@@ -16,7 +16,9 @@ import msgpack
 import pytest
 
 from aspen import protocol as p
+from aspen.auth import Cookie, client_proof
 from aspen.client import AsyncClient
+from aspen.session import FrameMac, SessionKeys
 from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, FrameRelay, ServerThread, closed_by_peer, connect, recv_frame, send_frame
 
@@ -220,3 +222,35 @@ def test_silent_sockets_never_take_a_clients_slot() -> None:
         for s in silent:
             s.close()
         srv.close()
+
+
+def test_a_recorded_session_replayed_on_a_new_connection_runs_nothing(server: ServerThread) -> None:
+    s = connect(server.port, authenticate_now=False)
+    nonce = b"n" * 32
+    auth = {"type": "Auth", "version": 2, "nonce": nonce, "mac": Cookie(COOKIE).mac(*client_proof(s.hello["nonce"], nonce))}
+    body = msgpack.packb(auth, use_bin_type=True)
+    recorded = struct.pack(">I", len(body)) + body
+    s.sendall(recorded)
+    assert recv_frame(s)["type"] == "AuthOk"
+    keys = SessionKeys.derive(Cookie(COOKIE), s.hello["nonce"], nonce, server=False)
+    s.send_mac, s.recv_mac = FrameMac(keys.send), FrameMac(keys.receive)
+    write = s.frame({"id": 1, "type": "WriteKey", "key": "k", "value": b"once"})
+    s.sendall(write)
+    assert recv_frame(s)["type"] == "WriteResult"
+    s.close()
+    del server.handler.kv["k"]
+    again = connect(server.port, authenticate_now=False)  # a new server nonce
+    again.sendall(recorded + write)
+    assert recv_frame(again)["code"] == "AUTH_FAILED"
+    assert closed_by_peer(again) and "k" not in server.handler.kv and server.handler.calls == ["WriteKey"]
+
+
+def test_a_nodes_own_frames_reflected_back_fail_their_tag(server: ServerThread) -> None:
+    s = connect(server.port)
+    send_frame(s, {"id": 1, "type": "Ping"})
+    (n,) = struct.unpack(">I", s.recv(4, socket.MSG_WAITALL))
+    data = s.recv(n, socket.MSG_WAITALL)
+    assert s.recv_mac is not None and s.recv_mac.check(data[:-16], data[-16:])  # the Pong, tagged by the node
+    s.sendall(struct.pack(">I", n) + data)  # each direction has its own key: a reflection is a forgery
+    err = recv_frame(s)
+    assert err["code"] == "AUTH_FAILED" and closed_by_peer(s)
