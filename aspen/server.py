@@ -80,6 +80,30 @@ UNSENT_MAX_BYTES = 16 * 1024 * 1024  # per connection: past it requests wait bef
 ID_MAX = 2**64 - 1
 
 
+REFUSAL_LOG_PERIOD_S = 60.0
+
+
+class RefusalLog:
+    """Refusals logged at most once per period per kind, with how many were not: anyone who can
+    reach the port can cause them, and must not be able to fill the disk with our log."""
+
+    def __init__(self, period_s: float = REFUSAL_LOG_PERIOD_S) -> None:
+        self.period_s = period_s
+        self._last: dict[str, float] = {}
+        self._quiet: dict[str, int] = {}
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        now = perf_counter()
+        last = self._last.get(kind)
+        if last is not None and now - last < self.period_s:
+            self._quiet[kind] = self._quiet.get(kind, 0) + 1
+            return
+        self._last[kind] = now
+        quiet = self._quiet.pop(kind, 0)
+        suffix = f" ({quiet} more like it in the last {self.period_s:g}s not logged)" if quiet else ""
+        log.warning(message + suffix, *args)
+
+
 def awaiting(handler: RequestHandler) -> Dispatch:
     """A Dispatch for a handler that answers every request with an awaitable."""
     return lambda request, finish, token: handler(request)
@@ -139,7 +163,7 @@ class _Connection(asyncio.Protocol):
         """Take an authenticated slot, or answer OVERLOADED and close."""
         server = self.server
         if len(server.connections) >= server.connections_max:
-            log.warning("refused a connection: %d connections open", len(server.connections))
+            server.refusals.warn("overloaded", "refused a connection: %d connections open", len(server.connections))
             self._fail(0, ErrorCode.OVERLOADED, "too many connections; retry later")
             return False
         server.connections.add(self)
@@ -214,7 +238,7 @@ class _Connection(asyncio.Protocol):
                 message = decoder.next()
             except ProtocolError as exc:
                 if exc.code == ErrorCode.AUTH_FAILED:
-                    log.warning("closed a connection: %s", exc.message)
+                    self.server.refusals.warn("tag", "closed a connection: %s", exc.message)
                 self._fail(0, exc.code, exc.message)
                 return
             if message is None:
@@ -284,7 +308,7 @@ class _Connection(asyncio.Protocol):
             or len(client_nonce) != NONCE_BYTES
             or not cookie.check(*client_proof(self.nonce, client_nonce), message.get("mac"))
         ):
-            log.warning("refused a client with a wrong or missing cookie")
+            self.server.refusals.warn("cookie", "refused a client with a wrong or missing cookie")
             self._fail(0, ErrorCode.AUTH_FAILED, "wrong or missing cluster cookie")
             return
         if self.handshake_timer is not None:
@@ -454,6 +478,7 @@ class Server:
         self.unsent_max_bytes = unsent_max_bytes
         self.handshake_timeout_s = handshake_timeout_s
         self.ssl_context = ssl_context
+        self.refusals = RefusalLog()
         self.connections: set[_Connection] = set()  # authenticated
         self.preauth: dict[_Connection, None] = {}  # in the handshake, oldest first
         self._server: asyncio.AbstractServer | None = None

@@ -410,3 +410,22 @@ def test_authorize_sees_each_request_with_its_identity_before_dispatch() -> None
         assert seen == [(True, "WriteKey"), (True, "Ping")] and srv.handler.calls == ["Ping"]
     finally:
         srv.close()
+
+
+def test_refusals_are_logged_once_a_period_with_a_count(server: ServerThread,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    for _ in range(50):
+        s = connect(server.port, authenticate_now=False)
+        send_frame(s, {"type": "Auth", "version": 2, "nonce": b"x" * 32, "mac": b"\0" * 32})
+        assert recv_frame(s)["code"] == "AUTH_FAILED"
+        s.close()
+    refused = [r.getMessage() for r in caplog.records if "wrong or missing cookie" in r.getMessage()]
+    assert len(refused) == 1  # not 50: a stranger cannot flood the node's log
+    server.server.refusals.period_s = 0.0
+    s = connect(server.port, authenticate_now=False)
+    send_frame(s, {"type": "Auth", "version": 2, "nonce": b"x" * 32, "mac": b"\0" * 32})
+    recv_frame(s)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("49 more like it" in r.getMessage() for r in caplog.records):
+        time.sleep(0.01)
+    assert any("49 more like it" in r.getMessage() for r in caplog.records)
