@@ -89,10 +89,12 @@ class RefusalLog:
 
     def __init__(self, period_s: float = REFUSAL_LOG_PERIOD_S) -> None:
         self.period_s = period_s
+        self.counts: dict[str, int] = {}  # every refusal, logged or not (for metrics)
         self._last: dict[str, float] = {}
         self._quiet: dict[str, int] = {}
 
     def warn(self, kind: str, message: str, *args: object) -> None:
+        self.counts[kind] = self.counts.get(kind, 0) + 1
         now = perf_counter()
         last = self._last.get(kind)
         if last is not None and now - last < self.period_s:
