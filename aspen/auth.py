@@ -1,7 +1,8 @@
 """The cluster secret (cookie) and the mutual HMAC challenge of docs/PROTOCOL.md.
 
-The cookie never crosses the wire: each side proves it holds it by a MAC over the other
-side's fresh nonce, compared in constant time.
+The cookie never crosses the wire: each side proves it holds it by a MAC over both sides'
+fresh nonces (the server's proof also names its node id), compared in constant time. The
+session keys that tag every later frame come from the same nonces (aspen/session.py).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-CLIENT_CONTEXT = b"aspen-client-v1"
-SERVER_CONTEXT = b"aspen-server-v1"
+CLIENT_CONTEXT = b"aspen-client-v2"
+SERVER_CONTEXT = b"aspen-server-v2"
 NONCE_BYTES = 32
 COOKIE_MIN_CHARS = 16
 COOKIE_MAX_CHARS = 4096
@@ -37,6 +38,17 @@ class Cookie:
 
     def check(self, context: bytes, nonce: bytes, mac: object) -> bool:
         return isinstance(mac, bytes) and hmac.compare_digest(self.mac(context, nonce), mac)
+
+
+def client_proof(server_nonce: bytes, client_nonce: bytes) -> tuple[bytes, bytes]:
+    """(context, data) the client's Auth mac covers."""
+    return CLIENT_CONTEXT, server_nonce + client_nonce
+
+
+def server_proof(server_nonce: bytes, client_nonce: bytes, node_id: int) -> tuple[bytes, bytes]:
+    """(context, data) the server's AuthOk mac covers: the node id too, which the client then
+    trusts (Hello is not authenticated)."""
+    return SERVER_CONTEXT, server_nonce + client_nonce + node_id.to_bytes(8, "big")
 
 
 def new_nonce() -> bytes:

@@ -11,6 +11,11 @@ happen only when the request certainly did not execute, or when it is a read:
 - UNAVAILABLE / OVERLOADED: wait and retry, for a write only when the node says applied="no";
 - a write whose outcome is unknown (connection lost after sending, TIMEOUT, applied="unknown")
   is raised to the caller with applied="unknown"; it is never silently sent again.
+
+A client with a cookie accepts only a node that proves it holds the cookie too (a node that
+does not ask for it is an impostor or a downgrade), and then tags every frame and checks the
+node's (aspen/session.py). With `tls` (an ssl.SSLContext, or cacert/cert/key paths:
+aspen/tls.py) it speaks TLS and checks the node's certificate and address.
 """
 
 from __future__ import annotations
@@ -18,12 +23,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import ssl
 import threading
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any, TypeVar
 
-from aspen.auth import CLIENT_CONTEXT, NONCE_BYTES, SERVER_CONTEXT, Cookie, new_nonce
-from aspen.protocol import PROTOCOL_VERSION, FrameDecoder, ProtocolError, encode_frame
+from aspen import tls as tlsconf
+from aspen.auth import NONCE_BYTES, Cookie, client_proof, new_nonce, server_proof
+from aspen.protocol import (
+    FRAME_MAX_BYTES,
+    PREAUTH_FRAME_MAX_BYTES,
+    PROTOCOL_VERSION,
+    FrameDecoder,
+    ProtocolError,
+    encode_frame,
+    write_frames,
+)
+from aspen.session import FrameMac, SessionKeys
 from storage.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
@@ -46,16 +63,20 @@ class _NotSent(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, cookie: Cookie | None) -> None:
+    def __init__(self, cookie: Cookie | None, addr: str, closed_early: AspenError) -> None:
         self.loop = asyncio.get_running_loop()
         self.cookie = cookie
+        self.addr = addr
+        self.closed_early = closed_early  # what a close before Hello most likely means
         self.ready: asyncio.Future[int] = self.loop.create_future()  # resolves to the node id
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.ids = itertools.count(1)
         self.transport: asyncio.Transport | None = None
-        self.decoder = FrameDecoder()
+        self.decoder = FrameDecoder(PREAUTH_FRAME_MAX_BYTES)
+        self.send_mac: FrameMac | None = None
         self.closed = False
         self.nonce = new_nonce()
+        self.server_nonce = b""
         self.stage = "hello"
         self.out: list[bytes] = []
         self.flush_scheduled = False
@@ -64,7 +85,12 @@ class _Connection(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._close(AspenError(ErrorCode.UNAVAILABLE, f"connection lost: {exc or 'closed by the node'}"))
+        if isinstance(exc, ssl.SSLError):
+            self._close(tls_error(self.addr, exc))
+        elif self.stage == "hello" and exc is None:
+            self._close(self.closed_early)
+        else:
+            self._close(AspenError(ErrorCode.UNAVAILABLE, f"connection lost: {exc or 'closed by the node'}"))
 
     def _close(self, error: AspenError) -> None:
         self.closed = True
@@ -87,7 +113,7 @@ class _Connection(asyncio.Protocol):
             try:
                 message = self.decoder.next()
             except ProtocolError as exc:
-                self._close(AspenError(exc.code, f"from the node: {exc.message}"))
+                self._close(AspenError(exc.code, f"from {self.addr}: {exc.message}"))
                 return
             if message is None:
                 return
@@ -106,32 +132,55 @@ class _Connection(asyncio.Protocol):
             self._close(error_of(message))
         elif self.stage == "hello":
             self._on_hello(message)
-        elif message.get("type") != "AuthOk" or self.cookie is None or not self.cookie.check(
-            SERVER_CONTEXT, self.nonce, message.get("mac")
-        ):
-            self._close(AspenError(ErrorCode.AUTH_FAILED, "the node could not prove it holds the cluster cookie"))
         else:
-            self._ready(message.get("node_id", 0))
+            self._on_auth_ok(message)
 
     def _on_hello(self, message: dict[str, Any]) -> None:
+        nonce = message.get("nonce")
         if message.get("type") != "Hello":
-            self._close(AspenError(ErrorCode.MALFORMED_FRAME, "the node did not greet with Hello"))
+            self._close(AspenError(ErrorCode.MALFORMED_FRAME, f"{self.addr} did not greet with Hello"))
         elif message.get("version") != PROTOCOL_VERSION:
-            self._close(AspenError(ErrorCode.INVALID_REQUEST, f"the node speaks protocol version "
-                                   f"{message.get('version')!r}, this client {PROTOCOL_VERSION}"))
+            self._close(AspenError(ErrorCode.INVALID_REQUEST, f"{self.addr} speaks protocol version "
+                                   f"{message.get('version')!r}, this client {PROTOCOL_VERSION}; upgrade the older side"))
         elif not message.get("auth"):
-            self._ready(message.get("node_id", 0))
+            if self.cookie is not None:
+                # A client that holds the cookie never talks to a node that does not prove it:
+                # a relay could rewrite Hello{auth: true} to false and then read and answer
+                # everything itself (a downgrade).
+                self._close(AspenError(ErrorCode.AUTH_FAILED, f"{self.addr} did not ask for the cluster cookie, so it "
+                                       "cannot prove it holds it: refused (an impostor, or a node without a cookie)"))
+            else:
+                self._ready(message.get("node_id", 0))
         elif self.cookie is None:
-            self._close(AspenError(ErrorCode.AUTH_FAILED, "the cluster needs a cookie (--cookie or ASPEN_COOKIE)"))
-        elif not isinstance(message.get("nonce"), bytes) or len(message["nonce"]) != NONCE_BYTES:
-            self._close(AspenError(ErrorCode.MALFORMED_FRAME, "Hello without a valid nonce"))
+            self._close(AspenError(ErrorCode.AUTH_FAILED, "the cluster needs a cookie (--cookie or ASPEN_COOKIE); none given"))
+        elif not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
+            self._close(AspenError(ErrorCode.MALFORMED_FRAME, f"{self.addr}: Hello without a valid nonce"))
         else:
             self.stage = "auth"
-            self._write(encode_frame({"type": "Auth", "mac": self.cookie.mac(CLIENT_CONTEXT, message["nonce"]),
-                                      "nonce": self.nonce}))
+            self.server_nonce = nonce
+            self._write(encode_frame({"type": "Auth", "version": PROTOCOL_VERSION, "nonce": self.nonce,
+                                      "mac": self.cookie.mac(*client_proof(nonce, self.nonce))}))
+
+    def _on_auth_ok(self, message: dict[str, Any]) -> None:
+        node_id = message.get("node_id")
+        cookie = self.cookie
+        if (
+            message.get("type") != "AuthOk"
+            or cookie is None
+            or type(node_id) is not int
+            or not 0 <= node_id < 2**63
+            or not cookie.check(*server_proof(self.server_nonce, self.nonce, node_id), message.get("mac"))
+        ):
+            self._close(AspenError(ErrorCode.AUTH_FAILED, f"{self.addr} could not prove it holds the cluster cookie"))
+            return
+        keys = SessionKeys.derive(cookie, self.server_nonce, self.nonce, server=False)
+        self.send_mac = FrameMac(keys.send)
+        self.decoder.mac = FrameMac(keys.receive)
+        self._ready(node_id)
 
     def _ready(self, node_id: int) -> None:
         self.stage = "ready"
+        self.decoder.limit_bytes = FRAME_MAX_BYTES
         if not self.ready.done():
             self.ready.set_result(node_id)
 
@@ -146,21 +195,33 @@ class _Connection(asyncio.Protocol):
         self.flush_scheduled = False
         out, self.out = self.out, []
         if out and not self.closed and self.transport is not None:
-            if len(out) == 1:
-                self.transport.write(out[0])
-            else:
-                self.transport.writelines(out)
+            write_frames(self.transport, out, sum(map(len, out)))
 
     def send(self, message: dict[str, Any]) -> tuple[int, asyncio.Future[dict[str, Any]]]:
         if self.closed:
             raise _NotSent("connection closed")
         request_id = next(self.ids)
         message["id"] = request_id
-        frame = encode_frame(message)  # an oversized request raises here, before anything is sent
+        frame = encode_frame(message, self.send_mac)  # an oversized request raises here, before anything is sent
         fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         self.pending[request_id] = fut
         self._write(frame)
         return request_id, fut
+
+
+def tls_error(addr: str, exc: ssl.SSLError) -> AspenError:
+    """A TLS failure as one line that says what to fix."""
+    reason = str(getattr(exc, "reason", None) or exc)
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return AspenError(ErrorCode.AUTH_FAILED, f"{addr}: the node's TLS certificate is not trusted: "
+                          f"{exc.verify_message} (--cacert: the cluster's CA)")
+    if "CERTIFICATE_REQUIRED" in reason or "BAD_CERTIFICATE" in reason or "UNKNOWN_CA" in reason:
+        return AspenError(ErrorCode.AUTH_FAILED, f"{addr}: the node refused this client's TLS certificate "
+                          f"({reason}): give --cert and --key signed by the cluster's CA")
+    if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER" in reason:
+        return AspenError(ErrorCode.INVALID_REQUEST, f"{addr}: TLS handshake failed ({reason}): "
+                          "the node does not serve TLS")
+    return AspenError(ErrorCode.UNAVAILABLE, f"{addr}: TLS failed: {reason}", applied="no")
 
 
 def _expire(fut: asyncio.Future[dict[str, Any]], rtype: str, timeout_s: float) -> None:
@@ -209,11 +270,21 @@ class AsyncClient:
         discover_leader: bool = True,
         retries_max: int = RETRIES_MAX,
         in_flight_max: int = IN_FLIGHT_MAX,
+        tls: ssl.SSLContext | None = None,
+        cacert: str | Path | None = None,
+        cert: str | Path | None = None,
+        key: str | Path | None = None,
     ) -> None:
+        """tls: an SSLContext for TLS, or give the files (cacert: the CA that signed the nodes'
+        certificates; cert and key: this client's own, for nodes run with --client-cert-auth)."""
         if timeout_s <= 0 or retries_max < 1 or in_flight_max < 1:
             raise ValueError("timeout_s, retries_max and in_flight_max must be positive")
         self.endpoints = parse_endpoints(endpoints)
         self.cookie = Cookie(cookie) if isinstance(cookie, str) else cookie
+        if tls is None and (cacert or cert or key):
+            tls = tlsconf.client_context(tlsconf.TLSFiles.of(cacert, cert, key))
+        self.tls = tls
+        self._tls_cert = bool(cert) or (tls is not None and cacert is None)  # a caller's context: unknown
         self.timeout_s = timeout_s
         self.discover_leader = discover_leader
         self.retries_max = retries_max
@@ -247,13 +318,31 @@ class AsyncClient:
         try:
             host, port = _split(addr)
             timeout_s = max(0.01, min(CONNECT_TIMEOUT_S, timeout_s))
-            async with asyncio.timeout(timeout_s):
-                _, conn = await loop.create_connection(lambda: _Connection(self.cookie), host, port)
-                try:
-                    await conn.ready
-                except BaseException:
-                    conn._close(AspenError(ErrorCode.UNAVAILABLE, "handshake abandoned"))
-                    raise
+            tls: dict[str, Any] = {}
+            closed_early = AspenError(ErrorCode.UNAVAILABLE, f"{addr} closed the connection before greeting "
+                                      "(restarting, or it requires TLS: --cacert)")
+            if self.tls is not None:
+                tls = {"ssl": self.tls, "server_hostname": host, "ssl_handshake_timeout": timeout_s}
+                if not self._tls_cert:
+                    # TLS 1.3 finishes the client's handshake before the node checks for a
+                    # client certificate: its refusal arrives as a close before Hello.
+                    closed_early = AspenError(ErrorCode.AUTH_FAILED, f"{addr} closed the TLS connection before "
+                                              "greeting: it requires a client certificate (--cert and --key, signed "
+                                              "by the cluster's CA)")
+            try:
+                async with asyncio.timeout(timeout_s):
+                    _, conn = await loop.create_connection(lambda: _Connection(self.cookie, addr, closed_early), host, port,
+                                                            **tls)
+                    try:
+                        await conn.ready
+                    except BaseException:
+                        conn._close(AspenError(ErrorCode.UNAVAILABLE, "handshake abandoned"))
+                        raise
+            except ssl.SSLError as exc:
+                raise tls_error(addr, exc) from None
+            except TimeoutError:
+                hint = "" if self.tls is not None else " (does it require TLS? --cacert)"
+                raise TimeoutError(f"no handshake with {addr} before the deadline{hint}") from None
             self._conns[addr] = conn
             fut.set_result(conn)
             return conn

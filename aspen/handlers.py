@@ -23,6 +23,12 @@ from storage.state import validate_op
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
+# A scan page also ends by bytes: 80 values of 1 MiB made one 84 MB frame, over FRAME_MAX_BYTES,
+# so scan_all could never read past them. A page holds at least one entry (at most 1 MiB of
+# value and 1 KiB of key), and stops before the entry that would take it past this.
+SCAN_PAGE_MAX_BYTES = 4 * 1024 * 1024
+SCAN_ENTRY_OVERHEAD_BYTES = 64  # the entry map's field names, three revisions, headers
+
 _BATCH_OPS = {"Set": "put", "Delete": "del"}
 _CONDITIONS = {"ValueEquals": "eq", "KeyExists": "exists", "KeyNotExists": "absent"}
 
@@ -179,12 +185,18 @@ class NativeHandlers:
             raise AspenError(ErrorCode.INVALID_REQUEST, "continuation_token: belongs to another prefix")
         await self._consistent(req)
         page = self.node.read(lambda s: s.scan(prefix, limit, after))
-        entries = [
-            {"key": k, "value": e.value, "version": e.version, "create_revision": e.create_revision,
-             "mod_revision": e.mod_revision}
-            for k, e in page.entries
-        ]
-        next_token = encode_token(page.next_after) if page.next_after is not None else None
+        entries: list[dict[str, Any]] = []
+        page_bytes = 0
+        next_after = page.next_after
+        for k, e in page.entries:
+            entry_bytes = len(k.encode()) + len(e.value) + SCAN_ENTRY_OVERHEAD_BYTES
+            if entries and page_bytes + entry_bytes > SCAN_PAGE_MAX_BYTES:
+                next_after = entries[-1]["key"]  # the rest are the next page's
+                break
+            page_bytes += entry_bytes
+            entries.append({"key": k, "value": e.value, "version": e.version, "create_revision": e.create_revision,
+                            "mod_revision": e.mod_revision})
+        next_token = encode_token(next_after) if next_after is not None else None
         return {"type": "ScanResult", "entries": entries, "count": len(entries), "continuation_token": next_token}
 
     # -- blobs -----------------------------------------------------------------------------

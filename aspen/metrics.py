@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from sandbox import SandboxCode
 from storage.errors import ErrorCode
@@ -67,6 +67,17 @@ class NodeCollector:
             for candidate in _STATES:
                 state.add_metric([name, candidate], int(s["state"] == candidate))
         yield from (calls, errors, fuel, p50, p99, dropped, state)
+        server = self.node.server
+        if server is not None:
+            conns = GaugeMetricFamily("aspen_client_connections", "Client connections by handshake state",
+                                      labels=["state"])
+            conns.add_metric(["handshake"], len(server.preauth))
+            conns.add_metric(["authenticated"], len(server.connections))
+            refused = CounterMetricFamily("aspen_client_refusals", "Connections refused or closed: a wrong cookie, "
+                                          "a frame failing its session tag, no free slot", labels=["reason"])
+            for reason in ("cookie", "tag", "overloaded"):
+                refused.add_metric([reason], server.refusals.counts.get(reason, 0))
+            yield from (conns, refused)
 
 
 class Metrics:

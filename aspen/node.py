@@ -1,7 +1,11 @@
 """aspen-node: one cluster member: Raft replication, the client port, the handlers.
 
     aspen-node --node-id 1 --data-dir D --listen 127.0.0.1:7701 --raft 127.0.0.1:7801 \
-        --peers 2=127.0.0.1:7802,3=127.0.0.1:7803 --cookie-file D/cookie
+        --peers 2=127.0.0.1:7802,3=127.0.0.1:7803 --cookie-file D/cookie \
+        [--cert-file C --key-file K --trusted-ca-file CA [--client-cert-auth]]
+
+The client port speaks TLS given a certificate; a node listening for clients beyond loopback
+refuses to start in plaintext unless told --insecure-plaintext.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import ssl
 import sys
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
@@ -22,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from aspen import auth, keys
+from aspen import auth, keys, tls
 from aspen.client import AsyncClient
 from aspen.handlers import Handler, NativeHandlers
 from aspen.membership import MembershipHandlers
@@ -60,6 +65,11 @@ class NodeConfig:
     join_existing: bool = False  # --initial-cluster-state existing (RaftConfig.join_existing)
     fsync: bool = True  # --unsafe-no-fsync turns it off (RaftConfig.fsync)
     synced_shadow: bool = False  # tests only (RaftConfig.synced_shadow)
+    cert_file: Path | None = None  # TLS on the client port (and this node's certificate to peers)
+    key_file: Path | None = None
+    trusted_ca_file: Path | None = None  # checks peers' certificates, and clients' with client_cert_auth
+    client_cert_auth: bool = False
+    insecure_plaintext: bool = False  # allow a non-loopback client port without TLS
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -97,6 +107,7 @@ class AspenNode:
         ensure_private_dir(cfg.data_dir)
         self._check_identity()
         raft_cookie, self.client_auth = self._resolve_cookie()
+        self.server_tls, self.peer_tls = self._resolve_tls()
         self.blobs = BlobStore(cfg.data_dir / "blobs")
         self.replicated = ReplicatedNode(
             RaftConfig(
@@ -165,6 +176,50 @@ class AspenNode:
                 f.write(auth.generate_cookie())
         return own.read_text().strip(), False
 
+    def _resolve_tls(self) -> tuple[ssl.SSLContext | None, ssl.SSLContext | None]:
+        """The client port's TLS context and the one this node dials peers with.
+
+        Secure by default: clients beyond loopback get TLS, or the operator says in so many
+        words that the network is trusted (--insecure-plaintext).
+        """
+        cfg = self.cfg
+        if cfg.cert_file is None or cfg.key_file is None:
+            host, _ = split_addr(cfg.listen)
+            if not _is_loopback(host) and not cfg.insecure_plaintext:
+                raise SystemExit(
+                    f"aspen-node: clients on {cfg.listen} would talk in plaintext: give --cert-file and --key-file "
+                    "(TLS), or --insecure-plaintext on a network you trust"
+                )
+            return None, None
+        try:
+            server = tls.server_context(cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth)
+            peer = tls.client_context(tls.TLSFiles(cfg.trusted_ca_file, cfg.cert_file, cfg.key_file))
+        except ValueError as exc:
+            raise SystemExit(f"aspen-node: {exc}") from None
+        return server, peer
+
+    def reload_tls(self) -> None:
+        """SIGHUP: read the certificate, key and CA files again, into the live contexts.
+
+        New connections (clients', and this node's to peers) use them; open ones keep theirs.
+        So a certificate is rotated without a restart. A CA file's new certificates are added
+        to the trusted ones; dropping a CA takes a restart (docs/OPERATIONS.md).
+        """
+        cfg = self.cfg
+        if self.server_tls is None or self.peer_tls is None or cfg.cert_file is None or cfg.key_file is None:
+            log.warning("SIGHUP: no TLS files to reload")
+            return
+        try:
+            self.server_tls.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+            self.peer_tls.load_cert_chain(str(cfg.cert_file), str(cfg.key_file))
+            if cfg.trusted_ca_file is not None:
+                self.server_tls.load_verify_locations(cafile=str(cfg.trusted_ca_file))
+                self.peer_tls.load_verify_locations(cafile=str(cfg.trusted_ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            log.error("SIGHUP: TLS files not reloaded, the previous ones stay in use: %s", exc)
+            return
+        log.info("SIGHUP: TLS certificate, key and CA reloaded from %s", cfg.cert_file)
+
     # -- serving ---------------------------------------------------------------------------
 
     def dispatch(self, request: dict[str, Any], finish: Finish, token: Token) -> Awaitable[dict[str, Any]] | None:
@@ -187,7 +242,7 @@ class AspenNode:
         host, port = split_addr(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
         self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
-                             observe=self.metrics.observe)
+                             observe=self.metrics.observe, ssl_context=self.server_tls)
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.metrics_listen:
@@ -241,7 +296,7 @@ class AspenNode:
             if addr is None:
                 raise AspenError(ErrorCode.UNAVAILABLE, f"no client address known for node {node_id}")
             client = AsyncClient(
-                [addr], cookie=self.cfg.cookie, timeout_s=PEER_FETCH_TIMEOUT_S, discover_leader=False
+                [addr], cookie=self.cfg.cookie, timeout_s=PEER_FETCH_TIMEOUT_S, discover_leader=False, tls=self.peer_tls
             )
             self._peer_clients[node_id] = client
         return client
@@ -286,6 +341,14 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         help="do not fsync the Raft log (etcd's flag): faster, but a power loss of a majority of nodes "
              "can lose acknowledged writes",
     )
+    ap.add_argument("--cert-file", type=Path, help="TLS certificate (PEM) for the client port; also presented to peers")
+    ap.add_argument("--key-file", type=Path, help="its private key (PEM)")
+    ap.add_argument("--trusted-ca-file", type=Path,
+                    help="CA (PEM) that signed the other nodes' certificates (and clients', with --client-cert-auth)")
+    ap.add_argument("--client-cert-auth", action="store_true",
+                    help="clients must present a certificate signed by --trusted-ca-file")
+    ap.add_argument("--insecure-plaintext", action="store_true",
+                    help="serve clients beyond loopback without TLS (only on a network you trust)")
     # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -304,6 +367,10 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         ap.error("--node-id must be a positive integer")
     if args.node_id in peers:
         ap.error("--peers lists the other members, not this node")
+    if (args.cert_file is None) != (args.key_file is None):
+        ap.error("--cert-file and --key-file go together")
+    if args.client_cert_auth and (args.cert_file is None or args.trusted_ca_file is None):
+        ap.error("--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file")
     return NodeConfig(
         node_id=args.node_id,
         data_dir=args.data_dir,
@@ -318,6 +385,11 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         join_existing=args.initial_cluster_state == "existing",
         fsync=not args.unsafe_no_fsync,
         synced_shadow=args.test_synced_shadow,
+        cert_file=args.cert_file,
+        key_file=args.key_file,
+        trusted_ca_file=args.trusted_ca_file,
+        client_cert_auth=args.client_cert_auth,
+        insecure_plaintext=args.insecure_plaintext,
     )
 
 
@@ -327,6 +399,7 @@ async def serve(cfg: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, node.reload_tls)
     await node.start()
     print(f"ready node={cfg.node_id} listen={cfg.listen}", flush=True)
     await stop.wait()

@@ -1,7 +1,7 @@
 """KV benchmark: a 3-node Aspen cluster on loopback, random 100-byte and 32 KiB values.
 
     python benchmarks/kv_bench.py [--vs-etcd] [--seconds 5] [--failover-rounds 5]
-                                  [--aspen-unsafe-no-fsync] [--no-readme]
+                                  [--aspen-unsafe-no-fsync] [--no-readme] [--tls]
 
 Measures sequential write and read latency (p50/p99) and throughput at 1, 16 and 64
 requests in flight with 100-byte values, the same for 32 KiB values (sequential, and writes at
@@ -11,6 +11,9 @@ a table and writes it into benchmarks/README.md. With --vs-etcd it also starts a
 through the aetcd asyncio client in the same run, printing each Aspen figure as a ratio to
 etcd's and against the issue's targets. Values are random bytes (os.urandom), so neither
 side gains from compressible data. Both sides fsync their log unless --aspen-unsafe-no-fsync.
+With --tls it then compares two fresh Aspen clusters back to back, plaintext and TLS (made by
+`aspen-cluster up --tls`: client certificates too): writes/s and reads/s at 64 in flight, and
+the cost of a new connection (TCP + TLS + cookie handshake + one Ping).
 A program that reports, never a timed test: this machine is shared and noisy.
 """
 
@@ -486,6 +489,60 @@ async def main_async(args: argparse.Namespace, node_args: list[str]) -> dict[str
     return rows
 
 
+HANDSHAKES = 50
+
+
+async def connect_ms_p50(cluster: LocalCluster) -> float:
+    """p50 of a new connection to one node: TCP, TLS when on, the cookie handshake, one Ping."""
+    samples = []
+    for _ in range(HANDSHAKES):
+        client = AsyncClient(cluster.nodes[1].client_addr, cluster.cookie, timeout_s=10, discover_leader=False,
+                             retries_max=1, **cluster.client_tls())
+        t0 = time.perf_counter()
+        await client.ping()
+        samples.append(time.perf_counter() - t0)
+        await client.close()
+    return percentile(sorted(samples), 0.5) * 1e3
+
+
+async def rows_at_64(cluster: LocalCluster, seconds: float, values: list[bytes]) -> dict[str, float]:
+    client = AsyncClient(cluster.endpoints, cluster.cookie, timeout_s=30, **cluster.client_tls())
+    try:
+        errors = Errors()
+        await client.put("tls/warm", b"x")
+        writes = await throughput(lambda i: client.put(f"tls/{i % 10_000}", values[i % VALUE_POOL]), 64, seconds,
+                                  errors)
+        reads = await throughput(lambda i: client.get(f"tls/{i % 10_000}"), 64, seconds, errors)
+        return {"writes/s @64": writes, "reads/s @64": reads, "new connection p50 ms": await connect_ms_p50(cluster),
+                "failed requests": errors.count}
+    finally:
+        await client.close()
+
+
+async def tls_comparison(seconds: float, node_args: list[str]) -> dict[str, dict[str, float]]:
+    """Issue 12's TLS rows: the same 64-in-flight runs on a plaintext and on a TLS cluster."""
+    rows: dict[str, dict[str, float]] = {}
+    values = random_values(VALUE_POOL, VALUE_BYTES)
+    for name, tls in (("plaintext", False), ("tls", True)):
+        with tempfile.TemporaryDirectory(prefix="aspen-bench-tls-") as tmp:
+            cluster = LocalCluster(Path(tmp) / "aspen", node_args=node_args, tls=tls)
+            cluster.up(3)
+            try:
+                rows[name] = await rows_at_64(cluster, seconds, values)
+            finally:
+                cluster.down()
+    return rows
+
+
+def tls_table(rows: dict[str, dict[str, float]]) -> str:
+    lines = ["| metric | plaintext | tls | tls / plaintext |", "|---|---|---|---|"]
+    for metric, plain in rows["plaintext"].items():
+        tls = rows["tls"][metric]
+        ratio = f"{tls / plain:.2f}x" if plain and metric not in COUNT_METRICS else "-"
+        lines.append(f"| {metric} | {_cell(metric, plain)} | {_cell(metric, tls)} | {ratio} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vs-etcd", action="store_true", help="run the same workload against a 3-node etcd")
@@ -494,6 +551,7 @@ def main() -> None:
     ap.add_argument("--failover-rounds", type=int, default=5, help="leader SIGKILLs to time on each system (0: skip)")
     ap.add_argument("--aspen-unsafe-no-fsync", action="store_true",
                     help=f"start the Aspen nodes with aspen-node {UNSAFE_NO_FSYNC} (etcd keeps fsync on)")
+    ap.add_argument("--tls", action="store_true", help="then compare plaintext and TLS clusters (issue 12's rows)")
     args = ap.parse_args()
     node_args: list[str] = []
     if args.aspen_unsafe_no_fsync:
@@ -509,6 +567,11 @@ def main() -> None:
     targets = targets_line(rows) if args.vs_etcd else ""
     if targets:
         print(targets)
+    if args.tls:
+        tls_text = "TLS (issue 12: writes/s and reads/s @64 within 15% of plaintext):\n\n" + tls_table(
+            uvloop.run(tls_comparison(args.seconds, node_args)))
+        print(tls_text)
+        targets = (targets + "\n\n" if targets else "") + tls_text
     if not args.no_readme:
         note = (
             f"3 nodes on 127.0.0.1, random values (os.urandom) of {VALUE_BYTES} bytes, and of 32 KiB in the "

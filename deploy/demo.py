@@ -1,6 +1,6 @@
-"""`make run`: a local 3-node cluster serving plugins.
+"""`make run`: a local 3-node cluster serving plugins, over TLS.
 
-Starts 3 nodes, writes a value through node 1 and reads it through node 3, installs the WASM
+Starts 3 nodes (TLS with a new local CA and client certificates: `aspen-cluster up --tls`), writes a value through node 1 and reads it through node 3, installs the WASM
 plugin examples/wat-greeter (compiled from its WebAssembly text) and calls it through every
 node. Then the Rust plugin examples/plugins/kv-counter goes the author's way: built with
 `cargo aspen-plugin build --release`, signed with a new key, the key trusted on the cluster,
@@ -70,8 +70,8 @@ def main() -> None:
     if cluster.nodes:
         print(f"stopping the previous demo cluster in {DEMO_DIR}/")
         cluster.down(purge=True)
-        cluster = LocalCluster(DEMO_DIR)
-    print("starting 3 nodes ...")
+    cluster = LocalCluster(DEMO_DIR, tls=True)
+    print(f"starting 3 nodes (TLS: CA and certificates in {cluster.tls_dir.relative_to(Path.cwd().resolve())}/) ...")
     cluster.up(3)
     leader = cluster.wait_leader()
     print(f"leader elected: node {leader}")

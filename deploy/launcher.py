@@ -1,13 +1,15 @@
 """aspen-cluster: start and drive a local multi-node cluster (tests, benchmarks, operators).
 
-    eval "$(aspen-cluster up --nodes 3 --dir /tmp/c [--base-port 7701])"
+    eval "$(aspen-cluster up --nodes 3 --dir /tmp/c [--base-port 7701] [--tls])"
     aspen-cluster status --dir /tmp/c
     aspen-cluster kill --dir /tmp/c 2      # SIGKILL
     aspen-cluster start --dir /tmp/c 2
     aspen-cluster down --dir /tmp/c --purge
 
 State lives in DIR/cluster.json (ids, ports, pids) and DIR/cookie (mode 0600); each node's
-data dir is DIR/node<ID>/ and its log DIR/node<ID>/node.log. `LocalCluster` is the same
+data dir is DIR/node<ID>/ and its log DIR/node<ID>/node.log. With --tls, DIR/tls/ holds a new
+CA, a certificate per node (for its address) and a client certificate; the nodes require
+client certificates and the printed exports point the CLI at them. `LocalCluster` is the same
 thing as a Python API; the CLI is a thin layer over it.
 """
 
@@ -27,6 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from aspen import certs
 from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
 from aspen.client import Client
 from storage.errors import AspenError
@@ -126,11 +129,13 @@ class LocalCluster:
         c.kill(c.leader_id()); c.wait_leader()
     """
 
-    def __init__(self, root: Path, node_args: list[str] | None = None) -> None:
-        """node_args: extra aspen-node arguments for every node (kept in cluster.json)."""
+    def __init__(self, root: Path, node_args: list[str] | None = None, tls: bool = False) -> None:
+        """node_args: extra aspen-node arguments for every node; tls: the client port speaks TLS
+        with certificates made here (both kept in cluster.json)."""
         self.root = root.resolve()
         self.nodes: dict[int, NodeSpec] = {}
         self.node_args: list[str] = list(node_args or [])
+        self.tls = tls
         if self.state_path.exists():
             self._load()
 
@@ -148,15 +153,30 @@ class LocalCluster:
     def cookie(self) -> str:
         return read_cookie_file(self.cookie_path).secret
 
+    @property
+    def tls_dir(self) -> Path:
+        return self.root / "tls"
+
+    def client_tls(self) -> dict[str, Path]:
+        """Client keyword arguments (cacert, cert, key) for this cluster; {} without TLS."""
+        if not self.tls:
+            return {}
+        return {"cacert": self.tls_dir / "ca.pem", "cert": self.tls_dir / "client.pem", "key": self.tls_dir / "client.key"}
+
+    def _issue_node_cert(self, node_id: int) -> None:
+        host = self.nodes[node_id].host
+        certs.issue(self.tls_dir, f"node{node_id}", sorted({host, "127.0.0.1", "localhost"}))
+
     def _load(self) -> None:
         raw = json.loads(self.state_path.read_text())
         self.nodes = {n["node_id"]: NodeSpec(**n) for n in raw["nodes"]}
         self.node_args = list(raw.get("node_args") or self.node_args)
+        self.tls = bool(raw.get("tls", self.tls))
 
     def _save(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes.values()], "node_args": self.node_args},
-                                  indent=2))
+        tmp.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes.values()], "node_args": self.node_args,
+                                   "tls": self.tls}, indent=2))
         os.replace(tmp, self.state_path)
 
     def data_dir(self, node_id: int) -> Path:
@@ -206,6 +226,11 @@ class LocalCluster:
         for node_id, (address, netns) in (hosts or {}).items():
             spec = self.nodes[node_id]
             spec.host, spec.netns, spec.metrics_port = address, netns, 9701
+        if self.tls:
+            certs.create_ca(self.tls_dir)
+            certs.issue(self.tls_dir, "client", [])
+            for node_id in self.nodes:
+                self._issue_node_cert(node_id)
         self._save()
         try:
             for node_id in self.nodes:
@@ -219,6 +244,14 @@ class LocalCluster:
     def command(self, node_id: int, initial_state: str = "existing") -> list[str]:
         spec = self.nodes[node_id]
         others = [n for n in self.nodes.values() if n.node_id != node_id]
+        if self.tls:
+            tls = ["--cert-file", str(self.tls_dir / f"node{node_id}.pem"), "--key-file",
+                   str(self.tls_dir / f"node{node_id}.key"), "--trusted-ca-file", str(self.tls_dir / "ca.pem"),
+                   "--client-cert-auth"]
+        elif spec.host != HOST:
+            tls = ["--insecure-plaintext"]  # network-namespace test hosts on a private bridge
+        else:
+            tls = []
         return [
             sys.executable, "-m", "aspen.node",
             "--node-id", str(node_id),
@@ -230,6 +263,7 @@ class LocalCluster:
             "--cookie-file", str(self.cookie_path),
             "--initial-cluster-state", initial_state,
             *(["--metrics-listen", f"{spec.host}:{spec.metrics_port}"] if spec.metrics_port else []),
+            *tls,
             *self.node_args,
         ]
 
@@ -258,6 +292,8 @@ class LocalCluster:
         client_port, raft_port = free_ports(2)
         spec = NodeSpec(node_id, client_port, raft_port)
         self.nodes[node_id] = spec
+        if self.tls:
+            self._issue_node_cert(node_id)
         self._save()
         self.start(node_id)
         with self.client([n for n in self.nodes if n != node_id and self.alive(n)], timeout_s=timeout_s) as c:
@@ -346,7 +382,7 @@ class LocalCluster:
 
     def client(self, node_ids: list[int] | None = None, timeout_s: float = 10.0, **kwargs: Any) -> Client:
         ids = node_ids or list(self.nodes)
-        return Client([self.nodes[i].client_addr for i in ids], self.cookie, timeout_s, **kwargs)
+        return Client([self.nodes[i].client_addr for i in ids], self.cookie, timeout_s, **{**self.client_tls(), **kwargs})
 
     def status_of(self, node_id: int, timeout_s: float = 2.0) -> dict[str, Any] | None:
         if not self.alive(node_id):
@@ -411,10 +447,10 @@ class LocalCluster:
         return {i: self.log_path(i).read_text(errors="replace")[-chars:] for i in self.nodes if self.log_path(i).exists()}
 
     def exports(self) -> str:
-        return (
-            f"export ASPEN_CLUSTER={shlex.quote(self.endpoints)}\n"
-            f"export ASPEN_COOKIE={shlex.quote(self.cookie)}\n"
-        )
+        lines = [f"export ASPEN_CLUSTER={shlex.quote(self.endpoints)}", f"export ASPEN_COOKIE={shlex.quote(self.cookie)}"]
+        names = {"cacert": "ASPEN_CACERT", "cert": "ASPEN_CERT", "key": "ASPEN_KEY"}
+        lines += [f"export {names[k]}={shlex.quote(str(v))}" for k, v in self.client_tls().items()]
+        return "".join(line + "\n" for line in lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -424,6 +460,8 @@ def main(argv: list[str] | None = None) -> None:
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--dir", type=Path, required=True)
     up.add_argument("--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)")
+    up.add_argument("--tls", action="store_true",
+                    help="make a CA and certificates in DIR/tls; nodes serve TLS and require client certificates")
     for name in ("status", "down"):
         p = sub.add_parser(name)
         p.add_argument("--dir", type=Path, required=True)
@@ -439,7 +477,7 @@ def main(argv: list[str] | None = None) -> None:
             p.add_argument("--wait", action="store_true",
                            help="return once a leader sees the node connected and it has caught up")
     args = ap.parse_args(argv)
-    cluster = LocalCluster(args.dir)
+    cluster = LocalCluster(args.dir, tls=getattr(args, "tls", False))
     try:
         if args.cmd == "up":
             cluster.up(args.nodes, base_port=args.base_port)

@@ -1,6 +1,7 @@
 """aspen-cli: talk to an Aspen cluster.
 
-    aspen-cli [--cluster H:P,...] [--cookie C] [--json] [--timeout S] GROUP COMMAND ...
+    aspen-cli [--cluster H:P,...] [--cookie C] [--cacert CA --cert C --key K] [--json] [--timeout S]
+              GROUP COMMAND ...
 
 Command groups are the modules of this package (kv, blob, cluster, ...), found by
 registry.discover(); each handler takes (args, client) and returns what to print. Output is
@@ -19,6 +20,7 @@ from types import ModuleType
 from aspen.cli.output import render
 from aspen.cli.registry import Commands, UsageError, discover
 from aspen.client import Client
+from aspen.tls import ENV_CACERT, ENV_CERT, ENV_KEY, TLSFiles
 from storage.errors import AspenError
 
 DEFAULT_CLUSTER = "127.0.0.1:7701"
@@ -32,6 +34,10 @@ def build_parser(groups: Sequence[ModuleType] | None = None) -> argparse.Argumen
     ap = argparse.ArgumentParser(prog="aspen-cli", description="Talk to an Aspen cluster.")
     ap.add_argument("--cluster", default=None, help=f"host:port,... of cluster nodes (env ASPEN_CLUSTER, default {DEFAULT_CLUSTER})")
     ap.add_argument("--cookie", default=None, help="cluster secret (env ASPEN_COOKIE)")
+    # dest: tls_*, since commands have their own `key` (kv set KEY ...).
+    ap.add_argument("--cacert", dest="tls_cacert", default=None, help=f"TLS: the CA that signed the nodes' certificates (env {ENV_CACERT})")
+    ap.add_argument("--cert", dest="tls_cert", default=None, help=f"TLS: this client's certificate, for --client-cert-auth nodes (env {ENV_CERT})")
+    ap.add_argument("--key", dest="tls_key", default=None, help=f"TLS: its private key (env {ENV_KEY})")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--timeout", type=float, default=10.0, help="seconds per request (default 10)")
     commands = Commands(ap.add_subparsers(dest="group", required=True, metavar="GROUP"), common)
@@ -52,9 +58,11 @@ def run(argv: Sequence[str] | None = None) -> int:
     cookie = args.cookie or os.environ.get("ASPEN_COOKIE") or None
     if args.timeout <= 0:
         return _fail("INVALID_REQUEST", "--timeout must be positive", EXIT_USAGE)
+    env = TLSFiles.from_env()
+    files = TLSFiles.of(args.tls_cacert or env.cacert, args.tls_cert or env.cert, args.tls_key or env.key)
     try:
-        client = Client(cluster, cookie, args.timeout)
-    except ValueError as exc:  # a malformed endpoint list or cookie
+        client = Client(cluster, cookie, args.timeout, cacert=files.cacert, cert=files.cert, key=files.key)
+    except ValueError as exc:  # a malformed endpoint list, cookie or TLS file
         return _fail("INVALID_REQUEST", str(exc), EXIT_USAGE)
     try:
         result = args.handler(args, client)

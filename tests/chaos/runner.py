@@ -131,7 +131,7 @@ def _start_cluster(root: Path, config: RunConfig) -> tuple[LocalCluster, HostNet
             note = "on: nodes on network-namespace hosts"
         except NetnsUnavailable as exc:
             net, note = None, f"skipped: {exc}"
-    cluster = LocalCluster(root)
+    cluster = LocalCluster(root, tls=True)  # clients over TLS, as on a real network
     try:
         cluster.up(config.nodes, hosts=net.hosts() if net is not None else None)
     except BaseException:

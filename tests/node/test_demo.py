@@ -18,6 +18,7 @@ def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
         for node in (1, 2, 3):
             assert f"Greet through node {node}: 'hello from a WASM plugin' (served by node {node})" in r.stdout
         assert "export ASPEN_COOKIE=" in r.stdout
+        assert "export ASPEN_CACERT=" in r.stdout and "(TLS: CA and certificates in .aspen-demo/tls/)" in r.stdout
         # The Rust example, built, signed and installed the author's way, counts across nodes.
         assert "installed kv-counter 0.1.0 with --verify-signature" in r.stdout
         for node in (1, 2, 3):

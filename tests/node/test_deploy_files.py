@@ -38,6 +38,7 @@ def test_the_systemd_unit_with_the_example_env_parses(cookie: Path) -> None:
     cfg = _config(args[1:], cookie, "/etc/aspen/cookie")
     assert cfg.node_id == int(env["ASPEN_NODE_ID"]) and set(cfg.peers) == {2, 3}
     assert cfg.join_existing  # the example's ASPEN_INITIAL_CLUSTER_STATE=existing
+    assert cfg.cert_file and cfg.key_file and cfg.trusted_ca_file  # a 10.x listener: TLS, not plaintext
 
 
 def test_each_compose_service_command_parses(cookie: Path) -> None:
@@ -47,3 +48,4 @@ def test_each_compose_service_command_parses(cookie: Path) -> None:
     for node_id, text in enumerate(commands, start=1):
         cfg = _config(shlex.split(" ".join(text.split())), cookie, "/run/secrets/cookie")
         assert cfg.node_id == node_id and len(cfg.peers) == 2
+        assert cfg.cert_file is not None and cfg.cert_file.name == f"node{node_id}.pem"  # 0.0.0.0: TLS

@@ -27,7 +27,7 @@ def net_cluster(tmp_path: Path) -> Iterator[tuple[LocalCluster, HostNetwork]]:
         net.create()
     except NetnsUnavailable as exc:
         pytest.skip(str(exc))
-    cluster = LocalCluster(tmp_path / "cluster")
+    cluster = LocalCluster(tmp_path / "cluster", tls=True)  # as a real network should run it
     try:
         cluster.up(3, hosts=net.hosts())
         yield cluster, net
@@ -53,7 +53,8 @@ def put_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str
     """A client inside the isolated host's namespace, talking to its own node only."""
     code = (
         "import sys; from aspen.client import Client\n"
-        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2)\n"
+        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2,"
+        f" **{ {k: str(v) for k, v in cluster.client_tls().items()}!r})\n"
         "try:\n"
         f"    c.put({key!r}, b'written-while-isolated'); print('ACKED')\n"
         "except Exception as exc:\n"
@@ -163,7 +164,8 @@ def get_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str
     """A linearizable read by a client inside `node`'s namespace, from that node only."""
     code = (
         "from aspen.client import Client\n"
-        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2)\n"
+        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2,"
+        f" **{ {k: str(v) for k, v in cluster.client_tls().items()}!r})\n"
         "try:\n"
         f"    r = c.get({key!r}); print('SERVED', r['value'].hex() if r['was_found'] else '-')\n"
         "except Exception as exc:\n"

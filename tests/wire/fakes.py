@@ -4,8 +4,7 @@ thread, a scripted raw server, and raw-socket helpers. Real sockets on 127.0.0.1
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
+import contextlib
 import socket
 import struct
 import threading
@@ -17,8 +16,9 @@ import blake3
 import msgpack
 
 from aspen import protocol as p
-from aspen.auth import Cookie
+from aspen.auth import Cookie, client_proof, server_proof
 from aspen.server import Dispatch, Server, awaiting
+from aspen.session import TAG_BYTES, FrameMac, SessionKeys
 from storage.errors import AspenError, ErrorCode
 from storage.limits import SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
 
@@ -209,41 +209,83 @@ class ServerThread:
 # -- raw sockets -------------------------------------------------------------------------------
 
 
-def recv_frame(s: socket.socket) -> dict[str, Any]:
-    def exactly(n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = s.recv(n - len(out))
-            if not chunk:
-                raise ConnectionError("closed")
-            out += chunk
-        return out
+class RawConn:
+    """A raw client socket that speaks the session tags once `keys` are set (connect does),
+    so tests can write frames byte by byte, pipeline them, or break them on purpose."""
 
-    (n,) = struct.unpack(">I", exactly(4))
-    return msgpack.unpackb(exactly(n), raw=False)
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.hello: dict[str, Any] = {}
+        self.send_mac: FrameMac | None = None
+        self.recv_mac: FrameMac | None = None
+
+    def start_session(self, keys: SessionKeys) -> None:
+        self.send_mac, self.recv_mac = FrameMac(keys.send), FrameMac(keys.receive)
+
+    def frame(self, msg: dict[str, Any]) -> bytes:
+        """The next frame's bytes (tagged when the session started): for pipelining."""
+        body = msgpack.packb(msg, use_bin_type=True)
+        tag = self.send_mac.tag(body) if self.send_mac is not None else b""
+        return struct.pack(">I", len(body) + len(tag)) + body + tag
+
+    def __getattr__(self, name: str) -> Any:  # sendall, recv, setsockopt, close, ...
+        return getattr(self.sock, name)
 
 
-def send_frame(s: socket.socket, msg: dict[str, Any]) -> None:
-    body = msgpack.packb(msg, use_bin_type=True)
-    s.sendall(struct.pack(">I", len(body)) + body)
+def _exactly(s: socket.socket | RawConn, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        if not chunk:
+            raise ConnectionError("closed")
+        out += chunk
+    return out
 
 
-def connect(port: int, cookie: str | None = COOKIE, authenticate: bool = True) -> socket.socket:
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    hello = recv_frame(s)
-    assert hello["type"] == "Hello" and hello["version"] == 1
-    if hello["auth"] and authenticate:
+def recv_frame(s: socket.socket | RawConn) -> dict[str, Any]:
+    (n,) = struct.unpack(">I", _exactly(s, 4))
+    data = _exactly(s, n)
+    mac = s.recv_mac if isinstance(s, RawConn) else None
+    if mac is not None:
+        body, tag = data[:-TAG_BYTES], data[-TAG_BYTES:]
+        assert mac.check(body, tag), "the node's frame failed its session tag"
+        data = body
+    return msgpack.unpackb(data, raw=False)
+
+
+def send_frame(s: socket.socket | RawConn, msg: dict[str, Any]) -> None:
+    if isinstance(s, RawConn):
+        s.sendall(s.frame(msg))
+    else:
+        body = msgpack.packb(msg, use_bin_type=True)
+        s.sendall(struct.pack(">I", len(body)) + body)
+
+
+def authenticate(s: RawConn, hello: dict[str, Any], cookie: str) -> dict[str, Any]:
+    """Auth as a v2 client; checks the node's proof and starts the session. Returns AuthOk."""
+    c = Cookie(cookie)
+    nonce = b"n" * 32
+    send_frame(s, {"type": "Auth", "version": p.PROTOCOL_VERSION, "nonce": nonce,
+                   "mac": c.mac(*client_proof(hello["nonce"], nonce))})
+    ok = recv_frame(s)
+    assert ok["type"] == "AuthOk", ok
+    assert c.check(*server_proof(hello["nonce"], nonce, ok["node_id"]), ok["mac"])
+    s.start_session(SessionKeys.derive(c, hello["nonce"], nonce, server=False))
+    return ok
+
+
+def connect(port: int, cookie: str | None = COOKIE, authenticate_now: bool = True,
+            host: str = "127.0.0.1") -> RawConn:
+    s = RawConn(socket.create_connection((host, port), timeout=10))
+    hello = s.hello = recv_frame(s)
+    assert hello["type"] == "Hello" and hello["version"] == p.PROTOCOL_VERSION
+    if hello["auth"] and authenticate_now:
         assert cookie is not None
-        mac = hmac.new(cookie.encode(), b"aspen-client-v1" + hello["nonce"], hashlib.sha256).digest()
-        nonce = b"n" * 32
-        send_frame(s, {"type": "Auth", "mac": mac, "nonce": nonce})
-        ok = recv_frame(s)
-        assert ok["type"] == "AuthOk"
-        assert ok["mac"] == hmac.new(cookie.encode(), b"aspen-server-v1" + nonce, hashlib.sha256).digest()
+        authenticate(s, hello, cookie)
     return s
 
 
-def closed_by_peer(s: socket.socket) -> bool:
+def closed_by_peer(s: socket.socket | RawConn) -> bool:
     try:
         return s.recv(1) == b""
     except (ConnectionResetError, TimeoutError):
@@ -267,7 +309,7 @@ class ScriptedServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         index = self.connections
         self.connections += 1
-        writer.write(p.encode_frame({"type": "Hello", "version": 1, "node_id": 9, "auth": False}))
+        writer.write(p.encode_frame({"type": "Hello", "version": p.PROTOCOL_VERSION, "node_id": 9, "auth": False}))
         try:
             while True:
                 req = await p.read_frame(reader)
@@ -285,3 +327,73 @@ class ScriptedServer:
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
+
+
+# -- an attacker on the path -------------------------------------------------------------------
+
+# (index of the client's frame since the connection began, its bytes) -> the bytes to forward
+# in its place: [] drops it, [frame, frame] replays it, anything else rewrites or injects.
+Mangle = Callable[[int, bytes], list[bytes]]
+
+
+class FrameRelay:
+    """A TCP relay in front of a server that forwards the server's bytes untouched and hands
+    each of the client's frames (u32 length + body, whatever the body) to `mangle`; with
+    tls_records, each TLS record (5-byte header, u16 length at bytes 3-4) instead."""
+
+    def __init__(self, target_port: int, mangle: Mangle, tls_records: bool = False) -> None:
+        self.target_port = target_port
+        self.mangle = mangle
+        self.header_bytes, self.length_at = (5, struct.Struct(">3xH")) if tls_records else (4, struct.Struct(">I"))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.socks: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", self.target_port))
+            self.socks += [client, server]
+            threading.Thread(target=self._pipe, args=(server, client), daemon=True).start()
+            threading.Thread(target=self._frames, args=(client, server), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def _frames(self, src: socket.socket, dst: socket.socket) -> None:
+        buf, index = b"", 0
+        try:
+            while chunk := src.recv(65536):
+                buf += chunk
+                head = self.header_bytes
+                while len(buf) >= head and len(buf) >= head + self.length_at.unpack(buf[:head])[0]:
+                    end = head + self.length_at.unpack(buf[:head])[0]
+                    frame, buf = buf[:end], buf[end:]
+                    for out in self.mangle(index, frame):
+                        dst.sendall(out)
+                    index += 1
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+        for s in self.socks:
+            with contextlib.suppress(OSError):
+                s.close()

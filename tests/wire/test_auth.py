@@ -32,7 +32,7 @@ def test_macs_are_hmac_sha256_over_context_and_nonce() -> None:
     c = Cookie(SECRET)
     nonce = auth.new_nonce()
     assert len(nonce) == auth.NONCE_BYTES == 32
-    expected = hmac.new(SECRET.encode(), b"aspen-client-v1" + nonce, hashlib.sha256).digest()
+    expected = hmac.new(SECRET.encode(), b"aspen-client-v2" + nonce, hashlib.sha256).digest()
     assert c.mac(auth.CLIENT_CONTEXT, nonce) == expected
     assert c.check(auth.CLIENT_CONTEXT, nonce, expected)
     assert not c.check(auth.SERVER_CONTEXT, nonce, expected)  # contexts are not interchangeable
@@ -73,3 +73,11 @@ def test_load_cookie_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert auth.load_cookie().secret == "from-the-env-0123456789"  # type: ignore[union-attr]
     assert auth.load_cookie(cookie_file=path).secret == "from-the-file-0123456789"  # type: ignore[union-attr]
     assert auth.load_cookie(cookie="from-the-flag-0123456789", cookie_file=path).secret == "from-the-flag-0123456789"  # type: ignore[union-attr]
+
+
+def test_proofs_cover_both_nonces_and_the_node_id() -> None:
+    ns, nc = b"s" * 32, b"c" * 32
+    assert auth.client_proof(ns, nc) == (b"aspen-client-v2", ns + nc)
+    assert auth.server_proof(ns, nc, 7) == (b"aspen-server-v2", ns + nc + (7).to_bytes(8, "big"))
+    c = Cookie(SECRET)
+    assert c.mac(*auth.server_proof(ns, nc, 7)) != c.mac(*auth.server_proof(ns, nc, 8))

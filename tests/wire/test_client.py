@@ -231,7 +231,7 @@ def test_client_refuses_a_server_that_cannot_prove_the_cookie() -> None:
         async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             from aspen import protocol as p
 
-            writer.write(p.encode_frame({"type": "Hello", "version": 1, "node_id": 1, "auth": True,
+            writer.write(p.encode_frame({"type": "Hello", "version": 2, "node_id": 1, "auth": True,
                                          "nonce": b"s" * 32}))
             await p.read_frame(reader)
             writer.write(p.encode_frame({"type": "AuthOk", "node_id": 1, "mac": b"\0" * 32}))

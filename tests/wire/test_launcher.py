@@ -122,3 +122,27 @@ def test_eval_up_down_via_the_console_script(tmp_path: Path) -> None:
         if n.pid and launcher.pid_alive(n.pid):  # belt and braces: never leave a node behind
             os.kill(n.pid, signal.SIGKILL)
             pytest.fail(f"node pid {n.pid} survived down")
+
+
+def test_tls_clusters_pass_their_files_and_export_them(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path / "c", tls=True)
+    c.nodes = {1: NodeSpec(1, 7001, 7101), 2: NodeSpec(2, 7002, 7102, host="10.0.0.2", netns="h2")}
+    cmd = c.command(2)
+    i = cmd.index("--cert-file")
+    assert cmd[i:i + 7] == ["--cert-file", str(c.tls_dir / "node2.pem"), "--key-file", str(c.tls_dir / "node2.key"),
+                            "--trusted-ca-file", str(c.tls_dir / "ca.pem"), "--client-cert-auth"]
+    assert "--insecure-plaintext" not in cmd
+    c.root.mkdir(parents=True)
+    launcher.write_cookie_file(c.cookie_path, "a-cookie-for-the-test-0123456789")
+    assert c.exports().splitlines()[2:] == [f"export ASPEN_CACERT={c.tls_dir / 'ca.pem'}",
+                                            f"export ASPEN_CERT={c.tls_dir / 'client.pem'}",
+                                            f"export ASPEN_KEY={c.tls_dir / 'client.key'}"]
+    c._save()
+    assert LocalCluster(tmp_path / "c").tls  # kept in cluster.json
+
+
+def test_plaintext_netns_hosts_say_so(tmp_path: Path) -> None:
+    c = LocalCluster(tmp_path / "c")
+    c.nodes = {1: NodeSpec(1, 7701, 7801, host="10.0.0.1", netns="h1"), 2: NodeSpec(2, 7002, 7102)}
+    assert "--insecure-plaintext" in c.command(1) and "--insecure-plaintext" not in c.command(2)
+    assert "--cert-file" not in c.command(1) and c.client_tls() == {}

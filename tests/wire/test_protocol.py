@@ -153,3 +153,43 @@ def test_int_bool_list_str_hash_helpers() -> None:
     assert _code_and_message(p.optional_bytes, {"e": "x"}, "e")[0] == "INVALID_REQUEST"
     assert p.require_hash({"hash": "a" * 64}, "hash") == "a" * 64
     assert _code_and_message(p.require_hash, {"hash": "A" * 64}, "hash")[0] == "INVALID_REQUEST"
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, object]] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", data))
+
+    def writelines(self, frames: list[bytes]) -> None:
+        self.calls.append(("writelines", list(frames)))
+
+
+def test_small_batches_are_joined_and_large_ones_are_not_copied() -> None:
+    t = _Recorder()
+    small = [b"a" * 100, b"b" * 100]
+    p.write_frames(t, small, 200)
+    big = [b"x" * p.JOIN_MAX_BYTES, b"y"]
+    p.write_frames(t, big, p.JOIN_MAX_BYTES + 1)
+    at_bound = [b"x" * (p.JOIN_MAX_BYTES - 1), b"y"]
+    p.write_frames(t, at_bound, p.JOIN_MAX_BYTES)
+    assert t.calls == [("write", b"a" * 100 + b"b" * 100), ("writelines", big), ("write", b"".join(at_bound))]
+
+
+def test_tagged_frames_round_trip_and_a_flipped_bit_is_refused() -> None:
+    from aspen.session import FrameMac
+
+    key = b"k" * 32
+    sender, receiver = FrameMac(key), FrameMac(key)
+    frames = [p.encode_frame({"id": i, "type": "Ping"}, sender) for i in range(1, 4)]
+    d = p.FrameDecoder(p.FRAME_MAX_BYTES)
+    d.mac = receiver
+    d.feed(frames[0] + frames[1])
+    assert d.next() == {"id": 1, "type": "Ping"} and d.next() == {"id": 2, "type": "Ping"}
+    broken = bytearray(frames[2])
+    broken[10] ^= 1
+    d.feed(bytes(broken))
+    with pytest.raises(p.ProtocolError) as e:
+        d.next()
+    assert e.value.code == ErrorCode.AUTH_FAILED

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from aspen.server import Finish, Token
+from aspen.auth import Cookie, client_proof
+from aspen.server import Finish, Identity, Token
 from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, ServerThread, closed_by_peer, connect, recv_frame, send_frame
 
@@ -40,8 +41,8 @@ def test_handler_never_sees_the_id(server: ServerThread) -> None:
 
 @pytest.mark.parametrize("mac", [b"\0" * 32, b"short", "text", None])
 def test_wrong_cookie_fails_and_nothing_runs(server: ServerThread, mac: object) -> None:
-    s = connect(server.port, authenticate=False)
-    auth = {"type": "Auth", "nonce": b"x" * 32}
+    s = connect(server.port, authenticate_now=False)
+    auth = {"type": "Auth", "version": 2, "nonce": b"x" * 32}
     if mac is not None:
         auth["mac"] = mac
     # Requests pipelined behind a bad Auth must not execute.
@@ -59,7 +60,7 @@ def test_a_different_cookie_fails(server: ServerThread) -> None:
 
 
 def test_requests_before_auth_are_refused(server: ServerThread) -> None:
-    s = connect(server.port, authenticate=False)
+    s = connect(server.port, authenticate_now=False)
     send_frame(s, {"id": 1, "type": "WriteKey", "key": "evil", "value": b"x"})
     assert recv_frame(s)["code"] == "AUTH_FAILED"
     assert closed_by_peer(s) and server.handler.calls == []
@@ -68,7 +69,7 @@ def test_requests_before_auth_are_refused(server: ServerThread) -> None:
 def test_handshake_deadline_disconnects_a_silent_client() -> None:
     srv = ServerThread(handshake_timeout_s=0.2)
     try:
-        s = connect(srv.port, authenticate=False)
+        s = connect(srv.port, authenticate_now=False)
         t0 = time.monotonic()
         assert recv_frame(s)["code"] == "AUTH_FAILED"
         assert closed_by_peer(s) and time.monotonic() - t0 < 2
@@ -79,7 +80,7 @@ def test_handshake_deadline_disconnects_a_silent_client() -> None:
 def test_no_auth_mode(open_server: ServerThread) -> None:
     s = socket.create_connection(("127.0.0.1", open_server.port), timeout=5)
     hello = recv_frame(s)
-    assert hello == {"type": "Hello", "version": 1, "node_id": 1, "auth": False}
+    assert hello == {"type": "Hello", "version": 2, "node_id": 1, "auth": False}
     send_frame(s, {"id": 1, "type": "Ping"})
     assert recv_frame(s) == {"id": 1, "type": "Pong", "node_id": 1}
 
@@ -106,7 +107,9 @@ def test_oversized_frame_closes_only_that_connection(server: ServerThread) -> No
 @pytest.mark.parametrize("body", [b"\xc1", b"\x93\x01\x02\x03", b"\xa3abc", b"\x81\x01\x02"])
 def test_malformed_body_closes_the_connection(server: ServerThread, body: bytes) -> None:
     s = connect(server.port)
-    s.sendall(struct.pack(">I", len(body)) + body + _raw({"id": 9, "type": "Ping"}))
+    assert s.send_mac is not None
+    tag = s.send_mac.tag(body)  # a well-tagged frame whose body is not a map
+    s.sendall(struct.pack(">I", len(body) + len(tag)) + body + tag + s.frame({"id": 9, "type": "Ping"}))
     err = recv_frame(s)
     assert err["code"] == "MALFORMED_FRAME" and err["id"] == 0
     assert closed_by_peer(s)  # the Ping behind it was not answered
@@ -179,7 +182,7 @@ def test_many_in_flight_complete_out_of_order(server: ServerThread) -> None:
     s = connect(server.port)
     n = 50
     # Later requests sleep less, so they finish first.
-    s.sendall(b"".join(_raw({"id": i, "type": "Sleep", "delay_s": (n - i) * 0.01, "tag": i})
+    s.sendall(b"".join(s.frame({"id": i, "type": "Sleep", "delay_s": (n - i) * 0.01, "tag": i})
                        for i in range(1, n + 1)))
     replies = [recv_frame(s) for _ in range(n)]
     assert sorted(r["id"] for r in replies) == list(range(1, n + 1))
@@ -193,7 +196,7 @@ def test_in_flight_bound_is_backpressure_not_drops() -> None:
     srv = ServerThread(in_flight_max=8)
     try:
         s = connect(srv.port)
-        s.sendall(b"".join(_raw({"id": i, "type": "Gate"}) for i in range(1, 101)))
+        s.sendall(b"".join(s.frame({"id": i, "type": "Gate"}) for i in range(1, 101)))
         time.sleep(0.3)
         assert srv.handler.running == 8 and srv.handler.calls.count("Gate") == 8
         (conn,) = srv.connections()
@@ -211,11 +214,11 @@ def test_a_peer_that_does_not_read_stops_being_read(server: ServerThread) -> Non
     s = connect(server.port)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
     size = 1024 * 1024
-    s.sendall(b"".join(_raw({"id": i, "type": "Big", "size": size}) for i in range(1, 21)))
+    s.sendall(b"".join(s.frame({"id": i, "type": "Big", "size": size}) for i in range(1, 21)))
     time.sleep(0.3)  # 20 MiB of responses pile up unread: the transport pauses us
     (conn,) = server.connections()
     assert conn.writing_paused and conn.reading_paused
-    s.sendall(b"".join(_raw({"id": i, "type": "Big", "size": size}) for i in range(21, 301)))
+    s.sendall(b"".join(s.frame({"id": i, "type": "Big", "size": size}) for i in range(21, 301)))
     time.sleep(0.3)
     assert server.handler.calls.count("Big") == 20  # nothing more is produced for it
     for _ in range(300):
@@ -223,11 +226,18 @@ def test_a_peer_that_does_not_read_stops_being_read(server: ServerThread) -> Non
     assert server.handler.calls.count("Big") == 300
 
 
-def test_connection_limit_refuses_with_overloaded() -> None:
+def _auth_frame(hello: dict, cookie: str = COOKIE) -> dict:
+    nonce = b"n" * 32
+    return {"type": "Auth", "version": 2, "nonce": nonce, "mac": Cookie(cookie).mac(*client_proof(hello["nonce"], nonce))}
+
+
+def test_connection_limit_refuses_with_overloaded_after_the_handshake() -> None:
     srv = ServerThread(connections_max=2)
     try:
         a, b = connect(srv.port), connect(srv.port)
-        c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        c = connect(srv.port, authenticate_now=False)
+        # Greeted: the handshake pool is apart from the authenticated one.
+        send_frame(c, _auth_frame(c.hello))
         err = recv_frame(c)
         assert err["code"] == "OVERLOADED" and err["id"] == 0
         assert closed_by_peer(c)
@@ -238,6 +248,20 @@ def test_connection_limit_refuses_with_overloaded() -> None:
         assert connect(srv.port)  # a slot freed up
         send_frame(b, {"id": 1, "type": "Ping"})
         assert recv_frame(b)["type"] == "Pong"
+    finally:
+        srv.close()
+
+
+def test_connection_limit_without_auth_refuses_at_once() -> None:
+    srv = ServerThread(cookie=None, connections_max=1)
+    try:
+        a = connect(srv.port)
+        c = socket.create_connection(("127.0.0.1", srv.port), timeout=5)
+        err = recv_frame(c)
+        assert err["code"] == "OVERLOADED" and err["id"] == 0
+        assert closed_by_peer(c)
+        send_frame(a, {"id": 1, "type": "Ping"})
+        assert recv_frame(a)["type"] == "Pong"
     finally:
         srv.close()
 
@@ -291,7 +315,7 @@ def test_requests_handed_on_are_answered_through_finish_and_observed() -> None:
         s = connect(srv.port)
         send_frame(s, {"id": 9, "type": "Refused"})
         assert recv_frame(s) == {"id": 9, "type": "Error", "code": "OVERLOADED", "message": "queue full"}
-        s.sendall(b"".join(_raw({"id": 10 + n, "type": "Handed", "n": n}) for n in range(4)))
+        s.sendall(b"".join(s.frame({"id": 10 + n, "type": "Handed", "n": n}) for n in range(4)))
         replies = {r["id"]: r for r in (recv_frame(s) for _ in range(4))}
         assert replies[10] == {"id": 10, "type": "Done", "n": 0} and replies[11]["n"] == 1
         assert replies[12]["code"] == "TIMEOUT" and replies[12]["applied"] == "no"
@@ -321,10 +345,87 @@ def test_a_failing_observer_or_an_unencodable_error_still_answers_and_keeps_flow
     try:
         s = connect(srv.port)
         # Far more requests than the in-flight bound: reading pauses and must resume every time.
-        s.sendall(b"".join(_raw({"id": i, "type": "Ping"}) for i in range(1, 201)))
+        s.sendall(b"".join(s.frame({"id": i, "type": "Ping"}) for i in range(1, 201)))
         assert sorted(recv_frame(s)["id"] for _ in range(200)) == list(range(1, 201))
         send_frame(s, {"id": 300, "type": "Odd"})
         assert recv_frame(s) == {"id": 300, "type": "Error", "code": "INTERNAL", "message": "the answer failed to encode"}
     finally:
         srv.close()
     assert "observing request" in caplog.text and "failed to encode" in caplog.text
+
+
+def test_unsent_bytes_past_the_budget_hold_requests_before_they_start() -> None:
+    """48 pipelined big answers to a peer that does not read: only a budget's worth is built."""
+    srv = ServerThread(unsent_max_bytes=2 * 1024 * 1024)
+    try:
+        s = connect(srv.port)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        size = 4 * 1024 * 1024
+        s.sendall(b"".join(s.frame({"id": i, "type": "Big", "size": size}) for i in range(1, 49)))
+        time.sleep(0.5)
+        built = srv.handler.calls.count("Big")
+        print(f"answers built for a peer that reads nothing: {built} of 48")
+        assert built <= 8  # the kernel's socket buffers hold a few; the budget holds the rest back
+        send_frame(s, {"id": 100, "type": "Ping"})  # nothing new is even read meanwhile
+        time.sleep(0.2)
+        assert "Ping" not in srv.handler.calls
+        ids = [recv_frame(s)["id"] for _ in range(49)]
+        assert sorted(ids) == [*range(1, 49), 100] and srv.handler.calls.count("Big") == 48
+    finally:
+        srv.close()
+
+
+def test_requests_held_by_the_budget_never_start_once_the_peer_is_gone() -> None:
+    srv = ServerThread(unsent_max_bytes=1024 * 1024)
+    try:
+        s = connect(srv.port)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        s.sendall(b"".join(s.frame({"id": i, "type": "Big", "size": 4 * 1024 * 1024}) for i in range(1, 33)))
+        time.sleep(0.3)
+        before = srv.handler.calls.count("Big")
+        s.close()
+        time.sleep(0.3)
+        assert srv.handler.calls.count("Big") == before < 32
+        assert srv.connections() == []
+    finally:
+        srv.close()
+
+
+def test_authorize_sees_each_request_with_its_identity_before_dispatch() -> None:
+    seen: list[tuple[bool, str]] = []
+
+    def authorize(identity: Identity, request: dict[str, Any]) -> None:
+        seen.append((identity.cookie, request["type"]))
+        if request["type"] == "WriteKey":
+            raise AspenError(ErrorCode.AUTH_FAILED, "WriteKey: this identity may not write")
+
+    srv = ServerThread(authorize=authorize)
+    try:
+        s = connect(srv.port)
+        send_frame(s, {"id": 1, "type": "WriteKey", "key": "k", "value": b"v"})
+        assert recv_frame(s) == {"id": 1, "type": "Error", "code": "AUTH_FAILED",
+                                 "message": "WriteKey: this identity may not write"}
+        send_frame(s, {"id": 2, "type": "Ping"})
+        assert recv_frame(s)["type"] == "Pong"
+        assert seen == [(True, "WriteKey"), (True, "Ping")] and srv.handler.calls == ["Ping"]
+    finally:
+        srv.close()
+
+
+def test_refusals_are_logged_once_a_period_with_a_count(server: ServerThread,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    for _ in range(50):
+        s = connect(server.port, authenticate_now=False)
+        send_frame(s, {"type": "Auth", "version": 2, "nonce": b"x" * 32, "mac": b"\0" * 32})
+        assert recv_frame(s)["code"] == "AUTH_FAILED"
+        s.close()
+    refused = [r.getMessage() for r in caplog.records if "wrong or missing cookie" in r.getMessage()]
+    assert len(refused) == 1  # not 50: a stranger cannot flood the node's log
+    server.server.refusals.period_s = 0.0
+    s = connect(server.port, authenticate_now=False)
+    send_frame(s, {"type": "Auth", "version": 2, "nonce": b"x" * 32, "mac": b"\0" * 32})
+    recv_frame(s)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("49 more like it" in r.getMessage() for r in caplog.records):
+        time.sleep(0.01)
+    assert any("49 more like it" in r.getMessage() for r in caplog.records)
