@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 
 from aspen import tls as tlsconf
 from aspen.auth import NONCE_BYTES, Cookie, client_proof, new_nonce, server_proof
+from aspen.credentials import Token
 from aspen.protocol import (
     FRAME_MAX_BYTES,
     PREAUTH_FRAME_MAX_BYTES,
@@ -63,9 +64,11 @@ class _NotSent(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    def __init__(self, cookie: Cookie | None, addr: str, closed_early: AspenError) -> None:
+    def __init__(self, cookie: Cookie | None, addr: str, closed_early: AspenError,
+                 credential: Token | None = None) -> None:
         self.loop = asyncio.get_running_loop()
         self.cookie = cookie
+        self.credential = credential
         self.addr = addr
         self.closed_early = closed_early  # what a close before Hello most likely means
         self.ready: asyncio.Future[int] = self.loop.create_future()  # resolves to the node id
@@ -143,7 +146,7 @@ class _Connection(asyncio.Protocol):
             self._close(AspenError(ErrorCode.INVALID_REQUEST, f"{self.addr} speaks protocol version "
                                    f"{message.get('version')!r}, this client {PROTOCOL_VERSION}; upgrade the older side"))
         elif not message.get("auth"):
-            if self.cookie is not None:
+            if self.cookie is not None or self.credential is not None:
                 # A client that holds the cookie never talks to a node that does not prove it:
                 # a relay could rewrite Hello{auth: true} to false and then read and answer
                 # everything itself (a downgrade).
@@ -151,10 +154,22 @@ class _Connection(asyncio.Protocol):
                                        "cannot prove it holds it: refused (an impostor, or a node without a cookie)"))
             else:
                 self._ready(message.get("node_id", 0))
-        elif self.cookie is None:
-            self._close(AspenError(ErrorCode.AUTH_FAILED, "the cluster needs a cookie (--cookie or ASPEN_COOKIE); none given"))
+        elif self.cookie is None and self.credential is None:
+            self._close(AspenError(ErrorCode.AUTH_FAILED, "the cluster needs a cookie (--cookie or ASPEN_COOKIE) "
+                                   "or a credential (--credential or ASPEN_CREDENTIAL); none given"))
         elif not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
             self._close(AspenError(ErrorCode.MALFORMED_FRAME, f"{self.addr}: Hello without a valid nonce"))
+        elif self.cookie is None and self.credential is not None:
+            # The secret itself goes to the node, so only inside TLS, whose certificate (checked
+            # against the cluster's CA) is the node's proof.
+            if self.transport is None or self.transport.get_extra_info("ssl_object") is None:
+                self._close(AspenError(ErrorCode.AUTH_FAILED, "a credential is sent only over TLS: give the "
+                                       "cluster's CA (--cacert or ASPEN_CACERT)"))
+                return
+            self.stage = "auth"
+            self.server_nonce = nonce
+            self._write(encode_frame({"type": "Auth", "version": PROTOCOL_VERSION, "nonce": self.nonce,
+                                      "credential": self.credential.name, "secret": self.credential.secret}))
         else:
             self.stage = "auth"
             self.server_nonce = nonce
@@ -163,6 +178,16 @@ class _Connection(asyncio.Protocol):
 
     def _on_auth_ok(self, message: dict[str, Any]) -> None:
         node_id = message.get("node_id")
+        if self.cookie is None and self.credential is not None:
+            if message.get("type") != "AuthOk" or type(node_id) is not int or not 0 <= node_id < 2**63:
+                self._close(AspenError(ErrorCode.AUTH_FAILED, f"{self.addr} did not accept the credential"))
+                return
+            keys = SessionKeys.derive(Cookie(self.credential.session_secret), self.server_nonce, self.nonce,
+                                      server=False)
+            self.send_mac = FrameMac(keys.send)
+            self.decoder.mac = FrameMac(keys.receive)
+            self._ready(node_id)
+            return
         cookie = self.cookie
         if (
             message.get("type") != "AuthOk"
@@ -274,13 +299,17 @@ class AsyncClient:
         cacert: str | Path | None = None,
         cert: str | Path | None = None,
         key: str | Path | None = None,
+        credential: str | Token | None = None,
     ) -> None:
         """tls: an SSLContext for TLS, or give the files (cacert: the CA that signed the nodes'
-        certificates; cert and key: this client's own, for nodes run with --client-cert-auth)."""
+        certificates; cert and key: this client's own, for nodes run with --client-cert-auth).
+        credential: a named credential (`aspen1.NAME.SECRET`, aspen-cli auth create) used instead
+        of the cookie; it is sent only over TLS."""
         if timeout_s <= 0 or retries_max < 1 or in_flight_max < 1:
             raise ValueError("timeout_s, retries_max and in_flight_max must be positive")
         self.endpoints = parse_endpoints(endpoints)
         self.cookie = Cookie(cookie) if isinstance(cookie, str) else cookie
+        self.credential = Token.parse(credential) if isinstance(credential, str) else credential
         if tls is None and (cacert or cert or key):
             tls = tlsconf.client_context(tlsconf.TLSFiles.of(cacert, cert, key))
         self.tls = tls
@@ -331,7 +360,7 @@ class AsyncClient:
                                               "by the cluster's CA)")
             try:
                 async with asyncio.timeout(timeout_s):
-                    _, conn = await loop.create_connection(lambda: _Connection(self.cookie, addr, closed_early), host, port,
+                    _, conn = await loop.create_connection(lambda: _Connection(self.cookie, addr, closed_early, self.credential), host, port,
                                                             **tls)
                     try:
                         await conn.ready

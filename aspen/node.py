@@ -29,6 +29,7 @@ import msgpack
 
 from aspen import auth, keys, tls
 from aspen.client import AsyncClient
+from aspen.credential_handlers import CredentialHandlers
 from aspen.handlers import Handler, NativeHandlers
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
@@ -130,7 +131,9 @@ class AspenNode:
         )
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
-        self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table}
+        self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
+        self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
+                                          **self.credentials.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
@@ -242,7 +245,8 @@ class AspenNode:
         host, port = split_addr(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
         self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
-                             observe=self.metrics.observe, ssl_context=self.server_tls)
+                             observe=self.metrics.observe, ssl_context=self.server_tls,
+                             authorize=self.credentials.authorize, check_credential=self.credentials.check_credential)
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.metrics_listen:

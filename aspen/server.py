@@ -28,6 +28,7 @@ no task, future or coroutine per request (that machinery cost more than the gues
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import ssl
 from collections import deque
@@ -63,8 +64,9 @@ Observe = Callable[[str, str, float], None]  # request type, outcome ("ok" or an
 class Identity:
     """Who is on a connection, as far as the handshakes proved it."""
 
-    cookie: bool  # proved the cluster cookie (False: a no-auth loopback node)
+    cookie: bool  # proved the cluster cookie (False: a no-auth loopback node, or a credential)
     tls_subject: str | None = None  # the client certificate's subject, with --client-cert-auth
+    credential: str | None = None  # the named credential it proved (aspen/credentials.py), if any
 
 
 # Called with the connection's identity and the request (without its id) before dispatch; it
@@ -305,6 +307,9 @@ class _Connection(asyncio.Protocol):
         if message.get("type") != "Auth":
             self._fail(0, ErrorCode.AUTH_FAILED, "the first frame must be Auth (the cluster cookie's proof)")
             return
+        if "credential" in message:
+            self._on_credential(message)
+            return
         if (
             not isinstance(client_nonce, bytes)
             or len(client_nonce) != NONCE_BYTES
@@ -322,6 +327,38 @@ class _Connection(asyncio.Protocol):
         keys = SessionKeys.derive(cookie, self.nonce, client_nonce, server=True)
         self._write(encode_frame({"type": "AuthOk", "node_id": self.server.node_id,
                                   "mac": cookie.mac(*server_proof(self.nonce, client_nonce, self.server.node_id))}))
+        self.send_mac = FrameMac(keys.send)
+        self.decoder.mac = FrameMac(keys.receive)
+
+    def _on_credential(self, message: dict[str, Any]) -> None:
+        """Auth with a named credential instead of the cookie: its secret travels in the frame,
+        so only inside TLS, where the node's certificate already proved the node."""
+        server = self.server
+        name, secret, client_nonce = message.get("credential"), message.get("secret"), message.get("nonce")
+        if self.transport is None or self.transport.get_extra_info("ssl_object") is None:
+            self._fail(0, ErrorCode.AUTH_FAILED, "credentials are accepted only over TLS (this node has no TLS)")
+            return
+        if (
+            server.check_credential is None
+            or not isinstance(name, str)
+            or not isinstance(secret, bytes)
+            or not isinstance(client_nonce, bytes)
+            or len(client_nonce) != NONCE_BYTES
+            or not server.check_credential(name, secret)
+        ):
+            server.refusals.warn("credential", "refused a client with a wrong, revoked or unknown credential")
+            self._fail(0, ErrorCode.AUTH_FAILED, f"credential {str(name)[:64]!r} is wrong, revoked or unknown")
+            return
+        if self.handshake_timer is not None:
+            self.handshake_timer.cancel()
+            self.handshake_timer = None
+        server.preauth.pop(self, None)
+        if not self._admit():
+            return
+        self.identity = Identity(cookie=False, tls_subject=self._tls_subject(), credential=name)
+        keys = SessionKeys.derive(Cookie(base64.urlsafe_b64encode(secret).decode()), self.nonce, client_nonce,
+                                  server=True)
+        self._write(encode_frame({"type": "AuthOk", "node_id": server.node_id, "credential": name}))
         self.send_mac = FrameMac(keys.send)
         self.decoder.mac = FrameMac(keys.receive)
 
@@ -464,12 +501,14 @@ class Server:
         observe: Observe | None = None,
         ssl_context: ssl.SSLContext | None = None,
         authorize: Authorize | None = None,
+        check_credential: Callable[[str, bytes], bool] | None = None,
     ) -> None:
         if min(connections_max, preauth_connections_max, in_flight_max, unsent_max_bytes) < 1 or handshake_timeout_s <= 0:
             raise ValueError("connection bounds, in_flight_max, unsent_max_bytes and handshake_timeout_s must be positive")
         self.dispatch = dispatch
         self.observe = observe
         self.authorize = authorize
+        self.check_credential = check_credential
         self.host = host
         self.port = port
         self.cookie = cookie

@@ -1,6 +1,7 @@
 """aspen-cli: talk to an Aspen cluster.
 
-    aspen-cli [--cluster H:P,...] [--cookie C] [--cacert CA --cert C --key K] [--json] [--timeout S]
+    aspen-cli [--cluster H:P,...] [--cookie C | --credential TOKEN] [--cacert CA --cert C --key K]
+              [--json] [--timeout S]
               GROUP COMMAND ...
 
 Command groups are the modules of this package (kv, blob, cluster, ...), found by
@@ -34,6 +35,8 @@ def build_parser(groups: Sequence[ModuleType] | None = None) -> argparse.Argumen
     ap = argparse.ArgumentParser(prog="aspen-cli", description="Talk to an Aspen cluster.")
     ap.add_argument("--cluster", default=None, help=f"host:port,... of cluster nodes (env ASPEN_CLUSTER, default {DEFAULT_CLUSTER})")
     ap.add_argument("--cookie", default=None, help="cluster secret (env ASPEN_COOKIE)")
+    ap.add_argument("--credential", default=None,
+                    help="a named credential instead of the cookie, sent over TLS only (env ASPEN_CREDENTIAL)")
     # dest: tls_*, since commands have their own `key` (kv set KEY ...).
     ap.add_argument("--cacert", dest="tls_cacert", default=None, help=f"TLS: the CA that signed the nodes' certificates (env {ENV_CACERT})")
     ap.add_argument("--cert", dest="tls_cert", default=None, help=f"TLS: this client's certificate, for --client-cert-auth nodes (env {ENV_CERT})")
@@ -55,13 +58,16 @@ def run(argv: Sequence[str] | None = None) -> int:
     """Parse, run one command, print; returns the exit status (argparse exits 2 itself)."""
     args = build_parser().parse_args(argv)
     cluster = args.cluster or os.environ.get("ASPEN_CLUSTER") or DEFAULT_CLUSTER
-    cookie = args.cookie or os.environ.get("ASPEN_COOKIE") or None
+    credential = args.credential or os.environ.get("ASPEN_CREDENTIAL") or None
+    # A credential given says who to be: the cookie (root) is not used beside it.
+    cookie = None if credential else (args.cookie or os.environ.get("ASPEN_COOKIE") or None)
     if args.timeout <= 0:
         return _fail("INVALID_REQUEST", "--timeout must be positive", EXIT_USAGE)
     env = TLSFiles.from_env()
     files = TLSFiles.of(args.tls_cacert or env.cacert, args.tls_cert or env.cert, args.tls_key or env.key)
     try:
-        client = Client(cluster, cookie, args.timeout, cacert=files.cacert, cert=files.cert, key=files.key)
+        client = Client(cluster, cookie, args.timeout, cacert=files.cacert, cert=files.cert, key=files.key,
+                        credential=credential)
     except ValueError as exc:  # a malformed endpoint list, cookie or TLS file
         return _fail("INVALID_REQUEST", str(exc), EXIT_USAGE)
     try:
