@@ -22,6 +22,7 @@ the GIL. Host functions called by the guest go through host_trampoline (below), 
 the GIL if guest code gave it up.
 */
 #define PY_SSIZE_T_CLEAN
+#define _GNU_SOURCE /* pthread_setname_np */
 #include <Python.h>
 #include <errno.h>
 #include <pthread.h>
@@ -763,6 +764,8 @@ static PyObject *ticker_start(PyObject *self, PyObject *const *args, Py_ssize_t 
         errno = rc;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
+    /* Named, so top, gdb and the tests can tell the tickers from other threads. */
+    pthread_setname_np(t->thread, "aspen-ticker");
     return Py_BuildValue("(NK)", PyLong_FromVoidPtr(t), (unsigned long long)(uintptr_t)&t->ticks);
 }
 
