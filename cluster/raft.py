@@ -36,6 +36,15 @@ from cluster.transport import RaftTransport, TransportSettings, derive_key
 from storage.durable import ensure_private_dir, fsync_dir, write_durably
 
 log = logging.getLogger("aspen.cluster")
+
+# RaftCore overrides and reads pysyncobj's private members; a release that renames one would
+# fail at some later moment in a way that looks like a Raft bug. Refuse to import instead.
+PYSYNCOBJ_WRITTEN_FOR = "0.3.17"
+_PRIVATE_METHODS = ("_SyncObj__onMessageReceived", "_SyncObj__getEntries", "_SyncObj__sendNextNodeIdx",
+                    "_SyncObj__onBecomeLeader", "_SyncObj__applyLogEntries", "_applyCommand", "_getFuncName")
+if PYSYNCOBJ_VERSION != PYSYNCOBJ_WRITTEN_FOR or not all(hasattr(SyncObj, m) for m in _PRIVATE_METHODS):
+    raise ImportError(f"cluster/raft.py relies on pysyncobj {PYSYNCOBJ_WRITTEN_FOR}'s internals; "
+                      f"pysyncobj {PYSYNCOBJ_VERSION} is installed (pyproject.toml pins the version)")
 JOINING_MARKER = "joining"  # in the journal's directory while an empty member waits (RaftCore)
 
 SNAPSHOT_MAGIC = b"ASPNSNAP"
