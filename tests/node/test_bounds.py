@@ -8,12 +8,11 @@ import socket
 import struct
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from aspen.protocol import FRAME_MAX_BYTES
-from deploy.launcher import LocalCluster
+from deploy.launcher import LocalCluster, proc_status_kib
 from tests.wire import fakes
 
 MIB = 1024 * 1024
@@ -21,20 +20,16 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("bounds") / "cluster")
-    c.up(1)
-    try:
+    with LocalCluster(tmp_path_factory.mktemp("bounds") / "cluster") as c:
+        c.up(1)
         yield c
-    finally:
-        c.down()
 
 
 def rss_mib(cluster: LocalCluster) -> float:
     pid = cluster.nodes[1].pid
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    kib = proc_status_kib(pid, "VmRSS") if pid else None
+    assert kib is not None, "the node is gone"
+    return kib / 1024
 
 
 def raw(cluster: LocalCluster, authenticate: bool = True) -> fakes.RawConn:

@@ -23,12 +23,9 @@ from storage.errors import AspenError
 
 @pytest.fixture(scope="module")
 def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    c = LocalCluster(tmp_path_factory.mktemp("creds") / "cluster", tls=True)
-    c.up(3)
-    try:
+    with LocalCluster(tmp_path_factory.mktemp("creds") / "cluster", tls=True) as c:
+        c.up(3)
         yield c
-    finally:
-        c.down()
 
 
 def admin(cluster: LocalCluster) -> Client:

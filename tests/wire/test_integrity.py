@@ -9,7 +9,6 @@ import asyncio
 import socket
 import struct
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import msgpack
@@ -25,15 +24,6 @@ from tests.wire.fakes import COOKIE, FrameRelay, ServerThread, closed_by_peer, c
 
 def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 30))
-
-
-@pytest.fixture
-def server() -> Iterator[ServerThread]:
-    s = ServerThread()
-    try:
-        yield s
-    finally:
-        s.close()
 
 
 def _relay_writes(server: ServerThread, mangle: Any, writes: list[tuple[str, bytes]]) -> list[Any]:
