@@ -30,7 +30,7 @@ import uvloop
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aspen.client import AsyncClient
-from benchmarks.kv_bench import throughput
+from benchmarks.kv_bench import Errors, throughput
 from benchmarks.report import write_section
 from deploy.launcher import LocalCluster
 from tests.plugins.wat import manifest, plugin
@@ -102,10 +102,12 @@ async def run(seconds: float, rounds: int) -> dict[str, Case]:
             cases = {name: Case() for name in ops}
             pids = [spec.pid for spec in cluster.nodes.values() if spec.pid]
 
+            errors = Errors()  # counted, not raised: a failed request is reported below
+
             async def measure(name: str, n: int) -> float:
                 case = cases[name]
                 used_s, started = cpu_s(pids), time.perf_counter()
-                rate = await throughput(ops[name], n, seconds)
+                rate = await throughput(ops[name], n, seconds, errors)
                 used_s, elapsed_s = cpu_s(pids) - used_s, time.perf_counter() - started
                 case.best[n] = max(case.best[n], rate)
                 if n == 64:
@@ -122,6 +124,8 @@ async def run(seconds: float, rounds: int) -> dict[str, Case]:
                 for name in ops:
                     await measure(name, 1)
             await client.close()
+            if errors.count:
+                print(f"failed requests: {errors.count} (first: {errors.first})", flush=True)
         finally:
             cluster.down()
     return cases
