@@ -86,8 +86,11 @@ pub fn write_uleb(mut value: u64, out: &mut Vec<u8>) {
 /// cannot be split into chunks (no magic, or a length past the end): the caller stops.
 pub fn frame_at(data: &[u8], offset: usize) -> Result<Frame, ChunkError> {
     let rest = &data[offset..];
-    if rest.len() < 9 || rest[..4] != MAGIC {
+    if rest.len() < 4 || rest[..4] != MAGIC {
         return Err(refuse("BAD_MAGIC", format!("no chunk at byte {}: the magic bytes 85 6f 4a 83 are missing", offset)));
+    }
+    if rest.len() < 10 {
+        return Err(refuse("TRUNCATED", format!("chunk at byte {}: {} bytes, too few for a chunk header", offset, rest.len())));
     }
     let mut checksum = [0u8; 4];
     checksum.copy_from_slice(&rest[4..8]);
@@ -250,7 +253,8 @@ mod tests {
         let mut wrong = data.clone();
         wrong[0] = 0x86;
         assert_eq!(frame_at(&wrong, 0).unwrap_err().code, "BAD_MAGIC");
-        assert_eq!(frame_at(&data[..5], 0).unwrap_err().code, "BAD_MAGIC");
+        assert_eq!(frame_at(&data[..3], 0).unwrap_err().code, "BAD_MAGIC");
+        assert_eq!(frame_at(&data[..9], 0).unwrap_err().code, "TRUNCATED");
         assert_eq!(check_type(2).unwrap_err().code, "COMPRESSED_UNSUPPORTED");
         assert_eq!(check_type(0).unwrap_err().code, "DOCUMENT_CHUNK");
         assert_eq!(check_type(3).unwrap_err().code, "BUNDLE_CHUNK");

@@ -398,7 +398,7 @@ mod tests {
         let mut data = good.clone();
         data.extend(change(5, 2, [9, 9, 9, 9])); // bad checksum: skipped, the rest still read
         data.extend(change(6, 1, [1, 7, 0, 1]));
-        data.extend_from_slice(&[0x85, 0x6f]); // a cut-off chunk ends the split
+        data.extend_from_slice(&[0x85, 0x6f]); // a cut-off magic ends the split
         let (records, rejected) = split_changes(&data, fake_sha).unwrap();
         assert_eq!(records.len(), 2);
         assert_eq!((records[0].actor.as_slice(), records[0].seq), (&[5u8][..], 1));
