@@ -40,13 +40,14 @@ test: $(STAMP) wasm-toolchain automerge-js automerge-plugin
 	$(BIN)/python -m pytest -q tests
 
 # The etcd comparison needs Debian's etcd-server (apt-get install etcd-server) and aetcd.
-bench: $(STAMP)
+bench: $(STAMP) automerge-js automerge-plugin
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/kv_bench.py $$(command -v etcd >/dev/null && echo --vs-etcd)
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/plugin_bench.py
 	$(BIN)/python benchmarks/dispatch_bench.py
 	$(BIN)/python benchmarks/large_state_bench.py
+	$(BIN)/python benchmarks/automerge_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info sandbox/_guestcall*.so
