@@ -17,6 +17,7 @@
 pub mod chunk;
 pub mod fasthash;
 pub mod graph;
+pub mod record;
 pub mod store;
 
 use aspen_wasm_guest_sdk::prelude::*;
@@ -174,9 +175,9 @@ fn push_changes(doc: &str, data: &[u8]) -> HostResult<Response> {
     let mut races = 0;
     while !pending.is_empty() {
         let mut take = 0;
-        let mut bytes = 5; // the array header
-        while take < pending.len() && (take == 0 || bytes + store::record_bytes(&pending[take]) <= store::SEGMENT_MAX_BYTES) {
-            bytes += store::record_bytes(&pending[take]);
+        let mut bytes = 1; // the segment's version byte
+        while take < pending.len() && (take == 0 || bytes + record::encoded_len(&pending[take]) <= store::SEGMENT_MAX_BYTES) {
+            bytes += record::encoded_len(&pending[take]);
             take += 1;
         }
         match store::claim(doc, slot, &pending[..take])? {

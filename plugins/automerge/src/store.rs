@@ -1,9 +1,9 @@
 //! The KV layout (all under `automerge:`, the plugin's kv_prefixes):
 //!
 //! - `automerge:doc:{doc}` -> empty: the document exists (AmListDocs scans these).
-//! - `automerge:log:{doc}:{slot:012}` -> a log segment: a msgpack array of change records
-//!   `[hash, actor, seq, deps, size, data]` (data: the chunk bytes, or a blob's BLAKE3 hash
-//!   for a chunk over INLINE_MAX_BYTES), at most SEGMENT_MAX_BYTES.
+//! - `automerge:log:{doc}:{slot:012}` -> a log segment: change records (record.rs: hash,
+//!   seq, size, actor, deps, and the chunk bytes or, for a chunk over INLINE_MAX_BYTES, a
+//!   blob's BLAKE3 hash), at most SEGMENT_MAX_BYTES.
 //!
 //! Slots are dense from 0 and each is claimed with a compare-and-swap that expects it absent,
 //! after reading every slot before it: so two pushes through different nodes never overwrite
@@ -14,8 +14,8 @@
 
 use aspen_wasm_guest_sdk::prelude::*;
 
-use crate::chunk::{Hash, HASH_BYTES};
 use crate::graph::{Data, Graph, Record};
+use crate::record;
 
 pub const PREFIX: &str = "automerge:";
 /// A chunk up to this size lives in its log record; a bigger one in a blob.
@@ -51,62 +51,9 @@ fn page_prefix(doc: &str, page: u64) -> String {
     format!("{}log:{}:{:0width$}", PREFIX, doc, page, width = SLOT_DIGITS - 2)
 }
 
-pub fn encode_record(r: &Record) -> Value {
-    let data = match &r.data {
-        Data::Inline(bytes) => Value::Bin(bytes.clone()),
-        Data::Blob(hash) => Value::Str(hash.clone()),
-    };
-    Value::Array(vec![
-        Value::Bin(r.hash.to_vec()),
-        Value::Bin(r.actor.clone()),
-        Value::from(r.seq),
-        Value::Array(r.deps.iter().map(|d| Value::Bin(d.to_vec())).collect()),
-        Value::from(r.size_bytes),
-        data,
-    ])
-}
-
-fn hash_of(v: &Value) -> Option<Hash> {
-    match v {
-        Value::Bin(b) if b.len() == HASH_BYTES => {
-            let mut h = [0u8; HASH_BYTES];
-            h.copy_from_slice(b);
-            Some(h)
-        }
-        _ => None,
-    }
-}
-
-pub fn decode_record(v: Value) -> Option<Record> {
-    let mut items = match v {
-        Value::Array(items) if items.len() == 6 => items.into_iter(),
-        _ => return None,
-    };
-    let hash = hash_of(&items.next()?)?;
-    let actor = match items.next()? {
-        Value::Bin(b) => b,
-        _ => return None,
-    };
-    let seq = items.next()?.as_i64()? as u64;
-    let deps = match items.next()? {
-        Value::Array(ds) => ds.iter().map(hash_of).collect::<Option<Vec<Hash>>>()?,
-        _ => return None,
-    };
-    let size_bytes = items.next()?.as_i64()? as u64;
-    let data = match items.next()? {
-        Value::Bin(b) => Data::Inline(b),
-        Value::Str(s) => Data::Blob(s),
-        _ => return None,
-    };
-    Some(Record { hash, actor, seq, deps, size_bytes, data })
-}
-
 fn decode_segment(key: &str, bytes: &[u8]) -> Result<Vec<Record>, HostError> {
-    let corrupt = || HostError::new("CORRUPT_LOG", format!("log segment {} is not a list of change records", key));
-    match Value::decode(bytes).map_err(|_| corrupt())? {
-        Value::Array(items) => items.into_iter().map(|v| decode_record(v).ok_or_else(corrupt)).collect(),
-        _ => Err(corrupt()),
-    }
+    record::decode_segment(bytes)
+        .ok_or_else(|| HostError::new("CORRUPT_LOG", format!("log segment {} is not a list of change records", key)))
 }
 
 /// A document's graph, and the first free slot of its log.
@@ -133,18 +80,13 @@ pub fn load(doc: &str) -> HostResult<(Graph, u64)> {
 /// racing push wrote there first.
 pub fn claim(doc: &str, slot: u64, records: &[Record]) -> HostResult<Option<Vec<Record>>> {
     let key = slot_key(doc, slot);
-    let value = Value::Array(records.iter().map(encode_record).collect()).encode();
+    let value = record::encode_segment(records);
     match kv_compare_and_swap(&key, None, &value) {
         Ok(()) => Ok(None),
         Err(CasError::Conflict { actual: Some(bytes) }) => decode_segment(&key, &bytes).map(Some),
         Err(CasError::Conflict { actual: None }) => Err(HostError::new("CONFLICT", format!("slot {} changed under us", key))),
         Err(CasError::Host(e)) => Err(e),
     }
-}
-
-/// The encoded size of a record, for filling segments.
-pub fn record_bytes(r: &Record) -> usize {
-    encode_record(r).encode().len()
 }
 
 /// A change's chunk bytes.
@@ -198,15 +140,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn records_round_trip() {
-        for data in [Data::Inline(vec![1, 2, 3]), Data::Blob("ab".repeat(32))] {
-            let r = Record { hash: [9; 32], actor: vec![1, 2], seq: 7, deps: vec![[3; 32], [4; 32]], size_bytes: 3, data };
-            assert_eq!(decode_record(Value::decode(&encode_record(&r).encode()).unwrap()), Some(r));
-        }
-        assert_eq!(decode_record(Value::Array(vec![])), None);
-    }
-
-    #[test]
     fn keys_page_by_prefix() {
         assert_eq!(slot_key("d", 1234), "automerge:log:d:000000001234");
         assert!(slot_key("d", 1234).starts_with(&page_prefix("d", 12)));
@@ -232,6 +165,6 @@ mod tests {
             size_bytes: INLINE_MAX_BYTES as u64,
             data: Data::Inline(vec![4; INLINE_MAX_BYTES]),
         };
-        assert!(record_bytes(&r) + 5 <= SEGMENT_MAX_BYTES);
+        assert!(1 + record::encoded_len(&r) <= SEGMENT_MAX_BYTES);
     }
 }
