@@ -98,3 +98,26 @@ def test_answers_cut_their_lists_but_count_everything(kit: PluginHarness) -> Non
     bad[4] ^= 0xFF
     r = kit.request("AmPush", doc="cut", changes=bytes(bad) * 150)
     assert (r["rejected"], len(r["errors"])) == (150, 100)
+
+
+def test_missing_deps_are_cut_at_a_thousand(kit: PluginHarness) -> None:
+    deps = tuple(bytes([i % 256, i // 256]) * 16 for i in range(1024))  # 1,024 absent changes
+    r = kit.request("AmPush", doc="orphan", changes=change(b"\x01", 1, tuple(sorted(deps))))
+    assert (r["stored"], r["pending"], len(r["missing_deps"]), r["heads"]) == (1, 1, 1000, [])
+    assert kit.request("AmPull", doc="orphan")["count"] == 0  # held back
+
+
+def test_a_list_of_docs_is_cut_at_ten_thousand(kit: PluginHarness) -> None:
+    for i in range(10_001):
+        kit.kv[f"automerge:doc:d{i:05}"] = b""
+    r = kit.request("AmListDocs")
+    assert (len(r["docs"]), r["truncated"]) == (10_000, True)
+    r = kit.request("AmListDocs", prefix="d0999")
+    assert (len(r["docs"]), r["truncated"]) == (10, False)
+
+
+def test_segments_stay_under_their_bound(kit: PluginHarness) -> None:
+    many = b"".join(change(b"\x05", seq, filler=os.urandom(1000)) for seq in range(1, 301))
+    assert kit.request("AmPush", doc="segments", changes=many)["stored"] == 300
+    segments = [v for k, v in kit.kv.items() if k.startswith("automerge:log:segments:")]
+    assert len(segments) > 1 and all(len(v) <= 64 * 1024 for v in segments)

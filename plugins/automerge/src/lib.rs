@@ -216,7 +216,7 @@ fn push_changes(doc: &str, data: &[u8]) -> HostResult<Response> {
         .with("duplicate", duplicate)
         .with("rejected", rejected.len() as u64)
         .with("errors", Value::Array(errors))
-        .with("heads", hex_list(&analysis.heads, HEADS_MAX))
+        .with("heads", hex_list(&analysis.heads, usize::MAX))
         .with("missing_deps", hex_list(&analysis.missing, MISSING_MAX))
         .with("pending", analysis.pending as u64))
 }
