@@ -36,7 +36,9 @@ pub enum Admission {
 pub struct Graph {
     records: Vec<Record>,
     by_hash: FastMap<Hash, usize>,
-    by_actor_seq: FastMap<(Vec<u8>, u64), usize>,
+    /// Actor ids numbered once each: the (actor, seq) index then needs no copy per record.
+    actors: FastMap<Vec<u8>, u32>,
+    by_actor_seq: FastMap<(u32, u64), usize>,
 }
 
 /// The graph's derived facts, computed in one pass.
@@ -80,7 +82,8 @@ impl Graph {
         if self.by_hash.contains_key(hash) {
             return Admission::Duplicate;
         }
-        match self.by_actor_seq.get(&(actor.to_vec(), seq)) {
+        let taken = self.actors.get(actor).and_then(|&a| self.by_actor_seq.get(&(a, seq)));
+        match taken {
             Some(&i) => Admission::SeqTaken(self.records[i].hash),
             None => Admission::New,
         }
@@ -95,7 +98,15 @@ impl Graph {
         }
         let index = self.records.len();
         self.by_hash.insert(record.hash, index);
-        self.by_actor_seq.entry((record.actor.clone(), record.seq)).or_insert(index);
+        let actor = match self.actors.get(record.actor.as_slice()) {
+            Some(&a) => a,
+            None => {
+                let a = self.actors.len() as u32;
+                self.actors.insert(record.actor.clone(), a);
+                a
+            }
+        };
+        self.by_actor_seq.entry((actor, record.seq)).or_insert(index);
         self.records.push(record);
     }
 
@@ -103,14 +114,39 @@ impl Graph {
     pub fn analyze(&self) -> Analysis {
         let n = self.records.len();
         let mut waiting: Vec<usize> = vec![0; n];
-        let mut dependents: Vec<Vec<usize>> = vec![Vec::new(); n];
         let mut missing: Vec<Hash> = Vec::new();
+        // Who depends on whom, as one flat array sliced per change (no vector per change):
+        // dep_index[k] is the stored dep of the k-th (record, dep) pair, or usize::MAX.
+        let mut dep_index: Vec<usize> = Vec::new();
+        let mut starts: Vec<usize> = vec![0; n + 1];
         for (i, r) in self.records.iter().enumerate() {
+            waiting[i] = r.deps.len();
             for dep in &r.deps {
-                waiting[i] += 1;
                 match self.by_hash.get(dep) {
-                    Some(&d) => dependents[d].push(i),
-                    None => missing.push(*dep),
+                    Some(&d) => {
+                        dep_index.push(d);
+                        starts[d + 1] += 1;
+                    }
+                    None => {
+                        dep_index.push(usize::MAX);
+                        missing.push(*dep);
+                    }
+                }
+            }
+        }
+        for d in 0..n {
+            starts[d + 1] += starts[d];
+        }
+        let mut fill = starts.clone();
+        let mut dependents: Vec<usize> = vec![0; starts[n]];
+        let mut k = 0;
+        for (i, r) in self.records.iter().enumerate() {
+            for _ in &r.deps {
+                let d = dep_index[k];
+                k += 1;
+                if d != usize::MAX {
+                    dependents[fill[d]] = i;
+                    fill[d] += 1;
                 }
             }
         }
@@ -119,7 +155,7 @@ impl Graph {
         while next < order.len() {
             let i = order[next];
             next += 1;
-            for &d in &dependents[i] {
+            for &d in &dependents[starts[i]..starts[i + 1]] {
                 waiting[d] -= 1;
                 if waiting[d] == 0 {
                     order.push(d);
