@@ -42,6 +42,13 @@ def hash_of(c: bytes) -> bytes:
     return hashlib.sha256(c[8:]).digest()  # type byte to the end of the body
 
 
+def padded_length(c: bytes) -> bytes:
+    """The same chunk with its (one-byte) length written in two bytes, checksum recomputed."""
+    body = c[10:]
+    hashed = c[8:9] + bytes([0x80 | c[9], 0x00]) + body
+    return automerge.MAGIC + hashlib.sha256(hashed).digest()[:4] + hashed
+
+
 @pytest.fixture
 def kit(automerge_wasm: Path) -> Iterator[PluginHarness]:
     with PluginHarness.load(automerge_wasm, json.loads(automerge.MANIFEST.read_text())) as h:
@@ -86,6 +93,7 @@ def test_the_biggest_push_is_stored_as_a_blob_and_pulled(kit: PluginHarness) -> 
     (chunk(b"\x00" + uleb(129) + bytes(129) + b"\x01"), "INVALID_CHANGE"),
     (chunk(b"\x00\x01\x01\x00"), "INVALID_CHANGE"),  # seq 0
     (change(b"\x01", 1)[:-1], "TRUNCATED"),
+    (padded_length(change(b"\x01", 1)), "INVALID_CHANGE"),
 ])
 def test_refused_chunks(kit: PluginHarness, data: bytes, code: str) -> None:
     r = kit.request("AmPush", doc="refused", changes=data)

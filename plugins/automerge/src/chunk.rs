@@ -98,6 +98,13 @@ pub fn frame_at(data: &[u8], offset: usize) -> Result<Frame, ChunkError> {
     let mut pos = 9;
     let body_len = read_uleb(rest, &mut pos)
         .ok_or_else(|| refuse("TRUNCATED", format!("chunk at byte {}: its length is cut off or malformed", offset)))?;
+    let mut canonical = Vec::new();
+    write_uleb(body_len, &mut canonical);
+    if pos - 9 != canonical.len() {
+        // The hash covers the length as written; Automerge hashes its shortest form. A padded
+        // one would give this change a hash no client agrees with.
+        return Err(refuse("INVALID_CHANGE", format!("chunk at byte {}: its length is not in shortest ULEB128 form", offset)));
+    }
     let end = (pos as u64).checked_add(body_len).filter(|&e| e <= rest.len() as u64).ok_or_else(|| {
         refuse("TRUNCATED", format!("chunk at byte {} claims {} body bytes; only {} follow", offset, body_len, rest.len() - pos))
     })?;
@@ -255,6 +262,10 @@ mod tests {
         assert_eq!(frame_at(&wrong, 0).unwrap_err().code, "BAD_MAGIC");
         assert_eq!(frame_at(&data[..3], 0).unwrap_err().code, "BAD_MAGIC");
         assert_eq!(frame_at(&data[..9], 0).unwrap_err().code, "TRUNCATED");
+        let mut padded = data[..9].to_vec();
+        padded.extend_from_slice(&[0x80 | data[9], 0x00]);
+        padded.extend_from_slice(&data[10..]);
+        assert_eq!(frame_at(&padded, 0).unwrap_err().code, "INVALID_CHANGE");
         assert_eq!(check_type(2).unwrap_err().code, "COMPRESSED_UNSUPPORTED");
         assert_eq!(check_type(0).unwrap_err().code, "DOCUMENT_CHUNK");
         assert_eq!(check_type(3).unwrap_err().code, "BUNDLE_CHUNK");
