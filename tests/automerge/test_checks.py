@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Callable
 
 import pytest
 
 from aspen import automerge
+from aspen.client import Client
 from deploy.launcher import LocalCluster
 from storage.errors import AspenError
 from tests.automerge.conftest import JsClient
@@ -109,3 +111,47 @@ def test_requests_are_bounded(am_cluster: LocalCluster, rtype: str, fields: dict
     with am_cluster.client() as c, pytest.raises(AspenError) as err:
         c.request(rtype, **fields)
     assert err.value.code == "INVALID_REQUEST" and needle in err.value.message
+
+
+def test_racing_pushes_through_every_node_store_one_change_per_actor_and_seq(am_cluster: LocalCluster,
+                                                                              js: Js) -> None:
+    # Two clients that share an actor id each make a different first change and a long tail;
+    # six pushers (two per node) send them at once. Slots are claimed by CAS: whatever the
+    # interleaving, one of the two histories wins seq 1 and every change is stored once.
+    doc = "racing"
+    a, b = js(), js()
+    for peer, who in ((a, "a"), (b, "b")):
+        peer.call("new", doc=doc, actor="abcd")
+        peer.call("many", doc=doc, n=40, fn=f"d.who = '{who}' + i")
+    histories = [a.since(doc, []), b.since(doc, [])]
+    addrs = am_cluster.endpoints.split(",")
+    results: list[dict] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def pusher(i: int) -> None:
+        try:
+            with Client(addrs[i % 3], am_cluster.cookie, 30.0, discover_leader=False) as c:
+                start.wait(timeout=30)
+                for _ in range(3):
+                    results.append(automerge.push(c, doc, histories[i % 2]))
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [threading.Thread(target=pusher, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    assert not failures, failures
+    assert sum(r["stored"] for r in results) == 40  # one history, each change once
+    with am_cluster.client() as c:
+        server = automerge.heads(c, doc)
+        assert (server["changes"], server["pending"]) == (40, 0)
+        winner = a if server["heads"] == a.state(doc)["heads"] else b
+        assert server["heads"] == winner.state(doc)["heads"]
+        fresh = js()
+        fresh.load(doc, automerge.pull_all(c, doc).changes)
+        assert fresh.state(doc) == winner.state(doc)
+    loser_pushes = [r for r in results if r["stored"] == 0 and r["rejected"]]
+    assert loser_pushes and all(set(codes(r)) == {"DUPLICATE_SEQ"} for r in loser_pushes)
