@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean wasm-toolchain
+.PHONY: run test lint bench clean wasm-toolchain automerge-js automerge-plugin install-automerge
 
 # The install also compiles sandbox/_guestcall.c (gcc and the Python headers): a changed C file
 # rebuilds it.
@@ -18,21 +18,36 @@ $(STAMP): pyproject.toml sandbox/_guestcall.c
 wasm-toolchain: $(STAMP)
 	deploy/wasm-toolchain.sh $(BIN)/python
 
+# The real Automerge client for tests/automerge and the benchmark: Debian's nodejs/npm and the
+# pinned @automerge/automerge (tests/automerge/js/package.json).
+automerge-js:
+	deploy/automerge-js.sh
+
+# The first-party Automerge plugin (plugins/automerge, docs/AUTOMERGE.md).
+automerge-plugin: $(STAMP) wasm-toolchain
+	PATH="$(CURDIR)/$(BIN):$$PATH" cargo aspen-plugin build --release --path plugins/automerge
+
+# Build it and install it on the cluster named by ASPEN_CLUSTER / ASPEN_COOKIE.
+install-automerge: automerge-plugin
+	$(BIN)/aspen-cli plugin install plugins/automerge/target/wasm32-unknown-unknown/release/aspen_automerge.wasm \
+		--manifest plugins/automerge/plugin.json --wait
+
 run: $(STAMP) wasm-toolchain
 	$(BIN)/python -m deploy.demo
 
-test: $(STAMP) wasm-toolchain
+test: $(STAMP) wasm-toolchain automerge-js automerge-plugin
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q tests
 
 # The etcd comparison needs Debian's etcd-server (apt-get install etcd-server) and aetcd.
-bench: $(STAMP)
+bench: $(STAMP) automerge-js automerge-plugin
 	$(BIN)/pip install -q -e '.[dev,bench]'
 	$(BIN)/python benchmarks/kv_bench.py $$(command -v etcd >/dev/null && echo --vs-etcd)
 	$(BIN)/python benchmarks/sandbox_bench.py
 	$(BIN)/python benchmarks/plugin_bench.py
 	$(BIN)/python benchmarks/dispatch_bench.py
 	$(BIN)/python benchmarks/large_state_bench.py
+	$(BIN)/python benchmarks/automerge_bench.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info sandbox/_guestcall*.so

@@ -1,4 +1,6 @@
-"""The guest ABI, version 1 (docs/HOST_ABI.md is its prose; tests keep the two equal).
+"""The guest ABI, version 2 (docs/HOST_ABI.md is its prose; tests keep the two equal).
+
+Version 2 only adds `sha256_digest`: every version-1 module links and runs unchanged.
 
 Imports come from module "aspen". Pointers and lengths are i32 offsets into the guest's
 exported `memory`. A host function that returns data returns an i64 `(ptr << 32) | len` of a
@@ -12,7 +14,7 @@ from typing import Any
 
 import msgpack
 
-ABI_VERSION = 1
+ABI_VERSION = 2
 IMPORT_MODULE = "aspen"
 
 I32, I64 = "i32", "i64"
@@ -44,6 +46,7 @@ IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "log_warn_msg": ((I32, I32), ()),
     "current_time_ms": ((), (I64,)),
     "hlc_now_ms": ((), (I64,)),
+    "sha256_digest": ((I32, I32), (I64,)),  # version 2
 }
 
 # The permission each import checks first (None: always allowed). The author toolchain's
@@ -57,6 +60,7 @@ IMPORT_PERMISSIONS: dict[str, str | None] = {
     "get_random_bytes": "randomness", "schedule_timer_on_host": "timers", "cancel_timer_on_host": "timers",
     "subscribe_hook_events": "hooks", "unsubscribe_hook_events": "hooks",
     "log_info_msg": None, "log_debug_msg": None, "log_warn_msg": None, "current_time_ms": None, "hlc_now_ms": None,
+    "sha256_digest": None,
 }
 
 # Guest exports. Lifecycle exports return an i64 (ptr << 32 | len) of a msgpack value in guest

@@ -9,6 +9,7 @@ memory is a guest bug and traps (GuestFault).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ from sandbox.host import Host
 from sandbox.logs import LogLimiter, log_line
 from sandbox.patterns import pattern_problem
 from sandbox.permissions import PluginConfig
-from sandbox.raw import RawMemory
+from sandbox.raw import RawMemory, StoreContext
 
 log = logging.getLogger("aspen.sandbox")
 _HASH_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -51,6 +52,7 @@ class HostFunctions:
         self.perms = config.permissions
         self._prefixes = config.effective_prefixes  # computed once: checked on every KV call
         self.memory: RawMemory | None = None
+        self.store: StoreContext | None = None
         self.timers: dict[str, tuple[int, bool]] = {}
         self.subscriptions: list[str] = []
         self.calls = 0
@@ -101,6 +103,15 @@ class HostFunctions:
             return raw.decode()
         except UnicodeDecodeError:
             return None
+
+    def _charge_fuel(self, fuel: int) -> bool:
+        """Take `fuel` from the running call; False (and no fuel left, so the guest traps with
+        FUEL_EXHAUSTED at its next instruction) when it has less."""
+        if self.store is None:  # no instance yet: nothing to charge
+            return True
+        left = self.store.fuel()
+        self.store.set_fuel(max(0, left - fuel))
+        return left >= fuel
 
     def _call_host(self, fn: Callable[[], Any], wrap: Callable[[Any], bytes]) -> bytes:
         try:
@@ -299,6 +310,16 @@ class HostFunctions:
         if not 0 < count <= limits.RANDOM_MAX_BYTES:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"count must be from 1 to {limits.RANDOM_MAX_BYTES}")
         return abi.ok(os.urandom(count))
+
+    def sha256_digest(self, dp: int, dl: int) -> bytes:
+        # A pure function of the guest's own bytes: no permission, but bounded and paid for in
+        # fuel, so hashing cannot outrun the call's budget. The wall clock counts it as always.
+        data = self._read(dp, dl, limits.SHA256_MAX_BYTES)
+        if data is None:
+            return _err(SandboxCode.LIMIT_EXCEEDED, f"data to hash is over {limits.SHA256_MAX_BYTES} bytes")
+        if not self._charge_fuel(limits.SHA256_FUEL_BASE + limits.SHA256_FUEL_PER_BYTE * len(data)):
+            return _err(SandboxCode.LIMIT_EXCEEDED, "not enough fuel left to hash this much")
+        return abi.ok(hashlib.sha256(data).digest())
 
     # -- timers and hooks ------------------------------------------------------------------
 

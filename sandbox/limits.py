@@ -22,6 +22,12 @@ TIMER_MAX_MS = 24 * 3600 * 1000
 SUBSCRIPTIONS_MAX = 16
 PATTERN_MAX_CHARS = 256
 RANDOM_MAX_BYTES = 4096
+# sha256_digest: at most this much input a call, and fuel charged for it so that hashing is
+# bounded by the call's fuel like guest work (about 1 M fuel per MiB, where SHA-256 compiled
+# into a guest costs ~164 M).
+SHA256_MAX_BYTES = 64 * MIB
+SHA256_FUEL_BASE = 1_000
+SHA256_FUEL_PER_BYTE = 1
 SCAN_LIMIT_DEFAULT = 1000
 SCAN_LIMIT_MAX = 10_000
 KEY_MAX_BYTES = 1024

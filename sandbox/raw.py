@@ -45,6 +45,7 @@ def _bind(name: str, restype: Any, argtypes: list[Any] | None, keep_gil: bool = 
 # argtypes None: every caller passes ctypes instances (c_void_p, c_uint64), never bare ints,
 # which ctypes would pass as 32-bit C ints.
 _set_fuel = _bind("wasmtime_context_set_fuel", c_void_p, None, keep_gil=True)
+_get_fuel = _bind("wasmtime_context_get_fuel", c_void_p, None, keep_gil=True)
 _set_epoch_deadline = _bind("wasmtime_context_set_epoch_deadline", None, None, keep_gil=True)
 _memory_data = _bind("wasmtime_memory_data", c_void_p, [c_void_p, c_void_p], keep_gil=True)
 _memory_size = _bind("wasmtime_memory_data_size", c_size_t, [c_void_p, c_void_p], keep_gil=True)
@@ -76,14 +77,22 @@ def context_address(store: wasmtime.Store) -> int:
 class StoreContext:
     """A store's context pointer as a ctypes object, with the per-call limit setters."""
 
-    __slots__ = ("_deadline", "_fuel_in", "address", "ptr")
+    __slots__ = ("_deadline", "_fuel_in", "_fuel_out", "address", "ptr")
 
     def __init__(self, store: wasmtime.Store) -> None:
         self.address = context_address(store)
         self.ptr = c_void_p(self.address)
         # Reused argument and result cells: no ctypes object is made per call.
         self._fuel_in = c_uint64()
+        self._fuel_out = c_uint64()
         self._deadline = c_uint64()
+
+    def fuel(self) -> int:
+        """The fuel left; inside a host call, what the running guest call has left."""
+        error = _get_fuel(self.ptr, ctypes.byref(self._fuel_out))
+        if error:
+            _raise_failure(error, None)
+        return self._fuel_out.value
 
     def set_fuel(self, fuel: int) -> None:
         self._fuel_in.value = fuel

@@ -268,6 +268,7 @@ class _Instance:
         assert isinstance(memory, wasmtime.Memory)
         self.memory = RawMemory(memory, self.ctx)
         funcs.memory = self.memory
+        funcs.store = self.ctx  # host functions that do a guest's work charge its fuel
         # Export name -> the address CallSite.call takes; the Func objects stay alive with the store.
         self.funcs: dict[str, int] = {}
         self._exports: list[wasmtime.Func] = []

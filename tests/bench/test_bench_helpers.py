@@ -72,3 +72,13 @@ def test_parse_status_kib() -> None:
     assert parse_status_kib(status, "VmRSS") == 98765
     assert parse_status_kib(status, "VmHWM") == 123456
     assert parse_status_kib(status, "VmSwap") is None
+
+
+def test_automerge_table_says_met_only_within_the_target() -> None:
+    from benchmarks.automerge_bench import Case
+    from benchmarks.automerge_bench import table as automerge_table
+
+    text = automerge_table({"push": Case(1.0, [0.5, 0.9, 2.0], [10, 20, 30]), "pull": Case(0.5, [0.6, 0.7, 0.4], [5])})
+    rows_ = [line.split(" | ") for line in text.splitlines()[2:]]
+    assert [r[4] for r in rows_] == ["yes", "no"]  # medians 0.9 <= 1 and 0.6 > 0.5
+    assert rows_[0][5] == "20 |"

@@ -1,4 +1,4 @@
-//! `aspen-wasm-guest-sdk`: write an Aspen plugin in Rust (ABI v1, docs/HOST_ABI.md).
+//! `aspen-wasm-guest-sdk`: write an Aspen plugin in Rust (ABI v2, docs/HOST_ABI.md).
 //!
 //! ```ignore
 //! use aspen_wasm_guest_sdk::prelude::*;
