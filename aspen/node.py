@@ -123,7 +123,8 @@ class AspenNode:
             self.blobs,
             self._fetch_blob_from_peer,
         )
-        self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of)
+        self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of,
+                                     metrics_addr=cfg.metrics_listen)
         self.plugins = PluginManager(
             self.native, keys.load_or_create(cfg.data_dir / "node.key"), cfg.data_dir / "wasm-cache",
             cfg.request_timeout_s,
