@@ -32,6 +32,7 @@ from typing import Any
 from aspen import certs
 from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
 from aspen.client import Client
+from aspen.exits import EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, guarded
 from storage.errors import AspenError
 
 LEADER_WAIT_S = 30.0
@@ -453,38 +454,53 @@ class LocalCluster:
         return "".join(line + "\n" for line in lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="start N nodes and wait for a leader")
+    ap.add_argument("--version", action="version", version=f"aspen-cluster {_version()}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--dir", type=Path, required=True, help="the cluster's directory (cluster.json, logs, data)")
+        return p
+
+    up = command("up", "start N nodes and wait for a leader; prints the exports to reach them")
     up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--dir", type=Path, required=True)
     up.add_argument("--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)")
     up.add_argument("--tls", action="store_true",
                     help="make a CA and certificates in DIR/tls; nodes serve TLS and require client certificates")
-    for name in ("status", "down"):
-        p = sub.add_parser(name)
-        p.add_argument("--dir", type=Path, required=True)
-        if name == "down":
-            p.add_argument("--purge", action="store_true", help="also delete the directory")
-    p = sub.add_parser("add", help="start one more node, join it to the cluster, wait until it has caught up")
-    p.add_argument("--dir", type=Path, required=True)
-    for name in ("kill", "stop", "start", "remove"):
-        p = sub.add_parser(name)
-        p.add_argument("--dir", type=Path, required=True)
+    command("status", "each node's role, pid, liveness and addresses")
+    p = command("down", "stop every node (SIGTERM, then SIGKILL after a while)")
+    p.add_argument("--purge", action="store_true", help="also delete the directory")
+    command("add", "start one more node, join it to the cluster, wait until it has caught up")
+    for name, help_text in (("kill", "SIGKILL one node (a crash)"), ("stop", "SIGTERM one node and wait for it"),
+                            ("start", "start a stopped or killed node again"),
+                            ("remove", "remove a node from the membership and stop it")):
+        p = command(name, help_text)
         p.add_argument("node", type=int)
         if name == "start":
             p.add_argument("--wait", action="store_true",
                            help="return once a leader sees the node connected and it has caught up")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _version() -> str:
+    from aspen.cli import aspen_version
+
+    return aspen_version()
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd != "up" and not (args.dir / "cluster.json").exists():
+        # `down --dir typo` was silent and exited 0: nothing was stopped.
+        return fail("NOT_FOUND", f"no cluster in {os.fsdecode(args.dir)!r} (no cluster.json there)", EXIT_ERROR)
     cluster = LocalCluster(args.dir, tls=getattr(args, "tls", False))
     try:
         if args.cmd == "up":
             cluster.up(args.nodes, base_port=args.base_port)
             sys.stdout.write(cluster.exports())
         elif args.cmd == "status":
-            if not cluster.nodes:
-                raise RuntimeError(f"no cluster in {args.dir}")
             leader = cluster.leader_id()
             print(f"leader: {leader if leader is not None else 'none'}")
             for node_id, role in cluster.roles().items():
@@ -493,6 +509,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"node {node_id}: {role:<12} pid={spec.pid} {alive:<5} client={spec.client_addr} raft={spec.raft_addr}")
         elif args.cmd == "down":
             cluster.down(purge=args.purge)
+            print(f"stopped {len(cluster.nodes) or 'every'} node(s){' and deleted ' + str(args.dir) if args.purge else ''}")
         elif args.cmd == "add":
             print(f"node {cluster.add_node()} joined")
             sys.stdout.write(cluster.exports())
@@ -501,13 +518,24 @@ def main(argv: list[str] | None = None) -> None:
             print(f"node {args.node} removed")
         else:
             if args.node not in cluster.nodes:
-                raise RuntimeError(f"no node {args.node} in {args.dir}")
+                return fail("NOT_FOUND", f"no node {args.node} in {args.dir} (nodes: "
+                            f"{', '.join(map(str, cluster.nodes)) or 'none'})", EXIT_ERROR)
             getattr(cluster, args.cmd)(args.node)
             if args.cmd == "start" and args.wait:
                 cluster.wait_caught_up(args.node)
-    except (RuntimeError, ValueError, TimeoutError, OSError, AspenError) as exc:
-        print(f"aspen-cluster: {exc}", file=sys.stderr)
-        sys.exit(1)
+            done = {"kill": "killed", "stop": "stopped", "start": "started"}[args.cmd]
+            print(f"node {args.node} {done}{' and caught up' if args.cmd == 'start' and args.wait else ''}")
+    except ValueError as exc:  # an argument out of range
+        return fail("INVALID_REQUEST", str(exc), EXIT_USAGE)
+    except TimeoutError as exc:
+        return fail("TIMEOUT", str(exc), EXIT_UNAVAILABLE)
+    except RuntimeError as exc:  # the directory's state: already running, ports in use, nodes exited
+        return fail("UNAVAILABLE", str(exc), EXIT_ERROR)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(guarded(lambda: _run(argv)))
 
 
 if __name__ == "__main__":
