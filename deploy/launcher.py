@@ -33,6 +33,7 @@ from aspen import certs
 from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
 from aspen.client import Client
 from aspen.exits import EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, guarded
+from aspen.version import aspen_version
 from storage.errors import AspenError
 
 LEADER_WAIT_S = 30.0
@@ -456,7 +457,7 @@ class LocalCluster:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.")
-    ap.add_argument("--version", action="version", version=f"aspen-cluster {_version()}")
+    ap.add_argument("--version", action="version", version=f"aspen-cluster {aspen_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -482,12 +483,6 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--wait", action="store_true",
                            help="return once a leader sees the node connected and it has caught up")
     return ap
-
-
-def _version() -> str:
-    from aspen.cli import aspen_version
-
-    return aspen_version()
 
 
 def _run(argv: list[str] | None) -> int:

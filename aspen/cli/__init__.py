@@ -16,7 +16,6 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import ModuleType
 
@@ -26,6 +25,7 @@ from aspen.cli.output import render
 from aspen.cli.registry import Commands, Outcome, UsageError, discover
 from aspen.exits import EXIT_OK, EXIT_USAGE, fail, guarded
 from aspen.tls import ENV_CACERT, ENV_CERT, ENV_KEY, TLSFiles
+from aspen.version import aspen_version
 
 DEFAULT_CLUSTER = "127.0.0.1:7701"
 DEFAULT_TIMEOUT_S = 10.0
@@ -33,13 +33,6 @@ DEFAULT_TIMEOUT_S = 10.0
 # sent to the cluster, which must be UTF-8.
 PATH_DESTS = frozenset({"file", "wasm", "manifest", "output", "data_file", "cookie_file", "tls_cacert", "tls_cert",
                         "tls_key", "expected_file", "new_file"})
-
-
-def aspen_version() -> str:
-    try:
-        return version("aspen")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def add_global_options(ap: argparse.ArgumentParser, *, defaults: bool) -> None:
