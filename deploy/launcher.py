@@ -38,6 +38,8 @@ from storage.errors import AspenError
 
 LEADER_WAIT_S = 30.0
 STOP_WAIT_S = 10.0
+START_WAIT_S = 60.0  # a restarted node replays its log before it listens
+READY_LINE = "ready: clients on"  # what aspen-node logs once its client port listens
 NODES_MAX = 15
 HOST = "127.0.0.1"
 
@@ -236,7 +238,7 @@ class LocalCluster:
         self._save()
         try:
             for node_id in self.nodes:
-                self.start(node_id, "new")
+                self.start(node_id, "new", wait_listening=False)  # up() waits for a leader
             if wait:
                 self.wait_leader()
         except BaseException:
@@ -269,15 +271,18 @@ class LocalCluster:
             *self.node_args,
         ]
 
-    def start(self, node_id: int, initial_state: str = "existing") -> None:
+    def start(self, node_id: int, initial_state: str = "existing", wait_listening: bool = True) -> None:
         """Start a node; "existing" (anything but the first `up`): a node whose data dir is
-        empty waits to hear from a leader instead of campaigning."""
+        empty waits to hear from a leader instead of campaigning. Returns once the node's
+        client port listens (clients fail fast on a refused connection, so "started" must
+        mean reachable), unless wait_listening is False."""
         if self.nodes[node_id].metrics_port is None:
             self.nodes[node_id].metrics_port = free_ports(1)[0]
         spec = self.nodes[node_id]
         if pid_alive(spec.pid):
             raise RuntimeError(f"node {node_id} is already running (pid {spec.pid})")
         self.data_dir(node_id).mkdir(parents=True, exist_ok=True)
+        log_from = self.log_path(node_id).stat().st_size if self.log_path(node_id).exists() else 0
         env = {k: v for k, v in os.environ.items() if k not in ("ASPEN_COOKIE",)}
         prefix = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         with open(self.log_path(node_id), "ab") as log:
@@ -287,6 +292,22 @@ class LocalCluster:
             )
         spec.pid = proc.pid
         self._save()
+        if wait_listening:
+            self._wait_listening(node_id, log_from)
+
+    def _wait_listening(self, node_id: int, log_from: int) -> None:
+        # The node's own word, in its log: no probe connection that its metrics would count.
+        deadline = time.monotonic() + START_WAIT_S
+        while time.monotonic() < deadline:
+            with open(self.log_path(node_id), "rb") as log:
+                log.seek(log_from)
+                if READY_LINE.encode() in log.read():
+                    return
+            if not self.alive(node_id):
+                raise RuntimeError(f"node {node_id} exited; log tail: {self.log_tails().get(node_id, '')}")
+            time.sleep(0.02)
+        raise TimeoutError(f"node {node_id} did not listen within {START_WAIT_S:g}s; log tail: "
+                           f"{self.log_tails().get(node_id, '')}")
 
     def add_node(self, timeout_s: float = 30.0) -> int:
         """Start one more node (peers: every current member) and join it through AddNode."""
