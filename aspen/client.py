@@ -247,6 +247,11 @@ def error_of(message: dict[str, Any]) -> AspenError:
     return AspenError(code, str(message.get("message", "")), **details)
 
 
+def _dead_endpoint_error(addr: str, exc: OSError) -> AspenError:
+    why = "nothing listens there" if isinstance(exc, ConnectionRefusedError) else f"unknown host: {exc}"
+    return AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {why}", applied="no")
+
+
 def _first_fatal(dead: dict[str, AspenError]) -> AspenError:
     """Every endpoint failed: an AUTH_FAILED or protocol error says more than a refusal."""
     errors = list(dead.values())
@@ -397,7 +402,7 @@ class AsyncClient:
                 self._discover_lock = asyncio.Lock()
             async with self._discover_lock:  # one ClusterStatus for many concurrent first requests
                 if not self._discovered:
-                    await self._find_leader(deadline)
+                    await self._find_leader(deadline, dead)
                     self._discovered = True
             if self._leader_addr is not None and self._leader_addr not in dead:
                 return self._leader_addr
@@ -405,9 +410,11 @@ class AsyncClient:
             addr = self._next_endpoint()
             if addr not in dead:
                 return addr
-        return self._next_endpoint()
+        raise _first_fatal(dead)  # discovery found every endpoint dead
 
-    async def _find_leader(self, deadline: float) -> None:
+    async def _find_leader(self, deadline: float, dead: dict[str, AspenError]) -> None:
+        """Ask ClusterStatus of the endpoints in turn; one that cannot be used at all (refused,
+        AUTH_FAILED, ...) goes into `dead`, so the request does not knock on it again."""
         loop = asyncio.get_running_loop()
         for _ in range(len(self.endpoints)):
             addr = self._next_endpoint()
@@ -419,8 +426,15 @@ class AsyncClient:
                 _, fut = conn.send({"type": "ClusterStatus"})
                 async with asyncio.timeout(max(0.01, min(2.0, deadline - loop.time()))):
                     reply = await fut
-            except (AspenError, OSError, TimeoutError, _NotSent):
-                continue  # the request itself tries the endpoints again and reports why they failed
+            except AspenError as exc:
+                if exc.code in _FATAL_CONNECT:
+                    dead[addr] = exc
+                continue
+            except _DEAD_ENDPOINT as exc:
+                dead[addr] = _dead_endpoint_error(addr, exc)
+                continue
+            except (OSError, TimeoutError, _NotSent):
+                continue
             if reply.get("type") != "ClusterStatusResult":
                 self._leader_addr = addr  # a node without cluster status (a test server): use it
                 return
@@ -471,9 +485,7 @@ class AsyncClient:
                 if exc.code in _FATAL_CONNECT:
                     dead[addr] = exc
             except _DEAD_ENDPOINT as exc:
-                why = "nothing listens there" if isinstance(exc, ConnectionRefusedError) else f"unknown host: {exc}"
-                last = AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {why}", applied="no")
-                dead[addr] = last
+                last = dead[addr] = _dead_endpoint_error(addr, exc)
             except (OSError, TimeoutError, _NotSent) as exc:
                 last = AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {exc or type(exc).__name__}", applied="no")
             else:
