@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aspen.cli.output import human
+from aspen.cli.output import from_json, human
 from aspen.cli.registry import Commands, Outcome, UsageError
 from aspen.client import Client
 from aspen.exits import EXIT_ERROR
@@ -114,14 +114,16 @@ def parse_batch_op(text: str) -> dict[str, Any]:
 
 
 def parse_json_ops(text: str) -> list[dict[str, Any]]:
-    """A JSON list of {"op": "Set"|"Delete", "key", "value"?}; string values are sent as UTF-8."""
+    """A JSON list of {"op": "Set"|"Delete", "key", "value"?}; string values are sent as UTF-8,
+    {"base64": ".."} as those bytes (invalid base64 is a usage error, never an empty value)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--ops-json: {exc}") from None
     if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
         raise UsageError("--ops-json: expected a JSON list of objects")
-    return [{**o, "value": o["value"].encode()} if isinstance(o.get("value"), str) else o for o in raw]
+    ops = from_json(raw)
+    return [{**o, "value": o["value"].encode()} if isinstance(o.get("value"), str) else o for o in ops]
 
 
 def _batch(args: argparse.Namespace, c: Client) -> Any:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import base64
-import binascii
 import json
 import sys
 import time
@@ -12,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from aspen.cli import _plugin_logs
-from aspen.cli.output import to_jsonable
+from aspen.cli.output import from_json, to_jsonable
 from aspen.cli.registry import Commands, UsageError
 from aspen.client import Client
 from aspen.manifest import Manifest, ManifestError
@@ -161,22 +159,6 @@ def _keys_list(args: argparse.Namespace, c: Client) -> Any:
 def _keys_remove(args: argparse.Namespace, c: Client) -> Any:
     r = c.request("PluginKeysRemove", public_key=args.key)
     return r if args.json else f"removed {r['public_key']}"
-
-
-def from_json(value: Any) -> Any:
-    """JSON has no bytes: {"base64": "..."} or {"utf8": "..."} stands for a msgpack bin."""
-    if isinstance(value, dict):
-        if set(value) == {"base64"}:
-            try:
-                return base64.b64decode(str(value["base64"]), validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise UsageError(f"not base64: {str(value['base64'])[:64]!r} ({exc})") from None
-        if set(value) == {"utf8"}:
-            return str(value["utf8"]).encode()
-        return {k: from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_json(v) for v in value]
-    return value
 
 
 def rpc_fields(data: str | None, data_file: str | None) -> dict[str, Any]:

@@ -322,3 +322,12 @@ def test_plugin_reinstall_unchanged_and_wait_with_a_node_down(aspen, server: Ser
     _plugin_node(server, [None, installed], {"1": ready, "2": {"error": "UNAVAILABLE: connection refused"}})
     status, out, _ = aspen("plugin", "install", str(wasm), "--manifest", str(manifest), "--wait")
     assert status == 0 and out.startswith("upgraded p") and "node(s) 2 unreachable" in out, out
+
+
+def test_batch_ops_json_takes_base64_and_refuses_bad_base64(aspen, server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    ops = json.dumps([{"op": "Set", "key": "b64", "value": {"base64": "/wA="}}])
+    assert aspen("kv", "batch", "--ops-json", ops)[0] == 0 and server.handler.kv["b64"] == b"\xff\x00"
+    bad = json.dumps([{"op": "Set", "key": "b64", "value": {"base64": "!!!"}}])
+    status, _, err = aspen("kv", "batch", "--ops-json", bad)
+    assert status == 2 and err.startswith("error: INVALID_REQUEST: not base64")
+    assert server.handler.kv["b64"] == b"\xff\x00"
