@@ -73,6 +73,10 @@ def _delete(args: argparse.Namespace, c: Client) -> Any:
 def _scan(args: argparse.Namespace, c: Client) -> Any:
     if args.limit is not None and not 1 <= args.limit <= SCAN_LIMIT_MAX:
         raise UsageError(f"--limit must be from 1 to {SCAN_LIMIT_MAX}")
+    if args.count:
+        # Every page, counted here: the node has no count-only request (yet), so values travel.
+        n = len(c.scan_all(args.prefix, stale=args.stale))
+        return {"count": n} if args.json else str(n)
     if args.all:
         entries = c.scan_all(args.prefix, stale=args.stale)
         token = None
@@ -80,8 +84,10 @@ def _scan(args: argparse.Namespace, c: Client) -> Any:
         page = c.scan(args.prefix, args.limit, args.token, stale=args.stale)
         entries, token = page["entries"], page.get("continuation_token")
     if args.json:
+        if args.keys_only:
+            return {"keys": [e["key"] for e in entries], "continuation_token": token}
         return {"entries": entries, "continuation_token": token}
-    lines = [f"{e['key']}\t{human(e['value'])}" for e in entries]
+    lines = [e["key"] if args.keys_only else f"{e['key']}\t{human(e['value'])}" for e in entries]
     if token:
         lines.append(f"(more: --token {token}, or --all)")
     return "\n".join(lines) if lines else "(no keys)"
@@ -155,7 +161,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--limit", type=int, help=f"keys per page (default 1000, at most {SCAN_LIMIT_MAX})")
     p.add_argument("--token", help="continuation token from a previous page")
     p.add_argument("--all", action="store_true", help="follow continuation tokens to the end")
-    p.add_argument("--stale", action="store_true")
+    p.add_argument("--stale", action="store_true", help="serve from the contacted node without a read barrier")
+    p.add_argument("--keys-only", action="store_true", help="the keys, without their values")
+    p.add_argument("--count", action="store_true", help="how many keys the prefix holds (every page)")
     p = commands.command("kv", "cas", _cas, "compare-and-swap")
     p.add_argument("key")
     g = p.add_mutually_exclusive_group(required=True)

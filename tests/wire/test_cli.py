@@ -331,3 +331,13 @@ def test_batch_ops_json_takes_base64_and_refuses_bad_base64(aspen, server: Serve
     status, _, err = aspen("kv", "batch", "--ops-json", bad)
     assert status == 2 and err.startswith("error: INVALID_REQUEST: not base64")
     assert server.handler.kv["b64"] == b"\xff\x00"
+
+
+def test_scan_keys_only_and_count(aspen, server: ServerThread) -> None:  # type: ignore[no-untyped-def]
+    for i in range(5):
+        server.handler.kv[f"kc/{i}"] = b"\xff" * 10
+    assert aspen("kv", "scan", "kc/", "--keys-only") == (0, "".join(f"kc/{i}\n" for i in range(5)), "")
+    status, out, _ = aspen("kv", "scan", "kc/", "--keys-only", "--limit", "2", "--json")
+    assert status == 0 and json.loads(out) == {"keys": ["kc/0", "kc/1"], "continuation_token": "kc/1"}
+    assert aspen("kv", "scan", "kc/", "--count", "--limit", "2") == (0, "5\n", "")
+    assert json.loads(aspen("kv", "scan", "kc/", "--count", "--json")[1]) == {"count": 5}
