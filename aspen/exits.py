@@ -25,6 +25,9 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
 EXIT_INTERRUPTED = 130
+# For each tool's --help.
+EPILOG = ("exit status: 0 done; 1 the request failed (NOT_FOUND too) or a file could not be read; 2 usage; "
+          "3 unavailable (no answer in time, no quorum); 130 interrupted. The same with --json.")
 # Set to get the traceback of an unexpected failure (a bug) instead of one line.
 DEBUG_ENV = "ASPEN_DEBUG"
 _UNAVAILABLE = frozenset({ErrorCode.UNAVAILABLE, ErrorCode.TIMEOUT, ErrorCode.OVERLOADED})

@@ -32,7 +32,7 @@ from typing import Any
 from aspen import certs
 from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
 from aspen.client import Client
-from aspen.exits import EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, guarded
+from aspen.exits import EPILOG, EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, guarded
 from aspen.version import aspen_version
 from storage.errors import AspenError
 
@@ -477,7 +477,7 @@ class LocalCluster:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.")
+    ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.", epilog=EPILOG)
     ap.add_argument("--version", action="version", version=f"aspen-cluster {aspen_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 

@@ -23,7 +23,7 @@ from aspen.auth import load_cookie
 from aspen.cli.connect import Connection
 from aspen.cli.output import render
 from aspen.cli.registry import Commands, Outcome, UsageError, discover
-from aspen.exits import EXIT_OK, EXIT_USAGE, fail, guarded
+from aspen.exits import EPILOG, EXIT_OK, EXIT_USAGE, fail, guarded
 from aspen.tls import ENV_CACERT, ENV_CERT, ENV_KEY, TLSFiles
 from aspen.version import aspen_version
 
@@ -64,7 +64,7 @@ def add_global_options(ap: argparse.ArgumentParser, *, defaults: bool) -> None:
 def build_parser(groups: Sequence[ModuleType] | None = None) -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     add_global_options(common, defaults=False)
-    ap = argparse.ArgumentParser(prog="aspen-cli", description="Talk to an Aspen cluster.")
+    ap = argparse.ArgumentParser(prog="aspen-cli", description="Talk to an Aspen cluster.", epilog=EPILOG)
     add_global_options(ap, defaults=True)
     commands = Commands(ap.add_subparsers(dest="group", required=True, metavar="GROUP"), common)
     for group in groups if groups is not None else discover(sys.modules[__name__]):
