@@ -73,16 +73,13 @@ def run(args: argparse.Namespace, c: Client, out: TextIO = sys.stdout) -> Any:
             return r
         return "\n".join([*merged(r["nodes"]), *(f"# {n}" for n in notes(r["nodes"]))]) or "(no log lines)"
     after: dict[str, int] = {}
-    try:
-        while True:  # until interrupted (Ctrl-C)
-            for line in merged(r["nodes"]):
-                print(line, file=out, flush=True)
-            for n, st in r["nodes"].items():
-                last = st.get("last_seq")
-                if isinstance(last, int):
-                    # A node that restarted numbers from 1 again: take its lines from the start.
-                    after[n] = last if last >= after.get(n, 0) else 0
-            time.sleep(FOLLOW_POLL_S)
-            r = c.request("PluginLogs", **{**fields, "after": after})
-    except KeyboardInterrupt:
-        return None
+    while True:  # until interrupted: Ctrl-C ends it with status 130, as every command
+        for line in merged(r["nodes"]):
+            print(line, file=out, flush=True)
+        for n, st in r["nodes"].items():
+            last = st.get("last_seq")
+            if isinstance(last, int):
+                # A node that restarted numbers from 1 again: take its lines from the start.
+                after[n] = last if last >= after.get(n, 0) else 0
+        time.sleep(FOLLOW_POLL_S)
+        r = c.request("PluginLogs", **{**fields, "after": after})

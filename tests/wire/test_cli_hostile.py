@@ -105,7 +105,8 @@ def test_plugin_install_with_bad_manifests_and_limits(server: ServerThread, monk
     assert "PluginInstall" not in server.handler.calls  # refused before sending
 
 
-@pytest.mark.parametrize("argv", [["kv", "get", "k"], ["cluster", "status", "--watch", "--interval", "0.05"]])
+@pytest.mark.parametrize("argv", [["kv", "get", "k"], ["cluster", "status", "--watch", "--interval", "0.05"],
+                                  ["plugin", "logs", "p", "--follow"]])
 def test_ctrl_c_exits_130_quietly(argv: list[str]) -> None:
     """A request waiting on a node that never answers, interrupted: status 130, nothing on
     stderr (it was a KeyboardInterrupt traceback, then "Task was destroyed but it is pending!")."""
