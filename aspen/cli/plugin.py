@@ -60,18 +60,27 @@ def _install(args: argparse.Namespace, c: Client) -> Any:
     return f"{verb} {r['name']} {r['version']} (wasm {r['wasm_hash'][:16]}...){ready}"
 
 
+# Registry fields an install changes by itself: every install bumps reload_seq (so each node
+# re-instantiates the plugin), which is no change of the plugin.
+_INSTALL_BOOKKEEPING = frozenset({"reload_seq"})
+
+
 def installed_manifest(c: Client, name: str) -> dict[str, Any] | None:
+    """The registry's manifest of `name` (wasm hash included), without install bookkeeping."""
     try:
         manifest = c.request("PluginInfo", name=name)["manifest"]
     except AspenError as exc:
         if exc.code == ErrorCode.NOT_FOUND:
             return None
         raise
-    return manifest if isinstance(manifest, dict) else None
+    if not isinstance(manifest, dict):
+        return None
+    return {k: v for k, v in manifest.items() if k not in _INSTALL_BOOKKEEPING}
 
 
 WAIT_READY_S = 60.0
 WAIT_POLL_S = 0.2
+UNREACHABLE = "Unreachable"  # PluginInfo's state for a member that did not answer
 
 
 def wait_ready(c: Client, name: str, version: str, timeout_s: float) -> list[str]:
@@ -82,10 +91,10 @@ def wait_ready(c: Client, name: str, version: str, timeout_s: float) -> list[str
     while True:
         nodes = c.request("PluginInfo", name=name)["nodes"]
         # PluginInfo asks every member, so a node that has not loaded it yet is listed too;
-        # one that did not answer is listed with an `error`.
-        unreachable = sorted((n for n, st in nodes.items() if "error" in st), key=int)
+        # one that did not answer is listed as Unreachable (aspen/plugins/handlers.py).
+        unreachable = sorted((n for n, st in nodes.items() if st.get("state") == UNREACHABLE), key=int)
         pending = sorted(n for n, st in nodes.items()
-                         if "error" not in st and (st.get("state") != "Ready" or st.get("version") != version))
+                         if st.get("state") != UNREACHABLE and (st.get("state") != "Ready" or st.get("version") != version))
         if not pending:
             return unreachable
         if time.monotonic() > deadline:

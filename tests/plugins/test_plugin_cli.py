@@ -117,3 +117,17 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
         c.request("ClusterSetting", name="require_signatures", value=False)
         c.request("PluginKeysRemove", public_key=bytes(author.verify_key).hex())
         assert c.request("PluginKeysList")["keys"] == []
+
+
+def test_install_wait_with_a_node_down_and_an_identical_reinstall(cluster: LocalCluster, tmp_path: Path) -> None:
+    # It blocked 60 s and exited 1 although the install had committed; a reinstall of the same
+    # wasm and manifest said "upgraded".
+    w, m = write(tmp_path, plugin("waiter", "1.0.0", {"type": "W"}), manifest("waiter", "1.0.0", ["WaitPing"]))
+    cluster.wait_leader()
+    down = max(cluster.nodes)
+    cluster.kill(down)
+    r = cli(cluster, "plugin", "install", str(w), "--manifest", str(m), "--wait")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("installed waiter 1.0.0") and f"node(s) {down} unreachable" in r.stdout, r.stdout
+    r = cli(cluster, "plugin", "install", str(w), "--manifest", str(m))
+    assert r.returncode == 0 and r.stdout.startswith("unchanged waiter 1.0.0"), r.stdout + r.stderr

@@ -319,7 +319,7 @@ def test_plugin_reinstall_unchanged_and_wait_with_a_node_down(aspen, server: Ser
     _plugin_node(server, [{**installed, "wasm_hash": "cd" * 32}, installed], {"1": ready, "2": ready})
     assert aspen("plugin", "install", str(wasm), "--manifest", str(manifest))[1].startswith("upgraded p")
     # Node 2 is down: --wait returns once node 1 runs it, and says node 2 did not confirm.
-    _plugin_node(server, [None, installed], {"1": ready, "2": {"error": "UNAVAILABLE: connection refused"}})
+    _plugin_node(server, [None, installed], {"1": ready, "2": {"state": "Unreachable", "reason": "connection refused"}})
     status, out, _ = aspen("plugin", "install", str(wasm), "--manifest", str(manifest), "--wait")
     assert status == 0 and out.startswith("upgraded p") and "node(s) 2 unreachable" in out, out
 
