@@ -128,3 +128,46 @@ def test_ctrl_c_exits_130_quietly(argv: list[str]) -> None:
             proc.send_signal(signal.SIGINT)
             _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130 and err == b"", err.decode(errors="replace")
+
+
+def _tool_argvs(parser: argparse.ArgumentParser, skip: frozenset[str]) -> Iterator[list[str]]:
+    for name, leaf in _sub(parser).items():
+        if name in skip:
+            continue
+        positionals = [a for a in leaf._actions if not a.option_strings]
+        valued = [a for a in leaf._actions if a.option_strings and a.nargs != 0 and a.dest != "help"]
+        for value in HOSTILE:
+            args = [value for _ in positionals]
+            for option in valued:
+                yield [name, *args, option.option_strings[-1], value]
+
+
+def _run_tool(main: object, argv: list[str]) -> int:
+    try:
+        status = main(argv)  # type: ignore[operator]
+    except SystemExit as e:
+        status = e.code
+    return int(status or 0)
+
+
+@pytest.mark.parametrize("tool", ["aspen-cluster", "cargo aspen-plugin"])
+def test_the_other_tools_print_no_traceback(tool: str, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+    from aspen.toolchain import cli as toolchain
+    from deploy import launcher
+
+    monkeypatch.chdir(str(tmp_path))  # init, keygen -o and friends write here
+    monkeypatch.setenv("HOME", str(tmp_path))
+    if tool == "aspen-cluster":
+        # up and add with a usable --dir would start real nodes: their bounds are tested elsewhere.
+        argvs, main = list(_tool_argvs(launcher.build_parser(), frozenset({"up", "add"}))), launcher.main
+    else:
+        argvs, main = list(_tool_argvs(toolchain.build_parser(), frozenset({"build"}))), toolchain.run
+    for argv in argvs:
+        monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"")))
+        status = _run_tool(main, argv)
+        _, err = capsys.readouterr()
+        shown = repr(argv)[:200]
+        assert "Traceback" not in err and "error: INTERNAL" not in err, f"{shown}:\n{err[-2000:]}"
+        assert status in (0, 1, 2, 3), f"{shown}: status {status}"
+    assert len(argvs) > 50
