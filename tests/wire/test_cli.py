@@ -341,3 +341,14 @@ def test_scan_keys_only_and_count(aspen, server: ServerThread) -> None:  # type:
     assert status == 0 and json.loads(out) == {"keys": ["kc/0", "kc/1"], "continuation_token": "kc/1"}
     assert aspen("kv", "scan", "kc/", "--count", "--limit", "2") == (0, "5\n", "")
     assert json.loads(aspen("kv", "scan", "kc/", "--count", "--json")[1]) == {"count": 5}
+
+
+def test_plugin_logs_follow_json_is_one_object_per_line() -> None:
+    from aspen.cli._plugin_logs import merged
+
+    nodes = {"2": {"lines": [{"time_ms": 2, "seq": 1, "level": "info", "message": "b"}]},
+             "1": {"lines": [{"time_ms": 1, "seq": 1, "level": "warn", "message": "a"}]}}
+    assert [json.loads(line) for line in merged(nodes, as_json=True)] == [
+        {"node": 1, "time_ms": 1, "seq": 1, "level": "warn", "message": "a"},
+        {"node": 2, "time_ms": 2, "seq": 1, "level": "info", "message": "b"}]
+    assert merged(nodes)[0].endswith("node1 warn  a")
