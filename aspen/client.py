@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import ssl
 import threading
 from collections.abc import Coroutine
@@ -55,8 +56,12 @@ SCAN_PAGES_MAX = 10_000
 # Requests that may be sent again when their first outcome is unknown (PutBlob is content
 # addressed: storing the same bytes twice is the same as once).
 IDEMPOTENT = frozenset({"Ping", "ReadKey", "ScanKeys", "GetBlob", "HasBlob", "PutBlob", "ClusterStatus"})
-# Errors about the connection itself that no retry can fix.
+# Errors about one endpoint's connection that no retry of that endpoint can fix; another
+# endpoint may still take the request (during a cookie rotation some nodes have the new one).
 _FATAL_CONNECT = frozenset({ErrorCode.AUTH_FAILED, ErrorCode.INVALID_REQUEST})
+# Nothing listens there, or the name does not resolve: retrying the same endpoint within one
+# request's deadline will not help, so such an endpoint is skipped until the request ends.
+_DEAD_ENDPOINT = (ConnectionRefusedError, socket.gaierror)
 
 
 class _NotSent(Exception):
@@ -267,6 +272,23 @@ def error_of(message: dict[str, Any]) -> AspenError:
     return AspenError(code, str(message.get("message", "")), **details)
 
 
+def _dead_endpoint_error(addr: str, exc: OSError) -> AspenError:
+    why = "nothing listens there" if isinstance(exc, ConnectionRefusedError) else f"unknown host: {exc}"
+    return AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {why}", applied="no")
+
+
+def _first_fatal(dead: dict[str, AspenError]) -> AspenError:
+    """Every endpoint failed: an AUTH_FAILED or protocol error says more than a refusal."""
+    errors = list(dead.values())
+    for e in errors:
+        if e.code in _FATAL_CONNECT:
+            return e
+    if len(errors) == 1:
+        return errors[0]
+    return AspenError(ErrorCode.UNAVAILABLE, "no endpoint reachable: " + "; ".join(e.message for e in errors),
+                      applied="no")
+
+
 def _split(addr: str) -> tuple[str, int]:
     host, _, port = addr.rpartition(":")
     return host, int(port)
@@ -293,6 +315,7 @@ class AsyncClient:
         timeout_s: float = 10.0,
         *,
         discover_leader: bool = True,
+        pin: bool = False,
         retries_max: int = RETRIES_MAX,
         in_flight_max: int = IN_FLIGHT_MAX,
         tls: ssl.SSLContext | None = None,
@@ -304,10 +327,17 @@ class AsyncClient:
         """tls: an SSLContext for TLS, or give the files (cacert: the CA that signed the nodes'
         certificates; cert and key: this client's own, for nodes run with --client-cert-auth).
         credential: a named credential (`aspen1.NAME.SECRET`, aspen-cli auth create) used instead
-        of the cookie; it is sent only over TLS."""
+        of the cookie; it is sent only over TLS.
+        pin: every request is served by the one endpoint given, never another (no leader
+        discovery, NOT_LEADER is raised rather than followed): to ask one node what it has."""
         if timeout_s <= 0 or retries_max < 1 or in_flight_max < 1:
             raise ValueError("timeout_s, retries_max and in_flight_max must be positive")
         self.endpoints = parse_endpoints(endpoints)
+        if pin and len(self.endpoints) != 1:
+            raise ValueError(f"a pinned client talks to one endpoint, not {len(self.endpoints)}")
+        self.pin = pin
+        if pin:
+            discover_leader = False
         self.cookie = Cookie(cookie) if isinstance(cookie, str) else cookie
         self.credential = Token.parse(credential) if isinstance(credential, str) else credential
         if tls is None and (cacert or cert or key):
@@ -391,21 +421,29 @@ class AsyncClient:
         self._leader_addr = None
         self._discovered = False
 
-    async def _target(self, deadline: float) -> str:
-        if self._leader_addr is not None:
+    async def _target(self, deadline: float, dead: dict[str, AspenError]) -> str:
+        """Where to send next: the leader when known, else the next endpoint not found dead
+        during this request."""
+        if self._leader_addr is not None and self._leader_addr not in dead:
             return self._leader_addr
         if self.discover_leader and not self._discovered:
             if self._discover_lock is None:
                 self._discover_lock = asyncio.Lock()
             async with self._discover_lock:  # one ClusterStatus for many concurrent first requests
                 if not self._discovered:
-                    await self._find_leader(deadline)
+                    await self._find_leader(deadline, dead)
                     self._discovered = True
-            if self._leader_addr is not None:
+            if self._leader_addr is not None and self._leader_addr not in dead:
                 return self._leader_addr
-        return self._next_endpoint()
+        for _ in range(len(self.endpoints)):
+            addr = self._next_endpoint()
+            if addr not in dead:
+                return addr
+        raise _first_fatal(dead)  # discovery found every endpoint dead
 
-    async def _find_leader(self, deadline: float) -> None:
+    async def _find_leader(self, deadline: float, dead: dict[str, AspenError]) -> None:
+        """Ask ClusterStatus of the endpoints in turn; one that cannot be used at all (refused,
+        AUTH_FAILED, ...) goes into `dead`, so the request does not knock on it again."""
         loop = asyncio.get_running_loop()
         for _ in range(len(self.endpoints)):
             addr = self._next_endpoint()
@@ -419,7 +457,10 @@ class AsyncClient:
                     reply = await fut
             except AspenError as exc:
                 if exc.code in _FATAL_CONNECT:
-                    raise
+                    dead[addr] = exc
+                continue
+            except _DEAD_ENDPOINT as exc:
+                dead[addr] = _dead_endpoint_error(addr, exc)
                 continue
             except (OSError, TimeoutError, _NotSent):
                 continue
@@ -458,17 +499,22 @@ class AsyncClient:
         idempotent = rtype in IDEMPOTENT
         backoff = BACKOFF_START_S
         last: AspenError | None = None
+        dead: dict[str, AspenError] = {}  # endpoints that cannot take this request, and why
         for attempt in range(self.retries_max):
             if deadline - loop.time() <= 0:
                 break
-            addr = await self._target(deadline)
+            addr = await self._target(deadline, dead)
             try:
                 conn = await self._connect(addr, deadline - loop.time())
                 request_id, fut = conn.send({**fields, "type": rtype})
             except AspenError as exc:
-                if exc.code in _FATAL_CONNECT or exc.code == ErrorCode.FRAME_TOO_LARGE:
+                if exc.code == ErrorCode.FRAME_TOO_LARGE:
                     raise
                 last = exc
+                if exc.code in _FATAL_CONNECT:
+                    dead[addr] = exc
+            except _DEAD_ENDPOINT as exc:
+                last = dead[addr] = _dead_endpoint_error(addr, exc)
             except (OSError, TimeoutError, _NotSent) as exc:
                 last = AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {exc or type(exc).__name__}", applied="no")
             else:
@@ -494,6 +540,8 @@ class AsyncClient:
                     return reply
                 error = error_of(reply)
                 details = error.error.details
+                if error.code == ErrorCode.NOT_LEADER and self.pin:
+                    raise error  # asked of this node only: its answer is the answer
                 if error.code == ErrorCode.NOT_LEADER:
                     hint = details.get("leader_addr")
                     last = error
@@ -511,8 +559,12 @@ class AsyncClient:
                         self._forget_leader()  # likely an election: ask again who leads
                 else:
                     raise error
+            if len(dead) >= len(self.endpoints):
+                raise _first_fatal(dead)
             if last is not None and last.code == ErrorCode.UNAVAILABLE:
                 self._forget_leader()
+            if addr in dead:
+                continue  # another endpoint at once: this one failed without taking any time
             backoff = await self._sleep(backoff, deadline)
         raise last or AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {self.timeout_s}s", applied="unknown")
 
@@ -536,8 +588,9 @@ class AsyncClient:
         """ReadResult {was_found, value, version, create_revision, mod_revision}."""
         return await self.request("ReadKey", key=key, stale=stale)
 
-    async def put(self, key: str, value: bytes) -> dict[str, Any]:
-        return await self.request("WriteKey", key=key, value=value)
+    async def put(self, key: str, value: bytes | str) -> dict[str, Any]:
+        """value: bytes, or str (stored as its UTF-8 bytes)."""
+        return await self.request("WriteKey", key=key, value=value.encode() if isinstance(value, str) else value)
 
     async def delete(self, key: str) -> dict[str, Any]:
         return await self.request("DeleteKey", key=key)
@@ -617,6 +670,9 @@ class Client:
         except TimeoutError:
             fut.cancel()
             raise AspenError(ErrorCode.TIMEOUT, "no answer in time", applied="unknown") from None
+        except BaseException:  # KeyboardInterrupt: the request's task must not outlive the call
+            fut.cancel()
+            raise
 
     @property
     def endpoints(self) -> list[str]:
@@ -631,7 +687,7 @@ class Client:
     def get(self, key: str, *, stale: bool = False) -> dict[str, Any]:
         return self._run(self._async.get(key, stale=stale))
 
-    def put(self, key: str, value: bytes) -> dict[str, Any]:
+    def put(self, key: str, value: bytes | str) -> dict[str, Any]:
         return self._run(self._async.put(key, value))
 
     def delete(self, key: str) -> dict[str, Any]:
@@ -675,11 +731,20 @@ class Client:
             return
         if self._loop.is_running():
             with contextlib.suppress(Exception):
-                self._run(self._async.close(), 5.0)
+                self._run(self._shutdown(), 5.0)
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(5)
         if not self._loop.is_running():
             self._loop.close()
+
+    async def _shutdown(self) -> None:
+        # Requests still running (the caller was interrupted) end here, not as "Task was
+        # destroyed but it is pending!" when the loop is closed.
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
+        await self._async.close()
 
     def __enter__(self) -> Client:
         return self

@@ -70,8 +70,10 @@ def decode_token(token: str) -> str:
 
 
 class NativeHandlers:
-    def __init__(self, node: ReplicatedNode, request_timeout_s: float, client_addr_of: Callable[[int], str | None]):
+    def __init__(self, node: ReplicatedNode, request_timeout_s: float, client_addr_of: Callable[[int], str | None],
+                 metrics_addr: str | None = None):
         self.node = node
+        self.metrics_addr = metrics_addr  # this node's /metrics, /health and /ready, shown by cluster status
         self.timeout_s = request_timeout_s
         self._client_addr_of = client_addr_of
         self.table: dict[str, Handler] = {
@@ -254,6 +256,7 @@ class NativeHandlers:
             "commit_index": st["commit_index"],
             "applied_index": st["applied_index"],
             "has_quorum": st["has_quorum"],
+            "metrics_addr": self.metrics_addr,
             "nodes": nodes,
         }
 

@@ -2,7 +2,9 @@
 
 Counters and histograms are updated on the request path; the Raft, plugin and blob figures
 are read at scrape time by a collector, so nothing is sampled on a timer. Served as text by a
-tiny asyncio HTTP endpoint (`GET /metrics`) on the node's loop: no extra thread.
+tiny asyncio HTTP endpoint (`GET /metrics`) on the node's loop: no extra thread. Beside it,
+`GET /health` (200 while the node serves: liveness) and `GET /ready` (200 when it knows a
+leader and has a quorum, else 503: readiness), for load balancers and orchestrators.
 """
 
 from __future__ import annotations
@@ -92,6 +94,7 @@ class Metrics:
         self._plugin_types: Callable[[], Any] = lambda: node.plugins.table.by_type
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._server: asyncio.AbstractServer | None = None
+        self._raft_status: Callable[[], dict[str, Any]] = node.replicated.status
 
     def _label(self, rtype: str) -> str:
         # Bounded label cardinality: a client can send any type name; only known ones get a label.
@@ -131,15 +134,35 @@ class Metrics:
             with contextlib.suppress(Exception):
                 await self._server.wait_closed()
 
+    def health(self) -> tuple[bytes, bytes]:
+        """Liveness: this answer is the node's event loop running."""
+        return b"200 OK", b"ok\n"
+
+    def ready(self) -> tuple[bytes, bytes]:
+        """Readiness: a leader is known and a quorum is reachable, so requests can be served."""
+        try:
+            st = self._raft_status()
+        except Exception:  # not started yet, or stopping
+            return b"503 Service Unavailable", b"not ready: raft is not running\n"
+        if st.get("leader_id") is not None and st.get("has_quorum"):
+            return b"200 OK", b"ready: leader %d\n" % st["leader_id"]
+        return b"503 Service Unavailable", (b"not ready: no leader\n" if st.get("leader_id") is None
+                                            else b"not ready: no quorum\n")
+
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
-            if len(head) > HTTP_REQUEST_MAX_BYTES or not head.startswith(b"GET /metrics"):
+            path = head.split(b" ", 2)[1] if head.startswith(b"GET ") and head.count(b" ") >= 2 else b""
+            if len(head) > HTTP_REQUEST_MAX_BYTES or path not in (b"/metrics", b"/health", b"/ready"):
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            else:
+            elif path == b"/metrics":
                 body = self.render()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
                              b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body) + body)
+            else:
+                status, body = self.health() if path == b"/health" else self.ready()
+                writer.write(b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                             b"Content-Length: %d\r\nConnection: close\r\n\r\n" % (status, len(body)) + body)
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
             pass

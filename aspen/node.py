@@ -30,12 +30,14 @@ import msgpack
 from aspen import auth, keys, tls
 from aspen.client import AsyncClient
 from aspen.credential_handlers import CredentialHandlers
+from aspen.exits import guarded
 from aspen.handlers import Handler, NativeHandlers
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
 from aspen.plugins.handlers import PluginHandlers
 from aspen.plugins.manager import PluginManager
 from aspen.server import Finish, Server, Token
+from aspen.version import aspen_version
 from cluster import RaftConfig, ReplicatedNode
 from storage.blobs import BlobStore
 from storage.durable import ensure_private_dir
@@ -124,7 +126,8 @@ class AspenNode:
             self.blobs,
             self._fetch_blob_from_peer,
         )
-        self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of)
+        self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of,
+                                     metrics_addr=cfg.metrics_listen)
         self.plugins = PluginManager(
             self.native, keys.load_or_create(cfg.data_dir / "node.key"), cfg.data_dir / "wasm-cache",
             cfg.request_timeout_s,
@@ -324,6 +327,7 @@ class AspenNode:
 
 def parse_args(argv: list[str] | None) -> NodeConfig:
     ap = argparse.ArgumentParser(prog="aspen-node", description="Run one Aspen cluster node.")
+    ap.add_argument("--version", action="version", version=f"aspen-node {aspen_version()}")
     ap.add_argument("--node-id", type=int, default=1)
     ap.add_argument("--data-dir", type=Path, required=True)
     ap.add_argument("--listen", default=DEFAULT_LISTEN, help="client address host:port")
@@ -413,6 +417,11 @@ async def serve(cfg: NodeConfig) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    # A data directory that cannot be made, an address that is not UTF-8, ...: one line.
+    sys.exit(guarded(lambda: _main(argv)))
+
+
+def _main(argv: list[str] | None) -> int:
     cfg = parse_args(argv)
     # The Raft thread and the event loop share the GIL. With CPython's default 5 ms switch
     # interval a busy loop thread holds back Raft messages (and so every commit) by up to
@@ -426,8 +435,8 @@ def main(argv: list[str] | None = None) -> None:
 
         uvloop.run(serve(cfg))
     except KeyboardInterrupt:
-        pass
-    sys.exit(0)
+        pass  # Ctrl-C is this server's way to stop: a clean exit, as SIGTERM
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,6 +6,10 @@ node. Then the Rust plugin examples/plugins/kv-counter goes the author's way: bu
 `cargo aspen-plugin build --release`, signed with a new key, the key trusted on the cluster,
 installed with --verify-signature, and incremented through each node in turn. The cluster is
 left running; the exports to reach it are printed.
+
+A demo cluster still running and healthy from an earlier `make run` is kept, data and all (it
+was wiped without a word): the program says so and how to start afresh. One that is not
+healthy (a node dead, no leader) is replaced, and the program says that too.
 """
 
 from __future__ import annotations
@@ -65,10 +69,35 @@ def serve_kv_counter(cluster: LocalCluster) -> None:
         sys.exit(f"demo failed: {len(cluster.nodes)} increments gave {count}")
 
 
+def healthy(cluster: LocalCluster) -> bool:
+    """Every node alive and all agreeing on a leader."""
+    return all(cluster.alive(n) for n in cluster.nodes) and cluster.leader_id() is not None
+
+
+def how_to_use(cluster: LocalCluster) -> None:
+    print("The cluster keeps running. To use it:")
+    print(cluster.exports().rstrip())
+    print("  .venv/bin/aspen-cli kv get demo/greeting")
+    print("  .venv/bin/aspen-cli rpc Greet")
+    print("  .venv/bin/aspen-cli plugin info greeter")
+    print("  .venv/bin/aspen-cli kv set counter:demo increment")
+    print("  .venv/bin/aspen-cli kv get counter:demo")
+    print("  .venv/bin/aspen-cli cluster health")
+    print(f"Stop it with: .venv/bin/aspen-cluster down --dir {DEMO_DIR} --purge")
+
+
 def main() -> None:
     cluster = LocalCluster(DEMO_DIR)
+    if cluster.nodes and healthy(cluster):
+        print(f"A demo cluster is already running in {DEMO_DIR}/ (leader: node {cluster.leader_id()}): kept as it "
+              "is, with its data.")
+        print(f"For a fresh one: .venv/bin/aspen-cluster down --dir {DEMO_DIR} --purge, then make run again.")
+        print()
+        how_to_use(cluster)
+        return
     if cluster.nodes:
-        print(f"stopping the previous demo cluster in {DEMO_DIR}/")
+        print(f"The previous demo cluster in {DEMO_DIR}/ is not healthy (a node is down or there is no leader): "
+              "replacing it, data and all.")
         cluster.down(purge=True)
     cluster = LocalCluster(DEMO_DIR, tls=True)
     print(f"starting 3 nodes (TLS: CA and certificates in {cluster.tls_dir.relative_to(Path.cwd().resolve())}/) ...")
@@ -101,14 +130,7 @@ def main() -> None:
     print()
     serve_kv_counter(cluster)
     print()
-    print("The cluster keeps running. To use it:")
-    print(cluster.exports().rstrip())
-    print("  .venv/bin/aspen-cli kv get demo/greeting")
-    print("  .venv/bin/aspen-cli rpc Greet")
-    print("  .venv/bin/aspen-cli plugin info greeter")
-    print("  .venv/bin/aspen-cli kv set counter:demo increment")
-    print("  .venv/bin/aspen-cli kv get counter:demo")
-    print(f"Stop it with: .venv/bin/aspen-cluster down --dir {DEMO_DIR} --purge")
+    how_to_use(cluster)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,14 @@ from typing import Any
 from aspen import certs
 from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
 from aspen.client import Client
+from aspen.exits import EPILOG, EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, guarded
+from aspen.version import aspen_version
 from storage.errors import AspenError
 
 LEADER_WAIT_S = 30.0
 STOP_WAIT_S = 10.0
+START_WAIT_S = 60.0  # a restarted node replays its log before it listens
+READY_LINE = "ready: clients on"  # what aspen-node logs once its client port listens
 NODES_MAX = 15
 HOST = "127.0.0.1"
 
@@ -234,7 +238,7 @@ class LocalCluster:
         self._save()
         try:
             for node_id in self.nodes:
-                self.start(node_id, "new")
+                self.start(node_id, "new", wait_listening=False)  # up() waits for a leader
             if wait:
                 self.wait_leader()
         except BaseException:
@@ -267,15 +271,18 @@ class LocalCluster:
             *self.node_args,
         ]
 
-    def start(self, node_id: int, initial_state: str = "existing") -> None:
+    def start(self, node_id: int, initial_state: str = "existing", wait_listening: bool = True) -> None:
         """Start a node; "existing" (anything but the first `up`): a node whose data dir is
-        empty waits to hear from a leader instead of campaigning."""
+        empty waits to hear from a leader instead of campaigning. Returns once the node's
+        client port listens (clients fail fast on a refused connection, so "started" must
+        mean reachable), unless wait_listening is False."""
         if self.nodes[node_id].metrics_port is None:
             self.nodes[node_id].metrics_port = free_ports(1)[0]
         spec = self.nodes[node_id]
         if pid_alive(spec.pid):
             raise RuntimeError(f"node {node_id} is already running (pid {spec.pid})")
         self.data_dir(node_id).mkdir(parents=True, exist_ok=True)
+        log_from = self.log_path(node_id).stat().st_size if self.log_path(node_id).exists() else 0
         env = {k: v for k, v in os.environ.items() if k not in ("ASPEN_COOKIE",)}
         prefix = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         with open(self.log_path(node_id), "ab") as log:
@@ -285,6 +292,22 @@ class LocalCluster:
             )
         spec.pid = proc.pid
         self._save()
+        if wait_listening:
+            self._wait_listening(node_id, log_from)
+
+    def _wait_listening(self, node_id: int, log_from: int) -> None:
+        # The node's own word, in its log: no probe connection that its metrics would count.
+        deadline = time.monotonic() + START_WAIT_S
+        while time.monotonic() < deadline:
+            with open(self.log_path(node_id), "rb") as log:
+                log.seek(log_from)
+                if READY_LINE.encode() in log.read():
+                    return
+            if not self.alive(node_id):
+                raise RuntimeError(f"node {node_id} exited; log tail: {self.log_tails().get(node_id, '')}")
+            time.sleep(0.02)
+        raise TimeoutError(f"node {node_id} did not listen within {START_WAIT_S:g}s; log tail: "
+                           f"{self.log_tails().get(node_id, '')}")
 
     def add_node(self, timeout_s: float = 30.0) -> int:
         """Start one more node (peers: every current member) and join it through AddNode."""
@@ -453,38 +476,47 @@ class LocalCluster:
         return "".join(line + "\n" for line in lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.")
-    sub = ap.add_subparsers(dest="cmd", required=True)
-    up = sub.add_parser("up", help="start N nodes and wait for a leader")
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.", epilog=EPILOG)
+    ap.add_argument("--version", action="version", version=f"aspen-cluster {aspen_version()}")
+    sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    def command(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--dir", type=Path, required=True, help="the cluster's directory (cluster.json, logs, data)")
+        return p
+
+    up = command("up", "start N nodes and wait for a leader; prints the exports to reach them")
     up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--dir", type=Path, required=True)
     up.add_argument("--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)")
     up.add_argument("--tls", action="store_true",
                     help="make a CA and certificates in DIR/tls; nodes serve TLS and require client certificates")
-    for name in ("status", "down"):
-        p = sub.add_parser(name)
-        p.add_argument("--dir", type=Path, required=True)
-        if name == "down":
-            p.add_argument("--purge", action="store_true", help="also delete the directory")
-    p = sub.add_parser("add", help="start one more node, join it to the cluster, wait until it has caught up")
-    p.add_argument("--dir", type=Path, required=True)
-    for name in ("kill", "stop", "start", "remove"):
-        p = sub.add_parser(name)
-        p.add_argument("--dir", type=Path, required=True)
+    command("status", "each node's role, pid, liveness and addresses")
+    p = command("down", "stop every node (SIGTERM, then SIGKILL after a while)")
+    p.add_argument("--purge", action="store_true", help="also delete the directory")
+    command("add", "start one more node, join it to the cluster, wait until it has caught up")
+    for name, help_text in (("kill", "SIGKILL one node (a crash)"), ("stop", "SIGTERM one node and wait for it"),
+                            ("start", "start a stopped or killed node again"),
+                            ("remove", "remove a node from the membership and stop it")):
+        p = command(name, help_text)
         p.add_argument("node", type=int)
         if name == "start":
             p.add_argument("--wait", action="store_true",
                            help="return once a leader sees the node connected and it has caught up")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def _run(argv: list[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd != "up" and not (args.dir / "cluster.json").exists():
+        # `down --dir typo` was silent and exited 0: nothing was stopped.
+        return fail("NOT_FOUND", f"no cluster in {os.fsdecode(args.dir)!r} (no cluster.json there)", EXIT_ERROR)
     cluster = LocalCluster(args.dir, tls=getattr(args, "tls", False))
     try:
         if args.cmd == "up":
             cluster.up(args.nodes, base_port=args.base_port)
             sys.stdout.write(cluster.exports())
         elif args.cmd == "status":
-            if not cluster.nodes:
-                raise RuntimeError(f"no cluster in {args.dir}")
             leader = cluster.leader_id()
             print(f"leader: {leader if leader is not None else 'none'}")
             for node_id, role in cluster.roles().items():
@@ -493,6 +525,7 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"node {node_id}: {role:<12} pid={spec.pid} {alive:<5} client={spec.client_addr} raft={spec.raft_addr}")
         elif args.cmd == "down":
             cluster.down(purge=args.purge)
+            print(f"stopped {len(cluster.nodes) or 'every'} node(s){' and deleted ' + str(args.dir) if args.purge else ''}")
         elif args.cmd == "add":
             print(f"node {cluster.add_node()} joined")
             sys.stdout.write(cluster.exports())
@@ -501,13 +534,24 @@ def main(argv: list[str] | None = None) -> None:
             print(f"node {args.node} removed")
         else:
             if args.node not in cluster.nodes:
-                raise RuntimeError(f"no node {args.node} in {args.dir}")
+                return fail("NOT_FOUND", f"no node {args.node} in {args.dir} (nodes: "
+                            f"{', '.join(map(str, cluster.nodes)) or 'none'})", EXIT_ERROR)
             getattr(cluster, args.cmd)(args.node)
             if args.cmd == "start" and args.wait:
                 cluster.wait_caught_up(args.node)
-    except (RuntimeError, ValueError, TimeoutError, OSError, AspenError) as exc:
-        print(f"aspen-cluster: {exc}", file=sys.stderr)
-        sys.exit(1)
+            done = {"kill": "killed", "stop": "stopped", "start": "started"}[args.cmd]
+            print(f"node {args.node} {done}{' and caught up' if args.cmd == 'start' and args.wait else ''}")
+    except ValueError as exc:  # an argument out of range
+        return fail("INVALID_REQUEST", str(exc), EXIT_USAGE)
+    except TimeoutError as exc:
+        return fail("TIMEOUT", str(exc), EXIT_UNAVAILABLE)
+    except RuntimeError as exc:  # the directory's state: already running, ports in use, nodes exited
+        return fail("UNAVAILABLE", str(exc), EXIT_ERROR)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.exit(guarded(lambda: _run(argv)))
 
 
 if __name__ == "__main__":

@@ -4,12 +4,14 @@ lines from every node (each node keeps its own, aspen/plugins/logring.py), merge
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import time
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from aspen.cli.output import to_jsonable
 from aspen.cli.registry import UsageError
 from aspen.client import Client
 
@@ -38,9 +40,11 @@ def format_line(node: str, line: dict[str, Any]) -> str:
     return f"{stamp} node{node} {line['level']:<5} {line['message']}"
 
 
-def merged(nodes: dict[str, Any]) -> list[str]:
-    """Every node's lines, oldest first (by time, then node, then line number)."""
-    rows = [(ln["time_ms"], int(n), ln["seq"], format_line(n, ln))
+def merged(nodes: dict[str, Any], as_json: bool = False) -> list[str]:
+    """Every node's lines, oldest first (by time, then node, then line number); with as_json
+    one JSON object per line (node, time_ms, seq, level, message), for --follow --json."""
+    rows = [(ln["time_ms"], int(n), ln["seq"],
+             json.dumps({"node": int(n), **to_jsonable(ln)}, sort_keys=True) if as_json else format_line(n, ln))
             for n, st in nodes.items() for ln in st.get("lines", [])]
     return [text for *_, text in sorted(rows)]
 
@@ -73,16 +77,13 @@ def run(args: argparse.Namespace, c: Client, out: TextIO = sys.stdout) -> Any:
             return r
         return "\n".join([*merged(r["nodes"]), *(f"# {n}" for n in notes(r["nodes"]))]) or "(no log lines)"
     after: dict[str, int] = {}
-    try:
-        while True:  # until interrupted (Ctrl-C)
-            for line in merged(r["nodes"]):
-                print(line, file=out, flush=True)
-            for n, st in r["nodes"].items():
-                last = st.get("last_seq")
-                if isinstance(last, int):
-                    # A node that restarted numbers from 1 again: take its lines from the start.
-                    after[n] = last if last >= after.get(n, 0) else 0
-            time.sleep(FOLLOW_POLL_S)
-            r = c.request("PluginLogs", **{**fields, "after": after})
-    except KeyboardInterrupt:
-        return None
+    while True:  # until interrupted: Ctrl-C ends it with status 130, as every command
+        for line in merged(r["nodes"], args.json):
+            print(line, file=out, flush=True)
+        for n, st in r["nodes"].items():
+            last = st.get("last_seq")
+            if isinstance(last, int):
+                # A node that restarted numbers from 1 again: take its lines from the start.
+                after[n] = last if last >= after.get(n, 0) else 0
+        time.sleep(FOLLOW_POLL_S)
+        r = c.request("PluginLogs", **{**fields, "after": after})

@@ -4,35 +4,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
-from aspen.cli.output import human
-from aspen.cli.registry import Commands, UsageError
+from aspen.cli.output import from_json, human
+from aspen.cli.registry import Commands, Outcome, UsageError
 from aspen.client import Client
+from aspen.exits import EXIT_ERROR
 from storage.errors import AspenError, ErrorCode
 from storage.limits import BATCH_OPS_MAX, SCAN_LIMIT_MAX
 
 ORDER = 10
+STDIN = "-"
+
+
+def read_input(path: str) -> bytes:
+    """A file's bytes, or standard input's for `-`."""
+    return sys.stdin.buffer.read() if path == STDIN else Path(path).read_bytes()
 
 
 def _get(args: argparse.Namespace, c: Client) -> Any:
     r = c.get(args.key, stale=args.stale)
-    if args.json:
-        return r
     if not r["was_found"]:
+        if args.json:
+            return Outcome(r, EXIT_ERROR)  # the answer is printed; the status says it is missing
         raise AspenError(ErrorCode.NOT_FOUND, f"no key {args.key!r}")
-    return r["value"]
+    if args.output:
+        Path(args.output).write_bytes(r["value"])
+        return {"key": args.key, "size": len(r["value"]), "output": args.output} if args.json else None
+    if args.raw:
+        sys.stdout.buffer.write(r["value"])  # the bytes as stored, no newline: for `> file` and pipes
+        sys.stdout.flush()
+        return None
+    return r if args.json else r["value"]
 
 
 def _value(args: argparse.Namespace) -> bytes:
+    """VALUE, or --file FILE; `-` for either reads standard input."""
     if args.file is not None and args.value is not None:
         raise UsageError("give VALUE or --file, not both")
     if args.file is not None:
-        return Path(args.file).read_bytes()
+        return read_input(args.file)
     if args.value is None:
         raise UsageError("give VALUE or --file")
-    return args.value.encode()
+    return read_input(STDIN) if args.value == STDIN else args.value.encode()
 
 
 def _set(args: argparse.Namespace, c: Client) -> Any:
@@ -46,12 +62,21 @@ def _set(args: argparse.Namespace, c: Client) -> Any:
 
 def _delete(args: argparse.Namespace, c: Client) -> Any:
     r = c.delete(args.key)
-    return r if args.json else ("deleted" if r.get("deleted") else "not found")
+    if not r.get("deleted"):
+        # As `kv get`: a key that was not there is status 1, so a script can tell.
+        if args.json:
+            return Outcome(r, EXIT_ERROR)
+        raise AspenError(ErrorCode.NOT_FOUND, f"no key {args.key!r} (nothing deleted)")
+    return r if args.json else "deleted"
 
 
 def _scan(args: argparse.Namespace, c: Client) -> Any:
     if args.limit is not None and not 1 <= args.limit <= SCAN_LIMIT_MAX:
         raise UsageError(f"--limit must be from 1 to {SCAN_LIMIT_MAX}")
+    if args.count:
+        # Every page, counted here: the node has no count-only request (yet), so values travel.
+        n = len(c.scan_all(args.prefix, stale=args.stale))
+        return {"count": n} if args.json else str(n)
     if args.all:
         entries = c.scan_all(args.prefix, stale=args.stale)
         token = None
@@ -59,16 +84,26 @@ def _scan(args: argparse.Namespace, c: Client) -> Any:
         page = c.scan(args.prefix, args.limit, args.token, stale=args.stale)
         entries, token = page["entries"], page.get("continuation_token")
     if args.json:
+        if args.keys_only:
+            return {"keys": [e["key"] for e in entries], "continuation_token": token}
         return {"entries": entries, "continuation_token": token}
-    lines = [f"{e['key']}\t{human(e['value'])}" for e in entries]
+    lines = [e["key"] if args.keys_only else f"{e['key']}\t{human(e['value'])}" for e in entries]
     if token:
         lines.append(f"(more: --token {token}, or --all)")
     return "\n".join(lines) if lines else "(no keys)"
 
 
+def _one_of(text: str | None, path: str | None, what: str) -> bytes:
+    if (text is None) == (path is None):
+        raise UsageError(f"give {what} or its file, one of them")
+    return read_input(path) if path is not None else str(text).encode()
+
+
 def _cas(args: argparse.Namespace, c: Client) -> Any:
-    expected = None if args.expect_absent else args.expected.encode()
-    r = c.cas(args.key, expected, args.new.encode())
+    if args.expected_file == STDIN and args.file == STDIN:
+        raise UsageError("only one of --expected-file and --file can read standard input")
+    expected = None if args.expect_absent else _one_of(args.expected, args.expected_file, "--expected")
+    r = c.cas(args.key, expected, _one_of(args.new, args.file, "--new"))
     return r if args.json else f"OK revision={r.get('revision', '-')}"
 
 
@@ -85,14 +120,16 @@ def parse_batch_op(text: str) -> dict[str, Any]:
 
 
 def parse_json_ops(text: str) -> list[dict[str, Any]]:
-    """A JSON list of {"op": "Set"|"Delete", "key", "value"?}; string values are sent as UTF-8."""
+    """A JSON list of {"op": "Set"|"Delete", "key", "value"?}; string values are sent as UTF-8,
+    {"base64": ".."} as those bytes (invalid base64 is a usage error, never an empty value)."""
     try:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise UsageError(f"--ops-json: {exc}") from None
     if not isinstance(raw, list) or not all(isinstance(o, dict) for o in raw):
         raise UsageError("--ops-json: expected a JSON list of objects")
-    return [{**o, "value": o["value"].encode()} if isinstance(o.get("value"), str) else o for o in raw]
+    ops = from_json(raw)
+    return [{**o, "value": o["value"].encode()} if isinstance(o.get("value"), str) else o for o in ops]
 
 
 def _batch(args: argparse.Namespace, c: Client) -> Any:
@@ -107,27 +144,35 @@ def _batch(args: argparse.Namespace, c: Client) -> Any:
 
 def register(commands: Commands) -> None:
     commands.group("kv", "key-value operations")
-    p = commands.command("kv", "get", _get, "read a key (linearizable unless --stale)")
+    p = commands.command("kv", "get", _get, "read a key (linearizable unless --stale); exit 1 if missing")
     p.add_argument("key")
     p.add_argument("--stale", action="store_true", help="serve from the contacted node without a read barrier")
+    out = p.add_mutually_exclusive_group()
+    out.add_argument("--raw", action="store_true", help="write the value's bytes to stdout as stored (no newline)")
+    out.add_argument("-o", "--output", metavar="FILE", help="write the value's bytes to FILE")
     p = commands.command("kv", "set", _set, "write a key")
     p.add_argument("key")
-    p.add_argument("value", nargs="?")
-    p.add_argument("--file", help="read the value from a file (binary safe)")
-    p = commands.command("kv", "delete", _delete, "delete a key")
+    p.add_argument("value", nargs="?", help="the value as text; - reads standard input (binary safe)")
+    p.add_argument("--file", help="read the value from a file, - for standard input (binary safe)")
+    p = commands.command("kv", "delete", _delete, "delete a key; exit 1 if it was not there")
     p.add_argument("key")
     p = commands.command("kv", "scan", _scan, "list keys by prefix, in key order")
     p.add_argument("prefix", nargs="?", default="")
     p.add_argument("--limit", type=int, help=f"keys per page (default 1000, at most {SCAN_LIMIT_MAX})")
     p.add_argument("--token", help="continuation token from a previous page")
     p.add_argument("--all", action="store_true", help="follow continuation tokens to the end")
-    p.add_argument("--stale", action="store_true")
+    p.add_argument("--stale", action="store_true", help="serve from the contacted node without a read barrier")
+    p.add_argument("--keys-only", action="store_true", help="the keys, without their values")
+    p.add_argument("--count", action="store_true", help="how many keys the prefix holds (every page)")
     p = commands.command("kv", "cas", _cas, "compare-and-swap")
     p.add_argument("key")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--expected", help="the value the key must hold")
+    g.add_argument("--expected-file", metavar="FILE", help="... read from FILE (- for stdin)")
     g.add_argument("--expect-absent", action="store_true", help="the key must not exist")
-    p.add_argument("--new", required=True, help="the value to write")
+    new = p.add_mutually_exclusive_group(required=True)
+    new.add_argument("--new", help="the value to write")
+    new.add_argument("--file", metavar="FILE", help="the value to write, read from FILE (- for stdin)")
     p = commands.command("kv", "batch", _batch, "atomic batch: set:KEY=VALUE del:KEY ...")
     p.add_argument("ops", nargs="*", metavar="OP")
     p.add_argument("--ops-json", help='JSON list of {"op": "Set"|"Delete", "key", "value"}')

@@ -13,6 +13,7 @@ import argparse
 import importlib
 import pkgutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
@@ -21,11 +22,20 @@ from aspen.client import Client
 # (args, client) -> what to print: str, dict, bytes, list, or None for nothing.
 CommandHandler = Callable[[argparse.Namespace, Client], Any]
 
-_NOT_GROUPS = frozenset({"output", "registry"})
+_NOT_GROUPS = frozenset({"output", "registry", "connect"})
 
 
 class UsageError(ValueError):
     """A command line that parses but cannot mean anything: exit status 2."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to print and a status other than 0: `kv get missing --json` prints the result and
+    still exits 1, as it does without --json."""
+
+    result: Any
+    status: int
 
 
 class Commands:
@@ -37,6 +47,13 @@ class Commands:
     def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
         """A top-level parser, for modules written against a bare argparse subparsers action."""
         return self._root.add_parser(name, **kwargs)
+
+    def top(self, name: str, handler: CommandHandler, help: str) -> argparse.ArgumentParser:
+        """A command without a group (`aspen-cli rpc TYPE`), with the common options too."""
+        parser: argparse.ArgumentParser = self._root.add_parser(name, help=help, description=help,
+                                                                parents=[self._common])
+        parser.set_defaults(handler=handler)
+        return parser
 
     def group(self, name: str, help: str) -> argparse._SubParsersAction:  # type: ignore[type-arg]
         sub = self._groups.get(name)

@@ -61,7 +61,10 @@ def check_project(project: Project) -> tuple[list[Finding], Manifest | None]:
 
     if not project.lib_rs.is_file():
         return [*out, Finding(ERROR, "src/lib.rs is missing")], manifest
-    source = project.lib_rs.read_text()
+    try:
+        source = project.lib_rs.read_bytes().decode()
+    except UnicodeDecodeError as exc:
+        return [*out, Finding(ERROR, f"src/lib.rs: not UTF-8: {exc}")], manifest
     registrations = len(re.findall(r"^\s*register_plugin!\s*\(", source, re.M))
     if registrations != 1:
         out.append(Finding(ERROR, f"src/lib.rs: register_plugin! must appear exactly once (found {registrations})"))

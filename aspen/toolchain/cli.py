@@ -13,12 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from aspen import keys, signing
+from aspen.exits import guarded
 from aspen.manifest import Manifest, ManifestError
 from aspen.toolchain import rust
 from aspen.toolchain.check import ERROR, check_project
 from aspen.toolchain.module_check import inspect_wasm
 from aspen.toolchain.project import SDK_DIR, Project, ProjectError
 from aspen.toolchain.templates import TEMPLATES, render
+from aspen.version import aspen_version
 from storage.errors import AspenError
 
 DEFAULT_KEY = Path("~/.config/aspen/plugin-signing-key")
@@ -160,10 +162,11 @@ def cmd_verify(args: argparse.Namespace) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="cargo aspen-plugin", description="Build, check and sign Aspen WASM plugins.")
+    ap.add_argument("--version", action="version", version=f"cargo-aspen-plugin {aspen_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
     def command(name: str, handler: object, help_text: str, project: bool = True) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help_text)
+        p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(handler=handler)
         if project:
             p.add_argument("--path", default=".", help="the plugin project (default: here or above)")
@@ -192,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def run(argv: Sequence[str] | None = None) -> int:
+def _run(argv: Sequence[str] | None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["aspen-plugin"]:  # invoked by cargo as a subcommand
         argv = argv[1:]
@@ -203,6 +206,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     return 0
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """The exit status; a missing file or Ctrl-C is one line or 130, never a traceback."""
+    return guarded(lambda: _run(argv))
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,9 +54,11 @@ class Project:
         """plugin.json, or another copy of the manifest at `path`."""
         path = path or self.manifest_path
         try:
-            return json.loads(path.read_text())
+            return json.loads(path.read_bytes().decode())
         except FileNotFoundError:
             raise ProjectError(f"{path}: no such file") from None
+        except UnicodeDecodeError as exc:
+            raise ProjectError(f"{path.name}: not UTF-8: {exc}") from None
         except json.JSONDecodeError as exc:
             raise ProjectError(f"{path.name}: not JSON: {exc}") from None
 
@@ -73,8 +76,24 @@ class Project:
             raise ProjectError("Cargo.toml: no [package] name")
         return name.replace("-", "_")
 
+    def target_dir(self) -> Path:
+        """Where cargo puts the build, as cargo decides it: CARGO_TARGET_DIR (relative to the
+        project, where the build runs), else the enclosing workspace's target/, else ours."""
+        env = os.environ.get("CARGO_TARGET_DIR")
+        if env:
+            return self.root / env
+        for d in self.root.parents:
+            toml = d / "Cargo.toml"
+            if toml.is_file():
+                try:
+                    if "workspace" in tomllib.loads(toml.read_bytes().decode()):
+                        return d / "target"
+                except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+                    continue
+        return self.root / "target"
+
     def wasm_path(self, release: bool) -> Path:
-        return self.root / "target" / TARGET / ("release" if release else "debug") / f"{self.lib_name}.wasm"
+        return self.target_dir() / TARGET / ("release" if release else "debug") / f"{self.lib_name}.wasm"
 
     def built_wasm(self) -> Path:
         """The newest of the release and debug builds."""

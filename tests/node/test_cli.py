@@ -64,8 +64,11 @@ def test_aspen_cluster_eval_workflow(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         st = subprocess.run([str(BIN / "aspen-cluster"), "status", "--dir", str(d)], capture_output=True, text=True)
         leader = int(st.stdout.splitlines()[0].split(": ")[1])
-        assert subprocess.run([str(BIN / "aspen-cluster"), "kill", "--dir", str(d), str(leader)]).returncode == 0
-        assert subprocess.run([str(BIN / "aspen-cluster"), "start", "--dir", str(d), str(leader)]).returncode == 0
+        kill = subprocess.run([str(BIN / "aspen-cluster"), "kill", "--dir", str(d), str(leader)], capture_output=True, text=True)
+        assert kill.returncode == 0 and kill.stdout == f"node {leader} killed\n"  # it printed nothing
+        start = subprocess.run([str(BIN / "aspen-cluster"), "start", "--dir", str(d), str(leader)], capture_output=True,
+                               text=True)
+        assert start.returncode == 0 and start.stdout == f"node {leader} started\n"
         r = subprocess.run([str(BIN / "aspen-cli"), "kv", "get", "k"], env=env, capture_output=True, text=True, timeout=60)
         assert r.stdout.strip() == "v"
     finally:

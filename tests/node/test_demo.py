@@ -24,5 +24,14 @@ def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
         for node in (1, 2, 3):
             assert f"kv set counter:demo increment through node {node}: count {node}" in r.stdout
         assert "kv get counter:demo: 3" in r.stdout
+        # `make run` again: the running cluster is kept, data and all (it was wiped silently).
+        again = subprocess.run([sys.executable, "-m", "deploy.demo"], cwd=tmp_path, capture_output=True, text=True,
+                               timeout=120, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+                                                 "PATH": "/usr/bin:/bin"})
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "A demo cluster is already running in .aspen-demo/" in again.stdout
+        assert "aspen-cluster down --dir .aspen-demo --purge" in again.stdout
+        with LocalCluster(tmp_path / ".aspen-demo").client() as c:
+            assert c.get("counter:demo")["value"] == b"3"
     finally:
         LocalCluster(tmp_path / ".aspen-demo").down(purge=True)

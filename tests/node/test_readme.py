@@ -20,7 +20,7 @@ README = ROOT / "README.md"
 
 def test_the_readme_cluster_session_runs_as_written(tmp_path: Path) -> None:
     blocks = run_blocks(README)
-    assert marker_count(README) == len(blocks["bash"]) == 1 and not blocks["python"]
+    assert marker_count(README) == len(blocks["bash"]) + len(blocks["python"]) == 2
     cluster_dir = tmp_path / "c"
     script = "set -euo pipefail\n" + blocks["bash"][0]
     script = script.replace("/tmp/c", str(cluster_dir)).replace(".venv/bin/", f"{Path(sys.executable).parent}/")
@@ -36,3 +36,20 @@ def test_the_readme_cluster_session_runs_as_written(tmp_path: Path) -> None:
     finally:
         if (cluster_dir / "cluster.json").exists():
             LocalCluster(cluster_dir).down(purge=True)
+
+
+def test_the_readme_python_example_runs_as_written(tmp_path: Path) -> None:
+    """Against a cluster made as the README's session makes it (--tls), with its exports."""
+    (code,) = run_blocks(README)["python"]
+    cluster = LocalCluster(tmp_path / "c", tls=True)
+    cluster.up(3)
+    try:
+        env = dict(os.environ)
+        for line in cluster.exports().splitlines():
+            name, _, value = line.removeprefix("export ").partition("=")
+            env[name] = value.strip("'")
+        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.splitlines() == ["hello", "CAS_FAILED"]
+    finally:
+        cluster.down(purge=True)

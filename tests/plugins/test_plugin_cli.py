@@ -31,7 +31,7 @@ def test_install_list_info_rpc_disable_remove_through_the_cli(shared_cluster: Lo
     wasm = plugin("myprefix-store", "0.1.0", {"type": "WriteResult", "revision": 0, "by": "plugin"})
     w, m = write(tmp_path, wasm, manifest("myprefix-store", "0.1.0", ["WriteKey", "Hello"]))
     r = cli(shared_cluster, "plugin", "install", str(w), "--manifest", str(m), "--kv-prefixes", "myprefix:",
-            "--priority", "940", "--fuel-limit", "1000000", "--memory-limit", "16777216", "--timeout", "5")
+            "--priority", "940", "--fuel-limit", "1000000", "--memory-limit", "16777216", "--execution-timeout-secs", "5")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("installed myprefix-store 0.1.0")
     # The guide's Integration Testing example reaches the plugin that owns the namespace.
@@ -40,9 +40,10 @@ def test_install_list_info_rpc_disable_remove_through_the_cli(shared_cluster: Lo
     assert "myprefix-store" in r.stdout and "priority=940" in r.stdout
     r = cli(shared_cluster, "plugin", "info", "myprefix-store")
     assert r.returncode == 0 and "kv_prefixes: myprefix:" in r.stdout and "fuel 1000000" in r.stdout
+    assert "timeout 5" in r.stdout  # --execution-timeout-secs: the plugin's limit, not the request's deadline
     assert r.stdout.count("Ready") == 3
-    r = cli(shared_cluster, "rpc", "Hello", "--json", '{"who": "me", "data": {"utf8": "x"}}')
-    assert r.returncode == 0 and "by: plugin" in r.stdout
+    r = cli(shared_cluster, "rpc", "Hello", "--data", '{"who": "me", "data": {"utf8": "x"}}')
+    assert r.returncode == 0 and json.loads(r.stdout)["by"] == "plugin"  # printed as JSON
     assert cli(shared_cluster, "plugin", "reload", "myprefix-store").returncode == 0
     assert cli(shared_cluster, "plugin", "disable", "myprefix-store").returncode == 0
     eventually(lambda: cli(shared_cluster, "rpc", "Hello").stderr.startswith("error: UNKNOWN_REQUEST"))
@@ -54,7 +55,8 @@ def test_install_list_info_rpc_disable_remove_through_the_cli(shared_cluster: Lo
 def test_bad_manifest_file_is_refused_by_the_cli(shared_cluster: LocalCluster, tmp_path: Path) -> None:
     w, m = write(tmp_path, plugin("x", "1.0.0", {"type": "X"}), manifest("x", "1.0.0", ["X"], priority=12))
     r = cli(shared_cluster, "plugin", "install", str(w), "--manifest", str(m))
-    assert r.returncode == 1 and "priority" in r.stderr
+    # Checked before sending: a usage error (2), one line.
+    assert r.returncode == 2 and r.stderr.startswith("error: INVALID_REQUEST: ") and "priority" in r.stderr
 
 
 def test_reload_reinitializes_on_every_node(shared_cluster: LocalCluster) -> None:
@@ -115,3 +117,17 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
         c.request("ClusterSetting", name="require_signatures", value=False)
         c.request("PluginKeysRemove", public_key=bytes(author.verify_key).hex())
         assert c.request("PluginKeysList")["keys"] == []
+
+
+def test_install_wait_with_a_node_down_and_an_identical_reinstall(cluster: LocalCluster, tmp_path: Path) -> None:
+    # It blocked 60 s and exited 1 although the install had committed; a reinstall of the same
+    # wasm and manifest said "upgraded".
+    w, m = write(tmp_path, plugin("waiter", "1.0.0", {"type": "W"}), manifest("waiter", "1.0.0", ["WaitPing"]))
+    leader = cluster.wait_leader()
+    down = max(n for n in cluster.nodes if n != leader)  # a follower: no election during the install
+    cluster.kill(down)
+    r = cli(cluster, "plugin", "install", str(w), "--manifest", str(m), "--wait")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("installed waiter 1.0.0") and f"node(s) {down} unreachable" in r.stdout, r.stdout
+    r = cli(cluster, "plugin", "install", str(w), "--manifest", str(m))
+    assert r.returncode == 0 and r.stdout.startswith("unchanged waiter 1.0.0"), r.stdout + r.stderr

@@ -140,7 +140,7 @@ def test_audit_logger_records_every_write_once(shared_cluster: LocalCluster, exa
 def test_cleanup_deletes_expired_keys_on_the_leader_only(shared_cluster: LocalCluster, examples: dict[str, Path]) -> None:
     install(shared_cluster, "scheduled-cleanup", examples["scheduled-cleanup"])
     for key, ttl in (("a", 1500), ("b", 1500), ("keep", 600_000)):
-        r = cli(shared_cluster, "rpc", "PutWithTtl", "--json", json.dumps({"key": key, "value": "v", "ttl_ms": ttl}))
+        r = cli(shared_cluster, "rpc", "PutWithTtl", "--data", json.dumps({"key": key, "value": "v", "ttl_ms": ttl}))
         assert r.returncode == 0, r.stderr
     assert cli(shared_cluster, "kv", "get", "ttl:data:a").stdout == "v\n"
     leaders = {shared_cluster.leader_id()}
@@ -183,5 +183,5 @@ def test_install_with_verify_signature_refuses_what_it_must(shared_cluster: Loca
     assert "SIGNATURE_INVALID" in install_verified()
     shutil.copy(examples["echo-plugin"], wasm)
     assert install_verified() == "ok"
-    eventually(lambda: json.loads(cli(shared_cluster, "--json", "rpc", "Echo", "--json", '{"message": "hi"}').stdout)
+    eventually(lambda: json.loads(cli(shared_cluster, "--json", "rpc", "Echo", "--data", '{"message": "hi"}').stdout)
                .get("message") == "hi", what="the verified plugin answering")

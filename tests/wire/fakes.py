@@ -42,6 +42,7 @@ class DictHandler:
         self.leader_id: int | None = node_id
         self.client_addr = ""
         self.peers: list[dict[str, Any]] = []
+        self.has_quorum = True
         # Optional override: (request) -> awaitable response, for scripted failures.
         self.intercept: Callable[[dict[str, Any]], Awaitable[dict[str, Any] | None]] | None = None
 
@@ -135,7 +136,7 @@ class DictHandler:
         me = {"node_id": self.node_id, "raft_addr": "127.0.0.1:1", "client_addr": self.client_addr,
               "role": "leader" if self.leader_id == self.node_id else "follower", "connected": True}
         return {"type": "ClusterStatusResult", "node_id": self.node_id, "leader_id": self.leader_id, "term": 3,
-                "commit_index": self.revision, "applied_index": self.revision, "has_quorum": True,
+                "commit_index": self.revision, "applied_index": self.revision, "has_quorum": self.has_quorum,
                 "nodes": [me, *self.peers]}
 
     # -- test-only request types -----------------------------------------------------------

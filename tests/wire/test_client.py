@@ -297,3 +297,76 @@ def test_endpoint_parsing(bad: Any) -> None:
     assert parse_endpoints(" a:1, b:2 ,") == ["a:1", "b:2"]
     with pytest.raises(ValueError):
         Client(bad)
+
+
+def test_every_endpoint_refusing_fails_at_once_not_at_the_deadline() -> None:
+    # With a 600 s deadline and retries to spare, the old client backed off until the deadline
+    # (8.8 s with the CLI's defaults); an endpoint that refuses is not asked twice per request.
+    async def go() -> None:
+        dead = [dead_addr(), dead_addr()]
+        async with AsyncClient(dead, None, timeout_s=600, retries_max=10_000) as c:
+            with pytest.raises(AspenError) as e:
+                await c.get("k")
+        assert e.value.code == ErrorCode.UNAVAILABLE and e.value.error.details.get("applied") == "no"
+        assert all(addr in e.value.message for addr in dead) and "nothing listens there" in e.value.message
+
+    run(go())
+
+
+def test_an_unknown_host_fails_at_once() -> None:
+    async def go() -> None:
+        async with AsyncClient(["no-such-host.invalid:7701"], None, timeout_s=600, retries_max=10_000) as c:
+            with pytest.raises(AspenError) as e:
+                await c.get("k")
+        assert e.value.code == ErrorCode.UNAVAILABLE and "unknown host" in e.value.message
+
+    run(go())
+
+
+def test_auth_failed_on_one_endpoint_tries_the_others(server: ServerThread) -> None:
+    # A cookie rotation half done: one node has another cookie; the request still succeeds.
+    other = ServerThread(cookie="another-cookie-0123456789abcdef")
+    try:
+        for discover in (True, False):
+            with Client([other.addr, server.addr], COOKIE, timeout_s=10, discover_leader=discover) as c:
+                assert c.put("k", b"v")["type"] == "WriteResult"
+        assert other.handler.calls == [] and server.handler.kv == {"k": b"v"}
+        with Client([other.addr], COOKIE, timeout_s=10) as c, pytest.raises(AspenError) as e:
+            c.get("k")
+        assert e.value.code == ErrorCode.AUTH_FAILED
+    finally:
+        other.close()
+
+
+def test_a_pinned_client_is_served_by_its_node_only() -> None:
+    leader = ServerThread(DictHandler(node_id=2))
+    follower = ServerThread(DictHandler(node_id=1))
+    try:
+        follower.handler.leader_id = 2
+        follower.handler.peers = [{"node_id": 2, "client_addr": leader.addr, "raft_addr": "x", "role": "leader",
+                                   "connected": True}]
+
+        async def refuse(req: dict) -> dict | None:
+            if req["type"] == "WriteKey":
+                raise AspenError(ErrorCode.NOT_LEADER, "only the leader writes", leader_id=2, leader_addr=leader.addr)
+            return None
+
+        follower.handler.intercept = refuse
+        with Client([follower.addr], COOKIE, pin=True) as c:
+            assert c.cluster_status()["node_id"] == 1  # no discovery: the follower answers itself
+            assert c.get("k", stale=True)["was_found"] is False
+            with pytest.raises(AspenError) as e:
+                c.put("k", b"v")
+        assert e.value.code == ErrorCode.NOT_LEADER
+        assert follower.handler.calls == ["ClusterStatus", "ReadKey", "WriteKey"] and leader.handler.calls == []
+        with pytest.raises(ValueError):
+            Client([follower.addr, leader.addr], COOKIE, pin=True)
+    finally:
+        leader.close()
+        follower.close()
+
+
+def test_put_takes_text_as_utf8(server: ServerThread) -> None:
+    with Client([server.addr], COOKIE) as c:
+        c.put("t", "héllo")
+        assert c.get("t")["value"] == "héllo".encode()

@@ -80,8 +80,10 @@ def test_real_cluster_lifecycle(cluster: LocalCluster, capsys: pytest.CaptureFix
     assert roles[leader] == "leader" and sorted(roles.values()) == ["follower", "follower", "leader"]
 
     # The CLI sees the same state (another LocalCluster over the same directory).
-    launcher.main(["status", "--dir", str(root)])
+    with pytest.raises(SystemExit) as e:
+        launcher.main(["status", "--dir", str(root)])
     out = capsys.readouterr().out
+    assert e.value.code == 0
     assert out.splitlines()[0] == f"leader: {leader}" and out.count("alive") == 3
 
     cluster.kill(leader)
@@ -146,3 +148,25 @@ def test_plaintext_netns_hosts_say_so(tmp_path: Path) -> None:
     c.nodes = {1: NodeSpec(1, 7701, 7801, host="10.0.0.1", netns="h1"), 2: NodeSpec(2, 7002, 7102)}
     assert "--insecure-plaintext" in c.command(1) and "--insecure-plaintext" not in c.command(2)
     assert "--cert-file" not in c.command(1) and c.client_tls() == {}
+
+
+def test_aspen_cluster_commands_on_a_missing_dir_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # `down --dir typo` was silent and exited 0.
+    for argv in (["down", "--dir", str(tmp_path / "typo")], ["status", "--dir", str(tmp_path / "typo")],
+                 ["kill", "--dir", str(tmp_path / "typo"), "2"]):
+        with pytest.raises(SystemExit) as e:
+            launcher.main(argv)
+        err = capsys.readouterr().err
+        assert e.value.code == 1 and err.startswith("error: NOT_FOUND: no cluster in ") and err.count("\n") == 1
+
+
+def test_aspen_cluster_version_and_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    with pytest.raises(SystemExit) as e:
+        launcher.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.startswith("aspen-cluster ")
+    ap = launcher.build_parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    for name, parser in sub.choices.items():
+        assert parser.description, name

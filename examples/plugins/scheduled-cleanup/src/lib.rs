@@ -1,7 +1,7 @@
 //! scheduled-cleanup: keys with a time to live.
 //!
 //! ```text
-//! aspen-cli rpc PutWithTtl --json '{"key": "session1", "value": "data", "ttl_ms": 2000}'
+//! aspen-cli rpc PutWithTtl --data '{"key": "session1", "value": "data", "ttl_ms": 2000}'
 //! aspen-cli kv get ttl:data:session1      # until it expires
 //! aspen-cli rpc CleanupStats
 //! ```
