@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from aspen.credentials import Token
 from sandbox import SandboxCode
 from storage.errors import ErrorCode
 
@@ -94,6 +95,8 @@ class Metrics:
         self._plugin_types: Callable[[], Any] = lambda: node.plugins.table.by_type
         self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self._server: asyncio.AbstractServer | None = None
+        # Set by the node with --metrics-auth: (name, secret) -> whether it is a live credential.
+        self.check_credential: Callable[[str, bytes], bool] | None = None
         self._raft_status: Callable[[], dict[str, Any]] = node.replicated.status
 
     def _label(self, rtype: str) -> str:
@@ -149,12 +152,34 @@ class Metrics:
         return b"503 Service Unavailable", (b"not ready: no leader\n" if st.get("leader_id") is None
                                             else b"not ready: no quorum\n")
 
+    def _bearer_ok(self, head: bytes) -> bool:
+        """With aspen-node --metrics-auth, /metrics wants `Authorization: Bearer <credential>`
+        (any role: aspen-cli auth create prometheus --role reader --prefix metrics/)."""
+        check = self.check_credential
+        if check is None:
+            return True
+        for line in head.split(b"\r\n")[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"authorization":
+                scheme, _, token = value.strip().partition(b" ")
+                if scheme.lower() != b"bearer":
+                    return False
+                try:
+                    parsed = Token.parse(token.decode("ascii"))
+                except (UnicodeDecodeError, ValueError):
+                    return False
+                return check(parsed.name, parsed.secret)
+        return False
+
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             path = head.split(b" ", 2)[1] if head.startswith(b"GET ") and head.count(b" ") >= 2 else b""
             if len(head) > HTTP_REQUEST_MAX_BYTES or path not in (b"/metrics", b"/health", b"/ready"):
                 writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            elif path == b"/metrics" and not self._bearer_ok(head):
+                writer.write(b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 0\r\n"
+                             b"Connection: close\r\n\r\n")
             elif path == b"/metrics":
                 body = self.render()
                 writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"

@@ -63,6 +63,7 @@ class NodeConfig:
     peer_clients: dict[int, str] = field(default_factory=dict)
     cookie: str | None = None  # operator-supplied cluster secret
     metrics_listen: str | None = None  # host:port of the Prometheus endpoint, None: off
+    metrics_auth: bool = False  # /metrics wants a credential as a bearer token
     advertise_client: str | None = None  # the client address peers should use (default: listen)
     request_timeout_s: float = REQUEST_TIMEOUT_S
     join_existing: bool = False  # --initial-cluster-state existing (RaftConfig.join_existing)
@@ -253,6 +254,8 @@ class AspenNode:
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.metrics_listen:
+            if self.cfg.metrics_auth:
+                self.metrics.check_credential = self.credentials.check_credential
             mhost, mport = split_addr(self.cfg.metrics_listen)
             await self.metrics.serve(mhost, mport)
         log.info("node %d ready: clients on %s, raft on %s", self.cfg.node_id, self.cfg.listen, self.cfg.raft)
@@ -336,7 +339,10 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
     ap.add_argument("--peer-clients", default="", help="their client addresses: ID=HOST:PORT,...")
     ap.add_argument("--cookie-file", type=Path, help="file holding the cluster secret (mode 0600)")
     ap.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S)
-    ap.add_argument("--metrics-listen", help="serve Prometheus metrics on host:port (GET /metrics)")
+    ap.add_argument("--metrics-listen", metavar="[HOST:]PORT",
+                    help="serve /metrics, /health and /ready on HOST:PORT (a bare PORT: 127.0.0.1)")
+    ap.add_argument("--metrics-auth", action="store_true",
+                    help="/metrics answers only `Authorization: Bearer <credential>` (aspen-cli auth create)")
     ap.add_argument("--advertise-client", help="client address other nodes use (default: --listen)")
     ap.add_argument("--log-level", default=os.environ.get("ASPEN_LOG", "INFO"))
     ap.add_argument(
@@ -388,7 +394,9 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         peer_clients=peer_clients,
         cookie=cookie.secret if cookie is not None else None,
         request_timeout_s=args.request_timeout,
-        metrics_listen=args.metrics_listen,
+        metrics_listen=(f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
+                        else args.metrics_listen),
+        metrics_auth=args.metrics_auth,
         advertise_client=args.advertise_client,
         join_existing=args.initial_cluster_state == "existing",
         fsync=not args.unsafe_no_fsync,

@@ -202,3 +202,37 @@ def test_cli_issues_uses_and_revokes_a_credential(tls_cluster: LocalCluster) -> 
     assert cli("auth", "revoke", "cli-reader").stdout.startswith("revoked cli-reader")
     gone = cli("kv", "get", "cli/k", credential=token)
     assert gone.returncode == 1 and gone.stderr.startswith("error: AUTH_FAILED"), gone.stderr
+
+
+def test_metrics_want_a_credential_and_a_bare_port_is_loopback(tmp_path: Path) -> None:
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from deploy.launcher import free_ports
+
+    port = free_ports(1)[0]
+    with LocalCluster(tmp_path / "c", node_args=["--metrics-auth", "--metrics-listen", str(port)], tls=True) as c:
+        c.up(1)
+        token = create(c, "prometheus", "reader", prefixes=["metrics/"])
+
+        def get(path: str, auth: str | None = None) -> int:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+            if auth is not None:
+                req.add_header("Authorization", auth)
+            try:
+                with urllib.request.urlopen(req, timeout=5) as r:
+                    return int(r.status)
+            except urllib.error.HTTPError as err:
+                return int(err.code)
+
+        assert get("/metrics") == 401
+        assert get("/metrics", "Bearer " + str(Token(Token.parse(token).name, os.urandom(32)))) == 401
+        assert get("/metrics", "Basic abc") == 401
+        assert get("/metrics", "Bearer " + token) == 200
+        assert get("/health") == 200  # probes stay open
+        with pytest.raises(OSError):  # PORT alone binds loopback's 127.0.0.1 only
+            socket.create_connection(("127.0.0.2", port), timeout=5).close()
+        with admin(c) as a:
+            a.request("AuthRevoke", name="prometheus")
+        assert get("/metrics", "Bearer " + token) == 401
