@@ -42,7 +42,7 @@ class CredentialHandlers:
 
     def check_credential(self, name: str, secret: bytes) -> bool:
         record = self._record(name)
-        return record is not None and record.matches(secret)
+        return record is not None and record.matches(secret) and not record.expired(_now_ms())
 
     def authorize(self, identity: Identity, request: dict[str, Any]) -> None:
         """Refuse what the connection's credential may not do; tell handlers and plugins who asks
@@ -54,6 +54,9 @@ class CredentialHandlers:
         record = self._record(name)
         if record is None:
             raise AspenError(ErrorCode.AUTH_FAILED, f"credential {name!r} has been revoked")
+        if record.expired(_now_ms()):
+            raise AspenError(ErrorCode.AUTH_FAILED, f"credential {name!r} expired "
+                             f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(record.expires_ms / 1000))}")
         missing = record.role.missing(request)
         if missing is not None:
             raise AspenError(ErrorCode.PERMISSION_DENIED,
@@ -70,7 +73,8 @@ class CredentialHandlers:
         if role.kind != "admin" and not prefixes and not requests:
             raise AspenError(ErrorCode.INVALID_REQUEST,
                              f"a {role.kind} credential needs --prefix or --request: it could do nothing")
-        token, record = credentials.issue(name, role, int(time.time() * 1000))
+        ttl_s = p.optional_int(req, "ttl_s", 0, 0, credentials.TTL_MAX_S)
+        token, record = credentials.issue(name, role, _now_ms(), ttl_s)
         try:
             await self.native.commit(["meta_cas", credentials.TABLE, name, None, record.encode()])
         except AspenError as exc:
@@ -124,3 +128,7 @@ def _strings(req: dict[str, Any], name: str, max_items: int) -> tuple[str, ...]:
     if not all(isinstance(x, str) for x in items):
         raise AspenError(ErrorCode.INVALID_REQUEST, f"{name}: must be a list of strings")
     return tuple(items)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -36,6 +36,7 @@ NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}")
 PREFIXES_MAX = 64
 REQUESTS_MAX = 64
 PREFIX_MAX_BYTES = 1024
+TTL_MAX_S = 10 * 365 * 24 * 3600
 ROLES = ("admin", "writer", "reader")
 ROOT = "root"  # the caller name of a cookie holder
 
@@ -122,23 +123,29 @@ class Record:
     role: Role
     secret_sha256: bytes = field(repr=False)
     created_ms: int = 0
+    expires_ms: int = 0  # wall-clock ms since the epoch; 0: never
 
     def encode(self) -> bytes:
         return msgpack.packb({"kind": self.role.kind, "prefixes": list(self.role.prefixes),
                               "requests": list(self.role.requests), "sha256": self.secret_sha256,
-                              "created_ms": self.created_ms}, use_bin_type=True)
+                              "created_ms": self.created_ms, "expires_ms": self.expires_ms}, use_bin_type=True)
 
     @classmethod
     def decode(cls, raw: bytes) -> Record:
         d = msgpack.unpackb(raw, raw=False)
-        return cls(Role(d["kind"], tuple(d["prefixes"]), tuple(d["requests"])), d["sha256"], d.get("created_ms", 0))
+        return cls(Role(d["kind"], tuple(d["prefixes"]), tuple(d["requests"])), d["sha256"], d.get("created_ms", 0),
+                   d.get("expires_ms", 0))
 
     def matches(self, secret: bytes) -> bool:
         return hmac.compare_digest(hashlib.sha256(secret).digest(), self.secret_sha256)
 
+    def expired(self, now_ms: int) -> bool:
+        """Judged by each node's own clock: keep nodes' clocks in sync (NTP) for exact expiry."""
+        return self.expires_ms != 0 and now_ms >= self.expires_ms
+
     def describe(self, name: str) -> dict[str, Any]:
         return {"name": name, "role": self.role.kind, "prefixes": list(self.role.prefixes),
-                "requests": list(self.role.requests), "created_ms": self.created_ms}
+                "requests": list(self.role.requests), "created_ms": self.created_ms, "expires_ms": self.expires_ms}
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,7 @@ def check_name(name: object) -> str:
     return name
 
 
-def issue(name: str, role: Role, created_ms: int) -> tuple[Token, Record]:
+def issue(name: str, role: Role, created_ms: int, ttl_s: int = 0) -> tuple[Token, Record]:
     token = Token(check_name(name), secrets.token_bytes(SECRET_BYTES))
-    return token, Record(role, hashlib.sha256(token.secret).digest(), created_ms)
+    expires_ms = created_ms + ttl_s * 1000 if ttl_s else 0
+    return token, Record(role, hashlib.sha256(token.secret).digest(), created_ms, expires_ms)

@@ -236,3 +236,22 @@ def test_metrics_want_a_credential_and_a_bare_port_is_loopback(tmp_path: Path) -
         with admin(c) as a:
             a.request("AuthRevoke", name="prometheus")
         assert get("/metrics", "Bearer " + token) == 401
+
+
+def test_an_expired_credential_is_refused_on_open_and_new_connections(tls_cluster: LocalCluster) -> None:
+    import time
+
+    with admin(tls_cluster) as c:
+        r = c.request("AuthCreate", name="short", role="reader", prefixes=["pub/"], ttl_s=2)
+        assert r["expires_ms"] - r["created_ms"] == 2000
+        with pytest.raises(AspenError) as err:
+            c.request("AuthCreate", name="neg", role="reader", prefixes=["pub/"], ttl_s=-1)
+        assert err.value.error.code == "INVALID_REQUEST"
+    with as_credential(tls_cluster, r["token"]) as open_conn:
+        assert open_conn.ping()["type"] == "Pong"
+        time.sleep(max(0.0, r["expires_ms"] / 1000 - time.time()) + 0.2)
+        with pytest.raises(AspenError) as err:
+            open_conn.get("pub/a")
+        assert err.value.error.code == "AUTH_FAILED" and "expired" in err.value.error.message
+    with as_credential(tls_cluster, r["token"], retries_max=1) as again:
+        assert code_of(lambda: again.ping()) == "AUTH_FAILED"
