@@ -50,15 +50,6 @@ def hostile_argvs() -> Iterator[list[str]]:
             yield ["kv", "get", "k", option, value]
 
 
-@pytest.fixture
-def server() -> Iterator[ServerThread]:
-    s = ServerThread()
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 def test_no_command_prints_a_traceback(server: ServerThread, monkeypatch: pytest.MonkeyPatch,
                                        capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
     monkeypatch.setenv("ASPEN_CLUSTER", server.addr)
