@@ -240,9 +240,12 @@ class ReplicatedNode:
         for key, value in st.items():
             if key.startswith("partner_node_status_server_"):
                 addr = key[len("partner_node_status_server_") :]
-                members.append(
-                    {"raft_addr": addr, "node_id": self.node_id_of(addr), "connected": value == 2, "self": False}
-                )
+                member: dict[str, Any] = {"raft_addr": addr, "node_id": self.node_id_of(addr),
+                                          "connected": value == 2, "self": False}
+                if st["state"] == 2:  # the leader's replication progress for each member
+                    member["next_index"] = st.get("next_node_idx_server_" + addr)
+                    member["match_index"] = st.get("match_idx_server_" + addr)
+                members.append(member)
         return {
             "node_id": self.node_id,
             "leader_id": self.leader_id(),

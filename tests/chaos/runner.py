@@ -244,7 +244,12 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
     report.states_equal, states = checks.converged_state(cluster)
     report.states = [asdict(s) for s in states]
     if not report.states_equal:
-        report.failures.append("nodes ended with different states (or never reached one index)")
+        # What each node says of itself (and the leader of everyone's replication), to tell a
+        # lagging follower from a leader that stopped sending to it.
+        views = {n: {k: v for k, v in (cluster.status_of(n) or {}).items()
+                     if k in ("role", "term", "leader_id", "commit_index", "applied_index", "log_len", "members")}
+                 for n in cluster.nodes}
+        report.failures.append(f"nodes ended with different states (or never reached one index); views: {views}")
 
     report.registries_equal, regs = checks.registries(cluster)
     report.registries = {str(k): v for k, v in regs.items()}
