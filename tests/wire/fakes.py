@@ -370,9 +370,7 @@ class FrameRelay:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            _shut_both(src, dst)
 
     def _frames(self, src: socket.socket, dst: socket.socket) -> None:
         buf, index = b"", 0
@@ -389,12 +387,17 @@ class FrameRelay:
         except OSError:
             pass
         finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
+            _shut_both(src, dst)
 
     def close(self) -> None:
         self.listener.close()
         for s in self.socks:
             with contextlib.suppress(OSError):
                 s.close()
+
+
+def _shut_both(*socks: socket.socket) -> None:
+    """One side of a relay ended: end the other too, as a real middlebox would."""
+    for s in socks:
+        with contextlib.suppress(OSError):
+            s.shutdown(socket.SHUT_RDWR)

@@ -66,13 +66,19 @@ def test_many_requests_in_flight_share_one_connection(server: ServerThread) -> N
     assert server.handler.calls.count("ClusterStatus") == 1  # one discovery for 500 first requests
 
 
-def test_leader_discovery_sends_to_the_leader() -> None:
+def leader_and_follower() -> tuple[ServerThread, ServerThread]:
+    """Node 2 leads; node 1 follows and names node 2's address in its status."""
     leader = ServerThread(DictHandler(node_id=2))
     follower = ServerThread(DictHandler(node_id=1))
+    follower.handler.leader_id = 2
+    follower.handler.peers = [{"node_id": 2, "client_addr": leader.addr, "raft_addr": "x", "role": "leader",
+                               "connected": True}]
+    return leader, follower
+
+
+def test_leader_discovery_sends_to_the_leader() -> None:
+    leader, follower = leader_and_follower()
     try:
-        follower.handler.leader_id = 2
-        follower.handler.peers = [{"node_id": 2, "client_addr": leader.addr, "raft_addr": "x", "role": "leader",
-                                   "connected": True}]
 
         async def go() -> None:
             async with AsyncClient([follower.addr], COOKIE) as c:
@@ -339,12 +345,8 @@ def test_auth_failed_on_one_endpoint_tries_the_others(server: ServerThread) -> N
 
 
 def test_a_pinned_client_is_served_by_its_node_only() -> None:
-    leader = ServerThread(DictHandler(node_id=2))
-    follower = ServerThread(DictHandler(node_id=1))
+    leader, follower = leader_and_follower()
     try:
-        follower.handler.leader_id = 2
-        follower.handler.peers = [{"node_id": 2, "client_addr": leader.addr, "raft_addr": "x", "role": "leader",
-                                   "connected": True}]
 
         async def refuse(req: dict) -> dict | None:
             if req["type"] == "WriteKey":
