@@ -45,8 +45,10 @@ ROOT = "root"  # the caller name of a cookie holder
 ADMIN_TYPES = frozenset({
     "AddNode", "RemoveNode", "PluginInstall", "PluginEnable", "PluginDisable", "PluginRemove", "PluginReload",
     "PluginKeysAdd", "PluginKeysRemove", "ClusterSetting", "AuthCreate", "AuthList", "AuthRevoke",
+    "PluginLogs",  # plugins log what they handle: not for every reader
 })
-ANYONE_TYPES = frozenset({"Ping", "ClusterStatus", "PluginList", "PluginInfo", "PluginKeysList", "StateHash"})
+ANYONE_TYPES = frozenset({"Ping", "ClusterStatus", "PluginList", "PluginInfo", "PluginKeysList", "StateHash",
+                          "PluginLocalStatus"})
 READ_TYPES = frozenset({"ReadKey", "ScanKeys", "GetBlob", "HasBlob"})
 WRITE_TYPES = frozenset({"WriteKey", "DeleteKey", "CompareAndSwapKey", "CompareAndDeleteKey", "BatchWrite",
                          "ConditionalBatchWrite", "PutBlob"})
@@ -83,8 +85,6 @@ class Role:
             return self._keys_missing(rtype, request, write=True)
         if rtype in READ_TYPES:
             return self._keys_missing(rtype, request, write=False)
-        if rtype == "PluginLogs" or rtype == "PluginLocalStatus":
-            return None
         if rtype in self.requests or "*" in self.requests:
             return None
         return f"{rtype} (not among this credential's request types)"

@@ -141,7 +141,6 @@ class DurableJournal:
         self._meta_path = path.with_name(path.name + ".meta")
         self._entries: list[Entry] = []
         self._pending: list[bytes] = []
-        self._synced_end = FIRST_RECORD_OFFSET  # the header's offset, on disk
         self._end = FIRST_RECORD_OFFSET  # where the next record goes
         self.syncs = 0
         created = not path.exists()
@@ -175,7 +174,7 @@ class DurableJournal:
             idx, term = struct.unpack_from("<QQ", raw, offset + 4)
             self._entries.append((bytes(view[offset + 20:offset + 4 + size_rec]), idx, term))
             offset += size_rec + 8
-        self._synced_end = self._end = end
+        self._end = end
 
     def _read_meta(self) -> dict[str, Any]:
         try:
@@ -219,7 +218,6 @@ class DurableJournal:
     def _write_end(self, end: int) -> None:
         self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", end))
         self._file.sync()
-        self._synced_end = end
 
     def deleteEntriesFrom(self, entry_from: int) -> None:
         """Drop entries [entry_from:] (a follower's conflict). Durable before new records overwrite them."""
@@ -251,7 +249,7 @@ class DurableJournal:
         write_file_durably(self._path, header + body, self._durability)
         self._file = _File(self._path, self._durability)
         self._entries = list(keep)
-        self._synced_end = self._end = end
+        self._end = end
 
     def _sync_snapshot(self) -> None:
         # pysyncobj writes the snapshot with a rename (and receives one the same way) without

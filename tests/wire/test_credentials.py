@@ -68,7 +68,8 @@ def test_reader_reads_its_prefix_only_and_changes_nothing(tls_cluster: LocalClus
                               ("PluginKeysAdd", {"name": "k", "public_key": "00" * 32}),
                               ("AddNode", {"node_id": 9, "raft_addr": "127.0.0.1:1", "client_addr": "127.0.0.1:2"}),
                               ("AuthCreate", {"name": "x", "role": "admin"}),
-                              ("PluginRemove", {"name": "anything"})):
+                              ("PluginRemove", {"name": "anything"}),
+                              ("PluginLogs", {"name": "anything"})):
             with pytest.raises(AspenError) as err:
                 r.request(rtype, **fields)
             assert err.value.error.code == "PERMISSION_DENIED", rtype
