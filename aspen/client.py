@@ -43,7 +43,7 @@ from aspen.protocol import (
     write_frames,
 )
 from aspen.session import FrameMac, SessionKeys
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
 

@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aspen import credentials
-from aspen import protocol as p
+from aspen import fields as p
 from aspen.handlers import Handler, NativeHandlers
 from aspen.server import Identity
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 REVOKE_CONFIRM_S = 5.0
 REVOKE_POLL_S = 0.02

@@ -14,11 +14,13 @@ from typing import Any, TypeVar
 
 import msgpack
 
-from aspen import protocol as p
+from aspen import fields as p
+from aspen.codes import wire_code, wire_error
 from cluster import ReplicatedNode
-from storage.errors import AspenError, ErrorCode
+from cluster.errors import ClusterError
 from storage.limits import BATCH_OPS_MAX, BLOB_MAX_BYTES, CONDITIONS_MAX, SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
 from storage.state import validate_op
+from wire.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -55,7 +57,7 @@ def raise_result(result: tuple[Any, ...]) -> dict[str, Any]:
     if result[0] == "ok":
         return result[1]
     _, code, message, details = result
-    raise AspenError(ErrorCode(code), message, **details)
+    raise AspenError(wire_code(code), message, **details)
 
 
 def encode_token(key: str) -> str:
@@ -103,8 +105,11 @@ class NativeHandlers:
         """commit, also returning the log index the op was applied at."""
         error = validate_op(op)
         if error is not None:
-            raise AspenError(error.code, error.message, **error.details)
-        result, index = await with_deadline(self.node.propose(op), self.timeout_s)
+            raise wire_error(error)
+        try:
+            result, index = await with_deadline(self.node.propose(op), self.timeout_s)
+        except ClusterError as exc:
+            raise wire_error(exc) from exc
         return raise_result(result), index
 
     async def _consistent(self, req: dict[str, Any]) -> None:

@@ -19,9 +19,9 @@ from typing import Any
 
 import msgpack
 
-from aspen import protocol as p
+from aspen import fields as p
 from aspen.handlers import Handler, NativeHandlers
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 MEMBERSHIP_TIMEOUT_S = 20.0
 TRANSFER_TIMEOUT_S = 3.0

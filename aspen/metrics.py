@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING, Any
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from aspen.codes import OUTCOMES
 from aspen.credentials import Token
-from sandbox import SandboxCode
-from storage.errors import ErrorCode
 
 if TYPE_CHECKING:
     from aspen.node import AspenNode
@@ -27,7 +26,7 @@ if TYPE_CHECKING:
 REQUEST_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 HTTP_REQUEST_MAX_BYTES = 8192
 CHILDREN_CACHE_MAX = 4096
-_OUTCOMES = frozenset({"ok", "INTERNAL", *ErrorCode, *SandboxCode})
+_OUTCOMES = OUTCOMES
 _ROLES = ("follower", "candidate", "leader")
 _STATES = ("Loading", "Initializing", "Ready", "Degraded", "Stopping", "Stopped", "Failed")
 

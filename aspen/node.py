@@ -29,6 +29,7 @@ import msgpack
 
 from aspen import auth, keys, tls
 from aspen.client import AsyncClient
+from aspen.codes import wire_error
 from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
 from aspen.handlers import Handler, NativeHandlers
@@ -39,9 +40,11 @@ from aspen.plugins.manager import PluginManager
 from aspen.server import Finish, Server, Token
 from aspen.version import aspen_version
 from cluster import RaftConfig, ReplicatedNode
+from cluster.errors import ClusterCode, ClusterError
 from storage.blobs import BlobStore
 from storage.durable import ensure_private_dir
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
+from wire.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.node")
 
@@ -319,12 +322,16 @@ class AspenNode:
         return await self.peer_client(node_id).request(rtype, **fields)
 
     async def _fetch_blob_from_peer(self, node_id: int, blob_hash: str) -> bytes:
-        reply = await self.peer_client(node_id).request("GetBlob", hash=blob_hash, local=True)
+        """Blob sync's fetch (cluster/blobsync.py), so its failures are in cluster's codes."""
+        try:
+            reply = await self.peer_client(node_id).request("GetBlob", hash=blob_hash, local=True)
+        except AspenError as exc:
+            raise ClusterError(ClusterCode.UNAVAILABLE, f"node {node_id}: {exc}") from exc
         if not reply.get("found"):
-            raise AspenError(ErrorCode.BLOB_NOT_FOUND, f"node {node_id} does not hold {blob_hash}")
+            raise ClusterError(ClusterCode.BLOB_NOT_FOUND, f"node {node_id} does not hold {blob_hash}")
         data = reply.get("data")
         if not isinstance(data, bytes):
-            raise AspenError(ErrorCode.BLOB_CORRUPT, f"node {node_id} sent no bytes for {blob_hash}")
+            raise ClusterError(StorageCode.BLOB_CORRUPT, f"node {node_id} sent no bytes for {blob_hash}")
         return data
 
 
@@ -444,6 +451,8 @@ def _main(argv: list[str] | None) -> int:
         uvloop.run(serve(cfg))
     except KeyboardInterrupt:
         pass  # Ctrl-C is this server's way to stop: a clean exit, as SIGTERM
+    except (ClusterError, StorageError) as exc:  # a start that failed below: its line names the code
+        raise wire_error(exc) from exc
     return 0
 
 

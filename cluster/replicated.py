@@ -21,12 +21,13 @@ from pysyncobj import FAIL_REASON
 
 from cluster.blobsync import BlobSync
 from cluster.config import RaftConfig
+from cluster.errors import ClusterCode, ClusterError
 from cluster.events import ClusterEvent, EventBus
 from cluster.proposer import Proposer, failure_error
 from cluster.raft import RaftCore, SnapshotFile
 from storage import snapshot as state_snapshot
 from storage.blobs import BlobStore
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode
 from storage.state import StateMachine
 
 log = logging.getLogger("aspen.cluster")
@@ -95,7 +96,7 @@ class ReplicatedNode:
             self._leader_task.cancel()
         await self.blob_sync.stop()
         if self._proposer is not None:
-            self._proposer.fail_all(AspenError(ErrorCode.UNAVAILABLE, "node is shutting down", applied="no"))
+            self._proposer.fail_all(ClusterError(ClusterCode.UNAVAILABLE, "node is shutting down", applied="no"))
         if self._raft is not None:
             raft = self._raft
             self._raft = None
@@ -159,7 +160,7 @@ class ReplicatedNode:
     def propose(self, op: list[Any]) -> asyncio.Future[Any]:
         """Future of (result, index); result is ("ok", dict) or ("err", code, message, details)."""
         if self._proposer is None:
-            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started", applied="no")
+            raise ClusterError(ClusterCode.UNAVAILABLE, "node is not started", applied="no")
         return self._proposer.propose(op)
 
     async def barrier(self, timeout_s: float) -> None:
@@ -175,7 +176,7 @@ class ReplicatedNode:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
         if not raft.request_read(fut):
-            raise AspenError(ErrorCode.OVERLOADED, "too many linearizable reads waiting; retry later")
+            raise ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
         handle = loop.call_later(timeout_s, _expire, fut, f"read index not confirmed within {timeout_s}s")
         try:
             return await fut
@@ -199,7 +200,7 @@ class ReplicatedNode:
         try:
             await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
-            raise AspenError(ErrorCode.TIMEOUT, f"index {index} not applied within {timeout_s}s") from None
+            raise ClusterError(ClusterCode.TIMEOUT, f"index {index} not applied within {timeout_s}s") from None
 
     def read(self, fn: Callable[[StateMachine], T]) -> T:
         with self._lock:
@@ -232,7 +233,7 @@ class ReplicatedNode:
     def status(self) -> dict[str, Any]:
         raft = self._raft
         if raft is None:
-            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started")
+            raise ClusterError(ClusterCode.UNAVAILABLE, "node is not started")
         st = raft.getStatus()
         members: list[dict[str, Any]] = [
             {"raft_addr": self.cfg.raft_addr, "node_id": self.node_id, "connected": True, "self": True}
@@ -264,7 +265,7 @@ class ReplicatedNode:
         """Add or remove a member through pysyncobj's dynamic membership (a log entry)."""
         raft = self.raft_core()
         if not raft._isLeader():
-            raise AspenError(ErrorCode.NOT_LEADER, "membership changes are made on the leader",
+            raise ClusterError(ClusterCode.NOT_LEADER, "membership changes are made on the leader",
                              leader_id=self.leader_id())
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
@@ -279,11 +280,11 @@ class ReplicatedNode:
         try:
             err = await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
-            raise AspenError(ErrorCode.TIMEOUT, f"{action} {raft_addr} not committed within {timeout_s}s",
+            raise ClusterError(ClusterCode.TIMEOUT, f"{action} {raft_addr} not committed within {timeout_s}s",
                              applied="unknown") from None
         if err == FAIL_REASON.REQUEST_DENIED:
-            raise AspenError(
-                ErrorCode.MEMBERSHIP_CHANGE_IN_PROGRESS,
+            raise ClusterError(
+                ClusterCode.MEMBERSHIP_CHANGE_IN_PROGRESS,
                 f"pysyncobj refused to {action} {raft_addr}: another membership change has not committed yet "
                 f"(or the node is already {'a member' if action == 'add' else 'gone'}); retry when it has",
             )
@@ -313,11 +314,11 @@ class ReplicatedNode:
             if leader is not None and leader != self.node_id:
                 return leader
             await asyncio.sleep(0.02)
-        raise AspenError(ErrorCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry")
+        raise ClusterError(ClusterCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry")
 
     def raft_core(self) -> RaftCore:
         if self._raft is None:
-            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started")
+            raise ClusterError(ClusterCode.UNAVAILABLE, "node is not started")
         return self._raft
 
     async def _watch_leader(self) -> None:
@@ -368,12 +369,12 @@ class ReplicatedNode:
     async def _record_blob_holder(self, blob_hash: str, size: int) -> None:
         result, _ = await self.propose(["blob_add", blob_hash, size, self.node_id])
         if result[0] != "ok":
-            raise AspenError(ErrorCode(result[1]), result[2])
+            raise ClusterError(StorageCode(result[1]), result[2])
 
 
 def _expire(fut: asyncio.Future[Any], message: str) -> None:
     if not fut.done():
-        fut.set_exception(AspenError(ErrorCode.TIMEOUT, message))
+        fut.set_exception(ClusterError(ClusterCode.TIMEOUT, message))
 
 
 def _settle_reads(results: list[tuple[asyncio.Future[int], int | None, str | None]]) -> None:
@@ -381,7 +382,7 @@ def _settle_reads(results: list[tuple[asyncio.Future[int], int | None, str | Non
         if fut.done():  # timed out meanwhile
             continue
         if index is None:
-            fut.set_exception(AspenError(ErrorCode.UNAVAILABLE, error or "read index refused"))
+            fut.set_exception(ClusterError(ClusterCode.UNAVAILABLE, error or "read index refused"))
         else:
             fut.set_result(index)
 

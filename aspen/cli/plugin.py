@@ -13,15 +13,18 @@ from aspen.cli import _plugin_logs
 from aspen.cli.output import from_json, to_jsonable
 from aspen.cli.registry import Commands, UsageError
 from aspen.client import Client
-from aspen.manifest import Manifest, ManifestError
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 ORDER = 40
 
 
 def load_manifest(path: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """plugin.json with the command line's overrides, checked here: a bad one is a usage
-    error before anything is sent."""
+    error before anything is sent. The manifest model (with the sandbox's permission names
+    and limits) is loaded here, by the install that needs it: every other command, and
+    `aspen-cli` itself, loads no sandbox module (tests/structure/test_imports.py)."""
+    from aspen.manifest import Manifest, ManifestError
+
     try:
         raw = json.loads(Path(path).read_bytes().decode())
         return Manifest.from_json(raw).with_overrides(**overrides).to_json()

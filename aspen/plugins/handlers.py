@@ -10,7 +10,7 @@ from typing import Any
 
 import msgpack
 
-from aspen import protocol as p
+from aspen import fields as p
 from aspen import signing
 from aspen.handlers import Handler, NativeHandlers
 from aspen.manifest import Manifest, ManifestError
@@ -18,8 +18,8 @@ from aspen.plugins import namespaces
 from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager, decode_record
 from sandbox import SandboxError
-from storage.errors import AspenError, ErrorCode
 from storage.limits import BLOB_MAX_BYTES
+from wire.errors import AspenError, ErrorCode
 
 PEER_STATUS_TIMEOUT_S = 3.0
 REGISTER_ATTEMPTS = 5

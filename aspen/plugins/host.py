@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import nacl.signing
 
+from aspen.codes import LAYER_ERRORS, wire_error
 from aspen.handlers import NativeHandlers
 from aspen.plugins.logring import LogRing
 from sandbox import HostError
 from sandbox.runtime import TRAP_LEVEL
-from storage.errors import AspenError
 
 if TYPE_CHECKING:
     from aspen.plugins.manager import PluginManager
@@ -55,8 +55,9 @@ class NodeHost:
             wait_s = min(wait_s, self.call_time_left_s())
         try:
             return asyncio.run_coroutine_threadsafe(coro, self.loop).result(wait_s)
-        except AspenError as exc:
-            raise HostError(str(exc.code), exc.message) from None
+        except LAYER_ERRORS as exc:
+            error = wire_error(exc)
+            raise HostError(str(error.code), error.message) from None
         except TimeoutError:
             raise HostError("TIMEOUT", f"the node did not answer within {wait_s:.3f}s") from None
 

@@ -27,7 +27,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 QUEUE_MAX = 1024
 Done = Callable[[Any, Any, "BaseException | None"], None]  # done(token, result, error), on the loop

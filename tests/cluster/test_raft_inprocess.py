@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from cluster import RaftConfig, ReplicatedNode
+from cluster.errors import ClusterCode, ClusterError
 from storage.blobs import BlobStore
-from storage.errors import AspenError
 
 COOKIE = "test-cookie-0123456789"
 
@@ -35,7 +35,7 @@ def free_ports(count: int) -> list[int]:
 
 
 async def _no_fetch(node_id: int, blob_hash: str) -> bytes:
-    raise AspenError("BLOB_NOT_FOUND", "in-process test has no peer transport")  # type: ignore[arg-type]
+    raise ClusterError(ClusterCode.BLOB_NOT_FOUND, "in-process test has no peer transport")
 
 
 async def make_cluster(tmp: Path, size: int = 3, node_class: type[ReplicatedNode] = ReplicatedNode,
@@ -193,4 +193,4 @@ def test_failures_map_to_explicit_codes(reason: int) -> None:
 
     err = failure_error(reason)
     assert err.code in ("OVERLOADED", "UNAVAILABLE")
-    assert err.error.details["applied"] in ("no", "unknown")
+    assert err.details["applied"] in ("no", "unknown")
