@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from sandbox.abi import ABI_VERSION
     from sandbox.errors import HostError, SandboxCode, SandboxError
-    from sandbox.host import Host
+    from sandbox.host_interface import Host
     from sandbox.patterns import pattern_problem, subject_matches
     from sandbox.permissions import Permissions, PluginConfig
     from sandbox.runtime import PluginInstance, PluginState, Runtime
@@ -38,7 +38,7 @@ __all__ = [
 
 _HOMES = {
     "ABI_VERSION": "sandbox.abi",
-    "Host": "sandbox.host",
+    "Host": "sandbox.host_interface",
     "HostError": "sandbox.errors",
     "InMemoryHost": "sandbox.testing",
     "Permissions": "sandbox.permissions",

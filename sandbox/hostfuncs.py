@@ -23,7 +23,7 @@ import nacl.signing
 from sandbox import abi, limits
 from sandbox.decode import DecodeRefused, unpack_guest
 from sandbox.errors import HostError, SandboxCode
-from sandbox.host import Host
+from sandbox.host_interface import Host
 from sandbox.logs import LogLimiter, log_line
 from sandbox.patterns import pattern_problem
 from sandbox.permissions import PluginConfig

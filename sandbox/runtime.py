@@ -33,7 +33,7 @@ from sandbox import abi, limits
 from sandbox.budget import MemoryBudget, ModuleShape, check_shape, module_shape
 from sandbox.decode import GUEST_BOUND
 from sandbox.errors import SandboxCode, SandboxError
-from sandbox.host import Host
+from sandbox.host_interface import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
 from sandbox.logs import LogLimiter
 from sandbox.permissions import PluginConfig
