@@ -15,10 +15,10 @@ if TYPE_CHECKING:
     from sandbox.abi import ABI_VERSION
     from sandbox.errors import HostError, SandboxCode, SandboxError
     from sandbox.host_interface import Host
+    from sandbox.memhost import InMemoryHost
     from sandbox.patterns import pattern_problem, subject_matches
     from sandbox.permissions import Permissions, PluginConfig
     from sandbox.runtime import PluginInstance, PluginState, Runtime
-    from sandbox.testing import InMemoryHost
 
 __all__ = [
     "ABI_VERSION",
@@ -40,7 +40,7 @@ _HOMES = {
     "ABI_VERSION": "sandbox.abi",
     "Host": "sandbox.host_interface",
     "HostError": "sandbox.errors",
-    "InMemoryHost": "sandbox.testing",
+    "InMemoryHost": "sandbox.memhost",
     "Permissions": "sandbox.permissions",
     "PluginConfig": "sandbox.permissions",
     "PluginInstance": "sandbox.runtime",
