@@ -34,9 +34,9 @@ from aspen.codes import LAYER_ERRORS
 from aspen.handlers import NativeHandlers
 from aspen.manifest import Manifest
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
-from aspen.plugins.host import NodeHost
 from aspen.plugins.logring import LogRing
 from aspen.plugins.namespaces import KV_TYPES
+from aspen.plugins.nodehost import NodeHost
 from aspen.plugins.worker import PluginWorker
 from aspen.server import Finish, Token
 from cluster import ReplicatedNode

@@ -30,7 +30,7 @@ ALLOWED = {
 }
 SERVER_STACK = ("storage", "cluster", "sandbox", "pysyncobj", "wasmtime")
 NODE_CODE = ("storage", "cluster", "pysyncobj", "aspen.node", "aspen.server", "aspen.handlers", "aspen.membership",
-             "aspen.metrics", "aspen.credential_handlers", "aspen.plugins.manager", "aspen.plugins.host",
+             "aspen.metrics", "aspen.credential_handlers", "aspen.plugins.manager", "aspen.plugins.nodehost",
              "aspen.plugins.handlers", "aspen.plugins.worker", "aspen.client")
 
 
