@@ -35,8 +35,8 @@ from aspen.exits import guarded
 from aspen.handlers import Handler, NativeHandlers
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
-from aspen.plugins.handlers import PluginHandlers
 from aspen.plugins.manager import PluginManager
+from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, Server, Token
 from aspen.version import aspen_version
 from cluster import RaftConfig, ReplicatedNode

@@ -94,7 +94,7 @@ def wait_ready(c: Client, name: str, version: str, timeout_s: float) -> list[str
     while True:
         nodes = c.request("PluginInfo", name=name)["nodes"]
         # PluginInfo asks every member, so a node that has not loaded it yet is listed too;
-        # one that did not answer is listed as Unreachable (aspen/plugins/handlers.py).
+        # one that did not answer is listed as Unreachable (aspen/plugins/registry_handlers.py).
         unreachable = sorted((n for n, st in nodes.items() if st.get("state") == UNREACHABLE), key=int)
         pending = sorted(n for n, st in nodes.items()
                          if st.get("state") != UNREACHABLE and (st.get("state") != "Ready" or st.get("version") != version))

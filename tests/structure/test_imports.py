@@ -31,7 +31,7 @@ ALLOWED = {
 SERVER_STACK = ("storage", "cluster", "sandbox", "pysyncobj", "wasmtime")
 NODE_CODE = ("storage", "cluster", "pysyncobj", "aspen.node", "aspen.server", "aspen.handlers", "aspen.membership",
              "aspen.metrics", "aspen.credential_handlers", "aspen.plugins.manager", "aspen.plugins.nodehost",
-             "aspen.plugins.handlers", "aspen.plugins.worker", "aspen.client")
+             "aspen.plugins.registry_handlers", "aspen.plugins.worker", "aspen.client")
 
 
 def imports_of(path: Path) -> set[str]:
