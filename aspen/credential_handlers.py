@@ -14,7 +14,7 @@ from typing import Any
 
 from aspen import credentials
 from aspen import fields as p
-from aspen.handlers import Handler, NativeHandlers
+from aspen.native_handlers import Handler, NativeHandlers
 from aspen.server import Identity
 from wire.errors import AspenError, ErrorCode
 

@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 
 from aspen import fields as p
-from aspen.handlers import Handler, NativeHandlers
+from aspen.native_handlers import Handler, NativeHandlers
 from wire.errors import AspenError, ErrorCode
 
 MEMBERSHIP_TIMEOUT_S = 20.0

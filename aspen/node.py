@@ -32,9 +32,9 @@ from aspen.client import AsyncClient
 from aspen.codes import wire_error
 from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
-from aspen.handlers import Handler, NativeHandlers
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
+from aspen.native_handlers import Handler, NativeHandlers
 from aspen.plugins.manager import PluginManager
 from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, Server, Token

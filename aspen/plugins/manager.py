@@ -31,8 +31,8 @@ import msgpack
 import nacl.signing
 
 from aspen.codes import LAYER_ERRORS
-from aspen.handlers import NativeHandlers
 from aspen.manifest import Manifest
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
 from aspen.plugins.logring import LogRing
 from aspen.plugins.namespaces import KV_TYPES

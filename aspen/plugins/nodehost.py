@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import nacl.signing
 
 from aspen.codes import LAYER_ERRORS, wire_error
-from aspen.handlers import NativeHandlers
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins.logring import LogRing
 from sandbox import HostError
 from sandbox.runtime import TRAP_LEVEL

@@ -12,8 +12,8 @@ import msgpack
 
 from aspen import fields as p
 from aspen import signing
-from aspen.handlers import Handler, NativeHandlers
 from aspen.manifest import Manifest, ManifestError
+from aspen.native_handlers import Handler, NativeHandlers
 from aspen.plugins import namespaces
 from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager, decode_record

@@ -29,7 +29,7 @@ ALLOWED = {
     "deploy": {"deploy", "aspen", "cluster", "storage", "sandbox", "wire"},
 }
 SERVER_STACK = ("storage", "cluster", "sandbox", "pysyncobj", "wasmtime")
-NODE_CODE = ("storage", "cluster", "pysyncobj", "aspen.node", "aspen.server", "aspen.handlers", "aspen.membership",
+NODE_CODE = ("storage", "cluster", "pysyncobj", "aspen.node", "aspen.server", "aspen.native_handlers", "aspen.membership",
              "aspen.metrics", "aspen.credential_handlers", "aspen.plugins.manager", "aspen.plugins.nodehost",
              "aspen.plugins.registry_handlers", "aspen.plugins.worker", "aspen.client")
 

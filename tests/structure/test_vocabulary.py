@@ -8,7 +8,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from aspen import codes, handlers, manifest
+from aspen import codes, manifest
+from aspen import native_handlers as handlers
 from aspen import protocol as p
 from cluster.config import RaftConfig
 from cluster.errors import ClusterCode
