@@ -14,8 +14,8 @@ from typing import Any
 
 from aspen import credentials
 from aspen import fields as p
-from aspen.native_handlers import Handler, NativeHandlers
-from aspen.server import Identity
+from aspen.native_handlers import NativeHandlers
+from aspen.server import Identity, RequestHandler
 from wire.errors import AspenError, ErrorCode
 
 REVOKE_CONFIRM_S = 5.0
@@ -31,7 +31,7 @@ class CredentialHandlers:
         self.node = native.node
         self._peer_ids = peer_ids
         self._peer_request = peer_request
-        self.table: dict[str, Handler] = {"AuthCreate": self.create, "AuthList": self.list,
+        self.table: dict[str, RequestHandler] = {"AuthCreate": self.create, "AuthList": self.list,
                                           "AuthRevoke": self.revoke}
 
     # -- the checks the server calls -------------------------------------------------------

@@ -20,7 +20,8 @@ from typing import Any
 import msgpack
 
 from aspen import fields as p
-from aspen.native_handlers import Handler, NativeHandlers
+from aspen.native_handlers import NativeHandlers
+from aspen.server import RequestHandler
 from wire.errors import AspenError, ErrorCode
 
 MEMBERSHIP_TIMEOUT_S = 20.0
@@ -40,7 +41,7 @@ class MembershipHandlers:
         self.native = native
         self.node = native.node
         self._client_addr_of = client_addr_of
-        self.table: dict[str, Handler] = {"AddNode": self.add_node, "RemoveNode": self.remove_node}
+        self.table: dict[str, RequestHandler] = {"AddNode": self.add_node, "RemoveNode": self.remove_node}
 
     def _require_leader(self) -> None:
         if not self.node.is_leader():

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import msgpack
 
 from aspen import fields as p
 from aspen.codes import wire_code, wire_error
+from aspen.server import RequestHandler
 from cluster import ReplicatedNode
 from cluster.errors import ClusterError
 from storage.limits import BATCH_OPS_MAX, BLOB_MAX_BYTES, CONDITIONS_MAX, SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
@@ -23,7 +24,6 @@ from storage.state import validate_op
 from wire.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # A scan page also ends by bytes: 80 values of 1 MiB made one 84 MB frame, over FRAME_MAX_BYTES,
 # so scan_all could never read past them. A page holds at least one entry (at most 1 MiB of
@@ -78,7 +78,7 @@ class NativeHandlers:
         self.metrics_addr = metrics_addr  # this node's /metrics, /health and /ready, shown by cluster status
         self.timeout_s = request_timeout_s
         self._client_addr_of = client_addr_of
-        self.table: dict[str, Handler] = {
+        self.table: dict[str, RequestHandler] = {
             "Ping": self.ping,
             "ReadKey": self.read_key,
             "WriteKey": self.write_key,

@@ -34,10 +34,10 @@ from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
-from aspen.native_handlers import Handler, NativeHandlers
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins.manager import PluginManager
 from aspen.plugins.registry_handlers import PluginHandlers
-from aspen.server import Finish, Server, Token
+from aspen.server import Finish, RequestHandler, Server, Token
 from aspen.version import aspen_version
 from cluster import RaftConfig, ReplicatedNode
 from cluster.errors import ClusterCode, ClusterError
@@ -139,7 +139,7 @@ class AspenNode:
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
         self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
-        self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
+        self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
                                           **self.credentials.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None

@@ -59,7 +59,7 @@ META_DELETE = "meta.delete"
 _OK_EMPTY: Result = ("ok", {})
 
 Events = list["CommitEvent"]
-Handler = Callable[[Any, Events, int, int], Result]
+OpApply = Callable[[Any, Events, int, int], Result]
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -106,7 +106,7 @@ class StateMachine:
         self._blobs: dict[str, BlobRecord] = {}
         self._revision = 0
         self._applied_index = 0
-        self._handlers: dict[str, Handler] = {
+        self._handlers: dict[str, OpApply] = {
             "put": self._put,
             "del": self._del,
             "cas": self._cas,

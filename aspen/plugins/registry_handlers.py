@@ -13,10 +13,11 @@ import msgpack
 from aspen import fields as p
 from aspen import signing
 from aspen.manifest import Manifest, ManifestError
-from aspen.native_handlers import Handler, NativeHandlers
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins import namespaces
 from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager, decode_record
+from aspen.server import RequestHandler
 from sandbox import SandboxError
 from storage.limits import BLOB_MAX_BYTES
 from wire.errors import AspenError, ErrorCode
@@ -45,7 +46,7 @@ class PluginHandlers:
         # A request for a plugin that is Failed on this node is served by another (the manager
         # has no peer client of its own).
         manager.forward_through((peers, peer_request))
-        self.table: dict[str, Handler] = {
+        self.table: dict[str, RequestHandler] = {
             "PluginInstall": self.install,
             "PluginList": self.list,
             "PluginInfo": self.info,
