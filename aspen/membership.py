@@ -22,6 +22,7 @@ import msgpack
 from aspen import fields as p
 from aspen.native_handlers import NativeHandlers
 from aspen.server import RequestHandler
+from wire.address import split_host_port
 from wire.errors import AspenError, ErrorCode
 
 MEMBERSHIP_TIMEOUT_S = 20.0
@@ -30,9 +31,10 @@ TRANSFER_TIMEOUT_S = 3.0
 
 def _addr(req: dict[str, Any], name: str) -> str:
     value = p.optional_str(req, name, 255)
-    host, _, port = (value or "").rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise AspenError(ErrorCode.INVALID_REQUEST, f"{name}: a host:port address")
+    try:
+        split_host_port(value or "")
+    except ValueError:
+        raise AspenError(ErrorCode.INVALID_REQUEST, f"{name}: a host:port address") from None
     return value or ""
 
 

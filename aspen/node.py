@@ -44,6 +44,7 @@ from cluster.errors import ClusterCode, ClusterError
 from storage.blobs import BlobStore
 from storage.durable import ensure_private_dir
 from storage.errors import StorageCode, StorageError
+from wire.address import split_host_port
 from wire.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.node")
@@ -79,20 +80,13 @@ class NodeConfig:
     insecure_plaintext: bool = False  # allow a non-loopback client port without TLS
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a host:port address: {addr!r}")
-    return host, int(port)
-
-
 def parse_id_map(text: str | None, what: str) -> dict[int, str]:
     out: dict[int, str] = {}
     for item in filter(None, (text or "").split(",")):
         nid, sep, addr = item.partition("=")
         if not sep or not nid.strip().isdigit():
             raise ValueError(f"{what}: expected ID=HOST:PORT, got {item!r}")
-        split_addr(addr.strip())
+        split_host_port(addr.strip())
         out[int(nid)] = addr.strip()
     return out
 
@@ -175,8 +169,8 @@ class AspenNode:
             raise SystemExit(
                 "aspen-node: a multi-node cluster needs a cluster secret: --cookie-file FILE or ASPEN_COOKIE"
             )
-        host, _ = split_addr(self.cfg.listen)
-        raft_host, _ = split_addr(self.cfg.raft)
+        host, _ = split_host_port(self.cfg.listen)
+        raft_host, _ = split_host_port(self.cfg.raft)
         if not (_is_loopback(host) and _is_loopback(raft_host)):
             raise SystemExit("aspen-node: listening beyond loopback needs a cluster secret (--cookie-file)")
         own = self.cfg.data_dir / "raft-secret"
@@ -194,7 +188,7 @@ class AspenNode:
         """
         cfg = self.cfg
         if cfg.cert_file is None or cfg.key_file is None:
-            host, _ = split_addr(cfg.listen)
+            host, _ = split_host_port(cfg.listen)
             if not _is_loopback(host) and not cfg.insecure_plaintext:
                 raise SystemExit(
                     f"aspen-node: clients on {cfg.listen} would talk in plaintext: give --cert-file and --key-file "
@@ -249,7 +243,7 @@ class AspenNode:
     async def start(self) -> None:
         await self.replicated.start()
         await self.plugins.start()
-        host, port = split_addr(self.cfg.listen)
+        host, port = split_host_port(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
         self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
                              observe=self.metrics.observe, ssl_context=self.server_tls,
@@ -259,7 +253,7 @@ class AspenNode:
         if self.cfg.metrics_listen:
             if self.cfg.metrics_auth:
                 self.metrics.check_credential = self.credentials.check_credential
-            mhost, mport = split_addr(self.cfg.metrics_listen)
+            mhost, mport = split_host_port(self.cfg.metrics_listen)
             await self.metrics.serve(mhost, mport)
         log.info("node %d ready: clients on %s, raft on %s", self.cfg.node_id, self.cfg.listen, self.cfg.raft)
 
@@ -377,8 +371,8 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
     )
     try:
-        split_addr(args.listen)
-        split_addr(args.raft)
+        split_host_port(args.listen)
+        split_host_port(args.raft)
         peers = parse_id_map(args.peers, "--peers")
         peer_clients = parse_id_map(args.peer_clients, "--peer-clients")
         cookie = auth.load_cookie(cookie_file=args.cookie_file)

@@ -14,6 +14,7 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import msgpack
@@ -29,6 +30,7 @@ from storage import snapshot as state_snapshot
 from storage.blobs import BlobStore
 from storage.errors import StorageCode
 from storage.state import StateMachine
+from wire.deadline import with_deadline
 
 log = logging.getLogger("aspen.cluster")
 
@@ -177,11 +179,8 @@ class ReplicatedNode:
         fut: asyncio.Future[int] = loop.create_future()
         if not raft.request_read(fut):
             raise ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
-        handle = loop.call_later(timeout_s, _expire, fut, f"read index not confirmed within {timeout_s}s")
-        try:
-            return await fut
-        finally:
-            handle.cancel()
+        return await with_deadline(fut, timeout_s, partial(ClusterError, ClusterCode.TIMEOUT,
+                                                            f"read index not confirmed within {timeout_s}s"))
 
     def _on_read_index(self, results: list[tuple[Any, int | None, str | None]]) -> None:
         # pysyncobj's thread: one hand-over to the loop per confirmed batch, not per read.
@@ -370,11 +369,6 @@ class ReplicatedNode:
         result, _ = await self.propose(["blob_add", blob_hash, size, self.node_id])
         if result[0] != "ok":
             raise ClusterError(StorageCode(result[1]), result[2])
-
-
-def _expire(fut: asyncio.Future[Any], message: str) -> None:
-    if not fut.done():
-        fut.set_exception(ClusterError(ClusterCode.TIMEOUT, message))
 
 
 def _settle_reads(results: list[tuple[asyncio.Future[int], int | None, str | None]]) -> None:

@@ -50,6 +50,8 @@ from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import Transport
 
+from wire.address import split_host_port
+
 log = logging.getLogger("aspen.cluster.transport")
 
 MAGIC = b"ASPNRFT1"
@@ -460,8 +462,8 @@ def _as_pysyncobj(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
+    host, port = split_host_port(address)
+    return host.strip("[]"), port
 
 
 class RaftTransport(Transport):

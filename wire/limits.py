@@ -1,7 +1,7 @@
 """The data model's bounds and the frame's, as docs/PROTOCOL.md states them: defined once.
 
 storage/limits.py and sandbox/limits.py take these (apply and the host functions check the
-same numbers the client is told); tests/test_vocabulary.py asserts every relation other bounds
+same numbers the client is told); tests/structure/test_vocabulary.py asserts every relation other bounds
 have with them.
 """
 
