@@ -19,19 +19,10 @@ import pytest
 
 from cluster import RaftConfig, ReplicatedNode
 from cluster.errors import ClusterCode, ClusterError
+from deploy.launcher import free_ports
 from storage.blobs import BlobStore
 
 COOKIE = "test-cookie-0123456789"
-
-
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 async def _no_fetch(node_id: int, blob_hash: str) -> bytes:
