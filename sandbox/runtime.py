@@ -248,11 +248,10 @@ class _Instance:
         self.store = wasmtime.Store(runtime.engine)
         self.store.set_limits(memory_size=budget.memory_bytes, table_elements=budget.table_elements,
                               instances=1, tables=limits.TABLES_MAX, memories=1)
-        self.ctx = StoreContext(self.store)
-        self.context = self.ctx.address
+        self.store_context = StoreContext(self.store)
         # Instantiation runs data initializers and any start function: bounded like a call.
-        self.ctx.set_fuel(config.fuel_limit)
-        self.ctx.set_epoch_deadline(max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
+        self.store_context.set_fuel(config.fuel_limit)
+        self.store_context.set_epoch_deadline(max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
         linker = wasmtime.Linker(runtime.engine)
         me = weakref.ref(self)
         hosts = [define_host(linker, abi.IMPORT_MODULE, name, runtime._ftypes[name], getattr(funcs, name),
@@ -266,9 +265,9 @@ class _Instance:
         exports = instance.exports(self.store)
         memory = exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
-        self.memory = RawMemory(memory, self.ctx)
+        self.memory = RawMemory(memory, self.store_context)
         funcs.memory = self.memory
-        funcs.store = self.ctx  # host functions that do a guest's work charge its fuel
+        funcs.store = self.store_context  # host functions that do a guest's work charge its fuel
         # Export name -> the address CallSite.call takes; the Func objects stay alive with the store.
         self.funcs: dict[str, int] = {}
         self._exports: list[wasmtime.Func] = []
@@ -280,7 +279,7 @@ class _Instance:
         alloc, free = exports[abi.EXPORT_ALLOC], exports.get(abi.EXPORT_FREE)
         assert isinstance(alloc, wasmtime.Func)
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
-        self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
+        self.site = CallSite(self.store, self.store_context, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
                              limits.GUEST_OUTPUT_MAX_BYTES, GUEST_BOUND.as_tuple(), runtime._ticker)
         self.site.bind(hosts)
 
