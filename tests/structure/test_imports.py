@@ -96,3 +96,13 @@ def test_cargo_aspen_plugin_loads_no_node_code() -> None:
                         "    run(['check', '--path', 'examples/plugins/kv-counter'])")
     assert "aspen.toolchain.check" in modules
     assert within(modules, NODE_CODE) == []
+
+
+@pytest.mark.parametrize("package", ["aspen", "aspen.plugins", "cluster", "sandbox", "storage"])
+def test_each_package_states_its_public_names_and_they_resolve(package: str) -> None:
+    import importlib
+
+    module = importlib.import_module(package)
+    assert module.__doc__ and module.__all__
+    for name in module.__all__:
+        assert getattr(module, name) is not None, f"{package}.{name}"
