@@ -39,7 +39,6 @@ FetchBlob = Callable[[int, str], Awaitable[bytes]]
 
 LEADER_POLL_PERIOD_S = 0.05
 UNPACK_LIMITS = {"max_bin_len": 64 * 1024 * 1024, "max_str_len": 16 * 1024 * 1024}
-_RAFT_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 
 
 class ReplicatedNode:
@@ -212,14 +211,14 @@ class ReplicatedNode:
         return self._applied_index
 
     def is_leader(self) -> bool:
-        return self._raft is not None and self._raft._isLeader()
+        return self._raft is not None and self._raft.is_leader()
 
     def leader_id(self) -> int | None:
         raft = self._raft
-        leader = raft._getLeader() if raft is not None else None
+        leader = raft.leader_address() if raft is not None else None
         if leader is None:
             return None
-        return self.node_id_of(leader.address)
+        return self.node_id_of(leader)
 
     def node_id_of(self, raft_addr: str) -> int | None:
         nid = self._addr_to_id.get(raft_addr)
@@ -233,28 +232,26 @@ class ReplicatedNode:
         raft = self._raft
         if raft is None:
             raise ClusterError(ClusterCode.UNAVAILABLE, "node is not started")
-        st = raft.getStatus()
+        st = raft.raft_status()
         members: list[dict[str, Any]] = [
             {"raft_addr": self.cfg.raft_addr, "node_id": self.node_id, "connected": True, "self": True}
         ]
-        for key, value in st.items():
-            if key.startswith("partner_node_status_server_"):
-                addr = key[len("partner_node_status_server_") :]
-                member: dict[str, Any] = {"raft_addr": addr, "node_id": self.node_id_of(addr),
-                                          "connected": value == 2, "self": False}
-                if st["state"] == 2:  # the leader's replication progress for each member
-                    member["next_index"] = st.get("next_node_idx_server_" + addr)
-                    member["match_index"] = st.get("match_idx_server_" + addr)
-                members.append(member)
+        for addr, peer in st.peers.items():
+            member: dict[str, Any] = {"raft_addr": addr, "node_id": self.node_id_of(addr),
+                                      "connected": peer.connected, "self": False}
+            if st.role == "leader":  # the leader's replication progress for each member
+                member["next_index"] = peer.next_index
+                member["match_index"] = peer.match_index
+            members.append(member)
         return {
             "node_id": self.node_id,
             "leader_id": self.leader_id(),
-            "role": _RAFT_ROLES.get(st["state"], "unknown"),
-            "term": st["raft_term"],
-            "commit_index": st["commit_idx"],
+            "role": st.role,
+            "term": st.term,
+            "commit_index": st.commit_index,
             "applied_index": self._applied_index,
-            "has_quorum": bool(st["has_quorum"]),
-            "log_len": st["log_len"],
+            "has_quorum": st.has_quorum,
+            "log_len": st.log_len,
             "members": members,
         }
 
@@ -263,7 +260,7 @@ class ReplicatedNode:
     async def change_membership(self, action: str, raft_addr: str, timeout_s: float) -> None:
         """Add or remove a member through pysyncobj's dynamic membership (a log entry)."""
         raft = self.raft_core()
-        if not raft._isLeader():
+        if not raft.is_leader():
             raise ClusterError(ClusterCode.NOT_LEADER, "membership changes are made on the leader",
                              leader_id=self.leader_id())
         loop = asyncio.get_running_loop()
@@ -300,7 +297,7 @@ class ReplicatedNode:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         err = FAIL_REASON.REQUEST_DENIED
-        while loop.time() < deadline and raft._isLeader():
+        while loop.time() < deadline and raft.is_leader():
             fut: asyncio.Future[int] = loop.create_future()
             raft.transferLeadership(callback=lambda _res, e, fut=fut: loop.call_soon_threadsafe(
                 lambda: fut.done() or fut.set_result(e)))
@@ -342,10 +339,7 @@ class ReplicatedNode:
         raft = self._raft
         if raft is None:
             return
-        members = frozenset(
-            k.removeprefix("partner_node_status_server_") for k in raft.getStatus()
-            if k.startswith("partner_node_status_server_")
-        ) | {self.cfg.raft_addr}
+        members = frozenset(raft.raft_status().peers) | {self.cfg.raft_addr}
         if self._last_members is not None and members != self._last_members:
             log.info("members are now %s", ", ".join(sorted(members)))
             self.events.publish([ClusterEvent("cluster.membership_changed", ",".join(sorted(members)),

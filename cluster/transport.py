@@ -551,11 +551,7 @@ class RaftTransport(Transport):
             if len(self._foreign) >= FOREIGN_SENDS_MAX:
                 return False
             self._foreign.append((node, message))
-            # pysyncobj creates its pipe notifier after the transport; it wakes the poller.
-            notifier = getattr(self._syncobj, "_SyncObj__pipeNotifier", None)
-            if notifier is not None:
-                with contextlib.suppress(BlockingIOError):  # a full pipe: it wakes anyway
-                    notifier.notify()
+            self._syncobj.wake()  # RaftCore: wakes the poller (once pysyncobj has made its pipe)
             return True
         link = self._links.get(node)
         if link is None or link.state != READY:

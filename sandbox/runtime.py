@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -44,6 +43,7 @@ from sandbox.raw import (
     INVALID_OUTPUT,
     OK,
     TIMED_OUT,
+    WASMTIME_VERSION,
     CallSite,
     EpochTicker,
     GuestTrap,
@@ -57,7 +57,6 @@ from sandbox.raw import (
 log = logging.getLogger("aspen.sandbox")
 TRAP_LEVEL = "trap"  # Host.log level of a failed call's report (a trap, fuel, timeout)
 
-_WASMTIME_VERSION = metadata.version("wasmtime")  # compiled modules are only valid for the same version
 _VALTYPES = {abi.I32: wasmtime.ValType.i32, abi.I64: wasmtime.ValType.i64}
 
 
@@ -147,7 +146,7 @@ class Runtime:
 
     def _cached(self, wasm: bytes) -> wasmtime.Module:
         digest = blake3.blake3(wasm).digest()
-        path = self.cache_dir / f"{digest.hex()}-wasmtime{_WASMTIME_VERSION}.cwasm" if self.cache_dir else None
+        path = self.cache_dir / f"{digest.hex()}-wasmtime{WASMTIME_VERSION}.cwasm" if self.cache_dir else None
         if path is not None:
             module = self._load_cached(path, digest)
             if module is not None:
