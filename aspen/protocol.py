@@ -34,10 +34,9 @@ _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 # Frames queued in one event-loop turn leave together. Up to this many bytes they are joined
-# into one write: under TLS that is one record (one encryption) instead of one per frame. Pings
-# at 64 in flight, client and server in one process: TLS cost 5 us a request more CPU than
-# plaintext (24 against 19) with a record per frame, about nothing joined; plaintext the same
-# either way. Past the bound they go as a writev, so a large blob is never copied to be joined.
+# into one write: under TLS that is one record (one encryption) instead of one per frame, which
+# was most of TLS's CPU cost per small request (benchmarks/README.md). Past the bound they go
+# as a writev, so a large blob is never copied to be joined.
 JOIN_MAX_BYTES = 64 * 1024
 
 
