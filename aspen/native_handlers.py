@@ -13,12 +13,10 @@ from collections.abc import Callable, Coroutine
 from functools import partial
 from typing import Any, TypeVar
 
-import msgpack
-
 from aspen import fields as p
 from aspen.codes import wire_code, wire_error
 from aspen.server import RequestHandler
-from cluster import ReplicatedNode
+from cluster import ReplicatedNode, node_registry
 from cluster.errors import ClusterError
 from storage.limits import BATCH_OPS_MAX, BLOB_MAX_BYTES, CONDITIONS_MAX, SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
 from storage.state import validate_op
@@ -232,16 +230,16 @@ class NativeHandlers:
 
     async def cluster_status(self, req: dict[str, Any]) -> dict[str, Any]:
         st = self.node.status()
-        registry = dict(self.node.read(lambda s: s.meta_items("nodes")))
+        registry = self.node.read(node_registry.records)
         nodes = []
         leader_id = st["leader_id"]
         for member in st["members"]:
             nid = member["node_id"]
-            info = _node_info(registry.get(str(nid))) if nid is not None else {}
+            rec = registry.get(nid) if nid is not None else None
             nodes.append({
                 "node_id": nid,
                 "raft_addr": member["raft_addr"],
-                "client_addr": info.get("client_addr") or (self._client_addr_of(nid) if nid else None),
+                "client_addr": (rec and rec.client_addr) or (self._client_addr_of(nid) if nid else None),
                 "role": "leader" if nid is not None and nid == leader_id else "follower",
                 "connected": member["connected"],
             })
@@ -266,12 +264,3 @@ class NativeHandlers:
         return {"type": "StateHashResult", "node_id": self.node.node_id, "applied_index": applied_index,
                 "state_hash": state_hash}
 
-
-def _node_info(raw: bytes | None) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    try:
-        info = msgpack.unpackb(raw, raw=False)
-    except Exception:
-        return {}
-    return info if isinstance(info, dict) else {}

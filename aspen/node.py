@@ -25,8 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from aspen import auth, keys, tls
 from aspen.client import AsyncClient
 from aspen.codes import wire_error
@@ -39,8 +37,9 @@ from aspen.plugins.manager import PluginManager
 from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, RequestHandler, Server, Token
 from aspen.version import aspen_version
-from cluster import RaftConfig, ReplicatedNode
+from cluster import RaftConfig, ReplicatedNode, node_registry
 from cluster.errors import ClusterCode, ClusterError
+from cluster.node_registry import NodeRecord
 from storage.blobs import BlobStore
 from storage.durable import ensure_private_dir
 from storage.errors import StorageCode, StorageError
@@ -270,18 +269,16 @@ class AspenNode:
 
     async def _register_self(self) -> None:
         """Record this node's addresses in the replicated registry (until it sticks)."""
-        client_addr = self.cfg.advertise_client or self.cfg.listen
-        info = msgpack.packb({"raft_addr": self.cfg.raft, "client_addr": client_addr}, use_bin_type=True)
-        key = str(self.cfg.node_id)
+        mine = NodeRecord(raft_addr=self.cfg.raft, client_addr=self.cfg.advertise_client or self.cfg.listen)
+        node_id = self.cfg.node_id
         while True:
-            current = self.replicated.read(lambda s: s.meta_get("nodes", key))
-            if current == info:
+            if self.replicated.read(lambda s: node_registry.raw_record(s, node_id)) == mine.encode():
                 return
             try:
-                await self.native.commit(["meta_put", "nodes", key, info])
+                await self.native.commit(node_registry.put_op(node_id, mine))
                 return
             except AspenError as exc:
-                log.debug("registering node %s: %s", key, exc)
+                log.debug("registering node %s: %s", node_id, exc)
                 await asyncio.sleep(REGISTER_RETRY_S)
 
     # -- peers -----------------------------------------------------------------------------
@@ -289,11 +286,9 @@ class AspenNode:
     def client_addr_of(self, node_id: int) -> str | None:
         if node_id == self.cfg.node_id:
             return self.cfg.advertise_client or self.cfg.listen
-        raw = self.replicated.read(lambda s: s.meta_get("nodes", str(node_id)))
-        if raw is not None:
-            info = msgpack.unpackb(raw, raw=False)
-            if isinstance(info, dict) and isinstance(info.get("client_addr"), str):
-                return info["client_addr"]
+        rec = self.replicated.read(lambda s: node_registry.record(s, node_id))
+        if rec is not None and rec.client_addr is not None:
+            return rec.client_addr
         return self.cfg.peer_clients.get(node_id)
 
     def peer_client(self, node_id: int) -> AsyncClient:
@@ -309,7 +304,7 @@ class AspenNode:
         return client
 
     def peer_ids(self) -> list[int]:
-        registered = {int(k) for k, _ in self.replicated.read(lambda s: s.meta_items("nodes"))}
+        registered = self.replicated.read(node_registry.node_ids)
         return sorted((registered | set(self.cfg.peers)) - {self.cfg.node_id})
 
     async def peer_request(self, node_id: int, rtype: str, **fields: Any) -> dict[str, Any]:

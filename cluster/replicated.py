@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import msgpack
 from pysyncobj import FAIL_REASON
 
+from cluster import node_registry
 from cluster.blobsync import BlobSync
 from cluster.config import RaftConfig
 from cluster.errors import ClusterCode, ClusterError
@@ -223,7 +224,7 @@ class ReplicatedNode:
     def node_id_of(self, raft_addr: str) -> int | None:
         nid = self._addr_to_id.get(raft_addr)
         if nid is None:
-            nid = self.read(lambda s: _node_id_from_registry(s, raft_addr))
+            nid = self.read(lambda s: node_registry.node_id_of(s, raft_addr))
             if nid is not None:
                 self._addr_to_id[raft_addr] = nid
         return nid
@@ -381,12 +382,3 @@ def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
             fut.set_result(None)
 
 
-def _node_id_from_registry(state: StateMachine, raft_addr: str) -> int | None:
-    for key, value in state.meta_items("nodes"):
-        try:
-            info = msgpack.unpackb(value, raw=False)
-        except Exception:
-            continue
-        if isinstance(info, dict) and info.get("raft_addr") == raft_addr:
-            return int(key)
-    return None
