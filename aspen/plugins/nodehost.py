@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import nacl.signing
 
@@ -22,16 +22,21 @@ from aspen.plugins.logring import LogRing
 from sandbox import HostError
 from sandbox.runtime import TRAP_LEVEL
 
-if TYPE_CHECKING:
-    from aspen.plugins.manager import PluginManager
-
 T = TypeVar("T")
 log = logging.getLogger("aspen.plugins")
 _LEVELS = {"debug": logging.DEBUG, "warn": logging.WARNING}
 
 
+class Timers(Protocol):
+    """What a NodeHost needs of the plugin manager (PluginManager is one): its timers, which it
+    schedules and cancels on the event loop."""
+
+    def schedule_timer(self, plugin: str, name: str, interval_ms: int, repeat: bool) -> None: ...
+    def cancel_timer(self, plugin: str, name: str) -> None: ...
+
+
 class NodeHost:
-    def __init__(self, plugin: str, manager: PluginManager, native: NativeHandlers,
+    def __init__(self, plugin: str, manager: Timers, native: NativeHandlers,
                  signing_key: nacl.signing.SigningKey, loop: asyncio.AbstractEventLoop, timeout_s: float,
                  ring: LogRing) -> None:
         self.plugin = plugin

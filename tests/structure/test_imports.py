@@ -106,3 +106,50 @@ def test_each_package_states_its_public_names_and_they_resolve(package: str) -> 
     assert module.__doc__ and module.__all__
     for name in module.__all__:
         assert getattr(module, name) is not None, f"{package}.{name}"
+
+
+def module_graph() -> dict[str, set[str]]:
+    """Module -> the modules of ours it imports, anywhere in it (TYPE_CHECKING blocks too). A
+    package's __init__ naming its own submodules (to re-export them) is not counted."""
+    modules = {}
+    for package in ALLOWED:
+        for path in (ROOT / package).rglob("*.py"):
+            rel = path.relative_to(ROOT).with_suffix("")
+            name = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+            modules[name] = path
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        edges = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                targets = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != name and not (path.name == "__init__.py" and target.startswith(name + ".")):
+                    edges.add(target)
+        graph[name] = edges
+    return graph
+
+
+def test_no_import_circles() -> None:
+    graph = module_graph()
+    circles = []
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for nxt in sorted(graph.get(name, ())):
+            if state.get(nxt) == 1:
+                circles.append(" -> ".join([*path[path.index(nxt):], nxt]))
+            elif nxt not in state:
+                visit(nxt, [*path, nxt])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert not circles, "\n".join(circles)
