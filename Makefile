@@ -6,9 +6,9 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint bench clean wasm-toolchain automerge-js automerge-plugin install-automerge
 
-# The install also compiles sandbox/_guestcall.c (gcc and the Python headers): a changed C file
-# rebuilds it.
-$(STAMP): pyproject.toml sandbox/_guestcall.c
+# The install also compiles sandbox/_guestcall.c and wire/_msgwalk.c (gcc and the Python
+# headers): a changed C file rebuilds them.
+$(STAMP): pyproject.toml sandbox/_guestcall.c wire/_msgwalk.c wire/msgwalk.h
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -50,4 +50,4 @@ bench: $(STAMP) automerge-js automerge-plugin
 	$(BIN)/python benchmarks/automerge_bench.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info sandbox/_guestcall*.so
+	rm -rf $(VENV) build *.egg-info sandbox/_guestcall*.so wire/_msgwalk*.so

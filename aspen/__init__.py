@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aspen.client import AsyncClient, Client
-    from storage.errors import AspenError, ErrorCode
+    from wire.errors import AspenError, ErrorCode
 
 __all__ = ["AspenError", "AsyncClient", "Client", "ErrorCode"]
 
-_HOMES = {"Client": "aspen.client", "AsyncClient": "aspen.client", "AspenError": "storage.errors",
-          "ErrorCode": "storage.errors"}
+_HOMES = {"Client": "aspen.client", "AsyncClient": "aspen.client", "AspenError": "wire.errors",
+          "ErrorCode": "wire.errors"}
 
 
 def __getattr__(name: str) -> Any:

@@ -27,6 +27,7 @@ import socket
 import ssl
 import threading
 from collections.abc import Coroutine
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,7 +44,9 @@ from aspen.protocol import (
     write_frames,
 )
 from aspen.session import FrameMac, SessionKeys
-from storage.errors import AspenError, ErrorCode
+from wire.address import split_host_port
+from wire.deadline import with_deadline
+from wire.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
 
@@ -254,9 +257,8 @@ def tls_error(addr: str, exc: ssl.SSLError) -> AspenError:
     return AspenError(ErrorCode.UNAVAILABLE, f"{addr}: TLS failed: {reason}", applied="no")
 
 
-def _expire(fut: asyncio.Future[dict[str, Any]], rtype: str, timeout_s: float) -> None:
-    if not fut.done():
-        fut.set_exception(AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {timeout_s}s", applied="unknown"))
+def _no_answer(rtype: str, timeout_s: float) -> AspenError:
+    return AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {timeout_s}s", applied="unknown")
 
 
 def error_of(message: dict[str, Any]) -> AspenError:
@@ -289,11 +291,6 @@ def _first_fatal(dead: dict[str, AspenError]) -> AspenError:
                       applied="no")
 
 
-def _split(addr: str) -> tuple[str, int]:
-    host, _, port = addr.rpartition(":")
-    return host, int(port)
-
-
 def parse_endpoints(endpoints: str | list[str]) -> list[str]:
     """'h:p,h:p' or a list of 'h:p' -> a non-empty list of 'h:p' (ValueError if malformed)."""
     items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
@@ -301,9 +298,10 @@ def parse_endpoints(endpoints: str | list[str]) -> list[str]:
     if not out:
         raise ValueError("no cluster endpoints given")
     for e in out:
-        host, _, port = e.rpartition(":")
-        if not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise ValueError(f"not a host:port endpoint: {e!r}")
+        try:
+            split_host_port(e)
+        except ValueError:
+            raise ValueError(f"not a host:port endpoint: {e!r}") from None
     return out
 
 
@@ -375,7 +373,7 @@ class AsyncClient:
         fut: asyncio.Future[_Connection] = loop.create_future()
         self._connecting[addr] = fut
         try:
-            host, port = _split(addr)
+            host, port = split_host_port(addr)
             timeout_s = max(0.01, min(CONNECT_TIMEOUT_S, timeout_s))
             tls: dict[str, Any] = {}
             closed_early = AspenError(ErrorCode.UNAVAILABLE, f"{addr} closed the connection before greeting "
@@ -518,10 +516,9 @@ class AsyncClient:
             except (OSError, TimeoutError, _NotSent) as exc:
                 last = AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {exc or type(exc).__name__}", applied="no")
             else:
-                # A timer handle, not asyncio.wait_for: that makes a task per request in 3.11.
-                handle = loop.call_later(max(0.001, deadline - loop.time()), _expire, fut, rtype, self.timeout_s)
                 try:
-                    reply = await fut
+                    reply = await with_deadline(fut, max(0.001, deadline - loop.time()),
+                                                partial(_no_answer, rtype, self.timeout_s))
                 except AspenError as exc:
                     conn.pending.pop(request_id, None)
                     if exc.code == ErrorCode.TIMEOUT:
@@ -533,8 +530,6 @@ class AsyncClient:
                                          applied="unknown") from None
                     last = exc
                     continue
-                finally:
-                    handle.cancel()
                 if reply.get("type") != "Error":
                     del reply["id"]
                     return reply

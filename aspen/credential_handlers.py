@@ -13,10 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aspen import credentials
-from aspen import protocol as p
-from aspen.handlers import Handler, NativeHandlers
-from aspen.server import Identity
-from storage.errors import AspenError, ErrorCode
+from aspen import fields as p
+from aspen.native_handlers import NativeHandlers
+from aspen.server import Identity, RequestHandler
+from wire.errors import AspenError, ErrorCode
 
 REVOKE_CONFIRM_S = 5.0
 REVOKE_POLL_S = 0.02
@@ -31,7 +31,7 @@ class CredentialHandlers:
         self.node = native.node
         self._peer_ids = peer_ids
         self._peer_request = peer_request
-        self.table: dict[str, Handler] = {"AuthCreate": self.create, "AuthList": self.list,
+        self.table: dict[str, RequestHandler] = {"AuthCreate": self.create, "AuthList": self.list,
                                           "AuthRevoke": self.revoke}
 
     # -- the checks the server calls -------------------------------------------------------

@@ -27,7 +27,7 @@ from typing import Any
 
 import msgpack
 
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 TABLE = "auth"  # meta table: name -> record
 TOKEN_PREFIX = "aspen1"

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Callable
 
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 EXIT_OK = 0
 EXIT_ERROR = 1

@@ -111,8 +111,8 @@ class Manifest:
         if isinstance(fuel, int) and not 0 < fuel <= sl.FUEL_MAX:
             problems.append(f"fuel_limit: 1 to {sl.FUEL_MAX}")
         memory = get("memory_limit", int, sl.MEMORY_DEFAULT_BYTES)
-        if isinstance(memory, int) and not 65536 <= memory <= sl.MEMORY_MAX_BYTES:
-            problems.append(f"memory_limit: 65536 to {sl.MEMORY_MAX_BYTES} bytes")
+        if isinstance(memory, int) and not sl.MEMORY_MIN_BYTES <= memory <= sl.MEMORY_MAX_BYTES:
+            problems.append(f"memory_limit: {sl.MEMORY_MIN_BYTES} to {sl.MEMORY_MAX_BYTES} bytes")
         timeout = get("execution_timeout_secs", (int, float), sl.TIMEOUT_DEFAULT_S)
         if isinstance(timeout, (int, float)) and not 0 < timeout <= sl.TIMEOUT_MAX_S:
             problems.append(f"execution_timeout_secs: above 0 and at most {sl.TIMEOUT_MAX_S:g}")

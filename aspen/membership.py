@@ -17,11 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
-from aspen import protocol as p
-from aspen.handlers import Handler, NativeHandlers
-from storage.errors import AspenError, ErrorCode
+from aspen import fields as p
+from aspen.native_handlers import NativeHandlers
+from aspen.server import RequestHandler
+from cluster import node_registry
+from cluster.node_registry import NodeRecord
+from wire.address import split_host_port
+from wire.errors import AspenError, ErrorCode
 
 MEMBERSHIP_TIMEOUT_S = 20.0
 TRANSFER_TIMEOUT_S = 3.0
@@ -29,9 +31,10 @@ TRANSFER_TIMEOUT_S = 3.0
 
 def _addr(req: dict[str, Any], name: str) -> str:
     value = p.optional_str(req, name, 255)
-    host, _, port = (value or "").rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise AspenError(ErrorCode.INVALID_REQUEST, f"{name}: a host:port address")
+    try:
+        split_host_port(value or "")
+    except ValueError:
+        raise AspenError(ErrorCode.INVALID_REQUEST, f"{name}: a host:port address") from None
     return value or ""
 
 
@@ -40,7 +43,7 @@ class MembershipHandlers:
         self.native = native
         self.node = native.node
         self._client_addr_of = client_addr_of
-        self.table: dict[str, Handler] = {"AddNode": self.add_node, "RemoveNode": self.remove_node}
+        self.table: dict[str, RequestHandler] = {"AddNode": self.add_node, "RemoveNode": self.remove_node}
 
     def _require_leader(self) -> None:
         if not self.node.is_leader():
@@ -48,13 +51,8 @@ class MembershipHandlers:
             hint = {"leader_id": leader, "leader_addr": self._client_addr_of(leader)} if leader else {}
             raise AspenError(ErrorCode.NOT_LEADER, "membership changes are made on the leader", **hint)
 
-    def _registry(self) -> dict[int, dict[str, Any]]:
-        out = {}
-        for key, raw in self.node.read(lambda s: s.meta_items("nodes")):
-            info = msgpack.unpackb(raw, raw=False)
-            if isinstance(info, dict):
-                out[int(key)] = info
-        return out
+    def _registry(self) -> dict[int, NodeRecord]:
+        return self.node.read(node_registry.records)
 
     async def add_node(self, req: dict[str, Any]) -> dict[str, Any]:
         node_id = p.optional_int(req, "node_id", 0, 1, 2**31)
@@ -64,25 +62,24 @@ class MembershipHandlers:
         self._require_leader()
         members = {m["raft_addr"] for m in self.node.status()["members"]}
         registry = self._registry()
-        if node_id in registry and registry[node_id].get("raft_addr") in members:
+        if node_id in registry and registry[node_id].raft_addr in members:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"node {node_id} is already a member")
         if raft_addr in members:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"{raft_addr} is already a member")
-        info = msgpack.packb({"raft_addr": raft_addr, "client_addr": client_addr}, use_bin_type=True)
-        await self.native.commit(["meta_put", "nodes", str(node_id), info])
+        await self.native.commit(node_registry.put_op(node_id, NodeRecord(raft_addr, client_addr)))
         await self.node.change_membership("add", raft_addr, MEMBERSHIP_TIMEOUT_S)
         return {"type": "MembershipChanged", "added": node_id, "raft_addr": raft_addr}
 
     async def remove_node(self, req: dict[str, Any]) -> dict[str, Any]:
         node_id = p.optional_int(req, "node_id", 0, 1, 2**31)
-        info = self._registry().get(node_id)
-        if info is None:
+        rec = self._registry().get(node_id)
+        if rec is None:
             raise AspenError(ErrorCode.NOT_FOUND, f"no node {node_id} in the cluster registry")
         self._require_leader()
         if node_id == self.node.node_id:
             new_leader = await self.node.transfer_leadership(TRANSFER_TIMEOUT_S)
             raise AspenError(ErrorCode.NOT_LEADER, f"leadership handed to node {new_leader}; retry there",
                              leader_id=new_leader, leader_addr=self._client_addr_of(new_leader))
-        await self.node.change_membership("remove", info["raft_addr"], MEMBERSHIP_TIMEOUT_S)
-        await self.native.commit(["meta_del", "nodes", str(node_id)])
+        await self.node.change_membership("remove", rec.raft_addr, MEMBERSHIP_TIMEOUT_S)
+        await self.native.commit(node_registry.delete_op(node_id))
         return {"type": "MembershipChanged", "removed": node_id}

@@ -12,28 +12,40 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from aspen.codes import OUTCOMES
 from aspen.credentials import Token
-from sandbox import SandboxCode
-from storage.errors import ErrorCode
 
 if TYPE_CHECKING:
-    from aspen.node import AspenNode
+    from aspen.plugins.manager import PluginManager
+    from aspen.server import Server
+    from cluster import ReplicatedNode
+
+
+class MetricsSource(Protocol):
+    """What the metrics read of the node (AspenNode is one): passed in, so metrics and the node
+    do not import each other."""
+
+    cfg: Any  # its node_id
+    replicated: ReplicatedNode
+    plugins: PluginManager
+    server: Server | None
+    table: dict[str, Any]  # the native request types
 
 REQUEST_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 HTTP_REQUEST_MAX_BYTES = 8192
 CHILDREN_CACHE_MAX = 4096
-_OUTCOMES = frozenset({"ok", "INTERNAL", *ErrorCode, *SandboxCode})
+_OUTCOMES = OUTCOMES
 _ROLES = ("follower", "candidate", "leader")
 _STATES = ("Loading", "Initializing", "Ready", "Degraded", "Stopping", "Stopped", "Failed")
 
 
 class NodeCollector:
-    def __init__(self, node: AspenNode) -> None:
+    def __init__(self, node: MetricsSource) -> None:
         self.node = node
 
     def collect(self) -> Iterator[Metric]:
@@ -84,7 +96,7 @@ class NodeCollector:
 
 
 class Metrics:
-    def __init__(self, node: AspenNode) -> None:
+    def __init__(self, node: MetricsSource) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("aspen_requests", "Requests by type and outcome", ["type", "outcome"],
                                 registry=self.registry)

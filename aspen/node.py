@@ -25,23 +25,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from aspen import auth, keys, tls
 from aspen.client import AsyncClient
+from aspen.codes import wire_error
 from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
-from aspen.handlers import Handler, NativeHandlers
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
-from aspen.plugins.handlers import PluginHandlers
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins.manager import PluginManager
-from aspen.server import Finish, Server, Token
+from aspen.plugins.registry_handlers import PluginHandlers
+from aspen.server import Finish, RequestHandler, Server, Token
 from aspen.version import aspen_version
-from cluster import RaftConfig, ReplicatedNode
+from cluster import RaftConfig, ReplicatedNode, node_registry
+from cluster.errors import ClusterCode, ClusterError
+from cluster.node_registry import NodeRecord
 from storage.blobs import BlobStore
 from storage.durable import ensure_private_dir
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
+from wire.address import split_host_port
+from wire.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.node")
 
@@ -76,20 +79,13 @@ class NodeConfig:
     insecure_plaintext: bool = False  # allow a non-loopback client port without TLS
 
 
-def split_addr(addr: str) -> tuple[str, int]:
-    host, sep, port = addr.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"not a host:port address: {addr!r}")
-    return host, int(port)
-
-
 def parse_id_map(text: str | None, what: str) -> dict[int, str]:
     out: dict[int, str] = {}
     for item in filter(None, (text or "").split(",")):
         nid, sep, addr = item.partition("=")
         if not sep or not nid.strip().isdigit():
             raise ValueError(f"{what}: expected ID=HOST:PORT, got {item!r}")
-        split_addr(addr.strip())
+        split_host_port(addr.strip())
         out[int(nid)] = addr.strip()
     return out
 
@@ -136,7 +132,7 @@ class AspenNode:
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
         self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
-        self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
+        self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
                                           **self.credentials.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None
@@ -172,8 +168,8 @@ class AspenNode:
             raise SystemExit(
                 "aspen-node: a multi-node cluster needs a cluster secret: --cookie-file FILE or ASPEN_COOKIE"
             )
-        host, _ = split_addr(self.cfg.listen)
-        raft_host, _ = split_addr(self.cfg.raft)
+        host, _ = split_host_port(self.cfg.listen)
+        raft_host, _ = split_host_port(self.cfg.raft)
         if not (_is_loopback(host) and _is_loopback(raft_host)):
             raise SystemExit("aspen-node: listening beyond loopback needs a cluster secret (--cookie-file)")
         own = self.cfg.data_dir / "raft-secret"
@@ -191,7 +187,7 @@ class AspenNode:
         """
         cfg = self.cfg
         if cfg.cert_file is None or cfg.key_file is None:
-            host, _ = split_addr(cfg.listen)
+            host, _ = split_host_port(cfg.listen)
             if not _is_loopback(host) and not cfg.insecure_plaintext:
                 raise SystemExit(
                     f"aspen-node: clients on {cfg.listen} would talk in plaintext: give --cert-file and --key-file "
@@ -246,7 +242,7 @@ class AspenNode:
     async def start(self) -> None:
         await self.replicated.start()
         await self.plugins.start()
-        host, port = split_addr(self.cfg.listen)
+        host, port = split_host_port(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
         self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
                              observe=self.metrics.observe, ssl_context=self.server_tls,
@@ -256,7 +252,7 @@ class AspenNode:
         if self.cfg.metrics_listen:
             if self.cfg.metrics_auth:
                 self.metrics.check_credential = self.credentials.check_credential
-            mhost, mport = split_addr(self.cfg.metrics_listen)
+            mhost, mport = split_host_port(self.cfg.metrics_listen)
             await self.metrics.serve(mhost, mport)
         log.info("node %d ready: clients on %s, raft on %s", self.cfg.node_id, self.cfg.listen, self.cfg.raft)
 
@@ -273,18 +269,16 @@ class AspenNode:
 
     async def _register_self(self) -> None:
         """Record this node's addresses in the replicated registry (until it sticks)."""
-        client_addr = self.cfg.advertise_client or self.cfg.listen
-        info = msgpack.packb({"raft_addr": self.cfg.raft, "client_addr": client_addr}, use_bin_type=True)
-        key = str(self.cfg.node_id)
+        mine = NodeRecord(raft_addr=self.cfg.raft, client_addr=self.cfg.advertise_client or self.cfg.listen)
+        node_id = self.cfg.node_id
         while True:
-            current = self.replicated.read(lambda s: s.meta_get("nodes", key))
-            if current == info:
+            if self.replicated.read(lambda s: node_registry.raw_record(s, node_id)) == mine.encode():
                 return
             try:
-                await self.native.commit(["meta_put", "nodes", key, info])
+                await self.native.commit(node_registry.put_op(node_id, mine))
                 return
             except AspenError as exc:
-                log.debug("registering node %s: %s", key, exc)
+                log.debug("registering node %s: %s", node_id, exc)
                 await asyncio.sleep(REGISTER_RETRY_S)
 
     # -- peers -----------------------------------------------------------------------------
@@ -292,11 +286,9 @@ class AspenNode:
     def client_addr_of(self, node_id: int) -> str | None:
         if node_id == self.cfg.node_id:
             return self.cfg.advertise_client or self.cfg.listen
-        raw = self.replicated.read(lambda s: s.meta_get("nodes", str(node_id)))
-        if raw is not None:
-            info = msgpack.unpackb(raw, raw=False)
-            if isinstance(info, dict) and isinstance(info.get("client_addr"), str):
-                return info["client_addr"]
+        rec = self.replicated.read(lambda s: node_registry.record(s, node_id))
+        if rec is not None and rec.client_addr is not None:
+            return rec.client_addr
         return self.cfg.peer_clients.get(node_id)
 
     def peer_client(self, node_id: int) -> AsyncClient:
@@ -312,19 +304,23 @@ class AspenNode:
         return client
 
     def peer_ids(self) -> list[int]:
-        registered = {int(k) for k, _ in self.replicated.read(lambda s: s.meta_items("nodes"))}
+        registered = self.replicated.read(node_registry.node_ids)
         return sorted((registered | set(self.cfg.peers)) - {self.cfg.node_id})
 
     async def peer_request(self, node_id: int, rtype: str, **fields: Any) -> dict[str, Any]:
         return await self.peer_client(node_id).request(rtype, **fields)
 
     async def _fetch_blob_from_peer(self, node_id: int, blob_hash: str) -> bytes:
-        reply = await self.peer_client(node_id).request("GetBlob", hash=blob_hash, local=True)
+        """Blob sync's fetch (cluster/blobsync.py), so its failures are in cluster's codes."""
+        try:
+            reply = await self.peer_client(node_id).request("GetBlob", hash=blob_hash, local=True)
+        except AspenError as exc:
+            raise ClusterError(ClusterCode.UNAVAILABLE, f"node {node_id}: {exc}") from exc
         if not reply.get("found"):
-            raise AspenError(ErrorCode.BLOB_NOT_FOUND, f"node {node_id} does not hold {blob_hash}")
+            raise ClusterError(ClusterCode.BLOB_NOT_FOUND, f"node {node_id} does not hold {blob_hash}")
         data = reply.get("data")
         if not isinstance(data, bytes):
-            raise AspenError(ErrorCode.BLOB_CORRUPT, f"node {node_id} sent no bytes for {blob_hash}")
+            raise ClusterError(StorageCode.BLOB_CORRUPT, f"node {node_id} sent no bytes for {blob_hash}")
         return data
 
 
@@ -370,8 +366,8 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
     )
     try:
-        split_addr(args.listen)
-        split_addr(args.raft)
+        split_host_port(args.listen)
+        split_host_port(args.raft)
         peers = parse_id_map(args.peers, "--peers")
         peer_clients = parse_id_map(args.peer_clients, "--peer-clients")
         cookie = auth.load_cookie(cookie_file=args.cookie_file)
@@ -444,6 +440,8 @@ def _main(argv: list[str] | None) -> int:
         uvloop.run(serve(cfg))
     except KeyboardInterrupt:
         pass  # Ctrl-C is this server's way to stop: a clean exit, as SIGTERM
+    except (ClusterError, StorageError) as exc:  # a start that failed below: its line names the code
+        raise wire_error(exc) from exc
     return 0
 
 

@@ -1,14 +1,13 @@
-"""Wire format (docs/PROTOCOL.md): u32 big-endian length + msgpack map [+ session tag], and
-field checks.
+"""Wire format (docs/PROTOCOL.md): u32 big-endian length + msgpack map [+ session tag].
 
 Every frame that arrives is bounded before it is buffered (its length: a few KiB before the
-peer authenticated, FRAME_MAX_BYTES after) and before it is decoded (WIRE_BOUND: sandbox's C
-walker prices the whole message, so decoded memory stays within a small multiple of the frame,
-however its containers nest). After the handshake each frame also carries a session tag
-(aspen/session.py), checked before its body is decoded.
+peer authenticated, FRAME_MAX_BYTES after) and before it is decoded (WIRE_BOUND: the C walker
+of wire/msgwalk.h prices the whole message, so decoded memory stays within a small multiple of
+the frame, however its containers nest). After the handshake each frame also carries a session
+tag (aspen/session.py), checked before its body is decoded.
 
-The field helpers are the one place request fields are checked, by the node and by plugins'
-request routing alike; each raises AspenError(INVALID_REQUEST) naming the field.
+The client and the server both use it; it loads nothing of the server (request fields are
+checked in aspen/fields.py).
 """
 
 from __future__ import annotations
@@ -19,32 +18,25 @@ from typing import Any
 import msgpack
 
 from aspen.session import TAG_BYTES, FrameMac
-from sandbox import _guestcall
-from sandbox.decode import DecodeBound
-from storage.blobs import check_hash
-from storage.errors import AspenError, ErrorCode
-from storage.state import validate_key
+from wire import _msgwalk
+from wire.errors import AspenError, ErrorCode
+from wire.limits import FRAME_MAX_BYTES, PREAUTH_FRAME_MAX_BYTES
 
 PROTOCOL_VERSION = 2
-FRAME_MAX_BYTES = 64 * 1024 * 1024
-# Before the peer proved the cookie: Hello, Auth and AuthOk are under 200 bytes each.
-PREAUTH_FRAME_MAX_BYTES = 4 * 1024
 TYPE_MAX_CHARS = 128
-# Whole-message decoding bound (sandbox/_guestcall.c's model of what CPython allocates): at
-# most 32 times the frame plus 64 KiB, never over 256 MiB, nested at most 32 deep. A page of
-# 10,000 small scan entries prices at ~16 times its bytes; a blob at about once.
-WIRE_BOUND = DecodeBound(depth_max=32, bytes_per_byte=32, slack_bytes=64 * 1024, max_bytes=256 * 1024 * 1024)
-# Unpacked once: DecodeBound.as_tuple (dataclasses.astuple) costs ~6 us, ten times the decode.
-_WIRE_BOUND_ARGS = WIRE_BOUND.as_tuple()
+# Whole-message decoding bound (wire/msgwalk.h's model of what CPython allocates), in the order
+# its Bound has them (sandbox/decode.py's DecodeBound): at most 32 times the frame plus 64 KiB,
+# never over 256 MiB, nested at most 32 deep. A page of 10,000 small scan entries prices at ~16
+# times its bytes; a blob at about once.
+WIRE_BOUND = (32, 32, 64 * 1024, 256 * 1024 * 1024)  # depth_max, bytes_per_byte, slack_bytes, max_bytes
 _LEN = struct.Struct(">I")
 _packb = msgpack.Packer(use_bin_type=True, autoreset=True).pack
 
 
 # Frames queued in one event-loop turn leave together. Up to this many bytes they are joined
-# into one write: under TLS that is one record (one encryption) instead of one per frame. Pings
-# at 64 in flight, client and server in one process: TLS cost 5 us a request more CPU than
-# plaintext (24 against 19) with a record per frame, about nothing joined; plaintext the same
-# either way. Past the bound they go as a writev, so a large blob is never copied to be joined.
+# into one write: under TLS that is one record (one encryption) instead of one per frame, which
+# was most of TLS's CPU cost per small request (benchmarks/README.md). Past the bound they go
+# as a writev, so a large blob is never copied to be joined.
 JOIN_MAX_BYTES = 64 * 1024
 
 
@@ -80,7 +72,7 @@ def decode_body(body: bytes) -> dict[str, Any]:
     frame of nested arrays decoded to over 1 GiB), so the C walker prices the whole message
     first, without allocating; only then is it decoded.
     """
-    problem = _guestcall.decode_bound(body, *_WIRE_BOUND_ARGS)  # sandbox/decode.py's walker, no allocation
+    problem = _msgwalk.decode_bound(body, *WIRE_BOUND)  # no allocation
     if problem is not None:
         raise ProtocolError(ErrorCode.MALFORMED_FRAME, f"frame body refused: {problem}")
     try:
@@ -166,99 +158,3 @@ class FrameDecoder:
     @property
     def buffered_bytes(self) -> int:
         return len(self._buf) - self._pos
-
-
-# -- request fields ---------------------------------------------------------------------------
-
-
-def _name(name: str, where: str | None) -> str:
-    return f"{where}.{name}" if where else name
-
-
-def _invalid(name: str, where: str | None, what: str) -> AspenError:
-    return AspenError(ErrorCode.INVALID_REQUEST, f"{_name(name, where)}: {what}")
-
-
-def require_str(req: dict[str, Any], name: str, *, where: str | None = None) -> str:
-    """A key field: a UTF-8 str of 1 to 1,024 bytes outside the reserved prefix.
-
-    Raises INVALID_REQUEST (missing, not a str, empty), KEY_TOO_LARGE or RESERVED_KEY.
-    """
-    value = req.get(name)
-    if value is None:
-        raise _invalid(name, where, "is required")
-    error = validate_key(value, _name(name, where))
-    if error is not None:
-        raise AspenError(error.code, error.message)
-    return value
-
-
-def optional_str(req: dict[str, Any], name: str, max_chars: int = 4096) -> str | None:
-    value = req.get(name)
-    if value is None:
-        return None
-    if not isinstance(value, str) or len(value) > max_chars:
-        raise _invalid(name, None, f"must be a string of at most {max_chars} characters")
-    return value
-
-
-def require_bytes(
-    req: dict[str, Any],
-    name: str,
-    *,
-    where: str | None = None,
-    max_bytes: int | None = None,
-    code: ErrorCode = ErrorCode.VALUE_TOO_LARGE,
-) -> bytes:
-    value = req.get(name)
-    if value is None:
-        raise _invalid(name, where, "is required")
-    if not isinstance(value, bytes):
-        raise _invalid(name, where, "must be bytes (msgpack bin)")
-    if max_bytes is not None and len(value) > max_bytes:
-        raise AspenError(code, f"{_name(name, where)}: {len(value)} bytes is over {max_bytes}")
-    return value
-
-
-def optional_bytes(req: dict[str, Any], name: str) -> bytes | None:
-    value = req.get(name)
-    if value is not None and not isinstance(value, bytes):
-        raise _invalid(name, None, "must be bytes (msgpack bin) or nil")
-    return value
-
-
-def optional_bool(req: dict[str, Any], name: str, default: bool) -> bool:
-    value = req.get(name, default)
-    if not isinstance(value, bool):
-        raise _invalid(name, None, "must be a boolean")
-    return value
-
-
-def require_int(req: dict[str, Any], name: str, lo: int, hi: int, *, where: str | None = None) -> int:
-    value = req.get(name)
-    # bool is an int subclass in Python but not an integer on the wire.
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _invalid(name, where, f"must be an integer from {lo} to {hi}")
-    return value
-
-
-def optional_int(req: dict[str, Any], name: str, default: int, lo: int, hi: int) -> int:
-    value = req.get(name)
-    if value is None:
-        return default
-    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
-        raise _invalid(name, None, f"must be an integer from {lo} to {hi}")
-    return value
-
-
-def require_list(req: dict[str, Any], name: str, max_items: int) -> list[Any]:
-    value = req.get(name)
-    if not isinstance(value, list):
-        raise _invalid(name, None, "must be a list")
-    if len(value) > max_items:
-        raise _invalid(name, None, f"at most {max_items} items")
-    return value
-
-
-def require_hash(req: dict[str, Any], name: str) -> str:
-    return check_hash(req.get(name))

@@ -38,6 +38,7 @@ from time import perf_counter
 from typing import Any
 
 from aspen.auth import NONCE_BYTES, Cookie, client_proof, new_nonce, server_proof
+from aspen.codes import LAYER_ERRORS, wire_error
 from aspen.protocol import (
     FRAME_MAX_BYTES,
     PREAUTH_FRAME_MAX_BYTES,
@@ -49,7 +50,7 @@ from aspen.protocol import (
     write_frames,
 )
 from aspen.session import FrameMac, SessionKeys
-from storage.errors import AspenError, Error, ErrorCode
+from wire.errors import Error, ErrorCode
 
 log = logging.getLogger("aspen.server")
 
@@ -468,7 +469,8 @@ def _answer(request_id: int, rtype: str, response: dict[str, Any] | None,
             return frame, "ok"
         except Exception as exc:
             error = exc
-    if isinstance(error, AspenError):
+    if isinstance(error, LAYER_ERRORS):
+        error = wire_error(error)
         return error_frame(request_id, error.code, error.message, mac, **error.error.details), str(error.code)[:64]
     log.error("request %d (%s) failed", request_id, rtype, exc_info=error)
     return (error_frame(request_id, ErrorCode.INTERNAL, f"internal error in request {request_id}; see node log", mac),

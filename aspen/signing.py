@@ -34,7 +34,7 @@ import nacl.signing
 
 from aspen.manifest import Manifest
 from sandbox.permissions import PERMISSION_NAMES
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 ALGORITHM = "ed25519"
 FORMAT = "aspen-manifest-v1"

@@ -47,8 +47,8 @@ from aspen.client import AsyncClient
 from benchmarks.report import write_section
 from cluster.config import RaftConfig
 from deploy.launcher import LocalCluster, proc_status_kib
-from storage.errors import AspenError
 from storage.limits import BATCH_OPS_MAX
+from wire.errors import AspenError
 
 VALUE_BYTES = 100
 KEY_FORMAT = "large/{:09d}"

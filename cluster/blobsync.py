@@ -12,8 +12,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+from cluster.errors import ClusterCode, ClusterError
 from storage.blobs import BlobStore
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
 
 log = logging.getLogger("aspen.blobsync")
 
@@ -89,7 +90,7 @@ class BlobSync:
                         await self._record_holder(blob_hash, self._store.size(blob_hash))
                     continue
                 await self.ensure(blob_hash)
-            except AspenError as exc:
+            except (ClusterError, StorageError) as exc:
                 self.failed += 1
                 log.warning("could not fetch blob %s: %s", blob_hash, exc)
             except Exception:  # a malformed reply or a bug: this blob fails, the worker goes on
@@ -123,7 +124,7 @@ class BlobSync:
         for attempt in range(FETCH_ATTEMPTS_MAX):
             holders = [h for h in self._holders_of(blob_hash) if h != self._node_id]
             if not holders:
-                raise AspenError(ErrorCode.BLOB_NOT_FOUND, f"no node holds blob {blob_hash}")
+                raise ClusterError(ClusterCode.BLOB_NOT_FOUND, f"no node holds blob {blob_hash}")
             for holder in holders:
                 try:
                     data = await self._fetch(holder, blob_hash)
@@ -131,11 +132,11 @@ class BlobSync:
                     self.fetched += 1
                     await self._record_holder(blob_hash, ref.size)
                     return data
-                except AspenError as exc:
+                except (ClusterError, StorageError) as exc:
                     last = exc
-                    if exc.code == ErrorCode.BLOB_CORRUPT:
+                    if exc.code == StorageCode.BLOB_CORRUPT:
                         log.error("node %s sent corrupt bytes for blob %s", holder, blob_hash)
                 except (OSError, TimeoutError) as exc:
                     last = exc
             await asyncio.sleep(RETRY_DELAY_S * (attempt + 1))
-        raise AspenError(ErrorCode.BLOB_NOT_FOUND, f"blob {blob_hash} unreachable: {last}")
+        raise ClusterError(ClusterCode.BLOB_NOT_FOUND, f"blob {blob_hash} unreachable: {last}")

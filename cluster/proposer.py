@@ -20,7 +20,7 @@ from typing import Any
 import msgpack
 from pysyncobj import FAIL_REASON
 
-from storage.errors import AspenError, ErrorCode
+from cluster.errors import ClusterCode, ClusterError
 
 ENTRY_HEADER_MAX_BYTES = 5  # the msgpack array header in front of an entry's ops
 Submit = Callable[[bytes, Callable[[Any, int], None]], None]
@@ -37,13 +37,13 @@ def _array_header(count: int) -> bytes:
     return b"\xdd" + struct.pack(">I", count)
 
 
-def failure_error(reason: int) -> AspenError:
+def failure_error(reason: int) -> ClusterError:
     if reason == FAIL_REASON.QUEUE_FULL:
-        return AspenError(ErrorCode.OVERLOADED, "the Raft command queue is full; retry later", applied="no")
+        return ClusterError(ClusterCode.OVERLOADED, "the Raft command queue is full; retry later", applied="no")
     if reason in _NOT_APPLIED:
-        return AspenError(ErrorCode.UNAVAILABLE, "no leader is available to commit the write", applied="no")
-    return AspenError(
-        ErrorCode.UNAVAILABLE,
+        return ClusterError(ClusterCode.UNAVAILABLE, "no leader is available to commit the write", applied="no")
+    return ClusterError(
+        ClusterCode.UNAVAILABLE,
         "leadership changed before the write was confirmed; it may or may not have applied",
         applied="unknown",
     )
@@ -78,10 +78,10 @@ class Proposer:
     def propose(self, op: list[Any]) -> asyncio.Future[Any]:
         """Queue one op; the future resolves to (result, log_index) once applied."""
         if len(self._pending) >= self._pending_max:
-            raise AspenError(ErrorCode.OVERLOADED, "too many writes waiting for the log; retry later")
+            raise ClusterError(ClusterCode.OVERLOADED, "too many writes waiting for the log; retry later")
         op_bytes = self._packer.pack(op)
         if len(op_bytes) + ENTRY_HEADER_MAX_BYTES > self._entry_max_bytes:
-            raise AspenError(ErrorCode.VALUE_TOO_LARGE,
+            raise ClusterError(ClusterCode.VALUE_TOO_LARGE,
                              f"one write of {len(op_bytes)} bytes is over the log entry limit {self._entry_max_bytes}",
                              applied="no")
         fut: asyncio.Future[Any] = self._loop.create_future()
@@ -132,7 +132,7 @@ class Proposer:
                     if not fut.done():
                         fut.set_result((result, index))
             else:  # the entry could not be decoded on apply: a bug, never a silent drop
-                error = AspenError(ErrorCode.INTERNAL, f"log entry {index} gave {len(results)} results")
+                error = ClusterError(ClusterCode.INTERNAL, f"log entry {index} gave {len(results)} results")
                 for fut in futures:
                     if not fut.done():
                         fut.set_exception(error)
@@ -145,7 +145,7 @@ class Proposer:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
 
-    def fail_all(self, error: AspenError) -> None:
+    def fail_all(self, error: ClusterError) -> None:
         while self._pending:
             _, fut = self._pending.popleft()
             if not fut.done():

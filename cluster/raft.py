@@ -17,6 +17,7 @@ import logging
 import os
 import pickle
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,8 @@ log = logging.getLogger("aspen.cluster")
 # fail at some later moment in a way that looks like a Raft bug. Refuse to import instead.
 PYSYNCOBJ_WRITTEN_FOR = "0.3.17"
 _PRIVATE_METHODS = ("_SyncObj__onMessageReceived", "_SyncObj__getEntries", "_SyncObj__sendNextNodeIdx",
-                    "_SyncObj__onBecomeLeader", "_SyncObj__applyLogEntries", "_applyCommand", "_getFuncName")
+                    "_SyncObj__onBecomeLeader", "_SyncObj__applyLogEntries", "_applyCommand", "_getFuncName",
+                    "_isLeader", "_getLeader")
 if PYSYNCOBJ_VERSION != PYSYNCOBJ_WRITTEN_FOR or not all(hasattr(SyncObj, m) for m in _PRIVATE_METHODS):
     raise ImportError(f"cluster/raft.py relies on pysyncobj {PYSYNCOBJ_WRITTEN_FOR}'s internals; "
                       f"pysyncobj {PYSYNCOBJ_VERSION} is installed (pyproject.toml pins the version)")
@@ -53,6 +55,31 @@ SNAPSHOT_FORMAT_VERSION = 1
 Applier = Callable[[bytes, int, int], Any]
 # A command is pickle((method id, (payload,)), protocol 5) behind pysyncobj's type byte.
 COMMAND_OVERHEAD_BYTES = 64
+
+
+_ROLES = {0: "follower", 1: "candidate", 2: "leader"}  # pysyncobj's _RAFT_STATE
+# getStatus() names each member's entries by these prefixes and the member's address.
+_PEER_CONNECTED, _PEER_NEXT_INDEX, _PEER_MATCH_INDEX = (
+    "partner_node_status_server_", "next_node_idx_server_", "match_idx_server_")
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    connected: bool
+    next_index: int | None  # the leader's replication progress for this member; None elsewhere
+    match_index: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class RaftStatus:
+    """pysyncobj's getStatus(), read once (RaftCore.raft_status)."""
+
+    role: str  # "follower", "candidate", "leader" or "unknown"
+    term: int
+    commit_index: int
+    has_quorum: bool
+    log_len: int
+    peers: dict[str, PeerStatus]  # by Raft address, the other voting members
 
 
 class SnapshotFile:
@@ -259,6 +286,25 @@ class RaftCore(SyncObj):
 
     def is_leader(self) -> bool:
         return self._isLeader()
+
+    def leader_address(self) -> str | None:
+        """The last leader this member heard of (pysyncobj's view: it may be stale)."""
+        leader = self._getLeader()
+        return None if leader is None else leader.address
+
+    def raft_status(self) -> RaftStatus:
+        st = self.getStatus()
+        peers = {
+            key[len(_PEER_CONNECTED):]: PeerStatus(
+                connected=value == 2,
+                next_index=st.get(_PEER_NEXT_INDEX + key[len(_PEER_CONNECTED):]),
+                match_index=st.get(_PEER_MATCH_INDEX + key[len(_PEER_CONNECTED):]),
+            )
+            for key, value in st.items() if key.startswith(_PEER_CONNECTED)
+        }
+        return RaftStatus(role=_ROLES.get(st["state"], "unknown"), term=st["raft_term"],
+                          commit_index=st["commit_idx"], has_quorum=bool(st["has_quorum"]),
+                          log_len=st["log_len"], peers=peers)
 
     def term(self) -> int:
         return self.raftCurrentTerm

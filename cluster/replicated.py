@@ -14,20 +14,24 @@ import logging
 import os
 import threading
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 import msgpack
 from pysyncobj import FAIL_REASON
 
+from cluster import node_registry
 from cluster.blobsync import BlobSync
 from cluster.config import RaftConfig
+from cluster.errors import ClusterCode, ClusterError
 from cluster.events import ClusterEvent, EventBus
 from cluster.proposer import Proposer, failure_error
 from cluster.raft import RaftCore, SnapshotFile
 from storage import snapshot as state_snapshot
 from storage.blobs import BlobStore
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode
 from storage.state import StateMachine
+from wire.deadline import with_deadline
 
 log = logging.getLogger("aspen.cluster")
 
@@ -36,7 +40,6 @@ FetchBlob = Callable[[int, str], Awaitable[bytes]]
 
 LEADER_POLL_PERIOD_S = 0.05
 UNPACK_LIMITS = {"max_bin_len": 64 * 1024 * 1024, "max_str_len": 16 * 1024 * 1024}
-_RAFT_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 
 
 class ReplicatedNode:
@@ -95,7 +98,7 @@ class ReplicatedNode:
             self._leader_task.cancel()
         await self.blob_sync.stop()
         if self._proposer is not None:
-            self._proposer.fail_all(AspenError(ErrorCode.UNAVAILABLE, "node is shutting down", applied="no"))
+            self._proposer.fail_all(ClusterError(ClusterCode.UNAVAILABLE, "node is shutting down", applied="no"))
         if self._raft is not None:
             raft = self._raft
             self._raft = None
@@ -159,7 +162,7 @@ class ReplicatedNode:
     def propose(self, op: list[Any]) -> asyncio.Future[Any]:
         """Future of (result, index); result is ("ok", dict) or ("err", code, message, details)."""
         if self._proposer is None:
-            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started", applied="no")
+            raise ClusterError(ClusterCode.UNAVAILABLE, "node is not started", applied="no")
         return self._proposer.propose(op)
 
     async def barrier(self, timeout_s: float) -> None:
@@ -175,12 +178,9 @@ class ReplicatedNode:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
         if not raft.request_read(fut):
-            raise AspenError(ErrorCode.OVERLOADED, "too many linearizable reads waiting; retry later")
-        handle = loop.call_later(timeout_s, _expire, fut, f"read index not confirmed within {timeout_s}s")
-        try:
-            return await fut
-        finally:
-            handle.cancel()
+            raise ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
+        return await with_deadline(fut, timeout_s, partial(ClusterError, ClusterCode.TIMEOUT,
+                                                            f"read index not confirmed within {timeout_s}s"))
 
     def _on_read_index(self, results: list[tuple[Any, int | None, str | None]]) -> None:
         # pysyncobj's thread: one hand-over to the loop per confirmed batch, not per read.
@@ -199,7 +199,7 @@ class ReplicatedNode:
         try:
             await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
-            raise AspenError(ErrorCode.TIMEOUT, f"index {index} not applied within {timeout_s}s") from None
+            raise ClusterError(ClusterCode.TIMEOUT, f"index {index} not applied within {timeout_s}s") from None
 
     def read(self, fn: Callable[[StateMachine], T]) -> T:
         with self._lock:
@@ -212,19 +212,19 @@ class ReplicatedNode:
         return self._applied_index
 
     def is_leader(self) -> bool:
-        return self._raft is not None and self._raft._isLeader()
+        return self._raft is not None and self._raft.is_leader()
 
     def leader_id(self) -> int | None:
         raft = self._raft
-        leader = raft._getLeader() if raft is not None else None
+        leader = raft.leader_address() if raft is not None else None
         if leader is None:
             return None
-        return self.node_id_of(leader.address)
+        return self.node_id_of(leader)
 
     def node_id_of(self, raft_addr: str) -> int | None:
         nid = self._addr_to_id.get(raft_addr)
         if nid is None:
-            nid = self.read(lambda s: _node_id_from_registry(s, raft_addr))
+            nid = self.read(lambda s: node_registry.node_id_of(s, raft_addr))
             if nid is not None:
                 self._addr_to_id[raft_addr] = nid
         return nid
@@ -232,29 +232,27 @@ class ReplicatedNode:
     def status(self) -> dict[str, Any]:
         raft = self._raft
         if raft is None:
-            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started")
-        st = raft.getStatus()
+            raise ClusterError(ClusterCode.UNAVAILABLE, "node is not started")
+        st = raft.raft_status()
         members: list[dict[str, Any]] = [
             {"raft_addr": self.cfg.raft_addr, "node_id": self.node_id, "connected": True, "self": True}
         ]
-        for key, value in st.items():
-            if key.startswith("partner_node_status_server_"):
-                addr = key[len("partner_node_status_server_") :]
-                member: dict[str, Any] = {"raft_addr": addr, "node_id": self.node_id_of(addr),
-                                          "connected": value == 2, "self": False}
-                if st["state"] == 2:  # the leader's replication progress for each member
-                    member["next_index"] = st.get("next_node_idx_server_" + addr)
-                    member["match_index"] = st.get("match_idx_server_" + addr)
-                members.append(member)
+        for addr, peer in st.peers.items():
+            member: dict[str, Any] = {"raft_addr": addr, "node_id": self.node_id_of(addr),
+                                      "connected": peer.connected, "self": False}
+            if st.role == "leader":  # the leader's replication progress for each member
+                member["next_index"] = peer.next_index
+                member["match_index"] = peer.match_index
+            members.append(member)
         return {
             "node_id": self.node_id,
             "leader_id": self.leader_id(),
-            "role": _RAFT_ROLES.get(st["state"], "unknown"),
-            "term": st["raft_term"],
-            "commit_index": st["commit_idx"],
+            "role": st.role,
+            "term": st.term,
+            "commit_index": st.commit_index,
             "applied_index": self._applied_index,
-            "has_quorum": bool(st["has_quorum"]),
-            "log_len": st["log_len"],
+            "has_quorum": st.has_quorum,
+            "log_len": st.log_len,
             "members": members,
         }
 
@@ -263,8 +261,8 @@ class ReplicatedNode:
     async def change_membership(self, action: str, raft_addr: str, timeout_s: float) -> None:
         """Add or remove a member through pysyncobj's dynamic membership (a log entry)."""
         raft = self.raft_core()
-        if not raft._isLeader():
-            raise AspenError(ErrorCode.NOT_LEADER, "membership changes are made on the leader",
+        if not raft.is_leader():
+            raise ClusterError(ClusterCode.NOT_LEADER, "membership changes are made on the leader",
                              leader_id=self.leader_id())
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
@@ -279,11 +277,11 @@ class ReplicatedNode:
         try:
             err = await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
-            raise AspenError(ErrorCode.TIMEOUT, f"{action} {raft_addr} not committed within {timeout_s}s",
+            raise ClusterError(ClusterCode.TIMEOUT, f"{action} {raft_addr} not committed within {timeout_s}s",
                              applied="unknown") from None
         if err == FAIL_REASON.REQUEST_DENIED:
-            raise AspenError(
-                ErrorCode.MEMBERSHIP_CHANGE_IN_PROGRESS,
+            raise ClusterError(
+                ClusterCode.MEMBERSHIP_CHANGE_IN_PROGRESS,
                 f"pysyncobj refused to {action} {raft_addr}: another membership change has not committed yet "
                 f"(or the node is already {'a member' if action == 'add' else 'gone'}); retry when it has",
             )
@@ -300,7 +298,7 @@ class ReplicatedNode:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         err = FAIL_REASON.REQUEST_DENIED
-        while loop.time() < deadline and raft._isLeader():
+        while loop.time() < deadline and raft.is_leader():
             fut: asyncio.Future[int] = loop.create_future()
             raft.transferLeadership(callback=lambda _res, e, fut=fut: loop.call_soon_threadsafe(
                 lambda: fut.done() or fut.set_result(e)))
@@ -313,11 +311,11 @@ class ReplicatedNode:
             if leader is not None and leader != self.node_id:
                 return leader
             await asyncio.sleep(0.02)
-        raise AspenError(ErrorCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry")
+        raise ClusterError(ClusterCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry")
 
     def raft_core(self) -> RaftCore:
         if self._raft is None:
-            raise AspenError(ErrorCode.UNAVAILABLE, "node is not started")
+            raise ClusterError(ClusterCode.UNAVAILABLE, "node is not started")
         return self._raft
 
     async def _watch_leader(self) -> None:
@@ -342,10 +340,7 @@ class ReplicatedNode:
         raft = self._raft
         if raft is None:
             return
-        members = frozenset(
-            k.removeprefix("partner_node_status_server_") for k in raft.getStatus()
-            if k.startswith("partner_node_status_server_")
-        ) | {self.cfg.raft_addr}
+        members = frozenset(raft.raft_status().peers) | {self.cfg.raft_addr}
         if self._last_members is not None and members != self._last_members:
             log.info("members are now %s", ", ".join(sorted(members)))
             self.events.publish([ClusterEvent("cluster.membership_changed", ",".join(sorted(members)),
@@ -368,12 +363,7 @@ class ReplicatedNode:
     async def _record_blob_holder(self, blob_hash: str, size: int) -> None:
         result, _ = await self.propose(["blob_add", blob_hash, size, self.node_id])
         if result[0] != "ok":
-            raise AspenError(ErrorCode(result[1]), result[2])
-
-
-def _expire(fut: asyncio.Future[Any], message: str) -> None:
-    if not fut.done():
-        fut.set_exception(AspenError(ErrorCode.TIMEOUT, message))
+            raise ClusterError(StorageCode(result[1]), result[2])
 
 
 def _settle_reads(results: list[tuple[asyncio.Future[int], int | None, str | None]]) -> None:
@@ -381,7 +371,7 @@ def _settle_reads(results: list[tuple[asyncio.Future[int], int | None, str | Non
         if fut.done():  # timed out meanwhile
             continue
         if index is None:
-            fut.set_exception(AspenError(ErrorCode.UNAVAILABLE, error or "read index refused"))
+            fut.set_exception(ClusterError(ClusterCode.UNAVAILABLE, error or "read index refused"))
         else:
             fut.set_result(index)
 
@@ -392,12 +382,3 @@ def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
             fut.set_result(None)
 
 
-def _node_id_from_registry(state: StateMachine, raft_addr: str) -> int | None:
-    for key, value in state.meta_items("nodes"):
-        try:
-            info = msgpack.unpackb(value, raw=False)
-        except Exception:
-            continue
-        if isinstance(info, dict) and info.get("raft_addr") == raft_addr:
-            return int(key)
-    return None

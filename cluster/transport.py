@@ -50,6 +50,8 @@ from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import Transport
 
+from wire.address import split_host_port
+
 log = logging.getLogger("aspen.cluster.transport")
 
 MAGIC = b"ASPNRFT1"
@@ -460,8 +462,8 @@ def _as_pysyncobj(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def _split_host_port(address: str) -> tuple[str, int]:
-    host, _, port = address.rpartition(":")
-    return host.strip("[]"), int(port)
+    host, port = split_host_port(address)
+    return host.strip("[]"), port
 
 
 class RaftTransport(Transport):
@@ -549,11 +551,7 @@ class RaftTransport(Transport):
             if len(self._foreign) >= FOREIGN_SENDS_MAX:
                 return False
             self._foreign.append((node, message))
-            # pysyncobj creates its pipe notifier after the transport; it wakes the poller.
-            notifier = getattr(self._syncobj, "_SyncObj__pipeNotifier", None)
-            if notifier is not None:
-                with contextlib.suppress(BlockingIOError):  # a full pipe: it wakes anyway
-                    notifier.notify()
+            self._syncobj.wake()  # RaftCore: wakes the poller (once pysyncobj has made its pipe)
             return True
         link = self._links.get(node)
         if link is None or link.state != READY:

@@ -24,7 +24,7 @@ import wasmtime
 from aspen.cli.plugin import WAIT_READY_S, wait_ready
 from aspen.toolchain.cli import run as cargo_aspen_plugin
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 DEMO_DIR = Path(".aspen-demo")
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"

@@ -34,7 +34,7 @@ from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
 from aspen.client import Client
 from aspen.exits import EPILOG, EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, guarded
 from aspen.version import aspen_version
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 LEADER_WAIT_S = 30.0
 STOP_WAIT_S = 10.0

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sandbox import limits
 from sandbox.errors import SandboxCode, SandboxError
 
-PAGE_BYTES = 65536
+PAGE_BYTES = limits.WASM_PAGE_BYTES
 
 # wasmtime's table storage: a funcref element is a pointer to its VMFuncRef (8 bytes), an
 # externref a 32-bit GC reference (4 bytes; measured: table.grow of 100M funcref elements took

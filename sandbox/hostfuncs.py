@@ -23,7 +23,7 @@ import nacl.signing
 from sandbox import abi, limits
 from sandbox.decode import DecodeRefused, unpack_guest
 from sandbox.errors import HostError, SandboxCode
-from sandbox.host import Host
+from sandbox.host_interface import Host
 from sandbox.logs import LogLimiter, log_line
 from sandbox.patterns import pattern_problem
 from sandbox.permissions import PluginConfig
@@ -124,10 +124,10 @@ class HostFunctions:
 
     # -- KV --------------------------------------------------------------------------------
 
-    def kv_get_value(self, kp: int, kl: int) -> bytes:
+    def kv_get_value(self, key_ptr: int, key_len: int) -> bytes:
         if not self.perms.kv_read:
             return self._denied("kv_read")
-        key = self._key(kp, kl)
+        key = self._key(key_ptr, key_len)
         if isinstance(key, bytes):
             return key
         try:  # the hottest host function: no closures on this path
@@ -136,29 +136,29 @@ class HostFunctions:
             return abi.error(exc.code, exc.message)
         return abi.not_found() if value is None else abi.ok(value)
 
-    def kv_put_value(self, kp: int, kl: int, vp: int, vl: int) -> bytes:
+    def kv_put_value(self, key_ptr: int, key_len: int, value_ptr: int, value_len: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        key = self._key(kp, kl)
+        key = self._key(key_ptr, key_len)
         if isinstance(key, bytes):
             return key
-        value = self._value(vp, vl)
+        value = self._value(value_ptr, value_len)
         if value is None:
             return _err(SandboxCode.VALUE_TOO_LARGE, f"value is over {limits.VALUE_MAX_BYTES} bytes")
         return self._call_host(lambda: self.host.kv_put(key, value), lambda _: abi.ok())
 
-    def kv_delete_key(self, kp: int, kl: int) -> bytes:
+    def kv_delete_key(self, key_ptr: int, key_len: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        key = self._key(kp, kl)
+        key = self._key(key_ptr, key_len)
         if isinstance(key, bytes):
             return key
         return self._call_host(lambda: self.host.kv_delete(key), abi.ok)
 
-    def kv_scan_prefix(self, pp: int, pl: int, limit: int) -> bytes:
+    def kv_scan_prefix(self, prefix_ptr: int, prefix_len: int, limit: int) -> bytes:
         if not self.perms.kv_read:
             return self._denied("kv_read")
-        prefix = self._key(pp, pl, "prefix")
+        prefix = self._key(prefix_ptr, prefix_len, "prefix")
         if isinstance(prefix, bytes):
             return prefix
         if limit <= 0:
@@ -169,15 +169,16 @@ class HostFunctions:
             lambda: self.host.kv_scan(prefix, limit), lambda rows: abi.ok([[k, v] for k, v in rows])
         )
 
-    def kv_compare_and_swap(self, kp: int, kl: int, ep: int, el: int, np: int, nl: int) -> bytes:
+    def kv_compare_and_swap(self, key_ptr: int, key_len: int, expected_ptr: int, expected_len: int,
+                            new_ptr: int, new_len: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        key = self._key(kp, kl)
+        key = self._key(key_ptr, key_len)
         if isinstance(key, bytes):
             return key
-        expected = None if el == abi.CAS_EXPECT_ABSENT else self._value(ep, el)
-        new = self._value(np, nl)
-        if new is None or (el != abi.CAS_EXPECT_ABSENT and expected is None):
+        expected = None if expected_len == abi.CAS_EXPECT_ABSENT else self._value(expected_ptr, expected_len)
+        new = self._value(new_ptr, new_len)
+        if new is None or (expected_len != abi.CAS_EXPECT_ABSENT and expected is None):
             return _err(SandboxCode.VALUE_TOO_LARGE, f"value is over {limits.VALUE_MAX_BYTES} bytes")
 
         def wrap(result: tuple[bool, bytes | None]) -> bytes:
@@ -186,10 +187,10 @@ class HostFunctions:
 
         return self._call_host(lambda: self.host.kv_cas(key, expected, new), wrap)
 
-    def kv_batch_write(self, op: int, ol: int) -> bytes:
+    def kv_batch_write(self, ops_ptr: int, ops_len: int) -> bytes:
         if not self.perms.kv_write:
             return self._denied("kv_write")
-        raw = self._read(op, ol, limits.BATCH_MAX_BYTES)
+        raw = self._read(ops_ptr, ops_len, limits.BATCH_MAX_BYTES)
         if raw is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"batch is over {limits.BATCH_MAX_BYTES} bytes")
         try:
@@ -224,30 +225,30 @@ class HostFunctions:
 
     # -- blobs -----------------------------------------------------------------------------
 
-    def _hash(self, hp: int, hl: int) -> str | None:
-        h = self._str(hp, hl, 64)
+    def _hash(self, hash_ptr: int, hash_len: int) -> str | None:
+        h = self._str(hash_ptr, hash_len, 64)
         return h if h is not None and _HASH_RE.match(h) else None
 
-    def blob_exists(self, hp: int, hl: int) -> bytes:
+    def blob_exists(self, hash_ptr: int, hash_len: int) -> bytes:
         if not self.perms.blob_read:
             return self._denied("blob_read")
-        h = self._hash(hp, hl)
+        h = self._hash(hash_ptr, hash_len)
         if h is None:
             return _err(SandboxCode.INVALID_ARGUMENT, "hash must be 64 lowercase hex characters (BLAKE3)")
         return self._call_host(lambda: self.host.blob_exists(h), abi.ok)
 
-    def blob_get_data(self, hp: int, hl: int) -> bytes:
+    def blob_get_data(self, hash_ptr: int, hash_len: int) -> bytes:
         if not self.perms.blob_read:
             return self._denied("blob_read")
-        h = self._hash(hp, hl)
+        h = self._hash(hash_ptr, hash_len)
         if h is None:
             return _err(SandboxCode.INVALID_ARGUMENT, "hash must be 64 lowercase hex characters (BLAKE3)")
         return self._call_host(lambda: self.host.blob_get(h), lambda d: abi.not_found() if d is None else abi.ok(d))
 
-    def blob_put_data(self, dp: int, dl: int) -> bytes:
+    def blob_put_data(self, data_ptr: int, data_len: int) -> bytes:
         if not self.perms.blob_write:
             return self._denied("blob_write")
-        data = self._read(dp, dl, limits.BLOB_MAX_BYTES)
+        data = self._read(data_ptr, data_len, limits.BLOB_MAX_BYTES)
         if data is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"blob is over {limits.BLOB_MAX_BYTES} bytes")
         return self._call_host(lambda: self.host.blob_put(data), abi.ok)
@@ -269,20 +270,21 @@ class HostFunctions:
 
     # -- crypto ----------------------------------------------------------------------------
 
-    def sign_data(self, dp: int, dl: int) -> bytes:
+    def sign_data(self, data_ptr: int, data_len: int) -> bytes:
         if not self.perms.signing:
             return self._denied("signing")
-        data = self._read(dp, dl, limits.VALUE_MAX_BYTES)
+        data = self._read(data_ptr, data_len, limits.VALUE_MAX_BYTES)
         if data is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"data to sign is over {limits.VALUE_MAX_BYTES} bytes")
         return self._call_host(lambda: self.host.sign(data), abi.ok)
 
-    def verify_signature(self, kp: int, kl: int, dp: int, dl: int, sp: int, sl: int) -> bytes:
+    def verify_signature(self, key_ptr: int, key_len: int, data_ptr: int, data_len: int,
+                         sig_ptr: int, sig_len: int) -> bytes:
         if not self.perms.signing:
             return self._denied("signing")
-        key = self._read(kp, kl, 64)
-        data = self._read(dp, dl, limits.VALUE_MAX_BYTES)
-        sig = self._read(sp, sl, 128)
+        key = self._read(key_ptr, key_len, 64)
+        data = self._read(data_ptr, data_len, limits.VALUE_MAX_BYTES)
+        sig = self._read(sig_ptr, sig_len, 128)
         if key is None or data is None or sig is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, "key, data or signature is too long")
         try:
@@ -311,10 +313,10 @@ class HostFunctions:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"count must be from 1 to {limits.RANDOM_MAX_BYTES}")
         return abi.ok(os.urandom(count))
 
-    def sha256_digest(self, dp: int, dl: int) -> bytes:
+    def sha256_digest(self, data_ptr: int, data_len: int) -> bytes:
         # A pure function of the guest's own bytes: no permission, but bounded and paid for in
         # fuel, so hashing cannot outrun the call's budget. The wall clock counts it as always.
-        data = self._read(dp, dl, limits.SHA256_MAX_BYTES)
+        data = self._read(data_ptr, data_len, limits.SHA256_MAX_BYTES)
         if data is None:
             return _err(SandboxCode.LIMIT_EXCEEDED, f"data to hash is over {limits.SHA256_MAX_BYTES} bytes")
         if not self._charge_fuel(limits.SHA256_FUEL_BASE + limits.SHA256_FUEL_PER_BYTE * len(data)):
@@ -323,10 +325,10 @@ class HostFunctions:
 
     # -- timers and hooks ------------------------------------------------------------------
 
-    def schedule_timer_on_host(self, cp: int, cl: int) -> bytes:
+    def schedule_timer_on_host(self, config_ptr: int, config_len: int) -> bytes:
         if not self.perms.timers:
             return self._denied("timers")
-        raw = self._read(cp, cl, 4096)
+        raw = self._read(config_ptr, config_len, 4096)
         try:
             cfg = unpack_guest(raw) if raw is not None else None
         except Exception:
@@ -349,10 +351,10 @@ class HostFunctions:
 
         return self._call_host(schedule, lambda _: abi.ok())
 
-    def cancel_timer_on_host(self, np: int, nl: int) -> bytes:
+    def cancel_timer_on_host(self, name_ptr: int, name_len: int) -> bytes:
         if not self.perms.timers:
             return self._denied("timers")
-        name = self._str(np, nl, _TIMER_NAME_MAX)
+        name = self._str(name_ptr, name_len, _TIMER_NAME_MAX)
         if name is None:
             return _err(SandboxCode.INVALID_ARGUMENT, f"timer name must be UTF-8 of at most {_TIMER_NAME_MAX} bytes")
         if name not in self.timers:
@@ -360,10 +362,10 @@ class HostFunctions:
         del self.timers[name]
         return self._call_host(lambda: self.host.cancel_timer(self.config.name, name), lambda _: abi.ok())
 
-    def subscribe_hook_events(self, pp: int, pl: int) -> bytes:
+    def subscribe_hook_events(self, pattern_ptr: int, pattern_len: int) -> bytes:
         if not self.perms.hooks:
             return self._denied("hooks")
-        pattern = self._str(pp, pl, limits.PATTERN_MAX_CHARS * 4)
+        pattern = self._str(pattern_ptr, pattern_len, limits.PATTERN_MAX_CHARS * 4)
         problem = pattern_problem(pattern)
         if problem is not None:
             return _err(SandboxCode.INVALID_ARGUMENT, problem)
@@ -377,10 +379,10 @@ class HostFunctions:
             lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)), lambda _: abi.ok()
         )
 
-    def unsubscribe_hook_events(self, pp: int, pl: int) -> bytes:
+    def unsubscribe_hook_events(self, pattern_ptr: int, pattern_len: int) -> bytes:
         if not self.perms.hooks:
             return self._denied("hooks")
-        pattern = self._str(pp, pl, limits.PATTERN_MAX_CHARS * 4)
+        pattern = self._str(pattern_ptr, pattern_len, limits.PATTERN_MAX_CHARS * 4)
         if pattern is None or pattern not in self.subscriptions:
             return abi.not_found()
         self.subscriptions.remove(pattern)
@@ -390,12 +392,12 @@ class HostFunctions:
 
     # -- logging and clocks ----------------------------------------------------------------
 
-    def _log(self, level: str, mp: int, ml: int) -> None:
+    def _log(self, level: str, msg_ptr: int, msg_len: int) -> None:
         # Only the first LOG_LINE_MAX_BYTES are read: a line is cut there anyway.
-        raw = self._read(mp, min(ml, limits.LOG_LINE_MAX_BYTES), limits.LOG_LINE_MAX_BYTES)
+        raw = self._read(msg_ptr, min(msg_len, limits.LOG_LINE_MAX_BYTES), limits.LOG_LINE_MAX_BYTES)
         assert raw is not None  # within the limit by construction
         if level == "warn" and raw.startswith(PANIC_PREFIX):
-            self.panic = log_line(raw, ml)  # even when the rate limit drops the line
+            self.panic = log_line(raw, msg_len)  # even when the rate limit drops the line
         admitted, report = self.logs.admit(len(raw))
         if report is not None:  # the node's own line, which no plugin line can imitate (escaped)
             rate = self.logs.rate
@@ -403,16 +405,16 @@ class HostFunctions:
                         self.config.name, rate.lines_per_s, rate.bytes_per_s, report.lines, report.bytes,
                         self.logs.since_s(report))
         if admitted:
-            self.host.log(self.config.name, level, log_line(raw, ml))
+            self.host.log(self.config.name, level, log_line(raw, msg_len))
 
-    def log_info_msg(self, mp: int, ml: int) -> None:
-        self._log("info", mp, ml)
+    def log_info_msg(self, msg_ptr: int, msg_len: int) -> None:
+        self._log("info", msg_ptr, msg_len)
 
-    def log_debug_msg(self, mp: int, ml: int) -> None:
-        self._log("debug", mp, ml)
+    def log_debug_msg(self, msg_ptr: int, msg_len: int) -> None:
+        self._log("debug", msg_ptr, msg_len)
 
-    def log_warn_msg(self, mp: int, ml: int) -> None:
-        self._log("warn", mp, ml)
+    def log_warn_msg(self, msg_ptr: int, msg_len: int) -> None:
+        self._log("warn", msg_ptr, msg_len)
 
     def current_time_ms(self) -> int:
         return int(time.time() * 1000)

@@ -1,9 +1,23 @@
-"""The guide's Resource Limits, and the bounds of every host function argument."""
+"""The guide's Resource Limits, and the bounds of every host function argument.
 
-MIB = 1024 * 1024
+A plugin's KV and blob arguments are bounded as a client's are: those numbers are wire/limits.py's.
+"""
+
+from wire.limits import (  # noqa: F401  (re-exported: the host functions check them under these names)
+    BATCH_OPS_MAX,
+    BLOB_MAX_BYTES,
+    FRAME_MAX_BYTES,
+    KEY_MAX_BYTES,
+    MIB,
+    SCAN_LIMIT_DEFAULT,
+    SCAN_LIMIT_MAX,
+    VALUE_MAX_BYTES,
+)
 
 FUEL_DEFAULT = 500_000_000
 FUEL_MAX = 100_000_000_000
+WASM_PAGE_BYTES = 64 * 1024  # the WebAssembly spec's page
+MEMORY_MIN_BYTES = WASM_PAGE_BYTES  # a module gets at least one page
 MEMORY_DEFAULT_BYTES = 128 * MIB
 MEMORY_MAX_BYTES = 1024 * MIB
 # The memory budget (sandbox/budget.py): memory_limit covers the linear memory, one table and
@@ -28,12 +42,6 @@ RANDOM_MAX_BYTES = 4096
 SHA256_MAX_BYTES = 64 * MIB
 SHA256_FUEL_BASE = 1_000
 SHA256_FUEL_PER_BYTE = 1
-SCAN_LIMIT_DEFAULT = 1000
-SCAN_LIMIT_MAX = 10_000
-KEY_MAX_BYTES = 1024
-VALUE_MAX_BYTES = 1 * MIB
-BATCH_OPS_MAX = 1000
-BLOB_MAX_BYTES = 50 * MIB
 # A plugin's log line (sandbox/logs.py): at most this much of a message is read, and its
 # escaped text is cut at so many characters; each plugin may log so many lines and bytes a
 # second (a second's worth at once), and drops are reported at most once an interval.
@@ -43,9 +51,9 @@ LOG_LINES_PER_S = 100
 LOG_BYTES_PER_S = 64 * 1024
 LOG_REPORT_INTERVAL_S = 10.0
 NAME_MAX_CHARS = 128
-GUEST_OUTPUT_MAX_BYTES = 64 * MIB
+GUEST_OUTPUT_MAX_BYTES = FRAME_MAX_BYTES  # an answer goes back in one frame
 # A batch is one Raft entry: no bigger than a client's whole request frame may be.
-BATCH_MAX_BYTES = 64 * MIB
+BATCH_MAX_BYTES = FRAME_MAX_BYTES
 
 # Decoding what a guest hands over (call output, msgpack arguments of host functions): it is
 # walked first and refused when its objects would take more than this (sandbox/decode.py).

@@ -7,6 +7,10 @@ from typing import Any
 
 from sandbox import limits
 
+# Where a plugin without kv_prefixes keeps its keys: `__plugin:{name}:` (aspen/plugins/namespaces.py
+# keeps other plugins out of it).
+PLUGIN_NAMESPACE = "__plugin:"
+
 PERMISSION_NAMES = (
     "kv_read", "kv_write", "blob_read", "blob_write", "cluster_info", "randomness", "signing", "timers", "hooks",
 )
@@ -52,10 +56,10 @@ class PluginConfig:
 
     def __post_init__(self) -> None:
         if not 0 < len(self.name) <= limits.NAME_MAX_CHARS:
-            raise ValueError("plugin name must be 1 to 128 characters")
+            raise ValueError(f"plugin name must be 1 to {limits.NAME_MAX_CHARS} characters")
         if not 0 < self.fuel_limit <= limits.FUEL_MAX:
             raise ValueError(f"fuel_limit must be from 1 to {limits.FUEL_MAX}")
-        if not 64 * 1024 <= self.memory_limit_bytes <= limits.MEMORY_MAX_BYTES:
+        if not limits.MEMORY_MIN_BYTES <= self.memory_limit_bytes <= limits.MEMORY_MAX_BYTES:
             raise ValueError(f"memory_limit must be from 64 KiB to {limits.MEMORY_MAX_BYTES} bytes")
         if not 0 < self.execution_timeout_s <= limits.TIMEOUT_MAX_S:
             raise ValueError(f"execution_timeout_secs must be above 0 and at most {limits.TIMEOUT_MAX_S:g}")
@@ -65,7 +69,7 @@ class PluginConfig:
     @property
     def effective_prefixes(self) -> tuple[str, ...]:
         """Empty kv_prefixes means the plugin's own namespace, `__plugin:{name}:`."""
-        return self.kv_prefixes or (f"__plugin:{self.name}:",)
+        return self.kv_prefixes or (f"{PLUGIN_NAMESPACE}{self.name}:",)
 
     def key_allowed(self, key: str) -> bool:
         return key.startswith(self.effective_prefixes)  # str.startswith takes a tuple: one C call

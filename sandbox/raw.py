@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from ctypes import POINTER, addressof, c_size_t, c_ubyte, c_uint64, c_void_p
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Any
 
 import wasmtime
@@ -29,6 +30,19 @@ from wasmtime import _bindings as _b
 from wasmtime import _ffi as ffi
 
 from sandbox import _guestcall
+
+# This file is the one that reaches into wasmtime-py's private members (the library handle, its
+# ctypes types, Store._context, Func._func, Memory._memory, Trap/WasmtimeError._from_ptr) and
+# hands wasmtime C API addresses to sandbox/_guestcall.c; the rest of the sandbox uses the
+# public API. A release that changed one would fail later, in ways that look like guest bugs:
+# refuse to import instead (pyproject.toml pins the major version).
+WASMTIME_WRITTEN_FOR = "50"  # major version
+WASMTIME_VERSION = metadata.version("wasmtime")  # compiled modules are only valid for the same version
+_PRIVATE = ((_b, "dll"), (ffi, "wasm_trap_t"), (ffi, "wasmtime_error_t"), (wasmtime.Store, "_context"),
+            (wasmtime.Trap, "_from_ptr"), (wasmtime.WasmtimeError, "_from_ptr"))
+if WASMTIME_VERSION.split(".")[0] != WASMTIME_WRITTEN_FOR or not all(hasattr(o, n) for o, n in _PRIVATE):
+    raise ImportError(f"sandbox/raw.py relies on wasmtime-py {WASMTIME_WRITTEN_FOR}.x's internals; "
+                      f"wasmtime {WASMTIME_VERSION} is installed (pyproject.toml pins the version)")
 
 # Same library, second handle: functions from it keep the GIL during the call (see above).
 _GIL_KEEPING = ctypes.PyDLL(_b.dll._name)

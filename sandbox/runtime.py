@@ -21,7 +21,6 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from importlib import metadata
 from pathlib import Path
 from time import perf_counter
 from typing import Any
@@ -33,7 +32,7 @@ from sandbox import abi, limits
 from sandbox.budget import MemoryBudget, ModuleShape, check_shape, module_shape
 from sandbox.decode import GUEST_BOUND
 from sandbox.errors import SandboxCode, SandboxError
-from sandbox.host import Host
+from sandbox.host_interface import Host
 from sandbox.hostfuncs import GuestFault, HostFunctions
 from sandbox.logs import LogLimiter
 from sandbox.permissions import PluginConfig
@@ -44,6 +43,7 @@ from sandbox.raw import (
     INVALID_OUTPUT,
     OK,
     TIMED_OUT,
+    WASMTIME_VERSION,
     CallSite,
     EpochTicker,
     GuestTrap,
@@ -57,7 +57,6 @@ from sandbox.raw import (
 log = logging.getLogger("aspen.sandbox")
 TRAP_LEVEL = "trap"  # Host.log level of a failed call's report (a trap, fuel, timeout)
 
-_WASMTIME_VERSION = metadata.version("wasmtime")  # compiled modules are only valid for the same version
 _VALTYPES = {abi.I32: wasmtime.ValType.i32, abi.I64: wasmtime.ValType.i64}
 
 
@@ -147,7 +146,7 @@ class Runtime:
 
     def _cached(self, wasm: bytes) -> wasmtime.Module:
         digest = blake3.blake3(wasm).digest()
-        path = self.cache_dir / f"{digest.hex()}-wasmtime{_WASMTIME_VERSION}.cwasm" if self.cache_dir else None
+        path = self.cache_dir / f"{digest.hex()}-wasmtime{WASMTIME_VERSION}.cwasm" if self.cache_dir else None
         if path is not None:
             module = self._load_cached(path, digest)
             if module is not None:
@@ -248,11 +247,10 @@ class _Instance:
         self.store = wasmtime.Store(runtime.engine)
         self.store.set_limits(memory_size=budget.memory_bytes, table_elements=budget.table_elements,
                               instances=1, tables=limits.TABLES_MAX, memories=1)
-        self.ctx = StoreContext(self.store)
-        self.context = self.ctx.address
+        self.store_context = StoreContext(self.store)
         # Instantiation runs data initializers and any start function: bounded like a call.
-        self.ctx.set_fuel(config.fuel_limit)
-        self.ctx.set_epoch_deadline(max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
+        self.store_context.set_fuel(config.fuel_limit)
+        self.store_context.set_epoch_deadline(max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
         linker = wasmtime.Linker(runtime.engine)
         me = weakref.ref(self)
         hosts = [define_host(linker, abi.IMPORT_MODULE, name, runtime._ftypes[name], getattr(funcs, name),
@@ -266,9 +264,9 @@ class _Instance:
         exports = instance.exports(self.store)
         memory = exports["memory"]
         assert isinstance(memory, wasmtime.Memory)
-        self.memory = RawMemory(memory, self.ctx)
+        self.memory = RawMemory(memory, self.store_context)
         funcs.memory = self.memory
-        funcs.store = self.ctx  # host functions that do a guest's work charge its fuel
+        funcs.store = self.store_context  # host functions that do a guest's work charge its fuel
         # Export name -> the address CallSite.call takes; the Func objects stay alive with the store.
         self.funcs: dict[str, int] = {}
         self._exports: list[wasmtime.Func] = []
@@ -280,7 +278,7 @@ class _Instance:
         alloc, free = exports[abi.EXPORT_ALLOC], exports.get(abi.EXPORT_FREE)
         assert isinstance(alloc, wasmtime.Func)
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
-        self.site = CallSite(self.store, self.ctx, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
+        self.site = CallSite(self.store, self.store_context, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
                              limits.GUEST_OUTPUT_MAX_BYTES, GUEST_BOUND.as_tuple(), runtime._ticker)
         self.site.bind(hosts)
 

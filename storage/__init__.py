@@ -4,7 +4,7 @@
 """
 
 from storage.blobs import BlobRef, BlobStore
-from storage.errors import AspenError, Error, ErrorCode
+from storage.errors import StorageCode, StorageError
 from storage.hashing import blob_hash, check_hash, is_blob_hash
 from storage.kv import Entry, KvStore, ScanPage
 from storage.ops import Result, validate_key, validate_op
@@ -12,19 +12,18 @@ from storage.snapshot import SnapshotError
 from storage.state import BlobRecord, CommitEvent, StateMachine
 
 __all__ = [
-    "AspenError",
     "BlobRecord",
     "BlobRef",
     "BlobStore",
     "CommitEvent",
     "Entry",
-    "Error",
-    "ErrorCode",
     "KvStore",
     "Result",
     "ScanPage",
     "SnapshotError",
     "StateMachine",
+    "StorageCode",
+    "StorageError",
     "blob_hash",
     "check_hash",
     "is_blob_hash",

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from storage.durable import fsync_dir
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
 from storage.hashing import blob_hash, check_hash, is_blob_hash
 from storage.limits import BLOB_MAX_BYTES
 
@@ -49,13 +49,13 @@ class BlobStore:
 
     def _size_checked(self, data: Bytes) -> int:
         if not isinstance(data, bytes | bytearray | memoryview):
-            raise AspenError(
-                ErrorCode.INVALID_REQUEST, f"blob data: must be bytes, not {type(data).__name__}"
+            raise StorageError(
+                StorageCode.INVALID_REQUEST, f"blob data: must be bytes, not {type(data).__name__}"
             )
         size_bytes = memoryview(data).nbytes
         if size_bytes > self.limit_bytes:
-            raise AspenError(
-                ErrorCode.BLOB_TOO_LARGE, f"blob of {size_bytes} bytes is over {self.limit_bytes}"
+            raise StorageError(
+                StorageCode.BLOB_TOO_LARGE, f"blob of {size_bytes} bytes is over {self.limit_bytes}"
             )
         return size_bytes
 
@@ -71,7 +71,7 @@ class BlobStore:
         size_bytes = self._size_checked(data)
         actual = blob_hash(data)
         if actual != expected_hash:
-            raise AspenError(ErrorCode.BLOB_CORRUPT, f"bytes hash to {actual}, not {expected_hash}")
+            raise StorageError(StorageCode.BLOB_CORRUPT, f"bytes hash to {actual}, not {expected_hash}")
         self._write(actual, data, size_bytes)
         return BlobRef(actual, size_bytes)
 

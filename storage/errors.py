@@ -1,63 +1,33 @@
-"""Error values shared by every layer above storage.
+"""storage's own result codes: what an op's ("err", code, message, details) result and a
+StorageError carry.
 
-Errors are values with a stable `code` and a human `message`; the wire protocol
-sends them as `{"type": "Error", "code": ..., "message": ...}` plus optional
-detail fields. Codes never change meaning once released (docs/PROTOCOL.md lists them).
+Results go into every node's state and onto the wire, so a code's string never changes. The
+node maps these onto the wire's codes explicitly (aspen/codes.py); storage knows nothing of the
+wire.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 
-class ErrorCode(StrEnum):
-    NOT_LEADER = "NOT_LEADER"
-    CAS_FAILED = "CAS_FAILED"
+class StorageCode(StrEnum):
+    INVALID_REQUEST = "INVALID_REQUEST"
     KEY_TOO_LARGE = "KEY_TOO_LARGE"
     VALUE_TOO_LARGE = "VALUE_TOO_LARGE"
-    INVALID_REQUEST = "INVALID_REQUEST"
-    UNKNOWN_REQUEST = "UNKNOWN_REQUEST"
-    TIMEOUT = "TIMEOUT"
-    UNAVAILABLE = "UNAVAILABLE"
-    AUTH_FAILED = "AUTH_FAILED"
-    PERMISSION_DENIED = "PERMISSION_DENIED"
-    FRAME_TOO_LARGE = "FRAME_TOO_LARGE"
-    MALFORMED_FRAME = "MALFORMED_FRAME"
-    BLOB_TOO_LARGE = "BLOB_TOO_LARGE"
-    BLOB_NOT_FOUND = "BLOB_NOT_FOUND"
-    BLOB_CORRUPT = "BLOB_CORRUPT"
-    NOT_FOUND = "NOT_FOUND"
     RESERVED_KEY = "RESERVED_KEY"
-    OVERLOADED = "OVERLOADED"
-    MEMBERSHIP_CHANGE_IN_PROGRESS = "MEMBERSHIP_CHANGE_IN_PROGRESS"
+    CAS_FAILED = "CAS_FAILED"
+    BLOB_TOO_LARGE = "BLOB_TOO_LARGE"
+    BLOB_CORRUPT = "BLOB_CORRUPT"
     INTERNAL = "INTERNAL"
 
 
-@dataclass(frozen=True, slots=True)
-class Error:
-    code: ErrorCode | str  # a plugin may answer with its own codes (READ_FAILED, ...)
-    message: str
-    details: dict[str, Any] = field(default_factory=dict)
+class StorageError(Exception):
+    """An op or input storage refuses: raised (blobs, snapshots) or returned (validate_op)."""
 
-    def to_wire(self) -> dict[str, Any]:
-        wire: dict[str, Any] = {"type": "Error", "code": str(self.code), "message": self.message}
-        wire.update(self.details)
-        return wire
-
-
-class AspenError(Exception):
-    """Raised inside the node and the client; carries an Error value."""
-
-    def __init__(self, code: ErrorCode | str, message: str, **details: Any) -> None:
+    def __init__(self, code: StorageCode, message: str, **details: Any) -> None:
         super().__init__(f"{code}: {message}")
-        self.error = Error(code, message, details)
-
-    @property
-    def code(self) -> ErrorCode | str:
-        return self.error.code
-
-    @property
-    def message(self) -> str:
-        return self.error.message
+        self.code = code
+        self.message = message
+        self.details = details

@@ -6,7 +6,7 @@ import re
 
 import blake3
 
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
 
 HASH_HEX_CHARS = 64
 _HASH_RE = re.compile(r"[0-9a-f]{64}\Z")
@@ -24,8 +24,8 @@ def is_blob_hash(value: object) -> bool:
 
 
 def check_hash(value: object) -> str:
-    """The value as a hash, or AspenError(INVALID_REQUEST): 64 lowercase hex characters."""
+    """The value as a hash, or StorageError(INVALID_REQUEST): 64 lowercase hex characters."""
     if not is_blob_hash(value):
-        raise AspenError(ErrorCode.INVALID_REQUEST, "hash: must be 64 lowercase hex characters (BLAKE3)")
+        raise StorageError(StorageCode.INVALID_REQUEST, "hash: must be 64 lowercase hex characters (BLAKE3)")
     assert isinstance(value, str)
     return value

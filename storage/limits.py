@@ -1,11 +1,17 @@
-"""Hard bounds of the data model (Tiger Style: every input is bounded at the edge)."""
+"""Hard bounds of the data model (Tiger Style: every input is bounded at the edge).
 
-KEY_MAX_BYTES = 1024  # UTF-8 encoded length
-VALUE_MAX_BYTES = 1024 * 1024
-SCAN_LIMIT_DEFAULT = 1000
-SCAN_LIMIT_MAX = 10_000
-BATCH_OPS_MAX = 1000
-CONDITIONS_MAX = 100
-BLOB_MAX_BYTES = 50 * 1024 * 1024
-RESERVED_KEY_PREFIX = "__aspen/"
+The ones a client is told are wire/limits.py's; storage adds its own.
+"""
+
+from wire.limits import (  # noqa: F401  (re-exported: storage's checks use them under these names)
+    BATCH_OPS_MAX,
+    BLOB_MAX_BYTES,
+    CONDITIONS_MAX,
+    KEY_MAX_BYTES,
+    RESERVED_KEY_PREFIX,
+    SCAN_LIMIT_DEFAULT,
+    SCAN_LIMIT_MAX,
+    VALUE_MAX_BYTES,
+)
+
 META_TABLE_MAX_BYTES = 64  # UTF-8 encoded length of a meta table name

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from storage.errors import Error, ErrorCode
+from storage.errors import StorageCode, StorageError
 from storage.hashing import is_blob_hash
 from storage.limits import (
     BATCH_OPS_MAX,
@@ -26,10 +26,10 @@ Result = tuple[Any, ...]  # ("ok", dict) | ("err", code, message, details)
 Check = Callable[[Any], "Result | None"]
 
 _SEQ = (list, tuple)
-_INVALID = ErrorCode.INVALID_REQUEST.value
+_INVALID = StorageCode.INVALID_REQUEST.value
 
 
-def err(code: ErrorCode, message: str, **details: Any) -> Result:
+def err(code: StorageCode, message: str, **details: Any) -> Result:
     return ("err", code.value, message, details)
 
 
@@ -54,9 +54,9 @@ def check_key(key: Any, what: str = "key") -> Result | None:
     if size <= 0:
         return _invalid(f"{what}: must be non-empty valid UTF-8")
     if size > KEY_MAX_BYTES:
-        return err(ErrorCode.KEY_TOO_LARGE, f"{what}: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
+        return err(StorageCode.KEY_TOO_LARGE, f"{what}: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
     if key.startswith(RESERVED_KEY_PREFIX):
-        return err(ErrorCode.RESERVED_KEY, f"{what}: {RESERVED_KEY_PREFIX!r} is reserved for the cluster")
+        return err(StorageCode.RESERVED_KEY, f"{what}: {RESERVED_KEY_PREFIX!r} is reserved for the cluster")
     return None
 
 
@@ -64,7 +64,7 @@ def check_value(value: Any, what: str = "value") -> Result | None:
     if type(value) is not bytes:
         return _invalid(f"{what}: must be bytes")
     if len(value) > VALUE_MAX_BYTES:
-        return err(ErrorCode.VALUE_TOO_LARGE, f"{what}: {len(value)} bytes is over {VALUE_MAX_BYTES}")
+        return err(StorageCode.VALUE_TOO_LARGE, f"{what}: {len(value)} bytes is over {VALUE_MAX_BYTES}")
     return None
 
 
@@ -128,7 +128,7 @@ def _check_meta_address(table: Any, key: Any) -> Result | None:
     if size <= 0:
         return _invalid("meta key: must be non-empty valid UTF-8")
     if size > KEY_MAX_BYTES:
-        return err(ErrorCode.KEY_TOO_LARGE, f"meta key: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
+        return err(StorageCode.KEY_TOO_LARGE, f"meta key: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
     return None
 
 
@@ -277,14 +277,14 @@ def check_op(op: Any) -> Result | None:
     return check(op)
 
 
-def _as_error(bad: Result | None) -> Error | None:
-    return None if bad is None else Error(ErrorCode(bad[1]), bad[2], bad[3])
+def _as_error(bad: Result | None) -> StorageError | None:
+    return None if bad is None else StorageError(StorageCode(bad[1]), bad[2], **bad[3])
 
 
-def validate_op(op: Any) -> Error | None:
+def validate_op(op: Any) -> StorageError | None:
     """Why the state machine would refuse this op, or None; for the node, before proposing."""
     return _as_error(check_op(op))
 
 
-def validate_key(key: Any, what: str = "key") -> Error | None:
+def validate_key(key: Any, what: str = "key") -> StorageError | None:
     return _as_error(check_key(key, what))

@@ -13,7 +13,7 @@ import blake3
 import msgpack
 
 from storage import codec
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
 from storage.state import BlobRecord, StateMachine
 
 MAGIC = b"ASPNSTAT"
@@ -23,11 +23,11 @@ _HEADER_BYTES = len(MAGIC) + 1
 _END = object()
 
 
-class SnapshotError(AspenError):
+class SnapshotError(StorageError):
     """A snapshot that cannot be loaded: wrong file, unknown format, or corrupt."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(ErrorCode.INTERNAL, f"snapshot: {message}")
+        super().__init__(StorageCode.INTERNAL, f"snapshot: {message}")
 
 
 def dump(state: StateMachine) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any
 import blake3
 
 from storage import codec
-from storage.errors import ErrorCode
+from storage.errors import StorageCode
 from storage.kv import Entry, KvStore, ScanPage
 from storage.ops import (
     Result,
@@ -59,7 +59,7 @@ META_DELETE = "meta.delete"
 _OK_EMPTY: Result = ("ok", {})
 
 Events = list["CommitEvent"]
-Handler = Callable[[Any, Events, int, int], Result]
+OpApply = Callable[[Any, Events, int, int], Result]
 
 
 @dataclass(frozen=True, slots=True, init=False)
@@ -106,7 +106,7 @@ class StateMachine:
         self._blobs: dict[str, BlobRecord] = {}
         self._revision = 0
         self._applied_index = 0
-        self._handlers: dict[str, Handler] = {
+        self._handlers: dict[str, OpApply] = {
             "put": self._put,
             "del": self._del,
             "cas": self._cas,
@@ -208,7 +208,7 @@ class StateMachine:
                 results.append(handler(op, events, index, term))
             except Exception:  # a bug, not bad input (ops are checked first); keep the node alive
                 log.exception("applying op %s at index %d failed", name, index)
-                results.append(err(ErrorCode.INTERNAL, f"applying {name} failed; see the node's log"))
+                results.append(err(StorageCode.INTERNAL, f"applying {name} failed; see the node's log"))
         self._applied_index = index
         return results, events
 
@@ -244,7 +244,7 @@ class StateMachine:
 
     def _mismatch(self, key: str, current: Entry | None) -> Result:
         return err(
-            ErrorCode.CAS_FAILED,
+            StorageCode.CAS_FAILED,
             "the key does not hold the expected value",
             actual_found=current is not None,
             actual_value=None if current is None else current.value,
@@ -341,7 +341,7 @@ class StateMachine:
         current = self.meta_get(table, key)
         if current != expected:
             return err(
-                ErrorCode.CAS_FAILED,
+                StorageCode.CAS_FAILED,
                 f"{table}/{key} does not hold the expected value",
                 actual_found=current is not None,
                 actual_value=current,
@@ -360,7 +360,7 @@ class StateMachine:
             current = self.meta_get(table, key)
             if current != expected:
                 return err(
-                    ErrorCode.CAS_FAILED,
+                    StorageCode.CAS_FAILED,
                     f"{table}/{key} does not hold the expected value",
                     failed_index=i,
                     actual_found=current is not None,
@@ -392,7 +392,7 @@ class StateMachine:
         elif old.size != size_bytes:
             # Same hash, other size: one of the two reports is wrong; keep the first.
             return err(
-                ErrorCode.BLOB_CORRUPT, f"blob {blob_hash} is recorded with size {old.size}, not {size_bytes}"
+                StorageCode.BLOB_CORRUPT, f"blob {blob_hash} is recorded with size {old.size}, not {size_bytes}"
             )
         elif holder not in old.holders:
             self._blobs[blob_hash] = BlobRecord(size_bytes, old.holders | {holder})

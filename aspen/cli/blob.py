@@ -9,7 +9,7 @@ from typing import Any
 
 from aspen.cli.registry import Commands
 from aspen.client import Client
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 ORDER = 20
 

@@ -14,7 +14,7 @@ from aspen.cli.output import to_jsonable
 from aspen.cli.registry import Commands, Outcome
 from aspen.client import Client
 from aspen.exits import EXIT_OK, EXIT_UNAVAILABLE
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 ORDER = 30
 PROBE_TIMEOUT_S = 2.0  # per node: a node that cannot answer ClusterStatus in this is down for us

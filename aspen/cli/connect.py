@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from aspen.auth import Cookie
 from aspen.client import Client
 from aspen.tls import TLSFiles
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from aspen.cli.output import from_json, human
 from aspen.cli.registry import Commands, Outcome, UsageError
 from aspen.client import Client
 from aspen.exits import EXIT_ERROR
-from storage.errors import AspenError, ErrorCode
-from storage.limits import BATCH_OPS_MAX, SCAN_LIMIT_MAX
+from wire.errors import AspenError, ErrorCode
+from wire.limits import BATCH_OPS_MAX, SCAN_LIMIT_MAX
 
 ORDER = 10
 STDIN = "-"

@@ -13,15 +13,18 @@ from aspen.cli import _plugin_logs
 from aspen.cli.output import from_json, to_jsonable
 from aspen.cli.registry import Commands, UsageError
 from aspen.client import Client
-from aspen.manifest import Manifest, ManifestError
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 ORDER = 40
 
 
 def load_manifest(path: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """plugin.json with the command line's overrides, checked here: a bad one is a usage
-    error before anything is sent."""
+    error before anything is sent. The manifest model (with the sandbox's permission names
+    and limits) is loaded here, by the install that needs it: every other command, and
+    `aspen-cli` itself, loads no sandbox module (tests/structure/test_imports.py)."""
+    from aspen.manifest import Manifest, ManifestError
+
     try:
         raw = json.loads(Path(path).read_bytes().decode())
         return Manifest.from_json(raw).with_overrides(**overrides).to_json()
@@ -91,7 +94,7 @@ def wait_ready(c: Client, name: str, version: str, timeout_s: float) -> list[str
     while True:
         nodes = c.request("PluginInfo", name=name)["nodes"]
         # PluginInfo asks every member, so a node that has not loaded it yet is listed too;
-        # one that did not answer is listed as Unreachable (aspen/plugins/handlers.py).
+        # one that did not answer is listed as Unreachable (aspen/plugins/registry_handlers.py).
         unreachable = sorted((n for n, st in nodes.items() if st.get("state") == UNREACHABLE), key=int)
         pending = sorted(n for n, st in nodes.items()
                          if st.get("state") != UNREACHABLE and (st.get("state") != "Ready" or st.get("version") != version))

@@ -30,18 +30,20 @@ from typing import Any
 import msgpack
 import nacl.signing
 
-from aspen.handlers import NativeHandlers
+from aspen.codes import LAYER_ERRORS
 from aspen.manifest import Manifest
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
-from aspen.plugins.host import NodeHost
 from aspen.plugins.logring import LogRing
+from aspen.plugins.namespaces import KV_TYPES
+from aspen.plugins.nodehost import NodeHost
 from aspen.plugins.worker import PluginWorker
 from aspen.server import Finish, Token
 from cluster import ReplicatedNode
 from cluster.events import Subscription
 from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
 from sandbox.runtime import TRAP_LEVEL
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 log = logging.getLogger("aspen.plugins")
 
@@ -53,7 +55,6 @@ NOT_SERVED = frozenset({"NOT_READY", "PLUGIN_FAILED", "UNKNOWN_REQUEST"})
 FORWARD_STATUS_TTL_S = 1.0  # how long the other nodes' plugin states are trusted for forwarding
 FORWARD_STATUS_TIMEOUT_S = 2.0
 Forwarder = tuple[Callable[[], list[int]], Callable[..., Awaitable[dict[str, Any]]]]  # (peers, peer_request)
-KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
 EVENT_QUEUE_MAX = 1024
 RECONCILE_PERIOD_S = 2.0
 HEALTH_PERIOD_S = 10.0
@@ -174,7 +175,7 @@ class PluginManager:
         while True:
             await asyncio.sleep(HEALTH_PERIOD_S)
             for loaded in list(self.table.plugins.values()):
-                with contextlib.suppress(AspenError, SandboxError):
+                with contextlib.suppress(*LAYER_ERRORS, SandboxError):
                     await self._call(loaded, loaded.instance.health)
 
     # -- reconcile -------------------------------------------------------------------------
@@ -209,7 +210,7 @@ class PluginManager:
                     self.load_errors.pop(name, None)
                     if cur is not None:
                         retired.append(cur)
-                except (AspenError, SandboxError, ValueError) as exc:
+                except (*LAYER_ERRORS, SandboxError, ValueError) as exc:
                     # The old version (if any) keeps serving; the next reconcile tries again.
                     if self.load_errors.get(name) != str(exc):  # once per new reason, not per retry
                         self.logs.setdefault(name, LogRing()).append(TRAP_LEVEL, f"not loaded: {exc}")
@@ -471,7 +472,7 @@ class PluginManager:
                     try:
                         await self._call(loaded, _deliver_one, loaded, hook)
                         loaded.counters.events_delivered += 1
-                    except (AspenError, SandboxError) as exc:
+                    except (*LAYER_ERRORS, SandboxError) as exc:
                         log.debug("plugin %s hook handler failed: %s", name, exc)
         finally:
             self._delivering.discard(name)

@@ -18,12 +18,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from storage.errors import AspenError
-from storage.limits import RESERVED_KEY_PREFIX
+from sandbox.permissions import PLUGIN_NAMESPACE
+from wire.errors import AspenError
+from wire.limits import RESERVED_KEY_PREFIX
 
 PREFIX_CONFLICT = "PREFIX_CONFLICT"
 INTERNAL_NAMESPACES = (RESERVED_KEY_PREFIX,)
-PLUGIN_NAMESPACE = "__plugin:"
+# The request types that name a key: a plugin with kv_prefixes that handles one of them is
+# routed those requests whose key lies in its prefixes (PluginManager.route).
+KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
 
 
 def default_namespace(name: str) -> str:

@@ -2,14 +2,13 @@
 
 Cheaper than a ThreadPoolExecutor hop per call: the worker takes every call queued so far in
 one wake-up and hands all their results back to the loop in one callback, so at 64 requests in
-flight a plugin pays one thread switch per batch, not per request. (Handing each result back as
-soon as it is ready was measured slower: the woken loop and the worker then trade the GIL on
-every guest call: 18 against 10 us of CPU a Ping, measured in one process at 64 in flight.)
+flight a plugin pays one thread switch per batch, not per request. Handing each result back as
+soon as it is ready would have the woken loop and the worker trade the GIL on every guest call
+(benchmarks/README.md, "Measurements behind the code").
 
 Calls posted during one loop turn are handed to the worker together at the turn's end, with one
 wake-up and one take of its mutex: woken at the first, the worker would only wait for the GIL
-while the loop posts the rest (benchmarks/dispatch_bench.py: about 0.4 us less of the loop's CPU
-a request). The wake-up is a plain Lock the idle worker blocks on, released by the hand-over
+while the loop posts the rest (benchmarks/README.md). The wake-up is a plain Lock the idle worker blocks on, released by the hand-over
 only when the worker is idle: a Condition allocates a waiter lock on every wait and takes its
 own lock twice. Bounded: past `queue_max` queued calls, post refuses with OVERLOADED.
 
@@ -27,7 +26,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 QUEUE_MAX = 1024
 Done = Callable[[Any, Any, "BaseException | None"], None]  # done(token, result, error), on the loop

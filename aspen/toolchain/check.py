@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aspen.manifest import Manifest, ManifestError
-from aspen.plugins.manager import KV_TYPES
-from aspen.plugins.namespaces import PREFIX_CONFLICT, find_conflict
+from aspen.plugins.namespaces import KV_TYPES, PREFIX_CONFLICT, find_conflict
 from aspen.signing import verify, wasm_digest
 from aspen.toolchain.module_check import inspect_wasm
 from aspen.toolchain.project import SDK_CRATE, Project, ProjectError
 from sandbox import abi
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 ERROR, WARNING = "error", "warning"
 # Answered by the node before any plugin is asked (native handlers come first).

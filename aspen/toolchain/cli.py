@@ -21,7 +21,7 @@ from aspen.toolchain.module_check import inspect_wasm
 from aspen.toolchain.project import SDK_DIR, Project, ProjectError
 from aspen.toolchain.templates import TEMPLATES, render
 from aspen.version import aspen_version
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 DEFAULT_KEY = Path("~/.config/aspen/plugin-signing-key")
 EXIT_FAILED, EXIT_USAGE = 1, 2

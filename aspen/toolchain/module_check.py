@@ -6,15 +6,15 @@ from __future__ import annotations
 from typing import Any
 
 from aspen.manifest import Manifest
-from sandbox import InMemoryHost, Runtime, SandboxError
+from sandbox import Runtime, SandboxError
+from sandbox.memhost import probe_info
 
 
 def inspect_wasm(wasm: bytes, manifest: Manifest) -> dict[str, Any]:
     """plugin_info of the module; ValueError with the sandbox's reason when a node would refuse it."""
     runtime = Runtime()
     try:
-        plugin = runtime.load(wasm, manifest.sandbox_config(), InMemoryHost())
-        return plugin.info()
+        return probe_info(runtime, wasm, manifest.sandbox_config())
     except SandboxError as exc:
         raise ValueError(f"{exc.code}: {exc.message}") from None
     finally:

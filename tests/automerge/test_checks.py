@@ -11,8 +11,8 @@ import pytest
 from aspen import automerge
 from aspen.client import Client
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.automerge.conftest import JsClient
+from wire.errors import AspenError
 
 Js = Callable[[], JsClient]
 

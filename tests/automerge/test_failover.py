@@ -10,9 +10,9 @@ from pathlib import Path
 
 from aspen import automerge
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.automerge.conftest import JsClient
 from tests.plugins.test_plugin_cli import cli
+from wire.errors import AspenError
 
 CHANGES, BATCH = 300, 5
 ATTEMPTS_MAX = 60

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.chaos import counter_plugin
 from tests.chaos.history import INFO, OK, Record
 from tests.chaos.linearizability import BATCH, CAS, DELETE, GET, INCR, PUT, counter_bytes, counter_value
 from tests.chaos.nemesis import Fault
+from wire.errors import AspenError
 
 CONVERGE_WAIT_S = 30.0
 

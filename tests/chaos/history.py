@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from storage.errors import AspenError, ErrorCode
 from tests.chaos import counter_plugin
 from tests.chaos.linearizability import BATCH, CAS, GET, NOT_KNOWN, Op
+from wire.errors import AspenError, ErrorCode
 
 OPS_MAX = 200_000  # a bound on memory; a run that hits it stops recording and says so
 

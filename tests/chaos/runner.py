@@ -25,12 +25,12 @@ from typing import Any
 
 from deploy.launcher import LocalCluster
 from deploy.netns import HostNetwork, NetnsUnavailable
-from storage.errors import AspenError
 from tests.chaos import checks, counter_plugin
 from tests.chaos.history import History
 from tests.chaos.linearizability import Verdict, check
 from tests.chaos.nemesis import Nemesis, NemesisConfig
 from tests.chaos.workload import COUNTER_KEY, Worker, WorkloadConfig, final_reads
+from wire.errors import AspenError
 
 JOIN_WAIT_S = 30.0
 PLUGIN_READY_WAIT_S = 30.0

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from aspen.client import Client
-from storage.errors import AspenError, ErrorCode
 from tests.chaos import counter_plugin
 from tests.chaos.history import FAIL, INFO, OK, History, outcome_of_error
 from tests.chaos.linearizability import BATCH, CAS, DELETE, GET, INCR, PUT, counter_value
+from wire.errors import AspenError, ErrorCode
 
 VALUE_TAIL_BYTES = (0, 16, 300, 4096, 70_000)  # 70 KB: over pysyncobj's old 64 KiB chunk size
 

@@ -22,7 +22,7 @@ import pytest
 from aspen.client import AsyncClient
 from cluster.journal import SHADOW_SUFFIX
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 WRITERS = 32
 RUN_S = 2.0

@@ -18,24 +18,15 @@ from typing import Any
 import pytest
 
 from cluster import RaftConfig, ReplicatedNode
+from cluster.errors import ClusterCode, ClusterError
+from deploy.launcher import free_ports
 from storage.blobs import BlobStore
-from storage.errors import AspenError
 
 COOKIE = "test-cookie-0123456789"
 
 
-def free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
-
-
 async def _no_fetch(node_id: int, blob_hash: str) -> bytes:
-    raise AspenError("BLOB_NOT_FOUND", "in-process test has no peer transport")  # type: ignore[arg-type]
+    raise ClusterError(ClusterCode.BLOB_NOT_FOUND, "in-process test has no peer transport")
 
 
 async def make_cluster(tmp: Path, size: int = 3, node_class: type[ReplicatedNode] = ReplicatedNode,
@@ -193,4 +184,4 @@ def test_failures_map_to_explicit_codes(reason: int) -> None:
 
     err = failure_error(reason)
     assert err.code in ("OVERLOADED", "UNAVAILABLE")
-    assert err.error.details["applied"] in ("no", "unknown")
+    assert err.details["applied"] in ("no", "unknown")

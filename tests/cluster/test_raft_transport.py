@@ -21,7 +21,7 @@ import pytest
 
 from cluster.transport import MAGIC, NONCE_BYTES, REPLY_BYTES, derive_key
 from deploy.launcher import LocalCluster, proc_status_kib
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 
 class Writer:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 
 def test_write_through_one_node_read_through_another(shared_cluster: LocalCluster) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from cluster.raft import JOINING_MARKER
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.plugins.test_plugins_cluster import eventually, hook_plugin, install, pinger
 from tests.plugins.wat import manifest
+from wire.errors import AspenError
 
 
 def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:

@@ -8,9 +8,9 @@ import pytest
 
 from aspen.client import Client
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.plugins.test_plugins_cluster import eventually, install
 from tests.plugins.wat import manifest, plugin
+from wire.errors import AspenError
 
 
 def scrape(cluster: LocalCluster, node_id: int) -> str:

@@ -23,8 +23,8 @@ from aspen import certs
 from aspen.client import Client
 from aspen.node import AspenNode, NodeConfig
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.wire.fakes import FrameRelay
+from wire.errors import AspenError
 
 MIB = 1024 * 1024
 BIN = Path(sys.executable).parent

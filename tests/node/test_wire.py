@@ -8,9 +8,9 @@ import struct
 import pytest
 
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.wire import fakes
 from tests.wire.fakes import RawConn, connect, recv_frame, send_frame
+from wire.errors import AspenError
 
 
 def _connect(cluster: LocalCluster, node: int = 1, authenticate: bool = True) -> RawConn:

@@ -19,7 +19,7 @@ import pytest
 
 from deploy.launcher import LocalCluster
 from deploy.netns import HostNetwork, NetnsUnavailable
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 
 @pytest.fixture

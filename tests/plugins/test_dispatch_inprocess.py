@@ -14,9 +14,9 @@ import msgpack
 import uvloop
 
 from aspen.node import AspenNode, NodeConfig
-from storage.errors import AspenError
 from tests.cluster.test_raft_inprocess import free_ports
 from tests.plugins.wat import manifest, plugin
+from wire.errors import AspenError
 
 
 async def _started(tmp: Path) -> AspenNode:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.plugins.test_plugin_cli import BIN, cli
 from tests.plugins.test_plugins_cluster import eventually, install
 from tests.plugins.wat import manifest, plugin
+from wire.errors import AspenError
 
 
 def _on(cluster: LocalCluster, nid: int, rtype: str, **fields: Any) -> dict:

@@ -11,8 +11,8 @@ from types import SimpleNamespace
 import nacl.signing
 import pytest
 
-from aspen.plugins.host import NodeHost
 from aspen.plugins.logring import LogRing
+from aspen.plugins.nodehost import NodeHost
 from sandbox import HostError
 
 

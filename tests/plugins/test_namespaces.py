@@ -10,9 +10,9 @@ import pytest
 
 from aspen.plugins.namespaces import PREFIX_CONFLICT, find_conflict
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.plugins.test_plugins_cluster import install
 from tests.plugins.wat import manifest, plugin
+from wire.errors import AspenError
 
 INSTALLED = {"users": ("app/users/",), "quiet": ("__plugin:quiet:",)}
 

@@ -15,9 +15,9 @@ from aspen import signing
 from aspen.manifest import Manifest
 from deploy.launcher import LocalCluster
 from sandbox.permissions import PERMISSION_NAMES
-from storage.errors import AspenError
 from tests.plugins.test_plugins_cluster import eventually, install
 from tests.plugins.wat import manifest, plugin, write
+from wire.errors import AspenError
 
 BIN = Path(sys.executable).parent
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.plugins.wat import manifest, plugin
+from wire.errors import AspenError
 
 
 def install(c: Any, wasm: bytes, man: dict, **fields: Any) -> dict:

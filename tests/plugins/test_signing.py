@@ -11,7 +11,7 @@ import pytest
 from aspen import signing
 from aspen.manifest import Manifest
 from sandbox.permissions import PERMISSION_NAMES
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 WASM = b"\x00asm\x01\x00\x00\x00"
 KEY = nacl.signing.SigningKey(b"\x01" * 32)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from aspen.plugins.worker import PluginWorker
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 
 def test_calls_run_in_order_on_one_thread_and_results_come_back() -> None:

@@ -10,7 +10,7 @@ import blake3
 import pytest
 
 from storage.blobs import BlobRef, BlobStore
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
 from storage.hashing import blob_hash, check_hash, is_blob_hash
 
 MISSING = "0" * 64
@@ -79,9 +79,9 @@ def test_put_verified_accepts_matching_bytes(store: BlobStore) -> None:
 
 
 def test_put_verified_refuses_bytes_that_do_not_match(store: BlobStore) -> None:
-    with pytest.raises(AspenError) as caught:
+    with pytest.raises(StorageError) as caught:
         store.put_verified(_hex(b"expected"), b"something else")
-    assert caught.value.code == ErrorCode.BLOB_CORRUPT
+    assert caught.value.code == StorageCode.BLOB_CORRUPT
     assert not store.has(_hex(b"expected"))
     assert list(store.iter_hashes()) == []
 
@@ -90,9 +90,9 @@ def test_blob_size_limit(tmp_path: Path) -> None:
     store = BlobStore(tmp_path, limit_bytes=10)
     assert store.put(b"x" * 10).size == 10
     for put in (lambda: store.put(b"x" * 11), lambda: store.put_verified(_hex(b"y" * 11), b"y" * 11)):
-        with pytest.raises(AspenError) as caught:
+        with pytest.raises(StorageError) as caught:
             put()
-        assert caught.value.code == ErrorCode.BLOB_TOO_LARGE
+        assert caught.value.code == StorageCode.BLOB_TOO_LARGE
     assert len(list(store.iter_hashes())) == 1
 
 
@@ -113,18 +113,18 @@ def test_a_large_blob_round_trips(store: BlobStore) -> None:
 def test_bad_hash_strings_are_invalid_requests(store: BlobStore, bad: object) -> None:
     calls = [store.get, store.has, store.size, store.delete, lambda h: store.put_verified(h, b"")]
     for call in calls:
-        with pytest.raises(AspenError) as caught:
+        with pytest.raises(StorageError) as caught:
             call(bad)  # type: ignore[arg-type]
-        assert caught.value.code == ErrorCode.INVALID_REQUEST
+        assert caught.value.code == StorageCode.INVALID_REQUEST
     assert not is_blob_hash(bad)
-    with pytest.raises(AspenError):
+    with pytest.raises(StorageError):
         check_hash(bad)
 
 
 def test_non_bytes_data_is_an_invalid_request(store: BlobStore) -> None:
-    with pytest.raises(AspenError) as caught:
+    with pytest.raises(StorageError) as caught:
         store.put("text")  # type: ignore[arg-type]
-    assert caught.value.code == ErrorCode.INVALID_REQUEST
+    assert caught.value.code == StorageCode.INVALID_REQUEST
 
 
 def test_a_corrupt_file_is_never_returned_and_is_removed(store: BlobStore) -> None:

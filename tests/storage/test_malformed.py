@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from storage.errors import Error, ErrorCode
+from storage.errors import StorageCode, StorageError
 from storage.ops import validate_key, validate_op
 from storage.state import StateMachine
 
@@ -135,7 +135,7 @@ def _assert_rejected_without_change(op: Any) -> None:
     assert state.state_hash() == before
     assert state.applied_index == 2
     error = validate_op(op)
-    assert isinstance(error, Error)
+    assert isinstance(error, StorageError)
     assert (str(error.code), error.message, error.details) == result[1:]
 
 
@@ -236,7 +236,7 @@ def test_validate_key() -> None:
     assert validate_key("k") is None
     assert validate_key("k" * 1024) is None
     error = validate_key("k" * 1025, "ops[3].key")
-    assert error is not None and error.code == ErrorCode.KEY_TOO_LARGE and "ops[3].key" in error.message
+    assert error is not None and error.code == StorageCode.KEY_TOO_LARGE and "ops[3].key" in error.message
     for bad, code in [
         ("", "INVALID_REQUEST"),
         (b"k", "INVALID_REQUEST"),

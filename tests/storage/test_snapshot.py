@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 from storage import codec, snapshot
-from storage.errors import AspenError, ErrorCode
+from storage.errors import StorageCode, StorageError
 from storage.kv import Entry
 from storage.snapshot import SnapshotError
 from storage.state import StateMachine
@@ -70,9 +70,9 @@ def test_kv_spanning_several_codec_chunks_round_trips() -> None:
 
 
 def test_snapshot_errors_are_aspen_internal_errors() -> None:
-    with pytest.raises(AspenError) as caught:
+    with pytest.raises(StorageError) as caught:
         snapshot.load(b"")
-    assert caught.value.code == ErrorCode.INTERNAL
+    assert caught.value.code == StorageCode.INTERNAL
     assert isinstance(caught.value, SnapshotError)
 
 

@@ -13,10 +13,10 @@ from aspen.client import Client
 from aspen.testing import PluginHarness
 from aspen.toolchain.cli import run
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
 from tests.plugins.test_plugin_cli import cli
 from tests.plugins.test_plugins_cluster import eventually
 from tests.toolchain.conftest import EXAMPLES
+from wire.errors import AspenError
 
 CLIENTS, INCREMENTS = 8, 100
 

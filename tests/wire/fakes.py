@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 import blake3
 import msgpack
 
+from aspen import fields
 from aspen import protocol as p
 from aspen.auth import Cookie, client_proof, server_proof
 from aspen.server import Dispatch, Server, awaiting
 from aspen.session import TAG_BYTES, FrameMac, SessionKeys
-from storage.errors import AspenError, ErrorCode
 from storage.limits import SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
+from wire.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
 COOKIE = "test-cookie-0123456789abcdef"
@@ -70,67 +71,67 @@ class DictHandler:
         return {"type": "Pong", "node_id": self.node_id}
 
     async def do_ReadKey(self, req: dict[str, Any]) -> dict[str, Any]:
-        key = p.require_str(req, "key")
-        p.optional_bool(req, "stale", False)
+        key = fields.require_str(req, "key")
+        fields.optional_bool(req, "stale", False)
         value = self.kv.get(key)
         return {"type": "ReadResult", "was_found": value is not None, "value": value, "version": 1 if value else 0,
                 "create_revision": 0, "mod_revision": 0}
 
     async def do_WriteKey(self, req: dict[str, Any]) -> dict[str, Any]:
-        key = p.require_str(req, "key")
-        self.kv[key] = p.require_bytes(req, "value", max_bytes=1024 * 1024)
+        key = fields.require_str(req, "key")
+        self.kv[key] = fields.require_bytes(req, "value", max_bytes=1024 * 1024)
         rev = self._bump()
         return {"type": "WriteResult", "revision": rev, "version": 1, "create_revision": rev, "mod_revision": rev}
 
     async def do_DeleteKey(self, req: dict[str, Any]) -> dict[str, Any]:
-        existed = self.kv.pop(p.require_str(req, "key"), None) is not None
+        existed = self.kv.pop(fields.require_str(req, "key"), None) is not None
         return {"type": "DeleteResult", "deleted": existed, "revision": self._bump() if existed else self.revision}
 
     async def do_ScanKeys(self, req: dict[str, Any]) -> dict[str, Any]:
-        prefix = p.optional_str(req, "prefix") or ""
-        limit = p.optional_int(req, "limit", SCAN_LIMIT_DEFAULT, 1, SCAN_LIMIT_MAX)
-        after = p.optional_str(req, "continuation_token") or ""
+        prefix = fields.optional_str(req, "prefix") or ""
+        limit = fields.optional_int(req, "limit", SCAN_LIMIT_DEFAULT, 1, SCAN_LIMIT_MAX)
+        after = fields.optional_str(req, "continuation_token") or ""
         keys = sorted(k for k in self.kv if k.startswith(prefix) and k > after)
         page = keys[:limit]
         entries = [{"key": k, "value": self.kv[k], "version": 1, "create_revision": 1, "mod_revision": 1} for k in page]
         return {"type": "ScanResult", "entries": entries, "continuation_token": page[-1] if len(keys) > limit else None}
 
     async def do_CompareAndSwapKey(self, req: dict[str, Any]) -> dict[str, Any]:
-        key = p.require_str(req, "key")
-        expected = p.optional_bytes(req, "expected")
+        key = fields.require_str(req, "key")
+        expected = fields.optional_bytes(req, "expected")
         actual = self.kv.get(key)
         if actual != expected:
             raise AspenError(ErrorCode.CAS_FAILED, f"{key}: value differs", actual_found=actual is not None,
                              actual_value=actual)
-        self.kv[key] = p.require_bytes(req, "new_value")
+        self.kv[key] = fields.require_bytes(req, "new_value")
         rev = self._bump()
         return {"type": "CompareAndSwapResult", "revision": rev, "version": 1, "create_revision": rev,
                 "mod_revision": rev}
 
     async def do_BatchWrite(self, req: dict[str, Any]) -> dict[str, Any]:
-        ops = p.require_list(req, "ops", 1000)
+        ops = fields.require_list(req, "ops", 1000)
         for i, op in enumerate(ops):
             if not isinstance(op, dict) or op.get("op") not in ("Set", "Delete"):
                 raise AspenError(ErrorCode.INVALID_REQUEST, f"ops[{i}].op: must be Set or Delete")
-            key = p.require_str(op, "key", where=f"ops[{i}]")
+            key = fields.require_str(op, "key", where=f"ops[{i}]")
             if op["op"] == "Set":
-                self.kv[key] = p.require_bytes(op, "value", where=f"ops[{i}]")
+                self.kv[key] = fields.require_bytes(op, "value", where=f"ops[{i}]")
             else:
                 self.kv.pop(key, None)
         return {"type": "BatchWriteResult", "revision": self._bump(), "count": len(ops)}
 
     async def do_PutBlob(self, req: dict[str, Any]) -> dict[str, Any]:
-        data = p.require_bytes(req, "data", max_bytes=50 * 1024 * 1024, code=ErrorCode.BLOB_TOO_LARGE)
+        data = fields.require_bytes(req, "data", max_bytes=50 * 1024 * 1024, code=ErrorCode.BLOB_TOO_LARGE)
         digest = blake3.blake3(data).hexdigest()
         self.blobs[digest] = data
         return {"type": "BlobPutResult", "hash": digest, "size": len(data)}
 
     async def do_GetBlob(self, req: dict[str, Any]) -> dict[str, Any]:
-        data = self.blobs.get(p.require_hash(req, "hash"))
+        data = self.blobs.get(fields.require_hash(req, "hash"))
         return {"type": "BlobResult", "found": data is not None, "data": data, "size": len(data or b"")}
 
     async def do_HasBlob(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "BlobExistsResult", "exists": p.require_hash(req, "hash") in self.blobs}
+        return {"type": "BlobExistsResult", "exists": fields.require_hash(req, "hash") in self.blobs}
 
     async def do_ClusterStatus(self, req: dict[str, Any]) -> dict[str, Any]:
         me = {"node_id": self.node_id, "raft_addr": "127.0.0.1:1", "client_addr": self.client_addr,

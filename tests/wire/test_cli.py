@@ -11,8 +11,8 @@ import pytest
 from aspen import cli
 from aspen.cli.kv import parse_batch_op
 from aspen.cli.registry import Commands, UsageError
-from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, ServerThread
+from wire.errors import AspenError, ErrorCode
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from aspen.client import AsyncClient, Client, parse_endpoints
-from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, DictHandler, ScriptedServer, ServerThread
+from wire.errors import AspenError, ErrorCode
 
 
 def run(coro: Coroutine[Any, Any, Any]) -> Any:

@@ -18,7 +18,7 @@ import pytest
 from aspen.client import Client
 from aspen.credentials import Token
 from deploy.launcher import LocalCluster
-from storage.errors import AspenError
+from wire.errors import AspenError
 
 
 @pytest.fixture(scope="module")

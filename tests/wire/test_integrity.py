@@ -18,8 +18,8 @@ from aspen import protocol as p
 from aspen.auth import Cookie, client_proof
 from aspen.client import AsyncClient
 from aspen.session import FrameMac, SessionKeys
-from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, FrameRelay, ServerThread, closed_by_peer, connect, recv_frame, send_frame
+from wire.errors import AspenError, ErrorCode
 
 
 def run(coro: Any) -> Any:

@@ -8,8 +8,9 @@ import struct
 import msgpack
 import pytest
 
+from aspen import fields
 from aspen import protocol as p
-from storage.errors import AspenError, ErrorCode
+from wire.errors import AspenError, ErrorCode
 
 
 def _frame(body: bytes) -> bytes:
@@ -110,49 +111,49 @@ def _code_and_message(fn, *args, **kwargs) -> tuple[str, str]:  # type: ignore[n
 
 
 def test_require_str_is_the_key_check() -> None:
-    assert p.require_str({"key": "a/b"}, "key") == "a/b"
-    assert _code_and_message(p.require_str, {}, "key") == ("INVALID_REQUEST", "key: is required")
-    code, msg = _code_and_message(p.require_str, {"key": b"bytes"}, "key")
+    assert fields.require_str({"key": "a/b"}, "key") == "a/b"
+    assert _code_and_message(fields.require_str, {}, "key") == ("INVALID_REQUEST", "key: is required")
+    code, msg = _code_and_message(fields.require_str, {"key": b"bytes"}, "key")
     assert code == "INVALID_REQUEST" and msg.startswith("key")
-    assert _code_and_message(p.require_str, {"key": ""}, "key")[0] == "INVALID_REQUEST"
-    assert _code_and_message(p.require_str, {"key": "k" * 1025}, "key")[0] == "KEY_TOO_LARGE"
-    assert p.require_str({"key": "k" * 1024}, "key")
-    assert _code_and_message(p.require_str, {"key": "é" * 513}, "key")[0] == "KEY_TOO_LARGE"  # bytes, not chars
-    assert _code_and_message(p.require_str, {"key": "__aspen/x"}, "key")[0] == "RESERVED_KEY"
-    code, msg = _code_and_message(p.require_str, {"key": 5}, "key", where="ops[3]")
+    assert _code_and_message(fields.require_str, {"key": ""}, "key")[0] == "INVALID_REQUEST"
+    assert _code_and_message(fields.require_str, {"key": "k" * 1025}, "key")[0] == "KEY_TOO_LARGE"
+    assert fields.require_str({"key": "k" * 1024}, "key")
+    assert _code_and_message(fields.require_str, {"key": "é" * 513}, "key")[0] == "KEY_TOO_LARGE"  # bytes, not chars
+    assert _code_and_message(fields.require_str, {"key": "__aspen/x"}, "key")[0] == "RESERVED_KEY"
+    code, msg = _code_and_message(fields.require_str, {"key": 5}, "key", where="ops[3]")
     assert code == "INVALID_REQUEST" and msg.startswith("ops[3].key")
 
 
 def test_require_bytes() -> None:
-    assert p.require_bytes({"v": b""}, "v") == b""
-    assert _code_and_message(p.require_bytes, {"v": "text"}, "v") == ("INVALID_REQUEST", "v: must be bytes (msgpack bin)")
-    assert _code_and_message(p.require_bytes, {}, "v", where="ops[0]") == ("INVALID_REQUEST", "ops[0].v: is required")
-    code, msg = _code_and_message(p.require_bytes, {"v": b"xx"}, "v", max_bytes=1)
+    assert fields.require_bytes({"v": b""}, "v") == b""
+    assert _code_and_message(fields.require_bytes, {"v": "text"}, "v") == ("INVALID_REQUEST", "v: must be bytes (msgpack bin)")
+    assert _code_and_message(fields.require_bytes, {}, "v", where="ops[0]") == ("INVALID_REQUEST", "ops[0].v: is required")
+    code, msg = _code_and_message(fields.require_bytes, {"v": b"xx"}, "v", max_bytes=1)
     assert code == "VALUE_TOO_LARGE" and msg.startswith("v: 2 bytes")
-    assert _code_and_message(p.require_bytes, {"d": b"xx"}, "d", max_bytes=1, code=ErrorCode.BLOB_TOO_LARGE)[0] == (
+    assert _code_and_message(fields.require_bytes, {"d": b"xx"}, "d", max_bytes=1, code=ErrorCode.BLOB_TOO_LARGE)[0] == (
         "BLOB_TOO_LARGE"
     )
 
 
 def test_int_bool_list_str_hash_helpers() -> None:
-    assert p.optional_int({}, "limit", 1000, 1, 10_000) == 1000
-    assert p.optional_int({"limit": 5}, "limit", 1000, 1, 10_000) == 5
+    assert fields.optional_int({}, "limit", 1000, 1, 10_000) == 1000
+    assert fields.optional_int({"limit": 5}, "limit", 1000, 1, 10_000) == 5
     for bad in (0, 10_001, True, "5", 1.5):
-        assert _code_and_message(p.optional_int, {"limit": bad}, "limit", 1000, 1, 10_000) == (
+        assert _code_and_message(fields.optional_int, {"limit": bad}, "limit", 1000, 1, 10_000) == (
             "INVALID_REQUEST", "limit: must be an integer from 1 to 10000")
-    assert p.require_int({"n": 3}, "n", 0, 3) == 3
-    assert _code_and_message(p.require_int, {}, "n", 0, 3)[1] == "n: must be an integer from 0 to 3"
-    assert p.optional_bool({}, "stale", False) is False
-    assert _code_and_message(p.optional_bool, {"stale": 1}, "stale", False)[1] == "stale: must be a boolean"
-    assert p.require_list({"ops": [1]}, "ops", 1) == [1]
-    assert _code_and_message(p.require_list, {"ops": [1, 2]}, "ops", 1)[1] == "ops: at most 1 items"
-    assert _code_and_message(p.require_list, {"ops": {}}, "ops", 1)[1] == "ops: must be a list"
-    assert p.optional_str({}, "prefix") is None
-    assert _code_and_message(p.optional_str, {"prefix": b"x"}, "prefix")[0] == "INVALID_REQUEST"
-    assert p.optional_bytes({"e": None}, "e") is None
-    assert _code_and_message(p.optional_bytes, {"e": "x"}, "e")[0] == "INVALID_REQUEST"
-    assert p.require_hash({"hash": "a" * 64}, "hash") == "a" * 64
-    assert _code_and_message(p.require_hash, {"hash": "A" * 64}, "hash")[0] == "INVALID_REQUEST"
+    assert fields.require_int({"n": 3}, "n", 0, 3) == 3
+    assert _code_and_message(fields.require_int, {}, "n", 0, 3)[1] == "n: must be an integer from 0 to 3"
+    assert fields.optional_bool({}, "stale", False) is False
+    assert _code_and_message(fields.optional_bool, {"stale": 1}, "stale", False)[1] == "stale: must be a boolean"
+    assert fields.require_list({"ops": [1]}, "ops", 1) == [1]
+    assert _code_and_message(fields.require_list, {"ops": [1, 2]}, "ops", 1)[1] == "ops: at most 1 items"
+    assert _code_and_message(fields.require_list, {"ops": {}}, "ops", 1)[1] == "ops: must be a list"
+    assert fields.optional_str({}, "prefix") is None
+    assert _code_and_message(fields.optional_str, {"prefix": b"x"}, "prefix")[0] == "INVALID_REQUEST"
+    assert fields.optional_bytes({"e": None}, "e") is None
+    assert _code_and_message(fields.optional_bytes, {"e": "x"}, "e")[0] == "INVALID_REQUEST"
+    assert fields.require_hash({"hash": "a" * 64}, "hash") == "a" * 64
+    assert _code_and_message(fields.require_hash, {"hash": "A" * 64}, "hash")[0] == "INVALID_REQUEST"
 
 
 class _Recorder:

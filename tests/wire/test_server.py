@@ -12,8 +12,8 @@ import pytest
 
 from aspen.auth import Cookie, client_proof
 from aspen.server import Finish, Identity, Token
-from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, ServerThread, closed_by_peer, connect, recv_frame, send_frame
+from wire.errors import AspenError, ErrorCode
 
 
 def test_handshake_is_mutual_and_requests_then_run(server: ServerThread) -> None:

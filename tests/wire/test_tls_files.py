@@ -14,8 +14,8 @@ from cryptography import x509
 from aspen import certs, tls
 from aspen.client import AsyncClient
 from aspen.server import Identity
-from storage.errors import AspenError, ErrorCode
 from tests.wire.fakes import COOKIE, RawConn, ServerThread, authenticate, recv_frame
+from wire.errors import AspenError, ErrorCode
 
 
 def test_keys_are_private_and_names_are_the_hosts(tmp_path: Path) -> None:

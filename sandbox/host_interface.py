@@ -2,7 +2,7 @@
 
 The sandbox checks permissions, prefixes and bounds before calling any of these; an
 implementation raises `HostError(code, message)` for a failure the guest should see.
-`aspen/plugins/host.py` implements it over the cluster; `sandbox/testing.py` in memory.
+`aspen/plugins/nodehost.py` implements it over the cluster; `sandbox/memhost.py` in memory.
 """
 
 from __future__ import annotations

@@ -9,9 +9,14 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import blake3
 import nacl.signing
+
+if TYPE_CHECKING:
+    from sandbox.permissions import PluginConfig
+    from sandbox.runtime import Runtime
 
 
 @dataclass
@@ -99,3 +104,10 @@ class InMemoryHost:
 
     def hlc_now_ms(self) -> int:
         return int(time.time() * 1000)
+
+
+def probe_info(runtime: Runtime, wasm: bytes, config: PluginConfig) -> dict[str, Any]:
+    """A module's plugin_info, loaded alone over an InMemoryHost (plugin_info must not touch the
+    cluster): what an install, `cargo aspen-plugin build` and `check` compare with the manifest
+    (Manifest.info_mismatches). SandboxError when a node would refuse the module."""
+    return runtime.load(wasm, config, InMemoryHost()).info()

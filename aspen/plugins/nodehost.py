@@ -12,26 +12,31 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import nacl.signing
 
-from aspen.handlers import NativeHandlers
+from aspen.codes import LAYER_ERRORS, wire_error
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins.logring import LogRing
 from sandbox import HostError
 from sandbox.runtime import TRAP_LEVEL
-from storage.errors import AspenError
-
-if TYPE_CHECKING:
-    from aspen.plugins.manager import PluginManager
 
 T = TypeVar("T")
 log = logging.getLogger("aspen.plugins")
 _LEVELS = {"debug": logging.DEBUG, "warn": logging.WARNING}
 
 
+class Timers(Protocol):
+    """What a NodeHost needs of the plugin manager (PluginManager is one): its timers, which it
+    schedules and cancels on the event loop."""
+
+    def schedule_timer(self, plugin: str, name: str, interval_ms: int, repeat: bool) -> None: ...
+    def cancel_timer(self, plugin: str, name: str) -> None: ...
+
+
 class NodeHost:
-    def __init__(self, plugin: str, manager: PluginManager, native: NativeHandlers,
+    def __init__(self, plugin: str, manager: Timers, native: NativeHandlers,
                  signing_key: nacl.signing.SigningKey, loop: asyncio.AbstractEventLoop, timeout_s: float,
                  ring: LogRing) -> None:
         self.plugin = plugin
@@ -55,8 +60,9 @@ class NodeHost:
             wait_s = min(wait_s, self.call_time_left_s())
         try:
             return asyncio.run_coroutine_threadsafe(coro, self.loop).result(wait_s)
-        except AspenError as exc:
-            raise HostError(str(exc.code), exc.message) from None
+        except LAYER_ERRORS as exc:
+            error = wire_error(exc)
+            raise HostError(str(error.code), error.message) from None
         except TimeoutError:
             raise HostError("TIMEOUT", f"the node did not answer within {wait_s:.3f}s") from None
 

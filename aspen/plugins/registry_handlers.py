@@ -10,16 +10,18 @@ from typing import Any
 
 import msgpack
 
-from aspen import protocol as p
+from aspen import fields as p
 from aspen import signing
-from aspen.handlers import Handler, NativeHandlers
 from aspen.manifest import Manifest, ManifestError
+from aspen.native_handlers import NativeHandlers
 from aspen.plugins import namespaces
 from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager, decode_record
+from aspen.server import RequestHandler
 from sandbox import SandboxError
-from storage.errors import AspenError, ErrorCode
+from sandbox.memhost import probe_info
 from storage.limits import BLOB_MAX_BYTES
+from wire.errors import AspenError, ErrorCode
 
 PEER_STATUS_TIMEOUT_S = 3.0
 REGISTER_ATTEMPTS = 5
@@ -45,7 +47,7 @@ class PluginHandlers:
         # A request for a plugin that is Failed on this node is served by another (the manager
         # has no peer client of its own).
         manager.forward_through((peers, peer_request))
-        self.table: dict[str, Handler] = {
+        self.table: dict[str, RequestHandler] = {
             "PluginInstall": self.install,
             "PluginList": self.list,
             "PluginInfo": self.info,
@@ -105,7 +107,7 @@ class PluginHandlers:
         # API, or whose plugin_info disagrees with its manifest is refused before it is stored.
         loop = asyncio.get_running_loop()
         try:
-            info = await loop.run_in_executor(None, self._probe_info, wasm, manifest)
+            info = await loop.run_in_executor(None, probe_info, self.manager.runtime, wasm, manifest.sandbox_config())
         except SandboxError as exc:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"wasm refused: {exc.code}: {exc.message}") from None
         if manifest.info_mismatches(info):
@@ -152,12 +154,6 @@ class PluginHandlers:
                     raise
         raise AspenError(ErrorCode.CAS_FAILED, f"the plugin registry changed under {REGISTER_ATTEMPTS} attempts to "
                                                f"install {manifest.name}; try again", applied="no")
-
-    def _probe_info(self, wasm: bytes, manifest: Manifest) -> dict[str, Any]:
-        from sandbox import InMemoryHost  # plugin_info must not touch the cluster: probe it alone
-
-        instance = self.manager.runtime.load(wasm, manifest.sandbox_config(), InMemoryHost())
-        return instance.info()
 
     async def _settle(self, name: str) -> None:
         """Wait (bounded) until this node's registry serves the committed entry."""

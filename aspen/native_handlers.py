@@ -9,19 +9,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from functools import partial
 from typing import Any, TypeVar
 
-import msgpack
-
-from aspen import protocol as p
-from cluster import ReplicatedNode
-from storage.errors import AspenError, ErrorCode
+from aspen import fields as p
+from aspen.codes import wire_code, wire_error
+from aspen.server import RequestHandler
+from cluster import ReplicatedNode, node_registry
+from cluster.errors import ClusterError
 from storage.limits import BATCH_OPS_MAX, BLOB_MAX_BYTES, CONDITIONS_MAX, SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
 from storage.state import validate_op
+from wire import deadline
+from wire.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
-Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 
 # A scan page also ends by bytes: 80 values of 1 MiB made one 84 MB frame, over FRAME_MAX_BYTES,
 # so scan_all could never read past them. A page holds at least one entry (at most 1 MiB of
@@ -33,21 +35,13 @@ _BATCH_OPS = {"Set": "put", "Delete": "del"}
 _CONDITIONS = {"ValueEquals": "eq", "KeyExists": "exists", "KeyNotExists": "absent"}
 
 
-def _expire(fut: asyncio.Future[Any], timeout_s: float) -> None:
-    if not fut.done():
-        fut.set_exception(
-            AspenError(ErrorCode.TIMEOUT, f"not committed within {timeout_s}s; it may still apply", applied="unknown")
-        )
+def _not_committed(timeout_s: float) -> AspenError:
+    return AspenError(ErrorCode.TIMEOUT, f"not committed within {timeout_s}s; it may still apply", applied="unknown")
 
 
-async def with_deadline(fut: asyncio.Future[T], timeout_s: float) -> T:
-    """Await a future with a deadline. Unlike asyncio.wait_for (a new task per call in 3.11),
-    this costs one timer handle, which matters at tens of thousands of requests a second."""
-    handle = asyncio.get_running_loop().call_later(timeout_s, _expire, fut, timeout_s)
-    try:
-        return await fut
-    finally:
-        handle.cancel()
+def with_deadline(fut: asyncio.Future[T], timeout_s: float) -> Coroutine[Any, Any, T]:
+    """Await a commit's future; past the deadline TIMEOUT (applied: unknown)."""
+    return deadline.with_deadline(fut, timeout_s, partial(_not_committed, timeout_s))
 
 
 def raise_result(result: tuple[Any, ...]) -> dict[str, Any]:
@@ -55,7 +49,7 @@ def raise_result(result: tuple[Any, ...]) -> dict[str, Any]:
     if result[0] == "ok":
         return result[1]
     _, code, message, details = result
-    raise AspenError(ErrorCode(code), message, **details)
+    raise AspenError(wire_code(code), message, **details)
 
 
 def encode_token(key: str) -> str:
@@ -76,7 +70,7 @@ class NativeHandlers:
         self.metrics_addr = metrics_addr  # this node's /metrics, /health and /ready, shown by cluster status
         self.timeout_s = request_timeout_s
         self._client_addr_of = client_addr_of
-        self.table: dict[str, Handler] = {
+        self.table: dict[str, RequestHandler] = {
             "Ping": self.ping,
             "ReadKey": self.read_key,
             "WriteKey": self.write_key,
@@ -103,8 +97,11 @@ class NativeHandlers:
         """commit, also returning the log index the op was applied at."""
         error = validate_op(op)
         if error is not None:
-            raise AspenError(error.code, error.message, **error.details)
-        result, index = await with_deadline(self.node.propose(op), self.timeout_s)
+            raise wire_error(error)
+        try:
+            result, index = await with_deadline(self.node.propose(op), self.timeout_s)
+        except ClusterError as exc:
+            raise wire_error(exc) from exc
         return raise_result(result), index
 
     async def _consistent(self, req: dict[str, Any]) -> None:
@@ -233,16 +230,16 @@ class NativeHandlers:
 
     async def cluster_status(self, req: dict[str, Any]) -> dict[str, Any]:
         st = self.node.status()
-        registry = dict(self.node.read(lambda s: s.meta_items("nodes")))
+        registry = self.node.read(node_registry.records)
         nodes = []
         leader_id = st["leader_id"]
         for member in st["members"]:
             nid = member["node_id"]
-            info = _node_info(registry.get(str(nid))) if nid is not None else {}
+            rec = registry.get(nid) if nid is not None else None
             nodes.append({
                 "node_id": nid,
                 "raft_addr": member["raft_addr"],
-                "client_addr": info.get("client_addr") or (self._client_addr_of(nid) if nid else None),
+                "client_addr": (rec and rec.client_addr) or (self._client_addr_of(nid) if nid else None),
                 "role": "leader" if nid is not None and nid == leader_id else "follower",
                 "connected": member["connected"],
                 # On the leader: its replication progress for that member (etcd's `raft status`).
@@ -269,12 +266,3 @@ class NativeHandlers:
         return {"type": "StateHashResult", "node_id": self.node.node_id, "applied_index": applied_index,
                 "state_hash": state_hash}
 
-
-def _node_info(raw: bytes | None) -> dict[str, Any]:
-    if raw is None:
-        return {}
-    try:
-        info = msgpack.unpackb(raw, raw=False)
-    except Exception:
-        return {}
-    return info if isinstance(info, dict) else {}
