@@ -9,3 +9,4 @@ CONDITIONS_MAX = 100
 BLOB_MAX_BYTES = 50 * 1024 * 1024
 RESERVED_KEY_PREFIX = "__aspen/"
 META_TABLE_MAX_BYTES = 64  # UTF-8 encoded length of a meta table name
+DELETE_RANGE_MAX = 1000  # keys one delrange op removes: bounds one entry's apply time

@@ -16,6 +16,7 @@ from storage.limits import (
     BATCH_OPS_MAX,
     BLOB_MAX_BYTES,
     CONDITIONS_MAX,
+    DELETE_RANGE_MAX,
     KEY_MAX_BYTES,
     META_TABLE_MAX_BYTES,
     RESERVED_KEY_PREFIX,
@@ -143,6 +144,27 @@ def check_del(op: Any) -> Result | None:
     return _arity(op, 1) or check_key(op[1])
 
 
+def check_delrange(op: Any) -> Result | None:
+    """["delrange", prefix, limit]: delete up to `limit` keys starting with `prefix` (empty:
+    every key), in key order, as one write. Bounded so one log entry's apply stays short; the
+    caller repeats while the result says more remain."""
+    if bad := _arity(op, 2):
+        return bad
+    _, prefix, limit = op
+    if type(prefix) is not str:
+        return _invalid("prefix: must be a string")
+    size = _utf8_len(prefix)
+    if size < 0:
+        return _invalid("prefix: must be valid UTF-8")
+    if size > KEY_MAX_BYTES:
+        return err(ErrorCode.KEY_TOO_LARGE, f"prefix: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
+    if prefix.startswith(RESERVED_KEY_PREFIX):
+        return err(ErrorCode.RESERVED_KEY, f"prefix: {RESERVED_KEY_PREFIX!r} is reserved for the cluster")
+    if type(limit) is not int or not 0 < limit <= DELETE_RANGE_MAX:
+        return _invalid(f"limit: an integer from 1 to {DELETE_RANGE_MAX}")
+    return None
+
+
 def check_cas(op: Any) -> Result | None:
     return (
         _arity(op, 3)
@@ -246,6 +268,7 @@ def check_tagged(op: Any) -> Result | None:
 CHECKS: dict[str, Check] = {
     "put": check_put,
     "del": check_del,
+    "delrange": check_delrange,
     "cas": check_cas,
     "cad": check_cad,
     "batch": check_batch,

@@ -26,6 +26,7 @@ from storage.ops import (
     check_cas,
     check_cbatch,
     check_del,
+    check_delrange,
     check_meta_cas,
     check_meta_cas_all,
     check_meta_del,
@@ -109,6 +110,7 @@ class StateMachine:
         self._handlers: dict[str, Handler] = {
             "put": self._put,
             "del": self._del,
+            "delrange": self._delrange,
             "cas": self._cas,
             "cad": self._cad,
             "batch": self._batch,
@@ -241,6 +243,19 @@ class StateMachine:
 
     def _del(self, op: Any, events: Events, index: int, term: int) -> Result:
         return check_del(op) or self._remove(op[1], events, index, term)
+
+    def _delrange(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_delrange(op):
+            return bad
+        _, prefix, limit = op
+        page = self._kv.scan(prefix, limit)
+        if not page.entries:  # nothing changed, so no new revision (as a del of a missing key)
+            return ("ok", {"deleted": 0, "more": False, "revision": self._revision})
+        self._revision = revision = self._revision + 1
+        for key, _ in page.entries:
+            self._kv.delete(key)
+            events.append(CommitEvent(KV_DELETE, key, index, term, revision))
+        return ("ok", {"deleted": len(page.entries), "more": page.next_after is not None, "revision": revision})
 
     def _mismatch(self, key: str, current: Entry | None) -> Result:
         return err(
