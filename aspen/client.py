@@ -53,6 +53,7 @@ BACKOFF_START_S = 0.05
 BACKOFF_MAX_S = 1.0
 IN_FLIGHT_MAX = 1024  # per client; the server's per-connection bound is the same
 SCAN_PAGES_MAX = 10_000
+DELETE_RANGE_ROUNDS_MAX = 100_000  # DeleteRange requests one delete_prefix makes at most (1,000 keys each)
 # Requests that may be sent again when their first outcome is unknown (PutBlob is content
 # addressed: storing the same bytes twice is the same as once).
 IDEMPOTENT = frozenset({"Ping", "ReadKey", "ScanKeys", "GetBlob", "HasBlob", "PutBlob", "ClusterStatus"})
@@ -595,6 +596,24 @@ class AsyncClient:
     async def delete(self, key: str) -> dict[str, Any]:
         return await self.request("DeleteKey", key=key)
 
+    async def delete_prefix(self, prefix: str, *, rounds_max: int = DELETE_RANGE_ROUNDS_MAX) -> dict[str, Any]:
+        """Delete every key starting with prefix ("": every key), in DeleteRange rounds of at
+        most 1,000 keys (one log entry and one revision each): {deleted, revision, rounds}.
+        Not atomic across rounds: keys written meanwhile may be deleted too, or remain."""
+        deleted, revision = 0, None
+        for rounds in range(1, rounds_max + 1):
+            r = await self.request("DeleteRange", prefix=prefix)
+            deleted += r["deleted"]
+            revision = r["revision"]
+            if not r["more"]:
+                return {"deleted": deleted, "revision": revision, "rounds": rounds}
+        raise AspenError(ErrorCode.INVALID_REQUEST, f"delete of prefix {prefix!r} exceeded {rounds_max} rounds "
+                         f"({deleted} keys deleted so far)", deleted=deleted)
+
+    async def move_leader(self, node_id: int) -> dict[str, Any]:
+        """Make node node_id the leader (Raft's TimeoutNow, from the current leader)."""
+        return await self.request("MoveLeader", node_id=node_id)
+
     async def scan(
         self, prefix: str, limit: int | None = None, continuation_token: str | None = None, *, stale: bool = False
     ) -> dict[str, Any]:
@@ -692,6 +711,14 @@ class Client:
 
     def delete(self, key: str) -> dict[str, Any]:
         return self._run(self._async.delete(key))
+
+    def delete_prefix(self, prefix: str, *, rounds_max: int = DELETE_RANGE_ROUNDS_MAX) -> dict[str, Any]:
+        # Each round has its own deadline; the whole may take many of them.
+        return self._run(self._async.delete_prefix(prefix, rounds_max=rounds_max), wait_s=None if rounds_max < 2
+                         else rounds_max * (2 * self._timeout_s + CONNECT_TIMEOUT_S))
+
+    def move_leader(self, node_id: int) -> dict[str, Any]:
+        return self._run(self._async.move_leader(node_id))
 
     def scan(
         self, prefix: str, limit: int | None = None, continuation_token: str | None = None, *, stale: bool = False

@@ -32,10 +32,12 @@ from aspen.client import AsyncClient
 from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
 from aspen.handlers import Handler, NativeHandlers
+from aspen.maintenance import MaintenanceHandlers, restore_into
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
+from aspen.plugins import namespaces
 from aspen.plugins.handlers import PluginHandlers
-from aspen.plugins.manager import PluginManager
+from aspen.plugins.manager import PluginManager, decode_record
 from aspen.server import Finish, Server, Token
 from aspen.version import aspen_version
 from cluster import RaftConfig, ReplicatedNode
@@ -74,6 +76,7 @@ class NodeConfig:
     trusted_ca_file: Path | None = None  # checks peers' certificates, and clients' with client_cert_auth
     client_cert_auth: bool = False
     insecure_plaintext: bool = False  # allow a non-loopback client port without TLS
+    restore: Path | None = None  # an `aspen-cli snapshot save` file to start from (empty data dir only)
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -113,20 +116,21 @@ class AspenNode:
         raft_cookie, self.client_auth = self._resolve_cookie()
         self.server_tls, self.peer_tls = self._resolve_tls()
         self.blobs = BlobStore(cfg.data_dir / "blobs")
-        self.replicated = ReplicatedNode(
-            RaftConfig(
-                node_id=cfg.node_id,
-                raft_addr=cfg.raft,
-                peers=dict(cfg.peers),
-                data_dir=cfg.data_dir,
-                cookie=raft_cookie,
-                join_existing=cfg.join_existing,
-                fsync=cfg.fsync,
-                synced_shadow=cfg.synced_shadow,
-            ),
-            self.blobs,
-            self._fetch_blob_from_peer,
+        raft_cfg = RaftConfig(
+            node_id=cfg.node_id,
+            raft_addr=cfg.raft,
+            peers=dict(cfg.peers),
+            data_dir=cfg.data_dir,
+            cookie=raft_cookie,
+            join_existing=cfg.join_existing,
+            fsync=cfg.fsync,
+            synced_shadow=cfg.synced_shadow,
         )
+        if cfg.restore is not None:
+            restored = restore_into(raft_cfg, cfg.restore)
+            log.info("restored %s: revision %d, %d keys, as the Raft snapshot at index %d", cfg.restore,
+                     restored.revision, len(restored.kv), restored.applied_index)
+        self.replicated = ReplicatedNode(raft_cfg, self.blobs, self._fetch_blob_from_peer)
         self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of,
                                      metrics_addr=cfg.metrics_listen)
         self.plugins = PluginManager(
@@ -136,12 +140,23 @@ class AspenNode:
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
         self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
+        self.maintenance = MaintenanceHandlers(self.native, self.plugin_namespaces)
         self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
-                                          **self.credentials.table}
+                                          **self.credentials.table, **self.maintenance.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
+
+    def plugin_namespaces(self) -> dict[str, tuple[str, ...]]:
+        """Every registered plugin's KV namespace (enabled or not), and the default ones."""
+        owned: dict[str, tuple[str, ...]] = {"the plugins' default namespaces": (namespaces.PLUGIN_NAMESPACE,)}
+        for name, raw in self.replicated.read(lambda s: s.meta_items("plugins")):
+            try:
+                owned[f"plugin {name!r}"] = namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
+            except Exception:  # an undecodable record claims nothing more than its default namespace
+                continue
+        return owned
 
     # -- start-up checks -------------------------------------------------------------------
 
@@ -363,6 +378,9 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
                     help="clients must present a certificate signed by --trusted-ca-file")
     ap.add_argument("--insecure-plaintext", action="store_true",
                     help="serve clients beyond loopback without TLS (only on a network you trust)")
+    ap.add_argument("--restore", type=Path, metavar="FILE",
+                    help="start from an `aspen-cli snapshot save` FILE (BLAKE3 checked); the data dir must hold no "
+                         "Raft log. Restore every member of the new cluster from the same file (docs/OPERATIONS.md)")
     # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -406,6 +424,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         trusted_ca_file=args.trusted_ca_file,
         client_cert_auth=args.client_cert_auth,
         insecure_plaintext=args.insecure_plaintext,
+        restore=args.restore,
     )
 
 

@@ -61,6 +61,13 @@ def _set(args: argparse.Namespace, c: Client) -> Any:
 
 
 def _delete(args: argparse.Namespace, c: Client) -> Any:
+    if args.prefix:
+        r = c.delete_prefix(args.key)
+        if not r["deleted"]:  # as for one key: nothing there is status 1
+            if args.json:
+                return Outcome(r, EXIT_ERROR)
+            raise AspenError(ErrorCode.NOT_FOUND, f"no keys with prefix {args.key!r} (nothing deleted)")
+        return r if args.json else f"deleted {r['deleted']}"
     r = c.delete(args.key)
     if not r.get("deleted"):
         # As `kv get`: a key that was not there is status 1, so a script can tell.
@@ -154,8 +161,12 @@ def register(commands: Commands) -> None:
     p.add_argument("key")
     p.add_argument("value", nargs="?", help="the value as text; - reads standard input (binary safe)")
     p.add_argument("--file", help="read the value from a file, - for standard input (binary safe)")
-    p = commands.command("kv", "delete", _delete, "delete a key; exit 1 if it was not there")
-    p.add_argument("key")
+    p = commands.command("kv", "delete", _delete, "delete a key, or with --prefix every key starting with KEY; "
+                         "exit 1 if nothing was there")
+    p.add_argument("key", help="the key; with --prefix the prefix (\"\" for every key)")
+    p.add_argument("--prefix", action="store_true",
+                   help="delete every key starting with KEY, 1,000 per log entry (not atomic across entries); "
+                        "prints how many")
     p = commands.command("kv", "scan", _scan, "list keys by prefix, in key order")
     p.add_argument("prefix", nargs="?", default="")
     p.add_argument("--limit", type=int, help=f"keys per page (default 1000, at most {SCAN_LIMIT_MAX})")
