@@ -343,7 +343,7 @@ class AspenNode:
         return data
 
 
-def parse_args(argv: list[str] | None) -> NodeConfig:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aspen-node", description="Run one Aspen cluster node.")
     ap.add_argument("--version", action="version", version=f"aspen-node {aspen_version()}")
     ap.add_argument("--node-id", type=int, default=1)
@@ -383,13 +383,33 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
                          "Raft log. Restore every member of the new cluster from the same file (docs/OPERATIONS.md)")
     # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
+    return ap
+
+
+REQUEST_TIMEOUT_MAX_S = 3600.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_args(argv: list[str] | None) -> NodeConfig:
+    ap = build_parser()
     args = ap.parse_args(argv)
+    # Checked before anything starts: each was a traceback (INTERNAL) at start-up, or a node
+    # serving with a request deadline of 0.
+    if args.log_level.upper() not in LOG_LEVELS:
+        ap.error(f"--log-level: one of {', '.join(LOG_LEVELS)}, not {args.log_level[:64]!r}")
+    if not 0 < args.request_timeout <= REQUEST_TIMEOUT_MAX_S:
+        ap.error(f"--request-timeout: seconds, more than 0 and at most {REQUEST_TIMEOUT_MAX_S:g}")
+    metrics_listen = (f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
+                      else args.metrics_listen)
     logging.basicConfig(
         level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
     )
     try:
         split_addr(args.listen)
         split_addr(args.raft)
+        for given in (metrics_listen, args.advertise_client):
+            if given is not None:
+                split_addr(given)
         peers = parse_id_map(args.peers, "--peers")
         peer_clients = parse_id_map(args.peer_clients, "--peer-clients")
         cookie = auth.load_cookie(cookie_file=args.cookie_file)
@@ -412,8 +432,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         peer_clients=peer_clients,
         cookie=cookie.secret if cookie is not None else None,
         request_timeout_s=args.request_timeout,
-        metrics_listen=(f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
-                        else args.metrics_listen),
+        metrics_listen=metrics_listen,
         metrics_auth=args.metrics_auth,
         advertise_client=args.advertise_client,
         join_existing=args.initial_cluster_state == "existing",
