@@ -40,6 +40,7 @@ from aspen.plugins.handlers import PluginHandlers
 from aspen.plugins.manager import PluginManager, decode_record
 from aspen.server import Finish, Server, Token
 from aspen.version import aspen_version
+from aspen.watch import WatchHub
 from cluster import RaftConfig, ReplicatedNode
 from storage.blobs import BlobStore
 from storage.durable import ensure_private_dir
@@ -141,6 +142,7 @@ class AspenNode:
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
         self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
         self.maintenance = MaintenanceHandlers(self.native, self.plugin_namespaces)
+        self.watch_hub = WatchHub(self.replicated)
         self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
                                           **self.credentials.table, **self.maintenance.table}
         self.metrics = Metrics(self)
@@ -259,13 +261,15 @@ class AspenNode:
         return native(request)
 
     async def start(self) -> None:
+        self.watch_hub.start(asyncio.get_running_loop())  # before the first apply: its history starts there
         await self.replicated.start()
         await self.plugins.start()
         host, port = split_addr(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
         self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
                              observe=self.metrics.observe, ssl_context=self.server_tls,
-                             authorize=self.credentials.authorize, check_credential=self.credentials.check_credential)
+                             authorize=self.credentials.authorize, check_credential=self.credentials.check_credential,
+                             streams={"Watch": self.watch_hub.watch})
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.metrics_listen:
@@ -282,6 +286,7 @@ class AspenNode:
             await self.server.stop()
         await self.metrics.stop()
         await self.plugins.stop()
+        self.watch_hub.stop()
         for client in self._peer_clients.values():
             await client.close()
         await self.replicated.stop()

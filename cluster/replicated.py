@@ -35,6 +35,7 @@ T = TypeVar("T")
 FetchBlob = Callable[[int, str], Awaitable[bytes]]
 
 LEADER_POLL_PERIOD_S = 0.05
+SNAPSHOT_LOADED = "cluster.snapshot_loaded"
 UNPACK_LIMITS = {"max_bin_len": 64 * 1024 * 1024, "max_str_len": 16 * 1024 * 1024}
 _RAFT_ROLES = {0: "follower", 1: "candidate", 2: "leader"}
 
@@ -152,6 +153,9 @@ class ReplicatedNode:
         with self._lock:
             self._state = state
             self._applied_index = state.applied_index
+        # The state jumped without commit events: who keeps a history of them (aspen/watch.py)
+        # must know it has a gap up to this revision.
+        self.events.publish([ClusterEvent(SNAPSHOT_LOADED, None, state.applied_index, 0, state.revision)])
         self.blob_sync.reconcile_soon()
 
     # -- writes and reads (event loop) -----------------------------------------------------

@@ -72,10 +72,16 @@ class CommitEvent:
     revision: int  # the KV revision after the write (meta writes do not move it)
     origin: str | None  # the plugin that made the write (a "tagged" op), the same on every node
     depth: int  # the hook depth that write was made at
+    # A KV write's new value and the key's version and create revision after it (watches
+    # stream them: aspen/watch.py); None and 0 for deletes and meta events.
+    value: bytes | None
+    version: int
+    create_revision: int
 
     # Hand-written for the same reason as Entry's: one event per write is on the hot path.
     def __init__(self, kind: str, key: str | None, index: int, term: int, revision: int,
-                 origin: str | None = None, depth: int = 0) -> None:
+                 origin: str | None = None, depth: int = 0, value: bytes | None = None, version: int = 0,
+                 create_revision: int = 0) -> None:
         _set_kind(self, kind)
         _set_key(self, key)
         _set_index(self, index)
@@ -83,6 +89,9 @@ class CommitEvent:
         _set_revision(self, revision)
         _set_origin(self, origin)
         _set_depth(self, depth)
+        _set_value(self, value)
+        _set_version(self, version)
+        _set_create_revision(self, create_revision)
 
 
 _set_kind = CommitEvent.__dict__["kind"].__set__
@@ -92,6 +101,9 @@ _set_term = CommitEvent.__dict__["term"].__set__
 _set_revision = CommitEvent.__dict__["revision"].__set__
 _set_origin = CommitEvent.__dict__["origin"].__set__
 _set_depth = CommitEvent.__dict__["depth"].__set__
+_set_value = CommitEvent.__dict__["value"].__set__
+_set_version = CommitEvent.__dict__["version"].__set__
+_set_create_revision = CommitEvent.__dict__["create_revision"].__set__
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +232,8 @@ class StateMachine:
     def _write(self, key: str, value: bytes, events: Events, index: int, term: int) -> Result:
         self._revision = revision = self._revision + 1
         entry = self._kv.put(key, value, revision)
-        events.append(CommitEvent(KV_WRITE, key, index, term, revision))
+        events.append(CommitEvent(KV_WRITE, key, index, term, revision, None, 0, value, entry.version,
+                                  entry.create_revision))
         return (
             "ok",
             {
@@ -291,8 +304,9 @@ class StateMachine:
         for sub in ops:
             key = sub[1]
             if sub[0] == "put":
-                kv.put(key, sub[2], revision)
-                events.append(CommitEvent(KV_WRITE, key, index, term, revision))
+                entry = kv.put(key, sub[2], revision)
+                events.append(CommitEvent(KV_WRITE, key, index, term, revision, None, 0, sub[2], entry.version,
+                                          entry.create_revision))
                 changed = True
             elif kv.delete(key):
                 events.append(CommitEvent(KV_DELETE, key, index, term, revision))
@@ -394,7 +408,8 @@ class StateMachine:
         _, origin, depth, inner = op
         mine: Events = []
         result = self._handlers[inner[0]](inner, mine, index, term)
-        events.extend(CommitEvent(e.kind, e.key, e.index, e.term, e.revision, origin, depth) for e in mine)
+        events.extend(CommitEvent(e.kind, e.key, e.index, e.term, e.revision, origin, depth, e.value, e.version,
+                                  e.create_revision) for e in mine)
         return result
 
     def _blob_add(self, op: Any, events: Events, index: int, term: int) -> Result:
