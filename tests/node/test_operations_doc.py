@@ -50,7 +50,9 @@ def test_operations_doc_runs_as_written(tmp_path: Path) -> None:
             in text, r.stdout[-1500:]
         # Snapshots: a range delete, the leader moved, a snapshot saved, checked and restored
         # into a new cluster that holds the same keys.
-        assert re.search(r"\nkept\nOK revision=4\nOK revision=5\nOK revision=6\ndeleted 2\nleader is node 2\n"
+        assert re.search(r"\nkept\nOK revision=4\nOK revision=5\nOK revision=6\ndeleted 2\n"
+                         r"PUT snap/a 1 revision=4\nPUT snap/old/1 x revision=5\nPUT snap/old/2 y revision=6\n"
+                         r"DELETE snap/old/1 revision=7\nDELETE snap/old/2 revision=7\nleader is node 2\n"
                          r"saved .*backup\.snap: \d+ bytes from node 2, revision 7, \d+ keys, .* blake3 [0-9a-f]{64}\n"
                          r".*backup\.snap: ok, revision 7, \d+ keys, applied index \d+\n1\nkept$", text), \
             r.stdout[-1500:]
