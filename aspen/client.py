@@ -629,9 +629,13 @@ class AsyncClient:
         """ReadResult {was_found, value, version, create_revision, mod_revision}."""
         return await self.request("ReadKey", key=key, stale=stale)
 
-    async def put(self, key: str, value: bytes | str) -> dict[str, Any]:
-        """value: bytes, or str (stored as its UTF-8 bytes)."""
-        return await self.request("WriteKey", key=key, value=value.encode() if isinstance(value, str) else value)
+    async def put(self, key: str, value: bytes | str, *, lease: int | None = None) -> dict[str, Any]:
+        """value: bytes, or str (stored as its UTF-8 bytes); lease: a LeaseGrant id, the key
+        is deleted when the lease expires or is revoked."""
+        fields: dict[str, Any] = {"key": key, "value": value.encode() if isinstance(value, str) else value}
+        if lease is not None:
+            fields["lease"] = lease
+        return await self.request("WriteKey", **fields)
 
     async def delete(self, key: str) -> dict[str, Any]:
         return await self.request("DeleteKey", key=key)
@@ -846,8 +850,8 @@ class Client:
     def get(self, key: str, *, stale: bool = False) -> dict[str, Any]:
         return self._run(self._async.get(key, stale=stale))
 
-    def put(self, key: str, value: bytes | str) -> dict[str, Any]:
-        return self._run(self._async.put(key, value))
+    def put(self, key: str, value: bytes | str, *, lease: int | None = None) -> dict[str, Any]:
+        return self._run(self._async.put(key, value, lease=lease))
 
     def delete(self, key: str) -> dict[str, Any]:
         return self._run(self._async.delete(key))

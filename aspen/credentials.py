@@ -47,6 +47,8 @@ ADMIN_TYPES = frozenset({
     "PluginKeysAdd", "PluginKeysRemove", "ClusterSetting", "AuthCreate", "AuthList", "AuthRevoke",
     "PluginLogs",  # plugins log what they handle: not for every reader
     "MoveLeader",
+    # Leases are not under a prefix: a revoke deletes whatever keys were attached.
+    "LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseList",
     "SnapshotBegin", "SnapshotChunk",  # a snapshot holds every key and every credential's hash
 })
 ANYONE_TYPES = frozenset({"Ping", "ClusterStatus", "PluginList", "PluginInfo", "PluginKeysList", "StateHash",

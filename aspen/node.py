@@ -32,6 +32,7 @@ from aspen.client import AsyncClient
 from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
 from aspen.handlers import Handler, NativeHandlers
+from aspen.leases import LeaseManager
 from aspen.maintenance import MaintenanceHandlers, restore_into
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
@@ -143,8 +144,9 @@ class AspenNode:
         self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
         self.maintenance = MaintenanceHandlers(self.native, self.plugin_namespaces)
         self.watch_hub = WatchHub(self.replicated)
+        self.leases = LeaseManager(self.native, self.client_addr_of)
         self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
-                                          **self.credentials.table, **self.maintenance.table}
+                                          **self.credentials.table, **self.maintenance.table, **self.leases.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
@@ -263,6 +265,7 @@ class AspenNode:
     async def start(self) -> None:
         self.watch_hub.start(asyncio.get_running_loop())  # before the first apply: its history starts there
         await self.replicated.start()
+        self.leases.start()
         await self.plugins.start()
         host, port = split_addr(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
@@ -286,6 +289,7 @@ class AspenNode:
             await self.server.stop()
         await self.metrics.stop()
         await self.plugins.stop()
+        await self.leases.stop()
         self.watch_hub.stop()
         for client in self._peer_clients.values():
             await client.close()

@@ -18,6 +18,8 @@ from storage.limits import (
     CONDITIONS_MAX,
     DELETE_RANGE_MAX,
     KEY_MAX_BYTES,
+    LEASE_ID_MAX,
+    LEASE_TTL_MAX_S,
     META_TABLE_MAX_BYTES,
     RESERVED_KEY_PREFIX,
     VALUE_MAX_BYTES,
@@ -165,6 +167,31 @@ def check_delrange(op: Any) -> Result | None:
     return None
 
 
+def check_lease_id(lease_id: Any, what: str = "lease") -> Result | None:
+    if type(lease_id) is not int or not 0 < lease_id <= LEASE_ID_MAX:
+        return _invalid(f"{what}: a lease id from 1 to 2^63-1")
+    return None
+
+
+def check_lease_grant(op: Any) -> Result | None:
+    """["lease_grant", id, ttl_s]: the id is chosen by the node that proposes it."""
+    if bad := _arity(op, 2):
+        return bad
+    if type(op[2]) is not int or not 0 < op[2] <= LEASE_TTL_MAX_S:
+        return _invalid(f"ttl_s: an integer from 1 to {LEASE_TTL_MAX_S}")
+    return check_lease_id(op[1], "id")
+
+
+def check_lease_revoke(op: Any) -> Result | None:
+    """["lease_revoke", id]: the lease and every key attached to it go, as one write."""
+    return _arity(op, 1) or check_lease_id(op[1], "id")
+
+
+def check_lput(op: Any) -> Result | None:
+    """["lput", key, value, lease]: a put that attaches the key to a lease."""
+    return _arity(op, 3) or check_key(op[1]) or check_value(op[2]) or check_lease_id(op[3])
+
+
 def check_cas(op: Any) -> Result | None:
     return (
         _arity(op, 3)
@@ -269,6 +296,9 @@ CHECKS: dict[str, Check] = {
     "put": check_put,
     "del": check_del,
     "delrange": check_delrange,
+    "lease_grant": check_lease_grant,
+    "lease_revoke": check_lease_revoke,
+    "lput": check_lput,
     "cas": check_cas,
     "cad": check_cad,
     "batch": check_batch,

@@ -52,7 +52,9 @@ def _value(args: argparse.Namespace) -> bytes:
 
 
 def _set(args: argparse.Namespace, c: Client) -> Any:
-    r = c.put(args.key, _value(args))
+    if args.lease is not None and not 0 < args.lease < 2**63:
+        raise UsageError("--lease: a lease id from `aspen-cli lease grant`")
+    r = c.put(args.key, _value(args), lease=args.lease)
     if args.json:
         return r
     # A plugin owning the key's namespace may answer without a revision, and with a value
@@ -200,6 +202,8 @@ def register(commands: Commands) -> None:
     p.add_argument("key")
     p.add_argument("value", nargs="?", help="the value as text; - reads standard input (binary safe)")
     p.add_argument("--file", help="read the value from a file, - for standard input (binary safe)")
+    p.add_argument("--lease", type=int, metavar="ID",
+                   help="attach the key to a lease (aspen-cli lease grant): it is deleted when the lease goes")
     p = commands.command("kv", "delete", _delete, "delete a key, or with --prefix every key starting with KEY; "
                          "exit 1 if nothing was there")
     p.add_argument("key", help="the key; with --prefix the prefix (\"\" for every key)")

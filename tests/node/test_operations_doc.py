@@ -52,9 +52,11 @@ def test_operations_doc_runs_as_written(tmp_path: Path) -> None:
         # into a new cluster that holds the same keys.
         assert re.search(r"\nkept\nOK revision=4\nOK revision=5\nOK revision=6\ndeleted 2\n"
                          r"PUT snap/a 1 revision=4\nPUT snap/old/1 x revision=5\nPUT snap/old/2 y revision=6\n"
-                         r"DELETE snap/old/1 revision=7\nDELETE snap/old/2 revision=7\nleader is node 2\n"
-                         r"saved .*backup\.snap: \d+ bytes from node 2, revision 7, \d+ keys, .* blake3 [0-9a-f]{64}\n"
-                         r".*backup\.snap: ok, revision 7, \d+ keys, applied index \d+\n1\nkept$", text), \
+                         r"DELETE snap/old/1 revision=7\nDELETE snap/old/2 revision=7\n"
+                         r"lease 7 granted with TTL 60s\nOK revision=8\nlease 7 kept alive with TTL 60s\n"
+                         r"lease 7 revoked \(1 keys deleted\)\nleader is node 2\n"
+                         r"saved .*backup\.snap: \d+ bytes from node 2, revision 9, \d+ keys, .* blake3 [0-9a-f]{64}\n"
+                         r".*backup\.snap: ok, revision 9, \d+ keys, applied index \d+\n1\nkept$", text), \
             r.stdout[-1500:]
         assert "\nhealthy\n" in r.stdout  # cluster health, after node 4 left
     finally:
