@@ -123,14 +123,17 @@ class WatchHub:
         sub = self._sub
         if sub is None:
             return
+        if sub.dropped != self._dropped:
+            # The queue overflowed: events are lost, maybe within one revision, where no gap in
+            # revisions would show. Nothing up to what the state holds now can be complete;
+            # events of those revisions still queued are skipped below.
+            self._dropped = sub.dropped
+            self.reset(max(self.revision, self.node.read(lambda s: s.revision)))
         added = False
         for event in sub.drain(DRAIN_MAX_EVENTS):
             if isinstance(event, CommitEvent) and (event.kind == KV_WRITE or event.kind == KV_DELETE):
-                if sub.dropped != self._dropped:
-                    # The queue overflowed before this event: some before it are lost, maybe
-                    # within one revision, where no gap in revisions would show.
-                    self._dropped = sub.dropped
-                    self.reset(event.revision - 1)
+                if event.revision <= self.compacted:
+                    continue  # from before a reset: its revision may be incomplete
                 self._append(event)
                 added = True
             elif isinstance(event, ClusterEvent) and event.kind == SNAPSHOT_LOADED:

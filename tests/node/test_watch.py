@@ -251,3 +251,42 @@ def test_cli_watch(shared_cluster: LocalCluster) -> None:
     for bad in (["--rev", "-1"], ["--count", "0"], ["--progress-ms", "10"]):
         r = cli(shared_cluster, "kv", "watch", "wcli/", *bad)
         assert r.returncode == 2 and r.stderr.startswith("error: INVALID_REQUEST: "), r.stderr
+
+
+def test_watches_per_node_bound(shared_cluster: LocalCluster) -> None:
+    from aspen.watch import WATCHERS_MAX
+
+    async def go() -> None:
+        per_conn = STREAMS_MAX
+        clients = [aclient(shared_cluster, [2], pin=True) for _ in range(WATCHERS_MAX // per_conn + 1)]
+        try:
+            frames: list[list[Any]] = []
+            for c in clients:
+                await c.ping()
+            for n in range(WATCHERS_MAX + 1):
+                conn = next(iter(clients[n // per_conn]._conns.values()))
+                got: list[Any] = []
+                frames.append(got)
+                conn.open_stream({"type": "Watch", "prefix": "wn/"}, got.append)
+                if n % per_conn == per_conn - 1:
+                    await asyncio.sleep(0.2)  # let the node take these before the next connection's
+            async with asyncio.timeout(30):
+                while not all(frames):
+                    await asyncio.sleep(0.05)
+            kinds = [f[0]["type"] for f in frames]
+            assert kinds.count("WatchCreated") == WATCHERS_MAX, kinds.count("WatchCreated")
+            refused = [f[0] for f in frames if f[0]["type"] == "Error"]
+            assert [e["code"] for e in refused] == ["OVERLOADED"] and "watches already run" in refused[0]["message"]
+        finally:
+            for c in clients:
+                await c.close()
+        # Closed connections end their watches: the node takes new ones again.
+        async with aclient(shared_cluster, [2], pin=True) as c:
+            w = c.watch(prefix="wn/")
+            writer = asyncio.ensure_future(take(w, 1))
+            await asyncio.sleep(0.5)
+            async with aclient(shared_cluster) as other:
+                await other.put("wn/x", b"1")
+            assert [e["key"] for e in await writer] == ["wn/x"]
+
+    run(go())
