@@ -152,6 +152,7 @@ class MaintenanceHandlers:
 # so they agree as Raft requires; members started empty catch up from it.
 RESTORED_INDEX_MIN = 2
 RESTORED_TERM = 0
+NODE_REGISTRY = "nodes"  # the meta table of members' addresses (aspen/node.py _register_self)
 
 
 def load_snapshot_file(path: Path) -> StateMachine:
@@ -170,8 +171,10 @@ def restore_into(cfg: RaftConfig, snapshot_path: Path) -> StateMachine:
                          f"{cfg.journal_path.parent} already holds one (restore into an empty dir)")
     state = load_snapshot_file(snapshot_path)
     index = max(state.applied_index, RESTORED_INDEX_MIN)
-    restored = StateMachine.restore(state.kv, {t: dict(state.meta_items(t)) for t in state.meta_tables()},
-                                    dict(state.blob_records()), state.revision, index)
+    # The saved cluster's node registry (addresses) is not the new cluster's: each member
+    # registers itself once it runs. Every member restored from the file drops it alike.
+    meta = {t: dict(state.meta_items(t)) for t in state.meta_tables() if t != NODE_REGISTRY}
+    restored = StateMachine.restore(state.kv, meta, dict(state.blob_records()), state.revision, index)
     data = state_snapshot.dump(restored)
     noop = bytes([_COMMAND_TYPE.NO_OP])
     members = {TCPNode(addr) for addr in (cfg.raft_addr, *cfg.peers.values())}

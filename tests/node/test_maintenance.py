@@ -171,6 +171,10 @@ def test_snapshot_save_restore(cluster: LocalCluster, tmp_path: Path) -> None:
                 {k: text[k] for k in ("value", "version", "create_revision", "mod_revision")}
             assert not c.get("snap/gone")["was_found"]
             assert c.put("snap/after", b"y")["revision"] == saved["revision"] + 1
+            # Each member is found at its own address (the saved registry is dropped: test_restore_file.py).
+            registry = restored.status_of(1)
+            assert registry is not None and {n["node_id"]: n["client_addr"] for n in registry["nodes"]} == \
+                {i: spec.client_addr for i, spec in restored.nodes.items()}
         for node_id in restored.nodes:  # each member holds it on its own
             with restored.client([node_id], discover_leader=False) as one:
                 assert _eventually(lambda one=one: one.get("snap/after", stale=True)["was_found"]), node_id
