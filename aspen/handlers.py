@@ -250,6 +250,8 @@ class NativeHandlers:
                 "client_addr": info.get("client_addr") or (self._client_addr_of(nid) if nid else None),
                 "role": "leader" if nid is not None and nid == leader_id else "follower",
                 "connected": member["connected"],
+                # On the leader: its replication progress for that member (etcd's `raft status`).
+                **{k: member[k] for k in ("next_index", "match_index") if k in member},
             })
         nodes.sort(key=lambda n: n["node_id"] or 0)
         return {

@@ -1,19 +1,26 @@
-"""The Raft log on disk, fsynced in groups, in pysyncobj's journal format.
+"""The Raft log on disk: fsynced in groups, one fdatasync per group.
 
 pysyncobj's FileJournal writes through an mmap and never syncs it: an acknowledged entry
 lived in the page cache only, and term and vote were renamed into place without an fsync.
-This journal keeps pysyncobj's file format (a journal written by either reads in the other)
-and its in-memory list, but:
+This journal keeps pysyncobj's in-memory list and its file layout (a 40-byte header, then
+records), in format 2, where each record ends with a CRC-32 of itself instead of repeating its
+size. The CRC is what lets one fdatasync make a group durable:
 
-- `add` only queues a record; `sync()` writes every queued record with one system call,
-  fdatasyncs, and only then moves the header's end-of-records offset over them (and fdatasyncs
-  again), so the header never covers a record that is not on disk. RaftCore calls `sync()`
-  once per tick, before the leader counts its own copy toward a commit and before a follower
-  acknowledges: group commit, one or two fdatasyncs for everything that arrived meanwhile;
-- truncation and compaction are made durable before anything is written over the old bytes
-  (compaction writes a new file and renames it);
+- `add` only queues a record; `sync()` writes every queued record with one system call and
+  fdatasyncs once. RaftCore calls it once per tick, before the leader counts its own copy
+  toward a commit and before a follower acknowledges: group commit;
+- the header's end-of-records offset is a lower bound that lags behind (written without an
+  fsync of its own, and only ever over records already synced); a restart reads on past it
+  while records are whole, carry a matching CRC and continue the index sequence, and cuts the
+  file at the first one that does not (a record torn by the power loss, never acknowledged);
+- truncation cuts the file itself, durably, before anything is written over the old bytes,
+  so a stale record can never be read back past the header; compaction writes a new file and
+  renames it;
 - term and vote (the .meta file) are written durably before pysyncobj sends the vote;
 - files are created 0600 in a 0700 directory, whatever the umask.
+
+A format-1 journal (pysyncobj's own, written by older Aspen nodes) is read at start, with its
+header as the end, and rewritten in format 2.
 
 `fsync=False` (aspen-node --unsafe-no-fsync) skips every fsync; `shadow=True` is for tests:
 each file also gets a `<name>.synced` twin holding exactly the bytes that were made durable,
@@ -26,6 +33,7 @@ import logging
 import os
 import pickle
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +42,18 @@ from storage.durable import FILE_MODE, ensure_private_dir, fsync_dir
 
 log = logging.getLogger("aspen.cluster.journal")
 
-# pysyncobj's journal format (pysyncobj/journal.py): a 40-byte header, then records
-#   u32 size | u64 idx | u64 term | command | u32 size      (size = 16 + len(command))
+# pysyncobj's journal layout (pysyncobj/journal.py): a 40-byte header
+#   name (24) | writer version (8) | u32 format | u32 end of records
+# then records, in format 1 (pysyncobj's):  u32 size | u64 idx | u64 term | command | u32 size
+#               in format 2 (ours):         u32 size | u64 idx | u64 term | command | u32 crc32
+# where size = 16 + len(command) and the CRC covers everything before it in the record.
 APP_NAME = b"PYSYNCOBJ"
 NAME_BYTES = 24
 VERSION_BYTES = 8
-FORMAT_VERSION = 1
+FORMAT_POS = NAME_BYTES + VERSION_BYTES
+FORMAT_PYSYNCOBJ = 1
+FORMAT_VERSION = 2
+RECORD_OVERHEAD_BYTES = 24
 LAST_OFFSET_POS = NAME_BYTES + VERSION_BYTES + 4
 FIRST_RECORD_OFFSET = NAME_BYTES + VERSION_BYTES + 4 + 4
 SHADOW_SUFFIX = ".synced"
@@ -59,8 +73,25 @@ def _header(version: bytes) -> bytes:
 
 
 def _record(command: bytes, idx: int, term: int) -> bytes:
-    size = struct.pack("<I", 16 + len(command))
-    return size + struct.pack("<QQ", idx, term) + command + size
+    head = struct.pack("<IQQ", 16 + len(command), idx, term)
+    return head + command + struct.pack("<I", zlib.crc32(command, zlib.crc32(head)))
+
+
+def _read_record(raw: bytes, offset: int, limit: int, fmt: int) -> tuple[Entry, int] | None:
+    """The record at `offset` if it is whole before `limit` and checks out, and where the next
+    one starts; None for anything else (a torn or zeroed tail, or damage)."""
+    if offset + RECORD_OVERHEAD_BYTES > limit:
+        return None
+    size = struct.unpack_from("<I", raw, offset)[0]
+    end = offset + 8 + size
+    if size < 16 or end > limit:
+        return None
+    trailer = struct.unpack_from("<I", raw, end - 4)[0]
+    check = size if fmt == FORMAT_PYSYNCOBJ else zlib.crc32(memoryview(raw)[offset:end - 4])
+    if trailer != check:
+        return None
+    idx, term = struct.unpack_from("<QQ", raw, offset + 4)
+    return (raw[offset + 20:end - 4], idx, term), end
 
 
 class _File:
@@ -142,6 +173,7 @@ class DurableJournal:
         self._entries: list[Entry] = []
         self._pending: list[bytes] = []
         self._end = FIRST_RECORD_OFFSET  # where the next record goes
+        self._header_end = FIRST_RECORD_OFFSET  # what the header's end offset says
         self.syncs = 0
         created = not path.exists()
         self._file = _File(path, durability)
@@ -162,19 +194,39 @@ class DurableJournal:
         size = os.fstat(self._file.fd).st_size
         with open(self._path, "rb") as f:
             raw = f.read(size)
-        end = struct.unpack_from("<I", raw, LAST_OFFSET_POS)[0]
-        if raw[:len(APP_NAME)] != APP_NAME or not FIRST_RECORD_OFFSET <= end <= len(raw):
+        if raw[:len(APP_NAME)] != APP_NAME or len(raw) < FIRST_RECORD_OFFSET:
             raise ValueError(f"{self._path}: not a Raft journal (or its header is damaged)")
+        fmt, end = struct.unpack_from("<II", raw, FORMAT_POS)
+        if fmt not in (FORMAT_PYSYNCOBJ, FORMAT_VERSION) or not FIRST_RECORD_OFFSET <= end <= len(raw):
+            raise ValueError(f"{self._path}: not a Raft journal of format 1 or 2 (or its header is damaged)")
         offset = FIRST_RECORD_OFFSET
-        view = memoryview(raw)
-        while offset < end:
-            size_rec = struct.unpack_from("<I", raw, offset)[0]
-            if size_rec < 16 or offset + 8 + size_rec > end:
+        while offset < end:  # covered by the header: synced before it was written, must be whole
+            found = _read_record(raw, offset, end, fmt)
+            if found is None:
                 raise ValueError(f"{self._path}: damaged record at offset {offset}")
-            idx, term = struct.unpack_from("<QQ", raw, offset + 4)
-            self._entries.append((bytes(view[offset + 20:offset + 4 + size_rec]), idx, term))
-            offset += size_rec + 8
-        self._end = end
+            entry, offset = found
+            self._entries.append(entry)
+        self._header_end = end
+        if fmt == FORMAT_PYSYNCOBJ:
+            log.info("%s: rewriting a format-1 journal (%d entries) in format 2", self._path, len(self._entries))
+            self._rewrite(self._entries)
+            return
+        while True:  # past the header: what a group sync made durable, up to a torn tail
+            found = _read_record(raw, offset, len(raw), fmt)
+            if found is None:
+                break
+            entry, next_offset = found
+            if self._entries and (entry[1] != self._entries[-1][1] + 1 or entry[2] < self._entries[-1][2]):
+                break
+            self._entries.append(entry)
+            offset = next_offset
+        self._end = offset
+        if offset != len(raw):
+            log.warning("%s: %d bytes after the last whole record dropped (a write the power loss cut)",
+                        self._path, len(raw) - offset)
+            self._file.truncate(offset)
+        if offset != end or offset != len(raw):
+            self._write_end(offset)
 
     def _read_meta(self) -> dict[str, Any]:
         try:
@@ -205,26 +257,36 @@ class DurableJournal:
         return bool(self._pending)
 
     def sync(self) -> None:
-        """Write and make durable what add() queued (group commit), then the header over it."""
+        """Write and make durable what add() queued (group commit): one pwrite, one fdatasync."""
         if self._pending:
             records = b"".join(self._pending)
             self._pending = []
             self._file.pwrite(self._end, records)
             self._end += len(records)
-            self._file.sync()  # the records first: the header must never cover bytes not on disk
-            self._write_end(self._end)
+            self._file.sync()
             self.syncs += 1
 
     def _write_end(self, end: int) -> None:
         self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", end))
         self._file.sync()
+        self._header_end = end
+
+    def _advance_header(self) -> None:
+        # Only over synced records (sync() is done), so whenever the page reaches the disk it
+        # is true: no fsync of its own. It only shortens the scan at the next start.
+        if self._header_end != self._end and not self._pending:
+            self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", self._end))
+            self._header_end = self._end
 
     def deleteEntriesFrom(self, entry_from: int) -> None:
-        """Drop entries [entry_from:] (a follower's conflict). Durable before new records overwrite them."""
+        """Drop entries [entry_from:] (a follower's conflict). The file is cut, durably, before
+        new records go where the old ones were: a restart reads past the header, and must not
+        find a dropped record there."""
         self.sync()
         del self._entries[entry_from:]
-        end = FIRST_RECORD_OFFSET + sum(24 + len(e[0]) for e in self._entries)
+        end = FIRST_RECORD_OFFSET + sum(RECORD_OVERHEAD_BYTES + len(e[0]) for e in self._entries)
         self._end = end
+        self._file.truncate(end)
         self._write_end(end)
 
     def deleteEntriesTo(self, entry_to: int) -> None:
@@ -250,6 +312,7 @@ class DurableJournal:
         self._file = _File(self._path, self._durability)
         self._entries = list(keep)
         self._end = end
+        self._header_end = end
 
     def _sync_snapshot(self) -> None:
         # pysyncobj writes the snapshot with a rename (and receives one the same way) without
@@ -296,6 +359,7 @@ class DurableJournal:
     def onOneSecondTimer(self) -> None:
         if self._meta_dirty:
             self._store_meta()
+        self._advance_header()
 
     def flush(self) -> None:
         self.sync()

@@ -305,10 +305,38 @@ class RaftCore(SyncObj):
     ) -> None:
         if nextNodeIdx is None:  # what pysyncobj would compute now, not at the later send
             nextNodeIdx = self._journal[-1][1] + 1
+        if success:
+            self._matched = (self.raftCurrentTerm, nextNodeIdx - 1)
+        elif reset:
+            nextNodeIdx = min(nextNodeIdx, self._agreed_index() + 1)
         if self._journal.dirty or self._held_acks:  # in order, behind the ones already held
             self._held_acks.append((node, {"reset": reset, "nextNodeIdx": nextNodeIdx, "success": success}))
             return
         super()._SyncObj__sendNextNodeIdx(node, reset=reset, nextNodeIdx=nextNodeIdx, success=success)  # type: ignore[misc]
+
+    # --- where a rejected leader should resume ----------------------------------------------
+    #
+    # pysyncobj's follower answers a rejected append_entries with "resume at prevLogIdx" (its
+    # entry there has another term) or "resume after my last entry" (it has no entry there).
+    # The leader pipelines: one send round carries many 1 MiB batches, each rejected on its own,
+    # and the last answer wins. A deposed leader holding stale entries of its own term, healed,
+    # got "resume at k" for the first batch and "resume after my (stale) last entry" for every
+    # later one, so the leader resumed past the conflict every round, and never repaired the
+    # log (seen in the chaos suite: a node 35 s behind, links up, no error). With small values
+    # the first answer only walked back one index per heartbeat (350 stale entries: 35 s).
+    # Every rejection now names the same safe place: just after what this member knows it
+    # shares with the current leader (its commit index, or the end of the last append_entries
+    # of this term it accepted). Raft's log matching makes everything before it equal, and
+    # RaftCore's handling above drops the entries it already holds when the leader resends.
+
+    _matched: tuple[int, int] = (0, 0)  # (term, index): the last success answer this member sent
+
+    def _agreed_index(self) -> int:
+        term, index = self._matched
+        agreed = self.raftCommitIndex
+        if term == self.raftCurrentTerm:
+            agreed = max(agreed, index)
+        return agreed
 
     def _SyncObj__applyLogEntries(self) -> bool:
         need_send = super()._SyncObj__applyLogEntries()  # type: ignore[misc]

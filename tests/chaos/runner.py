@@ -259,7 +259,7 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
         # What each node says of itself (and the leader of everyone's replication), to tell a
         # lagging follower from a leader that stopped sending to it.
         views = {n: {k: v for k, v in (cluster.status_of(n) or {}).items()
-                     if k in ("role", "term", "leader_id", "commit_index", "applied_index", "log_len", "members")}
+                     if k in ("role", "term", "leader_id", "commit_index", "applied_index", "nodes")}
                  for n in cluster.nodes}
         report.failures.append(f"nodes ended with different states (or never reached one index); views: {views}")
 

@@ -212,8 +212,29 @@ def test_membership_change_in_the_kept_tail_is_not_rolled_back(follower: Followe
 def test_mismatched_prev_entry_is_still_rejected(follower: Follower) -> None:
     follower.append((1, 0), noops(2, 5, 1), term=1, commit=1)
     reply = follower.append((4, 2), noops(5, 6, 2), term=2, commit=1)
-    assert reply["success"] is False and reply["reset"] is True and reply["next_node_idx"] == 4
+    # Resume just after what this member knows it shares with the term-2 leader: its commit
+    # index (1), not pysyncobj's "at prevLogIdx" (4), which walked back one index per round.
+    assert reply["success"] is False and reply["reset"] is True and reply["next_node_idx"] == 2
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 6)]
+
+
+def test_pipelined_rejections_all_point_before_the_conflict(follower: Follower) -> None:
+    """A deposed leader's stale tail (3..6 of term 1) meets a new leader that pipelines two
+    batches: the first conflicts at its prevLogIdx, the second starts past this log's end.
+    pysyncobj answered 'resume at 3' then 'resume at 7', and the leader kept the last answer,
+    past the conflict, every round. Both answers must name the same safe index."""
+    follower.append((1, 0), noops(2, 6, 1), term=1, commit=2)
+    first = follower.append((2, 1), noops(3, 8, 2), term=2, commit=2)
+    assert first["success"] is True and follower.log() == [(1, 0), (2, 1)] + [(i, 2) for i in range(3, 9)]
+    # Later in term 2 this member knows it shares 1..8 with the leader: a batch past its end is
+    # answered 'resume at 9', a conflicting one no further back than that either.
+    assert follower.append((12, 2), noops(13, 14, 2), term=2, commit=8)["next_node_idx"] == 9
+    # A term-3 leader whose log differs from index 6 on: every rejection names 9 no more (this
+    # term has confirmed nothing), but the commit index + 1.
+    conflict = follower.append((7, 3), noops(8, 10, 3), term=3, commit=5)
+    past_end = follower.append((20, 3), noops(21, 22, 3), term=3, commit=5)
+    assert conflict["success"] is False and past_end["success"] is False
+    assert conflict["next_node_idx"] == past_end["next_node_idx"] == follower.commit_index() + 1
 
 
 def test_large_binary_entry_arrives_whole_and_keeps_the_tail_too(follower: Follower) -> None:

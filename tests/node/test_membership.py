@@ -68,9 +68,19 @@ def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:
         t.join(30)
     assert len(acked) > 50
     with cluster.client(timeout_s=20) as c:
-        assert len(c.cluster_status()["nodes"]) == 3
+        st = c.cluster_status()
+        assert len(st["nodes"]) == 3
         for key, value in acked.items():
             assert c.get(key)["value"] == value, key
+        # The leader names how far it knows each other member holds the log: the whole of it.
+        leader_view = cluster.status_of(st["leader_id"])
+        assert leader_view is not None
+        others = [n for n in leader_view["nodes"] if n["node_id"] != leader_view["node_id"]]
+        eventually(lambda: all(n["match_index"] >= st["commit_index"]
+                               for n in cluster.status_of(st["leader_id"])["nodes"]
+                               if n["node_id"] != st["leader_id"]), what="followers' match_index")
+        assert all(n["next_index"] > 0 for n in others)
+        assert all("match_index" not in n for n in cluster.status_of(others[0]["node_id"])["nodes"])
     with cluster.client(timeout_s=20) as c:
         with pytest.raises(AspenError) as err:
             c.request("RemoveNode", node_id=99)

@@ -6,8 +6,10 @@ Skipped, with the reason, where namespaces cannot be made (not root, no iproute2
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,3 +200,50 @@ def test_deposed_leader_never_serves_a_linearizable_read(net_cluster: tuple[Loca
     leader_among(cluster, everyone, timeout_s=20)
     with cluster.client([old], discover_leader=False, timeout_s=15) as c_old:
         assert c_old.get("ri/k")["value"] == b"new"  # linearizable through the healed node
+
+
+def test_healed_leader_with_stale_entries_catches_up(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
+    """Clients pinned to every node write 64 KiB random values; the leader is isolated (it keeps
+    entries of its own term that never commit) while the others go on, MiBs past the conflict;
+    then it is healed. The new leader resends in many 1 MiB batches, each rejected by the old
+    leader: those rejections must all point before the conflict (they used to point past it,
+    after every batch but the first, and the node stayed behind for good)."""
+    cluster, net = net_cluster
+    everyone = list(cluster.nodes)
+    stop = threading.Event()
+
+    def writer(node: int) -> None:
+        i = 0
+        while not stop.is_set():
+            try:
+                with cluster.client([node], discover_leader=False, timeout_s=2.0, retries_max=1) as c:
+                    while not stop.is_set():
+                        i += 1
+                        c.put(f"stale/{node}/{i % 40}", os.urandom(64 * 1024))
+            except (AspenError, OSError, TimeoutError):
+                time.sleep(0.05)
+
+    threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in everyone for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for _ in range(3):
+            old = leader_among(cluster, everyone, timeout_s=20)
+            net.isolate(old)
+            time.sleep(1.5)
+            net.heal(old)
+            time.sleep(1.0)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(10)
+    leader = leader_among(cluster, everyone, timeout_s=20)
+    deadline = time.monotonic() + 15
+    while True:
+        views = {n: cluster.status_of(n, timeout_s=5.0) for n in everyone}
+        applied = {n: v["applied_index"] if v else None for n, v in views.items()}
+        if len(set(applied.values())) == 1:
+            break
+        assert time.monotonic() < deadline, (
+            f"nodes did not converge: applied {applied}; the leader's view: {views.get(leader)}")
+        time.sleep(0.5)

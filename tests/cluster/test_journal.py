@@ -1,0 +1,168 @@
+"""The Raft journal's file format 2: one fdatasync per group, records checked by CRC on restart.
+
+The header's end offset lags behind the synced records (it is written without an fsync of its
+own), so a restart reads past it. These tests build the files a power loss can leave: torn
+tails, zeroed tails, flipped bits, records that do not continue the log, a truncation whose new
+records never reached the disk, and a format-1 journal written by pysyncobj's own FileJournal."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import struct
+from pathlib import Path
+
+import pytest
+from pysyncobj.journal import FileJournal
+
+from cluster import journal as journal_mod
+from cluster.journal import (
+    FIRST_RECORD_OFFSET,
+    FORMAT_POS,
+    FORMAT_VERSION,
+    LAST_OFFSET_POS,
+    SHADOW_SUFFIX,
+    Durability,
+    DurableJournal,
+)
+
+VERSION = b"0.3.17"
+
+
+def open_journal(path: Path, shadow: bool = False) -> DurableJournal:
+    return DurableJournal(path, Durability(fsync=True, shadow=shadow), version=VERSION,
+                          sync_before_truncate=path.with_name("snapshot.bin"))
+
+
+def random_entries(count: int, first_idx: int = 1, term: int = 1) -> list[tuple[bytes, int, int]]:
+    return [(os.urandom(1 + (i * 37) % 300) + b"\xff\x00", first_idx + i, term) for i in range(count)]
+
+
+def fill(path: Path, entries: list[tuple[bytes, int, int]]) -> None:
+    journal = open_journal(path)
+    for entry in entries:
+        journal.add(*entry)
+    journal.sync()
+    journal._destroy()
+
+
+def header_end(path: Path) -> int:
+    return struct.unpack_from("<I", path.read_bytes(), LAST_OFFSET_POS)[0]
+
+
+def test_synced_records_come_back_although_the_header_lags(tmp_path: Path) -> None:
+    path = tmp_path / "journal.bin"
+    entries = random_entries(200)
+    fill(path, entries)
+    # The header was never moved over them: only the CRC-checked scan finds them.
+    assert header_end(path) == FIRST_RECORD_OFFSET
+    assert struct.unpack_from("<I", path.read_bytes(), FORMAT_POS)[0] == FORMAT_VERSION
+    journal = open_journal(path)
+    assert list(journal) == entries
+    assert header_end(path) == path.stat().st_size  # the restart moved the header over them
+
+
+def test_one_fdatasync_per_group(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    journal = open_journal(tmp_path / "journal.bin")
+    calls = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        calls.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(journal_mod.os, "fdatasync", counting)
+    for entry in random_entries(64):
+        journal.add(*entry)
+    journal.sync()
+    assert len(calls) == 1
+    journal.onOneSecondTimer()  # moves the header over synced records: no fsync of its own
+    assert len(calls) == 1
+    journal._destroy()
+
+
+@pytest.mark.parametrize("tail", [
+    pytest.param(lambda rec: rec[: len(rec) // 2], id="half-record"),
+    pytest.param(lambda rec: rec[:-1], id="all-but-the-crc-byte"),
+    pytest.param(lambda rec: b"\0" * len(rec), id="zeroed"),
+    pytest.param(lambda rec: rec[:30] + bytes([rec[30] ^ 1]) + rec[31:], id="one-bit-flipped"),
+    pytest.param(lambda rec: os.urandom(len(rec)), id="garbage"),
+    pytest.param(lambda rec: struct.pack("<I", 0x7FFF_FFFF) + rec[4:], id="huge-size-claim"),
+])
+def test_a_torn_tail_is_cut_and_the_rest_kept(tmp_path: Path, tail, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "journal.bin"
+    entries = random_entries(20)
+    fill(path, entries)
+    last = journal_mod._record(b"never acknowledged" * 10, 21, 1)
+    with open(path, "ab") as f:
+        f.write(tail(last))
+    with caplog.at_level(logging.WARNING, logger="aspen.cluster.journal"):
+        journal = open_journal(path)
+    assert list(journal) == entries
+    assert "dropped" in caplog.text
+    journal.add(b"next", 21, 2)
+    journal.sync()
+    journal._destroy()
+    assert list(open_journal(path)) == [*entries, (b"next", 21, 2)]
+
+
+@pytest.mark.parametrize("stray", [(b"gap", 9, 1), (b"older term", 6, 0), (b"repeat", 5, 1)],
+                         ids=["index-gap", "term-going-back", "index-repeated"])
+def test_a_record_that_does_not_continue_the_log_ends_the_scan(tmp_path: Path, stray) -> None:
+    path = tmp_path / "journal.bin"
+    entries = random_entries(5)
+    fill(path, entries)
+    with open(path, "ab") as f:  # whole and its CRC correct, but not the next entry of this log
+        f.write(journal_mod._record(*stray) + journal_mod._record(b"after it", stray[1] + 1, stray[2]))
+    assert list(open_journal(path)) == entries
+
+
+def test_damage_under_the_header_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "journal.bin"
+    fill(path, random_entries(10))
+    open_journal(path)._destroy()  # the restart moves the header over all ten
+    raw = bytearray(path.read_bytes())
+    raw[FIRST_RECORD_OFFSET + 30] ^= 0x40
+    path.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="damaged record"):
+        open_journal(path)
+
+
+def test_truncated_records_never_come_back(tmp_path: Path) -> None:
+    """A follower drops a conflicting suffix, appends the leader's shorter entries, and loses
+    power before syncing them: the dropped records must not be read back past the header."""
+    path = tmp_path / "journal.bin"
+    journal = open_journal(path, shadow=True)
+    old = random_entries(30, term=1)
+    for entry in old:
+        journal.add(*entry)
+    journal.sync()
+    journal.deleteEntriesFrom(10)  # entries at positions 10.. (indexes 11..30) conflict
+    journal.add(b"new leader's entry", 11, 2)  # queued, never synced
+    os.replace(str(path) + SHADOW_SUFFIX, path)  # the power loss: only synced bytes remain
+    reopened = open_journal(path)
+    assert list(reopened) == old[:10]
+    reopened.add(b"after restart", 11, 2)
+    reopened.sync()
+    reopened._destroy()
+    assert list(open_journal(path)) == [*old[:10], (b"after restart", 11, 2)]
+
+
+def test_a_pysyncobj_format_1_journal_is_read_and_rewritten(tmp_path: Path) -> None:
+    path = tmp_path / "journal.bin"
+    entries = random_entries(50, first_idx=7, term=3)
+    legacy = FileJournal(str(path))  # pysyncobj's own writer: format 1, size at both ends
+    for command, idx, term in entries:
+        legacy.add(command, idx, term)
+    legacy._destroy()
+    assert struct.unpack_from("<I", path.read_bytes(), FORMAT_POS)[0] == 1
+    journal = open_journal(path)
+    assert list(journal) == entries
+    assert struct.unpack_from("<I", path.read_bytes(), FORMAT_POS)[0] == FORMAT_VERSION
+    journal.add(b"more", 57, 3)
+    journal.sync()
+    journal._destroy()
+    copy = tmp_path / "copy.bin"
+    shutil.copy(path, copy)
+    assert list(open_journal(copy)) == [*entries, (b"more", 57, 3)]
