@@ -26,7 +26,7 @@ import itertools
 import socket
 import ssl
 import threading
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
@@ -56,6 +56,10 @@ BACKOFF_START_S = 0.05
 BACKOFF_MAX_S = 1.0
 IN_FLIGHT_MAX = 1024  # per client; the server's per-connection bound is the same
 SCAN_PAGES_MAX = 10_000
+# Per watch, received and not yet taken by the caller: past either the watch ends (overflow).
+STREAM_EVENTS_MAX = 10_000
+STREAM_BUFFER_MAX_BYTES = 64 * 1024 * 1024
+DELETE_RANGE_ROUNDS_MAX = 100_000  # DeleteRange requests one delete_prefix makes at most (1,000 keys each)
 # Requests that may be sent again when their first outcome is unknown (PutBlob is content
 # addressed: storing the same bytes twice is the same as once).
 IDEMPOTENT = frozenset({"Ping", "ReadKey", "ScanKeys", "GetBlob", "HasBlob", "PutBlob", "ClusterStatus"})
@@ -81,6 +85,9 @@ class _Connection(asyncio.Protocol):
         self.closed_early = closed_early  # what a close before Hello most likely means
         self.ready: asyncio.Future[int] = self.loop.create_future()  # resolves to the node id
         self.pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        # Streaming requests (Watch): every frame with the id goes to its callback, and the
+        # connection's end as an AspenError.
+        self.streams: dict[int, Callable[[dict[str, Any] | AspenError], None]] = {}
         self.ids = itertools.count(1)
         self.transport: asyncio.Transport | None = None
         self.decoder = FrameDecoder(PREAUTH_FRAME_MAX_BYTES)
@@ -112,6 +119,9 @@ class _Connection(asyncio.Protocol):
         for fut in pending.values():
             if not fut.done():
                 fut.set_exception(error)
+        streams, self.streams = self.streams, {}
+        for on_frame in streams.values():
+            on_frame(error)
         self.out.clear()
         if self.transport is not None:
             self.transport.close()
@@ -132,6 +142,10 @@ class _Connection(asyncio.Protocol):
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if self.stage == "ready":
+            on_frame = self.streams.get(message.get("id", 0))
+            if on_frame is not None:
+                on_frame(message)
+                return
             fut = self.pending.pop(message.get("id", 0), None)
             if fut is not None:
                 if not fut.done():
@@ -240,6 +254,32 @@ class _Connection(asyncio.Protocol):
         self.pending[request_id] = fut
         self._write(frame)
         return request_id, fut
+
+
+    def open_stream(self, message: dict[str, Any], on_frame: Callable[[dict[str, Any] | AspenError], None]) -> int:
+        """Send a streaming request; its frames (and the connection's end) go to on_frame."""
+        if self.closed:
+            raise _NotSent("connection closed")
+        request_id = next(self.ids)
+        message["id"] = request_id
+        frame = encode_frame(message, self.send_mac)
+        self.streams[request_id] = on_frame
+        self._write(frame)
+        return request_id
+
+    def cancel_stream(self, request_id: int) -> None:
+        """Stop delivering a stream and ask the node to end it (its answers are not awaited)."""
+        if self.streams.pop(request_id, None) is None or self.closed:
+            return
+        # Nobody waits for either answer (the stream's last frame, the cancel's result): frames
+        # with an id nobody expects are dropped when they come.
+        _, fut = self.send({"type": "CancelStream", "request_id": request_id})
+        fut.add_done_callback(_ignore_outcome)
+
+
+def _ignore_outcome(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved: no "never retrieved" warning
 
 
 def tls_error(addr: str, exc: ssl.SSLError) -> AspenError:
@@ -583,12 +623,134 @@ class AsyncClient:
         """ReadResult {was_found, value, version, create_revision, mod_revision}."""
         return await self.request("ReadKey", key=key, stale=stale)
 
-    async def put(self, key: str, value: bytes | str) -> dict[str, Any]:
-        """value: bytes, or str (stored as its UTF-8 bytes)."""
-        return await self.request("WriteKey", key=key, value=value.encode() if isinstance(value, str) else value)
+    async def put(self, key: str, value: bytes | str, *, lease: int | None = None) -> dict[str, Any]:
+        """value: bytes, or str (stored as its UTF-8 bytes); lease: a LeaseGrant id, the key
+        is deleted when the lease expires or is revoked."""
+        fields: dict[str, Any] = {"key": key, "value": value.encode() if isinstance(value, str) else value}
+        if lease is not None:
+            fields["lease"] = lease
+        return await self.request("WriteKey", **fields)
 
     async def delete(self, key: str) -> dict[str, Any]:
         return await self.request("DeleteKey", key=key)
+
+    async def delete_prefix(self, prefix: str, *, rounds_max: int = DELETE_RANGE_ROUNDS_MAX) -> dict[str, Any]:
+        """Delete every key starting with prefix ("": every key), in DeleteRange rounds of at
+        most 1,000 keys (one log entry and one revision each): {deleted, revision, rounds}.
+        Not atomic across rounds: keys written meanwhile may be deleted too, or remain."""
+        deleted, revision = 0, None
+        for rounds in range(1, rounds_max + 1):
+            r = await self.request("DeleteRange", prefix=prefix)
+            deleted += r["deleted"]
+            revision = r["revision"]
+            if not r["more"]:
+                return {"deleted": deleted, "revision": revision, "rounds": rounds}
+        raise AspenError(ErrorCode.INVALID_REQUEST, f"delete of prefix {prefix!r} exceeded {rounds_max} rounds "
+                         f"({deleted} keys deleted so far)", deleted=deleted)
+
+    async def _stream_connection(self) -> _Connection:
+        """A connection for a stream: the leader when known, else any endpoint that answers
+        (every node serves watches from its own applied log)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout_s
+        dead: dict[str, AspenError] = {}
+        last: AspenError = AspenError(ErrorCode.UNAVAILABLE, "no endpoint answered")
+        for _ in range(2 * len(self.endpoints)):
+            if deadline - loop.time() <= 0:
+                break
+            addr = await self._target(deadline, dead)
+            try:
+                return await self._connect(addr, deadline - loop.time())
+            except AspenError as exc:
+                last = exc
+                if exc.code in _FATAL_CONNECT:
+                    dead[addr] = exc
+            except _DEAD_ENDPOINT as exc:
+                last = dead[addr] = _dead_endpoint_error(addr, exc)
+            except (OSError, TimeoutError) as exc:
+                last = AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {exc or type(exc).__name__}")
+            self._forget_leader()
+            if len(dead) >= len(self.endpoints):
+                raise _first_fatal(dead)
+        raise last
+
+    async def watch(self, key: str | None = None, *, prefix: str | None = None, start_revision: int = 0,
+                    progress_ms: int = 0) -> AsyncIterator[dict[str, Any]]:
+        """Events on one key or a prefix, in revision order, from start_revision (0: from now):
+        {"type": "PUT", key, value, mod_revision, version, create_revision} or {"type":
+        "DELETE", key, mod_revision}; with progress_ms, {"type": "PROGRESS", revision} when
+        nothing happened for that long (every event up to revision was delivered). Runs until
+        the caller stops iterating (aclose: the node ends the watch) or raises AspenError:
+        COMPACTED (oldest_revision), WATCH_OVERFLOW or a lost connection (resume_revision:
+        watch again from there to miss nothing)."""
+        fields: dict[str, Any] = {"type": "Watch", "start_revision": start_revision, "progress_ms": progress_ms}
+        if key is not None:
+            fields["key"] = key
+        if prefix is not None:
+            fields["prefix"] = prefix
+        conn = await self._stream_connection()
+        frames: asyncio.Queue[tuple[dict[str, Any] | AspenError, int, int]] = asyncio.Queue()
+        overflow = False
+        buffered_events = buffered_bytes = 0
+
+        def on_frame(frame: dict[str, Any] | AspenError) -> None:
+            nonlocal overflow, buffered_events, buffered_bytes
+            events = frame.get("events") if isinstance(frame, dict) else None
+            count = len(events) if isinstance(events, list) else 1
+            size = sum(len(e.get("key") or "") + len(e.get("value") or b"") for e in events) if count > 1 or events \
+                else 0
+            if overflow or buffered_events + count > STREAM_EVENTS_MAX or buffered_bytes + size > STREAM_BUFFER_MAX_BYTES:
+                overflow = True  # the caller does not keep up: end the watch, never skip
+                return
+            buffered_events += count
+            buffered_bytes += size
+            frames.put_nowait((frame, count, size))
+
+        request_id = conn.open_stream(fields, on_frame)
+        resume = start_revision
+        ended = False
+        try:
+            while True:
+                if overflow and frames.empty():
+                    raise AspenError(ErrorCode.WATCH_OVERFLOW, f"the caller did not take events as fast as they came (this "
+                                     f"client buffers {STREAM_EVENTS_MAX} events or {STREAM_BUFFER_MAX_BYTES} bytes)",
+                                     resume_revision=resume)
+                frame, count, size = await frames.get()
+                buffered_events -= count
+                buffered_bytes -= size
+                if isinstance(frame, AspenError):
+                    ended = True
+                    raise AspenError(frame.code, f"watch ended: {frame.message}", resume_revision=resume)
+                kind = frame.get("type")
+                if kind == "WatchCreated":
+                    resume = frame.get("start_revision", resume)
+                elif kind == "WatchEvents":
+                    events = frame.get("events") or []
+                    for event in events:
+                        resume = event["mod_revision"]  # its revision may have more events: resent on resume
+                        yield event
+                    if events:
+                        resume = events[-1]["mod_revision"] + 1
+                elif kind == "WatchProgress":
+                    resume = max(resume, frame["revision"] + 1)
+                    yield {"type": "PROGRESS", "revision": frame["revision"]}
+                elif kind == "StreamCanceled":
+                    ended = True
+                    return
+                else:
+                    ended = True
+                    error = error_of(frame)
+                    details = {"resume_revision": resume, **error.error.details}
+                    raise AspenError(error.code, error.message, **details)
+        finally:
+            if not ended:
+                conn.cancel_stream(request_id)
+            else:
+                conn.streams.pop(request_id, None)
+
+    async def move_leader(self, node_id: int) -> dict[str, Any]:
+        """Make node node_id the leader (Raft's TimeoutNow, from the current leader)."""
+        return await self.request("MoveLeader", node_id=node_id)
 
     async def scan(
         self, prefix: str, limit: int | None = None, continuation_token: str | None = None, *, stale: bool = False
@@ -682,11 +844,38 @@ class Client:
     def get(self, key: str, *, stale: bool = False) -> dict[str, Any]:
         return self._run(self._async.get(key, stale=stale))
 
-    def put(self, key: str, value: bytes | str) -> dict[str, Any]:
-        return self._run(self._async.put(key, value))
+    def put(self, key: str, value: bytes | str, *, lease: int | None = None) -> dict[str, Any]:
+        return self._run(self._async.put(key, value, lease=lease))
 
     def delete(self, key: str) -> dict[str, Any]:
         return self._run(self._async.delete(key))
+
+    def delete_prefix(self, prefix: str, *, rounds_max: int = DELETE_RANGE_ROUNDS_MAX) -> dict[str, Any]:
+        # Each round has its own deadline; the whole may take many of them.
+        return self._run(self._async.delete_prefix(prefix, rounds_max=rounds_max), wait_s=None if rounds_max < 2
+                         else rounds_max * (2 * self._timeout_s + CONNECT_TIMEOUT_S))
+
+    def move_leader(self, node_id: int) -> dict[str, Any]:
+        return self._run(self._async.move_leader(node_id))
+
+    def watch(self, key: str | None = None, *, prefix: str | None = None, start_revision: int = 0,
+              progress_ms: int = 0) -> Iterator[dict[str, Any]]:
+        """AsyncClient.watch as a plain iterator; closing it (or leaving a for loop) ends the watch."""
+        agen = self._async.watch(key, prefix=prefix, start_revision=start_revision, progress_ms=progress_ms)
+        try:
+            while True:
+                fut = asyncio.run_coroutine_threadsafe(agen.__anext__(), self._loop)
+                try:
+                    # A watch waits as long as nothing happens: no deadline here (Ctrl-C ends it).
+                    yield fut.result()
+                except StopAsyncIteration:
+                    return
+                except BaseException:
+                    fut.cancel()
+                    raise
+        finally:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop).result(CONNECT_TIMEOUT_S)
 
     def scan(
         self, prefix: str, limit: int | None = None, continuation_token: str | None = None, *, stale: bool = False

@@ -21,6 +21,8 @@ STORAGE_TO_WIRE: dict[StorageCode, ErrorCode] = {
     StorageCode.CAS_FAILED: ErrorCode.CAS_FAILED,
     StorageCode.BLOB_TOO_LARGE: ErrorCode.BLOB_TOO_LARGE,
     StorageCode.BLOB_CORRUPT: ErrorCode.BLOB_CORRUPT,
+    StorageCode.LEASE_NOT_FOUND: ErrorCode.LEASE_NOT_FOUND,
+    StorageCode.LEASE_LIMIT: ErrorCode.LEASE_LIMIT,
     StorageCode.INTERNAL: ErrorCode.INTERNAL,
 }
 
@@ -32,6 +34,7 @@ CLUSTER_TO_WIRE: dict[ClusterCode, ErrorCode] = {
     ClusterCode.MEMBERSHIP_CHANGE_IN_PROGRESS: ErrorCode.MEMBERSHIP_CHANGE_IN_PROGRESS,
     ClusterCode.VALUE_TOO_LARGE: ErrorCode.VALUE_TOO_LARGE,
     ClusterCode.BLOB_NOT_FOUND: ErrorCode.BLOB_NOT_FOUND,
+    ClusterCode.NOT_FOUND: ErrorCode.NOT_FOUND,
     ClusterCode.INTERNAL: ErrorCode.INTERNAL,
 }
 

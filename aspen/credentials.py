@@ -46,12 +46,17 @@ ADMIN_TYPES = frozenset({
     "AddNode", "RemoveNode", "PluginInstall", "PluginEnable", "PluginDisable", "PluginRemove", "PluginReload",
     "PluginKeysAdd", "PluginKeysRemove", "ClusterSetting", "AuthCreate", "AuthList", "AuthRevoke",
     "PluginLogs",  # plugins log what they handle: not for every reader
+    "MoveLeader",
+    # Leases are not under a prefix: a revoke deletes whatever keys were attached.
+    "LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseList",
+    "SnapshotBegin", "SnapshotChunk",  # a snapshot holds every key and every credential's hash
 })
 ANYONE_TYPES = frozenset({"Ping", "ClusterStatus", "PluginList", "PluginInfo", "PluginKeysList", "StateHash",
-                          "PluginLocalStatus"})
-READ_TYPES = frozenset({"ReadKey", "ScanKeys", "GetBlob", "HasBlob"})
+                          "PluginLocalStatus",
+                          "CancelStream"})  # ends a stream of the caller's own connection only
+READ_TYPES = frozenset({"ReadKey", "ScanKeys", "GetBlob", "HasBlob", "Watch"})
 WRITE_TYPES = frozenset({"WriteKey", "DeleteKey", "CompareAndSwapKey", "CompareAndDeleteKey", "BatchWrite",
-                         "ConditionalBatchWrite", "PutBlob"})
+                         "ConditionalBatchWrite", "PutBlob", "DeleteRange"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +107,10 @@ class Role:
 def _keys_of(rtype: str, request: dict[str, Any]) -> list[str]:
     """The keys (or, for a scan, the prefix) a request touches; malformed ones are refused
     later by the handler, here they only must not slip past the check."""
-    if rtype == "ScanKeys":
+    if rtype == "Watch" and "key" not in request:
+        prefix = request.get("prefix") or ""
+        return [prefix if isinstance(prefix, str) else ""]
+    if rtype in ("ScanKeys", "DeleteRange"):
         prefix = request.get("prefix") or ""
         return [prefix if isinstance(prefix, str) else ""]
     keys: list[Any] = []

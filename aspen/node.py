@@ -30,13 +30,17 @@ from aspen.client import AsyncClient
 from aspen.codes import wire_error
 from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
+from aspen.leases import LeaseManager
+from aspen.maintenance import MaintenanceHandlers, restore_into
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
 from aspen.native_handlers import NativeHandlers
-from aspen.plugins.manager import PluginManager
+from aspen.plugins import namespaces
+from aspen.plugins.manager import PluginManager, decode_record
 from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, RequestHandler, Server, Token
 from aspen.version import aspen_version
+from aspen.watch import WatchHub
 from cluster import RaftConfig, ReplicatedNode, node_registry
 from cluster.errors import ClusterCode, ClusterError
 from cluster.node_registry import NodeRecord
@@ -77,6 +81,7 @@ class NodeConfig:
     trusted_ca_file: Path | None = None  # checks peers' certificates, and clients' with client_cert_auth
     client_cert_auth: bool = False
     insecure_plaintext: bool = False  # allow a non-loopback client port without TLS
+    restore: Path | None = None  # an `aspen-cli snapshot save` file to start from (empty data dir only)
 
 
 def parse_id_map(text: str | None, what: str) -> dict[int, str]:
@@ -109,20 +114,21 @@ class AspenNode:
         raft_cookie, self.client_auth = self._resolve_cookie()
         self.server_tls, self.peer_tls = self._resolve_tls()
         self.blobs = BlobStore(cfg.data_dir / "blobs")
-        self.replicated = ReplicatedNode(
-            RaftConfig(
-                node_id=cfg.node_id,
-                raft_addr=cfg.raft,
-                peers=dict(cfg.peers),
-                data_dir=cfg.data_dir,
-                cookie=raft_cookie,
-                join_existing=cfg.join_existing,
-                fsync=cfg.fsync,
-                synced_shadow=cfg.synced_shadow,
-            ),
-            self.blobs,
-            self._fetch_blob_from_peer,
+        raft_cfg = RaftConfig(
+            node_id=cfg.node_id,
+            raft_addr=cfg.raft,
+            peers=dict(cfg.peers),
+            data_dir=cfg.data_dir,
+            cookie=raft_cookie,
+            join_existing=cfg.join_existing,
+            fsync=cfg.fsync,
+            synced_shadow=cfg.synced_shadow,
         )
+        if cfg.restore is not None:
+            restored = restore_into(raft_cfg, cfg.restore)
+            log.info("restored %s: revision %d, %d keys, as the Raft snapshot at index %d", cfg.restore,
+                     restored.revision, len(restored.kv), restored.applied_index)
+        self.replicated = ReplicatedNode(raft_cfg, self.blobs, self._fetch_blob_from_peer)
         self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of,
                                      metrics_addr=cfg.metrics_listen)
         self.plugins = PluginManager(
@@ -132,12 +138,26 @@ class AspenNode:
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
         self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
-        self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
-                                          **self.credentials.table}
+        self.maintenance = MaintenanceHandlers(self.native, self.plugin_namespaces)
+        self.watch_hub = WatchHub(self.replicated)
+        self.leases = LeaseManager(self.native, self.client_addr_of)
+        self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table,
+                                                 **self.membership.table, **self.credentials.table,
+                                                 **self.maintenance.table, **self.leases.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
         self._tasks: list[asyncio.Task[None]] = []
+
+    def plugin_namespaces(self) -> dict[str, tuple[str, ...]]:
+        """Every registered plugin's KV namespace (enabled or not), and the default ones."""
+        owned: dict[str, tuple[str, ...]] = {"the plugins' default namespaces": (namespaces.PLUGIN_NAMESPACE,)}
+        for name, raw in self.replicated.read(lambda s: s.meta_items("plugins")):
+            try:
+                owned[f"plugin {name!r}"] = namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
+            except Exception:  # an undecodable record claims nothing more than its default namespace
+                continue
+        return owned
 
     # -- start-up checks -------------------------------------------------------------------
 
@@ -240,13 +260,16 @@ class AspenNode:
         return native(request)
 
     async def start(self) -> None:
+        self.watch_hub.start(asyncio.get_running_loop())  # before the first apply: its history starts there
         await self.replicated.start()
+        self.leases.start()
         await self.plugins.start()
         host, port = split_host_port(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
         self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
                              observe=self.metrics.observe, ssl_context=self.server_tls,
-                             authorize=self.credentials.authorize, check_credential=self.credentials.check_credential)
+                             authorize=self.credentials.authorize, check_credential=self.credentials.check_credential,
+                             streams={"Watch": self.watch_hub.watch})
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.metrics_listen:
@@ -263,6 +286,8 @@ class AspenNode:
             await self.server.stop()
         await self.metrics.stop()
         await self.plugins.stop()
+        await self.leases.stop()
+        self.watch_hub.stop()
         for client in self._peer_clients.values():
             await client.close()
         await self.replicated.stop()
@@ -324,7 +349,7 @@ class AspenNode:
         return data
 
 
-def parse_args(argv: list[str] | None) -> NodeConfig:
+def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="aspen-node", description="Run one Aspen cluster node.")
     ap.add_argument("--version", action="version", version=f"aspen-node {aspen_version()}")
     ap.add_argument("--node-id", type=int, default=1)
@@ -359,15 +384,38 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
                     help="clients must present a certificate signed by --trusted-ca-file")
     ap.add_argument("--insecure-plaintext", action="store_true",
                     help="serve clients beyond loopback without TLS (only on a network you trust)")
+    ap.add_argument("--restore", type=Path, metavar="FILE",
+                    help="start from an `aspen-cli snapshot save` FILE (BLAKE3 checked); the data dir must hold no "
+                         "Raft log. Restore every member of the new cluster from the same file (docs/OPERATIONS.md)")
     # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
+    return ap
+
+
+REQUEST_TIMEOUT_MAX_S = 3600.0
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def parse_args(argv: list[str] | None) -> NodeConfig:
+    ap = build_parser()
     args = ap.parse_args(argv)
+    # Checked before anything starts: each was a traceback (INTERNAL) at start-up, or a node
+    # serving with a request deadline of 0.
+    if args.log_level.upper() not in LOG_LEVELS:
+        ap.error(f"--log-level: one of {', '.join(LOG_LEVELS)}, not {args.log_level[:64]!r}")
+    if not 0 < args.request_timeout <= REQUEST_TIMEOUT_MAX_S:
+        ap.error(f"--request-timeout: seconds, more than 0 and at most {REQUEST_TIMEOUT_MAX_S:g}")
+    metrics_listen = (f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
+                      else args.metrics_listen)
     logging.basicConfig(
         level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
     )
     try:
         split_host_port(args.listen)
         split_host_port(args.raft)
+        for given in (metrics_listen, args.advertise_client):
+            if given is not None:
+                split_host_port(given)
         peers = parse_id_map(args.peers, "--peers")
         peer_clients = parse_id_map(args.peer_clients, "--peer-clients")
         cookie = auth.load_cookie(cookie_file=args.cookie_file)
@@ -390,8 +438,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         peer_clients=peer_clients,
         cookie=cookie.secret if cookie is not None else None,
         request_timeout_s=args.request_timeout,
-        metrics_listen=(f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
-                        else args.metrics_listen),
+        metrics_listen=metrics_listen,
         metrics_auth=args.metrics_auth,
         advertise_client=args.advertise_client,
         join_existing=args.initial_cluster_state == "existing",
@@ -402,6 +449,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         trusted_ca_file=args.trusted_ca_file,
         client_cert_auth=args.client_cert_auth,
         insecure_plaintext=args.insecure_plaintext,
+        restore=args.restore,
     )
 
 

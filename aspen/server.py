@@ -50,7 +50,7 @@ from aspen.protocol import (
     write_frames,
 )
 from aspen.session import FrameMac, SessionKeys
-from wire.errors import Error, ErrorCode
+from wire.errors import AspenError, Error, ErrorCode
 
 log = logging.getLogger("aspen.server")
 
@@ -69,6 +69,16 @@ class Identity:
     tls_subject: str | None = None  # the client certificate's subject, with --client-cert-auth
     credential: str | None = None  # the named credential it proved (aspen/credentials.py), if any
 
+
+# A streaming request (Watch): the handler sends any number of intermediate frames with the
+# request's id through Emit (False: the connection is closed, or its peer leaves more than the
+# unsent budget unread, so the stream must end), and its return value (or error) is the final
+# frame. `CancelStream {request_id}` on the same connection ends one early: its final frame is
+# `StreamCanceled`. Streams end with their connection.
+Emit = Callable[[dict[str, Any]], bool]
+StreamHandler = Callable[[dict[str, Any], Emit], Awaitable[dict[str, Any]]]
+CANCEL_STREAM = "CancelStream"
+STREAMS_MAX = 64  # per connection
 
 # Called with the connection's identity and the request (without its id) before dispatch; it
 # raises an AspenError to refuse the request, which is answered like any other failure. The one
@@ -140,6 +150,8 @@ class _Connection(asyncio.Protocol):
         self.out_bytes = 0  # in self.out, not yet handed to the transport
         self.flush_scheduled = False
         self.waiting: deque[asyncio.Future[None]] = deque()  # requests held back by the unsent budget
+        self.streams: dict[int, asyncio.Task[None]] = {}  # streaming requests running, by request id
+        self.canceled_streams: set[int] = set()  # ended by CancelStream (not by the server stopping)
         # Resume below the bound, not at it, so a saturated connection does not flip
         # reading on and off (two syscalls) for every completed request.
         self.resume_below = max(1, server.in_flight_max - server.in_flight_max // 4)
@@ -197,6 +209,8 @@ class _Connection(asyncio.Protocol):
         for fut in waiting:
             if not fut.done():
                 fut.set_result(None)
+        for task in list(self.streams.values()):  # nobody to stream to: stop watching
+            task.cancel()
 
     def pause_writing(self) -> None:
         self.writing_paused = True
@@ -287,6 +301,13 @@ class _Connection(asyncio.Protocol):
         try:
             if authorize is not None:
                 authorize(self.identity, message)
+            if rtype == CANCEL_STREAM:
+                self._finish(token, self._cancel_stream(message), None)
+                return
+            stream = self.server.streams.get(rtype)
+            if stream is not None:
+                self._start_stream(token, stream, message)
+                return
             pending = self.server.dispatch(message, self._finish, token)
         except Exception as exc:  # refused before any work: answered like an awaited failure
             self._finish(token, None, exc)
@@ -362,6 +383,51 @@ class _Connection(asyncio.Protocol):
         self._write(encode_frame({"type": "AuthOk", "node_id": server.node_id, "credential": name}))
         self.send_mac = FrameMac(keys.send)
         self.decoder.mac = FrameMac(keys.receive)
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def _start_stream(self, token: Token, handler: StreamHandler, message: dict[str, Any]) -> None:
+        request_id = token[0]
+        if request_id in self.streams:
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"id {request_id} already names a running stream")
+        if len(self.streams) >= self.server.streams_max:
+            raise AspenError(ErrorCode.OVERLOADED, f"{self.server.streams_max} streams already run on this "
+                             "connection; cancel one or open another connection")
+        task = self.loop.create_task(self._run_stream(token, handler, message))
+        self.streams[request_id] = task
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def _emit(self, request_id: int, message: dict[str, Any]) -> bool:
+        if self.closed or self._over_budget():
+            return False
+        message["id"] = request_id
+        self._write(encode_frame(message, self.send_mac))
+        return True
+
+    async def _run_stream(self, token: Token, handler: StreamHandler, message: dict[str, Any]) -> None:
+        request_id = token[0]
+        try:
+            response = await handler(message, lambda m: self._emit(request_id, m))
+        except asyncio.CancelledError:
+            if request_id not in self.canceled_streams:
+                raise  # the server is stopping, or the connection is gone
+            response = {"type": "StreamCanceled"}
+        except Exception as exc:
+            self._finish(token, None, exc)
+            return
+        finally:
+            self.streams.pop(request_id, None)
+            self.canceled_streams.discard(request_id)
+        self._finish(token, response, None)
+
+    def _cancel_stream(self, message: dict[str, Any]) -> dict[str, Any]:
+        target = message.get("request_id")
+        task = self.streams.get(target) if type(target) is int else None
+        if task is not None and not task.done():
+            self.canceled_streams.add(target)  # type: ignore[arg-type]
+            task.cancel()
+        return {"type": "CancelStreamResult", "canceled": task is not None}
 
     # -- requests --------------------------------------------------------------------------
 
@@ -504,10 +570,14 @@ class Server:
         ssl_context: ssl.SSLContext | None = None,
         authorize: Authorize | None = None,
         check_credential: Callable[[str, bytes], bool] | None = None,
+        streams: dict[str, StreamHandler] | None = None,
+        streams_max: int = STREAMS_MAX,
     ) -> None:
         if min(connections_max, preauth_connections_max, in_flight_max, unsent_max_bytes) < 1 or handshake_timeout_s <= 0:
             raise ValueError("connection bounds, in_flight_max, unsent_max_bytes and handshake_timeout_s must be positive")
         self.dispatch = dispatch
+        self.streams: dict[str, StreamHandler] = dict(streams or {})
+        self.streams_max = streams_max
         self.observe = observe
         self.authorize = authorize
         self.check_credential = check_credential

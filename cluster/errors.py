@@ -21,6 +21,7 @@ class ClusterCode(StrEnum):
     MEMBERSHIP_CHANGE_IN_PROGRESS = "MEMBERSHIP_CHANGE_IN_PROGRESS"
     VALUE_TOO_LARGE = "VALUE_TOO_LARGE"  # one write over the log entry limit
     BLOB_NOT_FOUND = "BLOB_NOT_FOUND"
+    NOT_FOUND = "NOT_FOUND"  # move-leader to a node that is not a member
     INTERNAL = "INTERNAL"
 
 

@@ -170,6 +170,20 @@ class SnapshotFile:
         return last, prev, {TCPNode(addr) for addr in body["members"]}
 
 
+def write_initial_snapshot(path: Path, state: bytes, index: int, term: int, member_addrs: list[str]) -> None:
+    """A Raft snapshot for a member that starts from a restored state instead of a log: the state
+    at `index`, the two pysyncobj no-op entries it expects at the top of a snapshot, and the
+    members. Written to a temporary file, fsynced, renamed in, the directory fsynced."""
+    noop = bytes([_COMMAND_TYPE.NO_OP])
+    members = {TCPNode(addr) for addr in member_addrs}
+    ensure_private_dir(path.parent)
+    tmp = path.with_suffix(".restore.tmp")
+    SnapshotFile(lambda: state, lambda _state: None).write(  # fsyncs the file
+        str(tmp), ((noop, index, term), (noop, index - 1, term), members))
+    tmp.replace(path)
+    fsync_dir(path.parent)
+
+
 class RaftCore(SyncObj):
     def __init__(
         self,

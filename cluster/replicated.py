@@ -39,6 +39,7 @@ T = TypeVar("T")
 FetchBlob = Callable[[int, str], Awaitable[bytes]]
 
 LEADER_POLL_PERIOD_S = 0.05
+SNAPSHOT_LOADED = "cluster.snapshot_loaded"
 UNPACK_LIMITS = {"max_bin_len": 64 * 1024 * 1024, "max_str_len": 16 * 1024 * 1024}
 
 
@@ -155,6 +156,9 @@ class ReplicatedNode:
         with self._lock:
             self._state = state
             self._applied_index = state.applied_index
+        # The state jumped without commit events: who keeps a history of them (aspen/watch.py)
+        # must know it has a gap up to this revision.
+        self.events.publish([ClusterEvent(SNAPSHOT_LOADED, None, state.applied_index, 0, state.revision)])
         self.blob_sync.reconcile_soon()
 
     # -- writes and reads (event loop) -----------------------------------------------------
@@ -312,6 +316,55 @@ class ReplicatedNode:
                 return leader
             await asyncio.sleep(0.02)
         raise ClusterError(ClusterCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry")
+
+    async def transfer_leadership_to(self, target_id: int, timeout_s: float) -> None:
+        """Make node target_id the leader (etcd's move-leader), from the leader.
+
+        Raft's TimeoutNow, through pysyncobj's transferLeadership(node): the leader sends it
+        only once the target's log matches its own to the last entry (else REQUEST_DENIED),
+        so the target wins the election it starts at once. Under write load that match holds
+        for moments only: ask again, bounded by timeout_s. Success is the target seen as
+        leader; another node winning instead (the target crashed meanwhile) is an error."""
+        raft = self.raft_core()
+        if not raft._isLeader():
+            raise ClusterError(ClusterCode.NOT_LEADER, "move-leader is made on the leader", leader_id=self.leader_id())
+        members = self.status()["members"]
+        target = next((m for m in members if m["node_id"] == target_id), None)
+        if target is None:
+            known = ", ".join(str(nid) for nid in sorted(m["node_id"] or 0 for m in members))
+            raise ClusterError(ClusterCode.NOT_FOUND, f"node {target_id} is not a member (members: {known})")
+        if target["self"]:
+            return  # already the leader: nothing to move
+        if not target["connected"]:
+            raise ClusterError(ClusterCode.UNAVAILABLE, f"node {target_id} is not connected to the leader (down or "
+                                                    "partitioned): it could not win an election now")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        # A TimeoutNow that was sent but lost (or a target that lost its vote) is sent again
+        # once an election should have been over.
+        resend_after_s = 2 * self.cfg.election_max_timeout_s
+        sent_at: float | None = None
+        err = FAIL_REASON.REQUEST_DENIED
+        while loop.time() < deadline:
+            leader = self.leader_id()
+            if leader == target_id:
+                return
+            if leader is not None and leader != self.node_id:
+                raise ClusterError(ClusterCode.UNAVAILABLE,
+                                 f"node {leader} was elected instead of node {target_id}; retry")
+            if raft._isLeader() and (sent_at is None or loop.time() - sent_at > resend_after_s):
+                fut: asyncio.Future[int] = loop.create_future()
+                raft.transferLeadership(target["raft_addr"], callback=lambda _r, e, fut=fut: loop.call_soon_threadsafe(
+                    lambda: fut.done() or fut.set_result(e)))
+                try:
+                    err = await asyncio.wait_for(fut, max(0.1, deadline - loop.time()))
+                except TimeoutError:
+                    break
+                if err == FAIL_REASON.SUCCESS:
+                    sent_at = loop.time()
+            await asyncio.sleep(0.01)  # denied: the target is catching up, its next ack may match
+        raise ClusterError(ClusterCode.TIMEOUT, f"node {target_id} did not become leader within {timeout_s}s "
+                                            f"(pysyncobj reason {err}); retry")
 
     def raft_core(self) -> RaftCore:
         if self._raft is None:

@@ -33,6 +33,7 @@ from aspen import certs
 from aspen.auth import generate_cookie, read_cookie_file, write_cookie_file
 from aspen.client import Client
 from aspen.exits import EPILOG, EXIT_ERROR, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, fail, guarded
+from aspen.maintenance import load_snapshot_file
 from aspen.version import aspen_version
 from wire.errors import AspenError
 
@@ -202,9 +203,10 @@ class LocalCluster:
         self.down()
 
     def up(self, count: int, wait: bool = True, base_port: int | None = None,
-           hosts: dict[int, tuple[str, str]] | None = None) -> None:
+           hosts: dict[int, tuple[str, str]] | None = None, restore: Path | None = None) -> None:
         """Start `count` nodes; with base_port, node i (from 1) serves clients on base_port+i-1
-        and Raft on base_port+100+i-1, else on free ports the kernel picks."""
+        and Raft on base_port+100+i-1, else on free ports the kernel picks. With restore, every
+        node starts from that `aspen-cli snapshot save` file (aspen-node --restore)."""
         if not 1 <= count <= NODES_MAX:
             raise ValueError(f"--nodes must be from 1 to {NODES_MAX}")
         if self.nodes:
@@ -237,15 +239,16 @@ class LocalCluster:
                 self._issue_node_cert(node_id)
         self._save()
         try:
+            first_start = ["--restore", str(restore.resolve())] if restore is not None else []
             for node_id in self.nodes:
-                self.start(node_id, "new", wait_listening=False)  # up() waits for a leader
+                self.start(node_id, "new", wait_listening=False, extra_args=first_start)  # up() waits for a leader
             if wait:
                 self.wait_leader()
         except BaseException:
             self.down()  # no half-started cluster left running behind an error
             raise
 
-    def command(self, node_id: int, initial_state: str = "existing") -> list[str]:
+    def command(self, node_id: int, initial_state: str = "existing", extra_args: list[str] | None = None) -> list[str]:
         spec = self.nodes[node_id]
         others = [n for n in self.nodes.values() if n.node_id != node_id]
         if self.tls:
@@ -269,9 +272,11 @@ class LocalCluster:
             *(["--metrics-listen", f"{spec.host}:{spec.metrics_port}"] if spec.metrics_port else []),
             *tls,
             *self.node_args,
+            *(extra_args or []),
         ]
 
-    def start(self, node_id: int, initial_state: str = "existing", wait_listening: bool = True) -> None:
+    def start(self, node_id: int, initial_state: str = "existing", wait_listening: bool = True,
+              extra_args: list[str] | None = None) -> None:
         """Start a node; "existing" (anything but the first `up`): a node whose data dir is
         empty waits to hear from a leader instead of campaigning. Returns once the node's
         client port listens (clients fail fast on a refused connection, so "started" must
@@ -287,7 +292,7 @@ class LocalCluster:
         prefix = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         with open(self.log_path(node_id), "ab") as log:
             proc = subprocess.Popen(
-                prefix + self.command(node_id, initial_state), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                prefix + self.command(node_id, initial_state, extra_args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True, env=env,
             )
         spec.pid = proc.pid
@@ -489,6 +494,8 @@ def build_parser() -> argparse.ArgumentParser:
     up = command("up", "start N nodes and wait for a leader; prints the exports to reach them")
     up.add_argument("--nodes", type=int, default=3)
     up.add_argument("--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)")
+    up.add_argument("--restore", type=Path, metavar="FILE",
+                    help="start every node from an `aspen-cli snapshot save` FILE (a new cluster with its data)")
     up.add_argument("--tls", action="store_true",
                     help="make a CA and certificates in DIR/tls; nodes serve TLS and require client certificates")
     command("status", "each node's role, pid, liveness and addresses")
@@ -514,7 +521,9 @@ def _run(argv: list[str] | None) -> int:
     cluster = LocalCluster(args.dir, tls=getattr(args, "tls", False))
     try:
         if args.cmd == "up":
-            cluster.up(args.nodes, base_port=args.base_port)
+            if args.restore is not None:
+                load_snapshot_file(args.restore)  # a bad file is one line here, not nodes that never start
+            cluster.up(args.nodes, base_port=args.base_port, restore=args.restore)
             sys.stdout.write(cluster.exports())
         elif args.cmd == "status":
             leader = cluster.leader_id()

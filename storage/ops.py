@@ -16,7 +16,10 @@ from storage.limits import (
     BATCH_OPS_MAX,
     BLOB_MAX_BYTES,
     CONDITIONS_MAX,
+    DELETE_RANGE_MAX,
     KEY_MAX_BYTES,
+    LEASE_ID_MAX,
+    LEASE_TTL_MAX_S,
     META_TABLE_MAX_BYTES,
     RESERVED_KEY_PREFIX,
     VALUE_MAX_BYTES,
@@ -143,6 +146,52 @@ def check_del(op: Any) -> Result | None:
     return _arity(op, 1) or check_key(op[1])
 
 
+def check_delrange(op: Any) -> Result | None:
+    """["delrange", prefix, limit]: delete up to `limit` keys starting with `prefix` (empty:
+    every key), in key order, as one write. Bounded so one log entry's apply stays short; the
+    caller repeats while the result says more remain."""
+    if bad := _arity(op, 2):
+        return bad
+    _, prefix, limit = op
+    if type(prefix) is not str:
+        return _invalid("prefix: must be a string")
+    size = _utf8_len(prefix)
+    if size < 0:
+        return _invalid("prefix: must be valid UTF-8")
+    if size > KEY_MAX_BYTES:
+        return err(StorageCode.KEY_TOO_LARGE, f"prefix: {size} UTF-8 bytes is over {KEY_MAX_BYTES}")
+    if prefix.startswith(RESERVED_KEY_PREFIX):
+        return err(StorageCode.RESERVED_KEY, f"prefix: {RESERVED_KEY_PREFIX!r} is reserved for the cluster")
+    if type(limit) is not int or not 0 < limit <= DELETE_RANGE_MAX:
+        return _invalid(f"limit: an integer from 1 to {DELETE_RANGE_MAX}")
+    return None
+
+
+def check_lease_id(lease_id: Any, what: str = "lease") -> Result | None:
+    if type(lease_id) is not int or not 0 < lease_id <= LEASE_ID_MAX:
+        return _invalid(f"{what}: a lease id from 1 to 2^63-1")
+    return None
+
+
+def check_lease_grant(op: Any) -> Result | None:
+    """["lease_grant", id, ttl_s]: the id is chosen by the node that proposes it."""
+    if bad := _arity(op, 2):
+        return bad
+    if type(op[2]) is not int or not 0 < op[2] <= LEASE_TTL_MAX_S:
+        return _invalid(f"ttl_s: an integer from 1 to {LEASE_TTL_MAX_S}")
+    return check_lease_id(op[1], "id")
+
+
+def check_lease_revoke(op: Any) -> Result | None:
+    """["lease_revoke", id]: the lease and every key attached to it go, as one write."""
+    return _arity(op, 1) or check_lease_id(op[1], "id")
+
+
+def check_lput(op: Any) -> Result | None:
+    """["lput", key, value, lease]: a put that attaches the key to a lease."""
+    return _arity(op, 3) or check_key(op[1]) or check_value(op[2]) or check_lease_id(op[3])
+
+
 def check_cas(op: Any) -> Result | None:
     return (
         _arity(op, 3)
@@ -246,6 +295,10 @@ def check_tagged(op: Any) -> Result | None:
 CHECKS: dict[str, Check] = {
     "put": check_put,
     "del": check_del,
+    "delrange": check_delrange,
+    "lease_grant": check_lease_grant,
+    "lease_revoke": check_lease_revoke,
+    "lput": check_lput,
     "cas": check_cas,
     "cad": check_cad,
     "batch": check_batch,

@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import blake3
+import msgpack
 
 from storage import codec
 from storage.errors import StorageCode
 from storage.kv import Entry, KvStore, ScanPage
+from storage.limits import LEASE_KEYS_MAX, LEASES_MAX
 from storage.ops import (
     Result,
     check_batch,
@@ -26,6 +28,10 @@ from storage.ops import (
     check_cas,
     check_cbatch,
     check_del,
+    check_delrange,
+    check_lease_grant,
+    check_lease_revoke,
+    check_lput,
     check_meta_cas,
     check_meta_cas_all,
     check_meta_del,
@@ -57,6 +63,14 @@ META_PUT = "meta.put"
 META_DELETE = "meta.delete"
 
 _OK_EMPTY: Result = ("ok", {})
+# Leases live in two meta tables (so snapshots and state hashes hold them): LEASES maps a lease
+# id (decimal) to msgpack {"ttl_s", "keys": [attached keys, sorted]}, LEASE_OF maps an attached
+# key to its lease id. When a lease expires is not state: the leader decides, and revokes it
+# through the log (aspen/leases.py).
+LEASES = "leases"
+LEASE_OF = "lease_of"
+LEASE_NOT_FOUND = StorageCode.LEASE_NOT_FOUND
+LEASE_LIMIT = StorageCode.LEASE_LIMIT
 
 Events = list["CommitEvent"]
 OpApply = Callable[[Any, Events, int, int], Result]
@@ -71,10 +85,16 @@ class CommitEvent:
     revision: int  # the KV revision after the write (meta writes do not move it)
     origin: str | None  # the plugin that made the write (a "tagged" op), the same on every node
     depth: int  # the hook depth that write was made at
+    # A KV write's new value and the key's version and create revision after it (watches
+    # stream them: aspen/watch.py); None and 0 for deletes and meta events.
+    value: bytes | None
+    version: int
+    create_revision: int
 
     # Hand-written for the same reason as Entry's: one event per write is on the hot path.
     def __init__(self, kind: str, key: str | None, index: int, term: int, revision: int,
-                 origin: str | None = None, depth: int = 0) -> None:
+                 origin: str | None = None, depth: int = 0, value: bytes | None = None, version: int = 0,
+                 create_revision: int = 0) -> None:
         _set_kind(self, kind)
         _set_key(self, key)
         _set_index(self, index)
@@ -82,6 +102,9 @@ class CommitEvent:
         _set_revision(self, revision)
         _set_origin(self, origin)
         _set_depth(self, depth)
+        _set_value(self, value)
+        _set_version(self, version)
+        _set_create_revision(self, create_revision)
 
 
 _set_kind = CommitEvent.__dict__["kind"].__set__
@@ -91,6 +114,9 @@ _set_term = CommitEvent.__dict__["term"].__set__
 _set_revision = CommitEvent.__dict__["revision"].__set__
 _set_origin = CommitEvent.__dict__["origin"].__set__
 _set_depth = CommitEvent.__dict__["depth"].__set__
+_set_value = CommitEvent.__dict__["value"].__set__
+_set_version = CommitEvent.__dict__["version"].__set__
+_set_create_revision = CommitEvent.__dict__["create_revision"].__set__
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +135,10 @@ class StateMachine:
         self._handlers: dict[str, OpApply] = {
             "put": self._put,
             "del": self._del,
+            "delrange": self._delrange,
+            "lease_grant": self._lease_grant,
+            "lease_revoke": self._lease_revoke,
+            "lput": self._lput,
             "cas": self._cas,
             "cad": self._cad,
             "batch": self._batch,
@@ -216,9 +246,12 @@ class StateMachine:
         return check_noop(op) or _OK_EMPTY
 
     def _write(self, key: str, value: bytes, events: Events, index: int, term: int) -> Result:
+        if LEASE_OF in self._meta:  # a write without a lease takes the key off its lease (etcd)
+            self._detach(key)
         self._revision = revision = self._revision + 1
         entry = self._kv.put(key, value, revision)
-        events.append(CommitEvent(KV_WRITE, key, index, term, revision))
+        events.append(CommitEvent(KV_WRITE, key, index, term, revision, None, 0, value, entry.version,
+                                  entry.create_revision))
         return (
             "ok",
             {
@@ -232,6 +265,8 @@ class StateMachine:
     def _remove(self, key: str, events: Events, index: int, term: int) -> Result:
         if not self._kv.delete(key):  # nothing changed, so no new revision (etcd)
             return ("ok", {"deleted": False, "revision": self._revision})
+        if LEASE_OF in self._meta:
+            self._detach(key)
         self._revision = revision = self._revision + 1
         events.append(CommitEvent(KV_DELETE, key, index, term, revision))
         return ("ok", {"deleted": True, "revision": revision})
@@ -241,6 +276,91 @@ class StateMachine:
 
     def _del(self, op: Any, events: Events, index: int, term: int) -> Result:
         return check_del(op) or self._remove(op[1], events, index, term)
+
+    def _delrange(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_delrange(op):
+            return bad
+        _, prefix, limit = op
+        page = self._kv.scan(prefix, limit)
+        if not page.entries:  # nothing changed, so no new revision (as a del of a missing key)
+            return ("ok", {"deleted": 0, "more": False, "revision": self._revision})
+        self._revision = revision = self._revision + 1
+        leased = LEASE_OF in self._meta
+        for key, _ in page.entries:
+            self._kv.delete(key)
+            if leased:
+                self._detach(key)
+            events.append(CommitEvent(KV_DELETE, key, index, term, revision))
+        return ("ok", {"deleted": len(page.entries), "more": page.next_after is not None, "revision": revision})
+
+    # -- leases ----------------------------------------------------------------------------
+
+    def lease(self, lease_id: int) -> dict[str, Any] | None:
+        """{"ttl_s", "keys"} of a granted lease, or None."""
+        raw = self.meta_get(LEASES, str(lease_id))
+        return None if raw is None else msgpack.unpackb(raw, raw=False)
+
+    def _set_lease(self, lease_id: int, ttl_s: int, keys: list[str]) -> None:
+        self._meta.setdefault(LEASES, {})[str(lease_id)] = msgpack.packb({"ttl_s": ttl_s, "keys": keys})
+
+    def _drop_row(self, table: str, key: str) -> None:
+        rows = self._meta.get(table)
+        if rows is not None and rows.pop(key, None) is not None and not rows:
+            del self._meta[table]  # empty tables are dropped, so equal states look equal
+
+    def _detach(self, key: str) -> None:
+        owner = self._meta.get(LEASE_OF, {}).get(key)
+        if owner is None:
+            return
+        self._drop_row(LEASE_OF, key)
+        lease = self.lease(int(owner))
+        if lease is not None:
+            self._set_lease(int(owner), lease["ttl_s"], [k for k in lease["keys"] if k != key])
+
+    def _lease_grant(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_lease_grant(op):
+            return bad
+        _, lease_id, ttl_s = op
+        if self.lease(lease_id) is not None:
+            return err(StorageCode.INVALID_REQUEST, f"lease {lease_id} exists already")
+        if len(self._meta.get(LEASES, ())) >= LEASES_MAX:
+            return ("err", LEASE_LIMIT, f"{LEASES_MAX} leases are granted already: revoke some", {})
+        self._set_lease(lease_id, ttl_s, [])
+        return ("ok", {"lease_id": lease_id, "ttl_s": ttl_s})
+
+    def _lease_revoke(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_lease_revoke(op):
+            return bad
+        lease_id = op[1]
+        lease = self.lease(lease_id)
+        if lease is None:
+            return ("err", LEASE_NOT_FOUND, f"no lease {lease_id} (revoked, expired, or never granted)", {})
+        self._drop_row(LEASES, str(lease_id))
+        keys = lease["keys"]
+        for key in keys:
+            self._drop_row(LEASE_OF, key)
+        deleted = [key for key in keys if self._kv.delete(key)]
+        if deleted:  # one write, one revision, like a batch of deletes
+            self._revision = revision = self._revision + 1
+            events.extend(CommitEvent(KV_DELETE, key, index, term, revision) for key in deleted)
+        return ("ok", {"lease_id": lease_id, "deleted": len(deleted), "revision": self._revision})
+
+    def _lput(self, op: Any, events: Events, index: int, term: int) -> Result:
+        if bad := check_lput(op):
+            return bad
+        _, key, value, lease_id = op
+        lease = self.lease(lease_id)
+        if lease is None:
+            return ("err", LEASE_NOT_FOUND, f"no lease {lease_id} (revoked, expired, or never granted)", {})
+        keys: list[str] = lease["keys"]
+        attached = self._meta.get(LEASE_OF, {}).get(key) == str(lease_id).encode()
+        if not attached and len(keys) >= LEASE_KEYS_MAX:
+            return ("err", LEASE_LIMIT, f"lease {lease_id} holds {LEASE_KEYS_MAX} keys already", {})
+        result = self._write(key, value, events, index, term)  # takes the key off any lease it had
+        keys = self.lease(lease_id)["keys"]  # type: ignore[index]  # fresh: _write may have changed it
+        self._set_lease(lease_id, lease["ttl_s"], sorted([*keys, key]))
+        self._meta.setdefault(LEASE_OF, {})[key] = str(lease_id).encode()
+        return result
 
     def _mismatch(self, key: str, current: Entry | None) -> Result:
         return err(
@@ -273,11 +393,15 @@ class StateMachine:
         kv = self._kv
         revision = self._revision + 1
         changed = False
+        leased = LEASE_OF in self._meta
         for sub in ops:
             key = sub[1]
+            if leased:
+                self._detach(key)
             if sub[0] == "put":
-                kv.put(key, sub[2], revision)
-                events.append(CommitEvent(KV_WRITE, key, index, term, revision))
+                entry = kv.put(key, sub[2], revision)
+                events.append(CommitEvent(KV_WRITE, key, index, term, revision, None, 0, sub[2], entry.version,
+                                          entry.create_revision))
                 changed = True
             elif kv.delete(key):
                 events.append(CommitEvent(KV_DELETE, key, index, term, revision))
@@ -379,7 +503,8 @@ class StateMachine:
         _, origin, depth, inner = op
         mine: Events = []
         result = self._handlers[inner[0]](inner, mine, index, term)
-        events.extend(CommitEvent(e.kind, e.key, e.index, e.term, e.revision, origin, depth) for e in mine)
+        events.extend(CommitEvent(e.kind, e.key, e.index, e.term, e.revision, origin, depth, e.value, e.version,
+                                  e.create_revision) for e in mine)
         return result
 
     def _blob_add(self, op: Any, events: Events, index: int, term: int) -> Result:

@@ -34,6 +34,11 @@ class ErrorCode(StrEnum):
     RESERVED_KEY = "RESERVED_KEY"
     OVERLOADED = "OVERLOADED"
     MEMBERSHIP_CHANGE_IN_PROGRESS = "MEMBERSHIP_CHANGE_IN_PROGRESS"
+    LEASE_NOT_FOUND = "LEASE_NOT_FOUND"
+    LEASE_LIMIT = "LEASE_LIMIT"
+    COMPACTED = "COMPACTED"  # a watch from a revision the history no longer holds
+    WATCH_OVERFLOW = "WATCH_OVERFLOW"  # a watcher that did not keep up; resume from a revision
+    SNAPSHOT_CORRUPT = "SNAPSHOT_CORRUPT"
     INTERNAL = "INTERNAL"
 
 

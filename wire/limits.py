@@ -15,6 +15,8 @@ BATCH_OPS_MAX = 1000
 CONDITIONS_MAX = 100
 BLOB_MAX_BYTES = 50 * MIB
 RESERVED_KEY_PREFIX = "__aspen/"  # the cluster's own keys; RESERVED_KEY for anyone else
+LEASE_TTL_MAX_S = 30 * 24 * 3600  # a lease's time to live: 1 s to 30 days
+LEASE_ID_MAX = 2**63 - 1
 
 # One frame after the handshake: a request or an answer, whole. Before the peer proved the
 # cookie: Hello, Auth and AuthOk are under 200 bytes each.

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aspen.cli.output import from_json, human
+from aspen.cli.output import from_json, human, to_jsonable
 from aspen.cli.registry import Commands, Outcome, UsageError
 from aspen.client import Client
 from aspen.exits import EXIT_ERROR
@@ -52,7 +52,9 @@ def _value(args: argparse.Namespace) -> bytes:
 
 
 def _set(args: argparse.Namespace, c: Client) -> Any:
-    r = c.put(args.key, _value(args))
+    if args.lease is not None and not 0 < args.lease < 2**63:
+        raise UsageError("--lease: a lease id from `aspen-cli lease grant`")
+    r = c.put(args.key, _value(args), lease=args.lease)
     if args.json:
         return r
     # A plugin owning the key's namespace may answer without a revision, and with a value
@@ -61,6 +63,13 @@ def _set(args: argparse.Namespace, c: Client) -> Any:
 
 
 def _delete(args: argparse.Namespace, c: Client) -> Any:
+    if args.prefix:
+        r = c.delete_prefix(args.key)
+        if not r["deleted"]:  # as for one key: nothing there is status 1
+            if args.json:
+                return Outcome(r, EXIT_ERROR)
+            raise AspenError(ErrorCode.NOT_FOUND, f"no keys with prefix {args.key!r} (nothing deleted)")
+        return r if args.json else f"deleted {r['deleted']}"
     r = c.delete(args.key)
     if not r.get("deleted"):
         # As `kv get`: a key that was not there is status 1, so a script can tell.
@@ -142,6 +151,45 @@ def _batch(args: argparse.Namespace, c: Client) -> Any:
     return r if args.json else f"OK {r.get('count')} ops revision={r.get('revision')}"
 
 
+WATCH_PROGRESS_MS_MAX = 600_000
+
+
+def _watch(args: argparse.Namespace, c: Client) -> Any:
+    """Print each event as it comes, until Ctrl-C (130), --count events, or an error that says
+    where to resume (--rev)."""
+    if args.rev < 0:
+        raise UsageError("--rev must be 0 (from now) or a revision")
+    if args.count is not None and args.count < 1:
+        raise UsageError("--count must be positive")
+    if args.progress_ms and not 50 <= args.progress_ms <= WATCH_PROGRESS_MS_MAX:
+        raise UsageError(f"--progress-ms must be 0 (off) or 50 to {WATCH_PROGRESS_MS_MAX}")
+    target = {"key": args.prefix} if args.exact else {"prefix": args.prefix}
+    seen = 0
+    events = c.watch(**target, start_revision=args.rev, progress_ms=args.progress_ms)
+    try:
+        for event in events:
+            if args.json:
+                print(json.dumps(to_jsonable(event), sort_keys=True), flush=True)
+            elif event["type"] == "PROGRESS":
+                print(f"PROGRESS revision={event['revision']}", flush=True)
+            elif event["type"] == "PUT":
+                print(f"PUT {event['key']} {human(event['value'])} revision={event['mod_revision']}", flush=True)
+            else:
+                print(f"DELETE {event['key']} revision={event['mod_revision']}", flush=True)
+            if event["type"] != "PROGRESS":
+                seen += 1
+                if args.count is not None and seen >= args.count:
+                    return None
+    except AspenError as exc:
+        details = exc.error.details
+        where = details.get("oldest_revision") if exc.code == ErrorCode.COMPACTED else details.get("resume_revision")
+        hint = f" (watch again with --rev {where})" if isinstance(where, int) else ""
+        raise AspenError(exc.code, exc.message + hint, **details) from None
+    finally:
+        events.close()
+    return None
+
+
 def register(commands: Commands) -> None:
     commands.group("kv", "key-value operations")
     p = commands.command("kv", "get", _get, "read a key (linearizable unless --stale); exit 1 if missing")
@@ -154,8 +202,14 @@ def register(commands: Commands) -> None:
     p.add_argument("key")
     p.add_argument("value", nargs="?", help="the value as text; - reads standard input (binary safe)")
     p.add_argument("--file", help="read the value from a file, - for standard input (binary safe)")
-    p = commands.command("kv", "delete", _delete, "delete a key; exit 1 if it was not there")
-    p.add_argument("key")
+    p.add_argument("--lease", type=int, metavar="ID",
+                   help="attach the key to a lease (aspen-cli lease grant): it is deleted when the lease goes")
+    p = commands.command("kv", "delete", _delete, "delete a key, or with --prefix every key starting with KEY; "
+                         "exit 1 if nothing was there")
+    p.add_argument("key", help="the key; with --prefix the prefix (\"\" for every key)")
+    p.add_argument("--prefix", action="store_true",
+                   help="delete every key starting with KEY, 1,000 per log entry (not atomic across entries); "
+                        "prints how many")
     p = commands.command("kv", "scan", _scan, "list keys by prefix, in key order")
     p.add_argument("prefix", nargs="?", default="")
     p.add_argument("--limit", type=int, help=f"keys per page (default 1000, at most {SCAN_LIMIT_MAX})")
@@ -164,6 +218,15 @@ def register(commands: Commands) -> None:
     p.add_argument("--stale", action="store_true", help="serve from the contacted node without a read barrier")
     p.add_argument("--keys-only", action="store_true", help="the keys, without their values")
     p.add_argument("--count", action="store_true", help="how many keys the prefix holds (every page)")
+    p = commands.command("kv", "watch", _watch,
+                         "print puts and deletes under PREFIX as they commit, in revision order, until Ctrl-C")
+    p.add_argument("prefix", metavar="PREFIX", help="the prefix (\"\" for every key), or the key with --exact")
+    p.add_argument("--exact", action="store_true", help="watch exactly this key, not a prefix")
+    p.add_argument("--rev", type=int, default=0, metavar="N",
+                   help="from revision N (0: from now); older than the node keeps: COMPACTED")
+    p.add_argument("--count", type=int, metavar="N", help="exit after N events")
+    p.add_argument("--progress-ms", type=int, default=0, metavar="MS",
+                   help="print PROGRESS revision=R when nothing happened for MS (every event up to R was shown)")
     p = commands.command("kv", "cas", _cas, "compare-and-swap")
     p.add_argument("key")
     g = p.add_mutually_exclusive_group(required=True)

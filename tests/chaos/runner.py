@@ -25,7 +25,7 @@ from typing import Any
 
 from deploy.launcher import LocalCluster
 from deploy.netns import HostNetwork, NetnsUnavailable
-from tests.chaos import checks, counter_plugin
+from tests.chaos import checks, counter_plugin, watcher
 from tests.chaos.history import History
 from tests.chaos.linearizability import Verdict, check
 from tests.chaos.nemesis import Nemesis, NemesisConfig
@@ -66,6 +66,7 @@ class Report:
     worst_unavailability_s: float | None = None
     worst_leader_kill_unavailability_s: float | None = None
     raft_warnings: list[dict[str, Any]] = field(default_factory=list)
+    watch: dict[str, Any] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     wall_s: float = 0.0
 
@@ -109,6 +110,11 @@ class Report:
             lines.append(f"  {u['in_force_s']:8.2f}s {u['kind']:<13} {w}")
         lines.append(f"worst unavailability: {_secs(self.worst_unavailability_s)}; "
                      f"worst after a leader SIGKILL: {_secs(self.worst_leader_kill_unavailability_s)}")
+        w = self.watch
+        if w:
+            lines.append(f"watcher: {w['events']} events on {w['keys']} keys up to revision {w['end_revision']}, "
+                         f"{w['resumes']} resumes; equals the committed history: {'no' if w['problems'] else 'yes'}")
+            lines.extend(f"  {p}" for p in w["problems"])
         if self.raft_warnings:
             lines.append("pysyncobj CRITICAL log lines (see docs/CHAOS.md): "
                          + ", ".join(f"n{w['node_id']}: {w['count']}" for w in self.raft_warnings))
@@ -165,8 +171,10 @@ def run(config: RunConfig, root: Path) -> tuple[Report, History]:
     history = History()
     nemesis = Nemesis(cluster, history.now, random.Random(rng.random()), config.nemesis, net)
     clients = []
+    watch = watcher.Watcher(cluster)
     try:
         _install_counter(cluster)
+        watch.start()
         workload = WorkloadConfig(clients=config.clients)
         stop = threading.Event()
         threads = []
@@ -198,8 +206,12 @@ def run(config: RunConfig, root: Path) -> tuple[Report, History]:
         cluster.wait_leader()
         with cluster.client(timeout_s=10.0) as c:
             finals = final_reads(c, history, client_id=config.clients)
+            end_revision = c.put(watcher.END_KEY, b"end")["revision"]
+        watch.finish(end_revision)
         _check(report, config, cluster, history, nemesis, finals)
+        _check_watch(report, cluster, watch, end_revision, history, finals)
     finally:
+        watch.abandon()  # a no-op after finish(); else it must not outlive the cluster
         for client in clients:
             with contextlib.suppress(Exception):
                 client.close()
@@ -264,6 +276,15 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
     report.raft_warnings = [asdict(w) for w in checks.raft_warnings(cluster)]
     if report.raft_warnings:
         report.failures.append("a follower truncated log entries it had already applied (pysyncobj CRITICAL)")
+
+
+def _check_watch(report: Report, cluster: LocalCluster, watch: watcher.Watcher, end_revision: int,
+                 history: History, finals: dict[str, bytes | None]) -> None:
+    replays = {n: watcher.replay(cluster, n, end_revision) for n in cluster.nodes}
+    problems = watcher.check(watch, replays, history.records(), finals)
+    report.watch = {"events": len(watch.events), "resumes": watch.resumes, "end_revision": end_revision,
+                    "keys": len(watcher.per_key(watch.events)), "problems": problems}
+    report.failures += problems
 
 
 def write_out(out: Path, report: Report, history: History) -> None:

@@ -37,6 +37,8 @@ def test_short_chaos_run_passes_every_check(tmp_path: Path) -> None:
     # Measured and reported, not bounded here (the machine is shared): a fault the cluster did
     # not recover from within the nemesis' 30 s already fails the run.
     assert report.worst_leader_kill_unavailability_s is not None
+    # The watcher saw the whole committed history, through the faults.
+    assert report.watch["events"] > 500 and report.watch["problems"] == [], text
 
     # The same real history with one final read turned stale (an overwritten value): the
     # checks that passed above must now fail, so their passing meant something.

@@ -67,10 +67,17 @@ def test_version_restarts_after_delete_and_recreate(app: Applier) -> None:
 def test_put_and_del_commit_events_carry_index_term_and_revision(app: Applier) -> None:
     app.apply(["put", "a", b"1"], ["put", "b", b"2"], term=3)
     app.apply(["del", "a"], term=4)
+    app.apply(["put", "b", b"3"], ["batch", [["put", "b", b"4"], ["put", "c", b"5"], ["del", "b"]]], term=4)
     assert app.events == [
-        CommitEvent("kv.write_committed", "a", 1, 3, 1),
-        CommitEvent("kv.write_committed", "b", 1, 3, 2),
+        CommitEvent("kv.write_committed", "a", 1, 3, 1, value=b"1", version=1, create_revision=1),
+        CommitEvent("kv.write_committed", "b", 1, 3, 2, value=b"2", version=1, create_revision=2),
         CommitEvent("kv.delete_committed", "a", 2, 4, 3),
+        # Puts carry the value written and the key's version after it (watches stream them),
+        # each put of a batch its own, at the batch's one revision.
+        CommitEvent("kv.write_committed", "b", 3, 4, 4, value=b"3", version=2, create_revision=2),
+        CommitEvent("kv.write_committed", "b", 3, 4, 5, value=b"4", version=3, create_revision=2),
+        CommitEvent("kv.write_committed", "c", 3, 4, 5, value=b"5", version=1, create_revision=5),
+        CommitEvent("kv.delete_committed", "b", 3, 4, 5),
     ]
 
 
