@@ -326,7 +326,7 @@ class ReplicatedNode:
         for moments only: ask again, bounded by timeout_s. Success is the target seen as
         leader; another node winning instead (the target crashed meanwhile) is an error."""
         raft = self.raft_core()
-        if not raft._isLeader():
+        if not raft.is_leader():
             raise ClusterError(ClusterCode.NOT_LEADER, "move-leader is made on the leader", leader_id=self.leader_id())
         members = self.status()["members"]
         target = next((m for m in members if m["node_id"] == target_id), None)
@@ -352,7 +352,7 @@ class ReplicatedNode:
             if leader is not None and leader != self.node_id:
                 raise ClusterError(ClusterCode.UNAVAILABLE,
                                  f"node {leader} was elected instead of node {target_id}; retry")
-            if raft._isLeader() and (sent_at is None or loop.time() - sent_at > resend_after_s):
+            if raft.is_leader() and (sent_at is None or loop.time() - sent_at > resend_after_s):
                 fut: asyncio.Future[int] = loop.create_future()
                 raft.transferLeadership(target["raft_addr"], callback=lambda _r, e, fut=fut: loop.call_soon_threadsafe(
                     lambda: fut.done() or fut.set_result(e)))

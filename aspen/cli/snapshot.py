@@ -17,7 +17,6 @@ import blake3
 
 from aspen.cli.registry import Commands
 from aspen.client import Client
-from aspen.maintenance import load_snapshot_file
 from wire.errors import AspenError, ErrorCode
 
 ORDER = 35
@@ -57,6 +56,10 @@ def save(c: Client, path: Path) -> dict[str, Any]:
 
 
 def describe(path: Path) -> dict[str, Any]:
+    # Reading a snapshot file needs storage's state machine: loaded here, by the two snapshot
+    # commands only, so every other command runs without the server stack.
+    from aspen.maintenance import load_snapshot_file
+
     state = load_snapshot_file(path)
     return {"file": str(path), "applied_index": state.applied_index, "revision": state.revision,
             "keys": len(state.kv), "state_hash": state.state_hash()}
