@@ -20,7 +20,7 @@ import secrets
 from collections.abc import Callable
 from typing import Any
 
-from aspen import protocol as p
+from aspen import fields as p
 from aspen.native_handlers import NativeHandlers
 from aspen.server import RequestHandler
 from storage.state import LEASES

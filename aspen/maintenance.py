@@ -23,7 +23,7 @@ from typing import Any
 
 import blake3
 
-from aspen import protocol as p
+from aspen import fields as p
 from aspen.native_handlers import NativeHandlers
 from aspen.plugins import namespaces
 from aspen.server import RequestHandler

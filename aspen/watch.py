@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aspen import protocol as p
+from aspen import fields as p
 from aspen.server import Emit
 from cluster import ReplicatedNode
 from cluster.events import ClusterEvent
