@@ -28,6 +28,11 @@ RANDOM_MAX_BYTES = 4096
 SHA256_MAX_BYTES = 64 * MIB
 SHA256_FUEL_BASE = 1_000
 SHA256_FUEL_PER_BYTE = 1
+# The crypto and barrier functions (ABI version 3): at most this much input a call, paid for in
+# fuel like sha256_digest (OpenSSL's AES-GCM and libsodium's XChaCha20 run at ~1-3 GB/s here).
+CRYPTO_MAX_BYTES = 4 * MIB
+CRYPTO_FUEL_BASE = 10_000
+CRYPTO_FUEL_PER_BYTE = 1
 SCAN_LIMIT_DEFAULT = 1000
 SCAN_LIMIT_MAX = 10_000
 KEY_MAX_BYTES = 1024

@@ -9,6 +9,7 @@ from sandbox import limits
 
 PERMISSION_NAMES = (
     "kv_read", "kv_write", "blob_read", "blob_write", "cluster_info", "randomness", "signing", "timers", "hooks",
+    "crypto", "barrier",  # ABI version 3
 )
 
 
@@ -25,6 +26,8 @@ class Permissions:
     signing: bool = False
     timers: bool = False
     hooks: bool = False
+    crypto: bool = False
+    barrier: bool = False
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None) -> Permissions:
