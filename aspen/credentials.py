@@ -46,9 +46,10 @@ ADMIN_TYPES = frozenset({
     "AddNode", "RemoveNode", "PluginInstall", "PluginEnable", "PluginDisable", "PluginRemove", "PluginReload",
     "PluginKeysAdd", "PluginKeysRemove", "ClusterSetting", "AuthCreate", "AuthList", "AuthRevoke",
     "PluginLogs",  # plugins log what they handle: not for every reader
+    "SecretsUnseal", "SecretsSeal", "SecretsRotateUnsealKey",  # the barrier (aspen/barrier.py)
 })
 ANYONE_TYPES = frozenset({"Ping", "ClusterStatus", "PluginList", "PluginInfo", "PluginKeysList", "StateHash",
-                          "PluginLocalStatus"})
+                          "PluginLocalStatus", "SecretsSealStatus"})
 READ_TYPES = frozenset({"ReadKey", "ScanKeys", "GetBlob", "HasBlob"})
 WRITE_TYPES = frozenset({"WriteKey", "DeleteKey", "CompareAndSwapKey", "CompareAndDeleteKey", "BatchWrite",
                          "ConditionalBatchWrite", "PutBlob"})

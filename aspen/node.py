@@ -28,6 +28,7 @@ from typing import Any
 import msgpack
 
 from aspen import auth, keys, tls
+from aspen.barrier import Barrier, read_unseal_key_file
 from aspen.client import AsyncClient
 from aspen.credential_handlers import CredentialHandlers
 from aspen.exits import guarded
@@ -74,6 +75,7 @@ class NodeConfig:
     trusted_ca_file: Path | None = None  # checks peers' certificates, and clients' with client_cert_auth
     client_cert_auth: bool = False
     insecure_plaintext: bool = False  # allow a non-loopback client port without TLS
+    seal_key_file: Path | None = None  # the barrier's unseal key (docs/SECRETS.md), read at start
 
 
 def split_addr(addr: str) -> tuple[str, int]:
@@ -136,8 +138,10 @@ class AspenNode:
         self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.native, self.client_addr_of)
         self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
+        self.barrier = Barrier(self.native, self.peer_ids, self.peer_request)  # docs/SECRETS.md
+        self.plugins.barrier = self.barrier
         self.table: dict[str, Handler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
-                                          **self.credentials.table}
+                                          **self.credentials.table, **self.barrier.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
@@ -253,6 +257,9 @@ class AspenNode:
                              authorize=self.credentials.authorize, check_credential=self.credentials.check_credential)
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
+        if self.cfg.seal_key_file is not None:  # auto-unseal; the key stays in memory only
+            unseal_key = read_unseal_key_file(self.cfg.seal_key_file)
+            self._tasks.append(asyncio.get_running_loop().create_task(self.barrier.auto_unseal(unseal_key)))
         if self.cfg.metrics_listen:
             if self.cfg.metrics_auth:
                 self.metrics.check_credential = self.credentials.check_credential
@@ -363,6 +370,8 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
                     help="clients must present a certificate signed by --trusted-ca-file")
     ap.add_argument("--insecure-plaintext", action="store_true",
                     help="serve clients beyond loopback without TLS (only on a network you trust)")
+    ap.add_argument("--seal-key-file", type=Path,
+                    help="the secrets barrier's unseal key (64 hex characters); never stored: docs/SECRETS.md")
     # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -383,6 +392,11 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         ap.error("--peers lists the other members, not this node")
     if (args.cert_file is None) != (args.key_file is None):
         ap.error("--cert-file and --key-file go together")
+    if args.seal_key_file is not None:
+        try:
+            read_unseal_key_file(args.seal_key_file)
+        except (ValueError, OSError) as exc:
+            ap.error(f"--seal-key-file: {exc}")
     if args.client_cert_auth and (args.cert_file is None or args.trusted_ca_file is None):
         ap.error("--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file")
     return NodeConfig(
@@ -406,6 +420,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         trusted_ca_file=args.trusted_ca_file,
         client_cert_auth=args.client_cert_auth,
         insecure_plaintext=args.insecure_plaintext,
+        seal_key_file=args.seal_key_file,
     )
 
 

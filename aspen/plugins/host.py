@@ -74,6 +74,12 @@ class NodeHost:
 
     # -- KV --------------------------------------------------------------------------------
 
+    def barrier_key(self) -> bytes:
+        barrier = self.manager.barrier
+        if barrier is None:
+            raise HostError("SEALED", "this node has no barrier")
+        return barrier.key()
+
     def kv_get(self, key: str) -> bytes | None:
         entry = self._read(lambda s: s.get(key))
         return None if entry is None else entry.value
