@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 from pathlib import Path
 from typing import Any
 
+from aspen import secrets
 from aspen.barrier import key_id, new_unseal_key, read_unseal_key_file
-from aspen.cli.registry import Commands, UsageError
+from aspen.cli.registry import Commands, Outcome, UsageError
 from aspen.client import Client
+from aspen.exits import EXIT_ERROR
 
 ORDER = 65
 
@@ -75,6 +78,167 @@ def _new_unseal_key(args: argparse.Namespace, c: Client) -> Any:
     return r if args.json else f"wrote a new unseal key to {args.output} (id {r['unseal_key_id']}); keep it off the nodes' disks"
 
 
+# -- KV v2 -------------------------------------------------------------------------------------
+
+
+def _pairs(items: list[str], what: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for item in items:
+        k, sep, v = item.partition("=")
+        if not sep or not k:
+            raise UsageError(f"{what}: expected KEY=VALUE, got {item!r}")
+        out[k] = v
+    return out
+
+
+def _versions(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        versions = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--versions: comma-separated version numbers, not {text!r}") from None
+    if not versions or any(v < 1 for v in versions):
+        raise UsageError("--versions: version numbers from 1")
+    return versions
+
+
+def _when(ms: int) -> str:
+    if not ms:
+        return "-"
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000)) + f" ({ms})"
+
+
+def _version_line(r: dict[str, Any]) -> str:
+    state = "destroyed" if r["destroyed"] else ("deleted" if r["deletion_ms"] and r["deletion_ms"] <= time.time() * 1000
+                                                 else "live")
+    return (f"{r['path']} version {r['version']} ({state}), created {_when(r['created_ms'])}"
+            + (f", deletion {_when(r['deletion_ms'])}" if r["deletion_ms"] else ""))
+
+
+def _kv_put(args: argparse.Namespace, c: Client) -> Any:
+    rtype = "SecretsKvPatch" if args.kvcmd == "patch" else "SecretsKvPut"
+    r = c.request(rtype, path=args.path, data=_pairs(args.pairs, "data"), cas=args.cas)
+    return r if args.json else _version_line(r)
+
+
+def _kv_get(args: argparse.Namespace, c: Client) -> Any:
+    r = c.request("SecretsKvGet", path=args.path, version=args.version)
+    data = r.get("data")
+    if args.field is not None:
+        if data is None or args.field not in data:
+            return Outcome({"error": f"no field {args.field!r}"} if args.json else f"no field {args.field!r}", EXIT_ERROR)
+        return {"value": data[args.field]} if args.json else str(data[args.field])
+    if args.json:
+        return Outcome(r, EXIT_ERROR) if data is None else r
+    lines = [_version_line(r)]
+    if data is None:
+        return Outcome("\n".join([*lines, "(no data: deleted or destroyed)"]), EXIT_ERROR)
+    lines += [f"{k}={v}" for k, v in data.items()]
+    return "\n".join(lines)
+
+
+def _kv_list(args: argparse.Namespace, c: Client) -> Any:
+    r = c.request("SecretsKvList", path=args.path)
+    if args.json:
+        return r
+    return "\n".join(r["keys"] + (["(more: narrow the path)"] if r["truncated"] else []))
+
+
+def _kv_versions_op(args: argparse.Namespace, c: Client) -> Any:
+    rtype = {"delete": "SecretsKvDelete", "undelete": "SecretsKvUndelete", "destroy": "SecretsKvDestroy"}[args.kvcmd]
+    versions = _versions(args.versions)
+    if versions is None and args.kvcmd != "delete":
+        raise UsageError(f"kv {args.kvcmd} needs --versions N[,N...]")
+    r = c.request(rtype, path=args.path, versions=versions)
+    done = {"delete": "deleted", "undelete": "undeleted", "destroy": "destroyed"}[args.kvcmd]
+    return r if args.json else f"{done} {args.path} versions {','.join(map(str, r['versions']))}"
+
+
+def _metadata_text(r: dict[str, Any]) -> str:
+    m = r["metadata"]
+    lines = [f"{r['path']}: current version {m['current_version']}, oldest {m['oldest_version']}, "
+             f"max_versions {m['max_versions'] or 10}, cas_required {str(m['cas_required']).lower()}, "
+             f"delete_version_after {m['delete_version_after_ms']} ms",
+             f"created {_when(m['created_ms'])}, updated {_when(m['updated_ms'])}"]
+    lines += [f"custom {k}={v}" for k, v in m["custom_metadata"].items()]
+    for v in m["versions"]:
+        state = "destroyed" if v["destroyed"] else ("deleted" if v["deletion_ms"] and v["deletion_ms"] <= time.time() * 1000
+                                                     else "live")
+        lines.append(f"  version {v['version']}: {state}, created {_when(v['created_ms'])}"
+                     + (f", deletion {_when(v['deletion_ms'])}" if v["deletion_ms"] else ""))
+    return "\n".join(lines)
+
+
+def _kv_metadata(args: argparse.Namespace, c: Client) -> Any:
+    if args.mdcmd == "get":
+        r = c.request("SecretsKvMetadataGet", path=args.path)
+        return r if args.json else _metadata_text(r)
+    if args.mdcmd == "delete":
+        r = c.request("SecretsKvMetadataDelete", path=args.path)
+        return r if args.json else (f"deleted {args.path} and every version" if r["existed"] else f"no secret at {args.path}")
+    fields: dict[str, Any] = {"max_versions": args.max_versions}
+    if args.cas_required is not None:
+        fields["cas_required"] = args.cas_required == "true"
+    if args.delete_version_after is not None:
+        try:
+            fields["delete_version_after_ms"] = secrets.duration_ms(args.delete_version_after)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    if args.custom_metadata:
+        fields["custom_metadata"] = _pairs(args.custom_metadata, "--custom-metadata")
+    r = c.request("SecretsKvMetadataPut", path=args.path, **fields)
+    return r if args.json else _metadata_text(r)
+
+
+def _register_kv(commands: Commands) -> None:
+    common = [commands._common]  # the global options after a nested command too
+    kv = commands.command("secrets", "kv", _kv_metadata, "KV v2 secrets (Vault's kv put/get/list/...)")
+    sub = kv.add_subparsers(dest="kvcmd", required=True, metavar="COMMAND")
+    for name, help_text in (("put", "write a new version: KEY=VALUE ..."), ("patch", "merge fields into a new version")):
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=common)
+        p.add_argument("path")
+        p.add_argument("pairs", nargs="+", metavar="KEY=VALUE")
+        p.add_argument("--cas", type=int, help="the current version it must be (0: must not exist)")
+        p.set_defaults(handler=_kv_put)
+    # Vault's --version: here a version number, not the program's version. Its own copy of the
+    # global options (resolve edits the parent's actions in place: a shared one must not be).
+    from aspen.cli import add_global_options
+
+    own = argparse.ArgumentParser(add_help=False)
+    add_global_options(own, defaults=False)
+    p = sub.add_parser("get", help="a version's fields", description="a version's fields", parents=[own],
+                       conflict_handler="resolve")
+    p.add_argument("path")
+    p.add_argument("--version", type=int, help="the version to read (default: the latest)")
+    p.add_argument("--field", help="print only this field's value")
+    p.set_defaults(handler=_kv_get)
+    p = sub.add_parser("list", help="keys under a path", description="keys under a path", parents=common)
+    p.add_argument("path", nargs="?", default="")
+    p.set_defaults(handler=_kv_list)
+    for name, help_text in (("delete", "soft-delete the latest version or --versions"),
+                            ("undelete", "undelete --versions"), ("destroy", "destroy --versions for good")):
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=common)
+        p.add_argument("path")
+        p.add_argument("--versions", metavar="N[,N...]")
+        p.set_defaults(handler=_kv_versions_op)
+    md = sub.add_parser("metadata", help="a path's metadata", description="a path's metadata", parents=common)
+    mdsub = md.add_subparsers(dest="mdcmd", required=True, metavar="COMMAND")
+    for name in ("get", "delete"):
+        p = mdsub.add_parser(name, help=f"{name} the metadata" + (" and every version" if name == "delete" else ""),
+                             parents=common)
+        p.add_argument("path")
+        p.set_defaults(handler=_kv_metadata)
+    p = mdsub.add_parser("put", help="set max_versions, cas_required, delete_version_after, custom metadata",
+                         parents=common)
+    p.add_argument("path")
+    p.add_argument("--max-versions", type=int)
+    p.add_argument("--cas-required", choices=("true", "false"))
+    p.add_argument("--delete-version-after", metavar="DURATION", help="e.g. 30s, 10m, 2h, 7d; 0 turns it off")
+    p.add_argument("--custom-metadata", nargs="+", metavar="KEY=VALUE")
+    p.set_defaults(handler=_kv_metadata)
+
+
 def register(commands: Commands) -> None:
     commands.group("secrets", "the secrets barrier and the secrets plugin (docs/SECRETS.md)")
     p = commands.command("secrets", "unseal", _unseal, "unseal every node (the first unseal creates the data key)")
@@ -88,3 +252,4 @@ def register(commands: Commands) -> None:
     p.add_argument("--new-key-file", required=True, metavar="FILE")
     p = commands.command("secrets", "new-unseal-key", _new_unseal_key, "write a new random unseal key to a file (0600)")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
+    _register_kv(commands)
