@@ -4,6 +4,8 @@ new-unseal-key) and the secrets plugin's KV v2 and Transit engines (docs/SECRETS
 from __future__ import annotations
 
 import argparse
+import base64
+import json
 import os
 import time
 from pathlib import Path
@@ -239,6 +241,193 @@ def _register_kv(commands: Commands) -> None:
     p.set_defaults(handler=_kv_metadata)
 
 
+# -- Transit -----------------------------------------------------------------------------------
+
+
+def _b64_input(args: argparse.Namespace, b64_name: str, text_name: str, required: bool = True) -> str | None:
+    b64, text = getattr(args, b64_name, None), getattr(args, text_name, None)
+    if b64 is not None and text is not None:
+        raise UsageError(f"give --{b64_name} (base64) or --{text_name} (UTF-8 text), not both")
+    if text is not None:
+        return base64.b64encode(text.encode()).decode()
+    if b64 is None and required:
+        raise UsageError(f"give --{b64_name} BASE64 or --{text_name} TEXT")
+    return b64
+
+
+def _batch(args: argparse.Namespace) -> list[Any] | None:
+    if args.batch is None:
+        return None
+    try:
+        items = json.loads(Path(args.batch).read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"--batch {args.batch}: {exc}") from None
+    if not isinstance(items, list):
+        raise UsageError("--batch: a JSON list of objects")
+    return items
+
+
+def _key_text(k: dict[str, Any]) -> str:
+    lines = [f"{k['name']}: {k['type']}, latest version {k['latest_version']}, min_decryption_version "
+             f"{k['min_decryption_version']}, min_encryption_version {k['min_encryption_version']}, "
+             f"min_available_version {k['min_available_version']}",
+             f"derived {str(k['derived']).lower()}, convergent {str(k['convergent_encryption']).lower()}, "
+             f"exportable {str(k['exportable']).lower()}, deletion_allowed {str(k['deletion_allowed']).lower()}"]
+    for v, info in sorted(k["keys"].items(), key=lambda kv: int(kv[0])):
+        lines.append(f"  version {v}: created {_when(info['created_ms'])}"
+                     + (f", public key {info['public_key']}" if "public_key" in info else ""))
+    return "\n".join(lines)
+
+
+def _batch_text(r: dict[str, Any], field: str) -> str:
+    return "\n".join(item.get(field) or f"error: {item.get('error')}" for item in r["batch_results"])
+
+
+def _transit(args: argparse.Namespace, c: Client) -> Any:
+    cmd, name = args.trcmd, getattr(args, "name", None)
+    if cmd == "list":
+        r = c.request("SecretsTransitList")
+        return r if args.json else "\n".join(r["keys"])
+    if cmd == "create":
+        r = c.request("SecretsTransitCreate", name=name, key_type=args.type, derived=args.derived,
+                      convergent_encryption=args.convergent, exportable=args.exportable)
+        return r if args.json else ("created " if r["created"] else "exists: ") + _key_text(r["key"])
+    if cmd in ("read", "rotate", "delete"):
+        r = c.request({"read": "SecretsTransitRead", "rotate": "SecretsTransitRotate", "delete": "SecretsTransitDelete"}[cmd],
+                      name=name)
+        if args.json:
+            return r
+        return f"deleted {name}" if cmd == "delete" else _key_text(r["key"])
+    if cmd == "config":
+        fields: dict[str, Any] = {"min_decryption_version": args.min_decryption_version,
+                                  "min_encryption_version": args.min_encryption_version}
+        if args.deletion_allowed is not None:
+            fields["deletion_allowed"] = args.deletion_allowed == "true"
+        if args.exportable is not None:
+            fields["exportable"] = args.exportable == "true"
+        r = c.request("SecretsTransitConfig", name=name, **fields)
+        return r if args.json else _key_text(r["key"])
+    if cmd == "trim":
+        r = c.request("SecretsTransitTrim", name=name, min_available_version=args.min_available_version)
+        return r if args.json else _key_text(r["key"])
+    if cmd == "encrypt":
+        batch = _batch(args)
+        plaintext = None if batch is not None else _b64_input(args, "plaintext", "text")
+        r = c.request("SecretsTransitEncrypt", name=name, plaintext=plaintext, context=args.context,
+                      key_version=args.key_version, batch_input=batch)
+        return r if args.json else (_batch_text(r, "ciphertext") if batch is not None else r["ciphertext"])
+    if cmd in ("decrypt", "rewrap"):
+        batch = _batch(args)
+        if batch is None and args.ciphertext is None:
+            raise UsageError(f"transit {cmd}: give CIPHERTEXT or --batch FILE")
+        extra = {"key_version": args.key_version} if cmd == "rewrap" else {}
+        r = c.request("SecretsTransitDecrypt" if cmd == "decrypt" else "SecretsTransitRewrap", name=name,
+                      ciphertext=args.ciphertext, context=args.context, batch_input=batch, **extra)
+        if args.json:
+            return r
+        field = "plaintext" if cmd == "decrypt" else "ciphertext"
+        if batch is not None:
+            return _batch_text(r, field)
+        if cmd == "decrypt" and args.decode:
+            return base64.b64decode(r["plaintext"]).decode(errors="replace")
+        return r[field]
+    if cmd == "datakey":
+        r = c.request("SecretsTransitDatakey", name=name, key_kind=args.kind, bits=args.bits, context=args.context)
+        return r if args.json else "\n".join(f"{k}: {r[k]}" for k in ("ciphertext", "plaintext") if k in r)
+    if cmd == "sign":
+        r = c.request("SecretsTransitSign", name=name, input=_b64_input(args, "input", "text"),
+                      key_version=args.key_version)
+        return r if args.json else r["signature"]
+    if cmd == "verify":
+        if (args.signature is None) == (args.hmac is None):
+            raise UsageError("transit verify: give --signature or --hmac")
+        r = c.request("SecretsTransitVerify", name=name, input=_b64_input(args, "input", "text"),
+                      signature=args.signature, hmac=args.hmac)
+        if args.json:
+            return r if r["valid"] else Outcome(r, EXIT_ERROR)
+        return "valid" if r["valid"] else Outcome("invalid", EXIT_ERROR)
+    if cmd == "hmac":
+        r = c.request("SecretsTransitHmac", name=name, input=_b64_input(args, "input", "text"),
+                      key_version=args.key_version)
+        return r if args.json else r["hmac"]
+    version: Any = args.version
+    if version is not None and version != "latest":
+        try:
+            version = int(version)
+        except ValueError:
+            raise UsageError("--version: a number or latest") from None
+    r = c.request("SecretsTransitExport", name=name, export_type=args.export_type, version=version)
+    return r if args.json else "\n".join(f"version {v}: {k}" for v, k in sorted(r["keys"].items(), key=lambda kv: int(kv[0])))
+
+
+def _register_transit(commands: Commands) -> None:
+    common = [commands._common]
+    tr = commands.command("secrets", "transit", _transit, "Transit: encryption as a service (Vault's transit)")
+    sub = tr.add_subparsers(dest="trcmd", required=True, metavar="COMMAND")
+
+    def cmd(name: str, help_text: str, with_name: bool = True, parents: list[argparse.ArgumentParser] = common,
+            **kw: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text, parents=parents, **kw)
+        if with_name:
+            p.add_argument("name", help="the key's name")
+        p.set_defaults(handler=_transit)
+        return p
+
+    p = cmd("create", "create a key (Vault's defaults: xchacha20-poly1305)")
+    p.add_argument("--type", default="xchacha20-poly1305", choices=("xchacha20-poly1305", "aes256-gcm96", "ed25519"))
+    p.add_argument("--derived", action="store_true", help="every operation takes a --context (a key per context)")
+    p.add_argument("--convergent", action="store_true", help="same plaintext and context, same ciphertext (needs --derived)")
+    p.add_argument("--exportable", action="store_true", help="allow export (cannot be undone)")
+    cmd("read", "versions and config (never the key material)")
+    cmd("list", "every key's name", with_name=False)
+    cmd("rotate", "a new version; encryption uses it from now on")
+    cmd("delete", "delete the key (only after config --deletion-allowed true)")
+    p = cmd("config", "min versions, deletion_allowed, exportable")
+    p.add_argument("--min-decryption-version", type=int)
+    p.add_argument("--min-encryption-version", type=int)
+    p.add_argument("--deletion-allowed", choices=("true", "false"))
+    p.add_argument("--exportable", choices=("true", "false"))
+    p = cmd("trim", "drop versions below --min-available-version for good")
+    p.add_argument("--min-available-version", type=int, required=True)
+    p = cmd("encrypt", "encrypt --plaintext BASE64 or --text TEXT (or --batch FILE: a JSON list)")
+    p.add_argument("--plaintext", metavar="BASE64")
+    p.add_argument("--text", metavar="TEXT", help="UTF-8 text, base64-encoded for you")
+    p.add_argument("--context", metavar="BASE64")
+    p.add_argument("--key-version", type=int)
+    p.add_argument("--batch", metavar="FILE", help='JSON [{"plaintext": B64, "context": B64}, ...]')
+    for name, help_text in (("decrypt", "decrypt a ciphertext (prints base64; --decode prints text)"),
+                            ("rewrap", "re-encrypt a ciphertext under the latest version")):
+        p = cmd(name, help_text)
+        p.add_argument("ciphertext", nargs="?")
+        p.add_argument("--context", metavar="BASE64")
+        p.add_argument("--batch", metavar="FILE", help='JSON [{"ciphertext": C, "context": B64}, ...]')
+        if name == "decrypt":
+            p.add_argument("--decode", action="store_true", help="print the plaintext as text")
+        else:
+            p.add_argument("--key-version", type=int)
+    p = cmd("datakey", "a new data key, wrapped by this key (and in plaintext)")
+    p.add_argument("kind", choices=("plaintext", "wrapped"))
+    p.add_argument("--bits", type=int, default=256, choices=(128, 256, 512))
+    p.add_argument("--context", metavar="BASE64")
+    for name in ("sign", "hmac"):
+        p = cmd(name, "an ed25519 signature" if name == "sign" else "an HMAC-SHA256 of the input")
+        p.add_argument("--input", metavar="BASE64")
+        p.add_argument("--text", metavar="TEXT")
+        p.add_argument("--key-version", type=int)
+    p = cmd("verify", "check a --signature or an --hmac (exit status 1 when invalid)")
+    p.add_argument("--input", metavar="BASE64")
+    p.add_argument("--text", metavar="TEXT")
+    p.add_argument("--signature")
+    p.add_argument("--hmac")
+    from aspen.cli import add_global_options
+
+    own = argparse.ArgumentParser(add_help=False)
+    add_global_options(own, defaults=False)
+    p = cmd("export", "the key material (only an exportable key)", parents=[own], conflict_handler="resolve")
+    p.add_argument("export_type", choices=("encryption-key", "signing-key", "hmac-key"))
+    p.add_argument("--version", help="a version number or latest (default: every version)")
+
+
 def register(commands: Commands) -> None:
     commands.group("secrets", "the secrets barrier and the secrets plugin (docs/SECRETS.md)")
     p = commands.command("secrets", "unseal", _unseal, "unseal every node (the first unseal creates the data key)")
@@ -253,3 +442,4 @@ def register(commands: Commands) -> None:
     p = commands.command("secrets", "new-unseal-key", _new_unseal_key, "write a new random unseal key to a file (0600)")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     _register_kv(commands)
+    _register_transit(commands)

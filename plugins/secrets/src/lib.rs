@@ -12,6 +12,7 @@ pub mod b64;
 pub mod kv;
 pub mod policy;
 pub mod store;
+pub mod transit;
 
 use aspen_wasm_guest_sdk::crypto::barrier_sealed;
 use aspen_wasm_guest_sdk::prelude::*;
@@ -120,6 +121,9 @@ fn route(r: &Request, caller: &str) -> Out<Response> {
     let t = r.type_name.as_str();
     if t.starts_with("SecretsKv") {
         return kv::handle(t, r, caller);
+    }
+    if t.starts_with("SecretsTransit") {
+        return transit::handle(t, r, caller);
     }
     if t.starts_with("SecretsPolicy") {
         return policy::handle(t, r, caller);
