@@ -428,6 +428,50 @@ def _register_transit(commands: Commands) -> None:
     p.add_argument("--version", help="a version number or latest (default: every version)")
 
 
+# -- policies ----------------------------------------------------------------------------------
+
+
+def _rule(text: str) -> dict[str, Any]:
+    path, sep, caps = text.rpartition("=")
+    if not sep or not path or not caps:
+        raise UsageError(f"--rule: PATH=CAP[,CAP...] (e.g. 'kv/app/*=read,list'), not {text!r}")
+    return {"path": path, "capabilities": [c for c in caps.split(",") if c]}
+
+
+def _policy_text(r: dict[str, Any]) -> str:
+    return "\n".join([f"policy {r['name']}:"] + [f"  {x['path']}: {', '.join(x['capabilities'])}" for x in r["rules"]])
+
+
+def _policy(args: argparse.Namespace, c: Client) -> Any:
+    if args.polcmd == "list":
+        r = c.request("SecretsPolicyList")
+        return r if args.json else "\n".join(r["names"])
+    if args.polcmd == "put":
+        r = c.request("SecretsPolicyPut", name=args.name, rules=[_rule(x) for x in args.rule])
+        return r if args.json else _policy_text(r)
+    if args.polcmd == "get":
+        r = c.request("SecretsPolicyGet", name=args.name)
+        return r if args.json else _policy_text(r)
+    r = c.request("SecretsPolicyDelete", name=args.name)
+    return r if args.json else (f"deleted the policy of {args.name}" if r["existed"] else f"no policy for {args.name}")
+
+
+def _register_policy(commands: Commands) -> None:
+    common = [commands._common]
+    pol = commands.command("secrets", "policy", _policy, "what each caller (credential name) may do")
+    sub = pol.add_subparsers(dest="polcmd", required=True, metavar="COMMAND")
+    p = sub.add_parser("put", help="set a caller's rules", parents=common)
+    p.add_argument("name", help="the credential's name (aspen-cli auth create NAME)")
+    p.add_argument("--rule", action="append", required=True, metavar="PATH=CAPS",
+                   help="kv/PATH or transit/NAME, '*' at the end for a prefix; e.g. 'kv/app/*=read,list'")
+    p.set_defaults(handler=_policy)
+    for name in ("get", "delete"):
+        p = sub.add_parser(name, help=f"{name} a caller's policy", parents=common)
+        p.add_argument("name")
+        p.set_defaults(handler=_policy)
+    sub.add_parser("list", help="the callers that have a policy", parents=common).set_defaults(handler=_policy)
+
+
 def register(commands: Commands) -> None:
     commands.group("secrets", "the secrets barrier and the secrets plugin (docs/SECRETS.md)")
     p = commands.command("secrets", "unseal", _unseal, "unseal every node (the first unseal creates the data key)")
@@ -443,3 +487,4 @@ def register(commands: Commands) -> None:
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     _register_kv(commands)
     _register_transit(commands)
+    _register_policy(commands)
