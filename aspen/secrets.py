@@ -35,3 +35,23 @@ def kv_put(c: Requester, path: str, data: dict[str, Any], cas: int | None = None
 
 def kv_get(c: Requester, path: str, version: int | None = None) -> dict[str, Any]:
     return c.request("SecretsKvGet", path=path, version=version)
+
+
+INSTALL_WAIT_S = 60.0
+
+
+def install(c: Requester, timeout_s: float = INSTALL_WAIT_S) -> dict[str, Any]:
+    """Install the built plugin (`make secrets-plugin`) and wait until every reachable node runs
+    it: what `aspen-cluster up --with secrets` does. FileNotFoundError names the build step."""
+    import json
+    import time
+
+    from aspen.cli.plugin import wait_ready
+
+    if not WASM.is_file():
+        raise FileNotFoundError(f"{WASM} is not built: run `make secrets-plugin` first")
+    manifest = json.loads(MANIFEST.read_text())
+    r = c.request("PluginInstall", manifest=manifest, wasm=WASM.read_bytes())
+    started = time.monotonic()
+    wait_ready(c, r["name"], r["version"], timeout_s)  # type: ignore[arg-type]
+    return {**r, "seconds": round(time.monotonic() - started, 3)}
