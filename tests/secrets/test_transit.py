@@ -186,3 +186,18 @@ def test_policies_limit_callers(kit: Kit) -> None:
     assert kit.ok("SecretsPolicyList")["names"] == ["alice"]
     kit.ok("SecretsPolicyDelete", name="alice")
     kit.err("SecretsKvGet", "PERMISSION_DENIED", caller="alice", path="app/db")
+
+
+def test_the_opened_key_cache_follows_the_stored_record(kit: Kit) -> None:
+    """The plugin reuses a key it opened only while the stored record is byte for byte the same:
+    a change made elsewhere (another node's rotate; here the record put back as it was) is seen
+    at the next request."""
+    kit.ok("SecretsTransitCreate", name="c")
+    before = kit.h.host.kv["secrets:transit/k/c"]
+    assert kit.ok("SecretsTransitEncrypt", name="c", plaintext=B(b"x"))["key_version"] == 1
+    kit.ok("SecretsTransitRotate", name="c")
+    assert kit.ok("SecretsTransitEncrypt", name="c", plaintext=B(b"x"))["key_version"] == 2
+    kit.h.host.kv["secrets:transit/k/c"] = before
+    assert kit.ok("SecretsTransitEncrypt", name="c", plaintext=B(b"x"))["key_version"] == 1
+    kit.h.host.kv["secrets:transit/k/c"] = before[:-1] + bytes([before[-1] ^ 1])  # tampered: not opened from cache
+    assert kit("SecretsTransitEncrypt", name="c", plaintext=B(b"x"))["code"] == "DECRYPT_FAILED"
