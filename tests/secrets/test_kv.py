@@ -93,7 +93,9 @@ def test_list(kit: Kit) -> None:
     for p in ["app/db", "app/api/key", "app/api/cert", "other/x", "top"]:
         kit.ok("SecretsKvPut", path=p, data={"a": "1"})
     assert kit.ok("SecretsKvList", path="app/")["keys"] == ["api/", "db"]
-    assert kit.ok("SecretsKvList", path="")["keys"] == ["app/", "other/", "top"]
+    kit.ok("SecretsKvPut", path="apple", data={"a": "1"})
+    assert kit.ok("SecretsKvList", path="app")["keys"] == ["api/", "db"]  # a directory, not a prefix
+    assert kit.ok("SecretsKvList", path="")["keys"] == ["app/", "apple", "other/", "top"]
     assert kit.ok("SecretsKvList", path="none/")["keys"] == []
 
 

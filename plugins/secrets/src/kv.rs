@@ -493,6 +493,9 @@ fn metadata_delete(path: &str) -> Out<Response> {
 }
 
 fn list(path: &str) -> Out<Response> {
+    // A directory: "app" lists what "app/" does (not "apple").
+    let dir = if path.is_empty() || path.ends_with('/') { path.to_string() } else { format!("{}/", path) };
+    let path = dir.as_str();
     let prefix = meta_key(path);
     let mut names: Vec<String> = Vec::new();
     let keys = store::keys(&prefix)?;
