@@ -136,6 +136,10 @@ def test_forged_truncated_foreign_ciphertexts(kit: Kit) -> None:
         kit.err("SecretsTransitDecrypt", "INVALID_CIPHERTEXT", name="a", ciphertext=bad)
     kit.err("SecretsTransitEncrypt", "INVALID_REQUEST", name="a", plaintext="not base64!")
     kit.err("SecretsTransitEncrypt", "VALUE_TOO_LARGE", name="a", plaintext=B(b"x" * (1024 * 1024 + 1)))
+    # A batch within the item bound but over the request's 8 MiB: refused before any work (it
+    # would run out of fuel and trap, and five traps in a minute fail the plugin).
+    nine = [{"plaintext": B(b"x" * (700 * 1024))}] * 10
+    assert "split the batch" in kit.err("SecretsTransitEncrypt", "VALUE_TOO_LARGE", name="a", batch_input=nine)
     kit.err("SecretsTransitEncrypt", "NOT_FOUND", name="missing", plaintext=B(b"x"))
     kit.err("SecretsTransitCreate", "INVALID_REQUEST", name="bad/name")
     kit.err("SecretsTransitCreate", "INVALID_REQUEST", name="x", key_type="rsa-4096")

@@ -22,6 +22,8 @@ pub const ED25519: &str = "ed25519";
 pub const NAME_MAX: usize = 128;
 pub const VERSIONS_MAX: u64 = 1000;
 pub const BATCH_MAX: usize = 1000;
+/// The most input (plaintexts, ciphertexts, contexts, as sent) one request may carry.
+pub const BATCH_BYTES_MAX: usize = 8 * 1024 * 1024;
 /// The most one plaintext (or signed input) may be, decoded.
 pub const INPUT_MAX_BYTES: usize = 1024 * 1024;
 const DERIVE_INFO: &[u8] = b"aspen transit derive\x00";
@@ -332,11 +334,20 @@ fn item_error(f: &Fail) -> Value {
 
 /// The items of a request: `batch_input` (a list of maps), or the request itself as one item.
 fn items(r: &Request) -> Out<(bool, Vec<Value>)> {
-    match r.get("batch_input") {
-        None | Some(Value::Nil) => Ok((false, vec![r.fields.clone()])),
-        Some(Value::Array(list)) if !list.is_empty() && list.len() <= BATCH_MAX => Ok((true, list.clone())),
-        Some(_) => invalid(format!("batch_input: a list of 1 to {} items", BATCH_MAX)),
+    let (batch, list) = match r.get("batch_input") {
+        None | Some(Value::Nil) => (false, vec![r.fields.clone()]),
+        Some(Value::Array(list)) if !list.is_empty() && list.len() <= BATCH_MAX => (true, list.clone()),
+        Some(_) => return invalid(format!("batch_input: a list of 1 to {} items", BATCH_MAX)),
+    };
+    // The whole request's input, bounded before any work: a call's fuel (the manifest's
+    // 2e9) covers about 8 MiB of base64 through the AEADs, and a call that runs out traps.
+    let total: usize = list.iter().map(|item| {
+        ["plaintext", "ciphertext", "context"].iter().map(|f| item.get(f).and_then(Value::as_bytes).map_or(0, <[u8]>::len)).sum::<usize>()
+    }).sum();
+    if total > BATCH_BYTES_MAX {
+        return fail("VALUE_TOO_LARGE", format!("the request's input is {} bytes, over {}: split the batch", total, BATCH_BYTES_MAX));
     }
+    Ok((batch, list))
 }
 
 fn reply(t: &str, batch: bool, results: Vec<Out<Value>>) -> Out<Response> {
