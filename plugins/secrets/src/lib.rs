@@ -163,3 +163,19 @@ impl AspenPlugin for Secrets {
 }
 
 register_plugin!(Secrets);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plugin_info_matches_manifest() {
+        aspen_wasm_guest_sdk::check_info_matches_manifest(&Secrets::info(), include_str!("../plugin.json")).unwrap();
+    }
+
+    #[test]
+    fn host_codes_pass_through() {
+        assert_eq!(Fail::from(HostError::new("SEALED", "x")).code, "SEALED");
+        assert_eq!(Fail::from(HostError::new("SOMETHING_NEW", "x")).code, "HOST_ERROR");
+    }
+}
