@@ -50,9 +50,10 @@ ADMIN_TYPES = frozenset({
     # Leases are not under a prefix: a revoke deletes whatever keys were attached.
     "LeaseGrant", "LeaseRevoke", "LeaseKeepAlive", "LeaseTimeToLive", "LeaseList",
     "SnapshotBegin", "SnapshotChunk",  # a snapshot holds every key and every credential's hash
+    "SecretsUnseal", "SecretsSeal", "SecretsRotateUnsealKey",  # the barrier (aspen/barrier.py)
 })
 ANYONE_TYPES = frozenset({"Ping", "ClusterStatus", "PluginList", "PluginInfo", "PluginKeysList", "StateHash",
-                          "PluginLocalStatus",
+                          "PluginLocalStatus", "SecretsSealStatus",
                           "CancelStream"})  # ends a stream of the caller's own connection only
 READ_TYPES = frozenset({"ReadKey", "ScanKeys", "GetBlob", "HasBlob", "Watch"})
 WRITE_TYPES = frozenset({"WriteKey", "DeleteKey", "CompareAndSwapKey", "CompareAndDeleteKey", "BatchWrite",

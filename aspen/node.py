@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aspen import auth, keys, tls
+from aspen.barrier import Barrier, read_unseal_key_file
 from aspen.client import AsyncClient
 from aspen.codes import wire_error
 from aspen.credential_handlers import CredentialHandlers
@@ -82,6 +83,7 @@ class NodeConfig:
     client_cert_auth: bool = False
     insecure_plaintext: bool = False  # allow a non-loopback client port without TLS
     restore: Path | None = None  # an `aspen-cli snapshot save` file to start from (empty data dir only)
+    seal_key_file: Path | None = None  # the barrier's unseal key (docs/SECRETS.md), read at start
 
 
 def parse_id_map(text: str | None, what: str) -> dict[int, str]:
@@ -141,9 +143,12 @@ class AspenNode:
         self.maintenance = MaintenanceHandlers(self.native, self.plugin_namespaces)
         self.watch_hub = WatchHub(self.replicated)
         self.leases = LeaseManager(self.native, self.client_addr_of)
+        self.barrier = Barrier(self.native, self.peer_ids, self.peer_request)  # docs/SECRETS.md
+        self.plugins.barrier = self.barrier
         self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table,
                                                  **self.membership.table, **self.credentials.table,
-                                                 **self.maintenance.table, **self.leases.table}
+                                                 **self.maintenance.table, **self.leases.table,
+                                                 **self.barrier.table}
         self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
@@ -272,6 +277,9 @@ class AspenNode:
                              streams={"Watch": self.watch_hub.watch})
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
+        if self.cfg.seal_key_file is not None:  # auto-unseal; the key stays in memory only
+            unseal_key = read_unseal_key_file(self.cfg.seal_key_file)
+            self._tasks.append(asyncio.get_running_loop().create_task(self.barrier.auto_unseal(unseal_key)))
         if self.cfg.metrics_listen:
             if self.cfg.metrics_auth:
                 self.metrics.check_credential = self.credentials.check_credential
@@ -387,6 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--restore", type=Path, metavar="FILE",
                     help="start from an `aspen-cli snapshot save` FILE (BLAKE3 checked); the data dir must hold no "
                          "Raft log. Restore every member of the new cluster from the same file (docs/OPERATIONS.md)")
+    ap.add_argument("--seal-key-file", type=Path,
+                    help="the secrets barrier's unseal key (64 hex characters); never stored: docs/SECRETS.md")
     # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
     return ap
@@ -427,6 +437,11 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         ap.error("--peers lists the other members, not this node")
     if (args.cert_file is None) != (args.key_file is None):
         ap.error("--cert-file and --key-file go together")
+    if args.seal_key_file is not None:
+        try:
+            read_unseal_key_file(args.seal_key_file)
+        except (ValueError, OSError) as exc:
+            ap.error(f"--seal-key-file: {exc}")
     if args.client_cert_auth and (args.cert_file is None or args.trusted_ca_file is None):
         ap.error("--client-cert-auth needs --cert-file, --key-file and --trusted-ca-file")
     return NodeConfig(
@@ -450,6 +465,7 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         client_cert_auth=args.client_cert_auth,
         insecure_plaintext=args.insecure_plaintext,
         restore=args.restore,
+        seal_key_file=args.seal_key_file,
     )
 
 

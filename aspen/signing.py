@@ -46,6 +46,8 @@ SIGNED_FIELDS = (
 )
 # The manifest field each canonical field comes from, where the names differ.
 MANIFEST_FIELD = {"execution_timeout_ms": "execution_timeout_secs"}
+# Permissions newer than the manifest format (ABI v3): in the signed form only when granted.
+ADDED_PERMISSIONS = frozenset({"crypto", "barrier"})
 
 
 def wasm_digest(wasm: bytes) -> str:
@@ -60,7 +62,10 @@ def canonical_fields(manifest: Manifest, wasm_hash: str) -> dict[str, Any]:
         "version": manifest.version,
         "handles": list(manifest.handles),
         "priority": manifest.priority,
-        "permissions": {p: bool(manifest.permissions.get(p, False)) for p in sorted(PERMISSION_NAMES)},
+        # ABI v3's permissions count only when granted, so signatures made before they existed
+        # still verify (a grant added or removed still changes the signed bytes).
+        "permissions": {p: bool(manifest.permissions.get(p, False)) for p in sorted(PERMISSION_NAMES)
+                        if p not in ADDED_PERMISSIONS or manifest.permissions.get(p)},
         "kv_prefixes": list(manifest.kv_prefixes),
         "fuel_limit": manifest.fuel_limit,
         "memory_limit": manifest.memory_limit,
@@ -96,8 +101,10 @@ def _changed(field: str, signed: Any, now: Any) -> AspenError:
         return _invalid(f"wasm_hash: the wasm hashes to {now} but the signature covers {signed}: "
                         "the binary was changed after signing")
     if field == "permissions":
-        diff = sorted(p for p in now if now[p] != signed.get(p))
-        return _invalid(f"permissions changed after signing: {', '.join(f'{p} signed {signed.get(p)}, now {now[p]}' for p in diff)}")
+        signed = signed if isinstance(signed, dict) else {}
+        diff = sorted(p for p in set(now) | set(signed) if now.get(p, False) != signed.get(p, False))
+        return _invalid("permissions changed after signing: "
+                        + ", ".join(f"{p} signed {signed.get(p, False)}, now {now.get(p, False)}" for p in diff))
     return _invalid(f"{name} changed after signing: signed {signed!r}, now {now!r}")
 
 

@@ -496,6 +496,8 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)")
     up.add_argument("--restore", type=Path, metavar="FILE",
                     help="start every node from an `aspen-cli snapshot save` FILE (a new cluster with its data)")
+    up.add_argument("--with", dest="with_plugins", action="append", default=[], choices=("secrets",),
+                    help="install a built first-party plugin once the cluster is up (secrets: docs/SECRETS.md)")
     up.add_argument("--tls", action="store_true",
                     help="make a CA and certificates in DIR/tls; nodes serve TLS and require client certificates")
     command("status", "each node's role, pid, liveness and addresses")
@@ -524,6 +526,13 @@ def _run(argv: list[str] | None) -> int:
             if args.restore is not None:
                 load_snapshot_file(args.restore)  # a bad file is one line here, not nodes that never start
             cluster.up(args.nodes, base_port=args.base_port, restore=args.restore)
+            if "secrets" in args.with_plugins:  # installed as `make install-secrets` does, once built
+                from aspen import secrets
+
+                with cluster.client(timeout_s=30.0) as client:
+                    r = secrets.install(client)
+                print(f"# installed {r['name']} {r['version']} on every node; unseal it: docs/SECRETS.md",
+                      file=sys.stderr)
             sys.stdout.write(cluster.exports())
         elif args.cmd == "status":
             leader = cluster.leader_id()
@@ -550,6 +559,8 @@ def _run(argv: list[str] | None) -> int:
                 cluster.wait_caught_up(args.node)
             done = {"kill": "killed", "stop": "stopped", "start": "started"}[args.cmd]
             print(f"node {args.node} {done}{' and caught up' if args.cmd == 'start' and args.wait else ''}")
+    except FileNotFoundError as exc:  # --with a plugin that is not built
+        return fail("NOT_FOUND", str(exc), EXIT_ERROR)
     except ValueError as exc:  # an argument out of range
         return fail("INVALID_REQUEST", str(exc), EXIT_USAGE)
     except TimeoutError as exc:

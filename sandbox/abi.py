@@ -1,6 +1,7 @@
-"""The guest ABI, version 2 (docs/HOST_ABI.md is its prose; tests keep the two equal).
+"""The guest ABI, version 3 (docs/HOST_ABI.md is its prose; tests keep the two equal).
 
-Version 2 only adds `sha256_digest`: every version-1 module links and runs unchanged.
+Version 2 only adds `sha256_digest`, version 3 only the crypto and barrier functions
+(sandbox/cryptofuncs.py): every version-1 and version-2 module links and runs unchanged.
 
 Imports come from module "aspen". Pointers and lengths are i32 offsets into the guest's
 exported `memory`. A host function that returns data returns an i64 `(ptr << 32) | len` of a
@@ -14,7 +15,7 @@ from typing import Any
 
 import msgpack
 
-ABI_VERSION = 2
+ABI_VERSION = 3
 IMPORT_MODULE = "aspen"
 
 I32, I64 = "i32", "i64"
@@ -47,6 +48,18 @@ IMPORTS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "current_time_ms": ((), (I64,)),
     "hlc_now_ms": ((), (I64,)),
     "sha256_digest": ((I32, I32), (I64,)),  # version 2
+    # version 3: vetted crypto (permission `crypto`) and the barrier (permission `barrier`)
+    "crypto_aead_seal": ((I32, I32), (I64,)),
+    "crypto_aead_open": ((I32, I32), (I64,)),
+    "crypto_hmac_sha256": ((I32, I32, I32, I32), (I64,)),
+    "crypto_hkdf_sha256": ((I32, I32), (I64,)),
+    "crypto_ed25519_public_key": ((I32, I32), (I64,)),
+    "crypto_ed25519_sign": ((I32, I32, I32, I32), (I64,)),
+    "crypto_ed25519_verify": ((I32, I32, I32, I32, I32, I32), (I64,)),
+    "crypto_random_bytes": ((I32,), (I64,)),
+    "barrier_seal": ((I32, I32, I32, I32), (I64,)),
+    "barrier_open": ((I32, I32, I32, I32), (I64,)),
+    "barrier_status": ((), (I64,)),
 }
 
 # The permission each import checks first (None: always allowed). The author toolchain's
@@ -61,6 +74,10 @@ IMPORT_PERMISSIONS: dict[str, str | None] = {
     "subscribe_hook_events": "hooks", "unsubscribe_hook_events": "hooks",
     "log_info_msg": None, "log_debug_msg": None, "log_warn_msg": None, "current_time_ms": None, "hlc_now_ms": None,
     "sha256_digest": None,
+    "crypto_aead_seal": "crypto", "crypto_aead_open": "crypto", "crypto_hmac_sha256": "crypto",
+    "crypto_hkdf_sha256": "crypto", "crypto_ed25519_public_key": "crypto", "crypto_ed25519_sign": "crypto",
+    "crypto_ed25519_verify": "crypto", "crypto_random_bytes": "crypto",
+    "barrier_seal": "barrier", "barrier_open": "barrier", "barrier_status": "barrier",
 }
 
 # Guest exports. Lifecycle exports return an i64 (ptr << 32 | len) of a msgpack value in guest

@@ -11,7 +11,7 @@ itself (CallSite); host function arguments through `unpack_guest`.
 
 from __future__ import annotations
 
-from dataclasses import astuple, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from sandbox import _guestcall, abi, limits
@@ -26,7 +26,8 @@ class DecodeBound:
 
     def as_tuple(self) -> tuple[int, int, int, int]:
         """In the order the C side's Bound has them."""
-        return astuple(self)  # type: ignore[return-value]
+        # Field by field: dataclasses.astuple deep-copies, ~6 us on every host-function argument.
+        return (self.depth_max, self.bytes_per_byte, self.slack_bytes, self.max_bytes)
 
 
 GUEST_BOUND = DecodeBound()

@@ -14,6 +14,8 @@ class SandboxCode(StrEnum):
     HOST_ERROR = "HOST_ERROR"
     KEY_TOO_LARGE = "KEY_TOO_LARGE"
     VALUE_TOO_LARGE = "VALUE_TOO_LARGE"
+    DECRYPT_FAILED = "DECRYPT_FAILED"  # an AEAD open or barrier_open that failed authentication
+    SEALED = "SEALED"  # barrier calls on a node not unsealed (docs/SECRETS.md)
     # Call outcomes (the caller sees these; the guest never does).
     FUEL_EXHAUSTED = "FUEL_EXHAUSTED"
     TIMEOUT = "TIMEOUT"

@@ -21,6 +21,7 @@ import nacl.exceptions
 import nacl.signing
 
 from sandbox import abi, limits
+from sandbox.cryptofuncs import CryptoHostFunctions
 from sandbox.decode import DecodeRefused, unpack_guest
 from sandbox.errors import HostError, SandboxCode
 from sandbox.host_interface import Host
@@ -44,7 +45,7 @@ def _err(code: SandboxCode, message: str) -> bytes:
     return abi.error(str(code), message)
 
 
-class HostFunctions:
+class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier functions
     def __init__(self, config: PluginConfig, host: Host, logs: LogLimiter | None = None) -> None:
         self.config = config
         self.host = host

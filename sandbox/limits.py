@@ -42,6 +42,11 @@ RANDOM_MAX_BYTES = 4096
 SHA256_MAX_BYTES = 64 * MIB
 SHA256_FUEL_BASE = 1_000
 SHA256_FUEL_PER_BYTE = 1
+# The crypto and barrier functions (ABI version 3): at most this much input a call, paid for in
+# fuel like sha256_digest (OpenSSL's AES-GCM and libsodium's XChaCha20 run at ~1-3 GB/s here).
+CRYPTO_MAX_BYTES = 4 * MIB
+CRYPTO_FUEL_BASE = 10_000
+CRYPTO_FUEL_PER_BYTE = 1
 # A plugin's log line (sandbox/logs.py): at most this much of a message is read, and its
 # escaped text is cut at so many characters; each plugin may log so many lines and bytes a
 # second (a second's worth at once), and drops are reported at most once an interval.

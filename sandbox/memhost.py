@@ -6,6 +6,7 @@ a generated key, timers and subscriptions recorded (fired by the test), logs cap
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import nacl.signing
 if TYPE_CHECKING:
     from sandbox.permissions import PluginConfig
     from sandbox.runtime import Runtime
+from sandbox.errors import HostError, SandboxCode
 
 
 @dataclass
@@ -31,6 +33,8 @@ class InMemoryHost:
     signing_key: nacl.signing.SigningKey = field(default_factory=nacl.signing.SigningKey.generate)
     lock: threading.Lock = field(default_factory=threading.Lock)
     logs_max: int = 10_000
+    # The barrier's data key (ABI v3); None: this host is sealed.
+    data_key: bytes | None = field(default_factory=lambda: os.urandom(32))
 
     def kv_get(self, key: str) -> bytes | None:
         return self.kv.get(key)
@@ -104,6 +108,11 @@ class InMemoryHost:
 
     def hlc_now_ms(self) -> int:
         return int(time.time() * 1000)
+
+    def barrier_key(self) -> bytes:
+        if self.data_key is None:
+            raise HostError(SandboxCode.SEALED, "this node is sealed: unseal it first (docs/SECRETS.md)")
+        return self.data_key
 
 
 def probe_info(runtime: Runtime, wasm: bytes, config: PluginConfig) -> dict[str, Any]:

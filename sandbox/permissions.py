@@ -13,6 +13,7 @@ PLUGIN_NAMESPACE = "__plugin:"
 
 PERMISSION_NAMES = (
     "kv_read", "kv_write", "blob_read", "blob_write", "cluster_info", "randomness", "signing", "timers", "hooks",
+    "crypto", "barrier",  # ABI version 3
 )
 
 
@@ -29,6 +30,8 @@ class Permissions:
     signing: bool = False
     timers: bool = False
     hooks: bool = False
+    crypto: bool = False
+    barrier: bool = False
 
     @classmethod
     def from_mapping(cls, raw: dict[str, Any] | None) -> Permissions:

@@ -39,6 +39,8 @@ class ErrorCode(StrEnum):
     COMPACTED = "COMPACTED"  # a watch from a revision the history no longer holds
     WATCH_OVERFLOW = "WATCH_OVERFLOW"  # a watcher that did not keep up; resume from a revision
     SNAPSHOT_CORRUPT = "SNAPSHOT_CORRUPT"
+    UNSEAL_KEY_WRONG = "UNSEAL_KEY_WRONG"  # the secrets barrier (docs/SECRETS.md)
+    KEYRING_CORRUPT = "KEYRING_CORRUPT"
     INTERNAL = "INTERNAL"
 
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
 import nacl.signing
@@ -44,6 +44,9 @@ from cluster.events import Subscription
 from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
 from sandbox.runtime import TRAP_LEVEL
 from wire.errors import AspenError, ErrorCode
+
+if TYPE_CHECKING:
+    from aspen.barrier import Barrier
 
 log = logging.getLogger("aspen.plugins")
 
@@ -114,6 +117,7 @@ class PluginManager:
         self.timeout_s = request_timeout_s
         self.table = RoutingTable()
         self.load_errors: dict[str, str] = {}
+        self.barrier: Barrier | None = None  # the node's (aspen/barrier.py): ABI v3's barrier_* functions
         self.logs: dict[str, LogRing] = {}  # per registered plugin: kept across its upgrades and reloads
         self._loop: asyncio.AbstractEventLoop | None = None
         self._reconcile_lock = asyncio.Lock()

@@ -19,7 +19,7 @@ import nacl.signing
 from aspen.codes import LAYER_ERRORS, wire_error
 from aspen.native_handlers import NativeHandlers
 from aspen.plugins.logring import LogRing
-from sandbox import HostError
+from sandbox import HostError, SandboxCode
 from sandbox.runtime import TRAP_LEVEL
 
 T = TypeVar("T")
@@ -79,6 +79,12 @@ class NodeHost:
         return self.node.read(fn)
 
     # -- KV --------------------------------------------------------------------------------
+
+    def barrier_key(self) -> bytes:
+        barrier = self.manager.barrier
+        if barrier is None:
+            raise HostError(SandboxCode.SEALED, "this node has no barrier")
+        return barrier.key()
 
     def kv_get(self, key: str) -> bytes | None:
         entry = self._read(lambda s: s.get(key))

@@ -97,10 +97,26 @@ def test_the_canonical_form_is_the_documented_bytes() -> None:
     """docs/PLUGIN_DEVELOPMENT.md shows these bytes: other tools must produce them exactly."""
     fields = signing.canonical_fields(Manifest.from_json({"name": "echo", "version": "0.1.0", "handles": ["Ping"],
                                                           "permissions": {"kv_read": True}}), "ab" * 32)
-    perms = ",".join(f'"{p}":{"true" if p == "kv_read" else "false"}' for p in sorted(PERMISSION_NAMES))
+    # The version-1 permissions, each named; ABI v3's only when granted: the bytes did not change.
+    perms = ",".join(f'"{p}":{"true" if p == "kv_read" else "false"}' for p in sorted(PERMISSION_NAMES)
+                     if p not in signing.ADDED_PERMISSIONS)
     assert signing.canonical_bytes(fields) == (
         '{"execution_timeout_ms":30000,"format":"aspen-manifest-v1","fuel_limit":500000000,"handles":["Ping"],'
         '"kv_prefixes":[],"memory_limit":134217728,"min_api_version":1,"name":"echo",'
         f'"permissions":{{{perms}}},"priority":950,"version":"0.1.0","wasm_hash":"{"ab" * 32}"}}'
     ).encode()
     assert signing.canonical_bytes({"name": "é"}) == '{"name":"é"}'.encode()
+
+
+def test_a_v3_permission_is_signed_when_granted() -> None:
+    base = {"name": "echo", "version": "0.1.0", "handles": ["Ping"], "permissions": {"kv_read": True}}
+    granted = {**base, "permissions": {"kv_read": True, "crypto": True}}
+    plain = signing.canonical_fields(Manifest.from_json(base), "ab" * 32)["permissions"]
+    more = signing.canonical_fields(Manifest.from_json(granted), "ab" * 32)["permissions"]
+    assert "crypto" not in plain and more["crypto"] is True
+    key = nacl.signing.SigningKey.generate()
+    wasm = b"\0asm\1\0\0\0"
+    sig = signing.sign(Manifest.from_json(base), wasm, key)
+    # Adding the grant to a manifest signed without it breaks the signature, naming it.
+    with pytest.raises(AspenError, match="crypto signed False, now True"):
+        signing.verify(Manifest.from_json({**granted, "signature": sig}), signing.wasm_digest(wasm))

@@ -98,7 +98,7 @@ mod ffi {
 #[cfg(not(target_arch = "wasm32"))]
 #[allow(clippy::missing_safety_doc)]
 mod ffi {
-    pub const NO_HOST: i64 = -1;
+    pub const NO_HOST: i64 = crate::host::NO_HOST;
     macro_rules! absent {
         ($($name:ident($($arg:ident),*);)*) => {
             $(pub unsafe fn $name($($arg: i32),*) -> i64 { $(let _ = $arg;)* NO_HOST })*
@@ -117,12 +117,16 @@ mod ffi {
     }
 }
 
+/// What a native stand-in import answers (crypto.rs's too).
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) const NO_HOST: i64 = -1;
+
 fn ptr(bytes: &[u8]) -> (i32, i32) {
     (bytes.as_ptr() as usize as i32, bytes.len() as i32)
 }
 
 /// Read a tagged result: Ok(Some(value)) / Ok(None) for not found / Err.
-fn tagged(packed: i64) -> HostResult<Option<Value>> {
+pub(crate) fn tagged(packed: i64) -> HostResult<Option<Value>> {
     #[cfg(not(target_arch = "wasm32"))]
     if packed == ffi::NO_HOST {
         return Err(HostError::new("NO_HOST", "host functions exist only inside the Aspen sandbox; test with aspen.testing"));
@@ -150,7 +154,7 @@ fn tagged(packed: i64) -> HostResult<Option<Value>> {
     }
 }
 
-fn required(packed: i64) -> HostResult<Value> {
+pub(crate) fn required(packed: i64) -> HostResult<Value> {
     tagged(packed)?.ok_or_else(|| HostError::new("NOT_FOUND", "not found"))
 }
 
@@ -158,11 +162,11 @@ fn shape<T>(what: &str) -> HostResult<T> {
     Err(HostError::new("HOST_ERROR", format!("unexpected {} in host result", what)))
 }
 
-fn bool_of(v: Value) -> HostResult<bool> {
+pub(crate) fn bool_of(v: Value) -> HostResult<bool> {
     v.as_bool().map_or_else(|| shape("non-bool"), Ok)
 }
 
-fn bytes_of(v: Value) -> HostResult<Vec<u8>> {
+pub(crate) fn bytes_of(v: Value) -> HostResult<Vec<u8>> {
     match v {
         Value::Bin(b) => Ok(b),
         _ => shape("non-bin"),

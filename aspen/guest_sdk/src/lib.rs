@@ -1,4 +1,4 @@
-//! `aspen-wasm-guest-sdk`: write an Aspen plugin in Rust (ABI v2, docs/HOST_ABI.md).
+//! `aspen-wasm-guest-sdk`: write an Aspen plugin in Rust (ABI v3, docs/HOST_ABI.md).
 //!
 //! ```ignore
 //! use aspen_wasm_guest_sdk::prelude::*;
@@ -26,6 +26,7 @@
 //! for `cargo test` (where host functions answer `Err(NO_HOST)`).
 
 pub mod abi;
+pub mod crypto;
 pub mod host;
 pub mod json;
 pub mod msgpack;
@@ -60,6 +61,7 @@ pub trait AspenPlugin {
 }
 
 pub mod prelude {
+    pub use crate::crypto::Aead;
     pub use crate::host::*;
     pub use crate::register_plugin;
     pub use crate::types::*;

@@ -1,0 +1,140 @@
+"""The vetted primitives behind ABI version 3's crypto host functions (docs/HOST_ABI.md).
+
+Nothing here is hand-rolled: XChaCha20-Poly1305 and Ed25519 are libsodium's (PyNaCl),
+AES-256-GCM, HMAC-SHA256 and HKDF-SHA256 are OpenSSL's (`cryptography`). Each function checks
+its sizes and raises CryptoError with an explicit code; tests/sandbox/test_crypto.py runs the
+published vectors (RFC 5869, RFC 4231, RFC 8032, the XChaCha20-Poly1305 draft, AES-GCM)
+through these functions and through real wasm.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+import nacl.bindings
+import nacl.exceptions
+import nacl.signing
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from sandbox.errors import SandboxCode
+
+XCHACHA = "xchacha20-poly1305"
+AESGCM256 = "aes256-gcm"
+KEY_BYTES = 32
+TAG_BYTES = 16
+NONCE_BYTES = {XCHACHA: 24, AESGCM256: 12}
+HKDF_MAX_BYTES = 255 * 32  # RFC 5869: L <= 255 * HashLen
+ED25519_SEED_BYTES = 32
+ED25519_PUBLIC_BYTES = 32
+ED25519_SIGNATURE_BYTES = 64
+
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoError(Exception):
+    code: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise CryptoError(SandboxCode.INVALID_ARGUMENT, message)
+
+
+def _alg(alg: str, key: bytes) -> int:
+    _need(alg in NONCE_BYTES, f"alg must be {XCHACHA!r} or {AESGCM256!r}, not {alg!r}")
+    _need(len(key) == KEY_BYTES, f"an {alg} key is {KEY_BYTES} bytes, not {len(key)}")
+    return NONCE_BYTES[alg]
+
+
+def aead_seal(alg: str, key: bytes, plaintext: bytes, aad: bytes = b"", nonce: bytes | None = None) -> bytes:
+    """nonce || ciphertext || tag. Without `nonce`, a random one (24 bytes for XChaCha20, so
+    random nonces never collide in practice; 12 for AES-GCM: at most 2^32 messages a key)."""
+    size = _alg(alg, key)
+    if nonce is None:
+        nonce = os.urandom(size)
+    _need(len(nonce) == size, f"an {alg} nonce is {size} bytes, not {len(nonce)}")
+    if alg == XCHACHA:
+        body = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce, key)
+    else:
+        body = AESGCM(key).encrypt(nonce, plaintext, aad)
+    return nonce + body
+
+
+def aead_open(alg: str, key: bytes, sealed: bytes, aad: bytes = b"") -> bytes:
+    """The plaintext of `aead_seal`'s output; DECRYPT_FAILED for any forgery, truncation,
+    wrong key or wrong aad (one error, no oracle)."""
+    size = _alg(alg, key)
+    if len(sealed) < size + TAG_BYTES:
+        raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext is shorter than a nonce and a tag")
+    nonce, body = sealed[:size], sealed[size:]
+    try:
+        if alg == XCHACHA:
+            return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(body, aad, nonce, key)
+        return AESGCM(key).decrypt(nonce, body, aad)
+    except (nacl.exceptions.CryptoError, InvalidTag):
+        raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext failed authentication") from None
+
+
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
+    return hmac.new(key, data, hashlib.sha256).digest()
+
+
+def hkdf_sha256(ikm: bytes, length: int, salt: bytes = b"", info: bytes = b"") -> bytes:
+    _need(0 < length <= HKDF_MAX_BYTES, f"length must be from 1 to {HKDF_MAX_BYTES}")
+    return HKDF(algorithm=hashes.SHA256(), length=length, salt=salt or None, info=info).derive(ikm)
+
+
+def _signing_key(seed: bytes) -> nacl.signing.SigningKey:
+    _need(len(seed) == ED25519_SEED_BYTES, f"an Ed25519 seed is {ED25519_SEED_BYTES} bytes, not {len(seed)}")
+    return nacl.signing.SigningKey(seed)
+
+
+def ed25519_public_key(seed: bytes) -> bytes:
+    return bytes(_signing_key(seed).verify_key)
+
+
+def ed25519_sign(seed: bytes, data: bytes) -> bytes:
+    return _signing_key(seed).sign(data).signature
+
+
+def ed25519_verify(public_key: bytes, data: bytes, signature: bytes) -> bool:
+    _need(len(public_key) == ED25519_PUBLIC_BYTES, f"an Ed25519 public key is {ED25519_PUBLIC_BYTES} bytes")
+    _need(len(signature) == ED25519_SIGNATURE_BYTES, f"an Ed25519 signature is {ED25519_SIGNATURE_BYTES} bytes")
+    try:
+        nacl.signing.VerifyKey(public_key).verify(data, signature)
+        return True
+    except nacl.exceptions.BadSignatureError:
+        return False
+    except nacl.exceptions.CryptoError:  # a public key that is not a curve point
+        raise CryptoError(SandboxCode.INVALID_ARGUMENT, "not a valid Ed25519 public key") from None
+
+
+# -- the barrier's envelope ------------------------------------------------------------------
+
+BARRIER_VERSION = 1
+BARRIER_AAD = b"aspen-barrier-v1\x00"
+
+
+def barrier_subkey(data_key: bytes, plugin: str) -> bytes:
+    """Each plugin's own key under the cluster's data key: one plugin cannot open another's."""
+    return hkdf_sha256(data_key, KEY_BYTES, info=b"aspen barrier plugin\x00" + plugin.encode())
+
+
+def barrier_seal(subkey: bytes, aad: bytes, plaintext: bytes) -> bytes:
+    return bytes([BARRIER_VERSION]) + aead_seal(XCHACHA, subkey, plaintext, BARRIER_AAD + aad)
+
+
+def barrier_open(subkey: bytes, aad: bytes, sealed: bytes) -> bytes:
+    if not sealed or sealed[0] != BARRIER_VERSION:
+        raise CryptoError(SandboxCode.DECRYPT_FAILED, "not a barrier envelope of version 1")
+    return aead_open(XCHACHA, subkey, sealed[1:], BARRIER_AAD + aad)
