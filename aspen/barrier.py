@@ -26,10 +26,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import msgpack
@@ -37,6 +35,7 @@ import msgpack
 from aspen import fields as p
 from aspen.native_handlers import NativeHandlers
 from aspen.server import RequestHandler
+from aspen.unseal_key import KEY_BYTES, key_id, new_unseal_key
 from sandbox import HostError, SandboxCode, crypto
 from wire.errors import AspenError, ErrorCode
 
@@ -44,7 +43,6 @@ log = logging.getLogger("aspen.barrier")
 
 TABLE = "barrier"  # meta table, replicated
 KEYRING = "keyring"
-KEY_BYTES = 32
 WRAP_AAD = b"aspen-barrier-keyring-v1"
 KEYRING_VERSION = 1
 AUTO_UNSEAL_RETRY_S = 0.5
@@ -54,33 +52,6 @@ PEER_UNSEAL_TIMEOUT_S = 10.0
 
 PeerIds = Callable[[], list[int]]
 PeerRequest = Callable[..., Awaitable[dict[str, Any]]]
-
-
-def key_id(unseal_key: bytes) -> str:
-    """A fingerprint that names an unseal key without revealing it (HMAC-SHA256, 8 bytes hex)."""
-    return crypto.hmac_sha256(unseal_key, b"aspen unseal key id").hex()[:16]
-
-
-def parse_unseal_key(text: str) -> bytes:
-    """An unseal key file holds 64 hex characters (32 bytes), surrounding whitespace ignored."""
-    stripped = text.strip()
-    try:
-        raw = bytes.fromhex(stripped)
-    except ValueError:
-        raw = b""
-    if len(raw) != KEY_BYTES or len(stripped) != 2 * KEY_BYTES:
-        raise ValueError(f"an unseal key is {2 * KEY_BYTES} hex characters ({KEY_BYTES} bytes)")
-    return raw
-
-
-def read_unseal_key_file(path: Path) -> bytes:
-    if path.stat().st_size > 4096:
-        raise ValueError(f"{path}: not an unseal key file (over 4 KiB)")
-    return parse_unseal_key(path.read_text())
-
-
-def new_unseal_key() -> bytes:
-    return os.urandom(KEY_BYTES)
 
 
 @dataclass(frozen=True, slots=True)

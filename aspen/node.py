@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aspen import auth, keys, tls
-from aspen.barrier import Barrier, read_unseal_key_file
+from aspen.barrier import Barrier
 from aspen.client import AsyncClient
 from aspen.codes import wire_error
 from aspen.credential_handlers import CredentialHandlers
@@ -40,6 +40,7 @@ from aspen.plugins import namespaces
 from aspen.plugins.manager import PluginManager, decode_record
 from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, RequestHandler, Server, Token
+from aspen.unseal_key import read_unseal_key_file
 from aspen.version import aspen_version
 from aspen.watch import WatchHub
 from cluster import RaftConfig, ReplicatedNode, node_registry

@@ -25,8 +25,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aspen import secrets
-from aspen.barrier import new_unseal_key
 from aspen.client import AsyncClient
+from aspen.unseal_key import new_unseal_key
 from benchmarks.report import write_section
 from deploy.launcher import LocalCluster
 

@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from aspen import secrets
-from aspen.barrier import key_id, new_unseal_key, read_unseal_key_file
 from aspen.cli.registry import Commands, Outcome, UsageError
 from aspen.client import Client
 from aspen.exits import EXIT_ERROR
+from aspen.unseal_key import key_id, new_unseal_key, read_unseal_key_file
 
 ORDER = 65
 

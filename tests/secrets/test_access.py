@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from aspen import secrets
-from aspen.barrier import new_unseal_key
+from aspen.unseal_key import new_unseal_key
 from deploy.launcher import LocalCluster
 from tests.secrets.test_barrier import eventually
 

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from aspen import secrets
-from aspen.barrier import new_unseal_key
+from aspen.unseal_key import new_unseal_key
 from deploy.launcher import LocalCluster
 from tests.secrets.test_barrier import cli, eventually, files_bytes, status
 from wire.errors import AspenError
