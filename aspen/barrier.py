@@ -33,6 +33,7 @@ from typing import Any
 import msgpack
 
 from aspen import fields as p
+from aspen.codes import LAYER_ERRORS, wire_error
 from aspen.native_handlers import NativeHandlers
 from aspen.server import RequestHandler
 from aspen.unseal_key import KEY_BYTES, key_id, new_unseal_key
@@ -152,7 +153,8 @@ class Barrier:
             try:
                 await self.unseal(unseal_key)
                 return
-            except AspenError as exc:
+            except LAYER_ERRORS as layer_exc:  # no leader yet is a ClusterError from the barrier
+                exc = wire_error(layer_exc)
                 if exc.error.code in (ErrorCode.UNSEAL_KEY_WRONG, ErrorCode.KEYRING_CORRUPT):
                     log.error("barrier: --seal-key-file: %s; the node stays sealed", exc.message)
                     return

@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, abi, crypto, limits
+from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, SandboxCode, abi, crypto, limits
 from tests.sandbox.guests import call_guest, decode_result
 
 H = bytes.fromhex
@@ -148,7 +148,7 @@ def test_aead_refuses_forgeries(runtime: Runtime, host: InMemoryHost, alg: str) 
                         (sealed, b"other", key), (sealed, b"ctx", bytes(32))]:
         with pytest.raises(crypto.CryptoError) as info:
             crypto.aead_open(alg, k, bad, aad)
-        assert info.value.code == crypto.DECRYPT_FAILED
+        assert info.value.code == SandboxCode.DECRYPT_FAILED
         args = pk({"alg": alg, "key": k, "aad": aad, "sealed": bad})
         assert call(runtime, host, "crypto_aead_open", [args])[:2] == [abi.TAG_ERROR, "DECRYPT_FAILED"]
 
