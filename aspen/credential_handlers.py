@@ -15,6 +15,7 @@ from typing import Any
 from aspen import credentials
 from aspen import fields as p
 from aspen.native_handlers import NativeHandlers
+from aspen.plugins.manager import FORWARDED_BY
 from aspen.server import Identity, RequestHandler
 from wire.errors import AspenError, ErrorCode
 
@@ -49,7 +50,13 @@ class CredentialHandlers:
         (`caller`, overwritten whatever the client sent)."""
         name = identity.credential
         if name is None:  # the cookie (or a no-auth loopback node): the cluster's root
-            request["caller"] = credentials.ROOT
+            # A plugin request another node forwards (its plugin is not Ready there) comes over
+            # that node's root connection and names the caller it authorized: keep that name,
+            # or a credential's request would run as root wherever it was forwarded to. Only
+            # root connections may speak for another caller, and root may do anything anyway.
+            forwarded_for = request.get("caller") if FORWARDED_BY in request else None
+            request["caller"] = (forwarded_for if isinstance(forwarded_for, str)
+                                 and credentials.NAME_RE.fullmatch(forwarded_for) else credentials.ROOT)
             return
         record = self._record(name)
         if record is None:
@@ -62,6 +69,7 @@ class CredentialHandlers:
             raise AspenError(ErrorCode.PERMISSION_DENIED,
                              f"credential {name!r} ({record.role.kind}) may not: {missing}")
         request["caller"] = name
+        request.pop(FORWARDED_BY, None)  # only nodes (root) forward; a client's claim is dropped
 
     # -- admin requests --------------------------------------------------------------------
 

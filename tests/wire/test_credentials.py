@@ -165,6 +165,37 @@ def test_a_plugin_learns_who_calls_it(tls_cluster: LocalCluster) -> None:
         assert code_of(lambda: r.request("WhoAmI")) == "PERMISSION_DENIED"
 
 
+def test_a_forwarded_plugin_request_keeps_its_caller(tls_cluster: LocalCluster) -> None:
+    """A plugin Failed on node 1 has node 1 forward requests to a node where it is Ready, over
+    node 1's root connection. The plugin there must still see the credential that asked (it
+    used to see root: a reader's request ran as root wherever it was forwarded to)."""
+    from tests.plugins.test_plugins_cluster import eventually, install
+    from tests.plugins.wat import manifest, plugin
+
+    # Echoes the request it was given; traps on one longer than 160 bytes of msgpack (a pad).
+    echo = plugin("whofrag", "1.0.0", {}, handle=(
+        "(if (i32.gt_u (local.get $n) (i32.const 160)) (then unreachable))"
+        "(return (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n))))"))
+    with admin(tls_cluster) as c:
+        install(c, echo, manifest("whofrag", "1.0.0", ["WhoFrag"]), wait=True)
+        eventually(lambda: all(st.get("state") == "Ready"
+                               for st in c.request("PluginInfo", name="whofrag")["nodes"].values()),
+                   what="whofrag Ready on every node")
+    with Client([tls_cluster.nodes[1].client_addr], tls_cluster.cookie, 10.0, discover_leader=False,
+                **tls_cluster.client_tls()) as on1:
+        for _ in range(5):  # five traps within 60 s on node 1 only: Failed there
+            assert code_of(lambda: on1.request("WhoFrag", pad="x" * 200)) == "PLUGIN_TRAP"
+        states = on1.request("PluginInfo", name="whofrag")["nodes"]
+        assert [states[n]["state"] for n in ("1", "2", "3")] == ["Failed", "Ready", "Ready"], states
+        # Root's own request through node 1 is forwarded and is root's there.
+        served = on1.request("WhoFrag")
+        assert served["caller"] == "root" and served["forwarded_by"] == 1
+    token = create(tls_cluster, "fwd1", "reader", requests=["WhoFrag"])
+    with as_credential(tls_cluster, token, node_ids=[1], discover_leader=False) as r:
+        served = r.request("WhoFrag", caller="root", forwarded_by=2)  # claims are overwritten
+        assert served["forwarded_by"] == 1 and served["caller"] == "fwd1", served
+
+
 def test_no_credential_secret_is_stored_anywhere(tls_cluster: LocalCluster) -> None:
     token = Token.parse(create(tls_cluster, "at-rest", "reader", prefixes=["pub/"]))
     with admin(tls_cluster) as c:
