@@ -36,6 +36,7 @@ from aspen.native_handlers import NativeHandlers
 from aspen.plugins.manager import PluginManager
 from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, RequestHandler, Server, Token
+from aspen.services import NodeServices
 from aspen.version import aspen_version
 from cluster import RaftConfig, ReplicatedNode, node_registry
 from cluster.errors import ClusterCode, ClusterError
@@ -123,15 +124,15 @@ class AspenNode:
             self.blobs,
             self._fetch_blob_from_peer,
         )
-        self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of,
-                                     metrics_addr=cfg.metrics_listen)
+        self.services = NodeServices(self.replicated, cfg.request_timeout_s)
+        self.native = NativeHandlers(self.services, self.client_addr_of, metrics_addr=cfg.metrics_listen)
         self.plugins = PluginManager(
-            self.native, keys.load_or_create(cfg.data_dir / "node.key"), cfg.data_dir / "wasm-cache",
+            self.services, keys.load_or_create(cfg.data_dir / "node.key"), cfg.data_dir / "wasm-cache",
             cfg.request_timeout_s,
         )
-        self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
-        self.membership = MembershipHandlers(self.native, self.client_addr_of)
-        self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
+        self.plugin_admin = PluginHandlers(self.plugins, self.services, self.peer_ids, self.peer_request)
+        self.membership = MembershipHandlers(self.services, self.client_addr_of)
+        self.credentials = CredentialHandlers(self.services, self.peer_ids, self.peer_request)
         self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
                                           **self.credentials.table}
         self.metrics = Metrics(self)
