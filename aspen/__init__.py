@@ -6,7 +6,9 @@ the client.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wire.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from aspen.client import AsyncClient, Client
@@ -18,10 +20,4 @@ _HOMES = {"Client": "aspen.client", "AsyncClient": "aspen.client", "AspenError":
           "ErrorCode": "wire.errors"}
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'aspen' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -34,8 +34,8 @@ import msgpack
 
 from aspen import fields as p
 from aspen.codes import LAYER_ERRORS, wire_error
-from aspen.native_handlers import NativeHandlers
 from aspen.server import RequestHandler
+from aspen.services import NodeServices
 from aspen.unseal_key import KEY_BYTES, key_id, new_unseal_key
 from sandbox import HostError, SandboxCode, crypto
 from wire.errors import AspenError, ErrorCode
@@ -92,7 +92,7 @@ class Keyring:
 
 @dataclass
 class Barrier:
-    native: NativeHandlers
+    services: NodeServices
     peer_ids: PeerIds
     peer_request: PeerRequest
     # The data key, only ever in memory; None: sealed.
@@ -108,40 +108,40 @@ class Barrier:
     def key(self) -> bytes:
         key = self.data_key
         if key is None:
-            raise HostError(SandboxCode.SEALED, f"node {self.native.node.node_id} is sealed: unseal it with "
+            raise HostError(SandboxCode.SEALED, f"node {self.services.node_id} is sealed: unseal it with "
                             "`aspen-cli secrets unseal` or start it with --seal-key-file (docs/SECRETS.md)")
         return key
 
     # -- unsealing -------------------------------------------------------------------------
 
     def _keyring(self) -> Keyring | None:
-        raw = self.native.node.read(lambda s: s.meta_get(TABLE, KEYRING))
+        raw = self.services.read(lambda s: s.meta_get(TABLE, KEYRING))
         return None if raw is None else Keyring.decode(raw)
 
     async def unseal(self, unseal_key: bytes) -> bool:
         """Unseal this node; True when this call created the cluster's data key."""
         if len(unseal_key) != KEY_BYTES:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"an unseal key is {KEY_BYTES} bytes")
-        await self.native.node.barrier(self.native.timeout_s)  # see the latest keyring row
+        await self.services.barrier()  # see the latest keyring row
         ring = self._keyring()
         created = False
         if ring is None:
             fresh = new_unseal_key()
             candidate = Keyring.wrap(fresh, unseal_key)
             try:
-                await self.native.commit(["meta_cas", TABLE, KEYRING, None, candidate.encode()])
+                await self.services.commit(["meta_cas", TABLE, KEYRING, None, candidate.encode()])
                 ring, created = candidate, True
             except AspenError as exc:
                 if exc.error.code != ErrorCode.CAS_FAILED:
                     raise
-                await self.native.node.barrier(self.native.timeout_s)
+                await self.services.barrier()
                 ring = self._keyring()  # another node initialized it first
                 if ring is None:
                     raise AspenError(ErrorCode.KEYRING_CORRUPT, "the keyring row vanished while unsealing") from None
         self.data_key = ring.unwrap(unseal_key)
         if created:
             log.info("barrier: initialized the cluster's data key (unseal key id %s)", ring.unseal_key_id)
-        log.info("barrier: node %d unsealed (unseal key id %s)", self.native.node.node_id, ring.unseal_key_id)
+        log.info("barrier: node %d unsealed (unseal key id %s)", self.services.node_id, ring.unseal_key_id)
         return created
 
     async def auto_unseal(self, unseal_key: bytes, stop: asyncio.Event | None = None) -> None:
@@ -167,13 +167,13 @@ class Barrier:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"unseal keys are {KEY_BYTES} bytes")
         if new_key == old_key:
             raise AspenError(ErrorCode.INVALID_REQUEST, "the new unseal key is the old one")
-        await self.native.node.barrier(self.native.timeout_s)
+        await self.services.barrier()
         ring = self._keyring()
         if ring is None:
             raise AspenError(ErrorCode.INVALID_REQUEST, "the barrier is not initialized: unseal first")
         data_key = ring.unwrap(old_key)  # proves the caller holds the current unseal key
         rewrapped = Keyring.wrap(data_key, new_key)
-        await self.native.commit(["meta_cas", TABLE, KEYRING, ring.encode(), rewrapped.encode()])
+        await self.services.commit(["meta_cas", TABLE, KEYRING, ring.encode(), rewrapped.encode()])
         if self.data_key is None:
             self.data_key = data_key
         log.info("barrier: unseal key rotated from id %s to id %s", ring.unseal_key_id, rewrapped.unseal_key_id)
@@ -184,7 +184,7 @@ class Barrier:
             ring = self._keyring()
         except AspenError:
             ring = None
-        return {"node_id": self.native.node.node_id, "sealed": self.data_key is None, "initialized": ring is not None,
+        return {"node_id": self.services.node_id, "sealed": self.data_key is None, "initialized": ring is not None,
                 "unseal_key_id": None if ring is None else ring.unseal_key_id}
 
     # -- requests --------------------------------------------------------------------------
@@ -212,13 +212,13 @@ class Barrier:
 
     async def handle_seal(self, req: dict[str, Any]) -> dict[str, Any]:
         self.data_key = None
-        log.info("barrier: node %d sealed on request", self.native.node.node_id)
+        log.info("barrier: node %d sealed on request", self.services.node_id)
         peers = await self._fan_out("SecretsSeal") if p.optional_bool(req, "all", True) else {}
         return {"type": "SecretsSealed", **self.status(), "peers": peers}
 
     async def handle_status(self, req: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(AspenError):
-            await self.native._consistent(req)
+            await self.services.barrier(p.optional_bool(req, "stale", False))
         return {"type": "SecretsSealStatusResult", **self.status()}
 
     async def handle_rotate(self, req: dict[str, Any]) -> dict[str, Any]:

@@ -14,9 +14,9 @@ from typing import Any
 
 from aspen import credentials
 from aspen import fields as p
-from aspen.native_handlers import NativeHandlers
 from aspen.plugins.manager import FORWARDED_BY
 from aspen.server import Identity, RequestHandler
+from aspen.services import NodeServices
 from wire.errors import AspenError, ErrorCode
 
 REVOKE_CONFIRM_S = 5.0
@@ -27,9 +27,9 @@ PeerRequest = Callable[..., Awaitable[dict[str, Any]]]
 
 
 class CredentialHandlers:
-    def __init__(self, native: NativeHandlers, peer_ids: PeerIds, peer_request: PeerRequest) -> None:
-        self.native = native
-        self.node = native.node
+    def __init__(self, services: NodeServices, peer_ids: PeerIds, peer_request: PeerRequest) -> None:
+        self.services = services
+        self.node = services.replicated
         self._peer_ids = peer_ids
         self._peer_request = peer_request
         self.table: dict[str, RequestHandler] = {"AuthCreate": self.create, "AuthList": self.list,
@@ -84,7 +84,7 @@ class CredentialHandlers:
         ttl_s = p.optional_int(req, "ttl_s", 0, 0, credentials.TTL_MAX_S)
         token, record = credentials.issue(name, role, _now_ms(), ttl_s)
         try:
-            await self.native.commit(["meta_cas", credentials.TABLE, name, None, record.encode()])
+            await self.services.commit(["meta_cas", credentials.TABLE, name, None, record.encode()])
         except AspenError as exc:
             if exc.error.code == ErrorCode.CAS_FAILED:
                 raise AspenError(ErrorCode.INVALID_REQUEST, f"credential {name!r} exists; revoke it first") from None
@@ -92,14 +92,14 @@ class CredentialHandlers:
         return {"type": "AuthCreated", **record.describe(name), "token": str(token)}
 
     async def list(self, req: dict[str, Any]) -> dict[str, Any]:
-        await self.native._consistent(req)
+        await self.services.barrier(p.optional_bool(req, "stale", False))
         rows = self.node.read(lambda s: s.meta_items(credentials.TABLE))
         return {"type": "AuthListResult",
                 "credentials": [credentials.Record.decode(raw).describe(name) for name, raw in rows]}
 
     async def revoke(self, req: dict[str, Any]) -> dict[str, Any]:
         name = credentials.check_name(req.get("name"))
-        body, index = await self.native.commit_at(["meta_del", credentials.TABLE, name])
+        body, index = await self.services.commit_at(["meta_del", credentials.TABLE, name])
         confirmed, unconfirmed = await self._wait_applied_everywhere(index)
         return {"type": "AuthRevoked", "name": name, "existed": bool(body.get("existed")),
                 "confirmed_nodes": confirmed, "unconfirmed_nodes": unconfirmed}

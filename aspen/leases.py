@@ -21,8 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aspen import fields as p
-from aspen.native_handlers import NativeHandlers
 from aspen.server import RequestHandler
+from aspen.services import NodeServices
 from storage.state import LEASES
 from wire.errors import AspenError, ErrorCode
 from wire.limits import LEASE_ID_MAX, LEASE_TTL_MAX_S
@@ -34,9 +34,9 @@ REVOKES_PER_TICK_MAX = 64  # proposed at once; the rest next tick
 
 
 class LeaseManager:
-    def __init__(self, native: NativeHandlers, client_addr_of: Callable[[int], str | None]) -> None:
-        self.native = native
-        self.node = native.node
+    def __init__(self, services: NodeServices, client_addr_of: Callable[[int], str | None]) -> None:
+        self.services = services
+        self.node = services.replicated  # leadership and term: the lease deadlines live on the leader
         self._client_addr_of = client_addr_of
         self._deadlines: dict[int, float] = {}  # lease id -> loop time; on the leader only
         self._term: int | None = None  # the term these deadlines belong to
@@ -62,7 +62,7 @@ class LeaseManager:
     # -- the leader's expiry loop ----------------------------------------------------------
 
     def _granted(self) -> dict[int, int]:
-        rows = self.node.read(lambda s: [(k, s.lease(int(k))) for k, _ in s.meta_items(LEASES)])
+        rows = self.services.read(lambda s: [(k, s.lease(int(k))) for k, _ in s.meta_items(LEASES)])
         return {int(k): lease["ttl_s"] for k, lease in rows if lease is not None}
 
     async def _run(self) -> None:
@@ -98,7 +98,7 @@ class LeaseManager:
 
     async def _expire(self, lease_id: int) -> None:
         try:
-            await self.native.commit(["lease_revoke", lease_id])
+            await self.services.commit(["lease_revoke", lease_id])
             self.expired += 1
             log.info("lease %d expired: revoked with its keys", lease_id)
         except AspenError as exc:
@@ -117,8 +117,8 @@ class LeaseManager:
                              **hint)
 
     async def _existing(self, lease_id: int) -> dict[str, Any]:
-        await self.node.barrier(self.native.timeout_s)
-        lease = self.node.read(lambda s: s.lease(lease_id))
+        await self.services.barrier()
+        lease = self.services.read(lambda s: s.lease(lease_id))
         if lease is None:
             raise AspenError(ErrorCode.LEASE_NOT_FOUND, f"no lease {lease_id} (revoked, expired, or never granted)")
         return lease
@@ -126,14 +126,14 @@ class LeaseManager:
     async def grant(self, req: dict[str, Any]) -> dict[str, Any]:
         ttl_s = p.require_int(req, "ttl_s", 1, LEASE_TTL_MAX_S)
         lease_id = p.optional_int(req, "lease_id", 0, 0, LEASE_ID_MAX) or secrets.randbelow(LEASE_ID_MAX) + 1
-        body = await self.native.commit(["lease_grant", lease_id, ttl_s])
+        body = await self.services.commit(["lease_grant", lease_id, ttl_s])
         if self._term is not None and self.node.is_leader():
             self._deadlines[lease_id] = asyncio.get_running_loop().time() + ttl_s
         return {"type": "LeaseGrantResult", **body}
 
     async def revoke(self, req: dict[str, Any]) -> dict[str, Any]:
         lease_id = p.require_int(req, "lease_id", 1, LEASE_ID_MAX)
-        body = await self.native.commit(["lease_revoke", lease_id])
+        body = await self.services.commit(["lease_revoke", lease_id])
         return {"type": "LeaseRevokeResult", **body}
 
     async def keep_alive(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -158,8 +158,8 @@ class LeaseManager:
 
     async def list_leases(self, req: dict[str, Any]) -> dict[str, Any]:
         if not p.optional_bool(req, "stale", False):
-            await self.node.barrier(self.native.timeout_s)
-        rows = self.node.read(lambda s: [(int(k), s.lease(int(k))) for k, _ in s.meta_items(LEASES)])
+            await self.services.barrier()
+        rows = self.services.read(lambda s: [(int(k), s.lease(int(k))) for k, _ in s.meta_items(LEASES)])
         leases = sorted(({"lease_id": i, "ttl_s": lease["ttl_s"], "key_count": len(lease["keys"])}
                          for i, lease in rows if lease is not None), key=lambda row: row["lease_id"])
         return {"type": "LeaseListResult", "leases": leases}

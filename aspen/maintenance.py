@@ -24,9 +24,9 @@ from typing import Any
 import blake3
 
 from aspen import fields as p
-from aspen.native_handlers import NativeHandlers
 from aspen.plugins import namespaces
 from aspen.server import RequestHandler
+from aspen.services import NodeServices
 from cluster import node_registry
 from cluster.config import RaftConfig
 from cluster.raft import write_initial_snapshot
@@ -53,11 +53,11 @@ class HeldSnapshot:
 
 
 class MaintenanceHandlers:
-    def __init__(self, native: NativeHandlers, protected_prefixes: Callable[[], dict[str, tuple[str, ...]]]) -> None:
+    def __init__(self, services: NodeServices, protected_prefixes: Callable[[], dict[str, tuple[str, ...]]]) -> None:
         """protected_prefixes: the KV namespaces DeleteRange must not reach into, by owner
         (plugins own theirs: their keys change through them)."""
-        self.native = native
-        self.node = native.node
+        self.services = services
+        self.node = services.replicated  # move-leader is a Raft operation of this node
         self._protected = protected_prefixes
         self._held: OrderedDict[str, HeldSnapshot] = OrderedDict()
         self.table: dict[str, RequestHandler] = {
@@ -84,14 +84,14 @@ class MaintenanceHandlers:
                     raise AspenError(namespaces.PREFIX_CONFLICT, f"prefix {prefix!r} reaches into {theirs!r}, which belongs to "
                                      f"{owner}: delete those keys through it, or use a longer prefix",
                                      other=owner, other_prefix=theirs)
-        body = await self.native.commit(["delrange", prefix, limit])
+        body = await self.services.commit(["delrange", prefix, limit])
         return {"type": "DeleteRangeResult", **body}
 
     # -- MoveLeader ------------------------------------------------------------------------
 
     async def move_leader(self, req: dict[str, Any]) -> dict[str, Any]:
         target = p.require_int(req, "node_id", 1, 2**31)
-        timeout_s = min(self.native.timeout_s, MOVE_LEADER_TIMEOUT_S)
+        timeout_s = min(self.services.timeout_s, MOVE_LEADER_TIMEOUT_S)
         await self.node.transfer_leadership_to(target, timeout_s)
         return {"type": "MoveLeaderResult", "leader_id": target}
 
@@ -103,10 +103,10 @@ class MaintenanceHandlers:
 
     async def snapshot_begin(self, req: dict[str, Any]) -> dict[str, Any]:
         if not p.optional_bool(req, "stale", False):
-            await self.node.barrier(self.native.timeout_s)
+            await self.services.barrier()
 
         def take() -> tuple[bytes, int, int, int]:
-            return self.node.read(lambda s: (state_snapshot.dump(s), s.applied_index, s.revision, len(s.kv)))
+            return self.services.read(lambda s: (state_snapshot.dump(s), s.applied_index, s.revision, len(s.kv)))
 
         # Encoding a large state takes a while: off the event loop (the state lock is held for
         # it, as for pysyncobj's own snapshots).
@@ -118,7 +118,7 @@ class MaintenanceHandlers:
         sid = secrets.token_hex(SNAPSHOT_ID_BYTES)
         held = HeldSnapshot(data, blake3.blake3(data).hexdigest(), applied_index, revision, keys, now_s)
         self._held[sid] = held
-        return {"type": "SnapshotBeginResult", "snapshot_id": sid, "node_id": self.node.node_id,
+        return {"type": "SnapshotBeginResult", "snapshot_id": sid, "node_id": self.services.node_id,
                 "size_bytes": len(data), "blake3": held.blake3_hex, "applied_index": applied_index,
                 "revision": revision, "keys": keys, "chunk_max_bytes": SNAPSHOT_CHUNK_MAX_BYTES}
 
@@ -130,7 +130,7 @@ class MaintenanceHandlers:
         self._expire(now_s)
         held = self._held.get(sid)
         if held is None:
-            raise AspenError(ErrorCode.NOT_FOUND, f"node {self.node.node_id} holds no snapshot {sid} (expired after "
+            raise AspenError(ErrorCode.NOT_FOUND, f"node {self.services.node_id} holds no snapshot {sid} (expired after "
                              f"{SNAPSHOT_HOLD_S:g}s unread, evicted by newer ones, or taken on another node)")
         offset = p.require_int(req, "offset", 0, len(held.data))
         limit = p.optional_int(req, "limit_bytes", SNAPSHOT_CHUNK_MAX_BYTES, 1, SNAPSHOT_CHUNK_MAX_BYTES)

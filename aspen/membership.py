@@ -18,8 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from aspen import fields as p
-from aspen.native_handlers import NativeHandlers
 from aspen.server import RequestHandler
+from aspen.services import NodeServices
 from cluster import node_registry
 from cluster.node_registry import NodeRecord
 from wire.address import split_host_port
@@ -39,9 +39,9 @@ def _addr(req: dict[str, Any], name: str) -> str:
 
 
 class MembershipHandlers:
-    def __init__(self, native: NativeHandlers, client_addr_of: Callable[[int], str | None]) -> None:
-        self.native = native
-        self.node = native.node
+    def __init__(self, services: NodeServices, client_addr_of: Callable[[int], str | None]) -> None:
+        self.services = services
+        self.node = services.replicated
         self._client_addr_of = client_addr_of
         self.table: dict[str, RequestHandler] = {"AddNode": self.add_node, "RemoveNode": self.remove_node}
 
@@ -66,7 +66,7 @@ class MembershipHandlers:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"node {node_id} is already a member")
         if raft_addr in members:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"{raft_addr} is already a member")
-        await self.native.commit(node_registry.put_op(node_id, NodeRecord(raft_addr, client_addr)))
+        await self.services.commit(node_registry.put_op(node_id, NodeRecord(raft_addr, client_addr)))
         await self.node.change_membership("add", raft_addr, MEMBERSHIP_TIMEOUT_S)
         return {"type": "MembershipChanged", "added": node_id, "raft_addr": raft_addr}
 
@@ -81,5 +81,5 @@ class MembershipHandlers:
             raise AspenError(ErrorCode.NOT_LEADER, f"leadership handed to node {new_leader}; retry there",
                              leader_id=new_leader, leader_addr=self._client_addr_of(new_leader))
         await self.node.change_membership("remove", rec.raft_addr, MEMBERSHIP_TIMEOUT_S)
-        await self.native.commit(node_registry.delete_op(node_id))
+        await self.services.commit(node_registry.delete_op(node_id))
         return {"type": "MembershipChanged", "removed": node_id}

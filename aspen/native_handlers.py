@@ -6,21 +6,16 @@ or raises AspenError. Fields are validated here, at the edge, before anything is
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-from collections.abc import Callable, Coroutine
-from functools import partial
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aspen import fields as p
-from aspen.codes import wire_code, wire_error
 from aspen.server import RequestHandler
-from cluster import ReplicatedNode, node_registry
-from cluster.errors import ClusterError
+from aspen.services import NodeServices, raise_result, with_deadline  # noqa: F401 (this module's names too)
+from cluster import node_registry
 from storage.limits import BATCH_OPS_MAX, BLOB_MAX_BYTES, CONDITIONS_MAX, SCAN_LIMIT_DEFAULT, SCAN_LIMIT_MAX
-from storage.state import validate_op
-from wire import deadline
 from wire.errors import AspenError, ErrorCode
 
 T = TypeVar("T")
@@ -36,23 +31,6 @@ _CODES = frozenset(c.value for c in ErrorCode)
 _CONDITIONS = {"ValueEquals": "eq", "KeyExists": "exists", "KeyNotExists": "absent"}
 
 
-def _not_committed(timeout_s: float) -> AspenError:
-    return AspenError(ErrorCode.TIMEOUT, f"not committed within {timeout_s}s; it may still apply", applied="unknown")
-
-
-def with_deadline(fut: asyncio.Future[T], timeout_s: float) -> Coroutine[Any, Any, T]:
-    """Await a commit's future; past the deadline TIMEOUT (applied: unknown)."""
-    return deadline.with_deadline(fut, timeout_s, partial(_not_committed, timeout_s))
-
-
-def raise_result(result: tuple[Any, ...]) -> dict[str, Any]:
-    """An op result as a response body, or its error raised."""
-    if result[0] == "ok":
-        return result[1]
-    _, code, message, details = result
-    raise AspenError(wire_code(code), message, **details)
-
-
 def encode_token(key: str) -> str:
     return base64.urlsafe_b64encode(key.encode()).decode()
 
@@ -65,11 +43,12 @@ def decode_token(token: str) -> str:
 
 
 class NativeHandlers:
-    def __init__(self, node: ReplicatedNode, request_timeout_s: float, client_addr_of: Callable[[int], str | None],
+    def __init__(self, services: NodeServices, client_addr_of: Callable[[int], str | None],
                  metrics_addr: str | None = None):
-        self.node = node
+        self.services = services
+        self.node = services.replicated
         self.metrics_addr = metrics_addr  # this node's /metrics, /health and /ready, shown by cluster status
-        self.timeout_s = request_timeout_s
+        self.timeout_s = services.timeout_s
         self._client_addr_of = client_addr_of
         self.table: dict[str, RequestHandler] = {
             "Ping": self.ping,
@@ -92,22 +71,14 @@ class NativeHandlers:
 
     async def commit(self, op: list[Any]) -> dict[str, Any]:
         """Validate an op, put it through the log, and return its result body."""
-        return (await self.commit_at(op))[0]
+        return await self.services.commit(op)
 
     async def commit_at(self, op: list[Any]) -> tuple[dict[str, Any], int]:
         """commit, also returning the log index the op was applied at."""
-        error = validate_op(op)
-        if error is not None:
-            raise wire_error(error)
-        try:
-            result, index = await with_deadline(self.node.propose(op), self.timeout_s)
-        except ClusterError as exc:
-            raise wire_error(exc) from exc
-        return raise_result(result), index
+        return await self.services.commit_at(op)
 
     async def _consistent(self, req: dict[str, Any]) -> None:
-        if not p.optional_bool(req, "stale", False):
-            await self.node.barrier(self.timeout_s)
+        await self.services.barrier(p.optional_bool(req, "stale", False))
 
     # -- KV --------------------------------------------------------------------------------
 
@@ -206,28 +177,19 @@ class NativeHandlers:
 
     async def put_blob(self, req: dict[str, Any]) -> dict[str, Any]:
         data = p.require_bytes(req, "data", max_bytes=BLOB_MAX_BYTES, code=ErrorCode.BLOB_TOO_LARGE)
-        loop = asyncio.get_running_loop()
-        # Hashing and fsyncing up to 50 MiB would stall every other request on the loop.
-        ref = await loop.run_in_executor(None, self.node.blobs.put, data)
-        await self.commit(["blob_add", ref.hash, ref.size, self.node.node_id])
+        ref = await self.services.put_blob(data)
         return {"type": "BlobPutResult", "hash": ref.hash, "size": ref.size}
 
     async def get_blob(self, req: dict[str, Any]) -> dict[str, Any]:
         blob_hash = p.require_hash(req, "hash")
-        data = self.node.blobs.get(blob_hash)
-        if data is None and not p.optional_bool(req, "local", False):
-            known = self.node.read(lambda s: s.blob_record(blob_hash)) is not None
-            if known:
-                data = await self.node.blob_sync.ensure(blob_hash)
+        data = await self.services.get_blob(blob_hash, local=p.optional_bool(req, "local", False))
         if data is None:
             return {"type": "BlobResult", "found": False, "data": None, "size": 0}
         return {"type": "BlobResult", "found": True, "data": data, "size": len(data)}
 
     async def has_blob(self, req: dict[str, Any]) -> dict[str, Any]:
         blob_hash = p.require_hash(req, "hash")
-        if p.optional_bool(req, "local", False):
-            return {"type": "BlobExistsResult", "exists": self.node.blobs.has(blob_hash)}
-        exists = self.node.blobs.has(blob_hash) or self.node.read(lambda s: s.blob_record(blob_hash)) is not None
+        exists = self.services.has_blob(blob_hash, local=p.optional_bool(req, "local", False))
         return {"type": "BlobExistsResult", "exists": exists}
 
     # -- cluster ---------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from aspen.plugins import namespaces
 from aspen.plugins.manager import PluginManager, decode_record
 from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, RequestHandler, Server, Token
+from aspen.services import NodeServices
 from aspen.unseal_key import read_unseal_key_file
 from aspen.version import aspen_version
 from aspen.watch import WatchHub
@@ -132,19 +133,19 @@ class AspenNode:
             log.info("restored %s: revision %d, %d keys, as the Raft snapshot at index %d", cfg.restore,
                      restored.revision, len(restored.kv), restored.applied_index)
         self.replicated = ReplicatedNode(raft_cfg, self.blobs, self._fetch_blob_from_peer)
-        self.native = NativeHandlers(self.replicated, cfg.request_timeout_s, self.client_addr_of,
-                                     metrics_addr=cfg.metrics_listen)
+        self.services = NodeServices(self.replicated, cfg.request_timeout_s)
+        self.native = NativeHandlers(self.services, self.client_addr_of, metrics_addr=cfg.metrics_listen)
         self.plugins = PluginManager(
-            self.native, keys.load_or_create(cfg.data_dir / "node.key"), cfg.data_dir / "wasm-cache",
+            self.services, keys.load_or_create(cfg.data_dir / "node.key"), cfg.data_dir / "wasm-cache",
             cfg.request_timeout_s,
         )
-        self.plugin_admin = PluginHandlers(self.plugins, self.native, self.peer_ids, self.peer_request)
-        self.membership = MembershipHandlers(self.native, self.client_addr_of)
-        self.credentials = CredentialHandlers(self.native, self.peer_ids, self.peer_request)
-        self.maintenance = MaintenanceHandlers(self.native, self.plugin_namespaces)
+        self.plugin_admin = PluginHandlers(self.plugins, self.services, self.peer_ids, self.peer_request)
+        self.membership = MembershipHandlers(self.services, self.client_addr_of)
+        self.credentials = CredentialHandlers(self.services, self.peer_ids, self.peer_request)
+        self.maintenance = MaintenanceHandlers(self.services, self.plugin_namespaces)
         self.watch_hub = WatchHub(self.replicated)
-        self.leases = LeaseManager(self.native, self.client_addr_of)
-        self.barrier = Barrier(self.native, self.peer_ids, self.peer_request)  # docs/SECRETS.md
+        self.leases = LeaseManager(self.services, self.client_addr_of)
+        self.barrier = Barrier(self.services, self.peer_ids, self.peer_request)  # docs/SECRETS.md
         self.plugins.barrier = self.barrier
         self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table,
                                                  **self.membership.table, **self.credentials.table,
@@ -309,7 +310,7 @@ class AspenNode:
             if self.replicated.read(lambda s: node_registry.raw_record(s, node_id)) == mine.encode():
                 return
             try:
-                await self.native.commit(node_registry.put_op(node_id, mine))
+                await self.services.commit(node_registry.put_op(node_id, mine))
                 return
             except AspenError as exc:
                 log.debug("registering node %s: %s", node_id, exc)

@@ -16,7 +16,9 @@ Imported on first use, so `aspen.plugins.namespaces` (the toolchain's) loads non
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from wire.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from aspen.plugins.hooks import HookEvent
@@ -43,10 +45,4 @@ _HOMES = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    home = _HOMES.get(name)
-    if home is None:
-        raise AttributeError(f"module 'aspen.plugins' has no attribute {name!r}")
-    import importlib
-
-    return getattr(importlib.import_module(home), name)
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -32,13 +32,13 @@ import nacl.signing
 
 from aspen.codes import LAYER_ERRORS
 from aspen.manifest import Manifest
-from aspen.native_handlers import NativeHandlers
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
 from aspen.plugins.logring import LogRing
 from aspen.plugins.namespaces import KV_TYPES
 from aspen.plugins.nodehost import NodeHost
 from aspen.plugins.worker import PluginWorker
 from aspen.server import Finish, Token
+from aspen.services import NodeServices
 from cluster import ReplicatedNode
 from cluster.events import Subscription
 from sandbox import PluginInstance, PluginState, Runtime, SandboxError, subject_matches
@@ -108,10 +108,10 @@ def decode_record(raw: bytes) -> dict[str, Any]:
 
 
 class PluginManager:
-    def __init__(self, native: NativeHandlers, signing_key: nacl.signing.SigningKey, cache_dir: Path,
+    def __init__(self, services: NodeServices, signing_key: nacl.signing.SigningKey, cache_dir: Path,
                  request_timeout_s: float) -> None:
-        self.native = native
-        self.node: ReplicatedNode = native.node
+        self.services = services
+        self.node: ReplicatedNode = services.replicated
         self.signing_key = signing_key
         self.runtime = Runtime(cache_dir)
         self.timeout_s = request_timeout_s
@@ -240,7 +240,7 @@ class PluginManager:
         loop = asyncio.get_running_loop()
         worker = PluginWorker(name, loop)
         ring = self.logs.setdefault(name, LogRing())
-        host = NodeHost(name, self, self.native, self.signing_key, loop, self.timeout_s, ring)
+        host = NodeHost(name, self, self.services, self.signing_key, loop, self.timeout_s, ring)
         try:
             instance = await worker.submit(self.runtime.load, wasm, manifest.sandbox_config(), host)
             host.call_time_left_s = instance.call_time_left_s

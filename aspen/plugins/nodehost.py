@@ -17,8 +17,8 @@ from typing import Any, Protocol, TypeVar
 import nacl.signing
 
 from aspen.codes import LAYER_ERRORS, wire_error
-from aspen.native_handlers import NativeHandlers
 from aspen.plugins.logring import LogRing
+from aspen.services import NodeServices
 from sandbox import HostError, SandboxCode
 from sandbox.runtime import TRAP_LEVEL
 
@@ -36,14 +36,14 @@ class Timers(Protocol):
 
 
 class NodeHost:
-    def __init__(self, plugin: str, manager: Timers, native: NativeHandlers,
+    def __init__(self, plugin: str, manager: Timers, services: NodeServices,
                  signing_key: nacl.signing.SigningKey, loop: asyncio.AbstractEventLoop, timeout_s: float,
                  ring: LogRing) -> None:
         self.plugin = plugin
         self.ring = ring  # the plugin's lines on this node, for `aspen-cli plugin logs`
         self.manager = manager
-        self.native = native
-        self.node = native.node
+        self.services = services
+        self.node = services.replicated
         self.signing_key = signing_key
         self.loop = loop
         self.timeout_s = timeout_s
@@ -68,7 +68,7 @@ class NodeHost:
 
     async def _write(self, op: list[Any]) -> dict[str, Any]:
         # Tagged in the log itself, so every node knows this plugin wrote it, at what depth.
-        body, index = await self.native.commit_at(["tagged", self.plugin, self.depth, op])
+        body, index = await self.services.commit_at(["tagged", self.plugin, self.depth, op])
         # Read-your-writes inside the plugin: on a follower, wait for the local apply too.
         await self.node.wait_applied(index, self.timeout_s)
         return body
@@ -117,14 +117,13 @@ class NodeHost:
     # -- blobs -----------------------------------------------------------------------------
 
     def blob_exists(self, blob_hash: str) -> bool:
-        return bool(self._run(self.native.has_blob({"hash": blob_hash}))["exists"])
+        return self.services.has_blob(blob_hash)
 
     def blob_get(self, blob_hash: str) -> bytes | None:
-        reply = self._run(self.native.get_blob({"hash": blob_hash}))
-        return reply["data"] if reply["found"] else None
+        return self._run(self.services.get_blob(blob_hash))
 
     def blob_put(self, data: bytes) -> str:
-        return str(self._run(self.native.put_blob({"data": data}))["hash"])
+        return self._run(self.services.put_blob(data)).hash
 
     # -- cluster and crypto ----------------------------------------------------------------
 

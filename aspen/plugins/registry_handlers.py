@@ -13,11 +13,11 @@ import msgpack
 from aspen import fields as p
 from aspen import signing
 from aspen.manifest import Manifest, ManifestError
-from aspen.native_handlers import NativeHandlers
 from aspen.plugins import namespaces
 from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager, decode_record
 from aspen.server import RequestHandler
+from aspen.services import NodeServices
 from sandbox import SandboxError
 from sandbox.memhost import probe_info
 from storage.limits import BLOB_MAX_BYTES
@@ -37,11 +37,11 @@ def _pack(value: Any) -> bytes:
 
 
 class PluginHandlers:
-    def __init__(self, manager: PluginManager, native: NativeHandlers,
+    def __init__(self, manager: PluginManager, services: NodeServices,
                  peers: Callable[[], list[int]], peer_request: Callable[..., Any]) -> None:
         self.manager = manager
-        self.native = native
-        self.node = native.node
+        self.services = services
+        self.node = services.replicated
         self._peers = peers
         self._peer_request = peer_request
         # A request for a plugin that is Failed on this node is served by another (the manager
@@ -117,7 +117,7 @@ class PluginHandlers:
                 f"{manifest.name} {manifest.version}",
             )
         manifest = installed
-        await self.native.put_blob({"data": wasm})
+        await self.services.put_blob(wasm)
         old = await self._register(manifest.replace(wasm_hash=wasm_hash))
         await self._settle(manifest.name)
         return {"type": "PluginInstallResult", "name": manifest.name, "version": manifest.version,
@@ -132,7 +132,7 @@ class PluginHandlers:
         one meta_cas_all of the entry and that row. Two installs racing for overlapping
         prefixes cannot both pass: the second one's write fails, and its retry sees the first."""
         for _ in range(REGISTER_ATTEMPTS):
-            await self.node.barrier(self.native.timeout_s)
+            await self.services.barrier()
             records, version = self.node.read(
                 lambda s: (s.meta_items("plugins"), s.meta_get(REGISTRY_TABLE, REGISTRY_VERSION_KEY)))
             registry = dict(records)
@@ -146,7 +146,7 @@ class PluginHandlers:
             record = _pack({**manifest.to_json(), "reload_seq": seq})
             next_version = str(int(version or b"0") + 1).encode()
             try:
-                await self.native.commit(["meta_cas_all", [["plugins", manifest.name, old, record],
+                await self.services.commit(["meta_cas_all", [["plugins", manifest.name, old, record],
                                                            [REGISTRY_TABLE, REGISTRY_VERSION_KEY, version, next_version]]])
                 return old
             except AspenError as exc:
@@ -251,7 +251,7 @@ class PluginHandlers:
     async def _update(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> bytes | None:
         raw, rec = self._record(name)
         new = change(dict(rec))
-        await self.native.commit(["meta_cas", "plugins", name, raw, None if new is None else _pack(new)])
+        await self.services.commit(["meta_cas", "plugins", name, raw, None if new is None else _pack(new)])
         await self._settle(name)
         return raw
 
@@ -288,7 +288,7 @@ class PluginHandlers:
                 raise ValueError
         except ValueError:
             raise AspenError(ErrorCode.INVALID_REQUEST, "public_key: 64 hex characters (an Ed25519 key)") from None
-        await self.native.commit(["meta_put", "plugin_keys", key.lower(), label.encode()])
+        await self.services.commit(["meta_put", "plugin_keys", key.lower(), label.encode()])
         return {"type": "PluginKeyAdded", "public_key": key.lower(), "name": label}
 
     async def keys_list(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -297,7 +297,7 @@ class PluginHandlers:
 
     async def keys_remove(self, req: dict[str, Any]) -> dict[str, Any]:
         key = (p.optional_str(req, "public_key") or "").lower()
-        body = await self.native.commit(["meta_del", "plugin_keys", key])
+        body = await self.services.commit(["meta_del", "plugin_keys", key])
         if not body.get("existed"):
             raise AspenError(ErrorCode.NOT_FOUND, f"{key} is not a trusted key")
         return {"type": "PluginKeyRemoved", "public_key": key}
@@ -310,5 +310,5 @@ class PluginHandlers:
         if value is not None:
             if not isinstance(value, bool):
                 raise AspenError(ErrorCode.INVALID_REQUEST, "value: true or false")
-            await self.native.commit(["meta_put", "settings", name, b"true" if value else b"false"])
+            await self.services.commit(["meta_put", "settings", name, b"true" if value else b"false"])
         return {"type": "ClusterSettingResult", "name": name, "value": self.require_signatures()}

@@ -37,8 +37,8 @@ async def _cancel_others() -> None:
 
 
 def _host(loop: asyncio.AbstractEventLoop, timeout_s: float) -> NodeHost:
-    native = SimpleNamespace(node=None)
-    return NodeHost("p", None, native, nacl.signing.SigningKey.generate(), loop, timeout_s,  # type: ignore[arg-type]
+    services = SimpleNamespace(replicated=None)
+    return NodeHost("p", None, services, nacl.signing.SigningKey.generate(), loop, timeout_s,  # type: ignore[arg-type]
                     LogRing())
 
 
