@@ -133,8 +133,12 @@ class AspenNode:
         self.plugin_admin = PluginHandlers(self.plugins, self.services, self.peer_ids, self.peer_request)
         self.membership = MembershipHandlers(self.services, self.client_addr_of)
         self.credentials = CredentialHandlers(self.services, self.peer_ids, self.peer_request)
-        self.table: dict[str, RequestHandler] = {**self.native.table, **self.plugin_admin.table, **self.membership.table,
-                                          **self.credentials.table}
+        self.table: dict[str, RequestHandler] = {
+            **self.native.table,
+            **self.plugin_admin.table,
+            **self.membership.table,
+            **self.credentials.table,
+        }
         self.metrics = Metrics(self)
         self.server: Server | None = None
         self._peer_clients: dict[int, AsyncClient] = {}
@@ -150,7 +154,8 @@ class AspenNode:
             seen = json.loads(ident.read_text())
             if seen.get("node_id") != self.cfg.node_id:
                 raise SystemExit(
-                    f"aspen-node: {self.cfg.data_dir} belongs to node {seen.get('node_id')}, not {self.cfg.node_id}"
+                    f"aspen-node: {self.cfg.data_dir} belongs to node {seen.get('node_id')}, not "
+                    f"{self.cfg.node_id}"
                 )
         else:
             ident.write_text(json.dumps(mine))
@@ -191,12 +196,15 @@ class AspenNode:
             host, _ = split_host_port(cfg.listen)
             if not _is_loopback(host) and not cfg.insecure_plaintext:
                 raise SystemExit(
-                    f"aspen-node: clients on {cfg.listen} would talk in plaintext: give --cert-file and --key-file "
+                    f"aspen-node: clients on {cfg.listen} would talk in plaintext: give --cert-file and "
+                    "--key-file "
                     "(TLS), or --insecure-plaintext on a network you trust"
                 )
             return None, None
         try:
-            server = tls.server_context(cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth)
+            server = tls.server_context(
+                cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth
+            )
             peer = tls.client_context(tls.TLSFiles(cfg.trusted_ca_file, cfg.cert_file, cfg.key_file))
         except ValueError as exc:
             raise SystemExit(f"aspen-node: {exc}") from None
@@ -226,7 +234,9 @@ class AspenNode:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def dispatch(self, request: dict[str, Any], finish: Finish, token: Token) -> Awaitable[dict[str, Any]] | None:
+    def dispatch(
+        self, request: dict[str, Any], finish: Finish, token: Token
+    ) -> Awaitable[dict[str, Any]] | None:
         """Route a request: a plugin that owns the key's namespace, else the native handler,
         else the first plugin by priority that handles the type (aspen/plugins/manager.py).
         A plugin request is handed to the plugin's worker, which answers through `finish`."""
@@ -245,9 +255,17 @@ class AspenNode:
         await self.plugins.start()
         host, port = split_host_port(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
-        self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
-                             observe=self.metrics.observe, ssl_context=self.server_tls,
-                             authorize=self.credentials.authorize, check_credential=self.credentials.check_credential)
+        self.server = Server(
+            self.dispatch,
+            host,
+            port,
+            cookie=cookie,
+            node_id=self.cfg.node_id,
+            observe=self.metrics.observe,
+            ssl_context=self.server_tls,
+            authorize=self.credentials.authorize,
+            check_credential=self.credentials.check_credential,
+        )
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.metrics_listen:
@@ -299,7 +317,11 @@ class AspenNode:
             if addr is None:
                 raise AspenError(ErrorCode.UNAVAILABLE, f"no client address known for node {node_id}")
             client = AsyncClient(
-                [addr], cookie=self.cfg.cookie, timeout_s=PEER_FETCH_TIMEOUT_S, discover_leader=False, tls=self.peer_tls
+                [addr],
+                cookie=self.cfg.cookie,
+                timeout_s=PEER_FETCH_TIMEOUT_S,
+                discover_leader=False,
+                tls=self.peer_tls,
             )
             self._peer_clients[node_id] = client
         return client
@@ -352,10 +374,15 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         help="do not fsync the Raft log (etcd's flag): faster, but a power loss of a majority of nodes "
              "can lose acknowledged writes",
     )
-    ap.add_argument("--cert-file", type=Path, help="TLS certificate (PEM) for the client port; also presented to peers")
+    ap.add_argument(
+        "--cert-file", type=Path, help="TLS certificate (PEM) for the client port; also presented to peers"
+    )
     ap.add_argument("--key-file", type=Path, help="its private key (PEM)")
-    ap.add_argument("--trusted-ca-file", type=Path,
-                    help="CA (PEM) that signed the other nodes' certificates (and clients', with --client-cert-auth)")
+    ap.add_argument(
+        "--trusted-ca-file",
+        type=Path,
+        help="CA (PEM) that signed the other nodes' certificates (and clients', with --client-cert-auth)",
+    )
     ap.add_argument("--client-cert-auth", action="store_true",
                     help="clients must present a certificate signed by --trusted-ca-file")
     ap.add_argument("--insecure-plaintext", action="store_true",
@@ -364,7 +391,8 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     logging.basicConfig(
-        level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
+        level=args.log_level.upper(),
+        format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s",
     )
     try:
         split_host_port(args.listen)
@@ -391,8 +419,11 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         peer_clients=peer_clients,
         cookie=cookie.secret if cookie is not None else None,
         request_timeout_s=args.request_timeout,
-        metrics_listen=(f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
-                        else args.metrics_listen),
+        metrics_listen=(
+            f"127.0.0.1:{args.metrics_listen}"
+            if args.metrics_listen and args.metrics_listen.isdigit()
+            else args.metrics_listen
+        ),
         metrics_auth=args.metrics_auth,
         advertise_client=args.advertise_client,
         join_existing=args.initial_cluster_state == "existing",

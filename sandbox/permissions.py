@@ -12,7 +12,15 @@ from sandbox import limits
 PLUGIN_NAMESPACE = "__plugin:"
 
 PERMISSION_NAMES = (
-    "kv_read", "kv_write", "blob_read", "blob_write", "cluster_info", "randomness", "signing", "timers", "hooks",
+    "kv_read",
+    "kv_write",
+    "blob_read",
+    "blob_write",
+    "cluster_info",
+    "randomness",
+    "signing",
+    "timers",
+    "hooks",
 )
 
 

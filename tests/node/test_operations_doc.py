@@ -46,8 +46,8 @@ def test_operations_doc_runs_as_written(tmp_path: Path) -> None:
         said = [line for line in r.stdout.splitlines()
                 if not re.match(r"node \d+ (stopped|started|killed)|stopped \d+ node", line)]
         assert "\n".join(said).endswith(
-            "\nbefore\nOK revision=2\nwritten-after-the-backup\nwritten-after-the-backup\nOK revision=3\nkept"), \
-            r.stdout[-500:]
+            "\nbefore\nOK revision=2\nwritten-after-the-backup\nwritten-after-the-backup\nOK revision=3\nkept"
+        ), r.stdout[-500:]
         assert "\nhealthy\n" in r.stdout  # cluster health, after node 4 left
     finally:
         if (cluster_dir / "cluster.json").exists():

@@ -69,16 +69,26 @@ def test_a_changed_binary_is_named_first() -> None:
 def test_a_forged_signed_copy_does_not_verify() -> None:
     # Editing the copy of the signed fields along with the manifest breaks the signature itself.
     good = signed(BASE)
-    forged = {**good, "kv_prefixes": ["mitm/"],
-              "signature": {**good["signature"], "signed": {**good["signature"]["signed"], "kv_prefixes": ["mitm/"]}}}
+    forged = {
+        **good,
+        "kv_prefixes": ["mitm/"],
+        "signature": {
+            **good["signature"],
+            "signed": {**good["signature"]["signed"], "kv_prefixes": ["mitm/"]},
+        },
+    }
     with pytest.raises(AspenError) as err:
         check(forged)
     assert err.value.code == "SIGNATURE_INVALID" and "does not verify" in err.value.message
 
 
 def test_an_old_wasm_only_signature_is_refused() -> None:
-    old = {"algorithm": "ed25519", "public_key": bytes(KEY.verify_key).hex(), "wasm_hash": signing.wasm_digest(WASM),
-           "signature": KEY.sign(bytes.fromhex(signing.wasm_digest(WASM))).signature.hex()}
+    old = {
+        "algorithm": "ed25519",
+        "public_key": bytes(KEY.verify_key).hex(),
+        "wasm_hash": signing.wasm_digest(WASM),
+        "signature": KEY.sign(bytes.fromhex(signing.wasm_digest(WASM))).signature.hex(),
+    }
     with pytest.raises(AspenError) as err:
         check({**BASE, "signature": old})
     assert err.value.code == "SIGNATURE_INVALID" and signing.FORMAT in err.value.message
@@ -95,8 +105,12 @@ def test_missing_and_untrusted() -> None:
 
 def test_the_canonical_form_is_the_documented_bytes() -> None:
     """docs/PLUGIN_DEVELOPMENT.md shows these bytes: other tools must produce them exactly."""
-    fields = signing.canonical_fields(Manifest.from_json({"name": "echo", "version": "0.1.0", "handles": ["Ping"],
-                                                          "permissions": {"kv_read": True}}), "ab" * 32)
+    fields = signing.canonical_fields(
+        Manifest.from_json(
+            {"name": "echo", "version": "0.1.0", "handles": ["Ping"], "permissions": {"kv_read": True}}
+        ),
+        "ab" * 32,
+    )
     perms = ",".join(f'"{p}":{"true" if p == "kv_read" else "false"}' for p in sorted(PERMISSION_NAMES))
     assert signing.canonical_bytes(fields) == (
         '{"execution_timeout_ms":30000,"format":"aspen-manifest-v1","fuel_limit":500000000,"handles":["Ping"],'

@@ -21,7 +21,10 @@ def documented_imports() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     table = text[text.index("## Host imports") : text.index("### Error codes")]
     out = {}
     for name, params, result in ROW.findall(table):
-        out[name] = (tuple(p.strip() for p in params.split(",") if p.strip()), () if result == "()" else (result,))
+        out[name] = (
+            tuple(p.strip() for p in params.split(",") if p.strip()),
+            () if result == "()" else (result,),
+        )
     return out
 
 
@@ -42,11 +45,33 @@ def test_doc_permissions_match_the_table() -> None:
 
 
 def test_guide_functions_all_present() -> None:
-    guide = {"kv_get_value", "kv_put_value", "kv_delete_key", "kv_scan_prefix", "kv_compare_and_swap", "kv_batch_write",
-             "blob_exists", "blob_get_data", "blob_put_data", "is_current_leader", "get_leader_id", "get_node_id",
-             "sign_data", "verify_signature", "public_key", "get_random_bytes", "schedule_timer_on_host",
-             "cancel_timer_on_host", "subscribe_hook_events", "unsubscribe_hook_events", "log_info_msg",
-             "log_debug_msg", "log_warn_msg", "current_time_ms", "hlc_now_ms"}
+    guide = {
+        "kv_get_value",
+        "kv_put_value",
+        "kv_delete_key",
+        "kv_scan_prefix",
+        "kv_compare_and_swap",
+        "kv_batch_write",
+        "blob_exists",
+        "blob_get_data",
+        "blob_put_data",
+        "is_current_leader",
+        "get_leader_id",
+        "get_node_id",
+        "sign_data",
+        "verify_signature",
+        "public_key",
+        "get_random_bytes",
+        "schedule_timer_on_host",
+        "cancel_timer_on_host",
+        "subscribe_hook_events",
+        "unsubscribe_hook_events",
+        "log_info_msg",
+        "log_debug_msg",
+        "log_warn_msg",
+        "current_time_ms",
+        "hlc_now_ms",
+    }
     assert set(abi.IMPORTS) == guide | {"sha256_digest"}  # the guide's, plus version 2's one
 
 
