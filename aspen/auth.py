@@ -63,7 +63,9 @@ def read_cookie_file(path: Path) -> Cookie:
     """Read a cookie file; refuse one that others can read, as ssh does with keys."""
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ValueError(f"{path}: cookie file is readable by others (mode {oct(mode & 0o777)}); chmod 600 it")
+        raise ValueError(
+            f"{path}: cookie file is readable by others (mode {oct(mode & 0o777)}); chmod 600 it"
+        )
     try:
         return Cookie(path.read_text().strip())
     except ValueError as exc:

@@ -37,7 +37,9 @@ def push(client: Requester, doc: str, changes: bytes) -> dict[str, Any]:
     return client.request("AmPush", doc=doc, changes=changes)
 
 
-def pull(client: Requester, doc: str, heads: Sequence[str] = (), max_bytes: int | None = None) -> dict[str, Any]:
+def pull(
+    client: Requester, doc: str, heads: Sequence[str] = (), max_bytes: int | None = None
+) -> dict[str, Any]:
     fields: dict[str, Any] = {"doc": doc, "heads": list(heads)}
     if max_bytes is not None:
         fields["max_bytes"] = max_bytes

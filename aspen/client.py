@@ -165,20 +165,35 @@ class _Connection(asyncio.Protocol):
         if message.get("type") != "Hello":
             self._close(AspenError(ErrorCode.MALFORMED_FRAME, f"{self.addr} did not greet with Hello"))
         elif message.get("version") != PROTOCOL_VERSION:
-            self._close(AspenError(ErrorCode.INVALID_REQUEST, f"{self.addr} speaks protocol version "
-                                   f"{message.get('version')!r}, this client {PROTOCOL_VERSION}; upgrade the older side"))
+            self._close(
+                AspenError(
+                    ErrorCode.INVALID_REQUEST,
+                    f"{self.addr} speaks protocol version "
+                    f"{message.get('version')!r}, this client {PROTOCOL_VERSION}; upgrade the older side",
+                )
+            )
         elif not message.get("auth"):
             if self.cookie is not None or self.credential is not None:
                 # A client that holds the cookie never talks to a node that does not prove it:
                 # a relay could rewrite Hello{auth: true} to false and then read and answer
                 # everything itself (a downgrade).
-                self._close(AspenError(ErrorCode.AUTH_FAILED, f"{self.addr} did not ask for the cluster cookie, so it "
-                                       "cannot prove it holds it: refused (an impostor, or a node without a cookie)"))
+                self._close(
+                    AspenError(
+                        ErrorCode.AUTH_FAILED,
+                        f"{self.addr} did not ask for the cluster cookie, so it "
+                        "cannot prove it holds it: refused (an impostor, or a node without a cookie)",
+                    )
+                )
             else:
                 self._ready(message.get("node_id", 0))
         elif self.cookie is None and self.credential is None:
-            self._close(AspenError(ErrorCode.AUTH_FAILED, "the cluster needs a cookie (--cookie or ASPEN_COOKIE) "
-                                   "or a credential (--credential or ASPEN_CREDENTIAL); none given"))
+            self._close(
+                AspenError(
+                    ErrorCode.AUTH_FAILED,
+                    "the cluster needs a cookie (--cookie or ASPEN_COOKIE) "
+                    "or a credential (--credential or ASPEN_CREDENTIAL); none given",
+                )
+            )
         elif not isinstance(nonce, bytes) or len(nonce) != NONCE_BYTES:
             self._close(AspenError(ErrorCode.MALFORMED_FRAME, f"{self.addr}: Hello without a valid nonce"))
         elif self.cookie is None and self.credential is not None:
@@ -218,7 +233,9 @@ class _Connection(asyncio.Protocol):
             or not 0 <= node_id < 2**63
             or not cookie.check(*server_proof(self.server_nonce, self.nonce, node_id), message.get("mac"))
         ):
-            self._close(AspenError(ErrorCode.AUTH_FAILED, f"{self.addr} could not prove it holds the cluster cookie"))
+            self._close(
+                AspenError(ErrorCode.AUTH_FAILED, f"{self.addr} could not prove it holds the cluster cookie")
+            )
             return
         keys = SessionKeys.derive(cookie, self.server_nonce, self.nonce, server=False)
         self.send_mac = FrameMac(keys.send)
@@ -249,7 +266,9 @@ class _Connection(asyncio.Protocol):
             raise _NotSent("connection closed")
         request_id = next(self.ids)
         message["id"] = request_id
-        frame = encode_frame(message, self.send_mac)  # an oversized request raises here, before anything is sent
+        frame = encode_frame(
+            message, self.send_mac
+        )  # an oversized request raises here, before anything is sent
         fut: asyncio.Future[dict[str, Any]] = self.loop.create_future()
         self.pending[request_id] = fut
         self._write(frame)
@@ -423,13 +442,20 @@ class AsyncClient:
                 if not self._tls_cert:
                     # TLS 1.3 finishes the client's handshake before the node checks for a
                     # client certificate: its refusal arrives as a close before Hello.
-                    closed_early = AspenError(ErrorCode.AUTH_FAILED, f"{addr} closed the TLS connection before "
-                                              "greeting: it requires a client certificate (--cert and --key, signed "
-                                              "by the cluster's CA)")
+                    closed_early = AspenError(
+                        ErrorCode.AUTH_FAILED,
+                        f"{addr} closed the TLS connection before "
+                        "greeting: it requires a client certificate (--cert and --key, signed "
+                        "by the cluster's CA)",
+                    )
             try:
                 async with asyncio.timeout(timeout_s):
-                    _, conn = await loop.create_connection(lambda: _Connection(self.cookie, addr, closed_early, self.credential), host, port,
-                                                            **tls)
+                    _, conn = await loop.create_connection(
+                        lambda: _Connection(self.cookie, addr, closed_early, self.credential),
+                        host,
+                        port,
+                        **tls,
+                    )
                     try:
                         await conn.ready
                     except BaseException:
@@ -601,7 +627,9 @@ class AsyncClient:
             if addr in dead:
                 continue  # another endpoint at once: this one failed without taking any time
             backoff = await self._sleep(backoff, deadline)
-        raise last or AspenError(ErrorCode.TIMEOUT, f"{rtype}: no answer within {self.timeout_s}s", applied="unknown")
+        raise last or AspenError(
+            ErrorCode.TIMEOUT, f"{rtype}: no answer within {self.timeout_s}s", applied="unknown"
+        )
 
     async def close(self) -> None:
         conns, self._conns = self._conns, {}
@@ -753,7 +781,12 @@ class AsyncClient:
         return await self.request("MoveLeader", node_id=node_id)
 
     async def scan(
-        self, prefix: str, limit: int | None = None, continuation_token: str | None = None, *, stale: bool = False
+        self,
+        prefix: str,
+        limit: int | None = None,
+        continuation_token: str | None = None,
+        *,
+        stale: bool = False,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {"prefix": prefix, "stale": stale}
         if limit is not None:
@@ -811,7 +844,11 @@ class Client:
     """
 
     def __init__(
-        self, endpoints: str | list[str], cookie: str | Cookie | None = None, timeout_s: float = 10.0, **kwargs: Any
+        self,
+        endpoints: str | list[str],
+        cookie: str | Cookie | None = None,
+        timeout_s: float = 10.0,
+        **kwargs: Any,
     ) -> None:
         self._async = AsyncClient(endpoints, cookie, timeout_s, **kwargs)  # validates before a thread exists
         self._timeout_s = timeout_s
@@ -878,11 +915,18 @@ class Client:
                 asyncio.run_coroutine_threadsafe(agen.aclose(), self._loop).result(CONNECT_TIMEOUT_S)
 
     def scan(
-        self, prefix: str, limit: int | None = None, continuation_token: str | None = None, *, stale: bool = False
+        self,
+        prefix: str,
+        limit: int | None = None,
+        continuation_token: str | None = None,
+        *,
+        stale: bool = False,
     ) -> dict[str, Any]:
         return self._run(self._async.scan(prefix, limit, continuation_token, stale=stale))
 
-    def scan_all(self, prefix: str, *, pages_max: int = SCAN_PAGES_MAX, stale: bool = False) -> list[dict[str, Any]]:
+    def scan_all(
+        self, prefix: str, *, pages_max: int = SCAN_PAGES_MAX, stale: bool = False
+    ) -> list[dict[str, Any]]:
         wait_s = pages_max * (2 * self._timeout_s + CONNECT_TIMEOUT_S)
         return self._run(self._async.scan_all(prefix, pages_max=pages_max, stale=stale), wait_s)
 

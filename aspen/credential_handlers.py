@@ -87,7 +87,9 @@ class CredentialHandlers:
             await self.services.commit(["meta_cas", credentials.TABLE, name, None, record.encode()])
         except AspenError as exc:
             if exc.error.code == ErrorCode.CAS_FAILED:
-                raise AspenError(ErrorCode.INVALID_REQUEST, f"credential {name!r} exists; revoke it first") from None
+                raise AspenError(
+                    ErrorCode.INVALID_REQUEST, f"credential {name!r} exists; revoke it first"
+                ) from None
             raise
         return {"type": "AuthCreated", **record.describe(name), "token": str(token)}
 

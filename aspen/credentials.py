@@ -68,15 +68,21 @@ class Role:
 
     def __post_init__(self) -> None:
         if self.kind not in ROLES:
-            raise AspenError(ErrorCode.INVALID_REQUEST, f"role: must be one of {', '.join(ROLES)}, not {self.kind!r}")
+            raise AspenError(
+                ErrorCode.INVALID_REQUEST, f"role: must be one of {', '.join(ROLES)}, not {self.kind!r}"
+            )
         if len(self.prefixes) > PREFIXES_MAX or len(self.requests) > REQUESTS_MAX:
-            raise AspenError(ErrorCode.INVALID_REQUEST, f"at most {PREFIXES_MAX} prefixes and {REQUESTS_MAX} request types")
+            raise AspenError(
+                ErrorCode.INVALID_REQUEST, f"at most {PREFIXES_MAX} prefixes and {REQUESTS_MAX} request types"
+            )
         for p in self.prefixes:
             if not isinstance(p, str) or len(p.encode()) > PREFIX_MAX_BYTES:
                 raise AspenError(ErrorCode.INVALID_REQUEST, "prefixes: strings of at most 1 KiB")
         for r in self.requests:
             if not isinstance(r, str) or not 0 < len(r) <= 64:
-                raise AspenError(ErrorCode.INVALID_REQUEST, "requests: request type names of 1 to 64 characters")
+                raise AspenError(
+                    ErrorCode.INVALID_REQUEST, "requests: request type names of 1 to 64 characters"
+                )
 
     def missing(self, request: dict[str, Any]) -> str | None:
         """What this role lacks for `request`, in words; None when it may."""
@@ -135,15 +141,27 @@ class Record:
     expires_ms: int = 0  # wall-clock ms since the epoch; 0: never
 
     def encode(self) -> bytes:
-        return msgpack.packb({"kind": self.role.kind, "prefixes": list(self.role.prefixes),
-                              "requests": list(self.role.requests), "sha256": self.secret_sha256,
-                              "created_ms": self.created_ms, "expires_ms": self.expires_ms}, use_bin_type=True)
+        return msgpack.packb(
+            {
+                "kind": self.role.kind,
+                "prefixes": list(self.role.prefixes),
+                "requests": list(self.role.requests),
+                "sha256": self.secret_sha256,
+                "created_ms": self.created_ms,
+                "expires_ms": self.expires_ms,
+            },
+            use_bin_type=True,
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> Record:
         d = msgpack.unpackb(raw, raw=False)
-        return cls(Role(d["kind"], tuple(d["prefixes"]), tuple(d["requests"])), d["sha256"], d.get("created_ms", 0),
-                   d.get("expires_ms", 0))
+        return cls(
+            Role(d["kind"], tuple(d["prefixes"]), tuple(d["requests"])),
+            d["sha256"],
+            d.get("created_ms", 0),
+            d.get("expires_ms", 0),
+        )
 
     def matches(self, secret: bytes) -> bool:
         return hmac.compare_digest(hashlib.sha256(secret).digest(), self.secret_sha256)
@@ -153,8 +171,14 @@ class Record:
         return self.expires_ms != 0 and now_ms >= self.expires_ms
 
     def describe(self, name: str) -> dict[str, Any]:
-        return {"name": name, "role": self.role.kind, "prefixes": list(self.role.prefixes),
-                "requests": list(self.role.requests), "created_ms": self.created_ms, "expires_ms": self.expires_ms}
+        return {
+            "name": name,
+            "role": self.role.kind,
+            "prefixes": list(self.role.prefixes),
+            "requests": list(self.role.requests),
+            "created_ms": self.created_ms,
+            "expires_ms": self.expires_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +210,10 @@ class Token:
 
 def check_name(name: object) -> str:
     if not isinstance(name, str) or not NAME_RE.fullmatch(name) or name == ROOT:
-        raise AspenError(ErrorCode.INVALID_REQUEST,
-                         "name: 1 to 63 letters, digits, '_', '.', '-', starting with a letter or digit (not 'root')")
+        raise AspenError(
+            ErrorCode.INVALID_REQUEST,
+            "name: 1 to 63 letters, digits, '_', '.', '-', starting with a letter or digit (not 'root')",
+        )
     return name
 
 

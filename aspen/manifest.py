@@ -87,7 +87,9 @@ class Manifest:
                 problems.append(f"handles: at most {HANDLES_MAX}")
             for h in handles:
                 if not isinstance(h, str) or not TYPE_RE.match(h):
-                    problems.append(f"handles: {h!r} is not a request type name (a letter, then letters, digits, _)")
+                    problems.append(
+                        f"handles: {h!r} is not a request type name (a letter, then letters, digits, _)"
+                    )
         priority = get("priority", int, 950)
         if isinstance(priority, int) and not PRIORITY_MIN <= priority <= PRIORITY_MAX:
             problems.append(f"priority: {priority} is outside {PRIORITY_MIN} to {PRIORITY_MAX}")
@@ -131,10 +133,20 @@ class Manifest:
         if problems:
             raise ManifestError(problems)
         return cls(
-            name=name, version=version, handles=tuple(handles), priority=priority,
-            permissions=dict(permissions or {}), kv_prefixes=tuple(prefixes), fuel_limit=fuel,
-            memory_limit=memory, execution_timeout_secs=float(timeout), description=raw.get("description") or "",
-            author=raw.get("author") or "", signature=signature, wasm_hash=wasm_hash, enabled=enabled,
+            name=name,
+            version=version,
+            handles=tuple(handles),
+            priority=priority,
+            permissions=dict(permissions or {}),
+            kv_prefixes=tuple(prefixes),
+            fuel_limit=fuel,
+            memory_limit=memory,
+            execution_timeout_secs=float(timeout),
+            description=raw.get("description") or "",
+            author=raw.get("author") or "",
+            signature=signature,
+            wasm_hash=wasm_hash,
+            enabled=enabled,
             min_api_version=min_api,
         )
 

@@ -52,24 +52,38 @@ class NodeCollector:
         st = self.node.replicated.status()
         yield GaugeMetricFamily("aspen_raft_term", "Current Raft term", value=st["term"])
         yield GaugeMetricFamily("aspen_raft_commit_index", "Raft commit index", value=st["commit_index"])
-        yield GaugeMetricFamily("aspen_raft_applied_index", "Last log index applied here", value=st["applied_index"])
-        yield GaugeMetricFamily("aspen_raft_has_quorum", "1 when a majority is reachable", value=int(st["has_quorum"]))
+        yield GaugeMetricFamily(
+            "aspen_raft_applied_index", "Last log index applied here", value=st["applied_index"]
+        )
+        yield GaugeMetricFamily(
+            "aspen_raft_has_quorum", "1 when a majority is reachable", value=int(st["has_quorum"])
+        )
         role = GaugeMetricFamily("aspen_raft_role", "1 for this node's current role", labels=["role"])
         for r in _ROLES:
             role.add_metric([r], int(st["role"] == r))
         yield role
         blobs = self.node.replicated.read(lambda s: list(s.blob_records()))
         mine = [rec for _, rec in blobs if self.node.cfg.node_id in rec.holders]
-        yield GaugeMetricFamily("aspen_blob_bytes", "Bytes of blobs held by this node", value=sum(r.size for r in mine))
+        yield GaugeMetricFamily(
+            "aspen_blob_bytes", "Bytes of blobs held by this node", value=sum(r.size for r in mine)
+        )
         yield GaugeMetricFamily("aspen_blobs", "Blobs held by this node", value=len(mine))
-        calls = GaugeMetricFamily("aspen_plugin_calls", "Calls into the plugin's current instance", labels=["plugin"])
-        errors = GaugeMetricFamily("aspen_plugin_errors", "Failed calls (traps, timeouts, fuel)", labels=["plugin"])
+        calls = GaugeMetricFamily(
+            "aspen_plugin_calls", "Calls into the plugin's current instance", labels=["plugin"]
+        )
+        errors = GaugeMetricFamily(
+            "aspen_plugin_errors", "Failed calls (traps, timeouts, fuel)", labels=["plugin"]
+        )
         fuel = GaugeMetricFamily("aspen_plugin_fuel_used", "Fuel consumed", labels=["plugin"])
         p50 = GaugeMetricFamily("aspen_plugin_latency_p50_seconds", "Median call latency", labels=["plugin"])
-        p99 = GaugeMetricFamily("aspen_plugin_latency_p99_seconds", "99th percentile call latency", labels=["plugin"])
+        p99 = GaugeMetricFamily(
+            "aspen_plugin_latency_p99_seconds", "99th percentile call latency", labels=["plugin"]
+        )
         dropped = GaugeMetricFamily("aspen_plugin_hook_events_dropped", "Hook events lost to a full queue",
                                     labels=["plugin"])
-        state = GaugeMetricFamily("aspen_plugin_state", "1 for the plugin's lifecycle state", labels=["plugin", "state"])
+        state = GaugeMetricFamily(
+            "aspen_plugin_state", "1 for the plugin's lifecycle state", labels=["plugin", "state"]
+        )
         for name, s in self.node.plugins.local_status().items():
             if "calls" not in s:
                 continue
@@ -88,8 +102,12 @@ class NodeCollector:
                                       labels=["state"])
             conns.add_metric(["handshake"], len(server.preauth))
             conns.add_metric(["authenticated"], len(server.connections))
-            refused = CounterMetricFamily("aspen_client_refusals", "Connections refused or closed: a wrong cookie, "
-                                          "a frame failing its session tag, no free slot", labels=["reason"])
+            refused = CounterMetricFamily(
+                "aspen_client_refusals",
+                "Connections refused or closed: a wrong cookie, "
+                "a frame failing its session tag, no free slot",
+                labels=["reason"],
+            )
             for reason in ("cookie", "tag", "overloaded"):
                 refused.add_metric([reason], server.refusals.counts.get(reason, 0))
             yield from (conns, refused)

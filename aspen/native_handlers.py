@@ -39,7 +39,9 @@ def decode_token(token: str) -> str:
     try:
         return base64.urlsafe_b64decode(token.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise AspenError(ErrorCode.INVALID_REQUEST, "continuation_token: not a token this cluster issued") from None
+        raise AspenError(
+            ErrorCode.INVALID_REQUEST, "continuation_token: not a token this cluster issued"
+        ) from None
 
 
 class NativeHandlers:
@@ -125,7 +127,11 @@ class NativeHandlers:
             if kind is None:
                 raise AspenError(ErrorCode.INVALID_REQUEST, f"ops[{i}].op: must be Set or Delete")
             key = p.require_str(item, "key", where=f"ops[{i}]")
-            ops.append(["put", key, p.require_bytes(item, "value", where=f"ops[{i}]")] if kind == "put" else ["del", key])
+            ops.append(
+                ["put", key, p.require_bytes(item, "value", where=f"ops[{i}]")]
+                if kind == "put"
+                else ["del", key]
+            )
         return ops
 
     async def batch_write(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -140,7 +146,8 @@ class NativeHandlers:
             kind = _CONDITIONS.get(item.get("kind"))  # type: ignore[arg-type]
             if kind is None:
                 raise AspenError(
-                    ErrorCode.INVALID_REQUEST, f"conditions[{i}].kind: must be ValueEquals, KeyExists or KeyNotExists"
+                    ErrorCode.INVALID_REQUEST,
+                    f"conditions[{i}].kind: must be ValueEquals, KeyExists or KeyNotExists",
                 )
             key = p.require_str(item, "key", where=f"conditions[{i}]")
             if kind == "eq":
@@ -168,10 +175,22 @@ class NativeHandlers:
                 next_after = entries[-1]["key"]  # the rest are the next page's
                 break
             page_bytes += entry_bytes
-            entries.append({"key": k, "value": e.value, "version": e.version, "create_revision": e.create_revision,
-                            "mod_revision": e.mod_revision})
+            entries.append(
+                {
+                    "key": k,
+                    "value": e.value,
+                    "version": e.version,
+                    "create_revision": e.create_revision,
+                    "mod_revision": e.mod_revision,
+                }
+            )
         next_token = encode_token(next_after) if next_after is not None else None
-        return {"type": "ScanResult", "entries": entries, "count": len(entries), "continuation_token": next_token}
+        return {
+            "type": "ScanResult",
+            "entries": entries,
+            "count": len(entries),
+            "continuation_token": next_token,
+        }
 
     # -- blobs -----------------------------------------------------------------------------
 

@@ -176,7 +176,8 @@ class AspenNode:
             seen = json.loads(ident.read_text())
             if seen.get("node_id") != self.cfg.node_id:
                 raise SystemExit(
-                    f"aspen-node: {self.cfg.data_dir} belongs to node {seen.get('node_id')}, not {self.cfg.node_id}"
+                    f"aspen-node: {self.cfg.data_dir} belongs to node {seen.get('node_id')}, not "
+                    f"{self.cfg.node_id}"
                 )
         else:
             ident.write_text(json.dumps(mine))
@@ -217,12 +218,15 @@ class AspenNode:
             host, _ = split_host_port(cfg.listen)
             if not _is_loopback(host) and not cfg.insecure_plaintext:
                 raise SystemExit(
-                    f"aspen-node: clients on {cfg.listen} would talk in plaintext: give --cert-file and --key-file "
+                    f"aspen-node: clients on {cfg.listen} would talk in plaintext: give --cert-file and "
+                    "--key-file "
                     "(TLS), or --insecure-plaintext on a network you trust"
                 )
             return None, None
         try:
-            server = tls.server_context(cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth)
+            server = tls.server_context(
+                cfg.cert_file, cfg.key_file, cfg.trusted_ca_file, cfg.client_cert_auth
+            )
             peer = tls.client_context(tls.TLSFiles(cfg.trusted_ca_file, cfg.cert_file, cfg.key_file))
         except ValueError as exc:
             raise SystemExit(f"aspen-node: {exc}") from None
@@ -252,7 +256,9 @@ class AspenNode:
 
     # -- serving ---------------------------------------------------------------------------
 
-    def dispatch(self, request: dict[str, Any], finish: Finish, token: Token) -> Awaitable[dict[str, Any]] | None:
+    def dispatch(
+        self, request: dict[str, Any], finish: Finish, token: Token
+    ) -> Awaitable[dict[str, Any]] | None:
         """Route a request: a plugin that owns the key's namespace, else the native handler,
         else the first plugin by priority that handles the type (aspen/plugins/manager.py).
         A plugin request is handed to the plugin's worker, which answers through `finish`."""
@@ -333,7 +339,11 @@ class AspenNode:
             if addr is None:
                 raise AspenError(ErrorCode.UNAVAILABLE, f"no client address known for node {node_id}")
             client = AsyncClient(
-                [addr], cookie=self.cfg.cookie, timeout_s=PEER_FETCH_TIMEOUT_S, discover_leader=False, tls=self.peer_tls
+                [addr],
+                cookie=self.cfg.cookie,
+                timeout_s=PEER_FETCH_TIMEOUT_S,
+                discover_leader=False,
+                tls=self.peer_tls,
             )
             self._peer_clients[node_id] = client
         return client
@@ -386,10 +396,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not fsync the Raft log (etcd's flag): faster, but a power loss of a majority of nodes "
              "can lose acknowledged writes",
     )
-    ap.add_argument("--cert-file", type=Path, help="TLS certificate (PEM) for the client port; also presented to peers")
+    ap.add_argument(
+        "--cert-file", type=Path, help="TLS certificate (PEM) for the client port; also presented to peers"
+    )
     ap.add_argument("--key-file", type=Path, help="its private key (PEM)")
-    ap.add_argument("--trusted-ca-file", type=Path,
-                    help="CA (PEM) that signed the other nodes' certificates (and clients', with --client-cert-auth)")
+    ap.add_argument(
+        "--trusted-ca-file",
+        type=Path,
+        help="CA (PEM) that signed the other nodes' certificates (and clients', with --client-cert-auth)",
+    )
     ap.add_argument("--client-cert-auth", action="store_true",
                     help="clients must present a certificate signed by --trusted-ca-file")
     ap.add_argument("--insecure-plaintext", action="store_true",
@@ -420,7 +435,8 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
     metrics_listen = (f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
                       else args.metrics_listen)
     logging.basicConfig(
-        level=args.log_level.upper(), format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s"
+        level=args.log_level.upper(),
+        format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s",
     )
     try:
         split_host_port(args.listen)

@@ -124,7 +124,9 @@ def awaiting(handler: RequestHandler) -> Dispatch:
     return lambda request, finish, token: handler(request)
 
 
-def error_frame(request_id: int, code: ErrorCode, message: str, mac: FrameMac | None = None, **details: Any) -> bytes:
+def error_frame(
+    request_id: int, code: ErrorCode, message: str, mac: FrameMac | None = None, **details: Any
+) -> bytes:
     wire = Error(code, message, details).to_wire()
     wire["id"] = request_id
     return encode_frame(wire, mac)
@@ -180,7 +182,9 @@ class _Connection(asyncio.Protocol):
         """Take an authenticated slot, or answer OVERLOADED and close."""
         server = self.server
         if len(server.connections) >= server.connections_max:
-            server.refusals.warn("overloaded", "refused a connection: %d connections open", len(server.connections))
+            server.refusals.warn(
+                "overloaded", "refused a connection: %d connections open", len(server.connections)
+            )
             self._fail(0, ErrorCode.OVERLOADED, "too many connections; retry later")
             return False
         server.connections.add(self)
@@ -292,8 +296,14 @@ class _Connection(asyncio.Protocol):
             return
         rtype = message.get("type")
         if type(rtype) is not str or not 0 < len(rtype) <= TYPE_MAX_CHARS:
-            self._write(error_frame(request_id, ErrorCode.INVALID_REQUEST,
-                                    f"type: must be a string of 1 to {TYPE_MAX_CHARS} characters", self.send_mac))
+            self._write(
+                error_frame(
+                    request_id,
+                    ErrorCode.INVALID_REQUEST,
+                    f"type: must be a string of 1 to {TYPE_MAX_CHARS} characters",
+                    self.send_mac,
+                )
+            )
             return
         self.in_flight += 1
         token = (request_id, rtype, perf_counter())
@@ -322,8 +332,11 @@ class _Connection(asyncio.Protocol):
         assert cookie is not None
         version = message.get("version")
         if message.get("type") == "Auth" and version != PROTOCOL_VERSION:
-            self._fail(0, ErrorCode.INVALID_REQUEST,
-                       f"the client speaks protocol version {version!r}, this node {PROTOCOL_VERSION}; upgrade it")
+            self._fail(
+                0,
+                ErrorCode.INVALID_REQUEST,
+                f"the client speaks protocol version {version!r}, this node {PROTOCOL_VERSION}; upgrade it",
+            )
             return
         client_nonce = message.get("nonce")
         if message.get("type") != "Auth":
@@ -347,8 +360,15 @@ class _Connection(asyncio.Protocol):
         if not self._admit():
             return
         keys = SessionKeys.derive(cookie, self.nonce, client_nonce, server=True)
-        self._write(encode_frame({"type": "AuthOk", "node_id": self.server.node_id,
-                                  "mac": cookie.mac(*server_proof(self.nonce, client_nonce, self.server.node_id))}))
+        self._write(
+            encode_frame(
+                {
+                    "type": "AuthOk",
+                    "node_id": self.server.node_id,
+                    "mac": cookie.mac(*server_proof(self.nonce, client_nonce, self.server.node_id)),
+                }
+            )
+        )
         self.send_mac = FrameMac(keys.send)
         self.decoder.mac = FrameMac(keys.receive)
 
@@ -358,7 +378,9 @@ class _Connection(asyncio.Protocol):
         server = self.server
         name, secret, client_nonce = message.get("credential"), message.get("secret"), message.get("nonce")
         if self.transport is None or self.transport.get_extra_info("ssl_object") is None:
-            self._fail(0, ErrorCode.AUTH_FAILED, "credentials are accepted only over TLS (this node has no TLS)")
+            self._fail(
+                0, ErrorCode.AUTH_FAILED, "credentials are accepted only over TLS (this node has no TLS)"
+            )
             return
         if (
             server.check_credential is None
@@ -369,7 +391,9 @@ class _Connection(asyncio.Protocol):
             or not server.check_credential(name, secret)
         ):
             server.refusals.warn("credential", "refused a client with a wrong, revoked or unknown credential")
-            self._fail(0, ErrorCode.AUTH_FAILED, f"credential {str(name)[:64]!r} is wrong, revoked or unknown")
+            self._fail(
+                0, ErrorCode.AUTH_FAILED, f"credential {str(name)[:64]!r} is wrong, revoked or unknown"
+            )
             return
         if self.handshake_timer is not None:
             self.handshake_timer.cancel()
@@ -537,10 +561,16 @@ def _answer(request_id: int, rtype: str, response: dict[str, Any] | None,
             error = exc
     if isinstance(error, LAYER_ERRORS):
         error = wire_error(error)
-        return error_frame(request_id, error.code, error.message, mac, **error.error.details), str(error.code)[:64]
+        return error_frame(request_id, error.code, error.message, mac, **error.error.details), str(
+            error.code
+        )[:64]
     log.error("request %d (%s) failed", request_id, rtype, exc_info=error)
-    return (error_frame(request_id, ErrorCode.INTERNAL, f"internal error in request {request_id}; see node log", mac),
-            "INTERNAL")
+    return (
+        error_frame(
+            request_id, ErrorCode.INTERNAL, f"internal error in request {request_id}; see node log", mac
+        ),
+        "INTERNAL",
+    )
 
 
 class Server:
@@ -573,8 +603,13 @@ class Server:
         streams: dict[str, StreamHandler] | None = None,
         streams_max: int = STREAMS_MAX,
     ) -> None:
-        if min(connections_max, preauth_connections_max, in_flight_max, unsent_max_bytes) < 1 or handshake_timeout_s <= 0:
-            raise ValueError("connection bounds, in_flight_max, unsent_max_bytes and handshake_timeout_s must be positive")
+        if (
+            min(connections_max, preauth_connections_max, in_flight_max, unsent_max_bytes) < 1
+            or handshake_timeout_s <= 0
+        ):
+            raise ValueError(
+                "connection bounds, in_flight_max, unsent_max_bytes and handshake_timeout_s must be positive"
+            )
         self.dispatch = dispatch
         self.streams: dict[str, StreamHandler] = dict(streams or {})
         self.streams_max = streams_max
@@ -602,8 +637,9 @@ class Server:
         tls: dict[str, Any] = {}
         if self.ssl_context is not None:
             tls = {"ssl": self.ssl_context, "ssl_handshake_timeout": self.handshake_timeout_s}
-        self._server = await loop.create_server(lambda: _Connection(self), self.host, self.port, reuse_address=True,
-                                                **tls)
+        self._server = await loop.create_server(
+            lambda: _Connection(self), self.host, self.port, reuse_address=True, **tls
+        )
         self._bound_port = self._server.sockets[0].getsockname()[1]
 
     def admit_preauth(self, conn: _Connection) -> None:

@@ -26,7 +26,9 @@ T = TypeVar("T")
 
 
 def _not_committed(timeout_s: float) -> AspenError:
-    return AspenError(ErrorCode.TIMEOUT, f"not committed within {timeout_s}s; it may still apply", applied="unknown")
+    return AspenError(
+        ErrorCode.TIMEOUT, f"not committed within {timeout_s}s; it may still apply", applied="unknown"
+    )
 
 
 def with_deadline(fut: asyncio.Future[T], timeout_s: float) -> Coroutine[Any, Any, T]:
@@ -101,4 +103,6 @@ class NodeServices:
     def has_blob(self, blob_hash: str, *, local: bool = False) -> bool:
         if local:
             return self.replicated.blobs.has(blob_hash)
-        return self.replicated.blobs.has(blob_hash) or self.read(lambda s: s.blob_record(blob_hash)) is not None
+        return (
+            self.replicated.blobs.has(blob_hash) or self.read(lambda s: s.blob_record(blob_hash)) is not None
+        )

@@ -41,8 +41,17 @@ FORMAT = "aspen-manifest-v1"
 # The manifest fields a signature covers, in the names of the canonical form; description,
 # author and enabled are not covered (they change nothing the plugin may do).
 SIGNED_FIELDS = (
-    "wasm_hash", "name", "version", "handles", "priority", "permissions", "kv_prefixes", "fuel_limit", "memory_limit",
-    "execution_timeout_ms", "min_api_version",
+    "wasm_hash",
+    "name",
+    "version",
+    "handles",
+    "priority",
+    "permissions",
+    "kv_prefixes",
+    "fuel_limit",
+    "memory_limit",
+    "execution_timeout_ms",
+    "min_api_version",
 )
 # The manifest field each canonical field comes from, where the names differ.
 MANIFEST_FIELD = {"execution_timeout_ms": "execution_timeout_secs"}
@@ -77,7 +86,9 @@ def canonical_fields(manifest: Manifest, wasm_hash: str) -> dict[str, Any]:
 
 def canonical_bytes(fields: dict[str, Any]) -> bytes:
     """The signed message: canonical JSON of `fields` (sorted keys, no whitespace, UTF-8)."""
-    return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+    return json.dumps(
+        fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def sign(manifest: Manifest, wasm: bytes, key: nacl.signing.SigningKey) -> dict[str, Any]:
@@ -128,7 +139,9 @@ def verify(manifest: Manifest, wasm_hash: str, trusted: dict[str, str] | None = 
     try:
         key_hex = str(signature["public_key"])
         message = canonical_bytes(signed)
-        nacl.signing.VerifyKey(bytes.fromhex(key_hex)).verify(message, bytes.fromhex(str(signature["signature"])))
+        nacl.signing.VerifyKey(bytes.fromhex(key_hex)).verify(
+            message, bytes.fromhex(str(signature["signature"]))
+        )
     except (KeyError, TypeError, ValueError, nacl.exceptions.CryptoError):
         raise _invalid("the signature does not verify against its public key") from None
     # The copy is authentic: now every field of the manifest must equal it.
@@ -139,5 +152,7 @@ def verify(manifest: Manifest, wasm_hash: str, trusted: dict[str, str] | None = 
     if set(signed) != set(now):
         raise _invalid(f"the signed fields are {sorted(signed)}, not those of {FORMAT}")
     if trusted is not None and key_hex not in trusted:
-        raise AspenError("SIGNATURE_UNTRUSTED", f"signed by {key_hex[:16]}..., which is not a trusted author key")
+        raise AspenError(
+            "SIGNATURE_UNTRUSTED", f"signed by {key_hex[:16]}..., which is not a trusted author key"
+        )
     return key_hex

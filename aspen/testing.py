@@ -75,7 +75,9 @@ class PluginHarness:
             info = plugin.info()
             if mismatches := m.info_mismatches(info):
                 name = mismatches[0]
-                raise ValueError(f"plugin_info {name} is {info.get(name)!r}, the manifest says {getattr(m, name)!r}")
+                raise ValueError(
+                    f"plugin_info {name} is {info.get(name)!r}, the manifest says {getattr(m, name)!r}"
+                )
             if init:
                 plugin.init()
         except BaseException:
@@ -102,7 +104,14 @@ class PluginHarness:
         if revision is None:
             self.revision += 1
             revision = self.revision
-        event = {"subject": subject, "key": key, "index": revision, "term": 1, "revision": revision, "depth": depth}
+        event = {
+            "subject": subject,
+            "key": key,
+            "index": revision,
+            "term": 1,
+            "revision": revision,
+            "depth": depth,
+        }
         self.plugin.on_hook_event(event)
         self.delivered.append(event)
         return True

@@ -66,7 +66,9 @@ def server_context(cert_file: Path, key_file: Path, trusted_ca_file: Path | None
     """The node's side: its certificate; with client_cert_auth, clients must present one the
     trusted CA signed (etcd's --client-cert-auth)."""
     if client_cert_auth and trusted_ca_file is None:
-        raise ValueError("--client-cert-auth needs --trusted-ca-file (the CA clients' certificates come from)")
+        raise ValueError(
+            "--client-cert-auth needs --trusted-ca-file (the CA clients' certificates come from)"
+        )
     # Not create_default_context(CLIENT_AUTH): it also trusts the system's CAs, so any public
     # certificate would pass --client-cert-auth. Only --trusted-ca-file is trusted.
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)

@@ -99,12 +99,17 @@ def run(rounds: int) -> dict[str, Case]:
 
 
 def table(cases: dict[str, Case]) -> str:
-    lines = ["| case | median s | best s | target s | met | fuel per call (median) |", "|---|---|---|---|---|---|"]
+    lines = [
+        "| case | median s | best s | target s | met | fuel per call (median) |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, case in cases.items():
         median = statistics.median(case.seconds)
-        lines.append(f"| {name}{' ' + case.note if case.note else ''} | {median:.3f} | {min(case.seconds):.3f} "
-                     f"| {case.target_s:g} | {'yes' if median <= case.target_s else 'no'} "
-                     f"| {statistics.median(case.fuel):,.0f} |")
+        lines.append(
+            f"| {name}{' ' + case.note if case.note else ''} | {median:.3f} | {min(case.seconds):.3f} "
+            f"| {case.target_s:g} | {'yes' if median <= case.target_s else 'no'} "
+            f"| {statistics.median(case.fuel):,.0f} |"
+        )
     return "\n".join(lines)
 
 
@@ -116,9 +121,12 @@ def main() -> None:
     text = table(run(args.rounds))
     print(text)
     if not args.no_readme:
-        note = (f"3 nodes on 127.0.0.1, Python client, one request at a time, {args.rounds} rounds spread over the "
-                f"nodes, measured {time.strftime('%Y-%m-%d')}. Changes made by @automerge/automerge 3.5.0 "
-                "(one map key set per change). Fuel is the serving node's plugin fuel for the call.")
+        note = (
+            f"3 nodes on 127.0.0.1, Python client, one request at a time, {args.rounds} rounds spread over "
+            "the "
+            f"nodes, measured {time.strftime('%Y-%m-%d')}. Changes made by @automerge/automerge 3.5.0 "
+            "(one map key set per change). Fuel is the serving node's plugin fuel for the call."
+        )
         write_section("automerge_bench", "Automerge plugin: push and full pull", note + "\n\n" + text)
 
 

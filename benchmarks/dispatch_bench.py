@@ -85,7 +85,9 @@ async def through_worker(worker: PluginWorker, call: Callable[[dict[str, Any]], 
     return loop_s, worker_s, wall_s
 
 
-def inline(call: Callable[[dict[str, Any]], Any], request: dict[str, Any], batches: int) -> tuple[float, float, float]:
+def inline(
+    call: Callable[[dict[str, Any]], Any], request: dict[str, Any], batches: int
+) -> tuple[float, float, float]:
     loop_before, wall_before = time.thread_time(), time.perf_counter()
     for _ in range(batches * IN_FLIGHT):
         call(request)
@@ -107,8 +109,9 @@ async def run(batches: int, rounds: int) -> dict[tuple[str, str], tuple[float, f
                         if way == "inline":
                             loop_s, worker_s, wall_s = inline(instance.handle_request, request, batches)
                         else:
-                            loop_s, worker_s, wall_s = await through_worker(worker, instance.handle_request, request,
-                                                                            batches)
+                            loop_s, worker_s, wall_s = await through_worker(
+                                worker, instance.handle_request, request, batches
+                            )
                         n = batches * IN_FLIGHT
                         us = (loop_s / n * 1e6, worker_s / n * 1e6, wall_s / n * 1e6)
                         if (name, way) not in best or sum(us[:2]) < sum(best[(name, way)][:2]):
@@ -123,7 +126,9 @@ async def run(batches: int, rounds: int) -> dict[tuple[str, str], tuple[float, f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--batches", type=int, default=1000, help=f"batches of {IN_FLIGHT} requests per measurement")
+    ap.add_argument(
+        "--batches", type=int, default=1000, help=f"batches of {IN_FLIGHT} requests per measurement"
+    )
     ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds; each way keeps its best")
     ap.add_argument("--no-readme", action="store_true")
     args = ap.parse_args()
@@ -133,16 +138,26 @@ def main() -> None:
     lines = ["| plugin request | way | loop thread CPU us | worker thread CPU us | CPU us in all | wall us |",
              "|---|---|---|---|---|---|"]
     for (name, way), (loop_us, worker_us, wall_us) in best.items():
-        lines.append(f"| {name} | {way} | {loop_us:.2f} | {worker_us:.2f} | {loop_us + worker_us:.2f} | {wall_us:.2f} |")
+        lines.append(
+            f"| {name} | {way} | {loop_us:.2f} | {worker_us:.2f} | {loop_us + worker_us:.2f} | "
+            f"{wall_us:.2f} |"
+        )
     text = "\n".join(lines)
     print(text)
     if not args.no_readme:
-        note = (f"One process, an in-memory host, batches of {IN_FLIGHT} requests, best of {args.rounds} interleaved "
-                f"rounds of {args.batches} batches, per request, measured {time.strftime('%Y-%m-%d')}. 'inline' is "
-                "the call alone (msgpack in and out, the C call, stats); the worker rows add the hand-off: the "
-                "loop's side (post, answers) and the worker's (taking the batch, the same calls). The gap between "
-                "one and two CPUs is what the hand-off costs in caches and in the GIL passing between CPUs.")
-        write_section("dispatch_bench", "Plugins: the call against the hand-off to its worker", note + "\n\n" + text)
+        note = (
+            f"One process, an in-memory host, batches of {IN_FLIGHT} requests, best of {args.rounds} "
+            "interleaved "
+            f"rounds of {args.batches} batches, per request, measured {time.strftime('%Y-%m-%d')}. 'inline' "
+            "is "
+            "the call alone (msgpack in and out, the C call, stats); the worker rows add the hand-off: the "
+            "loop's side (post, answers) and the worker's (taking the batch, the same calls). The gap "
+            "between "
+            "one and two CPUs is what the hand-off costs in caches and in the GIL passing between CPUs."
+        )
+        write_section(
+            "dispatch_bench", "Plugins: the call against the hand-off to its worker", note + "\n\n" + text
+        )
 
 
 if __name__ == "__main__":

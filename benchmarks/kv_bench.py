@@ -116,7 +116,9 @@ async def sequential(op: Callable[[int], Awaitable[Any]], count: int, errors: Er
     return percentile(samples, 0.5) * 1e3, percentile(samples, 0.99) * 1e3
 
 
-async def throughput(op: Callable[[int], Awaitable[Any]], in_flight: int, seconds: float, errors: Errors) -> float:
+async def throughput(
+    op: Callable[[int], Awaitable[Any]], in_flight: int, seconds: float, errors: Errors
+) -> float:
     """Acknowledged requests per second with `in_flight` outstanding."""
     done = 0
     end = time.perf_counter() + seconds
@@ -148,7 +150,9 @@ async def run_small(target: Target, seconds: float, errors: Errors) -> dict[str,
     out["write p50 ms"], out["write p99 ms"] = await sequential(
         lambda i: target.put(f"seq/{i}", value(i)), SEQUENTIAL_OPS, errors
     )
-    out["read p50 ms"], out["read p99 ms"] = await sequential(lambda i: target.get(f"seq/{i}"), SEQUENTIAL_OPS, errors)
+    out["read p50 ms"], out["read p99 ms"] = await sequential(
+        lambda i: target.get(f"seq/{i}"), SEQUENTIAL_OPS, errors
+    )
     for n in CONCURRENCY:
         out[f"writes/s @{n}"] = await throughput(
             lambda i: target.put(f"tp/{i % 100_000}", value(i)), n, seconds, errors
@@ -224,7 +228,9 @@ def summarize_failover(times_s: list[float]) -> dict[str, float]:
     return {"failover median s": times_s[len(times_s) // 2], "failover max s": times_s[-1]}
 
 
-async def put_until_acknowledged(put: Callable[[str, bytes], Awaitable[Any]], key: str, value: bytes = b"x") -> None:
+async def put_until_acknowledged(
+    put: Callable[[str, bytes], Awaitable[Any]], key: str, value: bytes = b"x"
+) -> None:
     """Retry a put (each attempt bounded by its client's timeout) until one is acknowledged,
     10 ms apart, as a client that must get its write in would; at most FAILOVER_ATTEMPTS_MAX."""
     last: Exception | None = None
@@ -244,7 +250,9 @@ async def failover_seconds(cluster: LocalCluster, rounds: int) -> list[float]:
     out = []
     for i in range(rounds):
         leader = cluster.wait_leader()
-        client = AsyncClient(cluster.endpoints, cluster.cookie, timeout_s=FAILOVER_ATTEMPT_TIMEOUT_S, retries_max=3)
+        client = AsyncClient(
+            cluster.endpoints, cluster.cookie, timeout_s=FAILOVER_ATTEMPT_TIMEOUT_S, retries_max=3
+        )
         await put_until_acknowledged(client.put, "failover/warm")  # connected to the leader before the kill
         cluster.kill(leader)
         killed = time.perf_counter()
@@ -438,7 +446,9 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     lines = [header, sep]
     for m in metrics:
         if any(m not in rows[n] for n in names):
-            lines.append(f"| {m} | {_cell(m, rows['aspen'][m])} |" + " - |" * (len(names) - 1 + ("etcd" in rows)))
+            lines.append(
+                f"| {m} | {_cell(m, rows['aspen'][m])} |" + " - |" * (len(names) - 1 + ("etcd" in rows))
+            )
             continue
         line = f"| {m} | " + " | ".join(_cell(m, rows[n][m]) for n in names)
         if "etcd" in rows:
@@ -496,8 +506,14 @@ async def connect_ms_p50(cluster: LocalCluster) -> float:
     """p50 of a new connection to one node: TCP, TLS when on, the cookie handshake, one Ping."""
     samples = []
     for _ in range(HANDSHAKES):
-        client = AsyncClient(cluster.nodes[1].client_addr, cluster.cookie, timeout_s=10, discover_leader=False,
-                             retries_max=1, **cluster.client_tls())
+        client = AsyncClient(
+            cluster.nodes[1].client_addr,
+            cluster.cookie,
+            timeout_s=10,
+            discover_leader=False,
+            retries_max=1,
+            **cluster.client_tls(),
+        )
         t0 = time.perf_counter()
         await client.ping()
         samples.append(time.perf_counter() - t0)
@@ -510,11 +526,16 @@ async def rows_at_64(cluster: LocalCluster, seconds: float, values: list[bytes])
     try:
         errors = Errors()
         await client.put("tls/warm", b"x")
-        writes = await throughput(lambda i: client.put(f"tls/{i % 10_000}", values[i % VALUE_POOL]), 64, seconds,
-                                  errors)
+        writes = await throughput(
+            lambda i: client.put(f"tls/{i % 10_000}", values[i % VALUE_POOL]), 64, seconds, errors
+        )
         reads = await throughput(lambda i: client.get(f"tls/{i % 10_000}"), 64, seconds, errors)
-        return {"writes/s @64": writes, "reads/s @64": reads, "new connection p50 ms": await connect_ms_p50(cluster),
-                "failed requests": errors.count}
+        return {
+            "writes/s @64": writes,
+            "reads/s @64": reads,
+            "new connection p50 ms": await connect_ms_p50(cluster),
+            "failed requests": errors.count,
+        }
     finally:
         await client.close()
 
@@ -548,10 +569,14 @@ def main() -> None:
     ap.add_argument("--vs-etcd", action="store_true", help="run the same workload against a 3-node etcd")
     ap.add_argument("--seconds", type=float, default=5.0, help="duration of each throughput run")
     ap.add_argument("--no-readme", action="store_true", help="print only; do not update benchmarks/README.md")
-    ap.add_argument("--failover-rounds", type=int, default=5, help="leader SIGKILLs to time on each system (0: skip)")
+    ap.add_argument(
+        "--failover-rounds", type=int, default=5, help="leader SIGKILLs to time on each system (0: skip)"
+    )
     ap.add_argument("--aspen-unsafe-no-fsync", action="store_true",
                     help=f"start the Aspen nodes with aspen-node {UNSAFE_NO_FSYNC} (etcd keeps fsync on)")
-    ap.add_argument("--tls", action="store_true", help="then compare plaintext and TLS clusters (issue 12's rows)")
+    ap.add_argument(
+        "--tls", action="store_true", help="then compare plaintext and TLS clusters (issue 12's rows)"
+    )
     args = ap.parse_args()
     node_args: list[str] = []
     if args.aspen_unsafe_no_fsync:
@@ -576,9 +601,12 @@ def main() -> None:
         note = (
             f"3 nodes on 127.0.0.1, random values (os.urandom) of {VALUE_BYTES} bytes, and of 32 KiB in the "
             f"'32k' rows, Python client (asyncio + uvloop), {args.seconds:g} s per throughput run, "
-            f"{SEQUENTIAL_OPS} sequential ops ({SEQUENTIAL_OPS_LARGE} of 32 KiB); reads are linearizable on both "
-            f"sides; failover is SIGKILL of the leader to the next acknowledged write, {args.failover_rounds} "
-            f"round{'' if args.failover_rounds == 1 else 's'} each, the etcd client trying its endpoints in turn. {fsync_note}. "
+            f"{SEQUENTIAL_OPS} sequential ops ({SEQUENTIAL_OPS_LARGE} of 32 KiB); reads are linearizable on "
+            "both "
+            "sides; failover is SIGKILL of the leader to the next acknowledged write, "
+            f"{args.failover_rounds} "
+            f"round{'' if args.failover_rounds == 1 else 's'} each, the etcd client trying its endpoints in "
+            f"turn. {fsync_note}. "
             f"Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores."
         )
         body = note + "\n\n" + text + ("\n\n" + targets if targets else "")

@@ -10,7 +10,8 @@ On a 3-node LocalCluster on loopback it measures:
 - a snapshot (pysyncobj log compaction): no request forces one, and compaction starts only once
   a node's log holds more than RaftConfig.compaction_min_entries entries (or after
   compaction_min_time_s). A 1,000-op batch is one log entry (group commit may pack several), so
-  a load by batches alone does not get there; after the load the bench writes one-op entries until every node has
+  a load by batches alone does not get there; after the load the bench writes one-op entries until every node
+  has
   replaced its raft/snapshot.bin, and reports the file's size and how long the file took from
   appearing as snapshot.bin.child.tmp to its rename (a forked child dumps the state and writes
   the file while the node serves: the serving gap below shows what the node itself felt);
@@ -215,8 +216,14 @@ async def load(client: AsyncClient, keys: int, batch_ops: int, in_flight: int) -
         first = b * batch_ops
         count = min(batch_ops, keys - first)
         blob = os.urandom(count * VALUE_BYTES)  # one call: random values without a per-key cost
-        ops = [{"op": "Set", "key": KEY_FORMAT.format(first + j), "value": blob[j * VALUE_BYTES:(j + 1) * VALUE_BYTES]}
-               for j in range(count)]
+        ops = [
+            {
+                "op": "Set",
+                "key": KEY_FORMAT.format(first + j),
+                "value": blob[j * VALUE_BYTES : (j + 1) * VALUE_BYTES],
+            }
+            for j in range(count)
+        ]
         for attempt in range(BATCH_ATTEMPTS_MAX):
             try:
                 await client.batch(ops)
@@ -271,7 +278,9 @@ async def fill_log_until_snapshots(
     return written, watcher.done_after(since_s)
 
 
-async def restart_seconds(cluster: LocalCluster, node_id: int, key: str, timeout_s: float) -> tuple[float, float]:
+async def restart_seconds(
+    cluster: LocalCluster, node_id: int, key: str, timeout_s: float
+) -> tuple[float, float]:
     """SIGTERM `node_id`, start it; (stop s, start until caught up and serving s): it has
     applied the leader's commit index as of the restart and answers a linearizable read of
     `key` itself."""
@@ -363,8 +372,13 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, str]]:
             rows.add("one-op writes until every node compacted", f"{fill_writes:,} in {fill_s:,.1f} s")
             rows.add("snapshot size MiB", " / ".join(
                 f"{snaps[n].size_bytes / MIB:,.1f}" if n in snaps else "none" for n in node_ids))
-            rows.add("snapshot file write s (child .tmp to rename)", " / ".join(
-                f"{snaps[n].write_s:.2f}" if n in snaps and snaps[n].write_s is not None else "-" for n in node_ids))
+            rows.add(
+                "snapshot file write s (child .tmp to rename)",
+                " / ".join(
+                    f"{snaps[n].write_s:.2f}" if n in snaps and snaps[n].write_s is not None else "-"
+                    for n in node_ids
+                ),
+            )
             during_load = sum(1 for ev in watcher.events if ev.done_s <= load_end)
             rows.add("snapshots during the load", f"{during_load}")
             for kind in PROBE_KINDS:
@@ -380,7 +394,9 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, str]]:
             # A restart or a join that does not finish in time is a result to report, not a
             # reason to lose the rows above.
             try:
-                stop_s, restart_s = await restart_seconds(cluster, follower, KEY_FORMAT.format(args.keys - 1), wait_s)
+                stop_s, restart_s = await restart_seconds(
+                    cluster, follower, KEY_FORMAT.format(args.keys - 1), wait_s
+                )
                 rows.add("stop s (SIGTERM to exit)", f"{stop_s:.2f}")
                 rows.add("restart s", f"{restart_s:.2f}")
             except (TimeoutError, RuntimeError) as exc:
@@ -393,7 +409,9 @@ async def main_async(args: argparse.Namespace) -> list[tuple[str, str]]:
                 rows.add("added node catch-up s", f"{time.perf_counter() - t0:.2f}")
                 rows.add("RSS of the added node MiB", mib_of_nodes(cluster, "VmRSS", [added]))
             except (TimeoutError, RuntimeError, AspenError) as exc:
-                rows.add("added node catch-up s", f"failed after {time.perf_counter() - t0:.0f} s: {exc}"[:200])
+                rows.add(
+                    "added node catch-up s", f"failed after {time.perf_counter() - t0:.0f} s: {exc}"[:200]
+                )
         finally:
             await probes.stop()
             await watcher.stop()
@@ -407,7 +425,9 @@ def main() -> None:
     ap.add_argument("--keys", type=int, default=1_000_000, help="keys to load (100-byte random values)")
     ap.add_argument("--batch-ops", type=int, default=BATCH_OPS_MAX, help="Set ops per BatchWrite")
     ap.add_argument("--in-flight", type=int, default=4, help="batches in flight while loading")
-    ap.add_argument("--probe-ms", type=float, default=10.0, help="probe period per node and kind (0: no probes)")
+    ap.add_argument(
+        "--probe-ms", type=float, default=10.0, help="probe period per node and kind (0: no probes)"
+    )
     ap.add_argument("--dir", type=Path,
                     help="cluster directory, kept afterwards for its node logs (default: a temporary one)")
     ap.add_argument("--no-readme", action="store_true", help="print only; do not update benchmarks/README.md")
@@ -421,18 +441,29 @@ def main() -> None:
     print("\n" + text)
     if not args.no_readme:
         note = (
-            f"3 nodes on 127.0.0.1, {args.keys:,} keys of random {VALUE_BYTES}-byte values loaded by BatchWrite of "
-            f"{args.batch_ops:,} ops, {args.in_flight} batches in flight, Python client (asyncio + uvloop); Aspen "
-            f"fsync on (default). Probes: a stale and a linearizable read to each node every {args.probe_ms:g} ms, "
-            f"each node answering itself, during the load (their cost is in the load rate) and the snapshot phase (from the end of the load "
+            f"3 nodes on 127.0.0.1, {args.keys:,} keys of random {VALUE_BYTES}-byte values loaded by "
+            "BatchWrite of "
+            f"{args.batch_ops:,} ops, {args.in_flight} batches in flight, Python client (asyncio + uvloop); "
+            "Aspen "
+            "fsync on (default). Probes: a stale and a linearizable read to each node every "
+            f"{args.probe_ms:g} ms, "
+            "each node answering itself, during the load (their cost is in the load rate) and the snapshot "
+            "phase (from the end of the load "
             f"until every node has compacted). No "
-            f"request forces a snapshot: a node compacts once its log holds more than {COMPACTION_MIN_ENTRIES:,} "
-            f"entries (or {COMPACTION_MIN_TIME_S:g} s after its last), and a batch is one entry, so after the load "
-            f"the bench writes one-op entries until every node has replaced raft/snapshot.bin. A forked child dumps "
-            f"the state and writes the file (from snapshot.bin.child.tmp appearing to its rename) while the node "
-            f"serves; the slowest probe answers during the snapshot show what serving felt. Per-node cells are "
-            f"node 1 / 2 / 3. Restart: a follower, SIGTERM, then start until it has applied the leader's commit "
-            f"index and answers a linearizable read itself. Added node: LocalCluster.add_node (aspen-cluster add), "
+            "request forces a snapshot: a node compacts once its log holds more than "
+            f"{COMPACTION_MIN_ENTRIES:,} "
+            f"entries (or {COMPACTION_MIN_TIME_S:g} s after its last), and a batch is one entry, so after "
+            "the load "
+            "the bench writes one-op entries until every node has replaced raft/snapshot.bin. A forked "
+            "child dumps "
+            "the state and writes the file (from snapshot.bin.child.tmp appearing to its rename) while the "
+            "node "
+            "serves; the slowest probe answers during the snapshot show what serving felt. Per-node cells "
+            "are "
+            "node 1 / 2 / 3. Restart: a follower, SIGTERM, then start until it has applied the leader's "
+            "commit "
+            "index and answers a linearizable read itself. Added node: LocalCluster.add_node "
+            "(aspen-cluster add), "
             f"from start to caught up. Measured {time.strftime('%Y-%m-%d')} on {os.cpu_count()} cores."
         )
         write_section("large_state_bench", "Large state: load, memory, snapshot, restart, new member",

@@ -40,10 +40,12 @@ WHERE_THE_COST_GOES = (
     "the three guest entries (aspen_alloc, handle_request, aspen_free; sandbox/_guestcall.c), host "
     "functions through a C trampoline, and the hand-off to the plugin's worker thread, which answers its "
     "whole batch in one loop callback. The guest entries themselves are the small part (a no-op call is "
-    "well under a microsecond, see the sandbox table); the Python around them (msgpack in and out, stats, the worker's "
+    "well under a microsecond, see the sandbox table); the Python around them (msgpack in and out, stats, "
+    "the worker's "
     "queue) and the hand-off between the loop's and the worker's threads are the rest; "
     "benchmarks/dispatch_bench.py splits the two, and shows the hand-off costing about twice as much with "
-    "the threads on two CPUs as on one. Before the C call path (six ctypes calls and three GIL hand-offs a plugin "
+    "the threads on two CPUs as on one. Before the C call path (six ctypes calls and three GIL hand-offs a "
+    "plugin "
     "call, a future and a task wake-up per request) the cost was +62% (Ping) and +37% (ReadKey)."
 )
 READ_RESPONSE = {"type": "ReadResult", "was_found": True, "value": b"v" * 100}
@@ -70,7 +72,12 @@ def plugins() -> list[tuple[bytes, dict[str, Any]]]:
     )
     return [
         (pinger, manifest("bench-ping", "1.0.0", ["PluginPing"])),
-        (reader, manifest("bench-read", "1.0.0", ["ReadKey"], kv_prefixes=["bench:"], permissions={"kv_read": True})),
+        (
+            reader,
+            manifest(
+                "bench-read", "1.0.0", ["ReadKey"], kv_prefixes=["bench:"], permissions={"kv_read": True}
+            ),
+        ),
     ]
 
 
@@ -136,15 +143,19 @@ def _native_of(name: str) -> str:
 
 
 def table(cases: dict[str, Case]) -> str:
-    lines = ["| request | req/s @1 | req/s @64 | cost vs native @64: paired, median (range) | of the best rounds "
-             "| nodes' CPU us/request @64 (median) | CPU cost vs native |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| request | req/s @1 | req/s @64 | cost vs native @64: paired, median (range) | of the best rounds "
+        "| nodes' CPU us/request @64 (median) | CPU cost vs native |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for name, case in cases.items():
         paired = best = cpu_cost = "-"
         cpu = statistics.median(case.cpu_us)
         if case.costs:
             native = cases[_native_of(name)]
-            paired = f"{statistics.median(case.costs):+.0%} ({min(case.costs):+.0%} to {max(case.costs):+.0%})"
+            paired = (
+                f"{statistics.median(case.costs):+.0%} ({min(case.costs):+.0%} to {max(case.costs):+.0%})"
+            )
             best = f"{native.best[64] / case.best[64] - 1:+.0%}"
             cpu_cost = f"{cpu / statistics.median(native.cpu_us) - 1:+.0%}"
         lines.append(f"| {name} | {case.best[1]:,.0f} | {case.best[64]:,.0f} | {paired} | {best} "
@@ -161,14 +172,19 @@ def main() -> None:
     text = table(uvloop.run(run(args.seconds, args.rounds)))
     print(text)
     if not args.no_readme:
-        note = (f"3 nodes on 127.0.0.1 on a shared 2-CPU machine, Python client, {args.rounds} interleaved rounds of "
-                f"{args.seconds:g} s, measured {time.strftime('%Y-%m-%d')}. Target (issue 4): a plugin-served request "
-                "costs at most 20% more than the native one at 64 in flight. Cost = native req/s / plugin req/s - 1. "
-                "The headline is the paired cost: native and plugin measured back to back in each round, taking "
-                "turns at going first, median over the rounds; 'of the best rounds' compares each case's best "
-                "round. The nodes' CPU is every thread of the three node processes (the kernel's schedstat) over "
-                "the requests served. Whole runs an hour apart on this machine differed by up to 10 points in "
-                "these medians.")
+        note = (
+            f"3 nodes on 127.0.0.1 on a shared 2-CPU machine, Python client, {args.rounds} interleaved "
+            "rounds of "
+            f"{args.seconds:g} s, measured {time.strftime('%Y-%m-%d')}. Target (issue 4): a plugin-served "
+            "request "
+            "costs at most 20% more than the native one at 64 in flight. Cost = native req/s / plugin req/s "
+            "- 1. "
+            "The headline is the paired cost: native and plugin measured back to back in each round, taking "
+            "turns at going first, median over the rounds; 'of the best rounds' compares each case's best "
+            "round. The nodes' CPU is every thread of the three node processes (the kernel's schedstat) over "
+            "the requests served. Whole runs an hour apart on this machine differed by up to 10 points in "
+            "these medians."
+        )
         write_section("plugin_bench", "Plugins: plugin-served requests against native ones",
                       note + "\n\n" + text + "\n\n" + WHERE_THE_COST_GOES)
 

@@ -31,7 +31,8 @@ ALLOC = """
   (func $alloc (export "aspen_alloc") (param $n i32) (result i32)
     (local $p i32)
     (local.set $p (global.get $bump))
-    (global.set $bump (i32.add (global.get $bump) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (global.set $bump
+      (i32.add (global.get $bump) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
     (if (i32.gt_u (global.get $bump) (i32.const 1048576)) (then (global.set $bump (i32.const 65536))))
     (local.get $p))
 """
@@ -182,10 +183,13 @@ def main() -> None:
     if not args.no_readme:
         from importlib.metadata import version
 
-        note = (f"wasmtime {version('wasmtime')}, one C call per plugin call (sandbox/_guestcall.c), fuel and epoch deadline "
-                f"set on every call; best of 5 interleaved rounds of {args.calls} calls (host round trip: a "
-                f"guest making {HOST_CALLS} kv_get_value calls per request, minus the same guest's loop "
-                f"without them, over {HOST_CALLS}); measured {time.strftime('%Y-%m-%d')}.")
+        note = (
+            f"wasmtime {version('wasmtime')}, one C call per plugin call (sandbox/_guestcall.c), fuel and "
+            "epoch deadline "
+            f"set on every call; best of 5 interleaved rounds of {args.calls} calls (host round trip: a "
+            f"guest making {HOST_CALLS} kv_get_value calls per request, minus the same guest's loop "
+            f"without them, over {HOST_CALLS}); measured {time.strftime('%Y-%m-%d')}."
+        )
         write_section("sandbox_bench", "Sandbox: calls into and out of a plugin", note + "\n\n" + text)
 
 

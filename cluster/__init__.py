@@ -9,4 +9,12 @@ from cluster.errors import ClusterCode, ClusterError
 from cluster.events import ClusterEvent, EventBus, Subscription
 from cluster.replicated import ReplicatedNode
 
-__all__ = ["ClusterCode", "ClusterError", "ClusterEvent", "EventBus", "RaftConfig", "ReplicatedNode", "Subscription"]
+__all__ = [
+    "ClusterCode",
+    "ClusterError",
+    "ClusterEvent",
+    "EventBus",
+    "RaftConfig",
+    "ReplicatedNode",
+    "Subscription",
+]

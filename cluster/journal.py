@@ -163,7 +163,9 @@ def write_file_durably(path: Path, data: bytes, durability: Durability) -> None:
 class DurableJournal:
     """pysyncobj's Journal interface (add, clear, deleteEntriesFrom/To, term, vote, commit)."""
 
-    def __init__(self, path: Path, durability: Durability, *, version: bytes, sync_before_truncate: Path) -> None:
+    def __init__(
+        self, path: Path, durability: Durability, *, version: bytes, sync_before_truncate: Path
+    ) -> None:
         ensure_private_dir(path.parent)
         self._path = path
         self._durability = durability

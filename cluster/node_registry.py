@@ -23,7 +23,9 @@ class NodeRecord:
     client_addr: str | None
 
     def encode(self) -> bytes:
-        return msgpack.packb({"raft_addr": self.raft_addr, "client_addr": self.client_addr}, use_bin_type=True)
+        return msgpack.packb(
+            {"raft_addr": self.raft_addr, "client_addr": self.client_addr}, use_bin_type=True
+        )
 
     @classmethod
     def decode(cls, raw: bytes) -> NodeRecord | None:

@@ -39,9 +39,13 @@ def _array_header(count: int) -> bytes:
 
 def failure_error(reason: int) -> ClusterError:
     if reason == FAIL_REASON.QUEUE_FULL:
-        return ClusterError(ClusterCode.OVERLOADED, "the Raft command queue is full; retry later", applied="no")
+        return ClusterError(
+            ClusterCode.OVERLOADED, "the Raft command queue is full; retry later", applied="no"
+        )
     if reason in _NOT_APPLIED:
-        return ClusterError(ClusterCode.UNAVAILABLE, "no leader is available to commit the write", applied="no")
+        return ClusterError(
+            ClusterCode.UNAVAILABLE, "no leader is available to commit the write", applied="no"
+        )
     return ClusterError(
         ClusterCode.UNAVAILABLE,
         "leadership changed before the write was confirmed; it may or may not have applied",
@@ -81,9 +85,11 @@ class Proposer:
             raise ClusterError(ClusterCode.OVERLOADED, "too many writes waiting for the log; retry later")
         op_bytes = self._packer.pack(op)
         if len(op_bytes) + ENTRY_HEADER_MAX_BYTES > self._entry_max_bytes:
-            raise ClusterError(ClusterCode.VALUE_TOO_LARGE,
-                             f"one write of {len(op_bytes)} bytes is over the log entry limit {self._entry_max_bytes}",
-                             applied="no")
+            raise ClusterError(
+                ClusterCode.VALUE_TOO_LARGE,
+                f"one write of {len(op_bytes)} bytes is over the log entry limit {self._entry_max_bytes}",
+                applied="no",
+            )
         fut: asyncio.Future[Any] = self._loop.create_future()
         self._pending.append((op_bytes, fut))
         if not self._flush_scheduled and self._in_flight < self._in_flight_max:
@@ -123,7 +129,9 @@ class Proposer:
             except Exception as exc:  # pysyncobj refused synchronously (e.g. shutting down)
                 self._complete(futures, None, FAIL_REASON.REQUEST_DENIED, exc)
 
-    def _complete(self, futures: list[asyncio.Future[Any]], res: Any, err: int, exc: Exception | None = None) -> None:
+    def _complete(
+        self, futures: list[asyncio.Future[Any]], res: Any, err: int, exc: Exception | None = None
+    ) -> None:
         self._in_flight -= 1
         if err == FAIL_REASON.SUCCESS:
             index, results = res

@@ -161,7 +161,10 @@ class SnapshotFile:
     def read(self, path: str) -> tuple[Any, Any, Any]:
         with open(path, "rb") as f:
             raw = f.read()
-        if raw[: len(SNAPSHOT_MAGIC)] != SNAPSHOT_MAGIC or raw[len(SNAPSHOT_MAGIC)] != SNAPSHOT_FORMAT_VERSION:
+        if (
+            raw[: len(SNAPSHOT_MAGIC)] != SNAPSHOT_MAGIC
+            or raw[len(SNAPSHOT_MAGIC)] != SNAPSHOT_FORMAT_VERSION
+        ):
             raise ValueError(f"{path}: not an Aspen snapshot of format {SNAPSHOT_FORMAT_VERSION}")
         body = msgpack.unpackb(raw[len(SNAPSHOT_MAGIC) + 1 :], raw=False)
         self._load_state(body["state"])
@@ -260,7 +263,9 @@ class RaftCore(SyncObj):
             write_durably(self._joining_marker, b"waiting to catch up with a leader before campaigning\n")
         self._await_leader = joining and self._joining_marker.exists()
         if self._await_leader:
-            log.info("joining a cluster with data from an empty log: no campaigning until caught up with a leader")
+            log.info(
+                "joining a cluster with data from an empty log: no campaigning until caught up with a leader"
+            )
         self._reads = ReadIndex(self, on_read_index or (lambda _results: None))
         self._on_applied = on_applied
         self._reported_applied = 0
@@ -420,7 +425,9 @@ class RaftCore(SyncObj):
             if self._caught_up():
                 self._await_leader = False
                 self._joining_marker.unlink(missing_ok=True)
-                log.info("caught up with the leader at index %d: an ordinary member now", self.raftLastApplied)
+                log.info(
+                    "caught up with the leader at index %d: an ordinary member now", self.raftLastApplied
+                )
             else:
                 # Keep the election deadline ahead: no campaign. It still votes.
                 self._SyncObj__raftElectionDeadline = raft_clock() + 3600  # type: ignore[attr-defined]

@@ -79,7 +79,9 @@ class ReadIndex:
         local = []
         for token, index, error in results:
             if isinstance(token, _AskedBy):  # a follower's request: answered over the transport
-                self._raft.send(token.node, {"type": ANSWER, "id": token.ask_id, "index": index, "error": error})
+                self._raft.send(
+                    token.node, {"type": ANSWER, "id": token.ask_id, "index": index, "error": error}
+                )
             else:
                 local.append((token, index, error))
         if local:
@@ -140,11 +142,16 @@ class ReadIndex:
         while self._batches and (not leader or self._batches[0].term != term
                                  or now - self._batches[0].started > CONFIRM_TIMEOUT_S):
             batch = self._batches.popleft()
-            why = "leadership changed before the read was confirmed" if not leader or batch.term != term else \
-                "no majority confirmed the leader in time (a partition?)"
+            why = (
+                "leadership changed before the read was confirmed"
+                if not leader or batch.term != term
+                else "no majority confirmed the leader in time (a partition?)"
+            )
             failed.extend((t, None, why) for t in batch.tokens)
         if self._waiting and (not leader or now - self._waiting[0][1] > CONFIRM_TIMEOUT_S):
-            failed.extend((t, None, "the leader has not committed in its term yet; retry") for t, _ in self._waiting)
+            failed.extend(
+                (t, None, "the leader has not committed in its term yet; retry") for t, _ in self._waiting
+            )
             self._waiting = []
         for ask_id in [i for i, r in self._remote.items() if now - r.started > CONFIRM_TIMEOUT_S]:
             failed.extend((t, None, "the leader did not answer the read index request") for t in

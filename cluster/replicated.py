@@ -99,7 +99,9 @@ class ReplicatedNode:
             self._leader_task.cancel()
         await self.blob_sync.stop()
         if self._proposer is not None:
-            self._proposer.fail_all(ClusterError(ClusterCode.UNAVAILABLE, "node is shutting down", applied="no"))
+            self._proposer.fail_all(
+                ClusterError(ClusterCode.UNAVAILABLE, "node is shutting down", applied="no")
+            )
         if self._raft is not None:
             raft = self._raft
             self._raft = None
@@ -203,7 +205,9 @@ class ReplicatedNode:
         try:
             await asyncio.wait_for(fut, timeout_s)
         except TimeoutError:
-            raise ClusterError(ClusterCode.TIMEOUT, f"index {index} not applied within {timeout_s}s") from None
+            raise ClusterError(
+                ClusterCode.TIMEOUT, f"index {index} not applied within {timeout_s}s"
+            ) from None
 
     def read(self, fn: Callable[[StateMachine], T]) -> T:
         with self._lock:
@@ -315,7 +319,9 @@ class ReplicatedNode:
             if leader is not None and leader != self.node_id:
                 return leader
             await asyncio.sleep(0.02)
-        raise ClusterError(ClusterCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry")
+        raise ClusterError(
+            ClusterCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry"
+        )
 
     async def transfer_leadership_to(self, target_id: int, timeout_s: float) -> None:
         """Make node target_id the leader (etcd's move-leader), from the leader.

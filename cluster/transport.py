@@ -378,12 +378,25 @@ class _Link:
         self.rbuf.clear()
         assert self.node is not None
         server_addr = self.node.address.encode()
-        expected = _mac(self.t.settings.key, b"server", self.nonce_mine, reply[len(MAGIC):len(MAGIC) + NONCE_BYTES],
-                        self.t.self_addr, server_addr)
-        if reply[: len(MAGIC)] != MAGIC or not hmac.compare_digest(expected, reply[len(MAGIC) + NONCE_BYTES:]):
-            self.t.ratelog(logging.ERROR, "cookie", self.peer_desc,
-                           "Raft member %s did not prove the cluster cookie: it has a different cluster "
-                           "cookie (or is not an Aspen member); not connected", self.peer_desc)
+        expected = _mac(
+            self.t.settings.key,
+            b"server",
+            self.nonce_mine,
+            reply[len(MAGIC) : len(MAGIC) + NONCE_BYTES],
+            self.t.self_addr,
+            server_addr,
+        )
+        if reply[: len(MAGIC)] != MAGIC or not hmac.compare_digest(
+            expected, reply[len(MAGIC) + NONCE_BYTES :]
+        ):
+            self.t.ratelog(
+                logging.ERROR,
+                "cookie",
+                self.peer_desc,
+                "Raft member %s did not prove the cluster cookie: it has a different cluster "
+                "cookie (or is not an Aspen member); not connected",
+                self.peer_desc,
+            )
             # Tell it so (an all-zero proof), so its log names the problem too; our own proof
             # is not sent to a peer that could not prove itself.
             with contextlib.suppress(OSError):
@@ -391,7 +404,9 @@ class _Link:
             self.close("peer failed authentication")
             return
         self.nonce_peer = reply[len(MAGIC):len(MAGIC) + NONCE_BYTES]
-        proof = _mac(self.t.settings.key, b"client", self.nonce_mine, self.nonce_peer, self.t.self_addr, server_addr)
+        proof = _mac(
+            self.t.settings.key, b"client", self.nonce_mine, self.nonce_peer, self.t.self_addr, server_addr
+        )
         self.queue(proof)
         if self.state == CLOSED:
             return
@@ -417,7 +432,9 @@ class _Link:
         self.become_ready(c2s_first=False)
 
     def become_ready(self, *, c2s_first: bool) -> None:
-        nonce_c, nonce_s = (self.nonce_mine, self.nonce_peer) if c2s_first else (self.nonce_peer, self.nonce_mine)
+        nonce_c, nonce_s = (
+            (self.nonce_mine, self.nonce_peer) if c2s_first else (self.nonce_peer, self.nonce_mine)
+        )
         c2s = _mac(self.t.settings.key, b"c2s", nonce_c, nonce_s)
         s2c = _mac(self.t.settings.key, b"s2c", nonce_c, nonce_s)
         send_key, recv_key = (c2s, s2c) if c2s_first else (s2c, c2s)
@@ -622,7 +639,9 @@ class RaftTransport(Transport):
         try:
             self._onMessageReceived(node, message)
         except Exception:  # a bug in a handler must not close the link or stop the tick
-            log.exception("handling a Raft message of type %s from %s failed", message.get("type"), node.address)
+            log.exception(
+                "handling a Raft message of type %s from %s failed", message.get("type"), node.address
+            )
 
     def _on_accept(self, descr: int, event: int) -> None:
         server = self._server
@@ -640,9 +659,13 @@ class RaftTransport(Transport):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if len(self._preauth) >= PREAUTH_CONNECTIONS_MAX:
                 oldest = self._preauth.popleft()
-                self.ratelog(logging.WARNING, "preauth", oldest.peer_desc,
-                             "too many unauthenticated connections to the Raft port: dropping the oldest (%s)",
-                             oldest.peer_desc)
+                self.ratelog(
+                    logging.WARNING,
+                    "preauth",
+                    oldest.peer_desc,
+                    "too many unauthenticated connections to the Raft port: dropping the oldest (%s)",
+                    oldest.peer_desc,
+                )
                 oldest.close("pre-auth pool full")
             link = _Link(self, sock, AWAIT_HELLO, str(addr[0]), None)
             self._preauth.append(link)
@@ -655,7 +678,9 @@ class RaftTransport(Transport):
             family, kind, proto, _, sockaddr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
             sock = socket.socket(family, kind, proto)
         except OSError as exc:
-            self.ratelog(logging.WARNING, "resolve", node.address, "cannot reach Raft member %s: %s", node.address, exc)
+            self.ratelog(
+                logging.WARNING, "resolve", node.address, "cannot reach Raft member %s: %s", node.address, exc
+            )
             return
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -666,7 +691,9 @@ class RaftTransport(Transport):
         except OSError as exc:
             sock.close()
             if exc.errno not in (errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH):
-                self.ratelog(logging.WARNING, "connect", node.address, "connect to %s failed: %s", node.address, exc)
+                self.ratelog(
+                    logging.WARNING, "connect", node.address, "connect to %s failed: %s", node.address, exc
+                )
             return
         link = _Link(self, sock, CONNECTING, node.address, node)
         self._outgoing[node] = link

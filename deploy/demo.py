@@ -1,6 +1,7 @@
 """`make run`: a local 3-node cluster serving plugins, over TLS.
 
-Starts 3 nodes (TLS with a new local CA and client certificates: `aspen-cluster up --tls`), writes a value through node 1 and reads it through node 3, installs the WASM
+Starts 3 nodes (TLS with a new local CA and client certificates: `aspen-cluster up --tls`), writes a value
+through node 1 and reads it through node 3, installs the WASM
 plugin examples/wat-greeter (compiled from its WebAssembly text) and calls it through every
 node. Then the Rust plugin examples/plugins/kv-counter goes the author's way: built with
 `cargo aspen-plugin build --release`, signed with a new key, the key trusted on the cluster,
@@ -53,7 +54,9 @@ def serve_kv_counter(cluster: LocalCluster) -> None:
         c.request("PluginKeysAdd", public_key=public, name="demo author")
         r = c.request("PluginInstall", manifest=json.loads(manifest.read_text()),
                       wasm=(WASM_DIR / "aspen_kv_counter.wasm").read_bytes(), verify_signature=True)
-        print(f"trusted key {public[:16]}... and installed {r['name']} {r['version']} with --verify-signature")
+        print(
+            f"trusted key {public[:16]}... and installed {r['name']} {r['version']} with --verify-signature"
+        )
     # Until a node has loaded the plugin, it would serve counter: keys natively: wait, as
     # `aspen-cli plugin install --wait` does.
     with cluster.client() as c:
@@ -89,22 +92,34 @@ def how_to_use(cluster: LocalCluster) -> None:
 def main() -> None:
     cluster = LocalCluster(DEMO_DIR)
     if cluster.nodes and healthy(cluster):
-        print(f"A demo cluster is already running in {DEMO_DIR}/ (leader: node {cluster.leader_id()}): kept as it "
-              "is, with its data.")
+        print(
+            f"A demo cluster is already running in {DEMO_DIR}/ (leader: node {cluster.leader_id()}): kept "
+            "as it "
+            "is, with its data."
+        )
         print(f"For a fresh one: .venv/bin/aspen-cluster down --dir {DEMO_DIR} --purge, then make run again.")
         print()
         how_to_use(cluster)
         return
     if cluster.nodes:
-        print(f"The previous demo cluster in {DEMO_DIR}/ is not healthy (a node is down or there is no leader): "
-              "replacing it, data and all.")
+        print(
+            f"The previous demo cluster in {DEMO_DIR}/ is not healthy (a node is down or there is no "
+            "leader): "
+            "replacing it, data and all."
+        )
         cluster.down(purge=True)
     cluster = LocalCluster(DEMO_DIR, tls=True)
-    print(f"starting 3 nodes (TLS: CA and certificates in {cluster.tls_dir.relative_to(Path.cwd().resolve())}/) ...")
+    print(
+        "starting 3 nodes (TLS: CA and certificates in "
+        f"{cluster.tls_dir.relative_to(Path.cwd().resolve())}/) ..."
+    )
     cluster.up(3)
     leader = cluster.wait_leader()
     print(f"leader elected: node {leader}")
-    with cluster.client([1], discover_leader=False) as via1, cluster.client([3], discover_leader=False) as via3:
+    with (
+        cluster.client([1], discover_leader=False) as via1,
+        cluster.client([3], discover_leader=False) as via3,
+    ):
         w = via1.put("demo/greeting", b"hello from node 1")
         print(f"wrote demo/greeting through node 1 (revision {w['revision']})")
         r = via3.get("demo/greeting")

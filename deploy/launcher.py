@@ -166,7 +166,11 @@ class LocalCluster:
         """Client keyword arguments (cacert, cert, key) for this cluster; {} without TLS."""
         if not self.tls:
             return {}
-        return {"cacert": self.tls_dir / "ca.pem", "cert": self.tls_dir / "client.pem", "key": self.tls_dir / "client.key"}
+        return {
+            "cacert": self.tls_dir / "ca.pem",
+            "cert": self.tls_dir / "client.pem",
+            "key": self.tls_dir / "client.key",
+        }
 
     def _issue_node_cert(self, node_id: int) -> None:
         host = self.nodes[node_id].host
@@ -180,8 +184,16 @@ class LocalCluster:
 
     def _save(self) -> None:
         tmp = self.state_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"nodes": [asdict(n) for n in self.nodes.values()], "node_args": self.node_args,
-                                   "tls": self.tls}, indent=2))
+        tmp.write_text(
+            json.dumps(
+                {
+                    "nodes": [asdict(n) for n in self.nodes.values()],
+                    "node_args": self.node_args,
+                    "tls": self.tls,
+                },
+                indent=2,
+            )
+        )
         os.replace(tmp, self.state_path)
 
     def data_dir(self, node_id: int) -> Path:
@@ -252,9 +264,15 @@ class LocalCluster:
         spec = self.nodes[node_id]
         others = [n for n in self.nodes.values() if n.node_id != node_id]
         if self.tls:
-            tls = ["--cert-file", str(self.tls_dir / f"node{node_id}.pem"), "--key-file",
-                   str(self.tls_dir / f"node{node_id}.key"), "--trusted-ca-file", str(self.tls_dir / "ca.pem"),
-                   "--client-cert-auth"]
+            tls = [
+                "--cert-file",
+                str(self.tls_dir / f"node{node_id}.pem"),
+                "--key-file",
+                str(self.tls_dir / f"node{node_id}.key"),
+                "--trusted-ca-file",
+                str(self.tls_dir / "ca.pem"),
+                "--client-cert-auth",
+            ]
         elif spec.host != HOST:
             tls = ["--insecure-plaintext"]  # network-namespace test hosts on a private bridge
         else:
@@ -346,7 +364,9 @@ class LocalCluster:
             if not self.alive(node_id):
                 raise RuntimeError(f"node {node_id} exited; log tail: {self.log_tails().get(node_id, '')}")
             time.sleep(0.05)
-        raise TimeoutError(f"node {node_id} did not catch up within {timeout_s}s; log tails: {self.log_tails()}")
+        raise TimeoutError(
+            f"node {node_id} did not catch up within {timeout_s}s; log tails: {self.log_tails()}"
+        )
 
     def remove_node(self, node_id: int, timeout_s: float = 30.0) -> None:
         """RemoveNode through the leader (leadership moves first if it is the leader), then stop it."""
@@ -410,7 +430,12 @@ class LocalCluster:
 
     def client(self, node_ids: list[int] | None = None, timeout_s: float = 10.0, **kwargs: Any) -> Client:
         ids = node_ids or list(self.nodes)
-        return Client([self.nodes[i].client_addr for i in ids], self.cookie, timeout_s, **{**self.client_tls(), **kwargs})
+        return Client(
+            [self.nodes[i].client_addr for i in ids],
+            self.cookie,
+            timeout_s,
+            **{**self.client_tls(), **kwargs},
+        )
 
     def status_of(self, node_id: int, timeout_s: float = 2.0) -> dict[str, Any] | None:
         if not self.alive(node_id):
@@ -472,23 +497,34 @@ class LocalCluster:
         raise TimeoutError(f"no leader within {timeout_s}s; log tails: {self.log_tails()}")
 
     def log_tails(self, chars: int = 2000) -> dict[int, str]:
-        return {i: self.log_path(i).read_text(errors="replace")[-chars:] for i in self.nodes if self.log_path(i).exists()}
+        return {
+            i: self.log_path(i).read_text(errors="replace")[-chars:]
+            for i in self.nodes
+            if self.log_path(i).exists()
+        }
 
     def exports(self) -> str:
-        lines = [f"export ASPEN_CLUSTER={shlex.quote(self.endpoints)}", f"export ASPEN_COOKIE={shlex.quote(self.cookie)}"]
+        lines = [
+            f"export ASPEN_CLUSTER={shlex.quote(self.endpoints)}",
+            f"export ASPEN_COOKIE={shlex.quote(self.cookie)}",
+        ]
         names = {"cacert": "ASPEN_CACERT", "cert": "ASPEN_CERT", "key": "ASPEN_KEY"}
         lines += [f"export {names[k]}={shlex.quote(str(v))}" for k, v in self.client_tls().items()]
         return "".join(line + "\n" for line in lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="aspen-cluster", description="Run a local Aspen cluster.", epilog=EPILOG)
+    ap = argparse.ArgumentParser(
+        prog="aspen-cluster", description="Run a local Aspen cluster.", epilog=EPILOG
+    )
     ap.add_argument("--version", action="version", version=f"aspen-cluster {aspen_version()}")
     sub = ap.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     def command(name: str, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--dir", type=Path, required=True, help="the cluster's directory (cluster.json, logs, data)")
+        p.add_argument(
+            "--dir", type=Path, required=True, help="the cluster's directory (cluster.json, logs, data)"
+        )
         return p
 
     up = command("up", "start N nodes and wait for a leader; prints the exports to reach them")
@@ -504,9 +540,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("down", "stop every node (SIGTERM, then SIGKILL after a while)")
     p.add_argument("--purge", action="store_true", help="also delete the directory")
     command("add", "start one more node, join it to the cluster, wait until it has caught up")
-    for name, help_text in (("kill", "SIGKILL one node (a crash)"), ("stop", "SIGTERM one node and wait for it"),
-                            ("start", "start a stopped or killed node again"),
-                            ("remove", "remove a node from the membership and stop it")):
+    for name, help_text in (
+        ("kill", "SIGKILL one node (a crash)"),
+        ("stop", "SIGTERM one node and wait for it"),
+        ("start", "start a stopped or killed node again"),
+        ("remove", "remove a node from the membership and stop it"),
+    ):
         p = command(name, help_text)
         p.add_argument("node", type=int)
         if name == "start":
@@ -519,7 +558,9 @@ def _run(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     if args.cmd != "up" and not (args.dir / "cluster.json").exists():
         # `down --dir typo` was silent and exited 0: nothing was stopped.
-        return fail("NOT_FOUND", f"no cluster in {os.fsdecode(args.dir)!r} (no cluster.json there)", EXIT_ERROR)
+        return fail(
+            "NOT_FOUND", f"no cluster in {os.fsdecode(args.dir)!r} (no cluster.json there)", EXIT_ERROR
+        )
     cluster = LocalCluster(args.dir, tls=getattr(args, "tls", False))
     try:
         if args.cmd == "up":
@@ -540,10 +581,16 @@ def _run(argv: list[str] | None) -> int:
             for node_id, role in cluster.roles().items():
                 spec = cluster.nodes[node_id]
                 alive = "alive" if cluster.alive(node_id) else "dead"
-                print(f"node {node_id}: {role:<12} pid={spec.pid} {alive:<5} client={spec.client_addr} raft={spec.raft_addr}")
+                print(
+                    f"node {node_id}: {role:<12} pid={spec.pid} {alive:<5} client={spec.client_addr} "
+                    f"raft={spec.raft_addr}"
+                )
         elif args.cmd == "down":
             cluster.down(purge=args.purge)
-            print(f"stopped {len(cluster.nodes) or 'every'} node(s){' and deleted ' + str(args.dir) if args.purge else ''}")
+            print(
+                f"stopped {len(cluster.nodes) or 'every'} "
+                f"node(s){' and deleted ' + str(args.dir) if args.purge else ''}"
+            )
         elif args.cmd == "add":
             print(f"node {cluster.add_node()} joined")
             sys.stdout.write(cluster.exports())

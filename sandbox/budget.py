@@ -74,11 +74,13 @@ def check_shape(shape: ModuleShape) -> None:
     if shape.memories > 1:
         raise SandboxError(
             SandboxCode.INVALID_MODULE,
-            f"module defines {shape.memories} memories: a plugin has one linear memory (multi-memory is not supported)",
+            f"module defines {shape.memories} memories: a plugin has one linear memory (multi-memory is not "
+            "supported)",
         )
     if shape.tables > limits.TABLES_MAX:
         raise SandboxError(
-            SandboxCode.INVALID_MODULE, f"module defines {shape.tables} tables: at most {limits.TABLES_MAX} per plugin"
+            SandboxCode.INVALID_MODULE,
+            f"module defines {shape.tables} tables: at most {limits.TABLES_MAX} per plugin",
         )
     if shape.globals > limits.GLOBALS_MAX:
         raise SandboxError(

@@ -121,7 +121,9 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
             return abi.error(exc.code, exc.message)
 
     def _denied(self, permission: str) -> bytes:
-        return _err(SandboxCode.PERMISSION_DENIED, f"plugin {self.config.name!r} lacks the {permission} permission")
+        return _err(
+            SandboxCode.PERMISSION_DENIED, f"plugin {self.config.name!r} lacks the {permission} permission"
+        )
 
     # -- KV --------------------------------------------------------------------------------
 
@@ -201,26 +203,38 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
         except Exception:
             return _err(SandboxCode.INVALID_ARGUMENT, "batch is not msgpack")
         if not isinstance(ops, list) or len(ops) > limits.BATCH_OPS_MAX:
-            return _err(SandboxCode.INVALID_ARGUMENT, f"batch must be a list of at most {limits.BATCH_OPS_MAX} ops")
+            return _err(
+                SandboxCode.INVALID_ARGUMENT, f"batch must be a list of at most {limits.BATCH_OPS_MAX} ops"
+            )
         checked: list[tuple[str, str, bytes | None]] = []
         # Every key is checked before anything is written: one denied key writes nothing.
         for i, item in enumerate(ops):
             if not isinstance(item, list) or not item or not isinstance(item[0], str):
-                return _err(SandboxCode.INVALID_ARGUMENT, f"op {i}: must be [\"set\", key, value] or [\"delete\", key]")
+                return _err(
+                    SandboxCode.INVALID_ARGUMENT, f'op {i}: must be ["set", key, value] or ["delete", key]'
+                )
             kind = item[0].lower()
             if kind == "set" and len(item) == 3 and isinstance(item[1], str) and isinstance(item[2], bytes):
                 value: bytes | None = item[2]
                 if len(item[2]) > limits.VALUE_MAX_BYTES:
-                    return _err(SandboxCode.VALUE_TOO_LARGE, f"op {i}: value is over {limits.VALUE_MAX_BYTES} bytes")
+                    return _err(
+                        SandboxCode.VALUE_TOO_LARGE, f"op {i}: value is over {limits.VALUE_MAX_BYTES} bytes"
+                    )
             elif kind == "delete" and len(item) == 2 and isinstance(item[1], str):
                 value = None
             else:
-                return _err(SandboxCode.INVALID_ARGUMENT, f"op {i}: must be [\"set\", key, value] or [\"delete\", key]")
+                return _err(
+                    SandboxCode.INVALID_ARGUMENT, f'op {i}: must be ["set", key, value] or ["delete", key]'
+                )
             key = item[1]
             if not key or len(key.encode()) > limits.KEY_MAX_BYTES:
-                return _err(SandboxCode.KEY_TOO_LARGE, f"op {i}: key must be 1 to {limits.KEY_MAX_BYTES} bytes")
+                return _err(
+                    SandboxCode.KEY_TOO_LARGE, f"op {i}: key must be 1 to {limits.KEY_MAX_BYTES} bytes"
+                )
             if not key.startswith(self._prefixes):
-                return _err(SandboxCode.KV_PREFIX_DENIED, f"op {i}: key {key!r} is outside this plugin's kv_prefixes")
+                return _err(
+                    SandboxCode.KV_PREFIX_DENIED, f"op {i}: key {key!r} is outside this plugin's kv_prefixes"
+                )
             checked.append((kind, key, value))
         return self._call_host(lambda: self.host.kv_batch(checked), lambda _: abi.ok(len(checked)))
 
@@ -244,7 +258,9 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
         h = self._hash(hash_ptr, hash_len)
         if h is None:
             return _err(SandboxCode.INVALID_ARGUMENT, "hash must be 64 lowercase hex characters (BLAKE3)")
-        return self._call_host(lambda: self.host.blob_get(h), lambda d: abi.not_found() if d is None else abi.ok(d))
+        return self._call_host(
+            lambda: self.host.blob_get(h), lambda d: abi.not_found() if d is None else abi.ok(d)
+        )
 
     def blob_put_data(self, data_ptr: int, data_len: int) -> bytes:
         if not self.perms.blob_write:
@@ -295,7 +311,10 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
                 raise ValueError
             verify_key = nacl.signing.VerifyKey(key)
         except (ValueError, UnicodeDecodeError, nacl.exceptions.CryptoError):
-            return _err(SandboxCode.INVALID_ARGUMENT, "public key must be 32 bytes (or 64 hex), signature 64 bytes (or 128 hex)")
+            return _err(
+                SandboxCode.INVALID_ARGUMENT,
+                "public key must be 32 bytes (or 64 hex), signature 64 bytes (or 128 hex)",
+            )
         try:
             verify_key.verify(data, sig)
             return abi.ok(True)
@@ -335,12 +354,16 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
         except Exception:
             cfg = None
         if not isinstance(cfg, dict):
-            return _err(SandboxCode.INVALID_ARGUMENT, "timer config must be a msgpack map {name, interval_ms, repeat}")
+            return _err(
+                SandboxCode.INVALID_ARGUMENT, "timer config must be a msgpack map {name, interval_ms, repeat}"
+            )
         name, interval_ms, repeat = cfg.get("name"), cfg.get("interval_ms"), cfg.get("repeat", True)
         if not isinstance(name, str) or not 0 < len(name) <= _TIMER_NAME_MAX:
             return _err(SandboxCode.INVALID_ARGUMENT, f"timer name must be 1 to {_TIMER_NAME_MAX} characters")
         if not isinstance(interval_ms, int) or not limits.TIMER_MIN_MS <= interval_ms <= limits.TIMER_MAX_MS:
-            return _err(SandboxCode.LIMIT_EXCEEDED, "timer interval must be from 1 s to 24 h (1000 to 86400000 ms)")
+            return _err(
+                SandboxCode.LIMIT_EXCEEDED, "timer interval must be from 1 s to 24 h (1000 to 86400000 ms)"
+            )
         if not isinstance(repeat, bool):
             return _err(SandboxCode.INVALID_ARGUMENT, "repeat must be a boolean")
         if name not in self.timers and len(self.timers) >= limits.TIMERS_MAX:
@@ -357,7 +380,9 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
             return self._denied("timers")
         name = self._str(name_ptr, name_len, _TIMER_NAME_MAX)
         if name is None:
-            return _err(SandboxCode.INVALID_ARGUMENT, f"timer name must be UTF-8 of at most {_TIMER_NAME_MAX} bytes")
+            return _err(
+                SandboxCode.INVALID_ARGUMENT, f"timer name must be UTF-8 of at most {_TIMER_NAME_MAX} bytes"
+            )
         if name not in self.timers:
             return abi.not_found()
         del self.timers[name]
@@ -374,10 +399,13 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
         if pattern in self.subscriptions:
             return abi.ok()
         if len(self.subscriptions) >= limits.SUBSCRIPTIONS_MAX:
-            return _err(SandboxCode.LIMIT_EXCEEDED, f"at most {limits.SUBSCRIPTIONS_MAX} subscriptions per plugin")
+            return _err(
+                SandboxCode.LIMIT_EXCEEDED, f"at most {limits.SUBSCRIPTIONS_MAX} subscriptions per plugin"
+            )
         self.subscriptions.append(pattern)
         return self._call_host(
-            lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)), lambda _: abi.ok()
+            lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)),
+            lambda _: abi.ok(),
         )
 
     def unsubscribe_hook_events(self, pattern_ptr: int, pattern_len: int) -> bytes:
@@ -388,7 +416,8 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
             return abi.not_found()
         self.subscriptions.remove(pattern)
         return self._call_host(
-            lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)), lambda _: abi.ok()
+            lambda: self.host.subscriptions_changed(self.config.name, tuple(self.subscriptions)),
+            lambda _: abi.ok(),
         )
 
     # -- logging and clocks ----------------------------------------------------------------
@@ -402,9 +431,15 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
         admitted, report = self.logs.admit(len(raw))
         if report is not None:  # the node's own line, which no plugin line can imitate (escaped)
             rate = self.logs.rate
-            log.warning("plugin %r: log rate limit (%g lines/s, %g bytes/s) dropped %d lines (%d bytes) in %.1fs",
-                        self.config.name, rate.lines_per_s, rate.bytes_per_s, report.lines, report.bytes,
-                        self.logs.since_s(report))
+            log.warning(
+                "plugin %r: log rate limit (%g lines/s, %g bytes/s) dropped %d lines (%d bytes) in %.1fs",
+                self.config.name,
+                rate.lines_per_s,
+                rate.bytes_per_s,
+                report.lines,
+                report.bytes,
+                self.logs.since_s(report),
+            )
         if admitted:
             self.host.log(self.config.name, level, log_line(raw, msg_len))
 

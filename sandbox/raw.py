@@ -124,12 +124,25 @@ class _Site(ctypes.Structure):
     """The C fast path's view of one instance: sandbox/_guestcall.c's CallSite, field for field."""
 
     _fields_ = [
-        ("call_unchecked", c_void_p), ("set_fuel", c_void_p), ("get_fuel", c_void_p),
-        ("set_epoch_deadline", c_void_p), ("memory_data", c_void_p), ("memory_size", c_void_p),
-        ("error_delete", c_void_p), ("error_new", c_void_p), ("deadline_callback", c_void_p), ("ctx", c_void_p), ("mem", c_void_p), ("alloc", c_void_p), ("free", c_void_p), ("out_max", c_uint64),
+        ("call_unchecked", c_void_p),
+        ("set_fuel", c_void_p),
+        ("get_fuel", c_void_p),
+        ("set_epoch_deadline", c_void_p),
+        ("memory_data", c_void_p),
+        ("memory_size", c_void_p),
+        ("error_delete", c_void_p),
+        ("error_new", c_void_p),
+        ("deadline_callback", c_void_p),
+        ("ctx", c_void_p),
+        ("mem", c_void_p),
+        ("alloc", c_void_p),
+        ("free", c_void_p),
+        ("out_max", c_uint64),
         ("decode", c_uint64 * 4),  # sandbox/decode.py's DecodeBound of the output
         ("now", c_void_p),  # the ticker's tick count
-        ("deadline", c_uint64), ("timed_out", c_uint64), ("saved", c_void_p),  # the C side's call state
+        ("deadline", c_uint64),
+        ("timed_out", c_uint64),
+        ("saved", c_void_p),  # the C side's call state
     ]
 
 
@@ -175,9 +188,17 @@ class CallSite:
 
     __slots__ = ("_hosts", "_keep", "_now", "_site", "address")
 
-    def __init__(self, store: wasmtime.Store, context: StoreContext, memory: wasmtime.Memory,
-                 alloc: wasmtime.Func, free: wasmtime.Func | None, out_max: int, decode: tuple[int, int, int, int],
-                 ticker: EpochTicker) -> None:
+    def __init__(
+        self,
+        store: wasmtime.Store,
+        context: StoreContext,
+        memory: wasmtime.Memory,
+        alloc: wasmtime.Func,
+        free: wasmtime.Func | None,
+        out_max: int,
+        decode: tuple[int, int, int, int],
+        ticker: EpochTicker,
+    ) -> None:
         self._keep = (store, memory, alloc, free, ticker)  # the ticker's count must outlive this site
         self._site = _Site(*_API, context.address, addressof(memory._memory), func_address(alloc),
                            func_address(free) if free is not None else None, out_max, (c_uint64 * 4)(*decode),
@@ -284,14 +305,18 @@ class RawMemory:
         end = ptr + length
         view = self._view
         if ptr < 0 or length < 0 or (end > len(view) and not self._fits(end)):
-            raise IndexError(f"guest range [{ptr}, {ptr}+{length}) is outside memory of {len(self._view)} bytes")
+            raise IndexError(
+                f"guest range [{ptr}, {ptr}+{length}) is outside memory of {len(self._view)} bytes"
+            )
         return self._view[ptr:end].tobytes()  # tobytes: a third cheaper than bytes(view)
 
     def write(self, ptr: int, data: bytes) -> None:
         end = ptr + len(data)
         view = self._view
         if ptr <= 0 or (end > len(view) and not self._fits(end)):
-            raise IndexError(f"guest buffer [{ptr}, {ptr}+{len(data)}) is outside memory of {len(self._view)} bytes")
+            raise IndexError(
+                f"guest buffer [{ptr}, {ptr}+{len(data)}) is outside memory of {len(self._view)} bytes"
+            )
         self._view[ptr:end] = data
 
 
@@ -317,10 +342,21 @@ def define_host(linker: wasmtime.Linker, module: str, name: str, ty: wasmtime.Fu
     instance's `CallSite.bind`, a call (only a start function can make one) traps."""
     if any(str(p) != "i32" for p in ty.params) or len(ty.results) > 1 or any(
             str(r) not in ("i32", "i64") for r in ty.results):
-        raise ValueError(f"host function {name}: the trampoline takes i32 parameters and at most one i32 or i64 result")
+        raise ValueError(
+            f"host function {name}: the trampoline takes i32 parameters and at most one i32 or i64 result"
+        )
     error, address = _guestcall.define_host(
-        _DEFINE_UNCHECKED, _TRAP_NEW, _address(linker.ptr()), module.encode(), name.encode(), _address(ty.ptr()),
-        method, on_error, len(ty.params), bool(ty.results))
+        _DEFINE_UNCHECKED,
+        _TRAP_NEW,
+        _address(linker.ptr()),
+        module.encode(),
+        name.encode(),
+        _address(ty.ptr()),
+        method,
+        on_error,
+        len(ty.params),
+        bool(ty.results),
+    )
     if error:
         raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(error, POINTER(ffi.wasmtime_error_t)))
     return HostBinding(address, method, on_error)

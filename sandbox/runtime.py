@@ -133,7 +133,9 @@ class Runtime:
 
     def _compile(self, wasm: bytes) -> tuple[wasmtime.Module, ModuleShape]:
         if len(wasm) > limits.WASM_MAX_BYTES:
-            raise SandboxError(SandboxCode.MODULE_TOO_LARGE, f"wasm of {len(wasm)} bytes is over {limits.WASM_MAX_BYTES}")
+            raise SandboxError(
+                SandboxCode.MODULE_TOO_LARGE, f"wasm of {len(wasm)} bytes is over {limits.WASM_MAX_BYTES}"
+            )
         shape = module_shape(wasm)
         if shape is not None:  # before wasmtime's validation, whose refusal would say less
             check_shape(shape)
@@ -208,7 +210,9 @@ class Runtime:
     def load(self, wasm: bytes, config: PluginConfig, host: Host) -> PluginInstance:
         """Compile, instantiate and return a plugin (state Loading; call init() next)."""
         module, shape = self._compile(wasm)
-        return PluginInstance(self, module, config, host, MemoryBudget.split(config.memory_limit_bytes, shape.globals))
+        return PluginInstance(
+            self, module, config, host, MemoryBudget.split(config.memory_limit_bytes, shape.globals)
+        )
 
 
 @dataclass
@@ -278,8 +282,16 @@ class _Instance:
         alloc, free = exports[abi.EXPORT_ALLOC], exports.get(abi.EXPORT_FREE)
         assert isinstance(alloc, wasmtime.Func)
         self.inner_trap_code: object | None = None  # a host function's allocator trap (_host_failure)
-        self.site = CallSite(self.store, self.store_context, memory, alloc, free if isinstance(free, wasmtime.Func) else None,
-                             limits.GUEST_OUTPUT_MAX_BYTES, GUEST_BOUND.as_tuple(), runtime._ticker)
+        self.site = CallSite(
+            self.store,
+            self.store_context,
+            memory,
+            alloc,
+            free if isinstance(free, wasmtime.Func) else None,
+            limits.GUEST_OUTPUT_MAX_BYTES,
+            GUEST_BOUND.as_tuple(),
+            runtime._ticker,
+        )
         self.site.bind(hosts)
 
 
@@ -379,7 +391,9 @@ class PluginInstance:
                 return _error_response(exc.code, exc.message)
         if not isinstance(out, dict) or not isinstance(out.get("type"), str):
             self.stats.errors += 1
-            return _error_response(SandboxCode.INVALID_RESPONSE, "handle_request must return a map with a 'type'")
+            return _error_response(
+                SandboxCode.INVALID_RESPONSE, "handle_request must return a map with a 'type'"
+            )
         return out
 
     def on_timer(self, name: str) -> None:
@@ -397,8 +411,12 @@ class PluginInstance:
                 return True
             try:
                 out = self._call_value("plugin_health")
-                healthy = out is None or out is True or (isinstance(out, dict) and out.get("healthy", True) is True)
-                reason = "" if healthy else str(out.get("message", "unhealthy") if isinstance(out, dict) else out)
+                healthy = (
+                    out is None or out is True or (isinstance(out, dict) and out.get("healthy", True) is True)
+                )
+                reason = (
+                    "" if healthy else str(out.get("message", "unhealthy") if isinstance(out, dict) else out)
+                )
             except SandboxError as exc:
                 healthy, reason = False, exc.message
             if self.state != PluginState.FAILED:
@@ -439,7 +457,9 @@ class PluginInstance:
         if "plugin_init" in self._inst.funcs:
             out = self._call_value("plugin_init")
             if isinstance(out, dict) and out.get("type") == "Error":
-                raise SandboxError(SandboxCode.PLUGIN_TRAP, str(out.get("message", "plugin_init reported an error")))
+                raise SandboxError(
+                    SandboxCode.PLUGIN_TRAP, str(out.get("message", "plugin_init reported an error"))
+                )
 
     def _event_call(self, export: str, payload: bytes) -> None:
         with self._lock:
@@ -459,12 +479,16 @@ class PluginInstance:
             return abi.unpack(raw)
         except Exception:
             self.stats.errors += 1
-            raise SandboxError(SandboxCode.INVALID_RESPONSE, f"{export} returned bytes that are not msgpack") from None
+            raise SandboxError(
+                SandboxCode.INVALID_RESPONSE, f"{export} returned bytes that are not msgpack"
+            ) from None
 
     def _call_raw(self, export: str, payload: bytes | None, timeout_s: float | None) -> bytes | None:
         if self._inst is None:
             if self.state == PluginState.FAILED:
-                raise SandboxError(SandboxCode.PLUGIN_FAILED, f"plugin {self.config.name} has failed: {self.state_reason}")
+                raise SandboxError(
+                    SandboxCode.PLUGIN_FAILED, f"plugin {self.config.name} has failed: {self.state_reason}"
+                )
             self._instantiate()
             if self.state != PluginState.INITIALIZING:
                 self._run_init()  # a fresh instance after a trap starts as a new plugin would
@@ -504,7 +528,8 @@ class PluginInstance:
         elif code_attr == wasmtime.TrapCode.INTERRUPT:
             self.stats.timeouts += 1
             error = SandboxError(
-                SandboxCode.TIMEOUT, f"plugin ran past its {self.config.execution_timeout_s:g}s execution timeout"
+                SandboxCode.TIMEOUT,
+                f"plugin ran past its {self.config.execution_timeout_s:g}s execution timeout",
             )
         elif code_attr == wasmtime.TrapCode.UNREACHABLE and self._funcs.panic is not None:
             # A Rust panic: the SDK's hook logged where and why just before the abort's trap.
@@ -520,10 +545,14 @@ class PluginInstance:
         self.host.log(self.config.name, TRAP_LEVEL, f"{error.code}: {error.message}")
         now = time.monotonic()
         self._failures.append(now)
-        if len(self._failures) >= limits.FAILURES_TO_FAIL and now - self._failures[0] <= limits.FAILURE_WINDOW_S:
+        if (
+            len(self._failures) >= limits.FAILURES_TO_FAIL
+            and now - self._failures[0] <= limits.FAILURE_WINDOW_S
+        ):
             self._set_state(
                 PluginState.FAILED,
-                f"{limits.FAILURES_TO_FAIL} traps or timeouts within {limits.FAILURE_WINDOW_S:g}s; last: {error.message}",
+                f"{limits.FAILURES_TO_FAIL} traps or timeouts within {limits.FAILURE_WINDOW_S:g}s; last: "
+                f"{error.message}",
             )
         raise error
 

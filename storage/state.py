@@ -517,7 +517,8 @@ class StateMachine:
         elif old.size != size_bytes:
             # Same hash, other size: one of the two reports is wrong; keep the first.
             return err(
-                StorageCode.BLOB_CORRUPT, f"blob {blob_hash} is recorded with size {old.size}, not {size_bytes}"
+                StorageCode.BLOB_CORRUPT,
+                f"blob {blob_hash} is recorded with size {old.size}, not {size_bytes}",
             )
         elif holder not in old.holders:
             self._blobs[blob_hash] = BlobRecord(size_bytes, old.holders | {holder})

@@ -14,7 +14,9 @@ def _expire(fut: asyncio.Future[T], timed_out: Callable[[], BaseException]) -> N
         fut.set_exception(timed_out())
 
 
-async def with_deadline(fut: asyncio.Future[T], timeout_s: float, timed_out: Callable[[], BaseException]) -> T:
+async def with_deadline(
+    fut: asyncio.Future[T], timeout_s: float, timed_out: Callable[[], BaseException]
+) -> T:
     """Await `fut`; past `timeout_s` it fails with `timed_out()` (made only then). Unlike
     asyncio.wait_for (a new task per call in 3.11), this costs one timer handle, which matters
     at tens of thousands of requests a second."""

@@ -31,8 +31,21 @@ DEFAULT_CLUSTER = "127.0.0.1:7701"
 DEFAULT_TIMEOUT_S = 10.0
 # Arguments that name files: any bytes the file system allows. Every other argument is text
 # sent to the cluster, which must be UTF-8.
-PATH_DESTS = frozenset({"file", "wasm", "manifest", "output", "data_file", "cookie_file", "tls_cacert", "tls_cert",
-                        "tls_key", "expected_file", "new_file"})
+PATH_DESTS = frozenset(
+    {
+        "file",
+        "wasm",
+        "manifest",
+        "output",
+        "data_file",
+        "cookie_file",
+        "tls_cacert",
+        "tls_cert",
+        "tls_key",
+        "expected_file",
+        "new_file",
+    }
+)
 
 
 def add_global_options(ap: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -43,20 +56,42 @@ def add_global_options(ap: argparse.ArgumentParser, *, defaults: bool) -> None:
         return value if defaults else argparse.SUPPRESS
 
     g = ap.add_argument_group("global options (before the group or after the command)")
-    g.add_argument("--cluster", default=d(None), help=f"host:port,... of cluster nodes (env ASPEN_CLUSTER, default {DEFAULT_CLUSTER})")
-    g.add_argument("--endpoint", default=d(None), metavar="ADDR",
-                   help="send to this host:port only: served there, no leader discovery (reads with --stale included)")
+    g.add_argument(
+        "--cluster",
+        default=d(None),
+        help=f"host:port,... of cluster nodes (env ASPEN_CLUSTER, default {DEFAULT_CLUSTER})",
+    )
+    g.add_argument(
+        "--endpoint",
+        default=d(None),
+        metavar="ADDR",
+        help="send to this host:port only: served there, no leader discovery (reads with --stale included)",
+    )
     g.add_argument("--node", type=int, default=d(None), metavar="N",
                    help="send to node N only (its address found through --cluster), as --endpoint does")
     g.add_argument("--cookie", default=d(None), help="cluster secret (env ASPEN_COOKIE)")
     g.add_argument("--cookie-file", default=d(None), metavar="FILE",
                    help="read the cluster secret from FILE, mode 600 (env ASPEN_COOKIE_FILE)")
-    g.add_argument("--credential", default=d(None), metavar="TOKEN",
-                   help="a named credential (aspen-cli auth create) instead of the cookie, sent over TLS only "
-                        "(env ASPEN_CREDENTIAL)")
+    g.add_argument(
+        "--credential",
+        default=d(None),
+        metavar="TOKEN",
+        help="a named credential (aspen-cli auth create) instead of the cookie, sent over TLS only "
+        "(env ASPEN_CREDENTIAL)",
+    )
     # dest: tls_*, since commands have their own `key` (kv set KEY ...).
-    g.add_argument("--cacert", dest="tls_cacert", default=d(None), help=f"TLS: the CA that signed the nodes' certificates (env {ENV_CACERT})")
-    g.add_argument("--cert", dest="tls_cert", default=d(None), help=f"TLS: this client's certificate, for --client-cert-auth nodes (env {ENV_CERT})")
+    g.add_argument(
+        "--cacert",
+        dest="tls_cacert",
+        default=d(None),
+        help=f"TLS: the CA that signed the nodes' certificates (env {ENV_CACERT})",
+    )
+    g.add_argument(
+        "--cert",
+        dest="tls_cert",
+        default=d(None),
+        help=f"TLS: this client's certificate, for --client-cert-auth nodes (env {ENV_CERT})",
+    )
     g.add_argument("--key", dest="tls_key", default=d(None), help=f"TLS: its private key (env {ENV_KEY})")
     g.add_argument("--json", action="store_true", default=d(False), help="machine-readable output")
     g.add_argument("--timeout", type=float, default=d(DEFAULT_TIMEOUT_S), metavar="S",
@@ -103,7 +138,9 @@ def connection(args: argparse.Namespace) -> Connection:
             cluster=args.cluster or os.environ.get("ASPEN_CLUSTER") or DEFAULT_CLUSTER,
             cookie=cookie,
             timeout_s=args.timeout,
-            tls=TLSFiles.of(args.tls_cacert or env.cacert, args.tls_cert or env.cert, args.tls_key or env.key),
+            tls=TLSFiles.of(
+                args.tls_cacert or env.cacert, args.tls_cert or env.cert, args.tls_key or env.key
+            ),
             credential=credential,
         )
     except ValueError as exc:  # a malformed cookie or cookie file

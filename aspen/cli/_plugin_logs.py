@@ -43,9 +43,18 @@ def format_line(node: str, line: dict[str, Any]) -> str:
 def merged(nodes: dict[str, Any], as_json: bool = False) -> list[str]:
     """Every node's lines, oldest first (by time, then node, then line number); with as_json
     one JSON object per line (node, time_ms, seq, level, message), for --follow --json."""
-    rows = [(ln["time_ms"], int(n), ln["seq"],
-             json.dumps({"node": int(n), **to_jsonable(ln)}, sort_keys=True) if as_json else format_line(n, ln))
-            for n, st in nodes.items() for ln in st.get("lines", [])]
+    rows = [
+        (
+            ln["time_ms"],
+            int(n),
+            ln["seq"],
+            json.dumps({"node": int(n), **to_jsonable(ln)}, sort_keys=True)
+            if as_json
+            else format_line(n, ln),
+        )
+        for n, st in nodes.items()
+        for ln in st.get("lines", [])
+    ]
     return [text for *_, text in sorted(rows)]
 
 

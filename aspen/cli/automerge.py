@@ -43,7 +43,8 @@ def _pull(args: argparse.Namespace, c: Client) -> Any:
                "heads": pulled.heads, "output": args.output}
     if args.json:
         return summary
-    return f"{pulled.count} changes ({len(pulled.changes)} bytes) to {args.output}; heads: {' '.join(pulled.heads) or '(none)'}"
+    heads = " ".join(pulled.heads) or "(none)"
+    return f"{pulled.count} changes ({len(pulled.changes)} bytes) to {args.output}; heads: {heads}"
 
 
 def _heads(args: argparse.Namespace, c: Client) -> Any:
@@ -76,10 +77,14 @@ def register(commands: Commands) -> None:
     p = commands.command("automerge", "push", _push, "push change chunks from FILE (- for stdin)")
     p.add_argument("doc")
     p.add_argument("file")
-    p = commands.command("automerge", "pull", _pull, "the changes a holder of --heads lacks (all without), to FILE")
+    p = commands.command(
+        "automerge", "pull", _pull, "the changes a holder of --heads lacks (all without), to FILE"
+    )
     p.add_argument("doc")
     p.add_argument("--heads", nargs="*", metavar="HASH", help="the heads you have (hex); none: everything")
-    p.add_argument("-o", "--output", required=True, metavar="FILE", help="where to write the chunks (- for stdout)")
+    p.add_argument(
+        "-o", "--output", required=True, metavar="FILE", help="where to write the chunks (- for stdout)"
+    )
     p.add_argument("--max-bytes", type=int, default=None, help="bytes per page (the plugin's default: 8 MiB)")
     p = commands.command("automerge", "heads", _heads, "the document's heads (and what is held back)")
     p.add_argument("doc")

@@ -73,7 +73,8 @@ def _status(args: argparse.Namespace, c: Client) -> Outcome:
     leader = st.get("leader_id")
     lines = [
         f"node {st['node_id']} answered; leader: {leader if leader is not None else 'none'}",
-        f"term {st.get('term')}, commit index {st.get('commit_index')}, applied index {st.get('applied_index')}, "
+        f"term {st.get('term')}, commit index {st.get('commit_index')}, applied index "
+        f"{st.get('applied_index')}, "
         f"quorum: {'yes' if st.get('has_quorum') else 'NO'}",
     ]
     by_id = {p.node_id: p for p in probes}

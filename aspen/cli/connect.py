@@ -19,11 +19,20 @@ class Connection:
     tls: TLSFiles
     credential: str | None = None  # a named credential, used instead of the cookie (TLS only)
 
-    def client(self, endpoints: str | list[str] | None = None, *, pin: bool = False, timeout_s: float | None = None) -> Client:
+    def client(
+        self, endpoints: str | list[str] | None = None, *, pin: bool = False, timeout_s: float | None = None
+    ) -> Client:
         """A client of the cluster, or pinned to one endpoint: served there and nowhere else."""
-        return Client(endpoints if endpoints is not None else self.cluster, self.cookie,
-                      timeout_s if timeout_s is not None else self.timeout_s, pin=pin,
-                      cacert=self.tls.cacert, cert=self.tls.cert, key=self.tls.key, credential=self.credential)
+        return Client(
+            endpoints if endpoints is not None else self.cluster,
+            self.cookie,
+            timeout_s if timeout_s is not None else self.timeout_s,
+            pin=pin,
+            cacert=self.tls.cacert,
+            cert=self.tls.cert,
+            key=self.tls.key,
+            credential=self.credential,
+        )
 
     def aimed(self, endpoint: str | None, node_id: int | None) -> Client:
         """The client a command uses: the whole cluster, or exactly one node."""

@@ -144,7 +144,9 @@ def parse_json_ops(text: str) -> list[dict[str, Any]]:
 def _batch(args: argparse.Namespace, c: Client) -> Any:
     if args.ops_json is not None and args.ops:
         raise UsageError("give ops as arguments or --ops-json, not both")
-    ops = parse_json_ops(args.ops_json) if args.ops_json is not None else [parse_batch_op(t) for t in args.ops]
+    ops = (
+        parse_json_ops(args.ops_json) if args.ops_json is not None else [parse_batch_op(t) for t in args.ops]
+    )
     if not 1 <= len(ops) <= BATCH_OPS_MAX:
         raise UsageError(f"a batch holds 1 to {BATCH_OPS_MAX} ops")
     r = c.batch(ops)
@@ -194,9 +196,13 @@ def register(commands: Commands) -> None:
     commands.group("kv", "key-value operations")
     p = commands.command("kv", "get", _get, "read a key (linearizable unless --stale); exit 1 if missing")
     p.add_argument("key")
-    p.add_argument("--stale", action="store_true", help="serve from the contacted node without a read barrier")
+    p.add_argument(
+        "--stale", action="store_true", help="serve from the contacted node without a read barrier"
+    )
     out = p.add_mutually_exclusive_group()
-    out.add_argument("--raw", action="store_true", help="write the value's bytes to stdout as stored (no newline)")
+    out.add_argument(
+        "--raw", action="store_true", help="write the value's bytes to stdout as stored (no newline)"
+    )
     out.add_argument("-o", "--output", metavar="FILE", help="write the value's bytes to FILE")
     p = commands.command("kv", "set", _set, "write a key")
     p.add_argument("key")
@@ -215,7 +221,9 @@ def register(commands: Commands) -> None:
     p.add_argument("--limit", type=int, help=f"keys per page (default 1000, at most {SCAN_LIMIT_MAX})")
     p.add_argument("--token", help="continuation token from a previous page")
     p.add_argument("--all", action="store_true", help="follow continuation tokens to the end")
-    p.add_argument("--stale", action="store_true", help="serve from the contacted node without a read barrier")
+    p.add_argument(
+        "--stale", action="store_true", help="serve from the contacted node without a read barrier"
+    )
     p.add_argument("--keys-only", action="store_true", help="the keys, without their values")
     p.add_argument("--count", action="store_true", help="how many keys the prefix holds (every page)")
     p = commands.command("kv", "watch", _watch,

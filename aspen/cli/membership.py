@@ -23,7 +23,9 @@ def _remove(args: argparse.Namespace, c: Client) -> Any:
 
 def register(commands: Commands) -> None:
     commands.group("cluster", "cluster state")
-    p = commands.command("cluster", "add-node", _add, "add a started node as a member (start it with the members as --peers)")
+    p = commands.command(
+        "cluster", "add-node", _add, "add a started node as a member (start it with the members as --peers)"
+    )
     p.add_argument("--node-id", type=int, required=True)
     p.add_argument("--raft", required=True, help="its Raft address host:port")
     p.add_argument("--client", required=True, help="its client address host:port")

@@ -96,8 +96,11 @@ def wait_ready(c: Client, name: str, version: str, timeout_s: float) -> list[str
         # PluginInfo asks every member, so a node that has not loaded it yet is listed too;
         # one that did not answer is listed as Unreachable (aspen/plugins/registry_handlers.py).
         unreachable = sorted((n for n, st in nodes.items() if st.get("state") == UNREACHABLE), key=int)
-        pending = sorted(n for n, st in nodes.items()
-                         if st.get("state") != UNREACHABLE and (st.get("state") != "Ready" or st.get("version") != version))
+        pending = sorted(
+            n
+            for n, st in nodes.items()
+            if st.get("state") != UNREACHABLE and (st.get("state") != "Ready" or st.get("version") != version)
+        )
         if not pending:
             return unreachable
         if time.monotonic() > deadline:
@@ -126,17 +129,20 @@ def _info(args: argparse.Namespace, c: Client) -> Any:
     m = r["manifest"]
     perms = ", ".join(k for k, v in (m.get("permissions") or {}).items() if v) or "none"
     lines = [
-        f"{r['name']} {m['version']}  priority {m['priority']}  {'enabled' if m.get('enabled', True) else 'disabled'}",
+        f"{r['name']} {m['version']}  priority {m['priority']}  "
+        f"{'enabled' if m.get('enabled', True) else 'disabled'}",
         f"wasm: {m['wasm_hash']}",
         f"handles: {', '.join(m['handles'])}",
         f"permissions: {perms}",
         f"kv_prefixes: {', '.join(m.get('kv_prefixes') or []) or '(default namespace)'}",
-        f"limits: fuel {m['fuel_limit']}, memory {m['memory_limit']} bytes, timeout {m['execution_timeout_secs']}s",
+        f"limits: fuel {m['fuel_limit']}, memory {m['memory_limit']} bytes, timeout "
+        f"{m['execution_timeout_secs']}s",
     ]
     for node, st in sorted(r["nodes"].items(), key=lambda kv: int(kv[0])):
         if "calls" in st:
             lines.append(
-                f"  node {node}: {st['state']:<9} calls={st['calls']} errors={st['errors']} traps={st['traps']} "
+                f"  node {node}: {st['state']:<9} calls={st['calls']} errors={st['errors']} "
+                f"traps={st['traps']} "
                 f"timeouts={st['timeouts']} p50={st['p50_ms']}ms p99={st['p99_ms']}ms fuel={st['fuel_used']} "
                 f"events dropped={st['events_dropped']} log lines dropped={st.get('log_lines_dropped', 0)}"
             )
@@ -178,7 +184,9 @@ def rpc_fields(data: str | None, data_file: str | None) -> dict[str, Any]:
     if data is not None and data_file is not None:
         raise UsageError("give --data or --data-file, not both")
     if data == "-" or data_file is not None:
-        raw = sys.stdin.buffer.read() if data == "-" or data_file == "-" else Path(str(data_file)).read_bytes()
+        raw = (
+            sys.stdin.buffer.read() if data == "-" or data_file == "-" else Path(str(data_file)).read_bytes()
+        )
         try:
             data = raw.decode()
         except UnicodeDecodeError as exc:
@@ -216,35 +224,56 @@ def register(commands: Commands) -> None:
     p.add_argument("--execution-timeout-secs", type=float, metavar="S",
                    help="the plugin's execution timeout per call, seconds (manifest execution_timeout_secs)")
     p.add_argument("--verify-signature", action="store_true", help="refuse unless signed by a trusted key")
-    p.add_argument("--wait", action="store_true",
-                   help=f"return once every reachable node runs it (at most {WAIT_READY_S:g}s); names nodes that are down")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help=f"return once every reachable node runs it (at most {WAIT_READY_S:g}s); "
+        "names nodes that are down",
+    )
     commands.command("plugin", "list", _list, "installed plugins")
     p = commands.command("plugin", "info", _info, "details and per-node state of one plugin")
     p.add_argument("name")
-    for cmd, rtype, text in (("enable", "PluginEnable", "let a disabled plugin handle requests again"),
-                             ("disable", "PluginDisable", "stop a plugin handling requests (it stays installed)"),
-                             ("remove", "PluginRemove", "uninstall a plugin from every node")):
+    for cmd, rtype, text in (
+        ("enable", "PluginEnable", "let a disabled plugin handle requests again"),
+        ("disable", "PluginDisable", "stop a plugin handling requests (it stays installed)"),
+        ("remove", "PluginRemove", "uninstall a plugin from every node"),
+    ):
         p = commands.command("plugin", cmd, _simple(rtype), text)
         p.add_argument("name")
-    p = commands.command("plugin", "logs", _plugin_logs.run,
-                         "a plugin's recent log lines and traps, from every node (--node N: that node's only)")
+    p = commands.command(
+        "plugin",
+        "logs",
+        _plugin_logs.run,
+        "a plugin's recent log lines and traps, from every node (--node N: that node's only)",
+    )
     p.add_argument("name")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines (Ctrl-C stops)")
-    p.add_argument("--since", help="lines logged since: a duration back (90s, 10m, 2h, 1d) or an ISO 8601 time")
+    p.add_argument(
+        "--since", help="lines logged since: a duration back (90s, 10m, 2h, 1d) or an ISO 8601 time"
+    )
     p.add_argument("--limit", type=int, default=200, help="the newest so many lines per node (at most 1000)")
-    p = commands.command("plugin", "reload", _simple("PluginReload"), "re-instantiate (and re-init) on every node")
+    p = commands.command(
+        "plugin", "reload", _simple("PluginReload"), "re-instantiate (and re-init) on every node"
+    )
     p.add_argument("name", nargs="?")
 
     commands.group("plugin-keys", "trusted plugin author keys")
-    p = commands.command("plugin-keys", "add", _keys_add, "trust an author's public key for --verify-signature")
+    p = commands.command(
+        "plugin-keys", "add", _keys_add, "trust an author's public key for --verify-signature"
+    )
     p.add_argument("key", help="Ed25519 public key, hex")
     p.add_argument("--name", help="whose key it is")
     commands.command("plugin-keys", "list", _keys_list, "the trusted keys")
     p = commands.command("plugin-keys", "remove", _keys_remove, "stop trusting a key")
     p.add_argument("key", help="Ed25519 public key, hex")
 
-    p = commands.top("rpc", _rpc, "send any request type (plugins' own types too); prints the response as JSON")
+    p = commands.top(
+        "rpc", _rpc, "send any request type (plugins' own types too); prints the response as JSON"
+    )
     p.add_argument("type", help="the request type, e.g. Ping or a plugin's own")
-    p.add_argument("--data", metavar="JSON",
-                   help='the fields as a JSON object (- reads stdin); bytes as {"utf8": ".."} or {"base64": ".."}')
+    p.add_argument(
+        "--data",
+        metavar="JSON",
+        help='the fields as a JSON object (- reads stdin); bytes as {"utf8": ".."} or {"base64": ".."}',
+    )
     p.add_argument("--data-file", metavar="FILE", help="the fields' JSON from FILE (- for stdin)")

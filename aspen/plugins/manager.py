@@ -96,7 +96,9 @@ class RoutingTable:
         return cls(
             plugins=dict(plugins),
             by_type={t: tuple(ps) for t, ps in by_type.items()},
-            namespaced=tuple(p for p in ordered if p.manifest.kv_prefixes and KV_TYPES & set(p.manifest.handles)),
+            namespaced=tuple(
+                p for p in ordered if p.manifest.kv_prefixes and KV_TYPES & set(p.manifest.handles)
+            ),
         )
 
 
@@ -227,7 +229,11 @@ class PluginManager:
                 del self.logs[name]
             for name in [n for n in self._ready_peers_cache if n not in records]:
                 del self._ready_peers_cache[name]
-            if retired or updated.keys() != current.keys() or any(updated[n] is not current.get(n) for n in updated):
+            if (
+                retired
+                or updated.keys() != current.keys()
+                or any(updated[n] is not current.get(n) for n in updated)
+            ):
                 self.table = RoutingTable.build(updated)  # the atomic swap
             for loaded in retired:
                 await self._retire(loaded)
@@ -308,8 +314,12 @@ class PluginManager:
         and no second wake-up per request). A plugin that is Failed here is asked on another
         node instead (_forward)."""
         state = loaded.instance.state
-        if state is not PluginState.READY and state is not PluginState.DEGRADED and self._forwarder is not None \
-                and FORWARDED_BY not in request:
+        if (
+            state is not PluginState.READY
+            and state is not PluginState.DEGRADED
+            and self._forwarder is not None
+            and FORWARDED_BY not in request
+        ):
             self._spawn(self._forward(loaded, request, finish, token), finish, token)
         elif loaded.manifest.permissions.get("kv_read"):
             self._spawn(self._after_barrier(loaded, request, finish, token), finish, token)
@@ -357,9 +367,17 @@ class PluginManager:
             except OSError:
                 pass  # no connection: it did not run there
             except TimeoutError:
-                finish(token, None, AspenError(ErrorCode.TIMEOUT, f"{rtype} forwarded to node {peer} (plugin "
-                                               f"{loaded.manifest.name} is {loaded.instance.state} here) got no "
-                                               f"answer within {self.timeout_s:g}s", applied="unknown"))
+                finish(
+                    token,
+                    None,
+                    AspenError(
+                        ErrorCode.TIMEOUT,
+                        f"{rtype} forwarded to node {peer} (plugin "
+                        f"{loaded.manifest.name} is {loaded.instance.state} here) got no "
+                        f"answer within {self.timeout_s:g}s",
+                        applied="unknown",
+                    ),
+                )
                 return
             else:
                 finish(token, reply, None)
@@ -375,7 +393,10 @@ class PluginManager:
         now = time.monotonic()
         entry = self._ready_peers_cache.get(name)
         if entry is None or entry[0] <= now:
-            entry = (now + FORWARD_STATUS_TTL_S, asyncio.get_running_loop().create_task(self._ask_ready(name)))
+            entry = (
+                now + FORWARD_STATUS_TTL_S,
+                asyncio.get_running_loop().create_task(self._ask_ready(name)),
+            )
             self._ready_peers_cache[name] = entry
         return await asyncio.shield(entry[1])  # a cancelled request leaves the shared ask running
 
@@ -405,7 +426,9 @@ class PluginManager:
             for ask in asks:
                 ask.cancel()
 
-    async def _after_barrier(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
+    async def _after_barrier(
+        self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token
+    ) -> None:
         try:
             await self.node.barrier(self.timeout_s)
             # An upgrade may have swapped the plugin in meanwhile and retired this instance:

@@ -26,7 +26,9 @@ PREFIX_CONFLICT = "PREFIX_CONFLICT"
 INTERNAL_NAMESPACES = (RESERVED_KEY_PREFIX,)
 # The request types that name a key: a plugin with kv_prefixes that handles one of them is
 # routed those requests whose key lies in its prefixes (PluginManager.route).
-KV_TYPES = frozenset({"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"})
+KV_TYPES = frozenset(
+    {"ReadKey", "WriteKey", "DeleteKey", "ScanKeys", "CompareAndSwapKey", "CompareAndDeleteKey"}
+)
 
 
 def default_namespace(name: str) -> str:
@@ -54,19 +56,29 @@ class Conflict:
                           other_prefix=self.other_prefix)
 
 
-def find_conflict(name: str, prefixes: Iterable[str], installed: Mapping[str, tuple[str, ...]]) -> Conflict | None:
+def find_conflict(
+    name: str, prefixes: Iterable[str], installed: Mapping[str, tuple[str, ...]]
+) -> Conflict | None:
     """The first rule `name` claiming `prefixes` breaks, or None. `installed` maps every
     registered plugin to its effective prefixes (its own entry, an upgrade's, is skipped)."""
     own = default_namespace(name)
     for prefix in prefixes:
         for internal in INTERNAL_NAMESPACES:
             if overlap(prefix, internal):
-                return Conflict(prefix, "the cluster", internal,
-                                f"kv_prefixes: {prefix!r} overlaps the cluster's internal namespace {internal!r}")
+                return Conflict(
+                    prefix,
+                    "the cluster",
+                    internal,
+                    f"kv_prefixes: {prefix!r} overlaps the cluster's internal namespace {internal!r}",
+                )
         if overlap(prefix, PLUGIN_NAMESPACE) and not prefix.startswith(own):
-            return Conflict(prefix, "plugins' default namespaces", PLUGIN_NAMESPACE,
-                            f"kv_prefixes: {prefix!r} overlaps {PLUGIN_NAMESPACE!r}, where every plugin keeps its "
-                            f"keys by default; this plugin may claim only its own {own!r} there")
+            return Conflict(
+                prefix,
+                "plugins' default namespaces",
+                PLUGIN_NAMESPACE,
+                f"kv_prefixes: {prefix!r} overlaps {PLUGIN_NAMESPACE!r}, where every plugin keeps its "
+                f"keys by default; this plugin may claim only its own {own!r} there",
+            )
         for other in sorted(installed):
             if other == name:
                 continue

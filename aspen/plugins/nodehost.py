@@ -2,7 +2,8 @@
 
 A plugin runs on its own worker thread; these methods run there and wait (bounded) for the
 event loop to do the cluster work. KV reads are linearizable (a log barrier before each plugin
-call, then local reads) and writes go through Raft like any client's. Writes are tagged with the plugin's name (and the
+call, then local reads) and writes go through Raft like any client's. Writes are tagged with the plugin's name
+(and the
 hook depth it is handling) in the log, for the loop rule in aspen/plugins/hooks.py.
 """
 

@@ -82,7 +82,9 @@ class PluginHandlers:
         try:
             manifest = Manifest.from_json(raw_manifest)
         except ManifestError as exc:
-            raise AspenError(ErrorCode.INVALID_REQUEST, f"plugin.json: {exc}", problems=exc.problems) from None
+            raise AspenError(
+                ErrorCode.INVALID_REQUEST, f"plugin.json: {exc}", problems=exc.problems
+            ) from None
         wasm = p.require_bytes(req, "wasm", max_bytes=BLOB_MAX_BYTES, code=ErrorCode.BLOB_TOO_LARGE)
         wasm_hash = signing.wasm_digest(wasm)
         # --name installs the plugin under another registry name (a second copy, say); the
@@ -107,7 +109,9 @@ class PluginHandlers:
         # API, or whose plugin_info disagrees with its manifest is refused before it is stored.
         loop = asyncio.get_running_loop()
         try:
-            info = await loop.run_in_executor(None, probe_info, self.manager.runtime, wasm, manifest.sandbox_config())
+            info = await loop.run_in_executor(
+                None, probe_info, self.manager.runtime, wasm, manifest.sandbox_config()
+            )
         except SandboxError as exc:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"wasm refused: {exc.code}: {exc.message}") from None
         if manifest.info_mismatches(info):
@@ -136,9 +140,13 @@ class PluginHandlers:
             records, version = self.node.read(
                 lambda s: (s.meta_items("plugins"), s.meta_get(REGISTRY_TABLE, REGISTRY_VERSION_KEY)))
             registry = dict(records)
-            installed = {name: namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
-                         for name, raw in registry.items()}
-            conflict = namespaces.find_conflict(manifest.name, manifest.sandbox_config().effective_prefixes, installed)
+            installed = {
+                name: namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
+                for name, raw in registry.items()
+            }
+            conflict = namespaces.find_conflict(
+                manifest.name, manifest.sandbox_config().effective_prefixes, installed
+            )
             if conflict is not None:
                 raise conflict.error()
             old = registry.get(manifest.name)
@@ -146,14 +154,25 @@ class PluginHandlers:
             record = _pack({**manifest.to_json(), "reload_seq": seq})
             next_version = str(int(version or b"0") + 1).encode()
             try:
-                await self.services.commit(["meta_cas_all", [["plugins", manifest.name, old, record],
-                                                           [REGISTRY_TABLE, REGISTRY_VERSION_KEY, version, next_version]]])
+                await self.services.commit(
+                    [
+                        "meta_cas_all",
+                        [
+                            ["plugins", manifest.name, old, record],
+                            [REGISTRY_TABLE, REGISTRY_VERSION_KEY, version, next_version],
+                        ],
+                    ]
+                )
                 return old
             except AspenError as exc:
                 if exc.code != ErrorCode.CAS_FAILED:
                     raise
-        raise AspenError(ErrorCode.CAS_FAILED, f"the plugin registry changed under {REGISTER_ATTEMPTS} attempts to "
-                                               f"install {manifest.name}; try again", applied="no")
+        raise AspenError(
+            ErrorCode.CAS_FAILED,
+            f"the plugin registry changed under {REGISTER_ATTEMPTS} attempts to "
+            f"install {manifest.name}; try again",
+            applied="no",
+        )
 
     async def _settle(self, name: str) -> None:
         """Wait (bounded) until this node's registry serves the committed entry."""
@@ -177,11 +196,19 @@ class PluginHandlers:
         plugins = []
         for name, raw in sorted(self.manager.registry().items()):
             rec = decode_record(raw)
-            plugins.append({
-                "name": name, "version": rec.get("version"), "enabled": rec.get("enabled", True),
-                "priority": rec.get("priority"), "handles": rec.get("handles"), "wasm_hash": rec.get("wasm_hash"),
-                "state": local.get(name, {}).get("state", "Disabled" if not rec.get("enabled", True) else "NotLoaded"),
-            })
+            plugins.append(
+                {
+                    "name": name,
+                    "version": rec.get("version"),
+                    "enabled": rec.get("enabled", True),
+                    "priority": rec.get("priority"),
+                    "handles": rec.get("handles"),
+                    "wasm_hash": rec.get("wasm_hash"),
+                    "state": local.get(name, {}).get(
+                        "state", "Disabled" if not rec.get("enabled", True) else "NotLoaded"
+                    ),
+                }
+            )
         return {"type": "PluginListResult", "plugins": plugins}
 
     async def local_status(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -192,7 +219,9 @@ class PluginHandlers:
     async def info(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name") or ""
         _, rec = self._record(name)
-        nodes: dict[str, Any] = {str(self.node.node_id): self.manager.local_status(name).get(name, {"state": "NotLoaded"})}
+        nodes: dict[str, Any] = {
+            str(self.node.node_id): self.manager.local_status(name).get(name, {"state": "NotLoaded"})
+        }
 
         async def ask(peer: int) -> None:
             try:
@@ -238,7 +267,9 @@ class PluginHandlers:
                 nodes[str(nid)] = self.manager.local_logs(name, fields["after_seq"], since_ms, limit)
                 return
             try:
-                reply = await asyncio.wait_for(self._peer_request(nid, "PluginLogs", **fields), PEER_STATUS_TIMEOUT_S)
+                reply = await asyncio.wait_for(
+                    self._peer_request(nid, "PluginLogs", **fields), PEER_STATUS_TIMEOUT_S
+                )
                 nodes[str(nid)] = reply["nodes"][str(nid)]
             except (AspenError, OSError, TimeoutError, KeyError) as exc:
                 nodes[str(nid)] = {"error": str(exc) or type(exc).__name__}
@@ -248,7 +279,9 @@ class PluginHandlers:
 
     # -- change ----------------------------------------------------------------------------
 
-    async def _update(self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]) -> bytes | None:
+    async def _update(
+        self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+    ) -> bytes | None:
         raw, rec = self._record(name)
         new = change(dict(rec))
         await self.services.commit(["meta_cas", "plugins", name, raw, None if new is None else _pack(new)])
@@ -287,7 +320,9 @@ class PluginHandlers:
             if len(bytes.fromhex(key)) != 32:
                 raise ValueError
         except ValueError:
-            raise AspenError(ErrorCode.INVALID_REQUEST, "public_key: 64 hex characters (an Ed25519 key)") from None
+            raise AspenError(
+                ErrorCode.INVALID_REQUEST, "public_key: 64 hex characters (an Ed25519 key)"
+            ) from None
         await self.services.commit(["meta_put", "plugin_keys", key.lower(), label.encode()])
         return {"type": "PluginKeyAdded", "public_key": key.lower(), "name": label}
 
@@ -305,7 +340,9 @@ class PluginHandlers:
     async def setting(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name") or ""
         if name != SETTING_REQUIRE_SIGNATURES:
-            raise AspenError(ErrorCode.INVALID_REQUEST, f"unknown setting {name!r} (known: {SETTING_REQUIRE_SIGNATURES})")
+            raise AspenError(
+                ErrorCode.INVALID_REQUEST, f"unknown setting {name!r} (known: {SETTING_REQUIRE_SIGNATURES})"
+            )
         value = req.get("value")
         if value is not None:
             if not isinstance(value, bool):

@@ -8,7 +8,8 @@ soon as it is ready would have the woken loop and the worker trade the GIL on ev
 
 Calls posted during one loop turn are handed to the worker together at the turn's end, with one
 wake-up and one take of its mutex: woken at the first, the worker would only wait for the GIL
-while the loop posts the rest (benchmarks/README.md). The wake-up is a plain Lock the idle worker blocks on, released by the hand-over
+while the loop posts the rest (benchmarks/README.md). The wake-up is a plain Lock the idle worker blocks on,
+released by the hand-over
 only when the worker is idle: a Condition allocates a waiter lock on every wait and takes its
 own lock twice. Bounded: past `queue_max` queued calls, post refuses with OVERLOADED.
 

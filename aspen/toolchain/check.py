@@ -48,11 +48,15 @@ def check_project(project: Project) -> tuple[list[Finding], Manifest | None]:
         return [*out, Finding(ERROR, str(exc))], manifest
     package = cargo.get("package") or {}
     if "cdylib" not in ((cargo.get("lib") or {}).get("crate-type") or []):
-        out.append(Finding(ERROR, 'Cargo.toml: [lib] crate-type must include "cdylib" (a wasm module is one)'))
+        out.append(
+            Finding(ERROR, 'Cargo.toml: [lib] crate-type must include "cdylib" (a wasm module is one)')
+        )
     dep = (cargo.get("dependencies") or {}).get(SDK_CRATE)
     if dep is None:
         out.append(Finding(ERROR, f"Cargo.toml: no dependency on {SDK_CRATE}"))
-    elif isinstance(dep, dict) and "path" in dep and not (project.root / dep["path"] / "Cargo.toml").is_file():
+    elif (
+        isinstance(dep, dict) and "path" in dep and not (project.root / dep["path"] / "Cargo.toml").is_file()
+    ):
         out.append(Finding(ERROR, f"Cargo.toml: {SDK_CRATE} path {dep['path']!r} has no Cargo.toml"))
     if manifest is not None and package.get("version") not in (None, manifest.version):
         out.append(Finding(WARNING, f"Cargo.toml version {package.get('version')} differs from plugin.json's "
@@ -66,7 +70,9 @@ def check_project(project: Project) -> tuple[list[Finding], Manifest | None]:
         return [*out, Finding(ERROR, f"src/lib.rs: not UTF-8: {exc}")], manifest
     registrations = len(re.findall(r"^\s*register_plugin!\s*\(", source, re.M))
     if registrations != 1:
-        out.append(Finding(ERROR, f"src/lib.rs: register_plugin! must appear exactly once (found {registrations})"))
+        out.append(
+            Finding(ERROR, f"src/lib.rs: register_plugin! must appear exactly once (found {registrations})")
+        )
     if "plugin_info_matches_manifest" not in source:
         out.append(Finding(WARNING, "src/lib.rs: no plugin_info_matches_manifest test"))
     if manifest is not None:
@@ -86,13 +92,22 @@ def _manifest_findings(manifest: Manifest, source: str) -> list[Finding]:
             out.append(Finding(WARNING, f"src/lib.rs calls {fn}, which needs the {perm} permission "
                                         "plugin.json does not grant: it will answer PERMISSION_DENIED"))
     for perm in sorted(granted - needed):
-        out.append(Finding(WARNING, f"plugin.json grants {perm} but src/lib.rs calls no function that needs it"))
+        out.append(
+            Finding(WARNING, f"plugin.json grants {perm} but src/lib.rs calls no function that needs it")
+        )
     for rtype in manifest.handles:
         if rtype in NATIVE_FIRST:
-            out.append(Finding(WARNING, f"handles {rtype}: the node answers {rtype} itself before any plugin"))
+            out.append(
+                Finding(WARNING, f"handles {rtype}: the node answers {rtype} itself before any plugin")
+            )
         elif rtype in KV_TYPES and not manifest.kv_prefixes:
-            out.append(Finding(WARNING, f"handles {rtype}: KV requests reach a plugin only for keys under its "
-                                        "kv_prefixes, and it declares none"))
+            out.append(
+                Finding(
+                    WARNING,
+                    f"handles {rtype}: KV requests reach a plugin only for keys under its "
+                    "kv_prefixes, and it declares none",
+                )
+            )
     # Without a cluster the other plugins are unknown: the rules that hold whatever is installed.
     conflict = find_conflict(manifest.name, manifest.kv_prefixes, {})
     if conflict is not None:
@@ -122,8 +137,13 @@ def _built_findings(project: Project, manifest: Manifest) -> list[Finding]:
     except ValueError as exc:
         return [*out, Finding(ERROR, f"{wasm_path.relative_to(project.root)}: {exc}")]
     for field in manifest.info_mismatches(info):
-        out.append(Finding(ERROR, f"{wasm_path.name}: plugin_info {field} is {info.get(field)!r} but "
-                                  f"plugin.json says {getattr(manifest, field)!r} (the node refuses that install)"))
+        out.append(
+            Finding(
+                ERROR,
+                f"{wasm_path.name}: plugin_info {field} is {info.get(field)!r} but "
+                f"plugin.json says {getattr(manifest, field)!r} (the node refuses that install)",
+            )
+        )
     return out
 
 

@@ -133,7 +133,9 @@ def cmd_sign(args: argparse.Namespace) -> None:
     signature = signing.sign(manifest, wasm_path.read_bytes(), key)
     wasm_hash = signature["signed"]["wasm_hash"]
     project.write_manifest({**raw, "wasm_hash": wasm_hash, "signature": signature}, manifest_path)
-    print(f"✓ Signed {manifest.name} {manifest.version}: the manifest and {wasm_path.name} (blake3 {wasm_hash})")
+    print(
+        f"✓ Signed {manifest.name} {manifest.version}: the manifest and {wasm_path.name} (blake3 {wasm_hash})"
+    )
     print(f"  Public key: {signature['public_key']}")
     print(f"  {manifest_path} updated (signature, wasm_hash)")
 
@@ -157,11 +159,16 @@ def cmd_verify(args: argparse.Namespace) -> None:
         signer = signing.verify(manifest, signing.wasm_digest(wasm_path.read_bytes()), trusted)
     except AspenError as exc:
         raise Failed(f"{exc.code}: {exc.message}") from None
-    print(f"✓ Signature valid: {manifest.name} {manifest.version} (manifest and {wasm_path.name}) signed by {signer}")
+    print(
+        f"✓ Signature valid: {manifest.name} {manifest.version} (manifest and {wasm_path.name}) signed by "
+        f"{signer}"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="cargo aspen-plugin", description="Build, check and sign Aspen WASM plugins.")
+    ap = argparse.ArgumentParser(
+        prog="cargo aspen-plugin", description="Build, check and sign Aspen WASM plugins."
+    )
     ap.add_argument("--version", action="version", version=f"cargo-aspen-plugin {aspen_version()}")
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -177,14 +184,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", default="basic", choices=sorted(TEMPLATES))
     p.add_argument("--priority", type=int, default=950, help="900 to 999, lower runs first (default 950)")
     p.add_argument("--dir", default=".", help="where to create the project directory")
-    p.add_argument("--sdk", default=str(SDK_DIR), help="path of aspen-wasm-guest-sdk (default: the bundled one)")
+    p.add_argument(
+        "--sdk", default=str(SDK_DIR), help="path of aspen-wasm-guest-sdk (default: the bundled one)"
+    )
     command("check", cmd_check, "validate plugin.json and the crate layout")
     p = command("build", cmd_build, "build for wasm32-unknown-unknown and check the module")
     p.add_argument("--release", action="store_true", help="optimized and stripped")
     p = command("keygen", cmd_keygen, "generate an Ed25519 signing key", project=False)
     p.add_argument("--output", default=str(DEFAULT_KEY), help=f"secret key file (default {DEFAULT_KEY})")
     p.add_argument("--force", action="store_true", help="replace an existing key")
-    p = command("sign", cmd_sign, "sign plugin.json and the built wasm; writes the signature into plugin.json")
+    p = command(
+        "sign", cmd_sign, "sign plugin.json and the built wasm; writes the signature into plugin.json"
+    )
     p.add_argument("--key", default=str(DEFAULT_KEY), help="secret key file")
     p.add_argument("--wasm", help="the module (default: the newest build)")
     p.add_argument("--manifest", help="sign into this copy of the manifest (default: plugin.json)")

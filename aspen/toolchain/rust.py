@@ -25,7 +25,8 @@ LOCKFILE_V4_CARGO = (1, 78)
 INSTALL_HINT = (
     "no Rust toolchain with the wasm32-unknown-unknown target was found. Install one:\n"
     "  rustup target add wasm32-unknown-unknown          (with rustup)\n"
-    "  apt-get install rustc cargo libstd-rust-dev-wasm32 lld  (Debian/Ubuntu, no download from rustup needed)\n"
+    "  apt-get install rustc cargo libstd-rust-dev-wasm32 lld  (Debian/Ubuntu, no download from rustup "
+    "needed)\n"
     "or point ASPEN_CARGO and ASPEN_RUSTC at a cargo and rustc that have it."
 )
 
@@ -54,7 +55,9 @@ class Toolchain:
 
 def _version(binary: str) -> tuple[int, int]:
     try:
-        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S).stdout
+        out = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return (0, 0)
     m = re.search(r"(\d+)\.(\d+)", out)
@@ -69,7 +72,11 @@ def has_wasm_target(rustc: str) -> bool:
         ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return False
-    return bool(sysroot) and (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir() and has_wasm_linker(sysroot)
+    return (
+        bool(sysroot)
+        and (Path(sysroot) / "lib" / "rustlib" / TARGET / "lib").is_dir()
+        and has_wasm_linker(sysroot)
+    )
 
 
 def has_wasm_linker(sysroot: str) -> bool:
@@ -87,7 +94,9 @@ def _candidates() -> list[tuple[str | None, str | None, str]]:
     invoking = os.environ.get("CARGO")
     if invoking:
         beside = Path(invoking).with_name("rustc")
-        out.append((invoking, str(beside) if beside.exists() else shutil.which("rustc"), "the invoking cargo"))
+        out.append(
+            (invoking, str(beside) if beside.exists() else shutil.which("rustc"), "the invoking cargo")
+        )
     out.append((shutil.which("cargo"), shutil.which("rustc"), "PATH"))
     out.append(("/usr/bin/cargo", "/usr/bin/rustc", "Debian packages"))
     return out
@@ -110,7 +119,10 @@ def lockfile_too_new(project_dir: Path, toolchain: Toolchain) -> bool:
     lock = project_dir / "Cargo.lock"
     if not lock.exists():
         return False
-    return bool(re.search(r"^version = 4$", lock.read_text(), re.M)) and toolchain.cargo_version() < LOCKFILE_V4_CARGO
+    return (
+        bool(re.search(r"^version = 4$", lock.read_text(), re.M))
+        and toolchain.cargo_version() < LOCKFILE_V4_CARGO
+    )
 
 
 def cargo_build(project_dir: Path, toolchain: Toolchain, release: bool) -> subprocess.CompletedProcess[str]:

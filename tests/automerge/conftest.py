@@ -100,6 +100,14 @@ def automerge_wasm() -> Path:
 
 @pytest.fixture(scope="module")
 def am_cluster(shared_cluster: LocalCluster, automerge_wasm: Path) -> LocalCluster:
-    r = cli(shared_cluster, "plugin", "install", str(automerge_wasm), "--manifest", str(automerge.MANIFEST), "--wait")
+    r = cli(
+        shared_cluster,
+        "plugin",
+        "install",
+        str(automerge_wasm),
+        "--manifest",
+        str(automerge.MANIFEST),
+        "--wait",
+    )
     assert r.returncode == 0, r.stderr
     return shared_cluster

@@ -85,7 +85,13 @@ def test_get_list_delete(am_cluster: LocalCluster, js: Js) -> None:
         automerge.push(c, "listed-1", chunk)
         automerge.push(c, "listed-2", chunk)
         got = automerge.get_change(c, "listed-1", head)
-        assert (got["change"], got["hash"], got["seq"], got["deps"], got["complete"]) == (chunk, head, 1, [], True)
+        assert (got["change"], got["hash"], got["seq"], got["deps"], got["complete"]) == (
+            chunk,
+            head,
+            1,
+            [],
+            True,
+        )
         assert automerge.list_docs(c, "listed-")["docs"] == ["listed-1", "listed-2"]
         r = automerge.delete_doc(c, "listed-1")
         assert r["deleted"] and r["keys_deleted"] == 2

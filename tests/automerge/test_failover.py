@@ -20,7 +20,9 @@ ATTEMPTS_MAX = 60
 
 def test_leader_sigkill_mid_push_loses_no_acknowledged_change(cluster: LocalCluster, automerge_wasm: Path,
                                                               js: Callable[[], JsClient]) -> None:
-    r = cli(cluster, "plugin", "install", str(automerge_wasm), "--manifest", str(automerge.MANIFEST), "--wait")
+    r = cli(
+        cluster, "plugin", "install", str(automerge_wasm), "--manifest", str(automerge.MANIFEST), "--wait"
+    )
     assert r.returncode == 0, r.stderr
     doc = "failover"
     peer = js()

@@ -14,8 +14,20 @@ def rows(aspen: dict[str, float], etcd: dict[str, float]) -> dict[str, dict[str,
 
 def test_targets_are_met_on_the_right_side_of_each_bound() -> None:
     measured = rows(
-        {"write p50 ms": 1.0, "read p50 ms": 0.9, "writes/s @64": 2000, "reads/s @64": 3000, "failover median s": 0.5},
-        {"write p50 ms": 1.0, "read p50 ms": 1.0, "writes/s @64": 1000, "reads/s @64": 1000, "failover median s": 1.0},
+        {
+            "write p50 ms": 1.0,
+            "read p50 ms": 0.9,
+            "writes/s @64": 2000,
+            "reads/s @64": 3000,
+            "failover median s": 0.5,
+        },
+        {
+            "write p50 ms": 1.0,
+            "read p50 ms": 1.0,
+            "writes/s @64": 1000,
+            "reads/s @64": 1000,
+            "failover median s": 1.0,
+        },
     )
     line = targets_line(measured)
     assert "write p50 <= 1.0x etcd: 1.00x, met" in line  # the bound itself meets a <= target
@@ -78,7 +90,9 @@ def test_automerge_table_says_met_only_within_the_target() -> None:
     from benchmarks.automerge_bench import Case
     from benchmarks.automerge_bench import table as automerge_table
 
-    text = automerge_table({"push": Case(1.0, [0.5, 0.9, 2.0], [10, 20, 30]), "pull": Case(0.5, [0.6, 0.7, 0.4], [5])})
+    text = automerge_table(
+        {"push": Case(1.0, [0.5, 0.9, 2.0], [10, 20, 30]), "pull": Case(0.5, [0.6, 0.7, 0.4], [5])}
+    )
     rows_ = [line.split(" | ") for line in text.splitlines()[2:]]
     assert [r[4] for r in rows_] == ["yes", "no"]  # medians 0.9 <= 1 and 0.6 > 0.5
     assert rows_[0][5] == "20 |"

@@ -100,7 +100,9 @@ class NodeState:
     state_hash: str
 
 
-def converged_state(cluster: LocalCluster, timeout_s: float = CONVERGE_WAIT_S) -> tuple[bool, list[NodeState]]:
+def converged_state(
+    cluster: LocalCluster, timeout_s: float = CONVERGE_WAIT_S
+) -> tuple[bool, list[NodeState]]:
     """Every node's (applied index, state hash), polled until all are at the same index; then
     the hashes must match. (False, last seen) if they never reach one index in time."""
     deadline = time.monotonic() + timeout_s
@@ -134,8 +136,10 @@ def registries(cluster: LocalCluster, timeout_s: float = CONVERGE_WAIT_S) -> tup
             except (AspenError, OSError, TimeoutError) as exc:
                 lists[node_id] = f"unreachable: {exc}"
         values = list(lists.values())
-        ready = all(isinstance(v, list) and any(p["name"] == counter_plugin.NAME and p["state"] == "Ready" for p in v)
-                    for v in values)
+        ready = all(
+            isinstance(v, list) and any(p["name"] == counter_plugin.NAME and p["state"] == "Ready" for p in v)
+            for v in values
+        )
         if ready and all(v == values[0] for v in values):
             return True, lists
         time.sleep(0.2)
@@ -165,7 +169,11 @@ def unavailability(records: Sequence[Record], faults: Sequence[Fault]) -> list[U
 
 
 def worst(windows: Sequence[Unavailability], kind: str | None = None) -> float | None:
-    vals = [u.window_s if u.window_s is not None else math.inf for u in windows if kind is None or u.fault.kind == kind]
+    vals = [
+        u.window_s if u.window_s is not None else math.inf
+        for u in windows
+        if kind is None or u.fault.kind == kind
+    ]
     return max(vals) if vals else None
 
 

@@ -36,8 +36,13 @@ _INFO_OFF, _KEY_OFF, _RESP_OFF, _CONTENDED_OFF, _HOST_ERR_OFF, _SCRATCH_OFF = 51
 def _layout() -> dict[str, Any]:
     info = msgpack.packb({"name": NAME, "version": VERSION})
     resp = msgpack.packb({"type": "ChaosIncremented", "value": b"\0" * 8})
-    contended = msgpack.packb({"type": "Error", "code": CONTENDED,
-                               "message": f"{CAS_ATTEMPTS_MAX} CAS attempts found another value; nothing written"})
+    contended = msgpack.packb(
+        {
+            "type": "Error",
+            "code": CONTENDED,
+            "message": f"{CAS_ATTEMPTS_MAX} CAS attempts found another value; nothing written",
+        }
+    )
     host_err = msgpack.packb({"type": "Error", "code": HOST_ERROR,
                               "message": "a host call failed; the increment may or may not have happened"})
     assert resp.endswith(b"\xc4\x08" + b"\0" * 8)
@@ -50,7 +55,8 @@ def wasm() -> bytes:
     key = COUNTER_KEY.encode()
     ret = lambda off, data: f"(i64.const {(off << 32) | len(data)})"  # noqa: E731
     # Tagged results: get -> [0, bin8] = 92 00 c4 08 <8> or [1] = 91 01;
-    # cas -> [0, {"swapped": bool, "actual": bin8|nil}] = 92 00 82 a7 "swapped" <c3|c2> a6 "actual" <c4 08 <8>|c0>.
+    # cas -> [0, {"swapped": bool, "actual": bin8|nil}] = 92 00 82 a7 "swapped" <c3|c2> a6 "actual" <c4 08
+    # <8>|c0>.
     text = f"""(module
 {_import("kv_get_value")}{_import("kv_compare_and_swap")}  (memory (export "memory") 4)
 {ALLOC}
@@ -66,7 +72,8 @@ def wasm() -> bytes:
     (local.set $ptr (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 32))))
     (if (i32.and (i32.eq (i32.load16_u (local.get $ptr)) (i32.const 0x0092))
                  (i32.eq (i32.load16_u (i32.add (local.get $ptr) (i32.const 2))) (i32.const 0x08c4)))
-      (then (local.set $old (i64.load (i32.add (local.get $ptr) (i32.const 4)))) (local.set $found (i32.const 1)))
+      (then (local.set $old (i64.load (i32.add (local.get $ptr) (i32.const 4))))
+            (local.set $found (i32.const 1)))
       (else (if (i32.ne (i32.load16_u (local.get $ptr)) (i32.const 0x0191))
         (then (return {ret(_HOST_ERR_OFF, lay["host_err"])})))))
     (block $gave_up
@@ -87,7 +94,8 @@ def wasm() -> bytes:
             (return {ret(_RESP_OFF, lay["resp"])})))
         ;; Not swapped: start again from the value the store reported.
         (if (i32.eq (i32.load16_u (i32.add (local.get $ptr) (i32.const 19))) (i32.const 0x08c4))
-          (then (local.set $old (i64.load (i32.add (local.get $ptr) (i32.const 21)))) (local.set $found (i32.const 1)))
+          (then (local.set $old (i64.load (i32.add (local.get $ptr) (i32.const 21))))
+                (local.set $found (i32.const 1)))
           (else (local.set $old (i64.const 0)) (local.set $found (i32.const 0))))
         (br $retry)))
     {ret(_CONTENDED_OFF, lay["contended"])})

@@ -62,8 +62,17 @@ class Record:
 
     def to_op(self) -> Op:
         ok = {OK: True, FAIL: False, INFO: None}[self.outcome]
-        return Op(self.op_id, self.client, self.kind, self.keys, self.args, self.invoke_s, self.complete_s, ok,
-                  self.result)
+        return Op(
+            self.op_id,
+            self.client,
+            self.kind,
+            self.keys,
+            self.args,
+            self.invoke_s,
+            self.complete_s,
+            ok,
+            self.result,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.op_id, "client": self.client, "kind": self.kind, "keys": list(self.keys),
@@ -95,7 +104,9 @@ def _plain(value: Any) -> Any:
         return "?"
     if isinstance(value, bytes):
         text = value.decode("ascii", "replace")
-        return text if text.isprintable() and "\\" not in text and "\ufffd" not in text else {"hex": value.hex()}
+        return (
+            text if text.isprintable() and "\\" not in text and "\ufffd" not in text else {"hex": value.hex()}
+        )
     if isinstance(value, tuple | list):
         return [_plain(v) for v in value]
     return value

@@ -348,6 +348,11 @@ def check(ops: Iterable[Op], *, steps_max: int = STEPS_MAX_DEFAULT,
             continue
         results.append(check_component(keys, group, steps_max=steps_max, deadline=deadline))
     verdicts = {r.verdict for r in results}
-    verdict = Verdict.ILLEGAL if Verdict.ILLEGAL in verdicts else Verdict.UNKNOWN if Verdict.UNKNOWN in verdicts \
+    verdict = (
+        Verdict.ILLEGAL
+        if Verdict.ILLEGAL in verdicts
+        else Verdict.UNKNOWN
+        if Verdict.UNKNOWN in verdicts
         else Verdict.OK
+    )
     return CheckResult(verdict, tuple(results))

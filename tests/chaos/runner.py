@@ -76,8 +76,10 @@ class Report:
 
     def text(self) -> str:
         c = self.config
-        lines = [f"chaos run: seed {c['seed']}, {c['nodes']} nodes, {c['clients']} clients, {c['duration_s']} s"
-                 f" ({self.wall_s:.1f} s wall)"]
+        lines = [
+            f"chaos run: seed {c['seed']}, {c['nodes']} nodes, {c['clients']} clients, {c['duration_s']} s"
+            f" ({self.wall_s:.1f} s wall)"
+        ]
         if self.partitions_note:
             lines.append(f"partitions: {self.partitions_note}")
         lines.append("operations (ok / fail / info):")
@@ -86,14 +88,18 @@ class Report:
         lines.append(f"faults injected: {len(self.faults)}")
         for f in self.faults:
             leader = " (leader)" if f["hit_leader"] else ""
-            back = "never" if f["recovered_s"] is None else f"{f['recovered_s'] - f['end_s']:.2f}s after healing"
+            back = (
+                "never" if f["recovered_s"] is None else f"{f['recovered_s'] - f['end_s']:.2f}s after healing"
+            )
             lines.append(f"  {f['start_s']:8.2f}s {f['kind']:<13} nodes {f['nodes']}{leader}, held "
                          f"{f['end_s'] - f['in_force_s']:.2f}s, recovered {back}")
         for s in self.skipped_faults:
             lines.append(f"  skipped: {s}")
         lines.append(f"linearizability: {self.verdict}")
         for comp in self.checker:
-            lines.append(f"  {','.join(comp['keys'])}: {comp['verdict']} ({comp['ops']} ops, {comp['steps']} steps)")
+            lines.append(
+                f"  {','.join(comp['keys'])}: {comp['verdict']} ({comp['ops']} ops, {comp['steps']} steps)"
+            )
             if comp["detail"]:
                 lines.extend("    " + d for d in comp["detail"].splitlines())
         lines.append(f"lost acknowledged writes: {len(self.lost_writes)}")
@@ -101,8 +107,10 @@ class Report:
         ctr = self.counter
         lines.append(f"counter: final {ctr.get('final')}, acknowledged {ctr.get('acknowledged')}, "
                      f"indeterminate {ctr.get('indeterminate')} -> {'ok' if ctr.get('ok') else 'WRONG'}")
-        lines.append(f"state hashes equal: {self.states_equal} "
-                     + ", ".join(f"n{s['node_id']}@{s['applied_index']}={s['state_hash'][:12]}" for s in self.states))
+        lines.append(
+            f"state hashes equal: {self.states_equal} "
+            + ", ".join(f"n{s['node_id']}@{s['applied_index']}={s['state_hash'][:12]}" for s in self.states)
+        )
         lines.append(f"plugin registries equal: {self.registries_equal}")
         lines.append("unavailability after faults that hit the leader (fault -> next acknowledged write):")
         for u in self.unavailability:
@@ -244,14 +252,18 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
         report.failures.append(f"linearizability: {result.verdict}")
 
     lost = checks.lost_writes(records, finals)
-    report.lost_writes = [f"{w.key}: final {w.final!r} contradicts acknowledged {w.write.to_json()}" for w in lost]
+    report.lost_writes = [
+        f"{w.key}: final {w.final!r} contradicts acknowledged {w.write.to_json()}" for w in lost
+    ]
     if lost:
         report.failures.append(f"{len(lost)} acknowledged writes lost")
 
     ctr = checks.counter_check(records, finals[COUNTER_KEY])
     report.counter = {**asdict(ctr), "ok": ctr.ok}
     if not ctr.ok:
-        report.failures.append(f"counter {ctr.final} outside [{ctr.acknowledged}, {ctr.acknowledged + ctr.indeterminate}]")
+        report.failures.append(
+            f"counter {ctr.final} outside [{ctr.acknowledged}, {ctr.acknowledged + ctr.indeterminate}]"
+        )
 
     report.states_equal, states = checks.converged_state(cluster)
     report.states = [asdict(s) for s in states]
@@ -269,8 +281,15 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
         report.failures.append("plugin registries differ between nodes")
 
     windows = checks.unavailability(records, nemesis.faults)
-    report.unavailability = [{"kind": u.fault.kind, "in_force_s": u.fault.in_force_s, "nodes": list(u.fault.nodes),
-                              "window_s": u.window_s} for u in windows]
+    report.unavailability = [
+        {
+            "kind": u.fault.kind,
+            "in_force_s": u.fault.in_force_s,
+            "nodes": list(u.fault.nodes),
+            "window_s": u.window_s,
+        }
+        for u in windows
+    ]
     report.worst_unavailability_s = checks.worst(windows)
     report.worst_leader_kill_unavailability_s = checks.worst(windows, "kill_leader")
     report.raft_warnings = [asdict(w) for w in checks.raft_warnings(cluster)]
@@ -289,7 +308,9 @@ def _check_watch(report: Report, cluster: LocalCluster, watch: watcher.Watcher, 
 
 def write_out(out: Path, report: Report, history: History) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps({**asdict(report), "passed": report.passed}, indent=2, default=str))
+    (out / "report.json").write_text(
+        json.dumps({**asdict(report), "passed": report.passed}, indent=2, default=str)
+    )
     (out / "report.txt").write_text(report.text() + "\n")
     history.dump(out / "history.jsonl")
 
@@ -300,9 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--duration-s", type=float, default=30.0)
     ap.add_argument("--nodes", type=int, default=3)
     ap.add_argument("--clients", type=int, default=4)
-    ap.add_argument("--no-partitions", action="store_true", help="no network-namespace hosts, no partition faults")
+    ap.add_argument(
+        "--no-partitions", action="store_true", help="no network-namespace hosts, no partition faults"
+    )
     ap.add_argument("--checker-deadline-s", type=float, default=120.0)
-    ap.add_argument("--out", type=Path, help="write report.json, report.txt, history.jsonl and node logs here")
+    ap.add_argument(
+        "--out", type=Path, help="write report.json, report.txt, history.jsonl and node logs here"
+    )
     args = ap.parse_args(argv)
     if not 3 <= args.nodes <= 7 or not 1 <= args.clients <= 32 or not 1 <= args.duration_s <= 3600:
         ap.error("--nodes 3..7, --clients 1..32, --duration-s 1..3600")

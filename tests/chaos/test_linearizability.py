@@ -68,7 +68,10 @@ def test_sequential_register_is_linearizable() -> None:
 def test_zero_duration_ops_are_placed_like_any_other() -> None:
     # An op whose invoke and complete carry one timestamp: its return must follow its call.
     assert verdict(put(1, "k", b"a", 1.0, 1.0)) is Verdict.OK
-    assert verdict(put(1, "k", b"a", 1.0, 1.0), get(2, "k", b"a", 1.0, 1.0), get(2, "k", b"a", 2.0, 2.0)) is Verdict.OK
+    assert (
+        verdict(put(1, "k", b"a", 1.0, 1.0), get(2, "k", b"a", 1.0, 1.0), get(2, "k", b"a", 2.0, 2.0))
+        is Verdict.OK
+    )
     # Still ordered against ops that end before it begins.
     assert verdict(put(1, "k", b"a", 0.0, 0.5), get(2, "k", None, 1.0, 1.0)) is Verdict.ILLEGAL
 
@@ -85,15 +88,24 @@ def test_concurrent_reads_may_see_either_side_of_a_write() -> None:
 
 
 def test_indeterminate_write_may_explain_a_later_read() -> None:
-    assert verdict(put(1, "k", b"a", 0, 1), put(2, "k", b"x", 2, 0, ok=None), get(3, "k", b"x", 50, 51)) is Verdict.OK
+    assert (
+        verdict(put(1, "k", b"a", 0, 1), put(2, "k", b"x", 2, 0, ok=None), get(3, "k", b"x", 50, 51))
+        is Verdict.OK
+    )
 
 
 def test_indeterminate_write_may_never_happen() -> None:
-    assert verdict(put(1, "k", b"a", 0, 1), put(2, "k", b"x", 2, 0, ok=None), get(3, "k", b"a", 50, 51)) is Verdict.OK
+    assert (
+        verdict(put(1, "k", b"a", 0, 1), put(2, "k", b"x", 2, 0, ok=None), get(3, "k", b"a", 50, 51))
+        is Verdict.OK
+    )
 
 
 def test_refused_write_is_ignored() -> None:
-    assert verdict(put(1, "k", b"a", 0, 1), put(2, "k", b"x", 2, 3, ok=False), get(3, "k", b"a", 5, 6)) is Verdict.OK
+    assert (
+        verdict(put(1, "k", b"a", 0, 1), put(2, "k", b"x", 2, 3, ok=False), get(3, "k", b"a", 5, 6))
+        is Verdict.OK
+    )
 
 
 def test_cas_success_and_failure_with_actual() -> None:
@@ -122,7 +134,9 @@ def test_batch_seen_whole() -> None:
 
 
 def test_stale_read_after_acknowledged_write() -> None:
-    assert verdict(put(1, "k", b"a", 0, 1), put(1, "k", b"b", 2, 3), get(2, "k", b"a", 4, 5)) is Verdict.ILLEGAL
+    assert (
+        verdict(put(1, "k", b"a", 0, 1), put(1, "k", b"b", 2, 3), get(2, "k", b"a", 4, 5)) is Verdict.ILLEGAL
+    )
 
 
 def test_lost_write() -> None:
@@ -154,7 +168,10 @@ def test_cas_failure_reporting_a_value_never_there() -> None:
 
 
 def test_indeterminate_write_cannot_take_effect_before_its_invocation() -> None:
-    assert verdict(put(1, "k", b"a", 0, 1), get(2, "k", b"x", 2, 3), put(3, "k", b"x", 4, 0, ok=None)) is Verdict.ILLEGAL
+    assert (
+        verdict(put(1, "k", b"a", 0, 1), get(2, "k", b"x", 2, 3), put(3, "k", b"x", 4, 0, ok=None))
+        is Verdict.ILLEGAL
+    )
 
 
 def test_indeterminate_write_cannot_explain_flapping() -> None:
@@ -169,7 +186,9 @@ def test_counter_increment_lost() -> None:
 
 
 def test_counter_two_increments_same_value() -> None:
-    assert verdict(op(1, INCR, "n", (), 0, 3, True, 1), op(2, INCR, "n", (), 0, 3, True, 1)) is Verdict.ILLEGAL
+    assert (
+        verdict(op(1, INCR, "n", (), 0, 3, True, 1), op(2, INCR, "n", (), 0, 3, True, 1)) is Verdict.ILLEGAL
+    )
 
 
 def test_torn_batch_is_caught_where_per_key_projection_would_pass() -> None:
@@ -239,8 +258,17 @@ def test_random_sequential_histories_are_linearizable_and_mutated_ones_not() -> 
         assert check(ops).verdict is Verdict.OK, trial
         reads = [i for i, o in enumerate(ops) if o.kind == GET]
         victim = ops[reads[-1]]
-        ops[reads[-1]] = Op(victim.op_id, victim.client, GET, victim.keys, (), victim.invoke_s, victim.complete_s,
-                            True, b"never-written")
+        ops[reads[-1]] = Op(
+            victim.op_id,
+            victim.client,
+            GET,
+            victim.keys,
+            (),
+            victim.invoke_s,
+            victim.complete_s,
+            True,
+            b"never-written",
+        )
         assert check(ops).verdict is Verdict.ILLEGAL, trial
 
 
@@ -259,7 +287,9 @@ def test_many_unknown_increments_stay_cheap_and_still_bound_the_count() -> None:
 def test_identical_unknown_ops_respect_their_own_invocations() -> None:
     early, late = op(1, INCR, "n", (), 0, 0, None), op(2, INCR, "n", (), 5, 0, None)
     assert verdict(early, late, get(3, "n", counter_bytes(1), 1, 2)) is Verdict.OK
-    assert verdict(early, late, get(3, "n", counter_bytes(2), 1, 2)) is Verdict.ILLEGAL  # late not invoked yet
+    assert (
+        verdict(early, late, get(3, "n", counter_bytes(2), 1, 2)) is Verdict.ILLEGAL
+    )  # late not invoked yet
     assert verdict(early, late, get(3, "n", counter_bytes(2), 6, 7)) is Verdict.OK
     same_value = (put(1, "k", b"x", 0, 0, ok=None), put(2, "k", b"x", 5, 0, ok=None))
     assert verdict(*same_value, get(3, "k", b"x", 1, 2), op(4, DELETE, "k", (), 3, 4),

@@ -92,11 +92,15 @@ class Worker:
         try:
             result = call()
         except _CasMismatch as mismatch:
-            self.history.complete(op_id, self.client_id, kind, keys, args, invoke_s, OK, (False, mismatch.actual))
+            self.history.complete(
+                op_id, self.client_id, kind, keys, args, invoke_s, OK, (False, mismatch.actual)
+            )
             return
         except (AspenError, OSError, TimeoutError) as exc:
             outcome = outcome_of_error(kind, exc)
-            self.history.complete(op_id, self.client_id, kind, keys, args, invoke_s, outcome, None, str(exc)[:200])
+            self.history.complete(
+                op_id, self.client_id, kind, keys, args, invoke_s, outcome, None, str(exc)[:200]
+            )
             if outcome == INFO:
                 for key in keys:
                     self.last_seen.pop(key, None)
@@ -146,7 +150,10 @@ class Worker:
     def batch(self) -> None:
         keys = tuple(sorted(self.rng.sample(BATCH_KEYS, self.rng.randint(2, len(BATCH_KEYS)))))
         writes = tuple((k, None if self.rng.random() < 0.2 else self._value()) for k in keys)
-        wire = [{"op": "Delete", "key": k} if v is None else {"op": "Set", "key": k, "value": v} for k, v in writes]
+        wire = [
+            {"op": "Delete", "key": k} if v is None else {"op": "Set", "key": k, "value": v}
+            for k, v in writes
+        ]
 
         def call() -> None:
             self.client.batch(wire)
@@ -169,7 +176,9 @@ class _CasMismatch(Exception):
         self.actual = actual
 
 
-def final_reads(client: Client, history: History, client_id: int, attempts_max: int = 20) -> dict[str, bytes | None]:
+def final_reads(
+    client: Client, history: History, client_id: int, attempts_max: int = 20
+) -> dict[str, bytes | None]:
     """Read every key once more, linearizably, after healing; recorded like any op, so the
     checker sees them. A read that fails is retried (bounded): reads change nothing."""
     out: dict[str, bytes | None] = {}

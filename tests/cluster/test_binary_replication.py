@@ -74,7 +74,9 @@ def test_batch_and_cas_of_binary_values(shared_cluster: LocalCluster) -> None:
     assert shared_cluster.leader_term() == term
 
 
-def test_many_rounds_of_mixed_binary_writes_keep_one_term(shared_cluster: LocalCluster, tmp_path: Path) -> None:
+def test_many_rounds_of_mixed_binary_writes_keep_one_term(
+    shared_cluster: LocalCluster, tmp_path: Path
+) -> None:
     term = shared_cluster.leader_term()
     for rnd in range(4):
         sizes = [1, 100, 4096, 65_535, 65_536, 65_537, 300_000, VALUE_MAX_BYTES]

@@ -31,8 +31,15 @@ def test_ops_name_the_table_and_the_id() -> None:
 
 def test_the_state_machine_reads_back_what_the_ops_wrote() -> None:
     state = StateMachine()
-    state.apply_ops([node_registry.put_op(1, NodeRecord("h:1", "h:2")), node_registry.put_op(2, NodeRecord("g:1", None)),
-                     ["meta_put", "nodes", "3", b"not msgpack \xc1"]], 1, 1)
+    state.apply_ops(
+        [
+            node_registry.put_op(1, NodeRecord("h:1", "h:2")),
+            node_registry.put_op(2, NodeRecord("g:1", None)),
+            ["meta_put", "nodes", "3", b"not msgpack \xc1"],
+        ],
+        1,
+        1,
+    )
     assert node_registry.node_ids(state) == {1, 2, 3}
     assert node_registry.records(state) == {1: NodeRecord("h:1", "h:2"), 2: NodeRecord("g:1", None)}
     assert node_registry.record(state, 2) == NodeRecord("g:1", None)

@@ -249,9 +249,13 @@ def test_large_binary_entry_arrives_whole_and_keeps_the_tail_too(follower: Follo
     assert follower.on_tick_thread(lambda: follower.core._SyncObj__getEntries(5, 1))[0][0] == big[0]  # type: ignore[attr-defined]
 
     # A conflicting large entry replaces the tail; past the end one is appended, once.
-    assert follower.append((4, 1), [(NOOP + os.urandom(100_000), 5, 2)], term=2, commit=4)["next_node_idx"] == 6
+    assert (
+        follower.append((4, 1), [(NOOP + os.urandom(100_000), 5, 2)], term=2, commit=4)["next_node_idx"] == 6
+    )
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 5)] + [(5, 2)]
-    assert follower.append((5, 2), [(NOOP + os.urandom(100_000), 6, 2)], term=2, commit=4)["next_node_idx"] == 7
+    assert (
+        follower.append((5, 2), [(NOOP + os.urandom(100_000), 6, 2)], term=2, commit=4)["next_node_idx"] == 7
+    )
     assert follower.log() == [(1, 0)] + [(i, 1) for i in range(2, 5)] + [(5, 2), (6, 2)]
 
 

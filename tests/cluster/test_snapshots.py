@@ -38,7 +38,9 @@ def test_compaction_in_a_child_and_snapshot_install_on_a_lagging_follower(tmp_pa
     RecordingNode.dump_pids = pids_file
 
     async def run() -> None:
-        nodes = await make_cluster(tmp_path, node_class=RecordingNode, compaction_min_entries=COMPACT_AFTER_ENTRIES)
+        nodes = await make_cluster(
+            tmp_path, node_class=RecordingNode, compaction_min_entries=COMPACT_AFTER_ENTRIES
+        )
         again: list[ReplicatedNode] = []
         try:
             leader = await wait_leader(nodes)
@@ -66,7 +68,9 @@ def test_compaction_in_a_child_and_snapshot_install_on_a_lagging_follower(tmp_pa
             target = leader.applied_index
             deadline = time.monotonic() + 30
             while restarted.applied_index < target:
-                assert time.monotonic() < deadline, f"lagging follower stuck at {restarted.applied_index} < {target}"
+                assert time.monotonic() < deadline, (
+                    f"lagging follower stuck at {restarted.applied_index} < {target}"
+                )
                 await asyncio.sleep(0.05)
             await restarted.barrier(10)
             for key in list(values)[:: max(1, len(values) // 50)]:

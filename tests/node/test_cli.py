@@ -15,7 +15,9 @@ BIN = Path(sys.executable).parent
 
 def cli(cluster: LocalCluster, *args: str, cookie: str | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASPEN_CLUSTER": cluster.endpoints, "ASPEN_COOKIE": cookie or cluster.cookie}
-    return subprocess.run([str(BIN / "aspen-cli"), *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(BIN / "aspen-cli"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_kv_commands(shared_cluster: LocalCluster) -> None:
@@ -60,16 +62,27 @@ def test_aspen_cluster_eval_workflow(tmp_path: Path) -> None:
             name, _, value = line.removeprefix("export ").partition("=")
             env[name] = value
         assert env["ASPEN_CLUSTER"].count(",") == 2 and env["ASPEN_COOKIE"]
-        r = subprocess.run([str(BIN / "aspen-cli"), "kv", "set", "k", "v"], env=env, capture_output=True, text=True)
+        r = subprocess.run(
+            [str(BIN / "aspen-cli"), "kv", "set", "k", "v"], env=env, capture_output=True, text=True
+        )
         assert r.returncode == 0, r.stderr
-        st = subprocess.run([str(BIN / "aspen-cluster"), "status", "--dir", str(d)], capture_output=True, text=True)
+        st = subprocess.run(
+            [str(BIN / "aspen-cluster"), "status", "--dir", str(d)], capture_output=True, text=True
+        )
         leader = int(st.stdout.splitlines()[0].split(": ")[1])
-        kill = subprocess.run([str(BIN / "aspen-cluster"), "kill", "--dir", str(d), str(leader)], capture_output=True, text=True)
+        kill = subprocess.run(
+            [str(BIN / "aspen-cluster"), "kill", "--dir", str(d), str(leader)], capture_output=True, text=True
+        )
         assert kill.returncode == 0 and kill.stdout == f"node {leader} killed\n"  # it printed nothing
-        start = subprocess.run([str(BIN / "aspen-cluster"), "start", "--dir", str(d), str(leader)], capture_output=True,
-                               text=True)
+        start = subprocess.run(
+            [str(BIN / "aspen-cluster"), "start", "--dir", str(d), str(leader)],
+            capture_output=True,
+            text=True,
+        )
         assert start.returncode == 0 and start.stdout == f"node {leader} started\n"
-        r = subprocess.run([str(BIN / "aspen-cli"), "kv", "get", "k"], env=env, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [str(BIN / "aspen-cli"), "kv", "get", "k"], env=env, capture_output=True, text=True, timeout=60
+        )
         assert r.stdout.strip() == "v"
     finally:
         subprocess.run([str(BIN / "aspen-cluster"), "down", "--dir", str(d), "--purge"], timeout=60)

@@ -59,7 +59,12 @@ def test_aim_status_health(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatc
     cluster.kill(follower)
     for argv in (("cluster", "health"), ("endpoint", "status")):
         status, out = aspen(*argv)
-        assert status == 3 and f"node {follower} " in out and "DOWN" in out and out.splitlines()[-1] == "UNHEALTHY"
+        assert (
+            status == 3
+            and f"node {follower} " in out
+            and "DOWN" in out
+            and out.splitlines()[-1] == "UNHEALTHY"
+        )
     status, out = aspen("cluster", "health", "--json")
     assert status == 3 and json.loads(out)["healthy"] is False
     remaining = next(i for i in cluster.nodes if i not in (leader, follower))
@@ -69,5 +74,7 @@ def test_aim_status_health(cluster: LocalCluster, monkeypatch: pytest.MonkeyPatc
     assert http(cluster, remaining, "/ready")[0] == 503
     status, out = aspen("cluster", "status", "--node", str(remaining), "--timeout", "3")
     assert status in (1, 3)  # --node needs a member list from a node; the one left may not answer in time
-    status, out = aspen("cluster", "status", "--endpoint", cluster.nodes[remaining].client_addr, "--timeout", "3")
+    status, out = aspen(
+        "cluster", "status", "--endpoint", cluster.nodes[remaining].client_addr, "--timeout", "3"
+    )
     assert status == 3 and "quorum: NO" in out

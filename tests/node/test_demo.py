@@ -10,24 +10,40 @@ from deploy.launcher import LocalCluster
 
 
 def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
-    r = subprocess.run([sys.executable, "-m", "deploy.demo"], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=300, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"})
+    r = subprocess.run(
+        [sys.executable, "-m", "deploy.demo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
+    )
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert "read  demo/greeting through node 3: 'hello from node 1'" in r.stdout
         for node in (1, 2, 3):
-            assert f"Greet through node {node}: 'hello from a WASM plugin' (served by node {node})" in r.stdout
+            assert (
+                f"Greet through node {node}: 'hello from a WASM plugin' (served by node {node})" in r.stdout
+            )
         assert "export ASPEN_COOKIE=" in r.stdout
-        assert "export ASPEN_CACERT=" in r.stdout and "(TLS: CA and certificates in .aspen-demo/tls/)" in r.stdout
+        assert (
+            "export ASPEN_CACERT=" in r.stdout
+            and "(TLS: CA and certificates in .aspen-demo/tls/)" in r.stdout
+        )
         # The Rust example, built, signed and installed the author's way, counts across nodes.
         assert "installed kv-counter 0.1.0 with --verify-signature" in r.stdout
         for node in (1, 2, 3):
             assert f"kv set counter:demo increment through node {node}: count {node}" in r.stdout
         assert "kv get counter:demo: 3" in r.stdout
         # `make run` again: the running cluster is kept, data and all (it was wiped silently).
-        again = subprocess.run([sys.executable, "-m", "deploy.demo"], cwd=tmp_path, capture_output=True, text=True,
-                               timeout=120, env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]),
-                                                 "PATH": "/usr/bin:/bin"})
+        again = subprocess.run(
+            [sys.executable, "-m", "deploy.demo"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
+        )
         assert again.returncode == 0, again.stdout + again.stderr
         assert "A demo cluster is already running in .aspen-demo/" in again.stdout
         assert "aspen-cluster down --dir .aspen-demo --purge" in again.stdout

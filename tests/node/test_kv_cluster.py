@@ -11,7 +11,10 @@ from wire.errors import AspenError
 
 
 def test_write_through_one_node_read_through_another(shared_cluster: LocalCluster) -> None:
-    with shared_cluster.client([1], discover_leader=False) as c1, shared_cluster.client([3], discover_leader=False) as c3:
+    with (
+        shared_cluster.client([1], discover_leader=False) as c1,
+        shared_cluster.client([3], discover_leader=False) as c3,
+    ):
         w = c1.put("xnode/a", b"through node 1")
         r = c3.get("xnode/a")
         assert r["was_found"] and r["value"] == b"through node 1"
@@ -39,14 +42,26 @@ def test_all_kv_requests(shared_cluster: LocalCluster) -> None:
         assert err.value.code == "CAS_FAILED"
         assert c.cad("all/k", b"2")["deleted"] is True
         assert c.get("all/k")["was_found"] is False
-        r = c.batch([{"op": "Set", "key": "all/b1", "value": b"x"}, {"op": "Set", "key": "all/b2", "value": b"y"},
-                     {"op": "Delete", "key": "all/new"}])
+        r = c.batch(
+            [
+                {"op": "Set", "key": "all/b1", "value": b"x"},
+                {"op": "Set", "key": "all/b2", "value": b"y"},
+                {"op": "Delete", "key": "all/new"},
+            ]
+        )
         assert r["count"] == 3
-        r = c.cond_batch([{"kind": "KeyExists", "key": "all/b1"}, {"kind": "ValueEquals", "key": "all/b2", "value": b"nope"}],
-                         [{"op": "Set", "key": "all/never", "value": b"z"}])
+        r = c.cond_batch(
+            [
+                {"kind": "KeyExists", "key": "all/b1"},
+                {"kind": "ValueEquals", "key": "all/b2", "value": b"nope"},
+            ],
+            [{"op": "Set", "key": "all/never", "value": b"z"}],
+        )
         assert r["success"] is False and r["failed_condition_index"] == 1
         assert c.get("all/never")["was_found"] is False
-        r = c.cond_batch([{"kind": "KeyNotExists", "key": "all/never"}], [{"op": "Set", "key": "all/yes", "value": b"z"}])
+        r = c.cond_batch(
+            [{"kind": "KeyNotExists", "key": "all/never"}], [{"op": "Set", "key": "all/yes", "value": b"z"}]
+        )
         assert r["success"] is True and c.get("all/yes")["value"] == b"z"
         assert c.delete("all/missing")["deleted"] is False
 
@@ -77,8 +92,15 @@ def test_bad_input_is_refused_and_writes_nothing(shared_cluster: LocalCluster) -
             (lambda: c.request("WriteKey", key="bad/str", value="not bytes"), "INVALID_REQUEST"),
             (lambda: c.request("WriteKey", key="bad/missing"), "INVALID_REQUEST"),
             (lambda: c.request("NoSuchRequest"), "UNKNOWN_REQUEST"),
-            (lambda: c.batch([{"op": "Set", "key": "bad/b1", "value": b"x"}, {"op": "Set", "key": "k" * 2000, "value": b"x"}]),
-             "KEY_TOO_LARGE"),
+            (
+                lambda: c.batch(
+                    [
+                        {"op": "Set", "key": "bad/b1", "value": b"x"},
+                        {"op": "Set", "key": "k" * 2000, "value": b"x"},
+                    ]
+                ),
+                "KEY_TOO_LARGE",
+            ),
             (lambda: c.batch([{"op": "Frob", "key": "bad/b2"}]), "INVALID_REQUEST"),
         ]
         for call, code in cases:

@@ -22,7 +22,11 @@ def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:
         install(c, hook_plugin("mwatch", b"hooks.cluster.membership_changed"),
                 manifest("mwatch", "1.0.0", ["MWatch"], kv_prefixes=["mwatch:"],
                          permissions={"hooks": True, "kv_write": True}))
-        eventually(lambda: all(st.get("subscriptions") for st in c.request("PluginInfo", name="mwatch")["nodes"].values()))
+        eventually(
+            lambda: all(
+                st.get("subscriptions") for st in c.request("PluginInfo", name="mwatch")["nodes"].values()
+            )
+        )
     acked: dict[str, bytes] = {}
     errors: list[Exception] = []
     stop = threading.Event()
@@ -87,7 +91,9 @@ def test_scale_out_and_in_under_load(cluster: LocalCluster) -> None:
         assert err.value.code == "NOT_FOUND"
 
 
-def test_empty_members_of_an_existing_cluster_never_elect_a_leader_of_their_own(cluster: LocalCluster) -> None:
+def test_empty_members_of_an_existing_cluster_never_elect_a_leader_of_their_own(
+    cluster: LocalCluster,
+) -> None:
     # A whole cluster restored from node 1's backup, in the order that used to lose everything:
     # nodes 2 and 3 come back empty first. They are a majority; started as members of an
     # existing cluster (aspen-cluster start passes --initial-cluster-state existing), they must

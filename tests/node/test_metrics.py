@@ -26,7 +26,9 @@ def test_metrics_endpoint(shared_cluster: LocalCluster) -> None:
         c.put_blob(b"metrics blob")
         install(c, plugin("mping", "1.0.0", {"type": "P"}), manifest("mping", "1.0.0", ["MetricsPing"]))
         eventually(lambda: c.request("MetricsPing")["type"] == "P")
-    intruder = Client([shared_cluster.nodes[leader].client_addr], "not-the-cluster-cookie-0", 5.0, retries_max=1)
+    intruder = Client(
+        [shared_cluster.nodes[leader].client_addr], "not-the-cluster-cookie-0", 5.0, retries_max=1
+    )
     try:
         with pytest.raises(AspenError):
             intruder.ping()
@@ -34,12 +36,21 @@ def test_metrics_endpoint(shared_cluster: LocalCluster) -> None:
         intruder.close()
     text = scrape(shared_cluster, leader)
     assert 'aspen_client_refusals_total{reason="cookie"} 1.0' in text
-    for needle in ('aspen_raft_role{role="leader"} 1.0', "aspen_raft_term", "aspen_raft_commit_index",
-                   'aspen_requests_total{outcome="ok",type="WriteKey"}', "aspen_request_duration_seconds_bucket",
-                   'aspen_plugin_calls{plugin="mping"}', 'aspen_plugin_state{plugin="mping",state="Ready"} 1.0',
-                   "aspen_blob_bytes", "aspen_plugin_hook_events_dropped",
-                   'aspen_client_connections{state="handshake"}', 'aspen_client_connections{state="authenticated"}',
-                   'aspen_client_refusals_total{reason="cookie"}', 'aspen_client_refusals_total{reason="tag"}'):
+    for needle in (
+        'aspen_raft_role{role="leader"} 1.0',
+        "aspen_raft_term",
+        "aspen_raft_commit_index",
+        'aspen_requests_total{outcome="ok",type="WriteKey"}',
+        "aspen_request_duration_seconds_bucket",
+        'aspen_plugin_calls{plugin="mping"}',
+        'aspen_plugin_state{plugin="mping",state="Ready"} 1.0',
+        "aspen_blob_bytes",
+        "aspen_plugin_hook_events_dropped",
+        'aspen_client_connections{state="handshake"}',
+        'aspen_client_connections{state="authenticated"}',
+        'aspen_client_refusals_total{reason="cookie"}',
+        'aspen_client_refusals_total{reason="tag"}',
+    ):
         assert needle in text, needle
     follower = next(n for n in shared_cluster.nodes if n != leader)
     assert 'aspen_raft_role{role="follower"} 1.0' in scrape(shared_cluster, follower)

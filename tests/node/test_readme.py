@@ -23,10 +23,14 @@ def test_the_readme_cluster_session_runs_as_written(tmp_path: Path) -> None:
     assert marker_count(README) == len(blocks["bash"]) + len(blocks["python"]) == 2
     cluster_dir = tmp_path / "c"
     script = "set -euo pipefail\n" + blocks["bash"][0]
-    script = script.replace("/tmp/c", str(cluster_dir)).replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    script = script.replace("/tmp/c", str(cluster_dir)).replace(
+        ".venv/bin/", f"{Path(sys.executable).parent}/"
+    )
     env = {k: v for k, v in os.environ.items() if k not in ("ASPEN_CLUSTER", "ASPEN_COOKIE")}
     try:
-        r = subprocess.run(["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            ["bash", "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+        )
         assert r.returncode == 0, f"the README's commands failed:\n{r.stdout}\n{r.stderr}"
         lines = r.stdout.splitlines()
         assert "hello" in lines  # kv get greeting
@@ -51,7 +55,9 @@ def test_the_readme_python_example_runs_as_written(tmp_path: Path) -> None:
         for line in cluster.exports().splitlines():
             name, _, value = line.removeprefix("export ").partition("=")
             env[name] = value.strip("'")
-        r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
         assert r.stdout.splitlines() == ["hello", "CAS_FAILED"]
     finally:

@@ -44,10 +44,14 @@ def tls_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalClust
         cluster.down()
 
 
-def cli(cluster: LocalCluster, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    cluster: LocalCluster, *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("ASPEN_")}
     base.update({"ASPEN_CLUSTER": cluster.endpoints, "ASPEN_COOKIE": cluster.cookie, **(env or {})})
-    return subprocess.run([str(BIN / "aspen-cli"), *args], capture_output=True, text=True, env=base, timeout=60)
+    return subprocess.run(
+        [str(BIN / "aspen-cli"), *args], capture_output=True, text=True, env=base, timeout=60
+    )
 
 
 def test_up_tls_prints_the_exports_and_the_cli_uses_them(tls_cluster: LocalCluster) -> None:
@@ -95,7 +99,9 @@ def test_blobs_travel_between_nodes_over_tls(tls_cluster: LocalCluster) -> None:
 
 
 @pytest.mark.parametrize("attack", ["rewrite", "replay"])
-def test_a_relay_that_rewrites_or_replays_tls_records_changes_nothing(tls_cluster: LocalCluster, attack: str) -> None:
+def test_a_relay_that_rewrites_or_replays_tls_records_changes_nothing(
+    tls_cluster: LocalCluster, attack: str
+) -> None:
     value = b"v" * 5000  # its record is the only big one the client sends
 
     def mangle(index: int, record: bytes) -> list[bytes]:
@@ -148,7 +154,10 @@ def served_cert(cluster: LocalCluster, node_id: int) -> bytes:
     host, port = cluster.nodes[node_id].client_addr.rsplit(":", 1)
     ctx = ssl.create_default_context(cafile=str(cluster.client_tls()["cacert"]))
     ctx.load_cert_chain(str(cluster.client_tls()["cert"]), str(cluster.client_tls()["key"]))
-    with socket.create_connection((host, int(port)), timeout=5) as raw, ctx.wrap_socket(raw, server_hostname=host) as s:
+    with (
+        socket.create_connection((host, int(port)), timeout=5) as raw,
+        ctx.wrap_socket(raw, server_hostname=host) as s,
+    ):
         der = s.getpeercert(binary_form=True)
     assert der is not None
     return der

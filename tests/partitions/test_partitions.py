@@ -51,11 +51,14 @@ def leader_among(cluster: LocalCluster, nodes: list[int], timeout_s: float = 15.
     raise AssertionError(f"no leader agreed by {nodes}")
 
 
-def put_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str) -> subprocess.CompletedProcess[str]:
+def put_from_inside(
+    net: HostNetwork, cluster: LocalCluster, node: int, key: str
+) -> subprocess.CompletedProcess[str]:
     """A client inside the isolated host's namespace, talking to its own node only."""
     code = (
         "import sys; from aspen.client import Client\n"
-        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2,"
+        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, "
+        "retries_max=2,"
         f" **{ {k: str(v) for k, v in cluster.client_tls().items()}!r})\n"
         "try:\n"
         f"    c.put({key!r}, b'written-while-isolated'); print('ACKED')\n"
@@ -80,7 +83,9 @@ def acked_writes(c: Any, prefix: str, count: int) -> dict[str, bytes]:
     return out
 
 
-def test_isolated_leader_stops_acknowledging_and_its_writes_vanish(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
+def test_isolated_leader_stops_acknowledging_and_its_writes_vanish(
+    net_cluster: tuple[LocalCluster, HostNetwork],
+) -> None:
     cluster, net = net_cluster
     everyone = list(cluster.nodes)
     old = leader_among(cluster, everyone)
@@ -166,7 +171,8 @@ def get_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str
     """A linearizable read by a client inside `node`'s namespace, from that node only."""
     code = (
         "from aspen.client import Client\n"
-        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, retries_max=2,"
+        f"c = Client([{cluster.nodes[node].client_addr!r}], {cluster.cookie!r}, 4.0, discover_leader=False, "
+        "retries_max=2,"
         f" **{ {k: str(v) for k, v in cluster.client_tls().items()}!r})\n"
         "try:\n"
         f"    r = c.get({key!r}); print('SERVED', r['value'].hex() if r['was_found'] else '-')\n"
@@ -178,7 +184,9 @@ def get_from_inside(net: HostNetwork, cluster: LocalCluster, node: int, key: str
                           capture_output=True, text=True, timeout=60).stdout
 
 
-def test_deposed_leader_never_serves_a_linearizable_read(net_cluster: tuple[LocalCluster, HostNetwork]) -> None:
+def test_deposed_leader_never_serves_a_linearizable_read(
+    net_cluster: tuple[LocalCluster, HostNetwork],
+) -> None:
     """ReadIndex: the isolated old leader still believes it leads (pysyncobj steps down only after
     leaderFallbackTimeout), but it cannot get a majority to confirm it, so it must refuse."""
     cluster, net = net_cluster

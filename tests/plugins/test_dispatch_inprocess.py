@@ -37,9 +37,14 @@ def test_every_handed_on_request_is_answered_once_even_when_the_node_stops(tmp_p
         try:
             wasm = plugin("kvp", "1.0.0", {"type": "KvPong"}, imports=("kv_get_value",), strings=(b"kvp:k",),
                           handle="(drop (call $kv_get_value $s0))")
-            await node.plugin_admin.install({"manifest": manifest("kvp", "1.0.0", ["KvPing"], kv_prefixes=["kvp:"],
-                                                                  permissions={"kv_read": True}),
-                                             "wasm": bytes(wasm)})
+            await node.plugin_admin.install(
+                {
+                    "manifest": manifest(
+                        "kvp", "1.0.0", ["KvPing"], kv_prefixes=["kvp:"], permissions={"kv_read": True}
+                    ),
+                    "wasm": bytes(wasm),
+                }
+            )
             loaded = node.plugins.table.plugins["kvp"]
             answers: dict[int, list[tuple[Any, BaseException | None]]] = {}
 
@@ -47,7 +52,9 @@ def test_every_handed_on_request_is_answered_once_even_when_the_node_stops(tmp_p
                 answers.setdefault(token[0], []).append((response, error))
 
             def hand(request_id: int) -> None:
-                node.plugins.handle(loaded, {"type": "KvPing"}, finish, (request_id, "KvPing", time.perf_counter()))
+                node.plugins.handle(
+                    loaded, {"type": "KvPing"}, finish, (request_id, "KvPing", time.perf_counter())
+                )
 
             hand(1)  # served: barrier, then the worker
             deadline = time.monotonic() + 10
@@ -80,7 +87,13 @@ def test_a_plugin_that_cannot_load_says_why_in_its_log_once(tmp_path: Path) -> N
     async def scenario() -> list[dict[str, Any]]:
         node = await _started(tmp_path)
         try:
-            bad = {"name": "broken", "version": "1.0.0", "handles": ["X"], "priority": 5, "wasm_hash": "ab" * 32}
+            bad = {
+                "name": "broken",
+                "version": "1.0.0",
+                "handles": ["X"],
+                "priority": 5,
+                "wasm_hash": "ab" * 32,
+            }
             await node.native.commit(["meta_put", "plugins", "broken", msgpack.packb(bad)])
             for _ in range(3):  # retried on every reconcile; logged once per reason
                 await node.plugins.reconcile()

@@ -47,7 +47,10 @@ def test_plugin_logs_from_every_node_through_the_cli(shared_cluster: LocalCluste
     assert all(line.endswith("info  hello from talker\\nforged line") for line in lines), lines
     r = cli(shared_cluster, "plugin", "logs", "talker", "--node", "2", "--since", "10m")
     assert [line.split()[1] for line in r.stdout.splitlines()] == ["node2"], r.stdout
-    assert cli(shared_cluster, "plugin", "logs", "talker", "--since", "2999-01-01T00:00:00").stdout == "(no log lines)\n"
+    assert (
+        cli(shared_cluster, "plugin", "logs", "talker", "--since", "2999-01-01T00:00:00").stdout
+        == "(no log lines)\n"
+    )
     r = cli(shared_cluster, "--json", "plugin", "logs", "talker")
     nodes = json.loads(r.stdout)["nodes"]
     assert sorted(nodes) == ["1", "2", "3"] and nodes["3"]["lines"] == [] and nodes["1"]["last_seq"] == 1
@@ -61,7 +64,9 @@ def test_plugin_logs_from_every_node_through_the_cli(shared_cluster: LocalCluste
                               env=env, stdout=subprocess.PIPE, text=True)
     try:
         lines_read: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines_read.put(ln) for ln in follow.stdout or ()], daemon=True).start()
+        threading.Thread(
+            target=lambda: [lines_read.put(ln) for ln in follow.stdout or ()], daemon=True
+        ).start()
         for _ in range(2):  # the second call certainly comes after the follower's first poll
             _on(shared_cluster, 3, "Talk")
             line = lines_read.get(timeout=30)
@@ -72,10 +77,16 @@ def test_plugin_logs_from_every_node_through_the_cli(shared_cluster: LocalCluste
 
 
 def test_a_log_flood_is_bounded_and_its_drops_shown(shared_cluster: LocalCluster) -> None:
-    flood = plugin("flooder", "1.0.0", {"type": "Flooded"}, imports=("log_info_msg",), strings=(b"spam",),
-                   handle="(local.set $p (i32.const 0)) (block $d (loop $l (br_if $d (i32.ge_u (local.get $p) "
-                          "(i32.const 5000))) (call $log_info_msg $s0) (local.set $p (i32.add (local.get $p) "
-                          "(i32.const 1))) (br $l)))")
+    flood = plugin(
+        "flooder",
+        "1.0.0",
+        {"type": "Flooded"},
+        imports=("log_info_msg",),
+        strings=(b"spam",),
+        handle="(local.set $p (i32.const 0)) (block $d (loop $l (br_if $d (i32.ge_u (local.get $p) "
+        "(i32.const 5000))) (call $log_info_msg $s0) (local.set $p (i32.add (local.get $p) "
+        "(i32.const 1))) (br $l)))",
+    )
     with shared_cluster.client() as c:
         install(c, flood, manifest("flooder", "1.0.0", ["Flood"]))
     _ready_everywhere(shared_cluster, "flooder")
@@ -122,7 +133,9 @@ def test_a_plugin_failed_on_one_node_is_served_by_another(shared_cluster: LocalC
     # Its traps and the failure are in node 1's plugin log.
     r = cli(shared_cluster, "plugin", "logs", "fragile", "--node", "1")
     traps = [line for line in r.stdout.splitlines() if " trap " in line]
-    assert len(traps) == 6 and "PLUGIN_TRAP: plugin trapped" in traps[0] and "Failed: 5 traps" in traps[-1], r.stdout
+    assert len(traps) == 6 and "PLUGIN_TRAP: plugin trapped" in traps[0] and "Failed: 5 traps" in traps[-1], (
+        r.stdout
+    )
 
 
 def test_forwarding_passes_over_a_node_that_is_down(cluster: LocalCluster) -> None:
@@ -139,4 +152,6 @@ def test_forwarding_passes_over_a_node_that_is_down(cluster: LocalCluster) -> No
     cluster.stop(2)
     started = time.monotonic()
     assert _on(cluster, 1, "FragilePing")["type"] == "FragilePong"
-    print(f"forwarded past a dead node in {1000 * (time.monotonic() - started):.1f} ms")  # reported, not asserted
+    print(
+        f"forwarded past a dead node in {1000 * (time.monotonic() - started):.1f} ms"
+    )  # reported, not asserted

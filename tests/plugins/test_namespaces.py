@@ -34,7 +34,8 @@ def test_conflicts_are_found_in_either_direction(name: str, prefixes: list[str],
 
 
 @pytest.mark.parametrize(("name", "prefixes"), [
-    ("b", ["app/orders/"]), ("b", ["__plugin:b:"]), ("b", ["__plugin:b:cache/"]), ("users", ["app/users/", "x/"]),
+    ("b", ["app/orders/"]), ("b", ["__plugin:b:"]), ("b", ["__plugin:b:cache/"]),
+    ("users", ["app/users/", "x/"]),
     ("users", ["app/"]),  # an upgrade may widen its own claim
 ])
 def test_allowed_claims(name: str, prefixes: list[str]) -> None:
@@ -50,7 +51,11 @@ def _refused(c: Any, name: str, prefixes: list[str]) -> AspenError:
 
 def test_install_refuses_overlaps_and_foreign_namespaces(shared_cluster: LocalCluster) -> None:
     with shared_cluster.client() as c:
-        install(c, plugin("owner", "1.0.0", {"type": "X"}), manifest("owner", "1.0.0", ["X"], kv_prefixes=["ns/a/"]))
+        install(
+            c,
+            plugin("owner", "1.0.0", {"type": "X"}),
+            manifest("owner", "1.0.0", ["X"], kv_prefixes=["ns/a/"]),
+        )
         assert "'owner'" in _refused(c, "wider", ["ns/"]).message  # theirs lies in mine
         assert "'owner'" in _refused(c, "narrower", ["ns/a/b/"]).message  # mine lies in theirs
         assert "__plugin:" in _refused(c, "squatter", ["__plugin:"]).message
@@ -78,7 +83,11 @@ def test_racing_installs_of_overlapping_prefixes_one_wins(shared_cluster: LocalC
     def go(nid: int, name: str, prefix: str) -> None:
         with shared_cluster.client([nid], discover_leader=False) as c:
             try:
-                install(c, plugin(name, "1.0.0", {"type": "X"}), manifest(name, "1.0.0", ["X"], kv_prefixes=[prefix]))
+                install(
+                    c,
+                    plugin(name, "1.0.0", {"type": "X"}),
+                    manifest(name, "1.0.0", ["X"], kv_prefixes=[prefix]),
+                )
                 results[name] = "ok"
             except AspenError as exc:
                 results[name] = str(exc.code)

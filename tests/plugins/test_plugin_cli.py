@@ -24,18 +24,43 @@ BIN = Path(sys.executable).parent
 
 def cli(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASPEN_CLUSTER": cluster.endpoints, "ASPEN_COOKIE": cluster.cookie}
-    return subprocess.run([str(BIN / "aspen-cli"), *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(BIN / "aspen-cli"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
-def test_install_list_info_rpc_disable_remove_through_the_cli(shared_cluster: LocalCluster, tmp_path: Path) -> None:
+def test_install_list_info_rpc_disable_remove_through_the_cli(
+    shared_cluster: LocalCluster, tmp_path: Path
+) -> None:
     wasm = plugin("myprefix-store", "0.1.0", {"type": "WriteResult", "revision": 0, "by": "plugin"})
     w, m = write(tmp_path, wasm, manifest("myprefix-store", "0.1.0", ["WriteKey", "Hello"]))
-    r = cli(shared_cluster, "plugin", "install", str(w), "--manifest", str(m), "--kv-prefixes", "myprefix:",
-            "--priority", "940", "--fuel-limit", "1000000", "--memory-limit", "16777216", "--execution-timeout-secs", "5")
+    r = cli(
+        shared_cluster,
+        "plugin",
+        "install",
+        str(w),
+        "--manifest",
+        str(m),
+        "--kv-prefixes",
+        "myprefix:",
+        "--priority",
+        "940",
+        "--fuel-limit",
+        "1000000",
+        "--memory-limit",
+        "16777216",
+        "--execution-timeout-secs",
+        "5",
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("installed myprefix-store 0.1.0")
     # The guide's Integration Testing example reaches the plugin that owns the namespace.
-    eventually(lambda: json.loads(cli(shared_cluster, "--json", "kv", "set", "myprefix:key1", "value1").stdout).get("by") == "plugin")
+    eventually(
+        lambda: (
+            json.loads(cli(shared_cluster, "--json", "kv", "set", "myprefix:key1", "value1").stdout).get("by")
+            == "plugin"
+        )
+    )
     r = cli(shared_cluster, "plugin", "list")
     assert "myprefix-store" in r.stdout and "priority=940" in r.stdout
     r = cli(shared_cluster, "plugin", "info", "myprefix-store")
@@ -65,8 +90,12 @@ def test_reload_reinitializes_on_every_node(shared_cluster: LocalCluster) -> Non
         eventually(lambda: all(st.get("instantiations") == 1 for st in
                                c.request("PluginInfo", name="reloadme")["nodes"].values()))
         c.request("PluginReload", name="reloadme")
-        eventually(lambda: all(st.get("calls", 0) >= 0 and st.get("instantiations") == 1 and st.get("state") == "Ready"
-                               for st in c.request("PluginInfo", name="reloadme")["nodes"].values()))
+        eventually(
+            lambda: all(
+                st.get("calls", 0) >= 0 and st.get("instantiations") == 1 and st.get("state") == "Ready"
+                for st in c.request("PluginInfo", name="reloadme")["nodes"].values()
+            )
+        )
         assert c.request("ReloadPing")["type"] == "R"
         seq = c.request("PluginInfo", name="reloadme")["manifest"]["reload_seq"]
         assert seq == 1
@@ -76,7 +105,12 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
     wasm = plugin("signed", "1.0.0", {"type": "Signed"})
     author = nacl.signing.SigningKey.generate()
     stranger = nacl.signing.SigningKey.generate()
-    good = manifest("signed", "1.0.0", ["SignedPing"], signature=signing.sign(Manifest.from_json(manifest("signed", "1.0.0", ["SignedPing"])), wasm, author))
+    good = manifest(
+        "signed",
+        "1.0.0",
+        ["SignedPing"],
+        signature=signing.sign(Manifest.from_json(manifest("signed", "1.0.0", ["SignedPing"])), wasm, author),
+    )
     with shared_cluster.client() as c:
         cases = [
             (manifest("signed", "1.0.0", ["SignedPing"]), wasm, "SIGNATURE_MISSING"),
@@ -92,7 +126,14 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
         with pytest.raises(AspenError) as err:
             install(c, tampered, good, verify_signature=True)
         assert err.value.code == "SIGNATURE_INVALID" and "changed" in err.value.message
-        by_stranger = manifest("signed", "1.0.0", ["SignedPing"], signature=signing.sign(Manifest.from_json(manifest("signed", "1.0.0", ["SignedPing"])), wasm, stranger))
+        by_stranger = manifest(
+            "signed",
+            "1.0.0",
+            ["SignedPing"],
+            signature=signing.sign(
+                Manifest.from_json(manifest("signed", "1.0.0", ["SignedPing"])), wasm, stranger
+            ),
+        )
         with pytest.raises(AspenError) as err:
             install(c, wasm, by_stranger, verify_signature=True)
         assert err.value.code == "SIGNATURE_UNTRUSTED"
@@ -102,8 +143,11 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
         # The probe: the signed module with every permission and someone else's
         # namespace. The signature covers the manifest, so the edit is refused, by name.
         every = {perm: True for perm in PERMISSION_NAMES}
-        for edit, field in (({"permissions": every}, "permissions"), ({"kv_prefixes": ["mitm/"]}, "kv_prefixes"),
-                            ({"handles": ["SignedPing", "ReadKey"]}, "handles")):
+        for edit, field in (
+            ({"permissions": every}, "permissions"),
+            ({"kv_prefixes": ["mitm/"]}, "kv_prefixes"),
+            ({"handles": ["SignedPing", "ReadKey"]}, "handles"),
+        ):
             with pytest.raises(AspenError) as err:
                 install(c, wasm, {**good, **edit})
             assert err.value.code == "SIGNATURE_INVALID" and err.value.message.startswith(field), err.value
@@ -119,15 +163,21 @@ def test_verify_signature_refuses_unsigned_untrusted_and_tampered(shared_cluster
         assert c.request("PluginKeysList")["keys"] == []
 
 
-def test_install_wait_with_a_node_down_and_an_identical_reinstall(cluster: LocalCluster, tmp_path: Path) -> None:
+def test_install_wait_with_a_node_down_and_an_identical_reinstall(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
     # It blocked 60 s and exited 1 although the install had committed; a reinstall of the same
     # wasm and manifest said "upgraded".
-    w, m = write(tmp_path, plugin("waiter", "1.0.0", {"type": "W"}), manifest("waiter", "1.0.0", ["WaitPing"]))
+    w, m = write(
+        tmp_path, plugin("waiter", "1.0.0", {"type": "W"}), manifest("waiter", "1.0.0", ["WaitPing"])
+    )
     leader = cluster.wait_leader()
     down = max(n for n in cluster.nodes if n != leader)  # a follower: no election during the install
     cluster.kill(down)
     r = cli(cluster, "plugin", "install", str(w), "--manifest", str(m), "--wait")
     assert r.returncode == 0, r.stderr
-    assert r.stdout.startswith("installed waiter 1.0.0") and f"node(s) {down} unreachable" in r.stdout, r.stdout
+    assert r.stdout.startswith("installed waiter 1.0.0") and f"node(s) {down} unreachable" in r.stdout, (
+        r.stdout
+    )
     r = cli(cluster, "plugin", "install", str(w), "--manifest", str(m))
     assert r.returncode == 0 and r.stdout.startswith("unchanged waiter 1.0.0"), r.stdout + r.stderr

@@ -62,7 +62,11 @@ def test_install_through_a_follower_served_by_every_node(shared_cluster: LocalCl
 
 def test_custom_request_type_and_unknown_types(shared_cluster: LocalCluster) -> None:
     with shared_cluster.client() as c:
-        install(c, plugin("custom", "1.0.0", {"type": "Custom", "ok": True}), manifest("custom", "1.0.0", ["MyNewRequest"]))
+        install(
+            c,
+            plugin("custom", "1.0.0", {"type": "Custom", "ok": True}),
+            manifest("custom", "1.0.0", ["MyNewRequest"]),
+        )
         eventually(lambda: c.request("MyNewRequest", anything=[1, 2])["ok"] is True)
         with pytest.raises(AspenError) as err:
             c.request("NobodyHandlesThis")
@@ -146,13 +150,25 @@ def _unknown(c: Any, rtype: str) -> bool:
 
 def test_priority_between_two_plugins(shared_cluster: LocalCluster) -> None:
     with shared_cluster.client() as c:
-        install(c, plugin("low", "1.0.0", {"type": "By", "who": "low"}), manifest("low", "1.0.0", ["Shared"], priority=920))
-        install(c, plugin("high", "1.0.0", {"type": "By", "who": "high"}), manifest("high", "1.0.0", ["Shared"], priority=910))
+        install(
+            c,
+            plugin("low", "1.0.0", {"type": "By", "who": "low"}),
+            manifest("low", "1.0.0", ["Shared"], priority=920),
+        )
+        install(
+            c,
+            plugin("high", "1.0.0", {"type": "By", "who": "high"}),
+            manifest("high", "1.0.0", ["Shared"], priority=910),
+        )
         eventually(lambda: c.request("Shared")["who"] == "high")
         c.request("PluginDisable", name="high")
         eventually(lambda: c.request("Shared")["who"] == "low")
         # Native handlers always come before plugins: a plugin handling Ping does not take it.
-        install(c, plugin("pingthief", "1.0.0", {"type": "Stolen"}), manifest("pingthief", "1.0.0", ["Ping"], priority=900))
+        install(
+            c,
+            plugin("pingthief", "1.0.0", {"type": "Stolen"}),
+            manifest("pingthief", "1.0.0", ["Ping"], priority=900),
+        )
         time.sleep(0.5)
         assert c.request("Ping")["type"] == "Pong"
 
@@ -181,9 +197,16 @@ def test_bad_installs_are_refused_with_clear_errors(shared_cluster: LocalCluster
         ):
             with pytest.raises(AspenError) as err:
                 install(c, good, bad)
-            assert err.value.code == "INVALID_REQUEST" and expect in err.value.message, (expect, err.value.message)
-        wasi = bytes(__import__("wasmtime").wat2wasm(
-            '(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32))))'))
+            assert err.value.code == "INVALID_REQUEST" and expect in err.value.message, (
+                expect,
+                err.value.message,
+            )
+        wasi = bytes(
+            __import__("wasmtime").wat2wasm(
+                '(module (import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result '
+                'i32))))'
+            )
+        )
         with pytest.raises(AspenError) as err:
             install(c, wasi, manifest("strict", "1.0.0", ["X"]))
         assert "UNKNOWN_IMPORT" in err.value.message and "fd_write" in err.value.message
@@ -259,7 +282,11 @@ def test_hook_events_delivered_once_filtered_and_never_to_their_writer(shared_cl
         install(c, hook_plugin("auditw", b"hooks.kv.write_committed"),
                 manifest("auditw", "1.0.0", ["AuditW"], kv_prefixes=["auditw:"], permissions=perms))
         for nid in shared_cluster.nodes:
-            eventually(lambda nid=nid: delivered(c, "auditw")[str(nid)].get("subscriptions") == ["hooks.kv.write_committed"])
+            eventually(
+                lambda nid=nid: (
+                    delivered(c, "auditw")[str(nid)].get("subscriptions") == ["hooks.kv.write_committed"]
+                )
+            )
         for i in range(5):
             c.put(f"hooked/{i}", b"x")
         c.delete("hooked/0")  # filtered out by the pattern
@@ -305,7 +332,9 @@ def test_node_down_during_install_serves_after_restart(cluster: LocalCluster, tm
         install(c, pinger("1.0.0"), manifest("pinger", "1.0.0", ["PluginPing"]))
     cluster.start(down)
     with cluster.client([down], discover_leader=False, timeout_s=20) as c:
-        eventually(lambda: c.request("PluginPing")["version"] == "1.0.0", timeout_s=30, what="restarted node serving")
+        eventually(
+            lambda: c.request("PluginPing")["version"] == "1.0.0", timeout_s=30, what="restarted node serving"
+        )
         assert c.request("PluginLocalStatus")["plugins"]["pinger"]["state"] == "Ready"
 
 

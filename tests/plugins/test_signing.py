@@ -69,16 +69,26 @@ def test_a_changed_binary_is_named_first() -> None:
 def test_a_forged_signed_copy_does_not_verify() -> None:
     # Editing the copy of the signed fields along with the manifest breaks the signature itself.
     good = signed(BASE)
-    forged = {**good, "kv_prefixes": ["mitm/"],
-              "signature": {**good["signature"], "signed": {**good["signature"]["signed"], "kv_prefixes": ["mitm/"]}}}
+    forged = {
+        **good,
+        "kv_prefixes": ["mitm/"],
+        "signature": {
+            **good["signature"],
+            "signed": {**good["signature"]["signed"], "kv_prefixes": ["mitm/"]},
+        },
+    }
     with pytest.raises(AspenError) as err:
         check(forged)
     assert err.value.code == "SIGNATURE_INVALID" and "does not verify" in err.value.message
 
 
 def test_an_old_wasm_only_signature_is_refused() -> None:
-    old = {"algorithm": "ed25519", "public_key": bytes(KEY.verify_key).hex(), "wasm_hash": signing.wasm_digest(WASM),
-           "signature": KEY.sign(bytes.fromhex(signing.wasm_digest(WASM))).signature.hex()}
+    old = {
+        "algorithm": "ed25519",
+        "public_key": bytes(KEY.verify_key).hex(),
+        "wasm_hash": signing.wasm_digest(WASM),
+        "signature": KEY.sign(bytes.fromhex(signing.wasm_digest(WASM))).signature.hex(),
+    }
     with pytest.raises(AspenError) as err:
         check({**BASE, "signature": old})
     assert err.value.code == "SIGNATURE_INVALID" and signing.FORMAT in err.value.message

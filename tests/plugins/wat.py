@@ -25,11 +25,24 @@ def _import(name: str) -> str:
     return f'  (import "aspen" "{name}" (func ${name}{p}{r}))\n'
 
 
-def plugin(name: str, version: str, response: dict, *, imports: tuple[str, ...] = (), strings: tuple[bytes, ...] = (),
-           init: str = "", on_timer: str = "", on_hook: str = "", handle: str = "") -> bytes:
+def plugin(
+    name: str,
+    version: str,
+    response: dict,
+    *,
+    imports: tuple[str, ...] = (),
+    strings: tuple[bytes, ...] = (),
+    init: str = "",
+    on_timer: str = "",
+    on_hook: str = "",
+    handle: str = "",
+) -> bytes:
     info = msgpack.packb({"name": name, "version": version})
     resp = msgpack.packb(response)
-    datas = [f'  (data (i32.const 512) "{wat_bytes(info)}")', f'  (data (i32.const 1024) "{wat_bytes(resp)}")']
+    datas = [
+        f'  (data (i32.const 512) "{wat_bytes(info)}")',
+        f'  (data (i32.const 1024) "{wat_bytes(resp)}")',
+    ]
     off = 4096
     consts = {}
     for i, s in enumerate(strings):
@@ -42,16 +55,26 @@ def plugin(name: str, version: str, response: dict, *, imports: tuple[str, ...] 
             body = body.replace(k, v)
         return body
 
-    parts = [f"(module\n{''.join(_import(i) for i in imports)}  (memory (export \"memory\") 4)", ALLOC, *datas,
-             f'  (func (export "plugin_info") (result i64) (i64.const {(512 << 32) | len(info)}))',
-             f'  (func (export "handle_request") (param $p i32) (param $n i32) (result i64)\n    {sub(handle)}\n'
-             f'    (i64.const {(1024 << 32) | len(resp)}))']
+    parts = [
+        f'(module\n{"".join(_import(i) for i in imports)}  (memory (export "memory") 4)',
+        ALLOC,
+        *datas,
+        f'  (func (export "plugin_info") (result i64) (i64.const {(512 << 32) | len(info)}))',
+        f'  (func (export "handle_request") (param $p i32) (param $n i32) (result i64)\n    {sub(handle)}\n'
+        f"    (i64.const {(1024 << 32) | len(resp)}))",
+    ]
     if init:
         parts.append(f'  (func (export "plugin_init") (result i64) {sub(init)} (i64.const 0))')
     if on_timer:
-        parts.append(f'  (func (export "plugin_on_timer") (param $p i32) (param $n i32) (result i64) {sub(on_timer)} (i64.const 0))')
+        parts.append(
+            f'  (func (export "plugin_on_timer") (param $p i32) (param $n i32) (result i64) {sub(on_timer)} '
+            '(i64.const 0))'
+        )
     if on_hook:
-        parts.append(f'  (func (export "plugin_on_hook_event") (param $p i32) (param $n i32) (result i64) {sub(on_hook)} (i64.const 0))')
+        parts.append(
+            '  (func (export "plugin_on_hook_event") (param $p i32) (param $n i32) (result i64) '
+            f'{sub(on_hook)} (i64.const 0))'
+        )
     return wasmtime.wat2wasm("\n".join(parts) + ")")
 
 

@@ -23,10 +23,12 @@ ALLOC_TEMPLATE = """
   (func $alloc (export "aspen_alloc") (param $n i32) (result i32)
     (local $p i32) (local $need i32)
     (local.set $p (global.get $bump))
-    (global.set $bump (i32.add (global.get $bump) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
+    (global.set $bump
+      (i32.add (global.get $bump) (i32.and (i32.add (local.get $n) (i32.const 7)) (i32.const -8))))
     (local.set $need (i32.sub (global.get $bump) (i32.mul (memory.size) (i32.const 65536))))
     (if (i32.gt_s (local.get $need) (i32.const 0))
-      (then (if (i32.eq (memory.grow (i32.add (i32.div_u (local.get $need) (i32.const 65536)) (i32.const 1))) (i32.const -1))
+      (then (if (i32.eq (memory.grow (i32.add (i32.div_u (local.get $need) (i32.const 65536)) (i32.const 1)))
+                        (i32.const -1))
         (then unreachable))))
     (local.get $p))
 """
@@ -127,8 +129,10 @@ def int_response(expr: str) -> str:
     `int_prefix_data()` among its exports)."""
     n = len(INT_PREFIX)
     stores = "".join(
-        f"(i32.store8 (i32.add (local.get $out) (i32.const {n + 1 + i})) (i32.shr_u (local.get $v) (i32.const {24 - 8 * i})))"
-        for i in range(4))
+        f"(i32.store8 (i32.add (local.get $out) (i32.const {n + 1 + i})) (i32.shr_u (local.get $v) "
+        f"(i32.const {24 - 8 * i})))"
+        for i in range(4)
+    )
     return f"""(local.set $v {expr})
     (local.set $out (call $alloc (i32.const {n + 5})))
     (memory.copy (local.get $out) (i32.const {INT_PREFIX_OFF}) (i32.const {n}))

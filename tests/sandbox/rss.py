@@ -38,7 +38,8 @@ with open("/proc/self/clear_refs", "w") as f:
 before = kib("VmRSS")
 response = plugin.handle_request({"type": "X"})
 grown = kib("VmHWM") - before
-print(json.dumps({"response": {k: v for k, v in response.items() if isinstance(v, (str, int))}, "grown": grown}))
+scalars = {k: v for k, v in response.items() if isinstance(v, (str, int))}
+print(json.dumps({"response": scalars, "grown": grown}))
 """
 
 
@@ -48,9 +49,15 @@ def call_in_subprocess(wasm: bytes, config: dict[str, Any]) -> tuple[dict[str, A
         path = Path(tmp) / "guest.wasm"
         path.write_bytes(wasm)
         root = Path(__file__).resolve().parents[2]
-        out = subprocess.run([sys.executable, "-c", _SCRIPT, json.dumps({"wasm": str(path), "config": config})],
-                             capture_output=True, text=True, cwd=root, timeout=120, check=False,
-                             env={**os.environ, "PYTHONPATH": str(root)})
+        out = subprocess.run(
+            [sys.executable, "-c", _SCRIPT, json.dumps({"wasm": str(path), "config": config})],
+            capture_output=True,
+            text=True,
+            cwd=root,
+            timeout=120,
+            check=False,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
     assert out.returncode == 0, out.stderr[-2000:]
     result = json.loads(out.stdout.strip().splitlines()[-1])
     return result["response"], result["grown"]

@@ -21,7 +21,10 @@ def documented_imports() -> dict[str, tuple[tuple[str, ...], tuple[str, ...]]]:
     table = text[text.index("## Host imports") : text.index("### Error codes")]
     out = {}
     for name, params, result in ROW.findall(table):
-        out[name] = (tuple(p.strip() for p in params.split(",") if p.strip()), () if result == "()" else (result,))
+        out[name] = (
+            tuple(p.strip() for p in params.split(",") if p.strip()),
+            () if result == "()" else (result,),
+        )
     return out
 
 

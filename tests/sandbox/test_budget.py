@@ -43,7 +43,9 @@ def test_the_split_never_holds_more_than_the_limit() -> None:
 
 
 def test_module_shape_reads_the_counts() -> None:
-    wasm = wasmtime.wat2wasm('(module (memory 1) (table 2 funcref) (global i32 (i32.const 0)) (global i64 (i64.const 1)))')
+    wasm = wasmtime.wat2wasm(
+        "(module (memory 1) (table 2 funcref) (global i32 (i32.const 0)) (global i64 (i64.const 1)))"
+    )
     assert module_shape(wasm) == ModuleShape(tables=1, memories=1, globals=2)
     assert module_shape(b"\0asm\x01\0\0\0\x05\xff") is None  # truncated: wasmtime says why
     assert module_shape(b"garbage") is None
@@ -66,9 +68,13 @@ def test_multi_memory_is_refused_at_load(runtime: Runtime, host: InMemoryHost) -
     # Exception objects live in that heap.
     '(tag $t) (func (export "f") (throw $t))',
 ])
-def test_proposals_that_allocate_outside_the_budget_are_refused(runtime: Runtime, host: InMemoryHost, wat: str) -> None:
-    wasm = wasmtime.wat2wasm(f'(module (memory (export "memory") 1) {ALLOC} {info_export()} {wat}'
-                             '(func (export "handle_request") (param i32 i32) (result i64) (i64.const 0)))')
+def test_proposals_that_allocate_outside_the_budget_are_refused(
+    runtime: Runtime, host: InMemoryHost, wat: str
+) -> None:
+    wasm = wasmtime.wat2wasm(
+        f'(module (memory (export "memory") 1) {ALLOC} {info_export()} {wat}'
+        '(func (export "handle_request") (param i32 i32) (result i64) (i64.const 0)))'
+    )
     with pytest.raises(SandboxError) as err:
         runtime.load(wasm, PluginConfig("gc"), host)
     assert err.value.code == "INVALID_MODULE"
@@ -98,7 +104,9 @@ def test_table_bomb_is_held_to_the_budget() -> None:
     # table.grow of 100M elements under a 64 KiB limit took 801 MiB before the budget.
     limit = 64 * 1024
     for ref, null in (("funcref", "func"), ("externref", "extern")):
-        response, grown = call_in_subprocess(_table_guest(100_000_000, ref, null), {"name": "tables", "memory_limit_bytes": limit})
+        response, grown = call_in_subprocess(
+            _table_guest(100_000_000, ref, null), {"name": "tables", "memory_limit_bytes": limit}
+        )
         assert response == {"type": "Int", "n": -1}, (ref, response)  # table.grow failed
         assert grown < limit + 64 * MIB, (ref, grown)
 
@@ -121,6 +129,10 @@ def test_memory_grows_to_its_share_and_no_further(runtime: Runtime, host: InMemo
     plugin = runtime.load(_handler(grow), PluginConfig("mem", memory_limit_bytes=limit), host)
     plugin.init()
     assert plugin.handle_request({"type": "X"}) == {"type": "Int", "n": 2}
-    over = runtime.load(_handler(f"(memory.grow (i32.const {pages - 1}))"), PluginConfig("mem", memory_limit_bytes=limit), host)
+    over = runtime.load(
+        _handler(f"(memory.grow (i32.const {pages - 1}))"),
+        PluginConfig("mem", memory_limit_bytes=limit),
+        host,
+    )
     over.init()
     assert over.handle_request({"type": "X"}) == {"type": "Int", "n": -1}

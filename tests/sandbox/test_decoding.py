@@ -124,7 +124,9 @@ def test_the_model_is_an_upper_bound_of_what_decoding_allocates(name: str) -> No
 def test_legitimate_payloads_fit_the_bound() -> None:
     # The native ScanResult shape at the scan maximum (10,000 entries), and plain bytes.
     assert unpack_guest(SHAPES["scan result"])[9999]["key"] == "myapp:00009999"
-    assert unpack_guest(msgpack.packb({"type": "ReadResult", "value": b"x" * (8 * MIB)}))["value"] == b"x" * (8 * MIB)
+    assert unpack_guest(msgpack.packb({"type": "ReadResult", "value": b"x" * (8 * MIB)}))["value"] == b"x" * (
+        8 * MIB
+    )
 
 
 def test_depth_is_bounded() -> None:
@@ -199,7 +201,9 @@ def test_huge_batch_gets_an_invalid_argument_naming_the_bound(runtime: Runtime, 
 
 def test_a_batch_of_the_most_ops_still_applies(runtime: Runtime, host: InMemoryHost) -> None:
     ops = msgpack.packb([["set", f"myapp:{i:04d}", b"v" * 100] for i in range(limits.BATCH_OPS_MAX)])
-    plugin = runtime.load(call_guest("kv_batch_write", [ops]), PluginConfig("batch", KV, kv_prefixes=("myapp:",)), host)
+    plugin = runtime.load(
+        call_guest("kv_batch_write", [ops]), PluginConfig("batch", KV, kv_prefixes=("myapp:",)), host
+    )
     plugin.init()
     assert decode_result(plugin.handle_request({"type": "X"})) == [abi.TAG_OK, limits.BATCH_OPS_MAX]
     assert len(host.kv) == limits.BATCH_OPS_MAX
@@ -229,7 +233,10 @@ def test_a_batch_of_the_most_bytes_still_applies(runtime: Runtime, host: InMemor
     value_bytes = (limits.BATCH_MAX_BYTES - 3) // ops - 18
     op = b"\x93\xa3set\xa7myapp:k\xc6" + value_bytes.to_bytes(4, "big") + b"v" * value_bytes
     total = 3 + ops * len(op)
-    assert limits.BATCH_MAX_BYTES - 64 < total <= limits.BATCH_MAX_BYTES and value_bytes <= limits.VALUE_MAX_BYTES
+    assert (
+        limits.BATCH_MAX_BYTES - 64 < total <= limits.BATCH_MAX_BYTES
+        and value_bytes <= limits.VALUE_MAX_BYTES
+    )
     result = _batch(runtime, host, _repeated(b"\xdc" + ops.to_bytes(2, "big"), op, ops, "batch"))
     assert result == [abi.TAG_OK, ops]
     assert len(host.kv["myapp:k"]) == value_bytes

@@ -40,7 +40,9 @@ def _returning(ptr: int, n: int) -> str:
 
 def test_output_ending_exactly_at_the_end_of_memory_is_read(runtime: Runtime, host: InMemoryHost) -> None:
     at = 2 * PAGE - len(PONG)
-    plugin = _plugin(runtime, host, _returning(at, len(PONG)), extra=f'(data (i32.const {at}) "{wat_bytes(PONG)}")')
+    plugin = _plugin(
+        runtime, host, _returning(at, len(PONG)), extra=f'(data (i32.const {at}) "{wat_bytes(PONG)}")'
+    )
     assert plugin.handle_request({"type": "X"}) == {"type": "Pong"}
 
 
@@ -57,10 +59,14 @@ def test_output_over_the_limit_is_refused_before_any_read(runtime: Runtime, host
     n = limits.GUEST_OUTPUT_MAX_BYTES + 1
     plugin = _plugin(runtime, host, _returning(0, n))
     resp = plugin.handle_request({"type": "X"})
-    assert resp["code"] == "PLUGIN_TRAP" and f"buffer of {n} bytes, over {limits.GUEST_OUTPUT_MAX_BYTES}" in resp["message"]
+    assert (
+        resp["code"] == "PLUGIN_TRAP"
+        and f"buffer of {n} bytes, over {limits.GUEST_OUTPUT_MAX_BYTES}" in resp["message"]
+    )
 
 
-@pytest.mark.parametrize(("returned", "fits"), [(0, False), (2 * PAGE - 64, True), (2 * PAGE - 63, False), (-1, False)])
+@pytest.mark.parametrize(("returned", "fits"),
+                         [(0, False), (2 * PAGE - 64, True), (2 * PAGE - 63, False), (-1, False)])
 def test_allocator_pointer_is_checked_for_the_whole_input(runtime: Runtime, host: InMemoryHost, returned: int,
                                                           fits: bool) -> None:
     # The request packs to exactly 64 bytes: a pointer 64 bytes before the end just fits.
@@ -86,13 +92,20 @@ def test_input_arrives_intact_where_the_allocator_said(runtime: Runtime, host: I
         assert plugin.handle_request(request) == request
 
 
-def test_a_trap_in_aspen_free_fails_the_call_and_the_next_call_is_clean(runtime: Runtime, host: InMemoryHost) -> None:
+def test_a_trap_in_aspen_free_fails_the_call_and_the_next_call_is_clean(
+    runtime: Runtime, host: InMemoryHost
+) -> None:
     # A request over 20 bytes is answered from a copy at 768, which aspen_free refuses to free.
-    free = '(func (export "aspen_free") (param $p i32) (param i32) (if (i32.eq (local.get $p) (i32.const 768)) (then unreachable)))'
-    handle = (f"(if (result i64) (i32.gt_u (local.get $n) (i32.const 20)) (then {_returning(768, len(PONG))}) "
-              f"(else {_returning(256, len(PONG))}))")
+    free = ('(func (export "aspen_free") (param $p i32) (param i32) '
+            "(if (i32.eq (local.get $p) (i32.const 768)) (then unreachable)))")
+    handle = (
+        f"(if (result i64) (i32.gt_u (local.get $n) (i32.const 20)) (then {_returning(768, len(PONG))}) "
+        f"(else {_returning(256, len(PONG))}))"
+    )
     pong = wat_bytes(PONG)
-    plugin = _plugin(runtime, host, handle, extra=f'{free} (data (i32.const 256) "{pong}") (data (i32.const 768) "{pong}")')
+    plugin = _plugin(
+        runtime, host, handle, extra=f'{free} (data (i32.const 256) "{pong}") (data (i32.const 768) "{pong}")'
+    )
     resp = plugin.handle_request({"type": "X", "pad": "p" * 30})
     assert resp["code"] == "PLUGIN_TRAP" and "unreachable" in resp["message"]
     assert plugin.handle_request({"type": "X"}) == {"type": "Pong"}  # on a fresh instance
@@ -108,10 +121,17 @@ def test_a_host_function_result_into_a_broken_allocator_traps_naming_the_functio
     alloc = """(global $calls (mut i32) (i32.const 0))
       (func (export "aspen_alloc") (param i32) (result i32)
         (global.set $calls (i32.add (global.get $calls) (i32.const 1)))
-        (if (result i32) (i32.eq (global.get $calls) (i32.const 1)) (then (i32.const 4096)) (else (i32.const 200000))))"""
-    plugin = _plugin(runtime, host, f"(drop (call $kv_get_value (i32.const 1024) (i32.const 3))) {_returning(256, 1)}",
-                     alloc=alloc, extra='(data (i32.const 1024) "k:a")', imports=imports,
-                     perms=Permissions(kv_read=True))
+        (if (result i32) (i32.eq (global.get $calls) (i32.const 1))
+          (then (i32.const 4096)) (else (i32.const 200000))))"""
+    plugin = _plugin(
+        runtime,
+        host,
+        f"(drop (call $kv_get_value (i32.const 1024) (i32.const 3))) {_returning(256, 1)}",
+        alloc=alloc,
+        extra='(data (i32.const 1024) "k:a")',
+        imports=imports,
+        perms=Permissions(kv_read=True),
+    )
     resp = plugin.handle_request({"type": "X"})
     assert resp["code"] == "PLUGIN_TRAP"
     assert "kv_get_value: aspen_alloc(" in resp["message"]
@@ -176,8 +196,11 @@ def test_a_guest_running_past_a_tick_gives_up_the_gil(runtime: Runtime, host: In
     # keep running beside a slow plugin. Here a Python thread counts while the guest spins
     # until its 0.3 s timeout; holding the GIL throughout would leave the count near zero.
     spin = '(func (export "handle_request") (param i32 i32) (result i64) (loop $l (br $l)) (i64.const 0))'
-    plugin = runtime.load(wasmtime.wat2wasm(f'(module (memory (export "memory") 1) {ALLOC} {info_export()} {spin})'),
-                          PluginConfig("spin", fuel_limit=10**11, execution_timeout_s=0.3), host)
+    plugin = runtime.load(
+        wasmtime.wat2wasm(f'(module (memory (export "memory") 1) {ALLOC} {info_export()} {spin})'),
+        PluginConfig("spin", fuel_limit=10**11, execution_timeout_s=0.3),
+        host,
+    )
     plugin.init()
     counted = [0]
     stop = threading.Event()
@@ -227,7 +250,8 @@ _EXIT_WITHOUT_CLOSE = """
 from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime
 from tests.plugins.wat import plugin
 runtime = Runtime()
-pinger = runtime.load(plugin("p", "1.0.0", {"type": "Pong"}), PluginConfig("p", Permissions()), InMemoryHost())
+pinger = runtime.load(plugin("p", "1.0.0", {"type": "Pong"}), PluginConfig("p", Permissions()),
+                      InMemoryHost())
 pinger.init()
 ping = lambda: pinger.handle_request({"type": "Ping"})
 for _ in range(1000):
@@ -240,8 +264,14 @@ def test_a_program_that_exits_without_closing_its_runtime_exits_cleanly() -> Non
     # engine reference of its own, or it ticks freed memory (this crashed with SIGSEGV).
     root = Path(__file__).resolve().parents[2]
     for _ in range(3):
-        r = subprocess.run([sys.executable, "-c", _EXIT_WITHOUT_CLOSE], cwd=root, capture_output=True, text=True,
-                           timeout=120, env={**os.environ, "PYTHONPATH": str(root)})
+        r = subprocess.run(
+            [sys.executable, "-c", _EXIT_WITHOUT_CLOSE],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONPATH": str(root)},
+        )
         assert r.returncode == 0, r.stderr[-2000:]
 
 
@@ -249,7 +279,8 @@ _KV_GET = '(import "aspen" "kv_get_value" (func $kv_get_value (param i32 i32) (r
 
 
 def test_a_host_bug_is_a_trap_naming_the_function_and_is_logged(
-        runtime: Runtime, host: InMemoryHost, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    runtime: Runtime, host: InMemoryHost, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(key: str) -> bytes | None:
         raise RuntimeError("the host's own bug")
 
@@ -277,7 +308,9 @@ def test_a_start_function_calling_the_host_fails_instantiation(runtime: Runtime,
     assert "host function called while the module was being instantiated" in exc.value.message
 
 
-def test_instances_dropped_after_traps_are_freed_with_their_host_functions(runtime: Runtime, host: InMemoryHost) -> None:
+def test_instances_dropped_after_traps_are_freed_with_their_host_functions(
+    runtime: Runtime, host: InMemoryHost
+) -> None:
     # Host functions, their failure handlers and the store must not keep each other alive: each
     # dropped instance (and its memory reservation) is freed, with the methods it held.
     plugin = _plugin(runtime, host, "unreachable", imports=_KV_GET)

@@ -64,13 +64,25 @@ def test_kv_functions(runtime: Runtime, host: InMemoryHost) -> None:
     assert run(runtime, host, "kv_get_value", [b"myapp:k"]) == [abi.TAG_OK, b"v1"]
     host.kv["myapp:k2"] = b"v2"
     host.kv["other:k"] = b"x"
-    assert run(runtime, host, "kv_scan_prefix", [b"myapp:", 0]) == [abi.TAG_OK, [["myapp:k", b"v1"], ["myapp:k2", b"v2"]]]
+    assert run(runtime, host, "kv_scan_prefix", [b"myapp:", 0]) == [
+        abi.TAG_OK,
+        [["myapp:k", b"v1"], ["myapp:k2", b"v2"]],
+    ]
     assert run(runtime, host, "kv_scan_prefix", [b"myapp:", 1]) == [abi.TAG_OK, [["myapp:k", b"v1"]]]
     assert run(runtime, host, "kv_scan_prefix", [b"myapp:", 10_001])[1] == "LIMIT_EXCEEDED"
-    assert run(runtime, host, "kv_compare_and_swap", [b"myapp:k", b"v1", b"v3"]) == [abi.TAG_OK, {"swapped": True, "actual": None}]
-    assert run(runtime, host, "kv_compare_and_swap", [b"myapp:k", b"v1", b"v4"]) == [abi.TAG_OK, {"swapped": False, "actual": b"v3"}]
+    assert run(runtime, host, "kv_compare_and_swap", [b"myapp:k", b"v1", b"v3"]) == [
+        abi.TAG_OK,
+        {"swapped": True, "actual": None},
+    ]
+    assert run(runtime, host, "kv_compare_and_swap", [b"myapp:k", b"v1", b"v4"]) == [
+        abi.TAG_OK,
+        {"swapped": False, "actual": b"v3"},
+    ]
     assert run(runtime, host, "kv_compare_and_swap", [b"myapp:new", 0, -1, b"n"])[1]["swapped"] is True
-    assert run(runtime, host, "kv_compare_and_swap", [b"myapp:new", 0, -1, b"n"])[1] == {"swapped": False, "actual": b"n"}
+    assert run(runtime, host, "kv_compare_and_swap", [b"myapp:new", 0, -1, b"n"])[1] == {
+        "swapped": False,
+        "actual": b"n",
+    }
     assert run(runtime, host, "kv_delete_key", [b"myapp:k"]) == [abi.TAG_OK, True]
     assert run(runtime, host, "kv_delete_key", [b"myapp:k"]) == [abi.TAG_OK, False]
     ops = msgpack.packb([["set", "myapp:b1", b"1"], ["set", "myapp:b2", b"2"], ["delete", "myapp:k2"]])
@@ -83,7 +95,9 @@ def test_kv_bounds(runtime: Runtime, host: InMemoryHost) -> None:
     assert run(runtime, host, "kv_put_value", [b"myapp:k", b"v" * (1024 * 1024 + 1)])[1] == "VALUE_TOO_LARGE"
     assert run(runtime, host, "kv_get_value", [b"myapp:\xff\xfe"])[1] == "INVALID_ARGUMENT"
     assert run(runtime, host, "kv_batch_write", [b"\xc1"])[1] == "INVALID_ARGUMENT"
-    assert run(runtime, host, "kv_batch_write", [msgpack.packb([["frob", "myapp:x"]])])[1] == "INVALID_ARGUMENT"
+    assert (
+        run(runtime, host, "kv_batch_write", [msgpack.packb([["frob", "myapp:x"]])])[1] == "INVALID_ARGUMENT"
+    )
     assert not host.kv
 
 
@@ -92,7 +106,11 @@ def test_prefix_escapes_are_denied(runtime: Runtime, host: InMemoryHost, key: by
     for fn, args in (("kv_get_value", [key]), ("kv_put_value", [key, b"v"]), ("kv_delete_key", [key]),
                      ("kv_compare_and_swap", [key, 0, -1, b"v"])):
         result = run(runtime, host, fn, args)
-        assert result[0] == abi.TAG_ERROR and result[1] in ("KV_PREFIX_DENIED", "INVALID_ARGUMENT"), (fn, key, result)
+        assert result[0] == abi.TAG_ERROR and result[1] in ("KV_PREFIX_DENIED", "INVALID_ARGUMENT"), (
+            fn,
+            key,
+            result,
+        )
     assert not host.kv
 
 
@@ -141,9 +159,15 @@ def test_crypto_functions(runtime: Runtime, host: InMemoryHost) -> None:
     pk_hex = run(runtime, host, "public_key", [])[1]
     assert pk_hex == bytes(host.signing_key.verify_key).hex()
     assert run(runtime, host, "verify_signature", [pk_hex.encode(), b"message", sig]) == [abi.TAG_OK, True]
-    assert run(runtime, host, "verify_signature", [bytes.fromhex(pk_hex), b"tampered", sig]) == [abi.TAG_OK, False]
+    assert run(runtime, host, "verify_signature", [bytes.fromhex(pk_hex), b"tampered", sig]) == [
+        abi.TAG_OK,
+        False,
+    ]
     other = nacl.signing.SigningKey.generate()
-    assert run(runtime, host, "verify_signature", [bytes(other.verify_key), b"message", sig]) == [abi.TAG_OK, False]
+    assert run(runtime, host, "verify_signature", [bytes(other.verify_key), b"message", sig]) == [
+        abi.TAG_OK,
+        False,
+    ]
     assert run(runtime, host, "verify_signature", [b"short", b"message", sig])[1] == "INVALID_ARGUMENT"
     r = run(runtime, host, "get_random_bytes", [4096])
     assert r[0] == abi.TAG_OK and len(r[1]) == 4096
@@ -155,8 +179,12 @@ def test_timer_functions(runtime: Runtime, host: InMemoryHost) -> None:
     ok = msgpack.packb({"name": "tick", "interval_ms": 1000, "repeat": True})
     assert run(runtime, host, "schedule_timer_on_host", [ok])[0] == abi.TAG_OK
     assert host.timers[("t", "tick")] == (1000, True)
-    for bad in ({"name": "x", "interval_ms": 999}, {"name": "x", "interval_ms": 86_400_001}, {"interval_ms": 5000},
-                {"name": "", "interval_ms": 5000}):
+    for bad in (
+        {"name": "x", "interval_ms": 999},
+        {"name": "x", "interval_ms": 86_400_001},
+        {"interval_ms": 5000},
+        {"name": "", "interval_ms": 5000},
+    ):
         assert run(runtime, host, "schedule_timer_on_host", [msgpack.packb(bad)])[0] == abi.TAG_ERROR
     assert run(runtime, host, "cancel_timer_on_host", [b"never"]) == [abi.TAG_NOT_FOUND]
 

@@ -36,7 +36,9 @@ def test_infinite_loop_is_stopped_by_fuel(runtime: Runtime, host: InMemoryHost) 
 
 
 def test_infinite_loop_is_stopped_by_the_wall_clock_timeout(runtime: Runtime, host: InMemoryHost) -> None:
-    plugin = runtime.load(module(LOOP), PluginConfig("spin", fuel_limit=10**11, execution_timeout_s=0.3), host)
+    plugin = runtime.load(
+        module(LOOP), PluginConfig("spin", fuel_limit=10**11, execution_timeout_s=0.3), host
+    )
     plugin.init()
     started = time.monotonic()
     resp = plugin.handle_request({"type": "X"})
@@ -88,7 +90,9 @@ def test_memory_bomb_hits_the_memory_limit(runtime: Runtime, host: InMemoryHost)
 def test_out_of_bounds_pointer_traps_and_the_next_call_is_clean(runtime: Runtime, host: InMemoryHost) -> None:
     body = """(func (export "handle_request") (param i32 i32) (result i64)
       (call $kv_get_value (i32.const 0x7ffffff0) (i32.const 8)))"""
-    plugin = runtime.load(module(body, imports=("kv_get_value",)), PluginConfig("oob", Permissions(kv_read=True)), host)
+    plugin = runtime.load(
+        module(body, imports=("kv_get_value",)), PluginConfig("oob", Permissions(kv_read=True)), host
+    )
     plugin.init()
     assert plugin.handle_request({"type": "X"})["code"] == "PLUGIN_TRAP"
     assert plugin.stats.instantiations == 1
@@ -103,7 +107,11 @@ def test_huge_length_claims_are_refused(runtime: Runtime, host: InMemoryHost) ->
         consts = " ".join(f"(i32.const {a})" for a in args)
         call = f"(call ${fn} {consts})" + (" (i64.const 0)" if fn.startswith("log") else "")
         body = f'(func (export "handle_request") (param i32 i32) (result i64) {call})'
-        plugin = runtime.load(module(body, imports=(fn,)), PluginConfig("huge", Permissions(kv_read=True, blob_write=True)), host)
+        plugin = runtime.load(
+            module(body, imports=(fn,)),
+            PluginConfig("huge", Permissions(kv_read=True, blob_write=True)),
+            host,
+        )
         plugin.init()
         resp = plugin.handle_request({"type": "X"})
         assert resp["type"] == "Error", (fn, resp)  # an error value or a trap, never a crash
@@ -138,7 +146,12 @@ def test_unknown_imports_are_refused_at_load(runtime: Runtime, host: InMemoryHos
             runtime.load(wasmtime.wat2wasm(wat), PluginConfig("imports"), host)
         assert err.value.code == "UNKNOWN_IMPORT"
     assert "wasi_snapshot_preview1.fd_write" in SandboxError.__str__(
-        _load_error(runtime, host, '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))'))
+        _load_error(
+            runtime,
+            host,
+            '(import "wasi_snapshot_preview1" "fd_write" (func (param i32 i32 i32 i32) (result i32)))',
+        )
+    )
 
 
 def _load_error(runtime: Runtime, host: InMemoryHost, imp: str) -> SandboxError:

@@ -69,7 +69,9 @@ def test_a_line_is_cut_at_its_bound_and_a_line_at_the_bound_is_whole(runtime: Ru
     plugin.init()
     plugin.handle_request({"type": "X"})
     line = host.logs[-1][2]
-    assert line.startswith("y" * limits.LOG_LINE_MAX_CHARS) and line.endswith(f"[cut: a message of {len(over)} bytes]")
+    assert line.startswith("y" * limits.LOG_LINE_MAX_CHARS) and line.endswith(
+        f"[cut: a message of {len(over)} bytes]"
+    )
     assert len(line) < limits.LOG_LINE_MAX_CHARS + 64
 
 
@@ -78,7 +80,9 @@ def test_escaping_cannot_grow_a_line_past_its_bound() -> None:
     assert len(log_line(raw, len(raw))) < limits.LOG_LINE_MAX_CHARS + 64
 
 
-def test_a_log_flood_is_held_to_the_rate_and_reported(runtime: Runtime, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_log_flood_is_held_to_the_rate_and_reported(
+    runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
     # Unlimited, a plugin wrote 9.2 GiB of log text in a second.
     host = CountingHost()
     times = 100_000
@@ -115,7 +119,9 @@ def test_the_limiter_admits_a_seconds_worth_then_refills_and_reports_once_an_int
     limiter = LogLimiter(LogRate(lines_per_s=100, bytes_per_s=10_000, report_interval_s=10), clock)
     assert all(limiter.admit(10) == (True, None) for _ in range(100))  # the legitimate burst, at the limit
     admitted, report = limiter.admit(10)
-    assert not admitted and report is not None and (report.lines, report.bytes) == (1, 10)  # the first drop, at once
+    assert (
+        not admitted and report is not None and (report.lines, report.bytes) == (1, 10)
+    )  # the first drop, at once
     assert limiter.admit(10) == (False, None)  # later drops wait for the interval
     clock.now += 1.0
     assert all(limiter.admit(10)[0] for _ in range(100))  # a second refilled a second's worth

@@ -37,7 +37,9 @@ def test_only_a_warn_line_of_the_same_call_counts(runtime: Runtime) -> None:
     plugin = runtime.load(_guest(PANIC, level="info"), PluginConfig("quiet"), host)
     plugin.init()
     out = plugin.handle_request({"type": "X"})
-    assert out["code"] == "PLUGIN_TRAP" and "panicked" not in out["message"] and "unreachable" in out["message"]
+    assert (
+        out["code"] == "PLUGIN_TRAP" and "panicked" not in out["message"] and "unreachable" in out["message"]
+    )
 
 
 def test_a_panic_line_without_a_trap_is_forgotten_by_the_next_call(runtime: Runtime) -> None:
@@ -46,8 +48,12 @@ def test_a_panic_line_without_a_trap_is_forgotten_by_the_next_call(runtime: Runt
     logs_then_answers.handle_request({"type": "X"})
     assert logs_then_answers._funcs.panic is not None
     # The runtime clears it before each call: a later plain trap is not blamed on it.
-    plain = runtime.load(module("""
-  (func (export "handle_request") (param i32 i32) (result i64) unreachable)"""), PluginConfig("q"), InMemoryHost())
+    plain = runtime.load(
+        module("""
+  (func (export "handle_request") (param i32 i32) (result i64) unreachable)"""),
+        PluginConfig("q"),
+        InMemoryHost(),
+    )
     plain._funcs.panic = PANIC.decode()
     plain.init()
     out = plain.handle_request({"type": "X"})

@@ -12,8 +12,9 @@ READ = Permissions(kv_read=True)
 def test_results_past_the_memory_seen_at_load(runtime: Runtime, host: InMemoryHost) -> None:
     # The guest's allocator grows memory for each big result: the host writes the value and
     # reads the response beyond the size its view had when the instance was made.
-    plugin = runtime.load(call_guest("kv_get_value", [b"myapp:k"]), PluginConfig("t", READ, kv_prefixes=("myapp:",)),
-                          host)
+    plugin = runtime.load(
+        call_guest("kv_get_value", [b"myapp:k"]), PluginConfig("t", READ, kv_prefixes=("myapp:",)), host
+    )
     plugin.init()
     for i in range(6):
         value = bytes([i]) * (300_000 + i)

@@ -40,8 +40,12 @@ class SlowHost(InMemoryHost):
         return super().kv_get(key)
 
 
-def _load(runtime: Runtime, host: SlowHost, body: str, timeout_s: float, imports: tuple[str, ...]) -> PluginInstance:
-    config = PluginConfig("slow", PERMS, kv_prefixes=("myapp:",), fuel_limit=10**11, execution_timeout_s=timeout_s)
+def _load(
+    runtime: Runtime, host: SlowHost, body: str, timeout_s: float, imports: tuple[str, ...]
+) -> PluginInstance:
+    config = PluginConfig(
+        "slow", PERMS, kv_prefixes=("myapp:",), fuel_limit=10**11, execution_timeout_s=timeout_s
+    )
     plugin = runtime.load(module(body, imports=imports), config, host)
     host.plugin = plugin
     plugin.init()

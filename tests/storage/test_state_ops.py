@@ -462,12 +462,19 @@ def test_reads_delegate_to_the_kv_store(app: Applier) -> None:
 def test_meta_cas_all_writes_all_or_none(app: Applier) -> None:
     assert app.ok(["meta_cas_all", [["plugins", "a", None, b"1"], ["registry", "gen", None, b"1"]]]) == {}
     # One stale expectation: nothing is written, and the failed row is named.
-    code, _, details = app.err(["meta_cas_all", [["plugins", "b", None, b"2"], ["registry", "gen", None, b"2"]]])
+    code, _, details = app.err(
+        ["meta_cas_all", [["plugins", "b", None, b"2"], ["registry", "gen", None, b"2"]]]
+    )
     assert code == "CAS_FAILED" and details["failed_index"] == 1
     assert app.state.meta_get("plugins", "b") is None and app.state.meta_get("registry", "gen") == b"1"
     assert app.ok(["meta_cas_all", [["plugins", "a", b"1", None], ["registry", "gen", b"1", b"2"]]]) == {}
     assert app.state.meta_items("plugins") == [] and app.state.meta_get("registry", "gen") == b"2"
-    for bad in (["meta_cas_all", []], ["meta_cas_all", [["t", "k", None]]], ["meta_cas_all", "x"],
-                ["meta_cas_all", [["t", "k", None, b"1"], ["t", "k", None, b"2"]]],
-                ["meta_cas_all", [["t", "k", None, b"1"]] * 17], ["meta_cas_all", [["t/x", "k", None, b"1"]]]):
+    for bad in (
+        ["meta_cas_all", []],
+        ["meta_cas_all", [["t", "k", None]]],
+        ["meta_cas_all", "x"],
+        ["meta_cas_all", [["t", "k", None, b"1"], ["t", "k", None, b"2"]]],
+        ["meta_cas_all", [["t", "k", None, b"1"]] * 17],
+        ["meta_cas_all", [["t/x", "k", None, b"1"]]],
+    ):
         assert app.err(bad)[0] == "INVALID_REQUEST", bad

@@ -29,9 +29,22 @@ ALLOWED = {
     "deploy": {"deploy", "aspen", "cluster", "storage", "sandbox", "wire"},
 }
 SERVER_STACK = ("storage", "cluster", "sandbox", "pysyncobj", "wasmtime")
-NODE_CODE = ("storage", "cluster", "pysyncobj", "aspen.node", "aspen.server", "aspen.native_handlers", "aspen.membership",
-             "aspen.metrics", "aspen.credential_handlers", "aspen.plugins.manager", "aspen.plugins.nodehost",
-             "aspen.plugins.registry_handlers", "aspen.plugins.worker", "aspen.client")
+NODE_CODE = (
+    "storage",
+    "cluster",
+    "pysyncobj",
+    "aspen.node",
+    "aspen.server",
+    "aspen.native_handlers",
+    "aspen.membership",
+    "aspen.metrics",
+    "aspen.credential_handlers",
+    "aspen.plugins.manager",
+    "aspen.plugins.nodehost",
+    "aspen.plugins.registry_handlers",
+    "aspen.plugins.worker",
+    "aspen.client",
+)
 
 
 def imports_of(path: Path) -> set[str]:
@@ -129,7 +142,11 @@ def module_graph() -> dict[str, set[str]]:
             for target in targets:
                 while target and target not in modules:
                     target = target.rpartition(".")[0]
-                if target and target != name and not (path.name == "__init__.py" and target.startswith(name + ".")):
+                if (
+                    target
+                    and target != name
+                    and not (path.name == "__init__.py" and target.startswith(name + "."))
+                ):
                     edges.add(target)
         graph[name] = edges
     return graph

@@ -39,9 +39,17 @@ def any_cargo() -> str:
     return found
 
 
-def cargo(*args: str, cwd: Path, home: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run([any_cargo(), *args], cwd=cwd, env=author_env(home), capture_output=True, text=True,
-                       timeout=CARGO_TIMEOUT_S)
+def cargo(
+    *args: str, cwd: Path, home: Path | None = None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(
+        [any_cargo(), *args],
+        cwd=cwd,
+        env=author_env(home),
+        capture_output=True,
+        text=True,
+        timeout=CARGO_TIMEOUT_S,
+    )
     if check:
         assert r.returncode == 0, f"cargo {' '.join(args)} failed:\n{r.stdout}\n{r.stderr}"
     return r
@@ -61,6 +69,13 @@ def examples(wasm_toolchain: None) -> dict[str, Path]:
     out = {}
     for name in EXAMPLE_NAMES:
         cargo("aspen-plugin", "build", "--release", cwd=EXAMPLES / name)
-        out[name] = EXAMPLES / name / "target" / "wasm32-unknown-unknown" / "release" / f"aspen_{name.replace('-', '_')}.wasm"
+        out[name] = (
+            EXAMPLES
+            / name
+            / "target"
+            / "wasm32-unknown-unknown"
+            / "release"
+            / f"aspen_{name.replace('-', '_')}.wasm"
+        )
         assert out[name].is_file()
     return out

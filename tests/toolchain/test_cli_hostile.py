@@ -18,7 +18,9 @@ def _init(tmp_path: Path) -> Path:
     return tmp_path / "p"
 
 
-def test_missing_wasm_and_non_utf8_manifest_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_missing_wasm_and_non_utf8_manifest_are_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     project = _init(tmp_path)
     capsys.readouterr()
     key = tmp_path / "key"

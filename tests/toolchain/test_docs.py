@@ -34,14 +34,19 @@ def test_plugin_development_doc_runs_as_written(shared_cluster: LocalCluster, tm
     home.mkdir()
     work = tmp_path / "work"
     work.mkdir()
-    env = author_env(home) | {"ASPEN_CLUSTER": shared_cluster.endpoints, "ASPEN_COOKIE": shared_cluster.cookie}
+    env = author_env(home) | {
+        "ASPEN_CLUSTER": shared_cluster.endpoints,
+        "ASPEN_COOKIE": shared_cluster.cookie,
+    }
     script = "set -euo pipefail\n" + "\n".join(blocks["bash"])
     try:
         r = subprocess.run(["bash", "-c", script], cwd=work, env=env, capture_output=True, text=True,
                            timeout=SESSION_TIMEOUT_S)
         assert r.returncode == 0, f"the doc's commands failed:\n{r.stdout}\n{r.stderr}"
         # What the doc says they print.
-        assert json.loads(r.stdout[r.stdout.index("{\n"):r.stdout.index("\n}\n") + 2])["message"] == "pong", r.stdout
+        assert (
+            json.loads(r.stdout[r.stdout.index("{\n") : r.stdout.index("\n}\n") + 2])["message"] == "pong"
+        ), r.stdout
         assert "Generated Ed25519 keypair" in r.stdout
         assert "Alice" in r.stdout  # plugin-keys list
         assert r.stdout.count("Ready on every node") == 2, r.stdout

@@ -83,7 +83,9 @@ def test_cleanup_works_only_on_the_leader(examples: dict[str, Path]) -> None:
 # -- on a 3-node cluster -------------------------------------------------------------------------
 
 def install(cluster: LocalCluster, name: str, wasm: Path, *extra: str) -> None:
-    r = cli(cluster, "plugin", "install", str(wasm), "--manifest", str(EXAMPLES / name / "plugin.json"), *extra)
+    r = cli(
+        cluster, "plugin", "install", str(wasm), "--manifest", str(EXAMPLES / name / "plugin.json"), *extra
+    )
     assert r.returncode == 0, r.stderr
     eventually(lambda: cli(cluster, "plugin", "info", name).stdout.count("Ready") == 3, what=f"{name} Ready")
 
@@ -121,7 +123,9 @@ def test_counter_never_loses_an_increment(shared_cluster: LocalCluster, examples
     assert all(st["calls"] >= INCREMENTS for st in info["nodes"].values()), info["nodes"]
 
 
-def test_audit_logger_records_every_write_once(shared_cluster: LocalCluster, examples: dict[str, Path]) -> None:
+def test_audit_logger_records_every_write_once(
+    shared_cluster: LocalCluster, examples: dict[str, Path]
+) -> None:
     install(shared_cluster, "audit-logger", examples["audit-logger"])
     with shared_cluster.client() as c:
         revisions = {c.put(f"audited:{i}", b"v")["revision"] for i in range(20)}
@@ -137,10 +141,18 @@ def test_audit_logger_records_every_write_once(shared_cluster: LocalCluster, exa
     assert cli(shared_cluster, "plugin", "remove", "audit-logger").returncode == 0
 
 
-def test_cleanup_deletes_expired_keys_on_the_leader_only(shared_cluster: LocalCluster, examples: dict[str, Path]) -> None:
+def test_cleanup_deletes_expired_keys_on_the_leader_only(
+    shared_cluster: LocalCluster, examples: dict[str, Path]
+) -> None:
     install(shared_cluster, "scheduled-cleanup", examples["scheduled-cleanup"])
     for key, ttl in (("a", 1500), ("b", 1500), ("keep", 600_000)):
-        r = cli(shared_cluster, "rpc", "PutWithTtl", "--data", json.dumps({"key": key, "value": "v", "ttl_ms": ttl}))
+        r = cli(
+            shared_cluster,
+            "rpc",
+            "PutWithTtl",
+            "--data",
+            json.dumps({"key": key, "value": "v", "ttl_ms": ttl}),
+        )
         assert r.returncode == 0, r.stderr
     assert cli(shared_cluster, "kv", "get", "ttl:data:a").stdout == "v\n"
     leaders = {shared_cluster.leader_id()}
@@ -160,8 +172,9 @@ def test_cleanup_deletes_expired_keys_on_the_leader_only(shared_cluster: LocalCl
     assert cli(shared_cluster, "plugin", "remove", "scheduled-cleanup").returncode == 0
 
 
-def test_install_with_verify_signature_refuses_what_it_must(shared_cluster: LocalCluster, examples: dict[str, Path],
-                                                          tmp_path: Path) -> None:
+def test_install_with_verify_signature_refuses_what_it_must(
+    shared_cluster: LocalCluster, examples: dict[str, Path], tmp_path: Path
+) -> None:
     project = tmp_path / "echo"
     shutil.copytree(EXAMPLES / "echo-plugin", project, ignore=shutil.ignore_patterns("target"))
     wasm = tmp_path / "echo.wasm"
@@ -169,7 +182,9 @@ def test_install_with_verify_signature_refuses_what_it_must(shared_cluster: Loca
     manifest = project / "plugin.json"
 
     def install_verified() -> str:
-        r = cli(shared_cluster, "plugin", "install", str(wasm), "--manifest", str(manifest), "--verify-signature")
+        r = cli(
+            shared_cluster, "plugin", "install", str(wasm), "--manifest", str(manifest), "--verify-signature"
+        )
         return "ok" if r.returncode == 0 else r.stderr
 
     assert "SIGNATURE_MISSING" in install_verified()
@@ -183,5 +198,12 @@ def test_install_with_verify_signature_refuses_what_it_must(shared_cluster: Loca
     assert "SIGNATURE_INVALID" in install_verified()
     shutil.copy(examples["echo-plugin"], wasm)
     assert install_verified() == "ok"
-    eventually(lambda: json.loads(cli(shared_cluster, "--json", "rpc", "Echo", "--data", '{"message": "hi"}').stdout)
-               .get("message") == "hi", what="the verified plugin answering")
+    eventually(
+        lambda: (
+            json.loads(
+                cli(shared_cluster, "--json", "rpc", "Echo", "--data", '{"message": "hi"}').stdout
+            ).get("message")
+            == "hi"
+        ),
+        what="the verified plugin answering",
+    )

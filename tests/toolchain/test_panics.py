@@ -33,8 +33,10 @@ def test_a_rust_panic_reaches_the_caller_with_its_message(tmp_path: Path, wasm_t
     with PluginHarness.load(wasm, project / "plugin.json") as h:
         out = h.request("PanickyBoom")
         assert out["type"] == "Error" and out["code"] == "PLUGIN_TRAP", out
-        assert re.fullmatch(rf"panicked at src/lib\.rs:{line}:\d+: index out of bounds: the len is 3 but the index is 7",
-                            out["message"]), out["message"]
+        assert re.fullmatch(
+            rf"panicked at src/lib\.rs:{line}:\d+: index out of bounds: the len is 3 but the index is 7",
+            out["message"],
+        ), out["message"]
         assert ("trap", f"PLUGIN_TRAP: {out['message']}") in h.logs
         # The next call runs on a fresh instance, which answers.
         assert h.request("PanickyPing")["message"] == "pong"

@@ -20,7 +20,9 @@ def _init(tmp_path: Path, name: str = "p", template: str = "kv") -> Path:
     return tmp_path / name
 
 
-def test_init_refuses_bad_names_priorities_and_existing_dirs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_refuses_bad_names_priorities_and_existing_dirs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert run(["init", "9lives", "--dir", str(tmp_path)]) == 1
     assert "a letter, then letters" in capsys.readouterr().err
     assert run(["init", "ok", "--priority", "12", "--dir", str(tmp_path)]) == 1
@@ -37,7 +39,9 @@ def test_init_refuses_bad_names_priorities_and_existing_dirs(tmp_path: Path, cap
 def test_check_lists_every_manifest_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     project = _init(tmp_path)
     raw = json.loads((project / "plugin.json").read_text())
-    (project / "plugin.json").write_text(json.dumps({**raw, "priority": 5, "handles": [], "kv_prefixes": [""]}))
+    (project / "plugin.json").write_text(
+        json.dumps({**raw, "priority": 5, "handles": [], "kv_prefixes": [""]})
+    )
     assert run(["check", "--path", str(project)]) == 1
     err = capsys.readouterr().err
     assert "priority: 5 is outside 900 to 999" in err
@@ -49,13 +53,19 @@ def test_check_lists_every_manifest_problem(tmp_path: Path, capsys: pytest.Captu
     assert "PREFIX_CONFLICT" in capsys.readouterr().err
 
 
-def test_check_finds_layout_errors_and_permission_mismatches(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_finds_layout_errors_and_permission_mismatches(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     project = _init(tmp_path)
     lib = project / "src" / "lib.rs"
     source = lib.read_text()
-    lib.write_text(source.replace("register_plugin!(Plugin);", "") + "\nfn later() { let _ = blob_put_data(b\"x\"); }\n")
+    lib.write_text(
+        source.replace("register_plugin!(Plugin);", "") + '\nfn later() { let _ = blob_put_data(b"x"); }\n'
+    )
     cargo_toml = project / "Cargo.toml"
-    cargo_toml.write_text(cargo_toml.read_text().replace('crate-type = ["cdylib", "rlib"]', 'crate-type = ["rlib"]'))
+    cargo_toml.write_text(
+        cargo_toml.read_text().replace('crate-type = ["cdylib", "rlib"]', 'crate-type = ["rlib"]')
+    )
     raw = json.loads((project / "plugin.json").read_text())
     raw["permissions"]["signing"] = True
     raw["handles"].append("Ping")
@@ -88,7 +98,9 @@ def test_build_refuses_info_that_disagrees_with_the_manifest(tmp_path: Path, was
                                                              capsys: pytest.CaptureFixture[str]) -> None:
     project = _init(tmp_path, "named")
     lib = project / "src" / "lib.rs"
-    lib.write_text(lib.read_text().replace('pub const NAME: &str = "named";', 'pub const NAME: &str = "other";'))
+    lib.write_text(
+        lib.read_text().replace('pub const NAME: &str = "named";', 'pub const NAME: &str = "other";')
+    )
     assert run(["build", "--release", "--path", str(project)]) == 1
     assert "plugin_info name is 'other', plugin.json says 'named'" in capsys.readouterr().err
 
@@ -105,7 +117,9 @@ def test_no_toolchain_says_what_to_install(monkeypatch: pytest.MonkeyPatch, tmp_
     assert "rustup target add wasm32-unknown-unknown" in str(exc.value)
 
 
-def test_a_toolchain_without_its_wasm_linker_does_not_count(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_toolchain_without_its_wasm_linker_does_not_count(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     # Debian's libstd-rust-dev-wasm32 without lld-NN (only recommended): the std is there, but
     # /usr/bin/rust-lld dangles and every build would fail at the link step.
     (tmp_path / "lib" / "rustlib" / rust.TARGET / "lib").mkdir(parents=True)
@@ -156,8 +170,12 @@ def test_keys_and_signatures_refusals(tmp_path: Path, examples: dict[str, Path],
     # The manifest edited after signing: every signed field is covered, and the one edited is named.
     manifest = project / "plugin.json"
     signed = manifest.read_text()
-    for edit, field in (({"kv_prefixes": ["__plugin:"]}, "kv_prefixes"), ({"priority": 900}, "priority"),
-                        ({"permissions": {"signing": True}}, "permissions"), ({"fuel_limit": 7}, "fuel_limit")):
+    for edit, field in (
+        ({"kv_prefixes": ["__plugin:"]}, "kv_prefixes"),
+        ({"priority": 900}, "priority"),
+        ({"permissions": {"signing": True}}, "permissions"),
+        ({"fuel_limit": 7}, "fuel_limit"),
+    ):
         manifest.write_text(json.dumps({**json.loads(signed), **edit}))
         assert run(["verify", "--path", str(project), "--wasm", str(wasm)]) == 1
         err = capsys.readouterr().err
@@ -167,8 +185,11 @@ def test_keys_and_signatures_refusals(tmp_path: Path, examples: dict[str, Path],
         built.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(wasm, built)
         run(["check", "--path", str(project)])
-        assert f"warning: the signature no longer covers plugin.json and {built.name}: {field} changed after signing" \
+        assert (
+            f"warning: the signature no longer covers plugin.json and {built.name}: {field} changed after "
+            "signing"
             in capsys.readouterr().out
+        )
     manifest.write_text(signed)
     # Tampered after signing.
     wasm.write_bytes(wasm.read_bytes() + b"\x00")

@@ -63,11 +63,15 @@ EXERCISE = {"basic": exercise_basic, "kv": exercise_kv, "timer": exercise_timer,
 
 
 @pytest.mark.parametrize("template", ["basic", "kv", "timer", "hook"])
-def test_template_end_to_end(template: str, shared_cluster: LocalCluster, tmp_path: Path, wasm_toolchain: None) -> None:
+def test_template_end_to_end(
+    template: str, shared_cluster: LocalCluster, tmp_path: Path, wasm_toolchain: None
+) -> None:
     name = f"my-{template}"
     home = tmp_path / "home"
     home.mkdir()
-    r = cargo("aspen-plugin", "init", name, "--template", template, "--priority", "945", cwd=tmp_path, home=home)
+    r = cargo(
+        "aspen-plugin", "init", name, "--template", template, "--priority", "945", cwd=tmp_path, home=home
+    )
     assert f"Created {name}" in r.stdout
     project = tmp_path / name
     for rel in ("Cargo.toml", "plugin.json", "src/lib.rs", "README.md", ".cargo/config.toml", ".gitignore"):

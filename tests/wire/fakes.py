@@ -74,18 +74,34 @@ class DictHandler:
         key = fields.require_str(req, "key")
         fields.optional_bool(req, "stale", False)
         value = self.kv.get(key)
-        return {"type": "ReadResult", "was_found": value is not None, "value": value, "version": 1 if value else 0,
-                "create_revision": 0, "mod_revision": 0}
+        return {
+            "type": "ReadResult",
+            "was_found": value is not None,
+            "value": value,
+            "version": 1 if value else 0,
+            "create_revision": 0,
+            "mod_revision": 0,
+        }
 
     async def do_WriteKey(self, req: dict[str, Any]) -> dict[str, Any]:
         key = fields.require_str(req, "key")
         self.kv[key] = fields.require_bytes(req, "value", max_bytes=1024 * 1024)
         rev = self._bump()
-        return {"type": "WriteResult", "revision": rev, "version": 1, "create_revision": rev, "mod_revision": rev}
+        return {
+            "type": "WriteResult",
+            "revision": rev,
+            "version": 1,
+            "create_revision": rev,
+            "mod_revision": rev,
+        }
 
     async def do_DeleteKey(self, req: dict[str, Any]) -> dict[str, Any]:
         existed = self.kv.pop(fields.require_str(req, "key"), None) is not None
-        return {"type": "DeleteResult", "deleted": existed, "revision": self._bump() if existed else self.revision}
+        return {
+            "type": "DeleteResult",
+            "deleted": existed,
+            "revision": self._bump() if existed else self.revision,
+        }
 
     async def do_ScanKeys(self, req: dict[str, Any]) -> dict[str, Any]:
         prefix = fields.optional_str(req, "prefix") or ""
@@ -93,8 +109,15 @@ class DictHandler:
         after = fields.optional_str(req, "continuation_token") or ""
         keys = sorted(k for k in self.kv if k.startswith(prefix) and k > after)
         page = keys[:limit]
-        entries = [{"key": k, "value": self.kv[k], "version": 1, "create_revision": 1, "mod_revision": 1} for k in page]
-        return {"type": "ScanResult", "entries": entries, "continuation_token": page[-1] if len(keys) > limit else None}
+        entries = [
+            {"key": k, "value": self.kv[k], "version": 1, "create_revision": 1, "mod_revision": 1}
+            for k in page
+        ]
+        return {
+            "type": "ScanResult",
+            "entries": entries,
+            "continuation_token": page[-1] if len(keys) > limit else None,
+        }
 
     async def do_CompareAndSwapKey(self, req: dict[str, Any]) -> dict[str, Any]:
         key = fields.require_str(req, "key")
@@ -136,9 +159,16 @@ class DictHandler:
     async def do_ClusterStatus(self, req: dict[str, Any]) -> dict[str, Any]:
         me = {"node_id": self.node_id, "raft_addr": "127.0.0.1:1", "client_addr": self.client_addr,
               "role": "leader" if self.leader_id == self.node_id else "follower", "connected": True}
-        return {"type": "ClusterStatusResult", "node_id": self.node_id, "leader_id": self.leader_id, "term": 3,
-                "commit_index": self.revision, "applied_index": self.revision, "has_quorum": self.has_quorum,
-                "nodes": [me, *self.peers]}
+        return {
+            "type": "ClusterStatusResult",
+            "node_id": self.node_id,
+            "leader_id": self.leader_id,
+            "term": 3,
+            "commit_index": self.revision,
+            "applied_index": self.revision,
+            "has_quorum": self.has_quorum,
+            "nodes": [me, *self.peers],
+        }
 
     # -- test-only request types -----------------------------------------------------------
 
@@ -168,8 +198,14 @@ class ServerThread:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
-        self.server = Server(dispatch or awaiting(self.handler), "127.0.0.1", 0, cookie=Cookie(cookie) if cookie else None,
-                             node_id=self.handler.node_id, **kwargs)
+        self.server = Server(
+            dispatch or awaiting(self.handler),
+            "127.0.0.1",
+            0,
+            cookie=Cookie(cookie) if cookie else None,
+            node_id=self.handler.node_id,
+            **kwargs,
+        )
         self.call(self.server.start())
         self.handler.client_addr = self.addr
 
@@ -311,7 +347,9 @@ class ScriptedServer:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         index = self.connections
         self.connections += 1
-        writer.write(p.encode_frame({"type": "Hello", "version": p.PROTOCOL_VERSION, "node_id": 9, "auth": False}))
+        writer.write(
+            p.encode_frame({"type": "Hello", "version": p.PROTOCOL_VERSION, "node_id": 9, "auth": False})
+        )
         try:
             while True:
                 req = await p.read_frame(reader)
@@ -346,7 +384,9 @@ class FrameRelay:
     def __init__(self, target_port: int, mangle: Mangle, tls_records: bool = False) -> None:
         self.target_port = target_port
         self.mangle = mangle
-        self.header_bytes, self.length_at = (5, struct.Struct(">3xH")) if tls_records else (4, struct.Struct(">I"))
+        self.header_bytes, self.length_at = (
+            (5, struct.Struct(">3xH")) if tls_records else (4, struct.Struct(">I"))
+        )
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.socks: list[socket.socket] = []

@@ -72,7 +72,10 @@ def test_load_cookie_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("ASPEN_COOKIE", "from-the-env-0123456789")
     assert auth.load_cookie().secret == "from-the-env-0123456789"  # type: ignore[union-attr]
     assert auth.load_cookie(cookie_file=path).secret == "from-the-file-0123456789"  # type: ignore[union-attr]
-    assert auth.load_cookie(cookie="from-the-flag-0123456789", cookie_file=path).secret == "from-the-flag-0123456789"  # type: ignore[union-attr]
+    assert (
+        auth.load_cookie(cookie="from-the-flag-0123456789", cookie_file=path).secret
+        == "from-the-flag-0123456789"
+    )  # type: ignore[union-attr]
 
 
 def test_proofs_cover_both_nonces_and_the_node_id() -> None:

@@ -140,7 +140,11 @@ def test_blob_commands(aspen, tmp_path: Path) -> None:  # type: ignore[no-untype
 
 def test_cluster_status(aspen) -> None:  # type: ignore[no-untyped-def]
     status, out, _ = aspen("cluster", "status")
-    assert status == 0 and out.splitlines()[0] == "node 1 answered; leader: 1" and "leader" in out.splitlines()[2]
+    assert (
+        status == 0
+        and out.splitlines()[0] == "node 1 answered; leader: 1"
+        and "leader" in out.splitlines()[2]
+    )
     status, out, _ = aspen("--json", "cluster", "status")
     assert json.loads(out)["nodes"][0]["node_id"] == 1
 
@@ -223,7 +227,9 @@ def test_kv_get_raw_writes_the_bytes(server: ServerThread, monkeypatch: pytest.M
     assert e.value.code == 0 and capsysbinary.readouterr().out == blob  # the bytes, not hex
 
 
-def test_kv_binary_out_and_stdin_in(aspen, server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_kv_binary_out_and_stdin_in(
+    aspen, server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     import io
 
     blob = bytes(range(256))
@@ -242,7 +248,9 @@ def test_kv_binary_out_and_stdin_in(aspen, server: ServerThread, tmp_path: Path,
     assert server.handler.kv["c"] == b"\x00new"
 
 
-def test_rpc_body_flags_and_json_output(aspen, server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_rpc_body_flags_and_json_output(
+    aspen, server: ServerThread, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
     import io
 
     status, out, _ = aspen("rpc", "WriteKey", "--data", '{"key": "r", "value": {"base64": "/wA="}}')
@@ -307,7 +315,9 @@ def _plugin_node(server: ServerThread, manifests: list[dict | None], nodes: dict
     server.handler.intercept = plugin
 
 
-def test_plugin_reinstall_unchanged_and_wait_with_a_node_down(aspen, server: ServerThread, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_plugin_reinstall_unchanged_and_wait_with_a_node_down(
+    aspen, server: ServerThread, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     wasm, manifest = tmp_path / "p.wasm", tmp_path / "plugin.json"
     wasm.write_bytes(b"\x00asm\x01\x00\x00\x00")
     manifest.write_text('{"name": "p", "version": "0.1.0", "handles": ["Ping"]}')
@@ -319,7 +329,9 @@ def test_plugin_reinstall_unchanged_and_wait_with_a_node_down(aspen, server: Ser
     _plugin_node(server, [{**installed, "wasm_hash": "cd" * 32}, installed], {"1": ready, "2": ready})
     assert aspen("plugin", "install", str(wasm), "--manifest", str(manifest))[1].startswith("upgraded p")
     # Node 2 is down: --wait returns once node 1 runs it, and says node 2 did not confirm.
-    _plugin_node(server, [None, installed], {"1": ready, "2": {"state": "Unreachable", "reason": "connection refused"}})
+    _plugin_node(
+        server, [None, installed], {"1": ready, "2": {"state": "Unreachable", "reason": "connection refused"}}
+    )
     status, out, _ = aspen("plugin", "install", str(wasm), "--manifest", str(manifest), "--wait")
     assert status == 0 and out.startswith("upgraded p") and "node(s) 2 unreachable" in out, out
 

@@ -16,8 +16,22 @@ from tests.wire.fakes import COOKIE, ServerThread
 
 HOSTILE = (os.fsdecode(b"k\xff"), "", "x" * 100_000, "/nonexistent/aspen/file", "-", "-1", "0", "[]", "{bad")
 # Global options are covered once per value below, not per command.
-GLOBAL_DESTS = frozenset({"cluster", "endpoint", "node", "cookie", "cookie_file", "tls_cacert", "tls_cert", "tls_key",
-                          "timeout", "help", "version", "json"})
+GLOBAL_DESTS = frozenset(
+    {
+        "cluster",
+        "endpoint",
+        "node",
+        "cookie",
+        "cookie_file",
+        "tls_cacert",
+        "tls_cert",
+        "tls_key",
+        "timeout",
+        "help",
+        "version",
+        "json",
+    }
+)
 
 
 def _sub(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
@@ -39,14 +53,24 @@ def leaves() -> Iterator[tuple[list[str], argparse.ArgumentParser]]:
 def hostile_argvs() -> Iterator[list[str]]:
     for words, leaf in leaves():
         positionals = [a for a in leaf._actions if not a.option_strings]
-        valued = [a for a in leaf._actions if a.option_strings and a.nargs != 0 and a.dest not in GLOBAL_DESTS]
+        valued = [
+            a for a in leaf._actions if a.option_strings and a.nargs != 0 and a.dest not in GLOBAL_DESTS
+        ]
         for value in HOSTILE:
             args = [value for a in positionals if a.nargs != "*" or value]
             yield [*words, *args]
             for option in valued:
                 yield [*words, *args, option.option_strings[-1], value]
     for value in HOSTILE:
-        for option in ("--cluster", "--endpoint", "--node", "--cookie", "--cookie-file", "--cacert", "--timeout"):
+        for option in (
+            "--cluster",
+            "--endpoint",
+            "--node",
+            "--cookie",
+            "--cookie-file",
+            "--cacert",
+            "--timeout",
+        ):
             yield ["kv", "get", "k", option, value]
 
 
@@ -71,8 +95,12 @@ def test_no_command_prints_a_traceback(server: ServerThread, monkeypatch: pytest
     assert ran > 300
 
 
-def test_plugin_install_with_bad_manifests_and_limits(server: ServerThread, monkeypatch: pytest.MonkeyPatch,
-                                                     capsys: pytest.CaptureFixture[str], tmp_path: object) -> None:
+def test_plugin_install_with_bad_manifests_and_limits(
+    server: ServerThread,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: object,
+) -> None:
     from pathlib import Path
 
     monkeypatch.setenv("ASPEN_CLUSTER", server.addr)
@@ -86,13 +114,24 @@ def test_plugin_install_with_bad_manifests_and_limits(server: ServerThread, monk
     for name, body in manifests.items():
         (d / name).write_bytes(body)
     cases = [[str(d / n)] for n in manifests if n != "good.json"]
-    cases += [[str(d / "good.json"), flag, value] for flag, value in
-              (("--priority", "5"), ("--execution-timeout-secs", "0"), ("--memory-limit", "5"), ("--fuel-limit", "-1"))]
+    cases += [
+        [str(d / "good.json"), flag, value]
+        for flag, value in (
+            ("--priority", "5"),
+            ("--execution-timeout-secs", "0"),
+            ("--memory-limit", "5"),
+            ("--fuel-limit", "-1"),
+        )
+    ]
     for manifest, *extra in cases:
         with pytest.raises(SystemExit) as e:
             cli.main(["plugin", "install", str(wasm), "--manifest", manifest, *extra])
         _, err = capsys.readouterr()
-        assert e.value.code == 2 and err.startswith("error: INVALID_REQUEST: ") and err.count("\n") == 1, (manifest, extra, err)
+        assert e.value.code == 2 and err.startswith("error: INVALID_REQUEST: ") and err.count("\n") == 1, (
+            manifest,
+            extra,
+            err,
+        )
     assert "PluginInstall" not in server.handler.calls  # refused before sending
 
 
@@ -110,9 +149,17 @@ def test_ctrl_c_exits_130_quietly(argv: list[str]) -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        env = {**os.environ, "ASPEN_CLUSTER": f"127.0.0.1:{listener.getsockname()[1]}", "ASPEN_COOKIE": COOKIE}
-        proc = subprocess.Popen([str(Path(sys.executable).parent / "aspen-cli"), "--timeout", "60", *argv], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        env = {
+            **os.environ,
+            "ASPEN_CLUSTER": f"127.0.0.1:{listener.getsockname()[1]}",
+            "ASPEN_COOKIE": COOKIE,
+        }
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "aspen-cli"), "--timeout", "60", *argv],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         listener.settimeout(30)
         conn, _ = listener.accept()  # the client is now waiting for the node's greeting
         with conn:

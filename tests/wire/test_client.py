@@ -41,8 +41,9 @@ def test_typed_methods_against_the_dict_node(server: ServerThread) -> None:
             with pytest.raises(AspenError) as e:
                 await c.cas("a/1", None, b"x")
             assert e.value.code == ErrorCode.CAS_FAILED and e.value.error.details["actual_value"] == b"uno"
-            assert (await c.batch([{"op": "Set", "key": "b", "value": b"v"}, {"op": "Delete", "key": "a/2"}]))[
-                "count"] == 2
+            assert (
+                await c.batch([{"op": "Set", "key": "b", "value": b"v"}, {"op": "Delete", "key": "a/2"}])
+            )["count"] == 2
             assert (await c.delete("b"))["deleted"] is True
             blob = await c.put_blob(b"blob bytes")
             assert (await c.has_blob(blob["hash"]))["exists"] is True
@@ -58,7 +59,9 @@ def test_typed_methods_against_the_dict_node(server: ServerThread) -> None:
 def test_many_requests_in_flight_share_one_connection(server: ServerThread) -> None:
     async def go() -> None:
         async with AsyncClient([server.addr], COOKIE) as c:
-            replies = await asyncio.gather(*(c.request("Sleep", delay_s=0.001 * (i % 7), tag=i) for i in range(500)))
+            replies = await asyncio.gather(
+                *(c.request("Sleep", delay_s=0.001 * (i % 7), tag=i) for i in range(500))
+            )
             assert [r["tag"] for r in replies] == list(range(500))
 
     run(go())
@@ -98,7 +101,9 @@ def test_not_leader_hint_is_followed() -> None:
     try:
         async def refuse(req: dict) -> dict | None:
             if req["type"] == "WriteKey":
-                raise AspenError(ErrorCode.NOT_LEADER, "only the leader writes", leader_id=2, leader_addr=leader.addr)
+                raise AspenError(
+                    ErrorCode.NOT_LEADER, "only the leader writes", leader_id=2, leader_addr=leader.addr
+                )
             return None
 
         follower.handler.intercept = refuse
@@ -134,7 +139,9 @@ def test_not_leader_without_hint_is_bounded() -> None:
 
 def test_connection_refused_moves_to_another_endpoint(open_server: ServerThread) -> None:
     async def go() -> None:
-        async with AsyncClient([dead_addr(), open_server.addr], None, timeout_s=5, discover_leader=False) as c:
+        async with AsyncClient(
+            [dead_addr(), open_server.addr], None, timeout_s=5, discover_leader=False
+        ) as c:
             for _ in range(3):
                 assert (await c.put("k", b"v"))["type"] == "WriteResult"
 
@@ -274,7 +281,9 @@ def test_sync_client_from_plain_code_and_threads(server: ServerThread) -> None:
         assert c.put("k", b"v")["revision"] == 1
         assert c.get("k")["value"] == b"v"
         results: list[Any] = []
-        workers = [threading.Thread(target=lambda i=i: results.append(c.put(f"t/{i}", b"x"))) for i in range(8)]
+        workers = [
+            threading.Thread(target=lambda i=i: results.append(c.put(f"t/{i}", b"x"))) for i in range(8)
+        ]
         for w in workers:
             w.start()
         for w in workers:
@@ -350,7 +359,9 @@ def test_a_pinned_client_is_served_by_its_node_only() -> None:
 
         async def refuse(req: dict) -> dict | None:
             if req["type"] == "WriteKey":
-                raise AspenError(ErrorCode.NOT_LEADER, "only the leader writes", leader_id=2, leader_addr=leader.addr)
+                raise AspenError(
+                    ErrorCode.NOT_LEADER, "only the leader writes", leader_id=2, leader_addr=leader.addr
+                )
             return None
 
         follower.handler.intercept = refuse
@@ -360,7 +371,9 @@ def test_a_pinned_client_is_served_by_its_node_only() -> None:
             with pytest.raises(AspenError) as e:
                 c.put("k", b"v")
         assert e.value.code == ErrorCode.NOT_LEADER
-        assert follower.handler.calls == ["ClusterStatus", "ReadKey", "WriteKey"] and leader.handler.calls == []
+        assert (
+            follower.handler.calls == ["ClusterStatus", "ReadKey", "WriteKey"] and leader.handler.calls == []
+        )
         with pytest.raises(ValueError):
             Client([follower.addr, leader.addr], COOKIE, pin=True)
     finally:

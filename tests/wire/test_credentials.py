@@ -38,7 +38,9 @@ def as_credential(cluster: LocalCluster, token: str, node_ids: list[int] | None 
                   **{**cluster.client_tls(), **kw})
 
 
-def create(cluster: LocalCluster, name: str, role: str, prefixes: list[str] = (), requests: list[str] = ()) -> str:
+def create(
+    cluster: LocalCluster, name: str, role: str, prefixes: list[str] = (), requests: list[str] = ()
+) -> str:
     with admin(cluster) as c:
         r = c.request("AuthCreate", name=name, role=role, prefixes=list(prefixes), requests=list(requests))
     assert r["name"] == name and r["role"] == role and "sha256" not in r
@@ -64,12 +66,14 @@ def test_reader_reads_its_prefix_only_and_changes_nothing(tls_cluster: LocalClus
         assert code_of(lambda: r.scan("", 10)) == "PERMISSION_DENIED"
         assert code_of(lambda: r.put("pub/a", b"overwritten")) == "PERMISSION_DENIED"
         assert code_of(lambda: r.batch([{"op": "Set", "key": "pub/b", "value": b"x"}])) == "PERMISSION_DENIED"
-        for rtype, fields in (("ClusterSetting", {"name": "require_signatures", "value": False}),
-                              ("PluginKeysAdd", {"name": "k", "public_key": "00" * 32}),
-                              ("AddNode", {"node_id": 9, "raft_addr": "127.0.0.1:1", "client_addr": "127.0.0.1:2"}),
-                              ("AuthCreate", {"name": "x", "role": "admin"}),
-                              ("PluginRemove", {"name": "anything"}),
-                              ("PluginLogs", {"name": "anything"})):
+        for rtype, fields in (
+            ("ClusterSetting", {"name": "require_signatures", "value": False}),
+            ("PluginKeysAdd", {"name": "k", "public_key": "00" * 32}),
+            ("AddNode", {"node_id": 9, "raft_addr": "127.0.0.1:1", "client_addr": "127.0.0.1:2"}),
+            ("AuthCreate", {"name": "x", "role": "admin"}),
+            ("PluginRemove", {"name": "anything"}),
+            ("PluginLogs", {"name": "anything"}),
+        ):
             with pytest.raises(AspenError) as err:
                 r.request(rtype, **fields)
             assert err.value.error.code == "PERMISSION_DENIED", rtype
@@ -89,8 +93,17 @@ def test_writer_writes_its_prefixes_through_any_node(tls_cluster: LocalCluster) 
             w.put(f"app/{node}", b"\x00\xff" * 10)
             w.batch([{"op": "Set", "key": f"jobs/{node}", "value": b"j"}])
             assert code_of(lambda w=w: w.put("other/x", b"no")) == "PERMISSION_DENIED"
-            assert code_of(lambda w=w: w.batch([{"op": "Set", "key": "app/ok", "value": b"1"},
-                                                {"op": "Set", "key": "evil/x", "value": b"2"}])) == "PERMISSION_DENIED"
+            assert (
+                code_of(
+                    lambda w=w: w.batch(
+                        [
+                            {"op": "Set", "key": "app/ok", "value": b"1"},
+                            {"op": "Set", "key": "evil/x", "value": b"2"},
+                        ]
+                    )
+                )
+                == "PERMISSION_DENIED"
+            )
     with admin(tls_cluster) as c:
         assert len(c.scan_all("app/")) == 3 and c.get("app/ok")["was_found"] is False
 
@@ -113,7 +126,9 @@ def test_revocation_holds_on_every_node_when_it_returns(tls_cluster: LocalCluste
         assert code_of(lambda: again.ping()) == "AUTH_FAILED"  # and new connections
 
 
-def test_wrong_secret_unknown_name_and_plaintext_are_refused(tls_cluster: LocalCluster, tmp_path: Path) -> None:
+def test_wrong_secret_unknown_name_and_plaintext_are_refused(
+    tls_cluster: LocalCluster, tmp_path: Path
+) -> None:
     token = Token.parse(create(tls_cluster, "reader2", "reader", prefixes=["pub/"]))
     forged = str(Token(token.name, os.urandom(32)))
     with as_credential(tls_cluster, forged, retries_max=1) as c:
@@ -130,9 +145,13 @@ def test_wrong_secret_unknown_name_and_plaintext_are_refused(tls_cluster: LocalC
 
 def test_a_role_with_nothing_and_bad_names_are_refused(tls_cluster: LocalCluster) -> None:
     with admin(tls_cluster) as c:
-        for fields in ({"name": "empty", "role": "reader"}, {"name": "bad name", "role": "reader", "prefixes": ["a"]},
-                       {"name": "root", "role": "admin"}, {"name": "r", "role": "superuser"},
-                       {"name": "\xff" * 3, "role": "admin"}):
+        for fields in (
+            {"name": "empty", "role": "reader"},
+            {"name": "bad name", "role": "reader", "prefixes": ["a"]},
+            {"name": "root", "role": "admin"},
+            {"name": "r", "role": "superuser"},
+            {"name": "\xff" * 3, "role": "admin"},
+        ):
             with pytest.raises(AspenError) as err:
                 c.request("AuthCreate", **fields)
             assert err.value.error.code == "INVALID_REQUEST", fields
@@ -150,8 +169,15 @@ def test_a_plugin_learns_who_calls_it(tls_cluster: LocalCluster) -> None:
     from tests.plugins.wat import manifest, plugin
 
     # handle_request answers with the request it was given: the host's fields included.
-    echo = plugin("whoami", "1.0.0", {}, handle=(
-        "(return (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n))))"))
+    echo = plugin(
+        "whoami",
+        "1.0.0",
+        {},
+        handle=(
+            "(return (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u "
+            "(local.get $n))))"
+        ),
+    )
     with admin(tls_cluster) as c:
         install(c, echo, manifest("whoami", "1.0.0", ["WhoAmI"]), wait=True)
         eventually(lambda: c.request("WhoAmI")["caller"] == "root", what="the plugin on every node")
@@ -244,7 +270,9 @@ def test_metrics_want_a_credential_and_a_bare_port_is_loopback(tmp_path: Path) -
     from deploy.launcher import free_ports
 
     port = free_ports(1)[0]
-    with LocalCluster(tmp_path / "c", node_args=["--metrics-auth", "--metrics-listen", str(port)], tls=True) as c:
+    with LocalCluster(
+        tmp_path / "c", node_args=["--metrics-auth", "--metrics-listen", str(port)], tls=True
+    ) as c:
         c.up(1)
         token = create(c, "prometheus", "reader", prefixes=["metrics/"])
 

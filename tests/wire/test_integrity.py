@@ -104,7 +104,9 @@ def test_a_client_with_a_cookie_refuses_a_node_that_does_not_ask_for_it() -> Non
 
     async def go() -> None:
         async def impostor(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(p.encode_frame({"type": "Hello", "version": p.PROTOCOL_VERSION, "node_id": 1, "auth": False}))
+            writer.write(
+                p.encode_frame({"type": "Hello", "version": p.PROTOCOL_VERSION, "node_id": 1, "auth": False})
+            )
             received.append(await reader.read(65536))
             writer.close()
 
@@ -114,7 +116,10 @@ def test_a_client_with_a_cookie_refuses_a_node_that_does_not_ask_for_it() -> Non
             t0 = time.monotonic()
             with pytest.raises(AspenError) as e:
                 await c.put("secret/api-key", b"hunter2")
-            assert e.value.code == ErrorCode.AUTH_FAILED and "did not ask for the cluster cookie" in e.value.message
+            assert (
+                e.value.code == ErrorCode.AUTH_FAILED
+                and "did not ask for the cluster cookie" in e.value.message
+            )
             assert time.monotonic() - t0 < 2  # refused at once, not retried
         srv.close()
         await srv.wait_closed()
@@ -131,7 +136,11 @@ def test_an_old_client_and_an_old_node_are_refused_by_version(server: ServerThre
 
     async def go() -> None:
         async def v1_node(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            writer.write(p.encode_frame({"type": "Hello", "version": 1, "node_id": 1, "auth": True, "nonce": b"s" * 32}))
+            writer.write(
+                p.encode_frame(
+                    {"type": "Hello", "version": 1, "node_id": 1, "auth": True, "nonce": b"s" * 32}
+                )
+            )
             await asyncio.sleep(1)
             writer.close()
 
@@ -139,7 +148,10 @@ def test_an_old_client_and_an_old_node_are_refused_by_version(server: ServerThre
         async with AsyncClient([f"127.0.0.1:{srv.sockets[0].getsockname()[1]}"], COOKIE) as c:
             with pytest.raises(AspenError) as e:
                 await c.ping()
-            assert e.value.code == ErrorCode.INVALID_REQUEST and "protocol version 1, this client 2" in e.value.message
+            assert (
+                e.value.code == ErrorCode.INVALID_REQUEST
+                and "protocol version 1, this client 2" in e.value.message
+            )
         srv.close()
 
     run(go())
@@ -170,7 +182,8 @@ def test_a_frame_at_the_preauth_bound_is_read(server: ServerThread) -> None:
     ("body", "why"),
     [
         (b"\x81\xa1a" + b"\x91" * 40 + b"\x00", "deeper than 32"),  # nested
-        (b"\x81\xa1a\xdd" + struct.pack(">I", 2_000_000) + b"\x91\x00" * 2_000_000, "would decode to over"),  # wide
+        # wide
+        (b"\x81\xa1a\xdd" + struct.pack(">I", 2_000_000) + b"\x91\x00" * 2_000_000, "would decode to over"),
     ],
 )
 def test_decoding_is_bounded_for_the_whole_message(server: ServerThread, body: bytes, why: str) -> None:
@@ -217,7 +230,12 @@ def test_silent_sockets_never_take_a_clients_slot() -> None:
 def test_a_recorded_session_replayed_on_a_new_connection_runs_nothing(server: ServerThread) -> None:
     s = connect(server.port, authenticate_now=False)
     nonce = b"n" * 32
-    auth = {"type": "Auth", "version": 2, "nonce": nonce, "mac": Cookie(COOKIE).mac(*client_proof(s.hello["nonce"], nonce))}
+    auth = {
+        "type": "Auth",
+        "version": 2,
+        "nonce": nonce,
+        "mac": Cookie(COOKIE).mac(*client_proof(s.hello["nonce"], nonce)),
+    }
     body = msgpack.packb(auth, use_bin_type=True)
     recorded = struct.pack(">I", len(body)) + body
     s.sendall(recorded)

@@ -71,7 +71,10 @@ def test_real_cluster_lifecycle(cluster: LocalCluster, capsys: pytest.CaptureFix
     assert [n["node_id"] for n in state["nodes"]] == [1, 2, 3] and all(n["pid"] for n in state["nodes"])
     assert all((root / f"node{i}" / "node.log").exists() for i in (1, 2, 3))
     exports = cluster.exports()
-    assert exports.startswith(f"export ASPEN_CLUSTER={cluster.endpoints}\n") and "export ASPEN_COOKIE=" in exports
+    assert (
+        exports.startswith(f"export ASPEN_CLUSTER={cluster.endpoints}\n")
+        and "export ASPEN_COOKIE=" in exports
+    )
 
     leader = cluster.wait_leader()
     with cluster.client() as c:
@@ -131,8 +134,15 @@ def test_tls_clusters_pass_their_files_and_export_them(tmp_path: Path) -> None:
     c.nodes = {1: NodeSpec(1, 7001, 7101), 2: NodeSpec(2, 7002, 7102, host="10.0.0.2", netns="h2")}
     cmd = c.command(2)
     i = cmd.index("--cert-file")
-    assert cmd[i:i + 7] == ["--cert-file", str(c.tls_dir / "node2.pem"), "--key-file", str(c.tls_dir / "node2.key"),
-                            "--trusted-ca-file", str(c.tls_dir / "ca.pem"), "--client-cert-auth"]
+    assert cmd[i : i + 7] == [
+        "--cert-file",
+        str(c.tls_dir / "node2.pem"),
+        "--key-file",
+        str(c.tls_dir / "node2.key"),
+        "--trusted-ca-file",
+        str(c.tls_dir / "ca.pem"),
+        "--client-cert-auth",
+    ]
     assert "--insecure-plaintext" not in cmd
     c.root.mkdir(parents=True)
     launcher.write_cookie_file(c.cookie_path, "a-cookie-for-the-test-0123456789")
@@ -150,14 +160,21 @@ def test_plaintext_netns_hosts_say_so(tmp_path: Path) -> None:
     assert "--cert-file" not in c.command(1) and c.client_tls() == {}
 
 
-def test_aspen_cluster_commands_on_a_missing_dir_say_so(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_aspen_cluster_commands_on_a_missing_dir_say_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     # `down --dir typo` was silent and exited 0.
-    for argv in (["down", "--dir", str(tmp_path / "typo")], ["status", "--dir", str(tmp_path / "typo")],
-                 ["kill", "--dir", str(tmp_path / "typo"), "2"]):
+    for argv in (
+        ["down", "--dir", str(tmp_path / "typo")],
+        ["status", "--dir", str(tmp_path / "typo")],
+        ["kill", "--dir", str(tmp_path / "typo"), "2"],
+    ):
         with pytest.raises(SystemExit) as e:
             launcher.main(argv)
         err = capsys.readouterr().err
-        assert e.value.code == 1 and err.startswith("error: NOT_FOUND: no cluster in ") and err.count("\n") == 1
+        assert (
+            e.value.code == 1 and err.startswith("error: NOT_FOUND: no cluster in ") and err.count("\n") == 1
+        )
 
 
 def test_aspen_cluster_version_and_help_on_every_command(capsys: pytest.CaptureFixture[str]) -> None:

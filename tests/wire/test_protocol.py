@@ -118,7 +118,9 @@ def test_require_str_is_the_key_check() -> None:
     assert _code_and_message(fields.require_str, {"key": ""}, "key")[0] == "INVALID_REQUEST"
     assert _code_and_message(fields.require_str, {"key": "k" * 1025}, "key")[0] == "KEY_TOO_LARGE"
     assert fields.require_str({"key": "k" * 1024}, "key")
-    assert _code_and_message(fields.require_str, {"key": "é" * 513}, "key")[0] == "KEY_TOO_LARGE"  # bytes, not chars
+    assert (
+        _code_and_message(fields.require_str, {"key": "é" * 513}, "key")[0] == "KEY_TOO_LARGE"
+    )  # bytes, not chars
     assert _code_and_message(fields.require_str, {"key": "__aspen/x"}, "key")[0] == "RESERVED_KEY"
     code, msg = _code_and_message(fields.require_str, {"key": 5}, "key", where="ops[3]")
     assert code == "INVALID_REQUEST" and msg.startswith("ops[3].key")
@@ -126,13 +128,19 @@ def test_require_str_is_the_key_check() -> None:
 
 def test_require_bytes() -> None:
     assert fields.require_bytes({"v": b""}, "v") == b""
-    assert _code_and_message(fields.require_bytes, {"v": "text"}, "v") == ("INVALID_REQUEST", "v: must be bytes (msgpack bin)")
-    assert _code_and_message(fields.require_bytes, {}, "v", where="ops[0]") == ("INVALID_REQUEST", "ops[0].v: is required")
+    assert _code_and_message(fields.require_bytes, {"v": "text"}, "v") == (
+        "INVALID_REQUEST",
+        "v: must be bytes (msgpack bin)",
+    )
+    assert _code_and_message(fields.require_bytes, {}, "v", where="ops[0]") == (
+        "INVALID_REQUEST",
+        "ops[0].v: is required",
+    )
     code, msg = _code_and_message(fields.require_bytes, {"v": b"xx"}, "v", max_bytes=1)
     assert code == "VALUE_TOO_LARGE" and msg.startswith("v: 2 bytes")
-    assert _code_and_message(fields.require_bytes, {"d": b"xx"}, "d", max_bytes=1, code=ErrorCode.BLOB_TOO_LARGE)[0] == (
-        "BLOB_TOO_LARGE"
-    )
+    assert _code_and_message(
+        fields.require_bytes, {"d": b"xx"}, "d", max_bytes=1, code=ErrorCode.BLOB_TOO_LARGE
+    )[0] == ("BLOB_TOO_LARGE")
 
 
 def test_int_bool_list_str_hash_helpers() -> None:
@@ -144,7 +152,9 @@ def test_int_bool_list_str_hash_helpers() -> None:
     assert fields.require_int({"n": 3}, "n", 0, 3) == 3
     assert _code_and_message(fields.require_int, {}, "n", 0, 3)[1] == "n: must be an integer from 0 to 3"
     assert fields.optional_bool({}, "stale", False) is False
-    assert _code_and_message(fields.optional_bool, {"stale": 1}, "stale", False)[1] == "stale: must be a boolean"
+    assert (
+        _code_and_message(fields.optional_bool, {"stale": 1}, "stale", False)[1] == "stale: must be a boolean"
+    )
     assert fields.require_list({"ops": [1]}, "ops", 1) == [1]
     assert _code_and_message(fields.require_list, {"ops": [1, 2]}, "ops", 1)[1] == "ops: at most 1 items"
     assert _code_and_message(fields.require_list, {"ops": {}}, "ops", 1)[1] == "ops: must be a list"

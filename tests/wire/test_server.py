@@ -157,7 +157,9 @@ def test_error_details_travel_in_the_error_frame(server: ServerThread) -> None:
     assert r["code"] == "CAS_FAILED" and r["actual_found"] is True and r["actual_value"] == b"now"
 
 
-def test_handler_bug_is_internal_and_contained(server: ServerThread, caplog: pytest.LogCaptureFixture) -> None:
+def test_handler_bug_is_internal_and_contained(
+    server: ServerThread, caplog: pytest.LogCaptureFixture
+) -> None:
     s = connect(server.port)
     send_frame(s, {"id": 41, "type": "Boom"})
     r = recv_frame(s)
@@ -228,7 +230,12 @@ def test_a_peer_that_does_not_read_stops_being_read(server: ServerThread) -> Non
 
 def _auth_frame(hello: dict, cookie: str = COOKIE) -> dict:
     nonce = b"n" * 32
-    return {"type": "Auth", "version": 2, "nonce": nonce, "mac": Cookie(cookie).mac(*client_proof(hello["nonce"], nonce))}
+    return {
+        "type": "Auth",
+        "version": 2,
+        "nonce": nonce,
+        "mac": Cookie(cookie).mac(*client_proof(hello["nonce"], nonce)),
+    }
 
 
 def test_connection_limit_refuses_with_overloaded_after_the_handshake() -> None:
@@ -301,7 +308,9 @@ def test_requests_handed_on_are_answered_through_finish_and_observed() -> None:
                 assert srv is not None
                 for fin, tok, req in reversed(handed):
                     if req["n"] == 2:
-                        srv.loop.call_soon_threadsafe(fin, tok, None, AspenError(ErrorCode.TIMEOUT, "slow", applied="no"))
+                        srv.loop.call_soon_threadsafe(
+                            fin, tok, None, AspenError(ErrorCode.TIMEOUT, "slow", applied="no")
+                        )
                     elif req["n"] == 3:
                         srv.loop.call_soon_threadsafe(fin, tok, None, RuntimeError("plugin bug"))
                     else:
@@ -322,8 +331,16 @@ def test_requests_handed_on_are_answered_through_finish_and_observed() -> None:
         assert replies[13]["code"] == "INTERNAL" and "13" in replies[13]["message"]
         send_frame(s, {"id": 20, "type": "Refused"})  # the connection is still served
         assert recv_frame(s)["id"] == 20
-        assert sorted(observed) == sorted([("Refused", "OVERLOADED"), ("Handed", "ok"), ("Handed", "ok"),
-                                           ("Handed", "TIMEOUT"), ("Handed", "INTERNAL"), ("Refused", "OVERLOADED")])
+        assert sorted(observed) == sorted(
+            [
+                ("Refused", "OVERLOADED"),
+                ("Handed", "ok"),
+                ("Handed", "ok"),
+                ("Handed", "TIMEOUT"),
+                ("Handed", "INTERNAL"),
+                ("Refused", "OVERLOADED"),
+            ]
+        )
     finally:
         srv.close()
 
@@ -348,7 +365,12 @@ def test_a_failing_observer_or_an_unencodable_error_still_answers_and_keeps_flow
         s.sendall(b"".join(s.frame({"id": i, "type": "Ping"}) for i in range(1, 201)))
         assert sorted(recv_frame(s)["id"] for _ in range(200)) == list(range(1, 201))
         send_frame(s, {"id": 300, "type": "Odd"})
-        assert recv_frame(s) == {"id": 300, "type": "Error", "code": "INTERNAL", "message": "the answer failed to encode"}
+        assert recv_frame(s) == {
+            "id": 300,
+            "type": "Error",
+            "code": "INTERNAL",
+            "message": "the answer failed to encode",
+        }
     finally:
         srv.close()
     assert "observing request" in caplog.text and "failed to encode" in caplog.text
@@ -426,6 +448,8 @@ def test_refusals_are_logged_once_a_period_with_a_count(server: ServerThread,
     send_frame(s, {"type": "Auth", "version": 2, "nonce": b"x" * 32, "mac": b"\0" * 32})
     recv_frame(s)
     deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not any("49 more like it" in r.getMessage() for r in caplog.records):
+    while time.monotonic() < deadline and not any(
+        "49 more like it" in r.getMessage() for r in caplog.records
+    ):
         time.sleep(0.01)
     assert any("49 more like it" in r.getMessage() for r in caplog.records)

@@ -103,7 +103,11 @@ def test_the_unsent_budget_holds_under_tls(tmp_path: Path) -> None:
     try:
         raw = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
-        s = RawConn(tls.client_context(tls.TLSFiles(tmp_path / "ca.pem")).wrap_socket(raw, server_hostname="127.0.0.1"))
+        s = RawConn(
+            tls.client_context(tls.TLSFiles(tmp_path / "ca.pem")).wrap_socket(
+                raw, server_hostname="127.0.0.1"
+            )
+        )
         authenticate(s, recv_frame(s), COOKIE)
         s.sendall(b"".join(s.frame({"id": i, "type": "Big", "size": 4 * 1024 * 1024}) for i in range(1, 49)))
         time.sleep(0.5)
