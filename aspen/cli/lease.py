@@ -11,7 +11,7 @@ from aspen.cli.registry import Commands, UsageError
 from aspen.client import Client
 from wire.limits import LEASE_ID_MAX, LEASE_TTL_MAX_S
 
-ORDER = 15
+ORDER = 36  # after kv, blob and cluster in --help
 KEEP_ALIVES_MAX = 10**9  # `keep-alive` without --count: until Ctrl-C, in practice
 
 
