@@ -73,8 +73,13 @@ class Keyring:
             rec = msgpack.unpackb(raw, raw=False)
         except (ValueError, msgpack.UnpackException):
             rec = None
-        if (not isinstance(rec, dict) or rec.get("v") != KEYRING_VERSION or rec.get("alg") != crypto.XCHACHA
-                or not isinstance(rec.get("wrapped"), bytes) or not isinstance(rec.get("unseal_key_id"), str)):
+        if (
+            not isinstance(rec, dict)
+            or rec.get("v") != KEYRING_VERSION
+            or rec.get("alg") != crypto.XCHACHA
+            or not isinstance(rec.get("wrapped"), bytes)
+            or not isinstance(rec.get("unseal_key_id"), str)
+        ):
             raise AspenError(ErrorCode.KEYRING_CORRUPT, "the barrier keyring row is not a version-1 keyring")
         return cls(rec["wrapped"], rec["unseal_key_id"])
 
@@ -86,8 +91,11 @@ class Keyring:
         try:
             return crypto.aead_open(crypto.XCHACHA, unseal_key, self.wrapped, WRAP_AAD)
         except crypto.CryptoError:
-            raise AspenError(ErrorCode.UNSEAL_KEY_WRONG, f"this is not the cluster's unseal key (it expects key id "
-                             f"{self.unseal_key_id}, this one is {key_id(unseal_key)})") from None
+            raise AspenError(
+                ErrorCode.UNSEAL_KEY_WRONG,
+                f"this is not the cluster's unseal key (it expects key id "
+                f"{self.unseal_key_id}, this one is {key_id(unseal_key)})",
+            ) from None
 
 
 @dataclass
@@ -100,16 +108,23 @@ class Barrier:
     table: dict[str, RequestHandler] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.table = {"SecretsUnseal": self.handle_unseal, "SecretsSeal": self.handle_seal,
-                      "SecretsSealStatus": self.handle_status, "SecretsRotateUnsealKey": self.handle_rotate}
+        self.table = {
+            "SecretsUnseal": self.handle_unseal,
+            "SecretsSeal": self.handle_seal,
+            "SecretsSealStatus": self.handle_status,
+            "SecretsRotateUnsealKey": self.handle_rotate,
+        }
 
     # -- what NodeHost calls (on a plugin's worker thread) ---------------------------------
 
     def key(self) -> bytes:
         key = self.data_key
         if key is None:
-            raise HostError(SandboxCode.SEALED, f"node {self.services.node_id} is sealed: unseal it with "
-                            "`aspen-cli secrets unseal` or start it with --seal-key-file (docs/SECRETS.md)")
+            raise HostError(
+                SandboxCode.SEALED,
+                f"node {self.services.node_id} is sealed: unseal it with "
+                "`aspen-cli secrets unseal` or start it with --seal-key-file (docs/SECRETS.md)",
+            )
         return key
 
     # -- unsealing -------------------------------------------------------------------------
@@ -137,7 +152,9 @@ class Barrier:
                 await self.services.barrier()
                 ring = self._keyring()  # another node initialized it first
                 if ring is None:
-                    raise AspenError(ErrorCode.KEYRING_CORRUPT, "the keyring row vanished while unsealing") from None
+                    raise AspenError(
+                        ErrorCode.KEYRING_CORRUPT, "the keyring row vanished while unsealing"
+                    ) from None
         self.data_key = ring.unwrap(unseal_key)
         if created:
             log.info("barrier: initialized the cluster's data key (unseal key id %s)", ring.unseal_key_id)
@@ -176,7 +193,9 @@ class Barrier:
         await self.services.commit(["meta_cas", TABLE, KEYRING, ring.encode(), rewrapped.encode()])
         if self.data_key is None:
             self.data_key = data_key
-        log.info("barrier: unseal key rotated from id %s to id %s", ring.unseal_key_id, rewrapped.unseal_key_id)
+        log.info(
+            "barrier: unseal key rotated from id %s to id %s", ring.unseal_key_id, rewrapped.unseal_key_id
+        )
         return rewrapped
 
     def status(self) -> dict[str, Any]:
@@ -184,17 +203,23 @@ class Barrier:
             ring = self._keyring()
         except AspenError:
             ring = None
-        return {"node_id": self.services.node_id, "sealed": self.data_key is None, "initialized": ring is not None,
-                "unseal_key_id": None if ring is None else ring.unseal_key_id}
+        return {
+            "node_id": self.services.node_id,
+            "sealed": self.data_key is None,
+            "initialized": ring is not None,
+            "unseal_key_id": None if ring is None else ring.unseal_key_id,
+        }
 
     # -- requests --------------------------------------------------------------------------
 
     async def _fan_out(self, rtype: str, **fields: Any) -> dict[str, dict[str, Any]]:
         """Forward to every other node (all=False there), each bounded; per-node outcome."""
+
         async def one(peer: int) -> tuple[int, dict[str, Any]]:
             try:
-                reply = await asyncio.wait_for(self.peer_request(peer, rtype, all=False, **fields),
-                                               PEER_UNSEAL_TIMEOUT_S)
+                reply = await asyncio.wait_for(
+                    self.peer_request(peer, rtype, all=False, **fields), PEER_UNSEAL_TIMEOUT_S
+                )
                 return peer, {"ok": True, "sealed": bool(reply.get("sealed"))}
             except AspenError as exc:
                 return peer, {"ok": False, "code": str(exc.error.code), "message": exc.message}

@@ -275,7 +275,9 @@ class _Connection(asyncio.Protocol):
         return request_id, fut
 
 
-    def open_stream(self, message: dict[str, Any], on_frame: Callable[[dict[str, Any] | AspenError], None]) -> int:
+    def open_stream(
+        self, message: dict[str, Any], on_frame: Callable[[dict[str, Any] | AspenError], None]
+    ) -> int:
         """Send a streaming request; its frames (and the connection's end) go to on_frame."""
         if self.closed:
             raise _NotSent("connection closed")
@@ -305,14 +307,21 @@ def tls_error(addr: str, exc: ssl.SSLError) -> AspenError:
     """A TLS failure as one line that says what to fix."""
     reason = str(getattr(exc, "reason", None) or exc)
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return AspenError(ErrorCode.AUTH_FAILED, f"{addr}: the node's TLS certificate is not trusted: "
-                          f"{exc.verify_message} (--cacert: the cluster's CA)")
+        return AspenError(
+            ErrorCode.AUTH_FAILED,
+            f"{addr}: the node's TLS certificate is not trusted: "
+            f"{exc.verify_message} (--cacert: the cluster's CA)",
+        )
     if "CERTIFICATE_REQUIRED" in reason or "BAD_CERTIFICATE" in reason or "UNKNOWN_CA" in reason:
-        return AspenError(ErrorCode.AUTH_FAILED, f"{addr}: the node refused this client's TLS certificate "
-                          f"({reason}): give --cert and --key signed by the cluster's CA")
+        return AspenError(
+            ErrorCode.AUTH_FAILED,
+            f"{addr}: the node refused this client's TLS certificate "
+            f"({reason}): give --cert and --key signed by the cluster's CA",
+        )
     if "WRONG_VERSION_NUMBER" in reason or "RECORD_LAYER" in reason:
-        return AspenError(ErrorCode.INVALID_REQUEST, f"{addr}: TLS handshake failed ({reason}): "
-                          "the node does not serve TLS")
+        return AspenError(
+            ErrorCode.INVALID_REQUEST, f"{addr}: TLS handshake failed ({reason}): the node does not serve TLS"
+        )
     return AspenError(ErrorCode.UNAVAILABLE, f"{addr}: TLS failed: {reason}", applied="no")
 
 
@@ -346,8 +355,9 @@ def _first_fatal(dead: dict[str, AspenError]) -> AspenError:
             return e
     if len(errors) == 1:
         return errors[0]
-    return AspenError(ErrorCode.UNAVAILABLE, "no endpoint reachable: " + "; ".join(e.message for e in errors),
-                      applied="no")
+    return AspenError(
+        ErrorCode.UNAVAILABLE, "no endpoint reachable: " + "; ".join(e.message for e in errors), applied="no"
+    )
 
 
 def parse_endpoints(endpoints: str | list[str]) -> list[str]:
@@ -435,8 +445,10 @@ class AsyncClient:
             host, port = split_host_port(addr)
             timeout_s = max(0.01, min(CONNECT_TIMEOUT_S, timeout_s))
             tls: dict[str, Any] = {}
-            closed_early = AspenError(ErrorCode.UNAVAILABLE, f"{addr} closed the connection before greeting "
-                                      "(restarting, or it requires TLS: --cacert)")
+            closed_early = AspenError(
+                ErrorCode.UNAVAILABLE,
+                f"{addr} closed the connection before greeting (restarting, or it requires TLS: --cacert)",
+            )
             if self.tls is not None:
                 tls = {"ssl": self.tls, "server_hostname": host, "ssl_handshake_timeout": timeout_s}
                 if not self._tls_cert:
@@ -583,8 +595,9 @@ class AsyncClient:
                 last = AspenError(ErrorCode.UNAVAILABLE, f"{addr}: {exc or type(exc).__name__}", applied="no")
             else:
                 try:
-                    reply = await with_deadline(fut, max(0.001, deadline - loop.time()),
-                                                partial(_no_answer, rtype, self.timeout_s))
+                    reply = await with_deadline(
+                        fut, max(0.001, deadline - loop.time()), partial(_no_answer, rtype, self.timeout_s)
+                    )
                 except AspenError as exc:
                     conn.pending.pop(request_id, None)
                     if exc.code == ErrorCode.TIMEOUT:
@@ -592,8 +605,11 @@ class AsyncClient:
                     # The connection went down after the request was written.
                     self._forget_leader()
                     if not idempotent:
-                        raise AspenError(exc.code, f"{exc.message}; {rtype} may or may not have executed",
-                                         applied="unknown") from None
+                        raise AspenError(
+                            exc.code,
+                            f"{exc.message}; {rtype} may or may not have executed",
+                            applied="unknown",
+                        ) from None
                     last = exc
                     continue
                 if reply.get("type") != "Error":
@@ -662,7 +678,9 @@ class AsyncClient:
     async def delete(self, key: str) -> dict[str, Any]:
         return await self.request("DeleteKey", key=key)
 
-    async def delete_prefix(self, prefix: str, *, rounds_max: int = DELETE_RANGE_ROUNDS_MAX) -> dict[str, Any]:
+    async def delete_prefix(
+        self, prefix: str, *, rounds_max: int = DELETE_RANGE_ROUNDS_MAX
+    ) -> dict[str, Any]:
         """Delete every key starting with prefix ("": every key), in DeleteRange rounds of at
         most 1,000 keys (one log entry and one revision each): {deleted, revision, rounds}.
         Not atomic across rounds: keys written meanwhile may be deleted too, or remain."""
@@ -673,8 +691,11 @@ class AsyncClient:
             revision = r["revision"]
             if not r["more"]:
                 return {"deleted": deleted, "revision": revision, "rounds": rounds}
-        raise AspenError(ErrorCode.INVALID_REQUEST, f"delete of prefix {prefix!r} exceeded {rounds_max} rounds "
-                         f"({deleted} keys deleted so far)", deleted=deleted)
+        raise AspenError(
+            ErrorCode.INVALID_REQUEST,
+            f"delete of prefix {prefix!r} exceeded {rounds_max} rounds ({deleted} keys deleted so far)",
+            deleted=deleted,
+        )
 
     async def _stream_connection(self) -> _Connection:
         """A connection for a stream: the leader when known, else any endpoint that answers
@@ -702,8 +723,14 @@ class AsyncClient:
                 raise _first_fatal(dead)
         raise last
 
-    async def watch(self, key: str | None = None, *, prefix: str | None = None, start_revision: int = 0,
-                    progress_ms: int = 0) -> AsyncIterator[dict[str, Any]]:
+    async def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        start_revision: int = 0,
+        progress_ms: int = 0,
+    ) -> AsyncIterator[dict[str, Any]]:
         """Events on one key or a prefix, in revision order, from start_revision (0: from now):
         {"type": "PUT", key, value, mod_revision, version, create_revision} or {"type":
         "DELETE", key, mod_revision}; with progress_ms, {"type": "PROGRESS", revision} when
@@ -711,7 +738,11 @@ class AsyncClient:
         the caller stops iterating (aclose: the node ends the watch) or raises AspenError:
         COMPACTED (oldest_revision), WATCH_OVERFLOW or a lost connection (resume_revision:
         watch again from there to miss nothing)."""
-        fields: dict[str, Any] = {"type": "Watch", "start_revision": start_revision, "progress_ms": progress_ms}
+        fields: dict[str, Any] = {
+            "type": "Watch",
+            "start_revision": start_revision,
+            "progress_ms": progress_ms,
+        }
         if key is not None:
             fields["key"] = key
         if prefix is not None:
@@ -725,9 +756,16 @@ class AsyncClient:
             nonlocal overflow, buffered_events, buffered_bytes
             events = frame.get("events") if isinstance(frame, dict) else None
             count = len(events) if isinstance(events, list) else 1
-            size = sum(len(e.get("key") or "") + len(e.get("value") or b"") for e in events) if count > 1 or events \
+            size = (
+                sum(len(e.get("key") or "") + len(e.get("value") or b"") for e in events)
+                if count > 1 or events
                 else 0
-            if overflow or buffered_events + count > STREAM_EVENTS_MAX or buffered_bytes + size > STREAM_BUFFER_MAX_BYTES:
+            )
+            if (
+                overflow
+                or buffered_events + count > STREAM_EVENTS_MAX
+                or buffered_bytes + size > STREAM_BUFFER_MAX_BYTES
+            ):
                 overflow = True  # the caller does not keep up: end the watch, never skip
                 return
             buffered_events += count
@@ -740,9 +778,12 @@ class AsyncClient:
         try:
             while True:
                 if overflow and frames.empty():
-                    raise AspenError(ErrorCode.WATCH_OVERFLOW, f"the caller did not take events as fast as they came (this "
-                                     f"client buffers {STREAM_EVENTS_MAX} events or {STREAM_BUFFER_MAX_BYTES} bytes)",
-                                     resume_revision=resume)
+                    raise AspenError(
+                        ErrorCode.WATCH_OVERFLOW,
+                        f"the caller did not take events as fast as they came (this "
+                        f"client buffers {STREAM_EVENTS_MAX} events or {STREAM_BUFFER_MAX_BYTES} bytes)",
+                        resume_revision=resume,
+                    )
                 frame, count, size = await frames.get()
                 buffered_events -= count
                 buffered_bytes -= size
@@ -889,14 +930,22 @@ class Client:
 
     def delete_prefix(self, prefix: str, *, rounds_max: int = DELETE_RANGE_ROUNDS_MAX) -> dict[str, Any]:
         # Each round has its own deadline; the whole may take many of them.
-        return self._run(self._async.delete_prefix(prefix, rounds_max=rounds_max), wait_s=None if rounds_max < 2
-                         else rounds_max * (2 * self._timeout_s + CONNECT_TIMEOUT_S))
+        return self._run(
+            self._async.delete_prefix(prefix, rounds_max=rounds_max),
+            wait_s=None if rounds_max < 2 else rounds_max * (2 * self._timeout_s + CONNECT_TIMEOUT_S),
+        )
 
     def move_leader(self, node_id: int) -> dict[str, Any]:
         return self._run(self._async.move_leader(node_id))
 
-    def watch(self, key: str | None = None, *, prefix: str | None = None, start_revision: int = 0,
-              progress_ms: int = 0) -> Iterator[dict[str, Any]]:
+    def watch(
+        self,
+        key: str | None = None,
+        *,
+        prefix: str | None = None,
+        start_revision: int = 0,
+        progress_ms: int = 0,
+    ) -> Iterator[dict[str, Any]]:
         """AsyncClient.watch as a plain iterator; closing it (or leaving a for loop) ends the watch."""
         agen = self._async.watch(key, prefix=prefix, start_revision=start_revision, progress_ms=progress_ms)
         try:

@@ -92,7 +92,9 @@ class LeaseManager:
                     del self._deadlines[lease_id]
             for lease_id, ttl_s in granted.items():
                 self._deadlines.setdefault(lease_id, now + ttl_s)
-        expired = sorted(i for i, deadline in self._deadlines.items() if deadline <= now)[:REVOKES_PER_TICK_MAX]
+        expired = sorted(i for i, deadline in self._deadlines.items() if deadline <= now)[
+            :REVOKES_PER_TICK_MAX
+        ]
         if expired:
             await asyncio.gather(*(self._expire(i) for i in expired))
 
@@ -113,14 +115,17 @@ class LeaseManager:
         if not self.node.is_leader():
             leader = self.node.leader_id()
             hint = {"leader_id": leader, "leader_addr": self._client_addr_of(leader)} if leader else {}
-            raise AspenError(ErrorCode.NOT_LEADER, f"{what} is answered by the leader, which keeps the deadlines",
-                             **hint)
+            raise AspenError(
+                ErrorCode.NOT_LEADER, f"{what} is answered by the leader, which keeps the deadlines", **hint
+            )
 
     async def _existing(self, lease_id: int) -> dict[str, Any]:
         await self.services.barrier()
         lease = self.services.read(lambda s: s.lease(lease_id))
         if lease is None:
-            raise AspenError(ErrorCode.LEASE_NOT_FOUND, f"no lease {lease_id} (revoked, expired, or never granted)")
+            raise AspenError(
+                ErrorCode.LEASE_NOT_FOUND, f"no lease {lease_id} (revoked, expired, or never granted)"
+            )
         return lease
 
     async def grant(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -150,8 +155,13 @@ class LeaseManager:
         lease = await self._existing(lease_id)
         now = asyncio.get_running_loop().time()
         deadline = self._deadlines.get(lease_id, now + lease["ttl_s"])
-        out = {"type": "LeaseTimeToLiveResult", "lease_id": lease_id, "granted_ttl_s": lease["ttl_s"],
-               "ttl_s": max(0, round(deadline - now)), "key_count": len(lease["keys"])}
+        out = {
+            "type": "LeaseTimeToLiveResult",
+            "lease_id": lease_id,
+            "granted_ttl_s": lease["ttl_s"],
+            "ttl_s": max(0, round(deadline - now)),
+            "key_count": len(lease["keys"]),
+        }
         if p.optional_bool(req, "keys", False):
             out["keys"] = lease["keys"]
         return out
@@ -160,6 +170,12 @@ class LeaseManager:
         if not p.optional_bool(req, "stale", False):
             await self.services.barrier()
         rows = self.services.read(lambda s: [(int(k), s.lease(int(k))) for k, _ in s.meta_items(LEASES)])
-        leases = sorted(({"lease_id": i, "ttl_s": lease["ttl_s"], "key_count": len(lease["keys"])}
-                         for i, lease in rows if lease is not None), key=lambda row: row["lease_id"])
+        leases = sorted(
+            (
+                {"lease_id": i, "ttl_s": lease["ttl_s"], "key_count": len(lease["keys"])}
+                for i, lease in rows
+                if lease is not None
+            ),
+            key=lambda row: row["lease_id"],
+        )
         return {"type": "LeaseListResult", "leases": leases}

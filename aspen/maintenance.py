@@ -53,7 +53,9 @@ class HeldSnapshot:
 
 
 class MaintenanceHandlers:
-    def __init__(self, services: NodeServices, protected_prefixes: Callable[[], dict[str, tuple[str, ...]]]) -> None:
+    def __init__(
+        self, services: NodeServices, protected_prefixes: Callable[[], dict[str, tuple[str, ...]]]
+    ) -> None:
         """protected_prefixes: the KV namespaces DeleteRange must not reach into, by owner
         (plugins own theirs: their keys change through them)."""
         self.services = services
@@ -81,9 +83,13 @@ class MaintenanceHandlers:
         for owner, prefixes in sorted(self._protected().items()):
             for theirs in prefixes:
                 if theirs.startswith(prefix) or prefix.startswith(theirs):
-                    raise AspenError(namespaces.PREFIX_CONFLICT, f"prefix {prefix!r} reaches into {theirs!r}, which belongs to "
-                                     f"{owner}: delete those keys through it, or use a longer prefix",
-                                     other=owner, other_prefix=theirs)
+                    raise AspenError(
+                        namespaces.PREFIX_CONFLICT,
+                        f"prefix {prefix!r} reaches into {theirs!r}, which belongs to "
+                        f"{owner}: delete those keys through it, or use a longer prefix",
+                        other=owner,
+                        other_prefix=theirs,
+                    )
         body = await self.services.commit(["delrange", prefix, limit])
         return {"type": "DeleteRangeResult", **body}
 
@@ -106,7 +112,9 @@ class MaintenanceHandlers:
             await self.services.barrier()
 
         def take() -> tuple[bytes, int, int, int]:
-            return self.services.read(lambda s: (state_snapshot.dump(s), s.applied_index, s.revision, len(s.kv)))
+            return self.services.read(
+                lambda s: (state_snapshot.dump(s), s.applied_index, s.revision, len(s.kv))
+            )
 
         # Encoding a large state takes a while: off the event loop (the state lock is held for
         # it, as for pysyncobj's own snapshots).
@@ -118,9 +126,17 @@ class MaintenanceHandlers:
         sid = secrets.token_hex(SNAPSHOT_ID_BYTES)
         held = HeldSnapshot(data, blake3.blake3(data).hexdigest(), applied_index, revision, keys, now_s)
         self._held[sid] = held
-        return {"type": "SnapshotBeginResult", "snapshot_id": sid, "node_id": self.services.node_id,
-                "size_bytes": len(data), "blake3": held.blake3_hex, "applied_index": applied_index,
-                "revision": revision, "keys": keys, "chunk_max_bytes": SNAPSHOT_CHUNK_MAX_BYTES}
+        return {
+            "type": "SnapshotBeginResult",
+            "snapshot_id": sid,
+            "node_id": self.services.node_id,
+            "size_bytes": len(data),
+            "blake3": held.blake3_hex,
+            "applied_index": applied_index,
+            "revision": revision,
+            "keys": keys,
+            "chunk_max_bytes": SNAPSHOT_CHUNK_MAX_BYTES,
+        }
 
     async def snapshot_chunk(self, req: dict[str, Any]) -> dict[str, Any]:
         sid = p.optional_str(req, "snapshot_id", 2 * SNAPSHOT_ID_BYTES)
@@ -130,16 +146,23 @@ class MaintenanceHandlers:
         self._expire(now_s)
         held = self._held.get(sid)
         if held is None:
-            raise AspenError(ErrorCode.NOT_FOUND, f"node {self.services.node_id} holds no snapshot {sid} (expired after "
-                             f"{SNAPSHOT_HOLD_S:g}s unread, evicted by newer ones, or taken on another node)")
+            raise AspenError(
+                ErrorCode.NOT_FOUND,
+                f"node {self.services.node_id} holds no snapshot {sid} (expired after "
+                f"{SNAPSHOT_HOLD_S:g}s unread, evicted by newer ones, or taken on another node)",
+            )
         offset = p.require_int(req, "offset", 0, len(held.data))
         limit = p.optional_int(req, "limit_bytes", SNAPSHOT_CHUNK_MAX_BYTES, 1, SNAPSHOT_CHUNK_MAX_BYTES)
         held.last_used_s = now_s
-        data = held.data[offset:offset + limit]
+        data = held.data[offset : offset + limit]
         if offset + len(data) >= len(held.data):
             self._held.pop(sid, None)  # read to the end: free it now
-        return {"type": "SnapshotChunkResult", "offset": offset, "data": data,
-                "done": offset + len(data) >= len(held.data)}
+        return {
+            "type": "SnapshotChunkResult",
+            "offset": offset,
+            "data": data,
+            "done": offset + len(data) >= len(held.data),
+        }
 
 
 # -- restore (aspen-node --restore FILE) --------------------------------------------------
@@ -164,8 +187,11 @@ def load_snapshot_file(path: Path) -> StateMachine:
 def restore_into(cfg: RaftConfig, snapshot_path: Path) -> StateMachine:
     """Install a saved snapshot as this member's Raft snapshot; the data dir must hold no log."""
     if cfg.journal_path.exists() or cfg.snapshot_path.exists():
-        raise AspenError(ErrorCode.INVALID_REQUEST, f"--restore wants a data dir without a Raft log; "
-                         f"{cfg.journal_path.parent} already holds one (restore into an empty dir)")
+        raise AspenError(
+            ErrorCode.INVALID_REQUEST,
+            f"--restore wants a data dir without a Raft log; "
+            f"{cfg.journal_path.parent} already holds one (restore into an empty dir)",
+        )
     state = load_snapshot_file(snapshot_path)
     index = max(state.applied_index, RESTORED_INDEX_MIN)
     # The saved cluster's node registry (addresses) is not the new cluster's: each member
@@ -173,5 +199,7 @@ def restore_into(cfg: RaftConfig, snapshot_path: Path) -> StateMachine:
     meta = {t: dict(state.meta_items(t)) for t in state.meta_tables() if t != node_registry.TABLE}
     restored = StateMachine.restore(state.kv, meta, dict(state.blob_records()), state.revision, index)
     data = state_snapshot.dump(restored)
-    write_initial_snapshot(cfg.snapshot_path, data, index, RESTORED_TERM, [cfg.raft_addr, *cfg.peers.values()])
+    write_initial_snapshot(
+        cfg.snapshot_path, data, index, RESTORED_TERM, [cfg.raft_addr, *cfg.peers.values()]
+    )
     return restored

@@ -158,10 +158,14 @@ class AspenNode:
 
     def plugin_namespaces(self) -> dict[str, tuple[str, ...]]:
         """Every registered plugin's KV namespace (enabled or not), and the default ones."""
-        owned: dict[str, tuple[str, ...]] = {"the plugins' default namespaces": (namespaces.PLUGIN_NAMESPACE,)}
+        owned: dict[str, tuple[str, ...]] = {
+            "the plugins' default namespaces": (namespaces.PLUGIN_NAMESPACE,)
+        }
         for name, raw in self.replicated.read(lambda s: s.meta_items("plugins")):
             try:
-                owned[f"plugin {name!r}"] = namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
+                owned[f"plugin {name!r}"] = namespaces.effective_prefixes(
+                    name, decode_record(raw).get("kv_prefixes") or ()
+                )
             except Exception:  # an undecodable record claims nothing more than its default namespace
                 continue
         return owned
@@ -279,10 +283,18 @@ class AspenNode:
         await self.plugins.start()
         host, port = split_host_port(self.cfg.listen)
         cookie = auth.Cookie(self.cfg.cookie) if self.client_auth and self.cfg.cookie else None
-        self.server = Server(self.dispatch, host, port, cookie=cookie, node_id=self.cfg.node_id,
-                             observe=self.metrics.observe, ssl_context=self.server_tls,
-                             authorize=self.credentials.authorize, check_credential=self.credentials.check_credential,
-                             streams={"Watch": self.watch_hub.watch})
+        self.server = Server(
+            self.dispatch,
+            host,
+            port,
+            cookie=cookie,
+            node_id=self.cfg.node_id,
+            observe=self.metrics.observe,
+            ssl_context=self.server_tls,
+            authorize=self.credentials.authorize,
+            check_credential=self.credentials.check_credential,
+            streams={"Watch": self.watch_hub.watch},
+        )
         await self.server.start()
         self._tasks.append(asyncio.get_running_loop().create_task(self._register_self()))
         if self.cfg.seal_key_file is not None:  # auto-unseal; the key stays in memory only
@@ -380,21 +392,30 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--peer-clients", default="", help="their client addresses: ID=HOST:PORT,...")
     ap.add_argument("--cookie-file", type=Path, help="file holding the cluster secret (mode 0600)")
     ap.add_argument("--request-timeout", type=float, default=REQUEST_TIMEOUT_S)
-    ap.add_argument("--metrics-listen", metavar="[HOST:]PORT",
-                    help="serve /metrics, /health and /ready on HOST:PORT (a bare PORT: 127.0.0.1)")
-    ap.add_argument("--metrics-auth", action="store_true",
-                    help="/metrics answers only `Authorization: Bearer <credential>` (aspen-cli auth create)")
+    ap.add_argument(
+        "--metrics-listen",
+        metavar="[HOST:]PORT",
+        help="serve /metrics, /health and /ready on HOST:PORT (a bare PORT: 127.0.0.1)",
+    )
+    ap.add_argument(
+        "--metrics-auth",
+        action="store_true",
+        help="/metrics answers only `Authorization: Bearer <credential>` (aspen-cli auth create)",
+    )
     ap.add_argument("--advertise-client", help="client address other nodes use (default: --listen)")
     ap.add_argument("--log-level", default=os.environ.get("ASPEN_LOG", "INFO"))
     ap.add_argument(
-        "--initial-cluster-state", choices=("new", "existing"), default="new",
+        "--initial-cluster-state",
+        choices=("new", "existing"),
+        default="new",
         help="existing: this node joins a cluster that holds data; with an empty data dir it never "
-             "campaigns, it waits to hear from a leader (a restore, a new member, a lost disk)",
+        "campaigns, it waits to hear from a leader (a restore, a new member, a lost disk)",
     )
     ap.add_argument(
-        "--unsafe-no-fsync", action="store_true",
+        "--unsafe-no-fsync",
+        action="store_true",
         help="do not fsync the Raft log (etcd's flag): faster, but a power loss of a majority of nodes "
-             "can lose acknowledged writes",
+        "can lose acknowledged writes",
     )
     ap.add_argument(
         "--cert-file", type=Path, help="TLS certificate (PEM) for the client port; also presented to peers"
@@ -405,15 +426,28 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="CA (PEM) that signed the other nodes' certificates (and clients', with --client-cert-auth)",
     )
-    ap.add_argument("--client-cert-auth", action="store_true",
-                    help="clients must present a certificate signed by --trusted-ca-file")
-    ap.add_argument("--insecure-plaintext", action="store_true",
-                    help="serve clients beyond loopback without TLS (only on a network you trust)")
-    ap.add_argument("--restore", type=Path, metavar="FILE",
-                    help="start from an `aspen-cli snapshot save` FILE (BLAKE3 checked); the data dir must hold no "
-                         "Raft log. Restore every member of the new cluster from the same file (docs/OPERATIONS.md)")
-    ap.add_argument("--seal-key-file", type=Path,
-                    help="the secrets barrier's unseal key (64 hex characters); never stored: docs/SECRETS.md")
+    ap.add_argument(
+        "--client-cert-auth",
+        action="store_true",
+        help="clients must present a certificate signed by --trusted-ca-file",
+    )
+    ap.add_argument(
+        "--insecure-plaintext",
+        action="store_true",
+        help="serve clients beyond loopback without TLS (only on a network you trust)",
+    )
+    ap.add_argument(
+        "--restore",
+        type=Path,
+        metavar="FILE",
+        help="start from an `aspen-cli snapshot save` FILE (BLAKE3 checked); the data dir must hold no "
+        "Raft log. Restore every member of the new cluster from the same file (docs/OPERATIONS.md)",
+    )
+    ap.add_argument(
+        "--seal-key-file",
+        type=Path,
+        help="the secrets barrier's unseal key (64 hex characters); never stored: docs/SECRETS.md",
+    )
     # Tests only: keep twins of the Raft files holding exactly what was fsynced (power-loss test).
     ap.add_argument("--test-synced-shadow", action="store_true", help=argparse.SUPPRESS)
     return ap
@@ -432,8 +466,11 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
         ap.error(f"--log-level: one of {', '.join(LOG_LEVELS)}, not {args.log_level[:64]!r}")
     if not 0 < args.request_timeout <= REQUEST_TIMEOUT_MAX_S:
         ap.error(f"--request-timeout: seconds, more than 0 and at most {REQUEST_TIMEOUT_MAX_S:g}")
-    metrics_listen = (f"127.0.0.1:{args.metrics_listen}" if args.metrics_listen and args.metrics_listen.isdigit()
-                      else args.metrics_listen)
+    metrics_listen = (
+        f"127.0.0.1:{args.metrics_listen}"
+        if args.metrics_listen and args.metrics_listen.isdigit()
+        else args.metrics_listen
+    )
     logging.basicConfig(
         level=args.log_level.upper(),
         format=f"%(asctime)s node{args.node_id} %(name)s %(levelname)s %(message)s",

@@ -114,8 +114,8 @@ def _changed(field: str, signed: Any, now: Any) -> AspenError:
     if field == "permissions":
         signed = signed if isinstance(signed, dict) else {}
         diff = sorted(p for p in set(now) | set(signed) if now.get(p, False) != signed.get(p, False))
-        return _invalid("permissions changed after signing: "
-                        + ", ".join(f"{p} signed {signed.get(p, False)}, now {now.get(p, False)}" for p in diff))
+        changes = (f"{p} signed {signed.get(p, False)}, now {now.get(p, False)}" for p in diff)
+        return _invalid("permissions changed after signing: " + ", ".join(changes))
     return _invalid(f"{name} changed after signing: signed {signed!r}, now {now!r}")
 
 
@@ -134,8 +134,10 @@ def verify(manifest: Manifest, wasm_hash: str, trusted: dict[str, str] | None = 
         raise _invalid(f"signature algorithm must be {ALGORITHM}")
     signed = signature.get("signed")
     if signature.get("format") != FORMAT or not isinstance(signed, dict) or signed.get("format") != FORMAT:
-        raise _invalid(f"the signature is not of format {FORMAT} (a signature over the wasm alone covers "
-                       "nothing else of the manifest): sign again with `cargo aspen-plugin sign`")
+        raise _invalid(
+            f"the signature is not of format {FORMAT} (a signature over the wasm alone covers "
+            "nothing else of the manifest): sign again with `cargo aspen-plugin sign`"
+        )
     try:
         key_hex = str(signature["public_key"])
         message = canonical_bytes(signed)

@@ -150,8 +150,9 @@ class WatchHub:
         key = e.key or ""
         size = len(key) + (len(e.value) if e.value is not None else 0) + EVENT_OVERHEAD_BYTES
         kind = "PUT" if e.kind == KV_WRITE else "DELETE"
-        self.history.append(WatchEvent(self.next_seq, e.revision, kind, key, e.value, e.version, e.create_revision,
-                                       size))
+        self.history.append(
+            WatchEvent(self.next_seq, e.revision, kind, key, e.value, e.version, e.create_revision, size)
+        )
         self.next_seq += 1
         self.history_bytes += size
         self.revision = e.revision
@@ -183,7 +184,9 @@ class WatchHub:
         i = bisect.bisect_left(self.history, revision, key=lambda e: e.revision)
         return self.history[i].seq if i < len(self.history) else self.next_seq
 
-    def events_from(self, seq: int, match: Callable[[str], bool], min_revision: int = 0) -> tuple[list[WatchEvent], int]:
+    def events_from(
+        self, seq: int, match: Callable[[str], bool], min_revision: int = 0
+    ) -> tuple[list[WatchEvent], int]:
         """Matching events from `seq` on, of min_revision or later, within one frame's bounds;
         and the seq after the last event looked at."""
         history = self.history
@@ -204,7 +207,12 @@ class WatchHub:
         return out, history[0].seq + i
 
     def compacted_error(self, message: str) -> AspenError:
-        return AspenError(ErrorCode.COMPACTED, message, oldest_revision=self.oldest_revision, compact_revision=self.compacted)
+        return AspenError(
+            ErrorCode.COMPACTED,
+            message,
+            oldest_revision=self.oldest_revision,
+            compact_revision=self.compacted,
+        )
 
     # -- the Watch request (a stream: aspen/server.py) -------------------------------------
 
@@ -213,39 +221,66 @@ class WatchHub:
         start = p.optional_int(req, "start_revision", 0, 0, REVISION_MAX)
         progress_ms = p.optional_int(req, "progress_ms", 0, 0, PROGRESS_MAX_MS)
         if 0 < progress_ms < PROGRESS_MIN_MS:
-            raise AspenError(ErrorCode.INVALID_REQUEST, f"progress_ms: 0 (off) or {PROGRESS_MIN_MS} to {PROGRESS_MAX_MS}")
+            raise AspenError(
+                ErrorCode.INVALID_REQUEST, f"progress_ms: 0 (off) or {PROGRESS_MIN_MS} to {PROGRESS_MAX_MS}"
+            )
         if len(self.watchers) >= self.watchers_max:
-            raise AspenError(ErrorCode.OVERLOADED, f"{self.watchers_max} watches already run on node "
-                             f"{self.node.node_id}; retry later or watch through another node")
+            raise AspenError(
+                ErrorCode.OVERLOADED,
+                f"{self.watchers_max} watches already run on node "
+                f"{self.node.node_id}; retry later or watch through another node",
+            )
         if start == 0:
             start = self.revision + 1
         if start <= self.compacted:
-            raise self.compacted_error(f"revision {start} is no longer retained on node {self.node.node_id} (it "
-                                       f"keeps the last {self.history_max_events} events): read the current values, "
-                                       f"then watch from {self.oldest_revision} or later")
+            raise self.compacted_error(
+                f"revision {start} is no longer retained on node {self.node.node_id} (it "
+                f"keeps the last {self.history_max_events} events): read the current values, "
+                f"then watch from {self.oldest_revision} or later"
+            )
         seq = self.seq_of(start)
         watcher = Watcher(match, self.epoch)
         self.watchers.add(watcher)
         try:
-            if not emit({"type": "WatchCreated", "node_id": self.node.node_id, "watching": what,
-                         "start_revision": start, "revision": self.revision, "oldest_revision": self.oldest_revision}):
-                raise AspenError(ErrorCode.WATCH_OVERFLOW, "the connection does not read", resume_revision=start)
+            if not emit(
+                {
+                    "type": "WatchCreated",
+                    "node_id": self.node.node_id,
+                    "watching": what,
+                    "start_revision": start,
+                    "revision": self.revision,
+                    "oldest_revision": self.oldest_revision,
+                }
+            ):
+                raise AspenError(
+                    ErrorCode.WATCH_OVERFLOW, "the connection does not read", resume_revision=start
+                )
             loop = asyncio.get_running_loop()
             progress_s = progress_ms / 1000
             last_sent = loop.time()
             while True:
                 if watcher.epoch != self.epoch:
-                    raise self.compacted_error(f"node {self.node.node_id} lost part of its history (a snapshot was "
-                                               "installed here): read the current values, then watch again")
+                    raise self.compacted_error(
+                        f"node {self.node.node_id} lost part of its history (a snapshot was "
+                        "installed here): read the current values, then watch again"
+                    )
                 if self.history and seq < self.history[0].seq:
                     raise self.compacted_error("this watch fell behind the retained history")
                 events, next_seq = self.events_from(seq, match, start)  # a start ahead of now waits for it
                 if events:
-                    sent = emit({"type": "WatchEvents", "events": [e.to_wire() for e in events],
-                                 "revision": self.revision})
+                    sent = emit(
+                        {
+                            "type": "WatchEvents",
+                            "events": [e.to_wire() for e in events],
+                            "revision": self.revision,
+                        }
+                    )
                     if not sent:
-                        raise AspenError(ErrorCode.WATCH_OVERFLOW, "this watch's connection does not keep up with its events",
-                                         resume_revision=events[0].revision)
+                        raise AspenError(
+                            ErrorCode.WATCH_OVERFLOW,
+                            "this watch's connection does not keep up with its events",
+                            resume_revision=events[0].revision,
+                        )
                     last_sent = loop.time()
                 seq = next_seq
                 if seq < self.next_seq:
@@ -260,8 +295,11 @@ class WatchHub:
                         await watcher.wake.wait()
                 except TimeoutError:
                     if not emit({"type": "WatchProgress", "revision": self.revision}):
-                        raise AspenError(ErrorCode.WATCH_OVERFLOW, "this watch's connection does not read",
-                                         resume_revision=self.revision + 1) from None
+                        raise AspenError(
+                            ErrorCode.WATCH_OVERFLOW,
+                            "this watch's connection does not read",
+                            resume_revision=self.revision + 1,
+                        ) from None
                     last_sent = loop.time()
         finally:
             self.watchers.discard(watcher)
@@ -270,7 +308,9 @@ class WatchHub:
 def _selector(req: dict[str, Any]) -> tuple[Callable[[str], bool], dict[str, str]]:
     has_key, has_prefix = req.get("key") is not None, req.get("prefix") is not None
     if has_key == has_prefix:
-        raise AspenError(ErrorCode.INVALID_REQUEST, "give key (one key) or prefix (\"\": every key), one of them")
+        raise AspenError(
+            ErrorCode.INVALID_REQUEST, 'give key (one key) or prefix ("": every key), one of them'
+        )
     if has_key:
         key = p.require_str(req, "key")
         return key.__eq__, {"key": key}

@@ -35,7 +35,9 @@ TARGET_RATIO = 0.6
 PLAINTEXT = base64.b64encode(os.urandom(1024)).decode()
 
 
-async def throughput(op: Callable[[int], Awaitable[Any]], in_flight: int, seconds: float) -> tuple[float, int]:
+async def throughput(
+    op: Callable[[int], Awaitable[Any]], in_flight: int, seconds: float
+) -> tuple[float, int]:
     """(acknowledged requests per second, errors) with `in_flight` outstanding, for `seconds`."""
     done = errors = 0
     stop = time.perf_counter() + seconds
@@ -50,6 +52,7 @@ async def throughput(op: Callable[[int], Awaitable[Any]], in_flight: int, second
             except Exception:
                 errors += 1
             i += in_flight
+
     started = time.perf_counter()
     await asyncio.gather(*(worker(w) for w in range(in_flight)))
     return done / (time.perf_counter() - started), errors
@@ -65,8 +68,12 @@ async def measure(cluster: LocalCluster, seconds: float) -> dict[tuple[str, int]
         ct = (await client.request("SecretsTransitEncrypt", name="bench", plaintext=PLAINTEXT))["ciphertext"]
         cases: dict[str, Callable[[int], Awaitable[Any]]] = {
             "native ReadKey (1 KiB)": lambda i: client.request("ReadKey", key="bench/native"),
-            "transit encrypt 1 KiB": lambda i: client.request("SecretsTransitEncrypt", name="bench", plaintext=PLAINTEXT),
-            "transit decrypt 1 KiB": lambda i: client.request("SecretsTransitDecrypt", name="bench", ciphertext=ct),
+            "transit encrypt 1 KiB": lambda i: client.request(
+                "SecretsTransitEncrypt", name="bench", plaintext=PLAINTEXT
+            ),
+            "transit decrypt 1 KiB": lambda i: client.request(
+                "SecretsTransitDecrypt", name="bench", ciphertext=ct
+            ),
             "kv v2 get (1 KiB)": lambda i: client.request("SecretsKvGet", path="bench/kv"),
         }
         for name, op in cases.items():
@@ -88,14 +95,31 @@ def run(seconds: float) -> dict[tuple[str, int], tuple[float, int]]:
             import subprocess
 
             env = {**os.environ, "ASPEN_CLUSTER": cluster.endpoints, "ASPEN_COOKIE": cluster.cookie}
-            r = subprocess.run([str(Path(sys.executable).parent / "aspen-cli"), "plugin", "install", str(secrets.WASM),
-                                "--manifest", str(secrets.MANIFEST), "--wait"], env=env, capture_output=True,
-                               text=True, timeout=120)
+            r = subprocess.run(
+                [
+                    str(Path(sys.executable).parent / "aspen-cli"),
+                    "plugin",
+                    "install",
+                    str(secrets.WASM),
+                    "--manifest",
+                    str(secrets.MANIFEST),
+                    "--wait",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
             assert r.returncode == 0, r.stderr
             deadline = time.monotonic() + 60
             while True:  # every node unsealed (auto-unseal from --seal-key-file)
-                r = subprocess.run([str(Path(sys.executable).parent / "aspen-cli"), "--json", "secrets", "kv", "list"],
-                                   env=env, capture_output=True, text=True, timeout=60)
+                r = subprocess.run(
+                    [str(Path(sys.executable).parent / "aspen-cli"), "--json", "secrets", "kv", "list"],
+                    env=env,
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                )
                 if r.returncode == 0:
                     break
                 assert time.monotonic() < deadline, r.stderr
@@ -107,17 +131,23 @@ def run(seconds: float) -> dict[tuple[str, int], tuple[float, int]]:
 
 def table(results: dict[tuple[str, int], tuple[float, int]]) -> str:
     native = {n: results[("native ReadKey (1 KiB)", n)][0] for n in IN_FLIGHT}
-    lines = ["| case | " + " | ".join(f"{n} in flight req/s (x native)" for n in IN_FLIGHT) + " | errors |",
-             "|---|" + "---|" * len(IN_FLIGHT) + "---|"]
+    lines = [
+        "| case | " + " | ".join(f"{n} in flight req/s (x native)" for n in IN_FLIGHT) + " | errors |",
+        "|---|" + "---|" * len(IN_FLIGHT) + "---|",
+    ]
     names = list(dict.fromkeys(name for name, _ in results))
     for name in names:
-        cells = [f"{results[(name, n)][0]:,.0f} ({results[(name, n)][0] / native[n]:.2f}x)" for n in IN_FLIGHT]
+        cells = [
+            f"{results[(name, n)][0]:,.0f} ({results[(name, n)][0] / native[n]:.2f}x)" for n in IN_FLIGHT
+        ]
         errors = sum(results[(name, n)][1] for n in IN_FLIGHT)
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {errors} |")
     ratio = results[("transit encrypt 1 KiB", 64)][0] / native[64]
     lines.append("")
-    lines.append(f"Target: transit encrypt at 64 in flight >= {TARGET_RATIO}x native ReadKey: "
-                 f"{ratio:.2f}x, {'met' if ratio >= TARGET_RATIO else 'not met'}.")
+    lines.append(
+        f"Target: transit encrypt at 64 in flight >= {TARGET_RATIO}x native ReadKey: "
+        f"{ratio:.2f}x, {'met' if ratio >= TARGET_RATIO else 'not met'}."
+    )
     return "\n".join(lines)
 
 
@@ -129,15 +159,20 @@ def main() -> None:
     text = table(run(args.seconds))
     print(text)
     if not args.no_readme:
-        note = (f"3 nodes on 127.0.0.1 (unsealed by --seal-key-file), one Python AsyncClient, {args.seconds:g} s per "
-                f"case and concurrency, measured {time.strftime('%Y-%m-%d')} on a 2-core machine shared with other "
-                "work. Reads (ReadKey, KV v2 get) are linearizable (a read barrier each); transit encrypt and decrypt "
-                "read the key record the same way, then seal/open through the node's host crypto. Where the time goes: "
-                "in the test kit a 1 KiB encrypt takes ~48 us of CPU (the guest ~20: request, base64, the key "
-                "record; the host ~25: the AEAD through PyNaCl and its arguments), where a plugin's kv_get "
-                "ReadKey takes ~5; plugin calls run on one worker thread per plugin and hold the GIL the event "
-                "loop needs too, so at 64 in flight the leader's plugin worker is the bottleneck.")
-        write_section("secrets_bench", "Secrets plugin: transit and KV v2 against native ReadKey", note + "\n\n" + text)
+        note = (
+            f"3 nodes on 127.0.0.1 (unsealed by --seal-key-file), one Python AsyncClient, {args.seconds:g} s "
+            f"per case and concurrency, measured {time.strftime('%Y-%m-%d')} on a 2-core machine shared with "
+            "other work. Reads (ReadKey, KV v2 get) are linearizable (a read barrier each); transit "
+            "encrypt and decrypt read the key record the same way, then seal/open through the node's host "
+            "crypto. Where the time goes: "
+            "in the test kit a 1 KiB encrypt takes ~48 us of CPU (the guest ~20: request, base64, the key "
+            "record; the host ~25: the AEAD through PyNaCl and its arguments), where a plugin's kv_get "
+            "ReadKey takes ~5; plugin calls run on one worker thread per plugin and hold the GIL the event "
+            "loop needs too, so at 64 in flight the leader's plugin worker is the bottleneck."
+        )
+        write_section(
+            "secrets_bench", "Secrets plugin: transit and KV v2 against native ReadKey", note + "\n\n" + text
+        )
 
 
 if __name__ == "__main__":

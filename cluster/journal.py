@@ -210,7 +210,8 @@ class DurableJournal:
             self._entries.append(entry)
         self._header_end = end
         if fmt == FORMAT_PYSYNCOBJ:
-            log.info("%s: rewriting a format-1 journal (%d entries) in format 2", self._path, len(self._entries))
+            log.info("%s: rewriting a format-1 journal (%d entries) in format 2", self._path,
+                     len(self._entries))
             self._rewrite(self._entries)
             return
         while True:  # past the header: what a group sync made durable, up to a torn tail
@@ -224,8 +225,11 @@ class DurableJournal:
             offset = next_offset
         self._end = offset
         if offset != len(raw):
-            log.warning("%s: %d bytes after the last whole record dropped (a write the power loss cut)",
-                        self._path, len(raw) - offset)
+            log.warning(
+                "%s: %d bytes after the last whole record dropped (a write the power loss cut)",
+                self._path,
+                len(raw) - offset,
+            )
             self._file.truncate(offset)
         if offset != end or offset != len(raw):
             self._write_end(offset)

@@ -333,7 +333,8 @@ class ReplicatedNode:
         leader; another node winning instead (the target crashed meanwhile) is an error."""
         raft = self.raft_core()
         if not raft.is_leader():
-            raise ClusterError(ClusterCode.NOT_LEADER, "move-leader is made on the leader", leader_id=self.leader_id())
+            raise ClusterError(ClusterCode.NOT_LEADER, "move-leader is made on the leader",
+                               leader_id=self.leader_id())
         members = self.status()["members"]
         target = next((m for m in members if m["node_id"] == target_id), None)
         if target is None:
@@ -342,8 +343,11 @@ class ReplicatedNode:
         if target["self"]:
             return  # already the leader: nothing to move
         if not target["connected"]:
-            raise ClusterError(ClusterCode.UNAVAILABLE, f"node {target_id} is not connected to the leader (down or "
-                                                    "partitioned): it could not win an election now")
+            raise ClusterError(
+                ClusterCode.UNAVAILABLE,
+                f"node {target_id} is not connected to the leader (down or "
+                "partitioned): it could not win an election now",
+            )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         # A TimeoutNow that was sent but lost (or a target that lost its vote) is sent again
@@ -356,12 +360,17 @@ class ReplicatedNode:
             if leader == target_id:
                 return
             if leader is not None and leader != self.node_id:
-                raise ClusterError(ClusterCode.UNAVAILABLE,
-                                 f"node {leader} was elected instead of node {target_id}; retry")
+                raise ClusterError(
+                    ClusterCode.UNAVAILABLE, f"node {leader} was elected instead of node {target_id}; retry"
+                )
             if raft.is_leader() and (sent_at is None or loop.time() - sent_at > resend_after_s):
                 fut: asyncio.Future[int] = loop.create_future()
-                raft.transferLeadership(target["raft_addr"], callback=lambda _r, e, fut=fut: loop.call_soon_threadsafe(
-                    lambda: fut.done() or fut.set_result(e)))
+                raft.transferLeadership(
+                    target["raft_addr"],
+                    callback=lambda _r, e, fut=fut: loop.call_soon_threadsafe(
+                        lambda: fut.done() or fut.set_result(e)
+                    ),
+                )
                 try:
                     err = await asyncio.wait_for(fut, max(0.1, deadline - loop.time()))
                 except TimeoutError:
@@ -369,8 +378,10 @@ class ReplicatedNode:
                 if err == FAIL_REASON.SUCCESS:
                     sent_at = loop.time()
             await asyncio.sleep(0.01)  # denied: the target is catching up, its next ack may match
-        raise ClusterError(ClusterCode.TIMEOUT, f"node {target_id} did not become leader within {timeout_s}s "
-                                            f"(pysyncobj reason {err}); retry")
+        raise ClusterError(
+            ClusterCode.TIMEOUT,
+            f"node {target_id} did not become leader within {timeout_s}s (pysyncobj reason {err}); retry",
+        )
 
     def raft_core(self) -> RaftCore:
         if self._raft is None:
@@ -402,8 +413,16 @@ class ReplicatedNode:
         members = frozenset(raft.raft_status().peers) | {self.cfg.raft_addr}
         if self._last_members is not None and members != self._last_members:
             log.info("members are now %s", ", ".join(sorted(members)))
-            self.events.publish([ClusterEvent("cluster.membership_changed", ",".join(sorted(members)),
-                                              self._applied_index, raft.raftCurrentTerm)])
+            self.events.publish(
+                [
+                    ClusterEvent(
+                        "cluster.membership_changed",
+                        ",".join(sorted(members)),
+                        self._applied_index,
+                        raft.raftCurrentTerm,
+                    )
+                ]
+            )
             self.blob_sync.reconcile_soon()
         self._last_members = members
 
@@ -439,5 +458,3 @@ def _resolve_all(futures: list[asyncio.Future[None]]) -> None:
     for fut in futures:
         if not fut.done():
             fut.set_result(None)
-
-

@@ -253,14 +253,17 @@ class LocalCluster:
         try:
             first_start = ["--restore", str(restore.resolve())] if restore is not None else []
             for node_id in self.nodes:
-                self.start(node_id, "new", wait_listening=False, extra_args=first_start)  # up() waits for a leader
+                # up() waits for a leader below.
+                self.start(node_id, "new", wait_listening=False, extra_args=first_start)
             if wait:
                 self.wait_leader()
         except BaseException:
             self.down()  # no half-started cluster left running behind an error
             raise
 
-    def command(self, node_id: int, initial_state: str = "existing", extra_args: list[str] | None = None) -> list[str]:
+    def command(
+        self, node_id: int, initial_state: str = "existing", extra_args: list[str] | None = None
+    ) -> list[str]:
         spec = self.nodes[node_id]
         others = [n for n in self.nodes.values() if n.node_id != node_id]
         if self.tls:
@@ -278,23 +281,38 @@ class LocalCluster:
         else:
             tls = []
         return [
-            sys.executable, "-m", "aspen.node",
-            "--node-id", str(node_id),
-            "--data-dir", str(self.data_dir(node_id)),
-            "--listen", spec.client_addr,
-            "--raft", spec.raft_addr,
-            "--peers", ",".join(f"{n.node_id}={n.raft_addr}" for n in others),
-            "--peer-clients", ",".join(f"{n.node_id}={n.client_addr}" for n in others),
-            "--cookie-file", str(self.cookie_path),
-            "--initial-cluster-state", initial_state,
+            sys.executable,
+            "-m",
+            "aspen.node",
+            "--node-id",
+            str(node_id),
+            "--data-dir",
+            str(self.data_dir(node_id)),
+            "--listen",
+            spec.client_addr,
+            "--raft",
+            spec.raft_addr,
+            "--peers",
+            ",".join(f"{n.node_id}={n.raft_addr}" for n in others),
+            "--peer-clients",
+            ",".join(f"{n.node_id}={n.client_addr}" for n in others),
+            "--cookie-file",
+            str(self.cookie_path),
+            "--initial-cluster-state",
+            initial_state,
             *(["--metrics-listen", f"{spec.host}:{spec.metrics_port}"] if spec.metrics_port else []),
             *tls,
             *self.node_args,
             *(extra_args or []),
         ]
 
-    def start(self, node_id: int, initial_state: str = "existing", wait_listening: bool = True,
-              extra_args: list[str] | None = None) -> None:
+    def start(
+        self,
+        node_id: int,
+        initial_state: str = "existing",
+        wait_listening: bool = True,
+        extra_args: list[str] | None = None,
+    ) -> None:
         """Start a node; "existing" (anything but the first `up`): a node whose data dir is
         empty waits to hear from a leader instead of campaigning. Returns once the node's
         client port listens (clients fail fast on a refused connection, so "started" must
@@ -310,8 +328,12 @@ class LocalCluster:
         prefix = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         with open(self.log_path(node_id), "ab") as log:
             proc = subprocess.Popen(
-                prefix + self.command(node_id, initial_state, extra_args), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True, env=env,
+                prefix + self.command(node_id, initial_state, extra_args),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env=env,
             )
         spec.pid = proc.pid
         self._save()
@@ -329,8 +351,10 @@ class LocalCluster:
             if not self.alive(node_id):
                 raise RuntimeError(f"node {node_id} exited; log tail: {self.log_tails().get(node_id, '')}")
             time.sleep(0.02)
-        raise TimeoutError(f"node {node_id} did not listen within {START_WAIT_S:g}s; log tail: "
-                           f"{self.log_tails().get(node_id, '')}")
+        raise TimeoutError(
+            f"node {node_id} did not listen within {START_WAIT_S:g}s; log tail: "
+            f"{self.log_tails().get(node_id, '')}"
+        )
 
     def add_node(self, timeout_s: float = 30.0) -> int:
         """Start one more node (peers: every current member) and join it through AddNode."""
@@ -529,13 +553,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = command("up", "start N nodes and wait for a leader; prints the exports to reach them")
     up.add_argument("--nodes", type=int, default=3)
-    up.add_argument("--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)")
-    up.add_argument("--restore", type=Path, metavar="FILE",
-                    help="start every node from an `aspen-cli snapshot save` FILE (a new cluster with its data)")
-    up.add_argument("--with", dest="with_plugins", action="append", default=[], choices=("secrets",),
-                    help="install a built first-party plugin once the cluster is up (secrets: docs/SECRETS.md)")
-    up.add_argument("--tls", action="store_true",
-                    help="make a CA and certificates in DIR/tls; nodes serve TLS and require client certificates")
+    up.add_argument(
+        "--base-port", type=int, help="client ports from P, Raft ports from P+100 (default: free ports)"
+    )
+    up.add_argument(
+        "--restore",
+        type=Path,
+        metavar="FILE",
+        help="start every node from an `aspen-cli snapshot save` FILE (a new cluster with its data)",
+    )
+    up.add_argument(
+        "--with",
+        dest="with_plugins",
+        action="append",
+        default=[],
+        choices=("secrets",),
+        help="install a built first-party plugin once the cluster is up (secrets: docs/SECRETS.md)",
+    )
+    up.add_argument(
+        "--tls",
+        action="store_true",
+        help="make a CA and certificates in DIR/tls; nodes serve TLS and require client certificates",
+    )
     command("status", "each node's role, pid, liveness and addresses")
     p = command("down", "stop every node (SIGTERM, then SIGKILL after a while)")
     p.add_argument("--purge", action="store_true", help="also delete the directory")
@@ -549,8 +588,11 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, help_text)
         p.add_argument("node", type=int)
         if name == "start":
-            p.add_argument("--wait", action="store_true",
-                           help="return once a leader sees the node connected and it has caught up")
+            p.add_argument(
+                "--wait",
+                action="store_true",
+                help="return once a leader sees the node connected and it has caught up",
+            )
     return ap
 
 
@@ -572,8 +614,10 @@ def _run(argv: list[str] | None) -> int:
 
                 with cluster.client(timeout_s=30.0) as client:
                     r = secrets.install(client)
-                print(f"# installed {r['name']} {r['version']} on every node; unseal it: docs/SECRETS.md",
-                      file=sys.stderr)
+                print(
+                    f"# installed {r['name']} {r['version']} on every node; unseal it: docs/SECRETS.md",
+                    file=sys.stderr,
+                )
             sys.stdout.write(cluster.exports())
         elif args.cmd == "status":
             leader = cluster.leader_id()
@@ -599,8 +643,12 @@ def _run(argv: list[str] | None) -> int:
             print(f"node {args.node} removed")
         else:
             if args.node not in cluster.nodes:
-                return fail("NOT_FOUND", f"no node {args.node} in {args.dir} (nodes: "
-                            f"{', '.join(map(str, cluster.nodes)) or 'none'})", EXIT_ERROR)
+                return fail(
+                    "NOT_FOUND",
+                    f"no node {args.node} in {args.dir} (nodes: "
+                    f"{', '.join(map(str, cluster.nodes)) or 'none'})",
+                    EXIT_ERROR,
+                )
             getattr(cluster, args.cmd)(args.node)
             if args.cmd == "start" and args.wait:
                 cluster.wait_caught_up(args.node)

@@ -109,7 +109,9 @@ def ed25519_sign(seed: bytes, data: bytes) -> bytes:
 
 def ed25519_verify(public_key: bytes, data: bytes, signature: bytes) -> bool:
     _need(len(public_key) == ED25519_PUBLIC_BYTES, f"an Ed25519 public key is {ED25519_PUBLIC_BYTES} bytes")
-    _need(len(signature) == ED25519_SIGNATURE_BYTES, f"an Ed25519 signature is {ED25519_SIGNATURE_BYTES} bytes")
+    _need(
+        len(signature) == ED25519_SIGNATURE_BYTES, f"an Ed25519 signature is {ED25519_SIGNATURE_BYTES} bytes"
+    )
     try:
         nacl.signing.VerifyKey(public_key).verify(data, signature)
         return True

@@ -41,7 +41,9 @@ class CryptoHostFunctions:
     def _crypto_bytes(self, ptr: int, length: int, what: str) -> bytes:
         data = self._read(ptr, length, limits.CRYPTO_MAX_BYTES)
         if data is None:
-            raise crypto.CryptoError(str(SandboxCode.LIMIT_EXCEEDED), f"{what} is over {limits.CRYPTO_MAX_BYTES} bytes")
+            raise crypto.CryptoError(
+                str(SandboxCode.LIMIT_EXCEEDED), f"{what} is over {limits.CRYPTO_MAX_BYTES} bytes"
+            )
         return data
 
     def _crypto_args(self, ptr: int, length: int) -> dict[str, Any]:
@@ -56,7 +58,9 @@ class CryptoHostFunctions:
 
     def _pay(self, nbytes: int) -> None:
         if not self._charge_fuel(limits.CRYPTO_FUEL_BASE + limits.CRYPTO_FUEL_PER_BYTE * nbytes):
-            raise crypto.CryptoError(str(SandboxCode.LIMIT_EXCEEDED), "not enough fuel left for this much crypto")
+            raise crypto.CryptoError(
+                str(SandboxCode.LIMIT_EXCEEDED), "not enough fuel left for this much crypto"
+            )
 
     def _crypto(self, permission: str, fn: Callable[[], Any]) -> bytes:
         if not getattr(self.perms, permission):
@@ -77,6 +81,7 @@ class CryptoHostFunctions:
             aad, nonce = _b(args, "aad", b""), _b_opt(args, "nonce")
             self._pay(len(plaintext) + len(aad))
             return crypto.aead_seal(alg, key, plaintext, aad, nonce)
+
         return self._crypto("crypto", run)
 
     def crypto_aead_open(self, ap: int, al: int) -> bytes:
@@ -85,6 +90,7 @@ class CryptoHostFunctions:
             alg, key, sealed, aad = _s(args, "alg"), _b(args, "key"), _b(args, "sealed"), _b(args, "aad", b"")
             self._pay(len(sealed) + len(aad))
             return crypto.aead_open(alg, key, sealed, aad)
+
         return self._crypto("crypto", run)
 
     def crypto_hmac_sha256(self, kp: int, kl: int, dp: int, dl: int) -> bytes:
@@ -92,6 +98,7 @@ class CryptoHostFunctions:
             key, data = self._crypto_bytes(kp, kl, "key"), self._crypto_bytes(dp, dl, "data")
             self._pay(len(key) + len(data))
             return crypto.hmac_sha256(key, data)
+
         return self._crypto("crypto", run)
 
     def crypto_hkdf_sha256(self, ap: int, al: int) -> bytes:
@@ -103,6 +110,7 @@ class CryptoHostFunctions:
                 raise crypto.CryptoError(SandboxCode.INVALID_ARGUMENT, "length must be an integer")
             self._pay(len(ikm) + len(salt) + len(info) + max(0, length))
             return crypto.hkdf_sha256(ikm, length, salt, info)
+
         return self._crypto("crypto", run)
 
     def crypto_ed25519_public_key(self, sp: int, sl: int) -> bytes:
@@ -110,6 +118,7 @@ class CryptoHostFunctions:
             seed = self._crypto_bytes(sp, sl, "seed")
             self._pay(0)
             return crypto.ed25519_public_key(seed)
+
         return self._crypto("crypto", run)
 
     def crypto_ed25519_sign(self, sp: int, sl: int, dp: int, dl: int) -> bytes:
@@ -117,6 +126,7 @@ class CryptoHostFunctions:
             seed, data = self._crypto_bytes(sp, sl, "seed"), self._crypto_bytes(dp, dl, "data")
             self._pay(len(data))
             return crypto.ed25519_sign(seed, data)
+
         return self._crypto("crypto", run)
 
     def crypto_ed25519_verify(self, kp: int, kl: int, dp: int, dl: int, sp: int, sl: int) -> bytes:
@@ -125,14 +135,17 @@ class CryptoHostFunctions:
             sig = self._crypto_bytes(sp, sl, "signature")
             self._pay(len(data))
             return crypto.ed25519_verify(key, data, sig)
+
         return self._crypto("crypto", run)
 
     def crypto_random_bytes(self, count: int) -> bytes:
         def run() -> bytes:
             if not 0 < count <= limits.RANDOM_MAX_BYTES:
-                raise crypto.CryptoError(str(SandboxCode.LIMIT_EXCEEDED),
-                                         f"count must be from 1 to {limits.RANDOM_MAX_BYTES}")
+                raise crypto.CryptoError(
+                    str(SandboxCode.LIMIT_EXCEEDED), f"count must be from 1 to {limits.RANDOM_MAX_BYTES}"
+                )
             return os.urandom(count)
+
         return self._crypto("crypto", run)
 
     # -- the barrier (permission `barrier`) ------------------------------------------------
@@ -153,6 +166,7 @@ class CryptoHostFunctions:
             aad, plaintext = self._crypto_bytes(ap, al, "aad"), self._crypto_bytes(pp, pl, "plaintext")
             self._pay(len(aad) + len(plaintext))
             return crypto.barrier_seal(self._barrier_key(), aad, plaintext)
+
         return self._crypto("barrier", run)
 
     def barrier_open(self, ap: int, al: int, cp: int, cl: int) -> bytes:
@@ -160,6 +174,7 @@ class CryptoHostFunctions:
             aad, sealed = self._crypto_bytes(ap, al, "aad"), self._crypto_bytes(cp, cl, "ciphertext")
             self._pay(len(aad) + len(sealed))
             return crypto.barrier_open(self._barrier_key(), aad, sealed)
+
         return self._crypto("barrier", run)
 
     def barrier_status(self) -> bytes:
@@ -171,6 +186,7 @@ class CryptoHostFunctions:
                     return True
                 raise
             return False
+
         return self._crypto("barrier", run)
 
 

@@ -12,8 +12,17 @@ from sandbox import limits
 PLUGIN_NAMESPACE = "__plugin:"
 
 PERMISSION_NAMES = (
-    "kv_read", "kv_write", "blob_read", "blob_write", "cluster_info", "randomness", "signing", "timers", "hooks",
-    "crypto", "barrier",  # ABI version 3
+    "kv_read",
+    "kv_write",
+    "blob_read",
+    "blob_write",
+    "cluster_info",
+    "randomness",
+    "signing",
+    "timers",
+    "hooks",
+    "crypto",
+    "barrier",  # ABI version 3
 )
 
 

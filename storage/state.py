@@ -291,7 +291,8 @@ class StateMachine:
             if leased:
                 self._detach(key)
             events.append(CommitEvent(KV_DELETE, key, index, term, revision))
-        return ("ok", {"deleted": len(page.entries), "more": page.next_after is not None, "revision": revision})
+        return ("ok", {"deleted": len(page.entries), "more": page.next_after is not None,
+                       "revision": revision})
 
     # -- leases ----------------------------------------------------------------------------
 
@@ -400,8 +401,20 @@ class StateMachine:
                 self._detach(key)
             if sub[0] == "put":
                 entry = kv.put(key, sub[2], revision)
-                events.append(CommitEvent(KV_WRITE, key, index, term, revision, None, 0, sub[2], entry.version,
-                                          entry.create_revision))
+                events.append(
+                    CommitEvent(
+                        KV_WRITE,
+                        key,
+                        index,
+                        term,
+                        revision,
+                        None,
+                        0,
+                        sub[2],
+                        entry.version,
+                        entry.create_revision,
+                    )
+                )
                 changed = True
             elif kv.delete(key):
                 events.append(CommitEvent(KV_DELETE, key, index, term, revision))
@@ -503,8 +516,21 @@ class StateMachine:
         _, origin, depth, inner = op
         mine: Events = []
         result = self._handlers[inner[0]](inner, mine, index, term)
-        events.extend(CommitEvent(e.kind, e.key, e.index, e.term, e.revision, origin, depth, e.value, e.version,
-                                  e.create_revision) for e in mine)
+        events.extend(
+            CommitEvent(
+                e.kind,
+                e.key,
+                e.index,
+                e.term,
+                e.revision,
+                origin,
+                depth,
+                e.value,
+                e.version,
+                e.create_revision,
+            )
+            for e in mine
+        )
         return result
 
     def _blob_add(self, op: Any, events: Events, index: int, term: int) -> Result:

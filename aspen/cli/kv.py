@@ -175,7 +175,8 @@ def _watch(args: argparse.Namespace, c: Client) -> Any:
             elif event["type"] == "PROGRESS":
                 print(f"PROGRESS revision={event['revision']}", flush=True)
             elif event["type"] == "PUT":
-                print(f"PUT {event['key']} {human(event['value'])} revision={event['mod_revision']}", flush=True)
+                print(f"PUT {event['key']} {human(event['value'])} revision={event['mod_revision']}",
+                      flush=True)
             else:
                 print(f"DELETE {event['key']} revision={event['mod_revision']}", flush=True)
             if event["type"] != "PROGRESS":
@@ -184,7 +185,11 @@ def _watch(args: argparse.Namespace, c: Client) -> Any:
                     return None
     except AspenError as exc:
         details = exc.error.details
-        where = details.get("oldest_revision") if exc.code == ErrorCode.COMPACTED else details.get("resume_revision")
+        where = (
+            details.get("oldest_revision")
+            if exc.code == ErrorCode.COMPACTED
+            else details.get("resume_revision")
+        )
         hint = f" (watch again with --rev {where})" if isinstance(where, int) else ""
         raise AspenError(exc.code, exc.message + hint, **details) from None
     finally:
@@ -208,14 +213,25 @@ def register(commands: Commands) -> None:
     p.add_argument("key")
     p.add_argument("value", nargs="?", help="the value as text; - reads standard input (binary safe)")
     p.add_argument("--file", help="read the value from a file, - for standard input (binary safe)")
-    p.add_argument("--lease", type=int, metavar="ID",
-                   help="attach the key to a lease (aspen-cli lease grant): it is deleted when the lease goes")
-    p = commands.command("kv", "delete", _delete, "delete a key, or with --prefix every key starting with KEY; "
-                         "exit 1 if nothing was there")
-    p.add_argument("key", help="the key; with --prefix the prefix (\"\" for every key)")
-    p.add_argument("--prefix", action="store_true",
-                   help="delete every key starting with KEY, 1,000 per log entry (not atomic across entries); "
-                        "prints how many")
+    p.add_argument(
+        "--lease",
+        type=int,
+        metavar="ID",
+        help="attach the key to a lease (aspen-cli lease grant): it is deleted when the lease goes",
+    )
+    p = commands.command(
+        "kv",
+        "delete",
+        _delete,
+        "delete a key, or with --prefix every key starting with KEY; exit 1 if nothing was there",
+    )
+    p.add_argument("key", help='the key; with --prefix the prefix ("" for every key)')
+    p.add_argument(
+        "--prefix",
+        action="store_true",
+        help="delete every key starting with KEY, 1,000 per log entry (not atomic across entries); "
+        "prints how many",
+    )
     p = commands.command("kv", "scan", _scan, "list keys by prefix, in key order")
     p.add_argument("prefix", nargs="?", default="")
     p.add_argument("--limit", type=int, help=f"keys per page (default 1000, at most {SCAN_LIMIT_MAX})")
@@ -226,15 +242,29 @@ def register(commands: Commands) -> None:
     )
     p.add_argument("--keys-only", action="store_true", help="the keys, without their values")
     p.add_argument("--count", action="store_true", help="how many keys the prefix holds (every page)")
-    p = commands.command("kv", "watch", _watch,
-                         "print puts and deletes under PREFIX as they commit, in revision order, until Ctrl-C")
-    p.add_argument("prefix", metavar="PREFIX", help="the prefix (\"\" for every key), or the key with --exact")
+    p = commands.command(
+        "kv",
+        "watch",
+        _watch,
+        "print puts and deletes under PREFIX as they commit, in revision order, until Ctrl-C",
+    )
+    p.add_argument("prefix", metavar="PREFIX", help='the prefix ("" for every key), or the key with --exact')
     p.add_argument("--exact", action="store_true", help="watch exactly this key, not a prefix")
-    p.add_argument("--rev", type=int, default=0, metavar="N",
-                   help="from revision N (0: from now); older than the node keeps: COMPACTED")
+    p.add_argument(
+        "--rev",
+        type=int,
+        default=0,
+        metavar="N",
+        help="from revision N (0: from now); older than the node keeps: COMPACTED",
+    )
     p.add_argument("--count", type=int, metavar="N", help="exit after N events")
-    p.add_argument("--progress-ms", type=int, default=0, metavar="MS",
-                   help="print PROGRESS revision=R when nothing happened for MS (every event up to R was shown)")
+    p.add_argument(
+        "--progress-ms",
+        type=int,
+        default=0,
+        metavar="MS",
+        help="print PROGRESS revision=R when nothing happened for MS (every event up to R was shown)",
+    )
     p = commands.command("kv", "cas", _cas, "compare-and-swap")
     p.add_argument("key")
     g = p.add_mutually_exclusive_group(required=True)

@@ -63,7 +63,8 @@ def _ttl(args: argparse.Namespace, c: Client) -> Any:
     r = c.request("LeaseTimeToLive", lease_id=args.lease_id, keys=args.keys)
     if args.json:
         return r
-    line = f"lease {r['lease_id']}: granted TTL {r['granted_ttl_s']}s, remaining {r['ttl_s']}s, {r['key_count']} keys"
+    line = (f"lease {r['lease_id']}: granted TTL {r['granted_ttl_s']}s, remaining {r['ttl_s']}s, "
+            f"{r['key_count']} keys")
     return "\n".join([line, *r.get("keys", [])])
 
 
@@ -80,8 +81,12 @@ def register(commands: Commands) -> None:
     p = commands.command("lease", "grant", _grant, "grant a lease of TTL seconds; prints its id")
     p.add_argument("ttl", type=int, metavar="TTL", help=f"seconds, 1 to {LEASE_TTL_MAX_S}")
     p.add_argument("--id", type=_lease_id, help="the id to use (default: a random one)")
-    p = commands.command("lease", "keep-alive", _keep_alive,
-                         "keep a lease alive: refresh every TTL/3 until Ctrl-C (or --once, --count N)")
+    p = commands.command(
+        "lease",
+        "keep-alive",
+        _keep_alive,
+        "keep a lease alive: refresh every TTL/3 until Ctrl-C (or --once, --count N)",
+    )
     p.add_argument("lease_id", type=_lease_id, metavar="ID")
     p.add_argument("--once", action="store_true", help="refresh once and exit")
     p.add_argument("--count", type=int, metavar="N", help="refresh N times, then exit")

@@ -18,7 +18,11 @@ def _move(args: argparse.Namespace, c: Client) -> Any:
 
 def register(commands: Commands) -> None:
     commands.group("cluster", "cluster state")
-    p = commands.command("cluster", "move-leader", _move,
-                         "make node N the leader: the leader waits until N holds its whole log, then tells it to "
-                         "campaign at once (Raft's TimeoutNow); refuses an unknown or unreachable N")
+    p = commands.command(
+        "cluster",
+        "move-leader",
+        _move,
+        "make node N the leader: the leader waits until N holds its whole log, then tells it to "
+        "campaign at once (Raft's TimeoutNow); refuses an unknown or unreachable N",
+    )
     p.add_argument("node_id", type=int, metavar="N")

@@ -35,8 +35,14 @@ def save(c: Client, path: Path) -> dict[str, Any]:
             for _ in range(CHUNKS_MAX):
                 chunk = c.request("SnapshotChunk", snapshot_id=begin["snapshot_id"], offset=offset)
                 data = chunk["data"]
-                if chunk["offset"] != offset or not isinstance(data, bytes) or (not data and not chunk["done"]):
-                    raise AspenError(ErrorCode.SNAPSHOT_CORRUPT, f"node {begin['node_id']} sent a chunk out of order")
+                if (
+                    chunk["offset"] != offset
+                    or not isinstance(data, bytes)
+                    or (not data and not chunk["done"])
+                ):
+                    raise AspenError(
+                        ErrorCode.SNAPSHOT_CORRUPT, f"node {begin['node_id']} sent a chunk out of order"
+                    )
                 f.write(data)
                 hasher.update(data)
                 offset += len(data)
@@ -45,14 +51,24 @@ def save(c: Client, path: Path) -> dict[str, Any]:
             f.flush()
             os.fsync(f.fileno())
         if offset != size_bytes or hasher.hexdigest() != want:
-            raise AspenError(ErrorCode.SNAPSHOT_CORRUPT, f"received {offset} bytes with BLAKE3 {hasher.hexdigest()}; node "
-                             f"{begin['node_id']} announced {size_bytes} bytes with {want}")
+            raise AspenError(
+                ErrorCode.SNAPSHOT_CORRUPT,
+                f"received {offset} bytes with BLAKE3 {hasher.hexdigest()}; node "
+                f"{begin['node_id']} announced {size_bytes} bytes with {want}",
+            )
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return {"file": str(path), "node_id": begin["node_id"], "size_bytes": size_bytes, "blake3": want,
-            "applied_index": begin["applied_index"], "revision": begin["revision"], "keys": begin["keys"]}
+    return {
+        "file": str(path),
+        "node_id": begin["node_id"],
+        "size_bytes": size_bytes,
+        "blake3": want,
+        "applied_index": begin["applied_index"],
+        "revision": begin["revision"],
+        "keys": begin["keys"],
+    }
 
 
 def describe(path: Path) -> dict[str, Any]:
@@ -61,16 +77,23 @@ def describe(path: Path) -> dict[str, Any]:
     from aspen.maintenance import load_snapshot_file
 
     state = load_snapshot_file(path)
-    return {"file": str(path), "applied_index": state.applied_index, "revision": state.revision,
-            "keys": len(state.kv), "state_hash": state.state_hash()}
+    return {
+        "file": str(path),
+        "applied_index": state.applied_index,
+        "revision": state.revision,
+        "keys": len(state.kv),
+        "state_hash": state.state_hash(),
+    }
 
 
 def _save(args: argparse.Namespace, c: Client) -> Any:
     r = save(c, Path(args.file))
     if args.json:
         return r
-    return (f"saved {r['file']}: {r['size_bytes']} bytes from node {r['node_id']}, revision {r['revision']}, "
-            f"{r['keys']} keys, applied index {r['applied_index']}, blake3 {r['blake3']}")
+    return (
+        f"saved {r['file']}: {r['size_bytes']} bytes from node {r['node_id']}, revision {r['revision']}, "
+        f"{r['keys']} keys, applied index {r['applied_index']}, blake3 {r['blake3']}"
+    )
 
 
 def _status(args: argparse.Namespace, c: Client) -> Any:
@@ -82,11 +105,15 @@ def _status(args: argparse.Namespace, c: Client) -> Any:
 
 def register(commands: Commands) -> None:
     commands.group("snapshot", "save a consistent snapshot; check one (restore: aspen-node --restore FILE)")
-    p = commands.command("snapshot", "save", _save,
-                         "stream a consistent snapshot from a node into FILE (BLAKE3 checked; every key and "
-                         "credential hash: keep it private)")
+    p = commands.command(
+        "snapshot",
+        "save",
+        _save,
+        "stream a consistent snapshot from a node into FILE (BLAKE3 checked; every key and "
+        "credential hash: keep it private)",
+    )
     p.add_argument("file", metavar="FILE")
-    p = commands.command("snapshot", "status", _status, "check a snapshot file's BLAKE3 and describe it (offline)")
+    p = commands.command(
+        "snapshot", "status", _status, "check a snapshot file's BLAKE3 and describe it (offline)"
+    )
     p.add_argument("file", metavar="FILE")
-
-

@@ -120,12 +120,16 @@ class Report:
                      f"worst after a leader SIGKILL: {_secs(self.worst_leader_kill_unavailability_s)}")
         w = self.watch
         if w:
-            lines.append(f"watcher: {w['events']} events on {w['keys']} keys up to revision {w['end_revision']}, "
-                         f"{w['resumes']} resumes; equals the committed history: {'no' if w['problems'] else 'yes'}")
+            lines.append(
+                f"watcher: {w['events']} events on {w['keys']} keys up to revision {w['end_revision']}, "
+                f"{w['resumes']} resumes; equals the committed history: {'no' if w['problems'] else 'yes'}"
+            )
             lines.extend(f"  {p}" for p in w["problems"])
         if self.raft_warnings:
-            lines.append("pysyncobj CRITICAL log lines (see docs/CHAOS.md): "
-                         + ", ".join(f"n{w['node_id']}: {w['count']}" for w in self.raft_warnings))
+            lines.append(
+                "pysyncobj CRITICAL log lines (see docs/CHAOS.md): "
+                + ", ".join(f"n{w['node_id']}: {w['count']}" for w in self.raft_warnings)
+            )
             lines.append(f"  e.g. {self.raft_warnings[0]['first']}")
         lines.append("PASSED" if self.passed else "FAILED: " + "; ".join(self.failures))
         return "\n".join(lines)
@@ -232,8 +236,14 @@ def run(config: RunConfig, root: Path) -> tuple[Report, History]:
     return report, history
 
 
-def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: History, nemesis: Nemesis,
-           finals: dict[str, bytes | None]) -> None:
+def _check(
+    report: Report,
+    config: RunConfig,
+    cluster: LocalCluster,
+    history: History,
+    nemesis: Nemesis,
+    finals: dict[str, bytes | None],
+) -> None:
     records = history.records()
     report.ops = history.counts()
     if history.truncated:
@@ -246,8 +256,10 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
 
     result = check(history.ops(), deadline_s=config.checker_deadline_s)
     report.verdict = str(result.verdict)
-    report.checker = [{"keys": list(c.keys), "ops": c.ops, "verdict": str(c.verdict), "steps": c.steps,
-                       "detail": c.detail} for c in result.components]
+    report.checker = [
+        {"keys": list(c.keys), "ops": c.ops, "verdict": str(c.verdict), "steps": c.steps, "detail": c.detail}
+        for c in result.components
+    ]
     if result.verdict is not Verdict.OK:
         report.failures.append(f"linearizability: {result.verdict}")
 
@@ -270,10 +282,17 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
     if not report.states_equal:
         # What each node says of itself (and the leader of everyone's replication), to tell a
         # lagging follower from a leader that stopped sending to it.
-        views = {n: {k: v for k, v in (cluster.status_of(n) or {}).items()
-                     if k in ("role", "term", "leader_id", "commit_index", "applied_index", "nodes")}
-                 for n in cluster.nodes}
-        report.failures.append(f"nodes ended with different states (or never reached one index); views: {views}")
+        views = {
+            n: {
+                k: v
+                for k, v in (cluster.status_of(n) or {}).items()
+                if k in ("role", "term", "leader_id", "commit_index", "applied_index", "nodes")
+            }
+            for n in cluster.nodes
+        }
+        report.failures.append(
+            f"nodes ended with different states (or never reached one index); views: {views}"
+        )
 
     report.registries_equal, regs = checks.registries(cluster)
     report.registries = {str(k): v for k, v in regs.items()}
@@ -297,12 +316,23 @@ def _check(report: Report, config: RunConfig, cluster: LocalCluster, history: Hi
         report.failures.append("a follower truncated log entries it had already applied (pysyncobj CRITICAL)")
 
 
-def _check_watch(report: Report, cluster: LocalCluster, watch: watcher.Watcher, end_revision: int,
-                 history: History, finals: dict[str, bytes | None]) -> None:
+def _check_watch(
+    report: Report,
+    cluster: LocalCluster,
+    watch: watcher.Watcher,
+    end_revision: int,
+    history: History,
+    finals: dict[str, bytes | None],
+) -> None:
     replays = {n: watcher.replay(cluster, n, end_revision) for n in cluster.nodes}
     problems = watcher.check(watch, replays, history.records(), finals)
-    report.watch = {"events": len(watch.events), "resumes": watch.resumes, "end_revision": end_revision,
-                    "keys": len(watcher.per_key(watch.events)), "problems": problems}
+    report.watch = {
+        "events": len(watch.events),
+        "resumes": watch.resumes,
+        "end_revision": end_revision,
+        "keys": len(watcher.per_key(watch.events)),
+        "problems": problems,
+    }
     report.failures += problems
 
 
@@ -331,8 +361,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if not 3 <= args.nodes <= 7 or not 1 <= args.clients <= 32 or not 1 <= args.duration_s <= 3600:
         ap.error("--nodes 3..7, --clients 1..32, --duration-s 1..3600")
-    config = RunConfig(seed=args.seed, duration_s=args.duration_s, nodes=args.nodes, clients=args.clients,
-                       partitions=not args.no_partitions, checker_deadline_s=args.checker_deadline_s)
+    config = RunConfig(
+        seed=args.seed,
+        duration_s=args.duration_s,
+        nodes=args.nodes,
+        clients=args.clients,
+        partitions=not args.no_partitions,
+        checker_deadline_s=args.checker_deadline_s,
+    )
     with contextlib.ExitStack() as stack:
         if args.out is not None:
             root = args.out / "cluster"

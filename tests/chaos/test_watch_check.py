@@ -26,21 +26,29 @@ def test_the_committed_history_passes() -> None:
 
 def test_each_difference_is_flagged() -> None:
     missing = [GOOD[0], GOOD[2]]  # the acknowledged b never came (and k would end at a)
-    assert any("acknowledged put of k = b'b' never came" in p for p in check(watcher(missing), {}, RECORDS, FINALS))
+    assert any(
+        "acknowledged put of k = b'b' never came" in p for p in check(watcher(missing), {}, RECORDS, FINALS)
+    )
     swapped = [GOOD[1], GOOD[0], GOOD[2]]
     assert any("out of revision order" in p for p in check(watcher(swapped), {}, RECORDS, FINALS))
     twice = [*GOOD, GOOD[2]]
     assert any("came twice" in p for p in check(watcher(twice), {}, RECORDS, FINALS))
     other_node = [GOOD[0], Seen(2, "PUT", "k", b"B"), GOOD[2]]
-    assert any("node 2's history differs" in p for p in check(watcher(GOOD), {2: other_node}, RECORDS, FINALS))
+    assert any(
+        "node 2's history differs" in p for p in check(watcher(GOOD), {2: other_node}, RECORDS, FINALS)
+    )
     assert any("could not replay" in p for p in check(watcher(GOOD), {3: "COMPACTED: gone"}, RECORDS, FINALS))
     assert any("j ends at b'x'" in p for p in check(watcher(GOOD), {}, RECORDS, {"k": b"b", "j": None}))
     stranger = [*GOOD, Seen(4, "PUT", "k", b"nobody wrote this")]
-    assert any("written by no client" in p for p in check(watcher(stranger), {}, RECORDS, {"k": b"nobody wrote this",
-                                                                                           "j": b"x"}))
+    assert any(
+        "written by no client" in p
+        for p in check(watcher(stranger), {}, RECORDS, {"k": b"nobody wrote this", "j": b"x"})
+    )
     failed = [*RECORDS, rec(5, PUT, ("k",), (b"refused",), 4, 5, outcome=FAIL)]
     came = [*GOOD, Seen(4, "PUT", "k", b"refused")]
-    assert any("its write failed" in p for p in check(watcher(came), {}, failed, {"k": b"refused", "j": b"x"}))
+    assert any(
+        "its write failed" in p for p in check(watcher(came), {}, failed, {"k": b"refused", "j": b"x"})
+    )
     broken = watcher(GOOD)
     broken.failure = "COMPACTED: gone"
     assert check(broken, {}, RECORDS, FINALS) == ["watcher: COMPACTED: gone"]

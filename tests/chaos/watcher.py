@@ -75,7 +75,11 @@ class Watcher:
         self.abandoned = True
 
     def _done(self) -> bool:
-        return self.abandoned or self.failure is not None or (self.target is not None and self.last_revision() >= self.target)
+        return (
+            self.abandoned
+            or self.failure is not None
+            or (self.target is not None and self.last_revision() >= self.target)
+        )
 
     def _run(self) -> None:
         try:
@@ -86,7 +90,9 @@ class Watcher:
     async def _main(self) -> None:
         endpoints = [spec.client_addr for spec in self.cluster.nodes.values()]
         # No leader discovery: every resume goes to the next node in turn (any node serves).
-        client = AsyncClient(endpoints, self.cluster.cookie, 5.0, discover_leader=False, **self.cluster.client_tls())
+        client = AsyncClient(
+            endpoints, self.cluster.cookie, 5.0, discover_leader=False, **self.cluster.client_tls()
+        )
         resume = 1
         try:
             for _ in range(RESUMES_MAX):
@@ -128,7 +134,9 @@ class Watcher:
         return self.last_revision() + 1 if self.events else resume
 
 
-def replay(cluster: LocalCluster, node_id: int, target: int, timeout_s: float = CATCH_UP_WAIT_S) -> list[Seen] | str:
+def replay(
+    cluster: LocalCluster, node_id: int, target: int, timeout_s: float = CATCH_UP_WAIT_S
+) -> list[Seen] | str:
     """What node_id gives a watch from revision 1 up to `target`, or why it could not."""
     out: list[Seen] = []
     deadline = time.monotonic() + timeout_s
@@ -151,8 +159,12 @@ def per_key(events: Sequence[Seen]) -> dict[str, list[Seen]]:
     return keys
 
 
-def check(watcher: Watcher, replays: dict[int, list[Seen] | str], records: Sequence[Record],
-          finals: dict[str, bytes | None]) -> list[str]:
+def check(
+    watcher: Watcher,
+    replays: dict[int, list[Seen] | str],
+    records: Sequence[Record],
+    finals: dict[str, bytes | None],
+) -> list[str]:
     """Why the watcher's stream is not the committed history, one line each; [] when it is."""
     problems: list[str] = []
     if watcher.failure is not None:

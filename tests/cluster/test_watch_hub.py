@@ -46,9 +46,13 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def first_frames(hub: WatchHub, start: int, count: int) -> tuple[list[dict[str, Any]], AspenError | None]:
+async def first_frames(
+    hub: WatchHub, start: int, count: int
+) -> tuple[list[dict[str, Any]], AspenError | None]:
     frames: list[dict[str, Any]] = []
-    task = asyncio.ensure_future(hub.watch({"prefix": "", "start_revision": start}, lambda m: frames.append(m) or True))
+    task = asyncio.ensure_future(
+        hub.watch({"prefix": "", "start_revision": start}, lambda m: frames.append(m) or True)
+    )
     for _ in range(50):
         await asyncio.sleep(0)
         if len(frames) >= count or task.done():

@@ -48,7 +48,12 @@ def run_one(base: Path, i: int, argv: list[str]) -> tuple[list[str], int, str, s
         out, _ = proc.communicate()
     finally:
         killer.cancel()
-    return argv, proc.returncode, (first + out).decode(errors="replace"), err_path.read_bytes().decode(errors="replace")
+    return (
+        argv,
+        proc.returncode,
+        (first + out).decode(errors="replace"),
+        err_path.read_bytes().decode(errors="replace"),
+    )
 
 
 def test_aspen_node_prints_no_traceback(tmp_path: Path) -> None:
@@ -56,8 +61,11 @@ def test_aspen_node_prints_no_traceback(tmp_path: Path) -> None:
     assert len(argvs) > 100
     with ThreadPoolExecutor(PARALLEL) as pool:
         results = list(pool.map(lambda ia: run_one(tmp_path, *ia), enumerate(argvs)))
-    bad = [f"{repr(argv)[:100]}: {why[:1500]}" for argv, status, out, err in results
-           if (why := judge(status, out, err)) is not None]
+    bad = [
+        f"{repr(argv)[:100]}: {why[:1500]}"
+        for argv, status, out, err in results
+        if (why := judge(status, out, err)) is not None
+    ]
     assert not bad, "\n".join(bad)
 
 
@@ -69,7 +77,11 @@ def judge(status: int, out: str, err: str) -> str | None:
         return None if status == 0 else f"started, then status {status} on SIGTERM:\n{err[-1000:]}"
     lines = err.strip().splitlines()
     if status == 2:  # argparse's usage line, then its one error line
-        return None if lines and lines[-1].startswith("aspen-node: error: ") else f"usage without a reason: {err[-500:]!r}"
+        return (
+            None
+            if lines and lines[-1].startswith("aspen-node: error: ")
+            else f"usage without a reason: {err[-500:]!r}"
+        )
     errors = [line for line in lines if line.startswith("error: ")]
     if status in (1, 3) and len(errors) == 1 and lines[-1] == errors[0]:
         return None

@@ -53,24 +53,40 @@ def test_expiry_keep_alive_revoke_and_refusals(shared_cluster: LocalCluster) -> 
         assert 1.0 < took < 2 + 10 * LEASE_TICK_S + 2, took
         assert not c.get("ls/b")["was_found"] and c.get("ls/plain")["was_found"]
         seen = [next(events) for _ in range(5)]
-        assert [(e["type"], e["key"]) for e in seen] == [("PUT", "ls/a"), ("PUT", "ls/b"), ("PUT", "ls/plain"),
-                                                        ("DELETE", "ls/a"), ("DELETE", "ls/b")]
+        assert [(e["type"], e["key"]) for e in seen] == [
+            ("PUT", "ls/a"),
+            ("PUT", "ls/b"),
+            ("PUT", "ls/plain"),
+            ("DELETE", "ls/a"),
+            ("DELETE", "ls/b"),
+        ]
         assert seen[3]["mod_revision"] == seen[4]["mod_revision"]  # one write: the revoke
         events.close()
-        for call in (lambda: c.request("LeaseKeepAlive", lease_id=lease),
-                     lambda: c.request("LeaseTimeToLive", lease_id=lease),
-                     lambda: c.request("LeaseRevoke", lease_id=lease),
-                     lambda: c.put("ls/c", b"x", lease=lease)):
+        for call in (
+            lambda: c.request("LeaseKeepAlive", lease_id=lease),
+            lambda: c.request("LeaseTimeToLive", lease_id=lease),
+            lambda: c.request("LeaseRevoke", lease_id=lease),
+            lambda: c.put("ls/c", b"x", lease=lease),
+        ):
             assert code_of(call) == "LEASE_NOT_FOUND"
         # Revoke: at once, keys included; a key written again without the lease stays.
         other = c.request("LeaseGrant", ttl_s=60, lease_id=77)["lease_id"]
-        assert other == 77 and code_of(lambda: c.request("LeaseGrant", ttl_s=60, lease_id=77)) == "INVALID_REQUEST"
+        assert (
+            other == 77
+            and code_of(lambda: c.request("LeaseGrant", ttl_s=60, lease_id=77)) == "INVALID_REQUEST"
+        )
         c.put("ls/r1", b"x", lease=other)
         c.put("ls/r2", b"x", lease=other)
         c.put("ls/r2", b"kept")  # no lease: taken off it
         assert c.request("LeaseRevoke", lease_id=other)["deleted"] == 1
         assert not c.get("ls/r1")["was_found"] and c.get("ls/r2")["value"] == b"kept"
-        for fields in ({"ttl_s": 0}, {"ttl_s": LEASE_TTL_MAX_S + 1}, {"ttl_s": "5"}, {}, {"ttl_s": 5, "lease_id": -1}):
+        for fields in (
+            {"ttl_s": 0},
+            {"ttl_s": LEASE_TTL_MAX_S + 1},
+            {"ttl_s": "5"},
+            {},
+            {"ttl_s": 5, "lease_id": -1},
+        ):
             assert code_of(lambda f=fields: c.request("LeaseGrant", **f)) == "INVALID_REQUEST"
         for rtype in ("LeaseKeepAlive", "LeaseTimeToLive", "LeaseRevoke"):
             assert code_of(lambda r=rtype: c.request(r, lease_id=0)) == "INVALID_REQUEST"
@@ -117,8 +133,13 @@ def test_cli_leases(shared_cluster: LocalCluster) -> None:
     assert r.returncode == 1 and r.stderr.startswith("error: LEASE_NOT_FOUND: "), r.stderr
     r = cli(shared_cluster, "kv", "set", "lc/b", "1", "--lease", str(lease))
     assert r.returncode == 1 and r.stderr.startswith("error: LEASE_NOT_FOUND: "), r.stderr
-    for bad in (["lease", "grant", "0"], ["lease", "grant", str(LEASE_TTL_MAX_S + 1)], ["lease", "revoke", "0"],
-                ["lease", "ttl", "x"], ["kv", "set", "k", "v", "--lease", "0"], ["lease", "keep-alive", "1",
-                                                                                  "--count", "0"]):
+    for bad in (
+        ["lease", "grant", "0"],
+        ["lease", "grant", str(LEASE_TTL_MAX_S + 1)],
+        ["lease", "revoke", "0"],
+        ["lease", "ttl", "x"],
+        ["kv", "set", "k", "v", "--lease", "0"],
+        ["lease", "keep-alive", "1", "--count", "0"],
+    ):
         r = cli(shared_cluster, *bad)
         assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)

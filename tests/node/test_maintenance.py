@@ -31,7 +31,12 @@ def test_delete_prefix_crosses_the_per_entry_bound(shared_cluster: LocalCluster)
     total = 2 * DELETE_RANGE_MAX + 500
     with shared_cluster.client() as c:
         for start in range(0, total, 1000):
-            c.batch([{"op": "Set", "key": f"delp/{i:05d}", "value": b"v"} for i in range(start, min(total, start + 1000))])
+            c.batch(
+                [
+                    {"op": "Set", "key": f"delp/{i:05d}", "value": b"v"}
+                    for i in range(start, min(total, start + 1000))
+                ]
+            )
         c.put("delp", b"not under the prefix")
         c.put("delq/1", b"another prefix")
         before = c.get("delq/1")["mod_revision"]
@@ -44,7 +49,9 @@ def test_delete_prefix_crosses_the_per_entry_bound(shared_cluster: LocalCluster)
         assert c.get("delp")["was_found"] and c.get("delq/1")["was_found"]
         # Nothing left: status 1, as for one missing key, with and without --json.
         r = cli(shared_cluster, "kv", "delete", "--prefix", "delp/")
-        assert r.returncode == 1 and r.stderr.startswith("error: NOT_FOUND: no keys with prefix 'delp/'"), r.stderr
+        assert r.returncode == 1 and r.stderr.startswith("error: NOT_FOUND: no keys with prefix 'delp/'"), (
+            r.stderr
+        )
         r = cli(shared_cluster, "kv", "delete", "--prefix", "delp/", "--json")
         assert r.returncode == 1 and json.loads(r.stdout)["deleted"] == 0
         r = cli(shared_cluster, "kv", "delete", "--prefix", "delq/")
@@ -60,7 +67,12 @@ def test_delete_prefix_crosses_the_per_entry_bound(shared_cluster: LocalCluster)
         assert code_of(c, "DeleteRange", prefix="") == "PREFIX_CONFLICT"  # every key: plugins' too
         assert c.get("delp")["was_found"]
         r = c.request("DeleteRange", prefix="delp", limit=1)  # "delp" itself, the last key with that prefix
-        assert (r["type"], r["deleted"], r["more"], r["revision"]) == ("DeleteRangeResult", 1, False, before + 5)
+        assert (r["type"], r["deleted"], r["more"], r["revision"]) == (
+            "DeleteRangeResult",
+            1,
+            False,
+            before + 5,
+        )
 
 
 def _other(cluster: LocalCluster, leader: int) -> list[int]:
@@ -106,7 +118,9 @@ def test_move_leader_under_writes_and_refusals(cluster: LocalCluster) -> None:
     down = _other(cluster, leader)[0]
     cluster.kill(down)
     r = cli(cluster, "cluster", "move-leader", str(down))
-    assert r.returncode == 3 and r.stderr.startswith(f"error: UNAVAILABLE: node {down} is not connected"), r.stderr
+    assert r.returncode == 3 and r.stderr.startswith(f"error: UNAVAILABLE: node {down} is not connected"), (
+        r.stderr
+    )
     assert cluster.wait_leader() == leader
 
 
@@ -129,8 +143,14 @@ def test_snapshot_save_restore(cluster: LocalCluster, tmp_path: Path) -> None:
     r = _snapshot_cli(cluster, "save", str(file), "--node", str(follower), "--json")
     assert r.returncode == 0, r.stderr
     saved = json.loads(r.stdout)
-    assert saved["node_id"] == follower and saved["size_bytes"] == file.stat().st_size > SNAPSHOT_CHUNK_MAX_BYTES
-    assert saved["revision"] == text["mod_revision"] + 2 and saved["keys"] == 6 and oct(file.stat().st_mode)[-3:] == "600"
+    assert (
+        saved["node_id"] == follower and saved["size_bytes"] == file.stat().st_size > SNAPSHOT_CHUNK_MAX_BYTES
+    )
+    assert (
+        saved["revision"] == text["mod_revision"] + 2
+        and saved["keys"] == 6
+        and oct(file.stat().st_mode)[-3:] == "600"
+    )
     assert not (tmp_path / "backup.snap.part").exists()
     r = _snapshot_cli(cluster, "status", str(file))
     assert r.returncode == 0 and f"ok, revision {saved['revision']}, 6 keys" in r.stdout, r.stdout
@@ -142,18 +162,28 @@ def test_snapshot_save_restore(cluster: LocalCluster, tmp_path: Path) -> None:
     for bad in (flipped, cut, tmp_path / "missing.snap"):
         r = _snapshot_cli(cluster, "status", str(bad))
         assert r.returncode == 1 and r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
-        assert r.stderr.startswith("error: SNAPSHOT_CORRUPT: " if bad.exists() else "error: IO_ERROR: "), r.stderr
-    up = subprocess.run([str(BIN / "aspen-cluster"), "up", "--dir", str(tmp_path / "bad"), "--restore", str(flipped)],
-                        capture_output=True, text=True, timeout=60)
+        assert r.stderr.startswith("error: SNAPSHOT_CORRUPT: " if bad.exists() else "error: IO_ERROR: "), (
+            r.stderr
+        )
+    up = subprocess.run(
+        [str(BIN / "aspen-cluster"), "up", "--dir", str(tmp_path / "bad"), "--restore", str(flipped)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert up.returncode == 1 and up.stderr.startswith("error: SNAPSHOT_CORRUPT: "), up.stderr
     # The chunk protocol's bounds.
     with cluster.client() as c:
         begin = c.request("SnapshotBegin")
         sid = begin["snapshot_id"]
-        assert code_of(c, "SnapshotChunk", snapshot_id=sid, offset=begin["size_bytes"] + 1) == "INVALID_REQUEST"
+        assert (
+            code_of(c, "SnapshotChunk", snapshot_id=sid, offset=begin["size_bytes"] + 1) == "INVALID_REQUEST"
+        )
         assert code_of(c, "SnapshotChunk", snapshot_id=sid, offset=0, limit_bytes=0) == "INVALID_REQUEST"
-        assert code_of(c, "SnapshotChunk", snapshot_id=sid, offset=0,
-                       limit_bytes=SNAPSHOT_CHUNK_MAX_BYTES + 1) == "INVALID_REQUEST"
+        assert (
+            code_of(c, "SnapshotChunk", snapshot_id=sid, offset=0, limit_bytes=SNAPSHOT_CHUNK_MAX_BYTES + 1)
+            == "INVALID_REQUEST"
+        )
         assert code_of(c, "SnapshotChunk", snapshot_id="0" * 32, offset=0) == "NOT_FOUND"
         assert code_of(c, "SnapshotChunk", offset=0) == "INVALID_REQUEST"
         assert len(c.request("SnapshotChunk", snapshot_id=sid, offset=0, limit_bytes=10)["data"]) == 10
@@ -167,22 +197,39 @@ def test_snapshot_save_restore(cluster: LocalCluster, tmp_path: Path) -> None:
             for i in range(5):
                 assert c.get(f"snap/big{i}")["value"] == big
             again = c.get("snap/text")
-            assert {k: again[k] for k in ("value", "version", "create_revision", "mod_revision")} == \
-                {k: text[k] for k in ("value", "version", "create_revision", "mod_revision")}
+            assert {k: again[k] for k in ("value", "version", "create_revision", "mod_revision")} == {
+                k: text[k] for k in ("value", "version", "create_revision", "mod_revision")
+            }
             assert not c.get("snap/gone")["was_found"]
             assert c.put("snap/after", b"y")["revision"] == saved["revision"] + 1
             # Each member is found at its own address (the saved registry is dropped: test_restore_file.py).
             registry = restored.status_of(1)
-            assert registry is not None and {n["node_id"]: n["client_addr"] for n in registry["nodes"]} == \
-                {i: spec.client_addr for i, spec in restored.nodes.items()}
+            assert registry is not None and {n["node_id"]: n["client_addr"] for n in registry["nodes"]} == {
+                i: spec.client_addr for i, spec in restored.nodes.items()
+            }
         for node_id in restored.nodes:  # each member holds it on its own
             with restored.client([node_id], discover_leader=False) as one:
                 assert _eventually(lambda one=one: one.get("snap/after", stale=True)["was_found"]), node_id
         restored.stop(1)
         # A data dir that holds a Raft log is never overwritten by a restore.
-        r = subprocess.run([sys.executable, "-m", "aspen.node", "--data-dir", str(restored.data_dir(1)),
-                            "--restore", str(file), "--listen", "127.0.0.1:1", "--raft", "127.0.0.1:2"],
-                           capture_output=True, text=True, timeout=60)
+        r = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "aspen.node",
+                "--data-dir",
+                str(restored.data_dir(1)),
+                "--restore",
+                str(file),
+                "--listen",
+                "127.0.0.1:1",
+                "--raft",
+                "127.0.0.1:2",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert r.returncode != 0 and "already holds one" in r.stderr and "Traceback" not in r.stderr, r.stderr
 
 

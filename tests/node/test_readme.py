@@ -38,7 +38,9 @@ def test_the_readme_cluster_session_runs_as_written(tmp_path: Path) -> None:
         assert "deleted 1" in lines and "leader is node 2" in lines  # kv delete --prefix, cluster move-leader
         assert "PUT greeting hello revision=1" in lines  # kv watch from revision 1
         assert any(line.startswith("saved ") and " blake3 " in line for line in lines)  # snapshot save
-        assert any(line.startswith("leader: ") and line != "leader: none" for line in lines)  # aspen-cluster status
+        assert any(
+            line.startswith("leader: ") and line != "leader: none" for line in lines
+        )  # aspen-cluster status
         assert not cluster_dir.exists()  # down --purge
     finally:
         if (cluster_dir / "cluster.json").exists():

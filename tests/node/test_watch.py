@@ -51,19 +51,45 @@ def test_events_in_order_key_prefix_resume_future_any_node(shared_cluster: Local
             await c.put("wb/x", b"not watched")
             w2 = await c.put("wa/2", b"two")
             w3 = await c.put("wa/1", b"uno")
-            b = await c.batch([{"op": "Set", "key": "wa/3", "value": b"three"}, {"op": "Delete", "key": "wa/2"}])
+            b = await c.batch(
+                [{"op": "Set", "key": "wa/3", "value": b"three"}, {"op": "Delete", "key": "wa/2"}]
+            )
             d = await c.delete("wa/1")
             got = await first
             await live.aclose()
             assert got == [
-                {"type": "PUT", "key": "wa/1", "value": b"one", "mod_revision": w1["revision"], "version": 1,
-                 "create_revision": w1["revision"]},
-                {"type": "PUT", "key": "wa/2", "value": b"two", "mod_revision": w2["revision"], "version": 1,
-                 "create_revision": w2["revision"]},
-                {"type": "PUT", "key": "wa/1", "value": b"uno", "mod_revision": w3["revision"], "version": 2,
-                 "create_revision": w1["revision"]},
-                {"type": "PUT", "key": "wa/3", "value": b"three", "mod_revision": b["revision"], "version": 1,
-                 "create_revision": b["revision"]},
+                {
+                    "type": "PUT",
+                    "key": "wa/1",
+                    "value": b"one",
+                    "mod_revision": w1["revision"],
+                    "version": 1,
+                    "create_revision": w1["revision"],
+                },
+                {
+                    "type": "PUT",
+                    "key": "wa/2",
+                    "value": b"two",
+                    "mod_revision": w2["revision"],
+                    "version": 1,
+                    "create_revision": w2["revision"],
+                },
+                {
+                    "type": "PUT",
+                    "key": "wa/1",
+                    "value": b"uno",
+                    "mod_revision": w3["revision"],
+                    "version": 2,
+                    "create_revision": w1["revision"],
+                },
+                {
+                    "type": "PUT",
+                    "key": "wa/3",
+                    "value": b"three",
+                    "mod_revision": b["revision"],
+                    "version": 1,
+                    "create_revision": b["revision"],
+                },
                 {"type": "DELETE", "key": "wa/2", "mod_revision": b["revision"]},
                 {"type": "DELETE", "key": "wa/1", "mod_revision": d["revision"]},
             ]
@@ -72,7 +98,9 @@ def test_events_in_order_key_prefix_resume_future_any_node(shared_cluster: Local
                 async with aclient(shared_cluster, [node_id], pin=True) as one:
                     again = await take(one.watch("wa/1", start_revision=w2["revision"]), 2)
                     assert [(e["type"], e["mod_revision"]) for e in again] == [
-                        ("PUT", w3["revision"]), ("DELETE", d["revision"])]
+                        ("PUT", w3["revision"]),
+                        ("DELETE", d["revision"]),
+                    ]
             # From a revision still to come: nothing before it.
             future = asyncio.ensure_future(take(c.watch(prefix="wa/", start_revision=d["revision"] + 2), 1))
             await c.put("wa/early", b"at revision d+1: not shown")
@@ -120,8 +148,11 @@ def test_history_bound_gives_compacted_with_the_oldest_revision(shared_cluster: 
 
     start = run(go())
     r = cli(shared_cluster, "kv", "watch", "wh/", "--rev", str(start))
-    assert r.returncode == 1 and r.stderr.startswith("error: COMPACTED: ") and "(watch again with --rev " in r.stderr, \
-        r.stderr
+    assert (
+        r.returncode == 1
+        and r.stderr.startswith("error: COMPACTED: ")
+        and "(watch again with --rev " in r.stderr
+    ), r.stderr
 
 
 def test_a_connection_that_does_not_read_is_ended_with_overflow(shared_cluster: LocalCluster) -> None:
@@ -149,7 +180,7 @@ def test_a_connection_that_does_not_read_is_ended_with_overflow(shared_cluster: 
             assert [e["mod_revision"] for e in got] == revisions[: len(got)] and len(got) < len(revisions)
             assert resume == revisions[len(got)]
             rest = await take(c.watch(prefix="wo/", start_revision=resume), len(revisions) - len(got))
-            assert [e["mod_revision"] for e in rest] == revisions[len(got):]
+            assert [e["mod_revision"] for e in rest] == revisions[len(got) :]
 
     run(go())
 
@@ -164,7 +195,9 @@ def test_a_caller_that_does_not_take_events_is_ended_with_overflow(shared_cluste
             await task
             # More events than the client buffers, one revision per batch.
             for n in range(STREAM_EVENTS_MAX // 1000 + 1):
-                await writer.batch([{"op": "Set", "key": f"wc/{n}/{i:04d}", "value": b"v"} for i in range(1000)])
+                await writer.batch(
+                    [{"op": "Set", "key": f"wc/{n}/{i:04d}", "value": b"v"} for i in range(1000)]
+                )
             await asyncio.sleep(2)
             got: list[int] = []
             with pytest.raises(AspenError) as err:
@@ -188,8 +221,10 @@ def test_cancel_and_streams_per_connection(shared_cluster: LocalCluster) -> None
             await c.ping()
             conn = next(iter(c._conns.values()))
             frames: dict[int, list[Any]] = {}
-            ids = [conn.open_stream({"type": "Watch", "prefix": "ws/"}, frames.setdefault(i, []).append)
-                   for i in range(STREAMS_MAX + 1)]
+            ids = [
+                conn.open_stream({"type": "Watch", "prefix": "ws/"}, frames.setdefault(i, []).append)
+                for i in range(STREAMS_MAX + 1)
+            ]
             await asyncio.sleep(1)
             over = frames[STREAMS_MAX]
             assert len(over) == 1 and over[0]["type"] == "Error" and over[0]["code"] == "OVERLOADED"
@@ -208,18 +243,21 @@ def test_cancel_and_streams_per_connection(shared_cluster: LocalCluster) -> None
     run(go())
 
 
-@pytest.mark.parametrize(("fields", "code"), [
-    ({}, "INVALID_REQUEST"),
-    ({"key": "a", "prefix": "a"}, "INVALID_REQUEST"),
-    ({"prefix": 5}, "INVALID_REQUEST"),
-    ({"prefix": "p" * 1025}, "KEY_TOO_LARGE"),
-    ({"key": "__aspen/x"}, "RESERVED_KEY"),
-    ({"key": ""}, "INVALID_REQUEST"),
-    ({"prefix": "", "start_revision": -1}, "INVALID_REQUEST"),
-    ({"prefix": "", "start_revision": "1"}, "INVALID_REQUEST"),
-    ({"prefix": "", "progress_ms": 49}, "INVALID_REQUEST"),
-    ({"prefix": "", "progress_ms": 600_001}, "INVALID_REQUEST"),
-])
+@pytest.mark.parametrize(
+    ("fields", "code"),
+    [
+        ({}, "INVALID_REQUEST"),
+        ({"key": "a", "prefix": "a"}, "INVALID_REQUEST"),
+        ({"prefix": 5}, "INVALID_REQUEST"),
+        ({"prefix": "p" * 1025}, "KEY_TOO_LARGE"),
+        ({"key": "__aspen/x"}, "RESERVED_KEY"),
+        ({"key": ""}, "INVALID_REQUEST"),
+        ({"prefix": "", "start_revision": -1}, "INVALID_REQUEST"),
+        ({"prefix": "", "start_revision": "1"}, "INVALID_REQUEST"),
+        ({"prefix": "", "progress_ms": 49}, "INVALID_REQUEST"),
+        ({"prefix": "", "progress_ms": 600_001}, "INVALID_REQUEST"),
+    ],
+)
 def test_bad_watches_are_refused(shared_cluster: LocalCluster, fields: dict[str, Any], code: str) -> None:
     async def go() -> None:
         async with aclient(shared_cluster, [1], pin=True) as c:
@@ -238,7 +276,7 @@ def test_bad_watches_are_refused(shared_cluster: LocalCluster, fields: dict[str,
 def test_cli_watch(shared_cluster: LocalCluster) -> None:
     with shared_cluster.client() as c:
         r1 = c.put("wcli/a", "1")["revision"]
-        c.put("wcli/b", bytes([0xff]))
+        c.put("wcli/b", bytes([0xFF]))
         r3 = c.delete("wcli/a")["revision"]
     r = cli(shared_cluster, "kv", "watch", "wcli/", "--rev", str(r1), "--count", "3")
     assert r.returncode == 0, r.stderr
@@ -276,7 +314,9 @@ def test_watches_per_node_bound(shared_cluster: LocalCluster) -> None:
             kinds = [f[0]["type"] for f in frames]
             assert kinds.count("WatchCreated") == WATCHERS_MAX, kinds.count("WatchCreated")
             refused = [f[0] for f in frames if f[0]["type"] == "Error"]
-            assert [e["code"] for e in refused] == ["OVERLOADED"] and "watches already run" in refused[0]["message"]
+            assert [e["code"] for e in refused] == ["OVERLOADED"] and "watches already run" in refused[0][
+                "message"
+            ]
         finally:
             for c in clients:
                 await c.close()

@@ -105,16 +105,26 @@ def test_missing_and_untrusted() -> None:
 
 def test_the_canonical_form_is_the_documented_bytes() -> None:
     """docs/PLUGIN_DEVELOPMENT.md shows these bytes: other tools must produce them exactly."""
-    fields = signing.canonical_fields(Manifest.from_json({"name": "echo", "version": "0.1.0", "handles": ["Ping"],
-                                                          "permissions": {"kv_read": True}}), "ab" * 32)
+    fields = signing.canonical_fields(
+        Manifest.from_json(
+            {"name": "echo", "version": "0.1.0", "handles": ["Ping"], "permissions": {"kv_read": True}}
+        ),
+        "ab" * 32,
+    )
     # The version-1 permissions, each named; ABI v3's only when granted: the bytes did not change.
-    perms = ",".join(f'"{p}":{"true" if p == "kv_read" else "false"}' for p in sorted(PERMISSION_NAMES)
-                     if p not in signing.ADDED_PERMISSIONS)
-    assert signing.canonical_bytes(fields) == (
-        '{"execution_timeout_ms":30000,"format":"aspen-manifest-v1","fuel_limit":500000000,"handles":["Ping"],'
-        '"kv_prefixes":[],"memory_limit":134217728,"min_api_version":1,"name":"echo",'
-        f'"permissions":{{{perms}}},"priority":950,"version":"0.1.0","wasm_hash":"{"ab" * 32}"}}'
-    ).encode()
+    perms = ",".join(
+        f'"{p}":{"true" if p == "kv_read" else "false"}'
+        for p in sorted(PERMISSION_NAMES)
+        if p not in signing.ADDED_PERMISSIONS
+    )
+    assert (
+        signing.canonical_bytes(fields)
+        == (
+            '{"execution_timeout_ms":30000,"format":"aspen-manifest-v1","fuel_limit":500000000,"handles":["Ping"],'
+            '"kv_prefixes":[],"memory_limit":134217728,"min_api_version":1,"name":"echo",'
+            f'"permissions":{{{perms}}},"priority":950,"version":"0.1.0","wasm_hash":"{"ab" * 32}"}}'
+        ).encode()
+    )
     assert signing.canonical_bytes({"name": "é"}) == '{"name":"é"}'.encode()
 
 

@@ -45,14 +45,46 @@ def test_doc_permissions_match_the_table() -> None:
 
 
 def test_guide_functions_all_present() -> None:
-    guide = {"kv_get_value", "kv_put_value", "kv_delete_key", "kv_scan_prefix", "kv_compare_and_swap", "kv_batch_write",
-             "blob_exists", "blob_get_data", "blob_put_data", "is_current_leader", "get_leader_id", "get_node_id",
-             "sign_data", "verify_signature", "public_key", "get_random_bytes", "schedule_timer_on_host",
-             "cancel_timer_on_host", "subscribe_hook_events", "unsubscribe_hook_events", "log_info_msg",
-             "log_debug_msg", "log_warn_msg", "current_time_ms", "hlc_now_ms"}
-    v3 = {"crypto_aead_seal", "crypto_aead_open", "crypto_hmac_sha256", "crypto_hkdf_sha256",
-          "crypto_ed25519_public_key", "crypto_ed25519_sign", "crypto_ed25519_verify", "crypto_random_bytes",
-          "barrier_seal", "barrier_open", "barrier_status"}
+    guide = {
+        "kv_get_value",
+        "kv_put_value",
+        "kv_delete_key",
+        "kv_scan_prefix",
+        "kv_compare_and_swap",
+        "kv_batch_write",
+        "blob_exists",
+        "blob_get_data",
+        "blob_put_data",
+        "is_current_leader",
+        "get_leader_id",
+        "get_node_id",
+        "sign_data",
+        "verify_signature",
+        "public_key",
+        "get_random_bytes",
+        "schedule_timer_on_host",
+        "cancel_timer_on_host",
+        "subscribe_hook_events",
+        "unsubscribe_hook_events",
+        "log_info_msg",
+        "log_debug_msg",
+        "log_warn_msg",
+        "current_time_ms",
+        "hlc_now_ms",
+    }
+    v3 = {
+        "crypto_aead_seal",
+        "crypto_aead_open",
+        "crypto_hmac_sha256",
+        "crypto_hkdf_sha256",
+        "crypto_ed25519_public_key",
+        "crypto_ed25519_sign",
+        "crypto_ed25519_verify",
+        "crypto_random_bytes",
+        "barrier_seal",
+        "barrier_open",
+        "barrier_status",
+    }
     assert set(abi.IMPORTS) == guide | {"sha256_digest"} | v3  # the guide's, plus version 2's one and 3's
 
 

@@ -29,12 +29,23 @@ def tls(tmp_path_factory: pytest.TempPathFactory, secrets_wasm: Path) -> Iterato
 
 def run(c: LocalCluster, *args: str, credential: str | None = None) -> subprocess.CompletedProcess[str]:
     t = c.client_tls()
-    env = {**os.environ, "ASPEN_CLUSTER": c.endpoints, "ASPEN_COOKIE": c.cookie, "ASPEN_CACERT": str(t["cacert"]),
-           "ASPEN_CERT": str(t["cert"]), "ASPEN_KEY": str(t["key"])}
+    env = {
+        **os.environ,
+        "ASPEN_CLUSTER": c.endpoints,
+        "ASPEN_COOKIE": c.cookie,
+        "ASPEN_CACERT": str(t["cacert"]),
+        "ASPEN_CERT": str(t["cert"]),
+        "ASPEN_KEY": str(t["key"]),
+    }
     if credential:
         env["ASPEN_CREDENTIAL"] = credential
-    return subprocess.run([str(Path(sys.executable).parent / "aspen-cli"), *args], env=env, capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [str(Path(sys.executable).parent / "aspen-cli"), *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_credentials_and_policies(tls: LocalCluster, secrets_wasm: Path) -> None:
@@ -45,21 +56,54 @@ def test_credentials_and_policies(tls: LocalCluster, secrets_wasm: Path) -> None
     assert run(tls, "secrets", "transit", "create", "orders").returncode == 0
     assert run(tls, "secrets", "transit", "create", "payroll").returncode == 0
     # The role names the request types; the policy the paths and keys.
-    made = run(tls, "auth", "create", "app", "--role", "reader", "--request", "SecretsKvGet", "--request",
-               "SecretsKvList", "--request", "SecretsTransitEncrypt", "--request", "SecretsKvPut")
+    made = run(
+        tls,
+        "auth",
+        "create",
+        "app",
+        "--role",
+        "reader",
+        "--request",
+        "SecretsKvGet",
+        "--request",
+        "SecretsKvList",
+        "--request",
+        "SecretsTransitEncrypt",
+        "--request",
+        "SecretsKvPut",
+    )
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip().splitlines()[-1]
     denied = run(tls, "secrets", "kv", "get", "app/db", credential=token)
-    assert denied.returncode != 0 and "PERMISSION_DENIED" in denied.stderr and 'caller "app"' in denied.stderr  # no policy
-    r = run(tls, "secrets", "policy", "put", "app", "--rule", "kv/app/*=read,list", "--rule", "transit/orders=encrypt")
+    assert (
+        denied.returncode != 0 and "PERMISSION_DENIED" in denied.stderr and 'caller "app"' in denied.stderr
+    )  # no policy
+    r = run(
+        tls,
+        "secrets",
+        "policy",
+        "put",
+        "app",
+        "--rule",
+        "kv/app/*=read,list",
+        "--rule",
+        "transit/orders=encrypt",
+    )
     assert r.returncode == 0 and "kv/app/*: read, list" in r.stdout, r.stderr
-    assert run(tls, "secrets", "kv", "get", "app/db", "--field", "pass", credential=token).stdout.strip() == "p1"
+    assert (
+        run(tls, "secrets", "kv", "get", "app/db", "--field", "pass", credential=token).stdout.strip() == "p1"
+    )
     assert run(tls, "secrets", "kv", "list", "app/", credential=token).stdout.split() == ["db"]
-    for args in (("kv", "get", "other/db"), ("kv", "put", "app/db", "pass=x"), ("transit", "encrypt", "payroll",
-                                                                                  "--text", "x")):
+    for args in (
+        ("kv", "get", "other/db"),
+        ("kv", "put", "app/db", "pass=x"),
+        ("transit", "encrypt", "payroll", "--text", "x"),
+    ):
         r = run(tls, "secrets", *args, credential=token)
         assert r.returncode != 0 and "PERMISSION_DENIED" in r.stderr, (args, r.stderr)
-    assert run(tls, "secrets", "transit", "encrypt", "orders", "--text", "x", credential=token).returncode == 0
+    assert (
+        run(tls, "secrets", "transit", "encrypt", "orders", "--text", "x", credential=token).returncode == 0
+    )
     # A request type the role does not name is refused by the node before the plugin sees it.
     r = run(tls, "secrets", "transit", "decrypt", "orders", "aspen:v1:AAAA", credential=token)
     assert r.returncode != 0 and "(reader) may not" in r.stderr
@@ -67,4 +111,6 @@ def test_credentials_and_policies(tls: LocalCluster, secrets_wasm: Path) -> None
     r = run(tls, "secrets", "policy", "put", "app", "--rule", "*=sudo", credential=token)
     assert r.returncode != 0 and "PERMISSION_DENIED" in r.stderr
     assert run(tls, "secrets", "policy", "list").stdout.split() == ["app"]
-    assert run(tls, "secrets", "kv", "get", "app/db", "--field", "pass").stdout.strip() == "p1"  # nothing changed
+    assert (
+        run(tls, "secrets", "kv", "get", "app/db", "--field", "pass").stdout.strip() == "p1"
+    )  # nothing changed

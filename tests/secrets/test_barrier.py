@@ -21,7 +21,9 @@ BIN = Path(__file__).resolve().parents[2] / ".venv" / "bin"
 
 def cli(cluster: LocalCluster, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "ASPEN_CLUSTER": cluster.endpoints, "ASPEN_COOKIE": cluster.cookie}
-    return subprocess.run([str(BIN / "aspen-cli"), *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [str(BIN / "aspen-cli"), *args], env=env, capture_output=True, text=True, timeout=60
+    )
 
 
 def status(cluster: LocalCluster, node: int) -> dict[str, Any]:
@@ -67,8 +69,13 @@ def test_unseal_restart_wrong_key_rotate(cluster: LocalCluster, tmp_path: Path) 
     key1 = new_key(cluster, keys, "unseal1")
     assert cli(cluster, "secrets", "new-unseal-key", "-o", str(key1)).returncode == 2  # never overwritten
     for node in cluster.nodes:
-        assert status(cluster, node) | {"node_id": 0, "type": ""} == {"node_id": 0, "type": "", "sealed": True, "initialized": False,
-                                                           "unseal_key_id": None}
+        assert status(cluster, node) | {"node_id": 0, "type": ""} == {
+            "node_id": 0,
+            "type": "",
+            "sealed": True,
+            "initialized": False,
+            "unseal_key_id": None,
+        }
     r = cli(cluster, "--json", "secrets", "unseal", "--key-file", str(key1))
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
@@ -76,8 +83,13 @@ def test_unseal_restart_wrong_key_rotate(cluster: LocalCluster, tmp_path: Path) 
     assert all(p["ok"] and not p["sealed"] for p in out["peers"].values()) and len(out["peers"]) == 2
     kid = out["unseal_key_id"]
     for node in cluster.nodes:
-        assert status(cluster, node) | {"node_id": 0, "type": ""} == {"node_id": 0, "type": "", "sealed": False, "initialized": True,
-                                                           "unseal_key_id": kid}
+        assert status(cluster, node) | {"node_id": 0, "type": ""} == {
+            "node_id": 0,
+            "type": "",
+            "sealed": False,
+            "initialized": True,
+            "unseal_key_id": kid,
+        }
 
     # A restarted node is sealed, and serves everything else.
     cluster.stop(2)
@@ -101,9 +113,20 @@ def test_unseal_restart_wrong_key_rotate(cluster: LocalCluster, tmp_path: Path) 
 
     # Rotation: the old key must be the current one; afterwards only the new key unseals.
     key2 = new_key(cluster, keys, "unseal2")
-    r = cli(cluster, "secrets", "rotate-unseal-key", "--old-key-file", str(wrong), "--new-key-file", str(key2))
+    r = cli(
+        cluster, "secrets", "rotate-unseal-key", "--old-key-file", str(wrong), "--new-key-file", str(key2)
+    )
     assert r.returncode != 0 and "UNSEAL_KEY_WRONG" in r.stderr
-    r = cli(cluster, "--json", "secrets", "rotate-unseal-key", "--old-key-file", str(key1), "--new-key-file", str(key2))
+    r = cli(
+        cluster,
+        "--json",
+        "secrets",
+        "rotate-unseal-key",
+        "--old-key-file",
+        str(key1),
+        "--new-key-file",
+        str(key2),
+    )
     assert r.returncode == 0, r.stderr
     kid2 = json.loads(r.stdout)["unseal_key_id"]
     assert kid2 != kid and all(not status(cluster, n)["sealed"] for n in cluster.nodes)  # nobody resealed
@@ -126,7 +149,8 @@ def test_unseal_restart_wrong_key_rotate(cluster: LocalCluster, tmp_path: Path) 
 
     # No unseal key, in any form, in any file of any data dir (logs included).
     needles = [k.read_text().strip().encode() for k in (key1, key2)] + [
-        bytes.fromhex(k.read_text().strip()) for k in (key1, key2)]
+        bytes.fromhex(k.read_text().strip()) for k in (key1, key2)
+    ]
     for path, data in files_bytes(cluster):
         for needle in needles:
             assert needle not in data, f"an unseal key is in {path}"
@@ -135,6 +159,10 @@ def test_unseal_restart_wrong_key_rotate(cluster: LocalCluster, tmp_path: Path) 
 def test_node_refuses_a_bad_seal_key_file(tmp_path: Path) -> None:
     bad = tmp_path / "k"
     bad.write_text("zz" * 32)
-    r = subprocess.run([str(BIN / "aspen-node"), "--data-dir", str(tmp_path / "d"), "--seal-key-file", str(bad)],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [str(BIN / "aspen-node"), "--data-dir", str(tmp_path / "d"), "--seal-key-file", str(bad)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "--seal-key-file" in r.stderr and "64 hex characters" in r.stderr

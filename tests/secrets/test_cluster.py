@@ -39,8 +39,12 @@ def unseal_key(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sc(tmp_path_factory: pytest.TempPathFactory, secrets_wasm: Path, unseal_key: Path) -> Iterator[LocalCluster]:
-    with LocalCluster(tmp_path_factory.mktemp("secrets") / "c", node_args=["--seal-key-file", str(unseal_key)]) as c:
+def sc(
+    tmp_path_factory: pytest.TempPathFactory, secrets_wasm: Path, unseal_key: Path
+) -> Iterator[LocalCluster]:
+    with LocalCluster(
+        tmp_path_factory.mktemp("secrets") / "c", node_args=["--seal-key-file", str(unseal_key)]
+    ) as c:
         c.up(3)
         r = cli(c, "plugin", "install", str(secrets_wasm), "--manifest", str(secrets.MANIFEST), "--wait")
         assert r.returncode == 0, r.stderr
@@ -60,7 +64,10 @@ def test_kv_v2_through_the_cli(sc: LocalCluster) -> None:
     assert cli(sc, "secrets", "kv", "get", "app/db", "--field", "pass").stdout.strip() == SECRET
     # Every node serves it (reads are linearizable on each).
     for node in sc.nodes:
-        assert js(sc, "--node", str(node), "secrets", "kv", "get", "app/db")["data"] == {"user": "u", "pass": SECRET}
+        assert js(sc, "--node", str(node), "secrets", "kv", "get", "app/db")["data"] == {
+            "user": "u",
+            "pass": SECRET,
+        }
     r = cli(sc, "secrets", "kv", "put", "app/db", "user=u", "pass=second", "--cas", "0")
     assert r.returncode != 0 and "CAS_MISMATCH" in r.stderr
     assert js(sc, "secrets", "kv", "put", "app/db", "user=u", "pass=second", "--cas", "1")["version"] == 2
@@ -74,10 +81,28 @@ def test_kv_v2_through_the_cli(sc: LocalCluster) -> None:
     assert r.returncode == 1 and "deleted" in r.stdout
     assert cli(sc, "secrets", "kv", "undelete", "app/db", "--versions", "3").returncode == 0
     assert cli(sc, "secrets", "kv", "destroy", "app/db", "--versions", "2").returncode == 0
-    assert js(sc, "secrets", "kv", "get", "app/db", "--version", "2", status=1)["destroyed"] is True  # no data: 1
-    r = js(sc, "secrets", "kv", "metadata", "put", "app/db", "--max-versions", "5", "--cas-required", "true",
-           "--delete-version-after", "1h", "--custom-metadata", "owner=team-a")
-    assert r["metadata"]["delete_version_after_ms"] == 3_600_000 and r["metadata"]["custom_metadata"] == {"owner": "team-a"}
+    assert (
+        js(sc, "secrets", "kv", "get", "app/db", "--version", "2", status=1)["destroyed"] is True
+    )  # no data: 1
+    r = js(
+        sc,
+        "secrets",
+        "kv",
+        "metadata",
+        "put",
+        "app/db",
+        "--max-versions",
+        "5",
+        "--cas-required",
+        "true",
+        "--delete-version-after",
+        "1h",
+        "--custom-metadata",
+        "owner=team-a",
+    )
+    assert r["metadata"]["delete_version_after_ms"] == 3_600_000 and r["metadata"]["custom_metadata"] == {
+        "owner": "team-a"
+    }
     r = cli(sc, "secrets", "kv", "put", "app/db", "a=b")
     assert r.returncode != 0 and "CAS_REQUIRED" in r.stderr
     assert "current version 3" in cli(sc, "secrets", "kv", "metadata", "get", "app/db").stdout
@@ -155,7 +180,9 @@ def test_transit_through_the_cli(sc: LocalCluster, exported_keys: list[bytes]) -
     assert cli(sc, "secrets", "transit", "config", "orders", "--min-decryption-version", "2").returncode == 0
     r = cli(sc, "secrets", "transit", "decrypt", "orders", ct)
     assert r.returncode != 0 and "MIN_DECRYPTION_VERSION" in r.stderr
-    assert cli(sc, "secrets", "transit", "decrypt", "orders", new, "--decode").stdout.strip() == TRANSIT_SECRET
+    assert (
+        cli(sc, "secrets", "transit", "decrypt", "orders", new, "--decode").stdout.strip() == TRANSIT_SECRET
+    )
     # Batch, datakey, sign/verify, hmac, delete rules.
     batch = sc.root / "batch.json"
     batch.write_text(json.dumps([{"plaintext": base64.b64encode(b"a").decode()}, {"plaintext": "%%"}]))
@@ -164,7 +191,12 @@ def test_transit_through_the_cli(sc: LocalCluster, exported_keys: list[bytes]) -
     dk = js(sc, "secrets", "transit", "datakey", "orders", "plaintext")
     assert len(base64.b64decode(dk["plaintext"])) == 32
     sig = cli(sc, "secrets", "transit", "sign", "signer", "--text", "hello").stdout.strip()
-    assert cli(sc, "secrets", "transit", "verify", "signer", "--text", "hello", "--signature", sig).stdout.strip() == "valid"
+    assert (
+        cli(
+            sc, "secrets", "transit", "verify", "signer", "--text", "hello", "--signature", sig
+        ).stdout.strip()
+        == "valid"
+    )
     r = cli(sc, "secrets", "transit", "verify", "signer", "--text", "hellO", "--signature", sig)
     assert r.returncode == 1 and r.stdout.strip() == "invalid"
     seed = base64.b64decode(js(sc, "secrets", "transit", "export", "signer", "signing-key")["keys"]["1"])

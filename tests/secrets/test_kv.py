@@ -65,9 +65,18 @@ def test_metadata_max_versions_cas_required_custom(kit: Kit) -> None:
     for i in range(12):
         kit.ok("SecretsKvPut", path="m", data={"v": str(i)})
     meta = kit.ok("SecretsKvMetadataGet", path="m")["metadata"]
-    assert (meta["current_version"], meta["oldest_version"], len(meta["versions"])) == (12, 3, 10)  # default 10
-    r = kit.ok("SecretsKvMetadataPut", path="m", max_versions=2, cas_required=True,
-               custom_metadata={"owner": "team-a"})
+    assert (meta["current_version"], meta["oldest_version"], len(meta["versions"])) == (
+        12,
+        3,
+        10,
+    )  # default 10
+    r = kit.ok(
+        "SecretsKvMetadataPut",
+        path="m",
+        max_versions=2,
+        cas_required=True,
+        custom_metadata={"owner": "team-a"},
+    )
     assert r["metadata"]["oldest_version"] == 11 and r["metadata"]["custom_metadata"] == {"owner": "team-a"}
     assert "no version 5" in kit.err("SecretsKvGet", "NOT_FOUND", path="m", version=5)  # pruned
     assert sum(k.startswith("secrets:kv/d/") for k in kit.h.kv) == 2  # pruned data is gone
@@ -85,6 +94,7 @@ def test_delete_version_after(kit: Kit) -> None:
     r = kit.ok("SecretsKvPut", path="t", data={"a": "1"})
     assert r["deletion_ms"] == r["created_ms"] + 1
     import time
+
     time.sleep(0.01)
     assert kit.ok("SecretsKvGet", path="t")["data"] is None  # deleted once its time passed
 

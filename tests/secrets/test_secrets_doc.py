@@ -37,11 +37,17 @@ def test_the_doc_runs_as_written(tmp_path: Path, secrets_wasm: Path) -> None:
     env.pop("ASPEN_CLUSTER", None)
     env.pop("ASPEN_COOKIE", None)
     try:
-        r = subprocess.run(["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        r = subprocess.run(
+            ["bash", "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+        )
         assert r.returncode == 0, f"the doc's commands failed:\n{r.stdout}\n{r.stderr}"
         out = r.stdout.splitlines()
         # What the comments say.
-        assert "error: SEALED" in r.stderr and "CAS_MISMATCH" in r.stderr and "MIN_DECRYPTION_VERSION" in r.stderr
+        assert (
+            "error: SEALED" in r.stderr
+            and "CAS_MISMATCH" in r.stderr
+            and "MIN_DECRYPTION_VERSION" in r.stderr
+        )
         assert "initialized the barrier's data key; node" in r.stdout
         assert "hunter2" in out
         assert out.count("4111 1111 1111 1111") == 2
@@ -52,7 +58,13 @@ def test_the_doc_runs_as_written(tmp_path: Path, secrets_wasm: Path) -> None:
         for path in cluster_dir.rglob("*"):
             if path.is_file():
                 data = path.read_bytes()
-                for needle in (b"hunter2", b"correct-horse", b"4111 1111", unseal.encode(), bytes.fromhex(unseal)):
+                for needle in (
+                    b"hunter2",
+                    b"correct-horse",
+                    b"4111 1111",
+                    unseal.encode(),
+                    bytes.fromhex(unseal),
+                ):
                     assert needle not in data, f"{needle!r} in {path}"
     finally:
         if (cluster_dir / "cluster.json").exists():

@@ -26,7 +26,9 @@ def body(ct: str) -> tuple[int, bytes]:
 
 
 def exported(kit: Kit, name: str, kind: str = "encryption-key") -> dict[int, bytes]:
-    return {int(v): U(k) for v, k in kit.ok("SecretsTransitExport", name=name, export_type=kind)["keys"].items()}
+    return {
+        int(v): U(k) for v, k in kit.ok("SecretsTransitExport", name=name, export_type=kind)["keys"].items()
+    }
 
 
 @pytest.mark.parametrize("kind", ["xchacha20-poly1305", "aes256-gcm96"])
@@ -40,7 +42,9 @@ def test_interop_with_the_libraries(kit: Kit, kind: str) -> None:
     if kind == "xchacha20-poly1305":
         opened = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(raw[24:], b"", raw[:24], key)
         nonce = os.urandom(24)
-        made = nonce + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(b"from python", b"", nonce, key)
+        made = nonce + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
+            b"from python", b"", nonce, key
+        )
     else:
         opened = AESGCM(key).decrypt(raw[:12], raw[12:], b"")
         nonce = os.urandom(12)
@@ -49,7 +53,9 @@ def test_interop_with_the_libraries(kit: Kit, kind: str) -> None:
     r = kit.ok("SecretsTransitDecrypt", name="k", ciphertext=f"aspen:v1:{B(made)}")
     assert U(r["plaintext"]) == b"from python"
     assert "keys" in kit.ok("SecretsTransitRead", name="k")["key"]
-    assert all(set(v) == {"created_ms"} for v in kit.ok("SecretsTransitRead", name="k")["key"]["keys"].values())
+    assert all(
+        set(v) == {"created_ms"} for v in kit.ok("SecretsTransitRead", name="k")["key"]["keys"].values()
+    )
 
 
 def test_ed25519_interop_sign_verify(kit: Kit) -> None:
@@ -77,14 +83,17 @@ def test_rotation_rewrap_min_versions_trim(kit: Kit) -> None:
     w = kit.ok("SecretsTransitRewrap", name="r", ciphertext=c1)
     assert w["ciphertext"].startswith("aspen:v2:") and w["key_version"] == 2
     kit.ok("SecretsTransitConfig", name="r", min_decryption_version=2)
-    assert "below min_decryption_version 2" in kit.err("SecretsTransitDecrypt", "MIN_DECRYPTION_VERSION", name="r",
-                                                       ciphertext=c1)
+    assert "below min_decryption_version 2" in kit.err(
+        "SecretsTransitDecrypt", "MIN_DECRYPTION_VERSION", name="r", ciphertext=c1
+    )
     assert U(kit.ok("SecretsTransitDecrypt", name="r", ciphertext=w["ciphertext"])["plaintext"]) == b"one"
     kit.ok("SecretsTransitRotate", name="r")
     kit.ok("SecretsTransitConfig", name="r", min_encryption_version=3)
     kit.err("SecretsTransitEncrypt", "MIN_ENCRYPTION_VERSION", name="r", plaintext=B(b"x"), key_version=2)
     kit.err("SecretsTransitConfig", "INVALID_REQUEST", name="r", min_decryption_version=9)
-    kit.err("SecretsTransitTrim", "INVALID_REQUEST", name="r", min_available_version=3)  # above min_decryption 2
+    kit.err(
+        "SecretsTransitTrim", "INVALID_REQUEST", name="r", min_available_version=3
+    )  # above min_decryption 2
     r = kit.ok("SecretsTransitTrim", name="r", min_available_version=2)["key"]
     assert (r["min_available_version"], sorted(r["keys"])) == (2, ["2", "3"])
     kit.err("SecretsTransitTrim", "INVALID_REQUEST", name="r", min_available_version=1)  # no going back
@@ -99,21 +108,36 @@ def test_rotation_rewrap_min_versions_trim(kit: Kit) -> None:
 def test_batch_context_convergent(kit: Kit) -> None:
     kit.ok("SecretsTransitCreate", name="d", derived=True, convergent_encryption=True, exportable=True)
     ctx = B(b"tenant-1")
-    r = kit.ok("SecretsTransitEncrypt", name="d", batch_input=[
-        {"plaintext": B(b"a"), "context": ctx}, {"plaintext": B(b"a"), "context": ctx},
-        {"plaintext": B(b"a"), "context": B(b"tenant-2")}, {"plaintext": B(b"a")}, {"plaintext": "!!notbase64"}])
+    r = kit.ok(
+        "SecretsTransitEncrypt",
+        name="d",
+        batch_input=[
+            {"plaintext": B(b"a"), "context": ctx},
+            {"plaintext": B(b"a"), "context": ctx},
+            {"plaintext": B(b"a"), "context": B(b"tenant-2")},
+            {"plaintext": B(b"a")},
+            {"plaintext": "!!notbase64"},
+        ],
+    )
     res = r["batch_results"]
     assert res[0]["ciphertext"] == res[1]["ciphertext"] != res[2]["ciphertext"]  # convergent, per context
     assert res[3]["code"] == "INVALID_REQUEST" and "context" in res[3]["error"]
     assert res[4]["code"] == "INVALID_REQUEST" and "base64" in res[4]["error"]
     # The derived key is HKDF-SHA256 of the exported key with the context: the library opens it.
     key = exported(kit, "d")[1]
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"aspen transit derive\x00tenant-1").derive(key)
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"aspen transit derive\x00tenant-1"
+    ).derive(key)
     raw = body(res[0]["ciphertext"])[1]
     assert nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(raw[24:], b"", raw[:24], derived) == b"a"
-    d = kit.ok("SecretsTransitDecrypt", name="d", batch_input=[
-        {"ciphertext": res[0]["ciphertext"], "context": ctx},
-        {"ciphertext": res[0]["ciphertext"], "context": B(b"tenant-2")}])["batch_results"]
+    d = kit.ok(
+        "SecretsTransitDecrypt",
+        name="d",
+        batch_input=[
+            {"ciphertext": res[0]["ciphertext"], "context": ctx},
+            {"ciphertext": res[0]["ciphertext"], "context": B(b"tenant-2")},
+        ],
+    )["batch_results"]
     assert U(d[0]["plaintext"]) == b"a" and d[1]["code"] == "DECRYPT_FAILED"
     kit.ok("SecretsTransitCreate", name="plain")
     kit.err("SecretsTransitEncrypt", "INVALID_REQUEST", name="plain", plaintext=B(b"x"), context=ctx)
@@ -131,15 +155,25 @@ def test_forged_truncated_foreign_ciphertexts(kit: Kit) -> None:
     kit.err("SecretsTransitDecrypt", "DECRYPT_FAILED", name="a", ciphertext=f"aspen:v1:{B(bytes(flipped))}")
     kit.err("SecretsTransitDecrypt", "DECRYPT_FAILED", name="a", ciphertext=f"aspen:v1:{B(raw[:30])}")
     kit.err("SecretsTransitDecrypt", "DECRYPT_FAILED", name="b", ciphertext=ct)  # another key's
-    kit.err("SecretsTransitDecrypt", "NOT_FOUND", name="a", ciphertext=f"aspen:v7:{B(raw)}")  # no such version
-    for bad in ["vault:v1:" + B(raw), "aspen:v1:" + B(raw)[:-1], "aspen:v1:****", "aspen:v0:" + B(raw), ct + "\n"]:
+    kit.err(
+        "SecretsTransitDecrypt", "NOT_FOUND", name="a", ciphertext=f"aspen:v7:{B(raw)}"
+    )  # no such version
+    for bad in [
+        "vault:v1:" + B(raw),
+        "aspen:v1:" + B(raw)[:-1],
+        "aspen:v1:****",
+        "aspen:v0:" + B(raw),
+        ct + "\n",
+    ]:
         kit.err("SecretsTransitDecrypt", "INVALID_CIPHERTEXT", name="a", ciphertext=bad)
     kit.err("SecretsTransitEncrypt", "INVALID_REQUEST", name="a", plaintext="not base64!")
     kit.err("SecretsTransitEncrypt", "VALUE_TOO_LARGE", name="a", plaintext=B(b"x" * (1024 * 1024 + 1)))
     # A batch within the item bound but over the request's 8 MiB: refused before any work (it
     # would run out of fuel and trap, and five traps in a minute fail the plugin).
     nine = [{"plaintext": B(b"x" * (700 * 1024))}] * 10
-    assert "split the batch" in kit.err("SecretsTransitEncrypt", "VALUE_TOO_LARGE", name="a", batch_input=nine)
+    assert "split the batch" in kit.err(
+        "SecretsTransitEncrypt", "VALUE_TOO_LARGE", name="a", batch_input=nine
+    )
     kit.err("SecretsTransitEncrypt", "NOT_FOUND", name="missing", plaintext=B(b"x"))
     kit.err("SecretsTransitCreate", "INVALID_REQUEST", name="bad/name")
     kit.err("SecretsTransitCreate", "INVALID_REQUEST", name="x", key_type="rsa-4096")
@@ -149,7 +183,9 @@ def test_datakey_hmac_export_rules(kit: Kit) -> None:
     kit.ok("SecretsTransitCreate", name="h")
     r = kit.ok("SecretsTransitDatakey", name="h", key_kind="plaintext", bits=256)
     assert len(U(r["plaintext"])) == 32
-    assert kit.ok("SecretsTransitDecrypt", name="h", ciphertext=r["ciphertext"])["plaintext"] == r["plaintext"]
+    assert (
+        kit.ok("SecretsTransitDecrypt", name="h", ciphertext=r["ciphertext"])["plaintext"] == r["plaintext"]
+    )
     w = kit.ok("SecretsTransitDatakey", name="h", key_kind="wrapped")
     assert "plaintext" not in w and w["ciphertext"].startswith("aspen:v1:")
     kit.err("SecretsTransitDatakey", "INVALID_REQUEST", name="h", bits=100)
@@ -161,6 +197,7 @@ def test_datakey_hmac_export_rules(kit: Kit) -> None:
     kit.err("SecretsTransitConfig", "INVALID_REQUEST", name="h", exportable=False)
     hkey = exported(kit, "h", "hmac-key")[1]
     import hmac as std_hmac
+
     assert body(mac)[1] == std_hmac.new(hkey, b"data", "sha256").digest()
     assert kit.ok("SecretsTransitList")["keys"] == ["h"]
     # No key material in clear in the namespace.
@@ -174,9 +211,14 @@ def test_policies_limit_callers(kit: Kit) -> None:
     kit.ok("SecretsTransitCreate", name="orders")
     kit.ok("SecretsTransitCreate", name="payroll")
     kit.err("SecretsKvGet", "PERMISSION_DENIED", caller="alice", path="app/db")  # no policy: nothing
-    kit.ok("SecretsPolicyPut", name="alice", rules=[
-        {"path": "kv/app/*", "capabilities": ["read", "list"]},
-        {"path": "transit/orders", "capabilities": ["encrypt"]}])
+    kit.ok(
+        "SecretsPolicyPut",
+        name="alice",
+        rules=[
+            {"path": "kv/app/*", "capabilities": ["read", "list"]},
+            {"path": "transit/orders", "capabilities": ["encrypt"]},
+        ],
+    )
     assert kit.ok("SecretsKvGet", caller="alice", path="app/db")["data"] == {"p": "x"}
     kit.err("SecretsKvPut", "PERMISSION_DENIED", caller="alice", path="app/db", data={"p": "z"})
     kit.err("SecretsKvGet", "PERMISSION_DENIED", caller="alice", path="other/db")
@@ -184,9 +226,16 @@ def test_policies_limit_callers(kit: Kit) -> None:
     kit.err("SecretsTransitDecrypt", "PERMISSION_DENIED", caller="alice", name="orders", ciphertext=ct)
     kit.err("SecretsTransitEncrypt", "PERMISSION_DENIED", caller="alice", name="payroll", plaintext=B(b"x"))
     kit.err("SecretsTransitRotate", "PERMISSION_DENIED", caller="alice", name="orders")
-    kit.err("SecretsPolicyPut", "PERMISSION_DENIED", caller="alice", name="alice",
-            rules=[{"path": "*", "capabilities": ["sudo"]}])
-    kit.err("SecretsPolicyPut", "INVALID_REQUEST", name="bob", rules=[{"path": "kv/*", "capabilities": ["fly"]}])
+    kit.err(
+        "SecretsPolicyPut",
+        "PERMISSION_DENIED",
+        caller="alice",
+        name="alice",
+        rules=[{"path": "*", "capabilities": ["sudo"]}],
+    )
+    kit.err(
+        "SecretsPolicyPut", "INVALID_REQUEST", name="bob", rules=[{"path": "kv/*", "capabilities": ["fly"]}]
+    )
     assert kit.ok("SecretsPolicyList")["names"] == ["alice"]
     kit.ok("SecretsPolicyDelete", name="alice")
     kit.err("SecretsKvGet", "PERMISSION_DENIED", caller="alice", path="app/db")
@@ -203,5 +252,7 @@ def test_the_opened_key_cache_follows_the_stored_record(kit: Kit) -> None:
     assert kit.ok("SecretsTransitEncrypt", name="c", plaintext=B(b"x"))["key_version"] == 2
     kit.h.host.kv["secrets:transit/k/c"] = before
     assert kit.ok("SecretsTransitEncrypt", name="c", plaintext=B(b"x"))["key_version"] == 1
-    kit.h.host.kv["secrets:transit/k/c"] = before[:-1] + bytes([before[-1] ^ 1])  # tampered: not opened from cache
+    kit.h.host.kv["secrets:transit/k/c"] = before[:-1] + bytes(
+        [before[-1] ^ 1]
+    )  # tampered: not opened from cache
     assert kit("SecretsTransitEncrypt", name="c", plaintext=B(b"x"))["code"] == "DECRYPT_FAILED"

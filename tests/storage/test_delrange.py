@@ -60,7 +60,9 @@ def test_the_limit_bounds_one_op_and_is_itself_bounded(app: Applier) -> None:
     (["delrange", "p/"], "INVALID_REQUEST"),
     (["delrange", "p/", 1, 2], "INVALID_REQUEST"),
 ])
-def test_bad_ops_are_refused_at_the_edge_and_in_apply_alike(app: Applier, op: list[object], code: str) -> None:
+def test_bad_ops_are_refused_at_the_edge_and_in_apply_alike(
+    app: Applier, op: list[object], code: str
+) -> None:
     app.ok(["put", "p/1", b"v"])
     error = validate_op(op)
     assert error is not None and error.code == code

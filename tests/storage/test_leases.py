@@ -24,7 +24,11 @@ def test_grant_put_revoke(app: Applier) -> None:
     assert [(e.kind, e.key, e.revision) for e in app.events] == [(KV_DELETE, "a", before + 1),
                                                                  (KV_DELETE, "b", before + 1)]
     assert [k for k, _ in app.state.kv.items()] == ["c"]
-    assert app.state.lease(7) is None and LEASES not in app.state.meta_tables() and LEASE_OF not in app.state.meta_tables()
+    assert (
+        app.state.lease(7) is None
+        and LEASES not in app.state.meta_tables()
+        and LEASE_OF not in app.state.meta_tables()
+    )
     assert app.err(["lease_revoke", 7])[0] == "LEASE_NOT_FOUND"
 
 
@@ -83,4 +87,7 @@ def test_leases_are_state_same_hash_and_snapshot(app: Applier) -> None:
         a.ok(["lput", "x", b"1", 3])
     assert app.state.state_hash() == other.state.state_hash()
     restored = snapshot.load(snapshot.dump(app.state))
-    assert restored.state_hash() == app.state.state_hash() and restored.lease(3) == {"ttl_s": 30, "keys": ["x"]}
+    assert restored.state_hash() == app.state.state_hash() and restored.lease(3) == {
+        "ttl_s": 30,
+        "keys": ["x"],
+    }

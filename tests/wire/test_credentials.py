@@ -201,14 +201,23 @@ def test_a_forwarded_plugin_request_keeps_its_caller(tls_cluster: LocalCluster) 
     # Echoes the request it was given; traps on one longer than 160 bytes of msgpack (a pad).
     echo = plugin("whofrag", "1.0.0", {}, handle=(
         "(if (i32.gt_u (local.get $n) (i32.const 160)) (then unreachable))"
-        "(return (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32)) (i64.extend_i32_u (local.get $n))))"))
+        "(return (i64.or (i64.shl (i64.extend_i32_u (local.get $p)) (i64.const 32))"
+        " (i64.extend_i32_u (local.get $n))))"))
     with admin(tls_cluster) as c:
         install(c, echo, manifest("whofrag", "1.0.0", ["WhoFrag"]), wait=True)
-        eventually(lambda: all(st.get("state") == "Ready"
-                               for st in c.request("PluginInfo", name="whofrag")["nodes"].values()),
-                   what="whofrag Ready on every node")
-    with Client([tls_cluster.nodes[1].client_addr], tls_cluster.cookie, 10.0, discover_leader=False,
-                **tls_cluster.client_tls()) as on1:
+        eventually(
+            lambda: all(
+                st.get("state") == "Ready" for st in c.request("PluginInfo", name="whofrag")["nodes"].values()
+            ),
+            what="whofrag Ready on every node",
+        )
+    with Client(
+        [tls_cluster.nodes[1].client_addr],
+        tls_cluster.cookie,
+        10.0,
+        discover_leader=False,
+        **tls_cluster.client_tls(),
+    ) as on1:
         for _ in range(5):  # five traps within 60 s on node 1 only: Failed there
             assert code_of(lambda: on1.request("WhoFrag", pad="x" * 200)) == "PLUGIN_TRAP"
         states = on1.request("PluginInfo", name="whofrag")["nodes"]
@@ -238,13 +247,24 @@ def test_cli_issues_uses_and_revokes_a_credential(tls_cluster: LocalCluster) -> 
     import sys
 
     tls = tls_cluster.client_tls()
-    env = {**os.environ, "ASPEN_CLUSTER": tls_cluster.endpoints, "ASPEN_COOKIE": tls_cluster.cookie,
-           "ASPEN_CACERT": str(tls["cacert"]), "ASPEN_CERT": str(tls["cert"]), "ASPEN_KEY": str(tls["key"])}
+    env = {
+        **os.environ,
+        "ASPEN_CLUSTER": tls_cluster.endpoints,
+        "ASPEN_COOKIE": tls_cluster.cookie,
+        "ASPEN_CACERT": str(tls["cacert"]),
+        "ASPEN_CERT": str(tls["cert"]),
+        "ASPEN_KEY": str(tls["key"]),
+    }
 
     def cli(*args: str, credential: str | None = None) -> subprocess.CompletedProcess[str]:
         extra = {"ASPEN_CREDENTIAL": credential} if credential else {}
-        return subprocess.run([str(Path(sys.executable).parent / "aspen-cli"), *args], env={**env, **extra},
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "aspen-cli"), *args],
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     made = cli("auth", "create", "cli-reader", "--role", "reader", "--prefix", "cli/")
     assert made.returncode == 0, made.stderr

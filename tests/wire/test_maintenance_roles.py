@@ -16,11 +16,24 @@ def test_delete_range_stays_inside_a_writers_prefixes() -> None:
     assert writer.missing({"type": "DeleteRange", "prefix": "billing/"}) is None
     for outside in ("bill", "", "metrics/", None, 7):
         assert "outside prefixes" in str(writer.missing({"type": "DeleteRange", "prefix": outside}))
-    assert "writer role" in str(Role("reader", ("billing/",)).missing({"type": "DeleteRange", "prefix": "billing/"}))
+    assert "writer role" in str(
+        Role("reader", ("billing/",)).missing({"type": "DeleteRange", "prefix": "billing/"})
+    )
 
 
-@pytest.mark.parametrize("rtype", ["MoveLeader", "SnapshotBegin", "SnapshotChunk", "LeaseGrant", "LeaseRevoke",
-                                   "LeaseKeepAlive", "LeaseTimeToLive", "LeaseList"])
+@pytest.mark.parametrize(
+    "rtype",
+    [
+        "MoveLeader",
+        "SnapshotBegin",
+        "SnapshotChunk",
+        "LeaseGrant",
+        "LeaseRevoke",
+        "LeaseKeepAlive",
+        "LeaseTimeToLive",
+        "LeaseList",
+    ],
+)
 def test_move_leader_and_snapshots_are_admin_only(rtype: str) -> None:
     assert Role("admin").missing({"type": rtype}) is None
     for role in (Role("writer", ("",), ("*",)), Role("reader", ("",), (rtype,))):
