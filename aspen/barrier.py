@@ -170,7 +170,7 @@ class Barrier:
             try:
                 await self.unseal(unseal_key)
                 return
-            except LAYER_ERRORS as layer_exc:  # no leader yet is a ClusterError from the barrier
+            except LAYER_ERRORS as layer_exc:  # e.g. no leader yet to confirm the read
                 exc = wire_error(layer_exc)
                 if exc.error.code in (ErrorCode.UNSEAL_KEY_WRONG, ErrorCode.KEYRING_CORRUPT):
                     log.error("barrier: --seal-key-file: %s; the node stays sealed", exc.message)

@@ -76,7 +76,10 @@ class NodeServices:
         """Before a linearizable read: this node has applied all that was committed when it was
         asked (ReadIndex). A stale read skips it."""
         if not stale:
-            await self.replicated.barrier(self.timeout_s)
+            try:
+                await self.replicated.barrier(self.timeout_s)
+            except ClusterError as exc:  # as commit_at: callers see the wire's errors only
+                raise wire_error(exc) from exc
 
     def read(self, fn: Callable[[StateMachine], T]) -> T:
         return self.replicated.read(fn)
