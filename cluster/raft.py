@@ -43,7 +43,7 @@ log = logging.getLogger("aspen.cluster")
 PYSYNCOBJ_WRITTEN_FOR = "0.3.17"
 _PRIVATE_METHODS = ("_SyncObj__onMessageReceived", "_SyncObj__getEntries", "_SyncObj__sendNextNodeIdx",
                     "_SyncObj__onBecomeLeader", "_SyncObj__applyLogEntries", "_applyCommand", "_getFuncName",
-                    "_isLeader", "_getLeader")
+                    "_isLeader", "_getLeader", "_checkCommandsToApply")
 if PYSYNCOBJ_VERSION != PYSYNCOBJ_WRITTEN_FOR or not all(hasattr(SyncObj, m) for m in _PRIVATE_METHODS):
     raise ImportError(f"cluster/raft.py relies on pysyncobj {PYSYNCOBJ_WRITTEN_FOR}'s internals; "
                       f"pysyncobj {PYSYNCOBJ_VERSION} is installed (pyproject.toml pins the version)")
@@ -349,6 +349,26 @@ class RaftCore(SyncObj):
         if notifier is not None:
             with contextlib.suppress(BlockingIOError):  # a full pipe: the tick thread wakes anyway
                 notifier.notify()
+
+    # -- leadership transfer ----------------------------------------------------------------
+
+    _appends_held_until = 0.0  # raft_clock(); set from the loop thread, read on the tick thread
+
+    def hold_appends(self, timeout_s: float) -> None:
+        """Append no command (this node's or one forwarded to it) for at most timeout_s, or
+        until release_appends(): the commands wait in pysyncobj's bounded queue. etcd's leader
+        drops proposals while it transfers leadership; here they wait instead, so the target
+        can match the leader's log and win the election TimeoutNow starts."""
+        self._appends_held_until = raft_clock() + timeout_s
+
+    def release_appends(self) -> None:
+        self._appends_held_until = 0.0
+        self.wake()
+
+    def _checkCommandsToApply(self) -> None:
+        if raft_clock() < self._appends_held_until:
+            return
+        super()._checkCommandsToApply()
 
     # -- durability: group commit, once per tick -------------------------------------------
 

@@ -348,6 +348,18 @@ class ReplicatedNode:
                 f"node {target_id} is not connected to the leader (down or "
                 "partitioned): it could not win an election now",
             )
+        # No new entries while the target catches up and campaigns: else under write load the
+        # other follower is often ahead of the target, refuses its vote, and the election fails
+        # (moves under a write loop often timed out or elected another node before).
+        raft.hold_appends(timeout_s)
+        try:
+            await self._move_leadership(raft, target_id, target["raft_addr"], timeout_s)
+        finally:
+            raft.release_appends()
+
+    async def _move_leadership(
+        self, raft: RaftCore, target_id: int, target_addr: str, timeout_s: float
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         # A TimeoutNow that was sent but lost (or a target that lost its vote) is sent again
@@ -366,7 +378,7 @@ class ReplicatedNode:
             if raft.is_leader() and (sent_at is None or loop.time() - sent_at > resend_after_s):
                 fut: asyncio.Future[int] = loop.create_future()
                 raft.transferLeadership(
-                    target["raft_addr"],
+                    target_addr,
                     callback=lambda _r, e, fut=fut: loop.call_soon_threadsafe(
                         lambda: fut.done() or fut.set_result(e)
                     ),
