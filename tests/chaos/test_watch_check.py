@@ -6,7 +6,7 @@ from __future__ import annotations
 from tests.chaos.history import FAIL, INFO
 from tests.chaos.linearizability import DELETE, PUT
 from tests.chaos.test_checks import rec
-from tests.chaos.watcher import Seen, Watcher, check
+from tests.chaos.watcher import Replay, Seen, Watcher, check
 
 RECORDS = [rec(1, PUT, ("k",), (b"a",), 0, 1), rec(2, PUT, ("k",), (b"b",), 2, 3),
            rec(3, DELETE, ("j",), (), 2, 3), rec(4, PUT, ("j",), (b"x",), 3, 4, outcome=INFO)]
@@ -21,7 +21,9 @@ def watcher(events: list[Seen]) -> Watcher:
 
 
 def test_the_committed_history_passes() -> None:
-    assert check(watcher(GOOD), {1: GOOD, 2: list(GOOD)}, RECORDS, FINALS) == []
+    assert check(watcher(GOOD), {1: Replay(1, GOOD), 2: Replay(1, list(GOOD))}, RECORDS, FINALS) == []
+    # A node that keeps only revision 2 on (a run longer than its history) is compared from there.
+    assert check(watcher(GOOD), {3: Replay(2, GOOD[1:])}, RECORDS, FINALS) == []
 
 
 def test_each_difference_is_flagged() -> None:
@@ -35,7 +37,12 @@ def test_each_difference_is_flagged() -> None:
     assert any("came twice" in p for p in check(watcher(twice), {}, RECORDS, FINALS))
     other_node = [GOOD[0], Seen(2, "PUT", "k", b"B"), GOOD[2]]
     assert any(
-        "node 2's history differs" in p for p in check(watcher(GOOD), {2: other_node}, RECORDS, FINALS)
+        "node 2's history (from revision 1) differs" in p
+        for p in check(watcher(GOOD), {2: Replay(1, other_node)}, RECORDS, FINALS)
+    )
+    assert any(
+        "node 2's history (from revision 2) differs" in p
+        for p in check(watcher(GOOD), {2: Replay(2, other_node[1:])}, RECORDS, FINALS)
     )
     assert any("could not replay" in p for p in check(watcher(GOOD), {3: "COMPACTED: gone"}, RECORDS, FINALS))
     assert any("j ends at b'x'" in p for p in check(watcher(GOOD), {}, RECORDS, {"k": b"b", "j": None}))
