@@ -796,10 +796,10 @@ class AsyncClient:
                 elif kind == "WatchEvents":
                     events = frame.get("events") or []
                     for event in events:
-                        resume = event["mod_revision"]  # its revision may have more events: resent on resume
+                        # Its revision may have more events (a frame can end inside a batch's
+                        # revision): a resume starts at it, so some of its events may come again.
+                        resume = event["mod_revision"]
                         yield event
-                    if events:
-                        resume = events[-1]["mod_revision"] + 1
                 elif kind == "WatchProgress":
                     resume = max(resume, frame["revision"] + 1)
                     yield {"type": "PROGRESS", "revision": frame["revision"]}
