@@ -11,7 +11,8 @@ from typing import Any
 from aspen import fields as p
 from aspen import signing
 from aspen.manifest import Manifest, ManifestError
-from aspen.plugins import namespaces, plugin_table
+from aspen.plugins import key_table, namespaces, plugin_table
+from aspen.plugins.key_table import TrustedKey
 from aspen.plugins.logring import READ_LINES_MAX
 from aspen.plugins.manager import PluginManager
 from aspen.plugins.plugin_table import PluginRecord
@@ -63,7 +64,7 @@ class PluginHandlers:
         return raw, PluginRecord.decode(raw)
 
     def trusted_keys(self) -> dict[str, str]:
-        return {k: v.decode() for k, v in self.node.read(lambda s: s.meta_items("plugin_keys"))}
+        return self.node.read(key_table.trusted)
 
     def require_signatures(self) -> bool:
         return self.node.read(lambda s: s.meta_get("settings", SETTING_REQUIRE_SIGNATURES)) == b"true"
@@ -305,7 +306,7 @@ class PluginHandlers:
             raise AspenError(
                 ErrorCode.INVALID_REQUEST, "public_key: 64 hex characters (an Ed25519 key)"
             ) from None
-        await self.services.commit(["meta_put", "plugin_keys", key.lower(), label.encode()])
+        await self.services.commit(key_table.put_op(TrustedKey(key.lower(), label)))
         return {"type": "PluginKeyAdded", "public_key": key.lower(), "name": label}
 
     async def keys_list(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -314,7 +315,7 @@ class PluginHandlers:
 
     async def keys_remove(self, req: dict[str, Any]) -> dict[str, Any]:
         key = (p.optional_str(req, "public_key") or "").lower()
-        body = await self.services.commit(["meta_del", "plugin_keys", key])
+        body = await self.services.commit(key_table.delete_op(key))
         if not body.get("existed"):
             raise AspenError(ErrorCode.NOT_FOUND, f"{key} is not a trusted key")
         return {"type": "PluginKeyRemoved", "public_key": key}
