@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from aspen import fields as p
-from aspen import signing
+from aspen import settings_table, signing
 from aspen.manifest import Manifest, ManifestError
 from aspen.plugins import key_table, namespaces, plugin_table
 from aspen.plugins.key_table import TrustedKey
@@ -27,7 +27,6 @@ PEER_STATUS_TIMEOUT_S = 3.0
 REGISTER_ATTEMPTS = 5
 LOGS_LIMIT_DEFAULT = 200
 LOGS_NODES_MAX = 1024
-SETTING_REQUIRE_SIGNATURES = "require_signatures"
 
 
 class PluginHandlers:
@@ -67,7 +66,7 @@ class PluginHandlers:
         return self.node.read(key_table.trusted)
 
     def require_signatures(self) -> bool:
-        return self.node.read(lambda s: s.meta_get("settings", SETTING_REQUIRE_SIGNATURES)) == b"true"
+        return self.node.read(lambda s: settings_table.flag(s, settings_table.REQUIRE_SIGNATURES)).value
 
     # -- install ---------------------------------------------------------------------------
 
@@ -322,13 +321,12 @@ class PluginHandlers:
 
     async def setting(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name") or ""
-        if name != SETTING_REQUIRE_SIGNATURES:
-            raise AspenError(
-                ErrorCode.INVALID_REQUEST, f"unknown setting {name!r} (known: {SETTING_REQUIRE_SIGNATURES})"
-            )
+        if name not in settings_table.KNOWN:
+            known = ", ".join(settings_table.KNOWN)
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"unknown setting {name!r} (known: {known})")
         value = req.get("value")
         if value is not None:
             if not isinstance(value, bool):
                 raise AspenError(ErrorCode.INVALID_REQUEST, "value: true or false")
-            await self.services.commit(["meta_put", "settings", name, b"true" if value else b"false"])
+            await self.services.commit(settings_table.put_op(settings_table.Flag(name, value)))
         return {"type": "ClusterSettingResult", "name": name, "value": self.require_signatures()}
