@@ -36,8 +36,9 @@ from aspen.maintenance import MaintenanceHandlers, restore_into
 from aspen.membership import MembershipHandlers
 from aspen.metrics import Metrics
 from aspen.native_handlers import NativeHandlers
-from aspen.plugins import namespaces
-from aspen.plugins.manager import PluginManager, decode_record
+from aspen.plugins import namespaces, plugin_table
+from aspen.plugins.manager import PluginManager
+from aspen.plugins.plugin_table import PluginRecord
 from aspen.plugins.registry_handlers import PluginHandlers
 from aspen.server import Finish, RequestHandler, Server, Token
 from aspen.services import NodeServices
@@ -161,10 +162,10 @@ class AspenNode:
         owned: dict[str, tuple[str, ...]] = {
             "the plugins' default namespaces": (namespaces.PLUGIN_NAMESPACE,)
         }
-        for name, raw in self.replicated.read(lambda s: s.meta_items("plugins")):
+        for name, raw in self.replicated.read(plugin_table.raw_records).items():
             try:
                 owned[f"plugin {name!r}"] = namespaces.effective_prefixes(
-                    name, decode_record(raw).get("kv_prefixes") or ()
+                    name, PluginRecord.decode(raw).kv_prefixes
                 )
             except Exception:  # an undecodable record claims nothing more than its default namespace
                 continue

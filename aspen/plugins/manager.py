@@ -27,15 +27,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import msgpack
 import nacl.signing
 
 from aspen.codes import LAYER_ERRORS
 from aspen.manifest import Manifest
+from aspen.plugins import plugin_table
 from aspen.plugins.hooks import HOOK_DEPTH_MAX, HookEvent, subject_of
 from aspen.plugins.logring import LogRing
 from aspen.plugins.namespaces import KV_TYPES
 from aspen.plugins.nodehost import NodeHost
+from aspen.plugins.plugin_table import PluginRecord
 from aspen.plugins.worker import PluginWorker
 from aspen.server import Finish, Token
 from aspen.services import NodeServices
@@ -100,13 +101,6 @@ class RoutingTable:
                 p for p in ordered if p.manifest.kv_prefixes and KV_TYPES & set(p.manifest.handles)
             ),
         )
-
-
-def decode_record(raw: bytes) -> dict[str, Any]:
-    rec = msgpack.unpackb(raw, raw=False)
-    if not isinstance(rec, dict):
-        raise ValueError("registry record is not a map")
-    return rec
 
 
 class PluginManager:
@@ -187,7 +181,7 @@ class PluginManager:
     # -- reconcile -------------------------------------------------------------------------
 
     def registry(self) -> dict[str, bytes]:
-        return dict(self.node.read(lambda s: s.meta_items("plugins")))
+        return self.node.read(plugin_table.raw_records)
 
     async def reconcile(self) -> None:
         async with self._reconcile_lock:
@@ -197,11 +191,11 @@ class PluginManager:
             retired: list[Loaded] = []
             for name, raw in records.items():
                 try:
-                    rec = decode_record(raw)
+                    rec = PluginRecord.decode(raw)
                 except ValueError:
                     continue
                 cur = current.get(name)
-                if not rec.get("enabled", True):
+                if not rec.enabled:
                     if cur is not None:
                         retired.append(updated.pop(name))
                     continue
@@ -238,8 +232,8 @@ class PluginManager:
             for loaded in retired:
                 await self._retire(loaded)
 
-    async def _load(self, name: str, raw: bytes, rec: dict[str, Any]) -> Loaded:
-        manifest = Manifest.from_json({k: v for k, v in rec.items() if k != "reload_seq"})
+    async def _load(self, name: str, raw: bytes, rec: PluginRecord) -> Loaded:
+        manifest = Manifest.from_json(rec.manifest_json())
         if manifest.wasm_hash is None:
             raise ValueError(f"registry entry {name} has no wasm_hash")
         wasm = await self.node.blob_sync.ensure(manifest.wasm_hash)

@@ -8,14 +8,14 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-import msgpack
-
 from aspen import fields as p
-from aspen import signing
+from aspen import settings_table, signing
 from aspen.manifest import Manifest, ManifestError
-from aspen.plugins import namespaces
+from aspen.plugins import key_table, namespaces, plugin_table
+from aspen.plugins.key_table import TrustedKey
 from aspen.plugins.logring import READ_LINES_MAX
-from aspen.plugins.manager import PluginManager, decode_record
+from aspen.plugins.manager import PluginManager
+from aspen.plugins.plugin_table import PluginRecord
 from aspen.server import RequestHandler
 from aspen.services import NodeServices
 from sandbox import SandboxError
@@ -27,13 +27,6 @@ PEER_STATUS_TIMEOUT_S = 3.0
 REGISTER_ATTEMPTS = 5
 LOGS_LIMIT_DEFAULT = 200
 LOGS_NODES_MAX = 1024
-# Every install moves this row: an install's registry check holds for the state it read only.
-REGISTRY_TABLE, REGISTRY_VERSION_KEY = "plugin_registry", "version"
-SETTING_REQUIRE_SIGNATURES = "require_signatures"
-
-
-def _pack(value: Any) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
 
 
 class PluginHandlers:
@@ -63,17 +56,17 @@ class PluginHandlers:
             "ClusterSetting": self.setting,
         }
 
-    def _record(self, name: str) -> tuple[bytes, dict[str, Any]]:
-        raw = self.node.read(lambda s: s.meta_get("plugins", name))
+    def _record(self, name: str) -> tuple[bytes, PluginRecord]:
+        raw = self.node.read(lambda s: plugin_table.raw_record(s, name))
         if raw is None:
             raise AspenError(ErrorCode.NOT_FOUND, f"no plugin named {name!r}")
-        return raw, decode_record(raw)
+        return raw, PluginRecord.decode(raw)
 
     def trusted_keys(self) -> dict[str, str]:
-        return {k: v.decode() for k, v in self.node.read(lambda s: s.meta_items("plugin_keys"))}
+        return self.node.read(key_table.trusted)
 
     def require_signatures(self) -> bool:
-        return self.node.read(lambda s: s.meta_get("settings", SETTING_REQUIRE_SIGNATURES)) == b"true"
+        return self.node.read(lambda s: settings_table.flag(s, settings_table.REQUIRE_SIGNATURES)).value
 
     # -- install ---------------------------------------------------------------------------
 
@@ -137,11 +130,10 @@ class PluginHandlers:
         prefixes cannot both pass: the second one's write fails, and its retry sees the first."""
         for _ in range(REGISTER_ATTEMPTS):
             await self.services.barrier()
-            records, version = self.node.read(
-                lambda s: (s.meta_items("plugins"), s.meta_get(REGISTRY_TABLE, REGISTRY_VERSION_KEY)))
-            registry = dict(records)
+            registry, version = self.node.read(
+                lambda s: (plugin_table.raw_records(s), plugin_table.version(s)))
             installed = {
-                name: namespaces.effective_prefixes(name, decode_record(raw).get("kv_prefixes") or ())
+                name: namespaces.effective_prefixes(name, PluginRecord.decode(raw).kv_prefixes)
                 for name, raw in registry.items()
             }
             conflict = namespaces.find_conflict(
@@ -150,19 +142,10 @@ class PluginHandlers:
             if conflict is not None:
                 raise conflict.error()
             old = registry.get(manifest.name)
-            seq = decode_record(old).get("reload_seq", 0) + 1 if old is not None else 0
-            record = _pack({**manifest.to_json(), "reload_seq": seq})
-            next_version = str(int(version or b"0") + 1).encode()
+            seq = PluginRecord.decode(old).reload_seq + 1 if old is not None else 0
+            record = PluginRecord.new(manifest, seq)
             try:
-                await self.services.commit(
-                    [
-                        "meta_cas_all",
-                        [
-                            ["plugins", manifest.name, old, record],
-                            [REGISTRY_TABLE, REGISTRY_VERSION_KEY, version, next_version],
-                        ],
-                    ]
-                )
+                await self.services.commit(plugin_table.install_op(manifest.name, old, record, version))
                 return old
             except AspenError as exc:
                 if exc.code != ErrorCode.CAS_FAILED:
@@ -177,15 +160,15 @@ class PluginHandlers:
     async def _settle(self, name: str) -> None:
         """Wait (bounded) until this node's registry serves the committed entry."""
         self.manager.request_reconcile()
-        raw = self.node.read(lambda s: s.meta_get("plugins", name))
+        raw = self.node.read(lambda s: plugin_table.raw_record(s, name))
         for _ in range(100):
             loaded = self.manager.table.plugins.get(name)
-            current = self.node.read(lambda s: s.meta_get("plugins", name))
+            current = self.node.read(lambda s: plugin_table.raw_record(s, name))
             if raw is None or current != raw:
                 return
             if (loaded is not None and loaded.record == raw) or name in self.manager.load_errors:
                 return
-            if not decode_record(raw).get("enabled", True) and loaded is None:
+            if not PluginRecord.decode(raw).enabled and loaded is None:
                 return
             await asyncio.sleep(0.05)
 
@@ -195,17 +178,17 @@ class PluginHandlers:
         local = self.manager.local_status()
         plugins = []
         for name, raw in sorted(self.manager.registry().items()):
-            rec = decode_record(raw)
+            rec = PluginRecord.decode(raw)
             plugins.append(
                 {
                     "name": name,
                     "version": rec.get("version"),
-                    "enabled": rec.get("enabled", True),
+                    "enabled": rec.fields.get("enabled", True),
                     "priority": rec.get("priority"),
                     "handles": rec.get("handles"),
                     "wasm_hash": rec.get("wasm_hash"),
                     "state": local.get(name, {}).get(
-                        "state", "Disabled" if not rec.get("enabled", True) else "NotLoaded"
+                        "state", "Disabled" if not rec.enabled else "NotLoaded"
                     ),
                 }
             )
@@ -232,7 +215,7 @@ class PluginHandlers:
                 nodes[str(peer)] = {"state": "Unreachable", "reason": str(exc)}
 
         await asyncio.gather(*(ask(peer) for peer in self._peers()))
-        return {"type": "PluginInfoResult", "name": name, "manifest": rec, "nodes": nodes}
+        return {"type": "PluginInfoResult", "name": name, "manifest": rec.as_json(), "nodes": nodes}
 
     async def logs(self, req: dict[str, Any]) -> dict[str, Any]:
         """A plugin's recent log lines (aspen/plugins/logring.py) from every node, or from
@@ -280,22 +263,21 @@ class PluginHandlers:
     # -- change ----------------------------------------------------------------------------
 
     async def _update(
-        self, name: str, change: Callable[[dict[str, Any]], dict[str, Any] | None]
+        self, name: str, change: Callable[[PluginRecord], PluginRecord | None]
     ) -> bytes | None:
         raw, rec = self._record(name)
-        new = change(dict(rec))
-        await self.services.commit(["meta_cas", "plugins", name, raw, None if new is None else _pack(new)])
+        await self.services.commit(plugin_table.cas_op(name, raw, change(rec)))
         await self._settle(name)
         return raw
 
     async def enable(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name") or ""
-        await self._update(name, lambda r: {**r, "enabled": True})
+        await self._update(name, lambda r: r.with_enabled(True))
         return {"type": "PluginChanged", "name": name, "enabled": True}
 
     async def disable(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name") or ""
-        await self._update(name, lambda r: {**r, "enabled": False})
+        await self._update(name, lambda r: r.with_enabled(False))
         return {"type": "PluginChanged", "name": name, "enabled": False}
 
     async def remove(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -308,7 +290,7 @@ class PluginHandlers:
         name = p.optional_str(req, "name")
         names = [name] if name else sorted(self.manager.registry())
         for n in names:
-            await self._update(n, lambda r: {**r, "reload_seq": r.get("reload_seq", 0) + 1})
+            await self._update(n, lambda r: r.reloaded())
         return {"type": "PluginReloaded", "names": names}
 
     # -- trust -----------------------------------------------------------------------------
@@ -323,7 +305,7 @@ class PluginHandlers:
             raise AspenError(
                 ErrorCode.INVALID_REQUEST, "public_key: 64 hex characters (an Ed25519 key)"
             ) from None
-        await self.services.commit(["meta_put", "plugin_keys", key.lower(), label.encode()])
+        await self.services.commit(key_table.put_op(TrustedKey(key.lower(), label)))
         return {"type": "PluginKeyAdded", "public_key": key.lower(), "name": label}
 
     async def keys_list(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -332,20 +314,19 @@ class PluginHandlers:
 
     async def keys_remove(self, req: dict[str, Any]) -> dict[str, Any]:
         key = (p.optional_str(req, "public_key") or "").lower()
-        body = await self.services.commit(["meta_del", "plugin_keys", key])
+        body = await self.services.commit(key_table.delete_op(key))
         if not body.get("existed"):
             raise AspenError(ErrorCode.NOT_FOUND, f"{key} is not a trusted key")
         return {"type": "PluginKeyRemoved", "public_key": key}
 
     async def setting(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name") or ""
-        if name != SETTING_REQUIRE_SIGNATURES:
-            raise AspenError(
-                ErrorCode.INVALID_REQUEST, f"unknown setting {name!r} (known: {SETTING_REQUIRE_SIGNATURES})"
-            )
+        if name not in settings_table.KNOWN:
+            known = ", ".join(settings_table.KNOWN)
+            raise AspenError(ErrorCode.INVALID_REQUEST, f"unknown setting {name!r} (known: {known})")
         value = req.get("value")
         if value is not None:
             if not isinstance(value, bool):
                 raise AspenError(ErrorCode.INVALID_REQUEST, "value: true or false")
-            await self.services.commit(["meta_put", "settings", name, b"true" if value else b"false"])
+            await self.services.commit(settings_table.put_op(settings_table.Flag(name, value)))
         return {"type": "ClusterSettingResult", "name": name, "value": self.require_signatures()}
