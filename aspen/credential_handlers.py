@@ -29,7 +29,7 @@ PeerRequest = Callable[..., Awaitable[dict[str, Any]]]
 class CredentialHandlers:
     def __init__(self, services: NodeServices, peer_ids: PeerIds, peer_request: PeerRequest) -> None:
         self.services = services
-        self.node = services.replicated
+        self.replicated = services.replicated
         self._peer_ids = peer_ids
         self._peer_request = peer_request
         self.table: dict[str, RequestHandler] = {"AuthCreate": self.create, "AuthList": self.list,
@@ -38,7 +38,7 @@ class CredentialHandlers:
     # -- the checks the server calls -------------------------------------------------------
 
     def _record(self, name: str) -> credentials.Record | None:
-        raw = self.node.read(lambda s: s.meta_get(credentials.TABLE, name))
+        raw = self.replicated.read(lambda s: s.meta_get(credentials.TABLE, name))
         return None if raw is None else credentials.Record.decode(raw)
 
     def check_credential(self, name: str, secret: bytes) -> bool:
@@ -95,7 +95,7 @@ class CredentialHandlers:
 
     async def list(self, req: dict[str, Any]) -> dict[str, Any]:
         await self.services.barrier(p.optional_bool(req, "stale", False))
-        rows = self.node.read(lambda s: s.meta_items(credentials.TABLE))
+        rows = self.replicated.read(lambda s: s.meta_items(credentials.TABLE))
         return {"type": "AuthListResult",
                 "credentials": [credentials.Record.decode(raw).describe(name) for name, raw in rows]}
 
@@ -112,7 +112,7 @@ class CredentialHandlers:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + REVOKE_CONFIRM_S
         pending = set(self._peer_ids())
-        confirmed = [self.node.node_id] if self.node.applied_index >= index else []
+        confirmed = [self.replicated.node_id] if self.replicated.applied_index >= index else []
         while pending and loop.time() < deadline:
             for peer in sorted(pending):
                 try:
@@ -125,9 +125,9 @@ class CredentialHandlers:
                     confirmed.append(peer)
             if pending:
                 await asyncio.sleep(REVOKE_POLL_S)
-        if self.node.node_id not in confirmed:
-            await self.node.wait_applied(index, REVOKE_CONFIRM_S)
-            confirmed.append(self.node.node_id)
+        if self.replicated.node_id not in confirmed:
+            await self.replicated.wait_applied(index, REVOKE_CONFIRM_S)
+            confirmed.append(self.replicated.node_id)
         return sorted(confirmed), sorted(pending)
 
 

@@ -36,7 +36,7 @@ REVOKES_PER_TICK_MAX = 64  # proposed at once; the rest next tick
 class LeaseManager:
     def __init__(self, services: NodeServices, client_addr_of: Callable[[int], str | None]) -> None:
         self.services = services
-        self.node = services.replicated  # leadership and term: the lease deadlines live on the leader
+        self.replicated = services.replicated  # leadership and term: the lease deadlines live on the leader
         self._client_addr_of = client_addr_of
         self._deadlines: dict[int, float] = {}  # lease id -> loop time; on the leader only
         self._term: int | None = None  # the term these deadlines belong to
@@ -76,12 +76,12 @@ class LeaseManager:
             await asyncio.sleep(LEASE_TICK_S)
 
     async def _tick(self) -> None:
-        if not self.node.is_leader():
+        if not self.replicated.is_leader():
             self._deadlines.clear()
             self._term = None
             return
         now = asyncio.get_running_loop().time()
-        term = self.node.raft_core().term()
+        term = self.replicated.raft_core().term()
         granted = self._granted()
         if term != self._term:  # leadership is new: every TTL starts again
             self._term = term
@@ -112,8 +112,8 @@ class LeaseManager:
     # -- requests --------------------------------------------------------------------------
 
     def _require_leader(self, what: str) -> None:
-        if not self.node.is_leader():
-            leader = self.node.leader_id()
+        if not self.replicated.is_leader():
+            leader = self.replicated.leader_id()
             hint = {"leader_id": leader, "leader_addr": self._client_addr_of(leader)} if leader else {}
             raise AspenError(
                 ErrorCode.NOT_LEADER, f"{what} is answered by the leader, which keeps the deadlines", **hint
@@ -132,7 +132,7 @@ class LeaseManager:
         ttl_s = p.require_int(req, "ttl_s", 1, LEASE_TTL_MAX_S)
         lease_id = p.optional_int(req, "lease_id", 0, 0, LEASE_ID_MAX) or secrets.randbelow(LEASE_ID_MAX) + 1
         body = await self.services.commit(["lease_grant", lease_id, ttl_s])
-        if self._term is not None and self.node.is_leader():
+        if self._term is not None and self.replicated.is_leader():
             self._deadlines[lease_id] = asyncio.get_running_loop().time() + ttl_s
         return {"type": "LeaseGrantResult", **body}
 

@@ -59,7 +59,7 @@ class MaintenanceHandlers:
         """protected_prefixes: the KV namespaces DeleteRange must not reach into, by owner
         (plugins own theirs: their keys change through them)."""
         self.services = services
-        self.node = services.replicated  # move-leader is a Raft operation of this node
+        self.replicated = services.replicated  # move-leader is a Raft operation of this node
         self._protected = protected_prefixes
         self._held: OrderedDict[str, HeldSnapshot] = OrderedDict()
         self.table: dict[str, RequestHandler] = {
@@ -98,7 +98,7 @@ class MaintenanceHandlers:
     async def move_leader(self, req: dict[str, Any]) -> dict[str, Any]:
         target = p.require_int(req, "node_id", 1, 2**31)
         timeout_s = min(self.services.timeout_s, MOVE_LEADER_TIMEOUT_S)
-        await self.node.transfer_leadership_to(target, timeout_s)
+        await self.replicated.transfer_leadership_to(target, timeout_s)
         return {"type": "MoveLeaderResult", "leader_id": target}
 
     # -- snapshots -------------------------------------------------------------------------

@@ -41,18 +41,18 @@ def _addr(req: dict[str, Any], name: str) -> str:
 class MembershipHandlers:
     def __init__(self, services: NodeServices, client_addr_of: Callable[[int], str | None]) -> None:
         self.services = services
-        self.node = services.replicated
+        self.replicated = services.replicated
         self._client_addr_of = client_addr_of
         self.table: dict[str, RequestHandler] = {"AddNode": self.add_node, "RemoveNode": self.remove_node}
 
     def _require_leader(self) -> None:
-        if not self.node.is_leader():
-            leader = self.node.leader_id()
+        if not self.replicated.is_leader():
+            leader = self.replicated.leader_id()
             hint = {"leader_id": leader, "leader_addr": self._client_addr_of(leader)} if leader else {}
             raise AspenError(ErrorCode.NOT_LEADER, "membership changes are made on the leader", **hint)
 
     def _registry(self) -> dict[int, NodeRecord]:
-        return self.node.read(node_registry.records)
+        return self.replicated.read(node_registry.records)
 
     async def add_node(self, req: dict[str, Any]) -> dict[str, Any]:
         node_id = p.optional_int(req, "node_id", 0, 1, 2**31)
@@ -60,14 +60,14 @@ class MembershipHandlers:
             raise AspenError(ErrorCode.INVALID_REQUEST, "node_id: required, a positive integer")
         raft_addr, client_addr = _addr(req, "raft_addr"), _addr(req, "client_addr")
         self._require_leader()
-        members = {m["raft_addr"] for m in self.node.status()["members"]}
+        members = {m["raft_addr"] for m in self.replicated.status()["members"]}
         registry = self._registry()
         if node_id in registry and registry[node_id].raft_addr in members:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"node {node_id} is already a member")
         if raft_addr in members:
             raise AspenError(ErrorCode.INVALID_REQUEST, f"{raft_addr} is already a member")
         await self.services.commit(node_registry.put_op(node_id, NodeRecord(raft_addr, client_addr)))
-        await self.node.change_membership("add", raft_addr, MEMBERSHIP_TIMEOUT_S)
+        await self.replicated.change_membership("add", raft_addr, MEMBERSHIP_TIMEOUT_S)
         return {"type": "MembershipChanged", "added": node_id, "raft_addr": raft_addr}
 
     async def remove_node(self, req: dict[str, Any]) -> dict[str, Any]:
@@ -76,10 +76,10 @@ class MembershipHandlers:
         if rec is None:
             raise AspenError(ErrorCode.NOT_FOUND, f"no node {node_id} in the cluster registry")
         self._require_leader()
-        if node_id == self.node.node_id:
-            new_leader = await self.node.transfer_leadership(TRANSFER_TIMEOUT_S)
+        if node_id == self.replicated.node_id:
+            new_leader = await self.replicated.transfer_leadership(TRANSFER_TIMEOUT_S)
             raise AspenError(ErrorCode.NOT_LEADER, f"leadership handed to node {new_leader}; retry there",
                              leader_id=new_leader, leader_addr=self._client_addr_of(new_leader))
-        await self.node.change_membership("remove", rec.raft_addr, MEMBERSHIP_TIMEOUT_S)
+        await self.replicated.change_membership("remove", rec.raft_addr, MEMBERSHIP_TIMEOUT_S)
         await self.services.commit(node_registry.delete_op(node_id))
         return {"type": "MembershipChanged", "removed": node_id}

@@ -45,11 +45,11 @@ _STATES = ("Loading", "Initializing", "Ready", "Degraded", "Stopping", "Stopped"
 
 
 class NodeCollector:
-    def __init__(self, node: MetricsSource) -> None:
-        self.node = node
+    def __init__(self, source: MetricsSource) -> None:
+        self.source = source
 
     def collect(self) -> Iterator[Metric]:
-        st = self.node.replicated.status()
+        st = self.source.replicated.status()
         yield GaugeMetricFamily("aspen_raft_term", "Current Raft term", value=st["term"])
         yield GaugeMetricFamily("aspen_raft_commit_index", "Raft commit index", value=st["commit_index"])
         yield GaugeMetricFamily(
@@ -62,8 +62,8 @@ class NodeCollector:
         for r in _ROLES:
             role.add_metric([r], int(st["role"] == r))
         yield role
-        blobs = self.node.replicated.read(lambda s: list(s.blob_records()))
-        mine = [rec for _, rec in blobs if self.node.cfg.node_id in rec.holders]
+        blobs = self.source.replicated.read(lambda s: list(s.blob_records()))
+        mine = [rec for _, rec in blobs if self.source.cfg.node_id in rec.holders]
         yield GaugeMetricFamily(
             "aspen_blob_bytes", "Bytes of blobs held by this node", value=sum(r.size for r in mine)
         )
@@ -84,7 +84,7 @@ class NodeCollector:
         state = GaugeMetricFamily(
             "aspen_plugin_state", "1 for the plugin's lifecycle state", labels=["plugin", "state"]
         )
-        for name, s in self.node.plugins.local_status().items():
+        for name, s in self.source.plugins.local_status().items():
             if "calls" not in s:
                 continue
             calls.add_metric([name], s["calls"])
@@ -96,7 +96,7 @@ class NodeCollector:
             for candidate in _STATES:
                 state.add_metric([name, candidate], int(s["state"] == candidate))
         yield from (calls, errors, fuel, p50, p99, dropped, state)
-        server = self.node.server
+        server = self.source.server
         if server is not None:
             conns = GaugeMetricFamily("aspen_client_connections", "Client connections by handshake state",
                                       labels=["state"])

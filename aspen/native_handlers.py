@@ -48,7 +48,7 @@ class NativeHandlers:
     def __init__(self, services: NodeServices, client_addr_of: Callable[[int], str | None],
                  metrics_addr: str | None = None):
         self.services = services
-        self.node = services.replicated
+        self.replicated = services.replicated
         self.metrics_addr = metrics_addr  # this node's /metrics, /health and /ready, shown by cluster status
         self.timeout_s = services.timeout_s
         self._client_addr_of = client_addr_of
@@ -85,12 +85,12 @@ class NativeHandlers:
     # -- KV --------------------------------------------------------------------------------
 
     async def ping(self, req: dict[str, Any]) -> dict[str, Any]:
-        return {"type": "Pong", "node_id": self.node.node_id}
+        return {"type": "Pong", "node_id": self.replicated.node_id}
 
     async def read_key(self, req: dict[str, Any]) -> dict[str, Any]:
         key = p.require_str(req, "key")
         await self._consistent(req)
-        entry = self.node.read(lambda s: s.get(key))
+        entry = self.replicated.read(lambda s: s.get(key))
         if entry is None:
             return {"type": "ReadResult", "was_found": False, "value": None, "version": 0,
                     "create_revision": 0, "mod_revision": 0}
@@ -165,7 +165,7 @@ class NativeHandlers:
         if after is not None and not after.startswith(prefix):
             raise AspenError(ErrorCode.INVALID_REQUEST, "continuation_token: belongs to another prefix")
         await self._consistent(req)
-        page = self.node.read(lambda s: s.scan(prefix, limit, after))
+        page = self.replicated.read(lambda s: s.scan(prefix, limit, after))
         entries: list[dict[str, Any]] = []
         page_bytes = 0
         next_after = page.next_after
@@ -214,8 +214,8 @@ class NativeHandlers:
     # -- cluster ---------------------------------------------------------------------------
 
     async def cluster_status(self, req: dict[str, Any]) -> dict[str, Any]:
-        st = self.node.status()
-        registry = self.node.read(node_registry.records)
+        st = self.replicated.status()
+        registry = self.replicated.read(node_registry.records)
         nodes = []
         leader_id = st["leader_id"]
         for member in st["members"]:
@@ -247,7 +247,7 @@ class NativeHandlers:
     async def state_hash(self, req: dict[str, Any]) -> dict[str, Any]:
         """This node's own state hash and the index it covers, read together under the state
         lock (so they match); local, never forwarded: the chaos suite compares nodes with it."""
-        applied_index, state_hash = self.node.read(lambda s: (s.applied_index, s.state_hash()))
-        return {"type": "StateHashResult", "node_id": self.node.node_id, "applied_index": applied_index,
+        applied_index, state_hash = self.replicated.read(lambda s: (s.applied_index, s.state_hash()))
+        return {"type": "StateHashResult", "node_id": self.replicated.node_id, "applied_index": applied_index,
                 "state_hash": state_hash}
 

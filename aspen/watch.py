@@ -78,11 +78,11 @@ class Watcher:
 class WatchHub:
     """The node's retained KV history and its watchers (event loop only, but `start`)."""
 
-    def __init__(self, node: ReplicatedNode, history_max_events: int = HISTORY_MAX_EVENTS,
+    def __init__(self, replicated: ReplicatedNode, history_max_events: int = HISTORY_MAX_EVENTS,
                  history_max_bytes: int = HISTORY_MAX_BYTES, watchers_max: int = WATCHERS_MAX) -> None:
         if min(history_max_events, history_max_bytes, watchers_max) < 1:
             raise ValueError("history and watcher bounds must be positive")
-        self.node = node
+        self.replicated = replicated
         self.history_max_events = history_max_events
         self.history_max_bytes = history_max_bytes
         self.watchers_max = watchers_max
@@ -103,8 +103,8 @@ class WatchHub:
         """Subscribe before the node applies anything, so the history starts at its first entry
         (what a restart replays from the snapshot on is history as well)."""
         self._loop = loop
-        self._sub = self.node.events.subscribe(maxlen=SUBSCRIPTION_MAX_EVENTS, notify=self._notify)
-        self.revision = self.compacted = self.node.read(lambda s: s.revision)
+        self._sub = self.replicated.events.subscribe(maxlen=SUBSCRIPTION_MAX_EVENTS, notify=self._notify)
+        self.revision = self.compacted = self.replicated.read(lambda s: s.revision)
 
     def stop(self) -> None:
         if self._sub is not None:
@@ -126,7 +126,7 @@ class WatchHub:
             # revisions would show. Nothing up to what the state holds now can be complete;
             # events of those revisions still queued are skipped below.
             self._dropped = sub.dropped
-            self.reset(max(self.revision, self.node.read(lambda s: s.revision)))
+            self.reset(max(self.revision, self.replicated.read(lambda s: s.revision)))
         added = False
         for event in sub.drain(DRAIN_MAX_EVENTS):
             if isinstance(event, CommitEvent) and (event.kind == KV_WRITE or event.kind == KV_DELETE):
@@ -228,13 +228,13 @@ class WatchHub:
             raise AspenError(
                 ErrorCode.OVERLOADED,
                 f"{self.watchers_max} watches already run on node "
-                f"{self.node.node_id}; retry later or watch through another node",
+                f"{self.replicated.node_id}; retry later or watch through another node",
             )
         if start == 0:
             start = self.revision + 1
         if start <= self.compacted:
             raise self.compacted_error(
-                f"revision {start} is no longer retained on node {self.node.node_id} (it "
+                f"revision {start} is no longer retained on node {self.replicated.node_id} (it "
                 f"keeps the last {self.history_max_events} events): read the current values, "
                 f"then watch from {self.oldest_revision} or later"
             )
@@ -245,7 +245,7 @@ class WatchHub:
             if not emit(
                 {
                     "type": "WatchCreated",
-                    "node_id": self.node.node_id,
+                    "node_id": self.replicated.node_id,
                     "watching": what,
                     "start_revision": start,
                     "revision": self.revision,
@@ -261,7 +261,7 @@ class WatchHub:
             while True:
                 if watcher.epoch != self.epoch:
                     raise self.compacted_error(
-                        f"node {self.node.node_id} lost part of its history (a snapshot was "
+                        f"node {self.replicated.node_id} lost part of its history (a snapshot was "
                         "installed here): read the current values, then watch again"
                     )
                 if self.history and seq < self.history[0].seq:

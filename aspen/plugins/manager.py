@@ -107,7 +107,7 @@ class PluginManager:
     def __init__(self, services: NodeServices, signing_key: nacl.signing.SigningKey, cache_dir: Path,
                  request_timeout_s: float) -> None:
         self.services = services
-        self.node: ReplicatedNode = services.replicated
+        self.replicated: ReplicatedNode = services.replicated
         self.signing_key = signing_key
         self.runtime = Runtime(cache_dir)
         self.timeout_s = request_timeout_s
@@ -132,7 +132,7 @@ class PluginManager:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         self._loop = loop
-        self._registry_events = self.node.events.subscribe(
+        self._registry_events = self.replicated.events.subscribe(
             maxlen=EVENT_QUEUE_MAX, notify=lambda: loop.call_soon_threadsafe(self._on_registry_event)
         )
         self._tasks = [loop.create_task(self._reconcile_loop()), loop.create_task(self._health_loop())]
@@ -181,7 +181,7 @@ class PluginManager:
     # -- reconcile -------------------------------------------------------------------------
 
     def registry(self) -> dict[str, bytes]:
-        return self.node.read(plugin_table.raw_records)
+        return self.replicated.read(plugin_table.raw_records)
 
     async def reconcile(self) -> None:
         async with self._reconcile_lock:
@@ -236,7 +236,7 @@ class PluginManager:
         manifest = Manifest.from_json(rec.manifest_json())
         if manifest.wasm_hash is None:
             raise ValueError(f"registry entry {name} has no wasm_hash")
-        wasm = await self.node.blob_sync.ensure(manifest.wasm_hash)
+        wasm = await self.replicated.blob_sync.ensure(manifest.wasm_hash)
         loop = asyncio.get_running_loop()
         worker = PluginWorker(name, loop)
         ring = self.logs.setdefault(name, LogRing())
@@ -246,14 +246,14 @@ class PluginManager:
             host.call_time_left_s = instance.call_time_left_s
             try:
                 if manifest.permissions.get("kv_read"):
-                    await self.node.barrier(self.timeout_s)
+                    await self.replicated.barrier(self.timeout_s)
                 await worker.submit(instance.init)
             except SandboxError as exc:
                 log.warning("plugin %s failed to initialize: %s", name, exc)  # kept, shown as Failed
         except BaseException:
             worker.close()
             raise
-        events = self.node.events.subscribe(
+        events = self.replicated.events.subscribe(
             maxlen=EVENT_QUEUE_MAX, notify=lambda: loop.call_soon_threadsafe(self._kick_delivery, name)
         )
         log.info("plugin %s %s loaded (%s)", name, manifest.version, instance.state)
@@ -278,7 +278,7 @@ class PluginManager:
         local state, which is at least as new as the moment this call started (linearizable),
         without a Raft round trip per read inside the serialized plugin."""
         if loaded.manifest.permissions.get("kv_read"):
-            await self.node.barrier(self.timeout_s)
+            await self.replicated.barrier(self.timeout_s)
         return await loaded.worker.submit(fn, *args)
 
     def route(self, rtype: str, request: dict[str, Any], native: bool) -> Loaded | None:
@@ -347,7 +347,7 @@ class PluginManager:
         assert self._forwarder is not None
         _, peer_request = self._forwarder
         rtype = request["type"]
-        fields = {**{k: v for k, v in request.items() if k != "type"}, FORWARDED_BY: self.node.node_id}
+        fields = {**{k: v for k, v in request.items() if k != "type"}, FORWARDED_BY: self.replicated.node_id}
         peer = await self._ready_peer(loaded.manifest.name)
         if peer is not None:
             try:
@@ -424,7 +424,7 @@ class PluginManager:
         self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token
     ) -> None:
         try:
-            await self.node.barrier(self.timeout_s)
+            await self.replicated.barrier(self.timeout_s)
             # An upgrade may have swapped the plugin in meanwhile and retired this instance:
             # the request goes to the version serving now (old or new, never a failure).
             current = self.table.plugins.get(loaded.manifest.name)

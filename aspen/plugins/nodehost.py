@@ -44,7 +44,7 @@ class NodeHost:
         self.ring = ring  # the plugin's lines on this node, for `aspen-cli plugin logs`
         self.manager = manager
         self.services = services
-        self.node = services.replicated
+        self.replicated = services.replicated
         self.signing_key = signing_key
         self.loop = loop
         self.timeout_s = timeout_s
@@ -71,13 +71,13 @@ class NodeHost:
         # Tagged in the log itself, so every node knows this plugin wrote it, at what depth.
         body, index = await self.services.commit_at(["tagged", self.plugin, self.depth, op])
         # Read-your-writes inside the plugin: on a follower, wait for the local apply too.
-        await self.node.wait_applied(index, self.timeout_s)
+        await self.replicated.wait_applied(index, self.timeout_s)
         return body
 
     def _read(self, fn: Any) -> Any:
         # The manager put a read barrier before this call (PluginManager._after_barrier): the local
         # state is at least as new as the request, so a local read is linearizable.
-        return self.node.read(fn)
+        return self.replicated.read(fn)
 
     # -- KV --------------------------------------------------------------------------------
 
@@ -129,13 +129,13 @@ class NodeHost:
     # -- cluster and crypto ----------------------------------------------------------------
 
     def is_leader(self) -> bool:
-        return self.node.is_leader()
+        return self.replicated.is_leader()
 
     def leader_id(self) -> int | None:
-        return self.node.leader_id()
+        return self.replicated.leader_id()
 
     def node_id(self) -> int:
-        return self.node.node_id
+        return self.replicated.node_id
 
     def sign(self, data: bytes) -> bytes:
         return self.signing_key.sign(data).signature

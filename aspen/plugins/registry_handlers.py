@@ -34,7 +34,7 @@ class PluginHandlers:
                  peers: Callable[[], list[int]], peer_request: Callable[..., Any]) -> None:
         self.manager = manager
         self.services = services
-        self.node = services.replicated
+        self.replicated = services.replicated
         self._peers = peers
         self._peer_request = peer_request
         # A request for a plugin that is Failed on this node is served by another (the manager
@@ -57,16 +57,16 @@ class PluginHandlers:
         }
 
     def _record(self, name: str) -> tuple[bytes, PluginRecord]:
-        raw = self.node.read(lambda s: plugin_table.raw_record(s, name))
+        raw = self.replicated.read(lambda s: plugin_table.raw_record(s, name))
         if raw is None:
             raise AspenError(ErrorCode.NOT_FOUND, f"no plugin named {name!r}")
         return raw, PluginRecord.decode(raw)
 
     def trusted_keys(self) -> dict[str, str]:
-        return self.node.read(key_table.trusted)
+        return self.replicated.read(key_table.trusted)
 
     def require_signatures(self) -> bool:
-        return self.node.read(lambda s: settings_table.flag(s, settings_table.REQUIRE_SIGNATURES)).value
+        return self.replicated.read(lambda s: settings_table.flag(s, settings_table.REQUIRE_SIGNATURES)).value
 
     # -- install ---------------------------------------------------------------------------
 
@@ -130,7 +130,7 @@ class PluginHandlers:
         prefixes cannot both pass: the second one's write fails, and its retry sees the first."""
         for _ in range(REGISTER_ATTEMPTS):
             await self.services.barrier()
-            registry, version = self.node.read(
+            registry, version = self.replicated.read(
                 lambda s: (plugin_table.raw_records(s), plugin_table.version(s)))
             installed = {
                 name: namespaces.effective_prefixes(name, PluginRecord.decode(raw).kv_prefixes)
@@ -160,10 +160,10 @@ class PluginHandlers:
     async def _settle(self, name: str) -> None:
         """Wait (bounded) until this node's registry serves the committed entry."""
         self.manager.request_reconcile()
-        raw = self.node.read(lambda s: plugin_table.raw_record(s, name))
+        raw = self.replicated.read(lambda s: plugin_table.raw_record(s, name))
         for _ in range(100):
             loaded = self.manager.table.plugins.get(name)
-            current = self.node.read(lambda s: plugin_table.raw_record(s, name))
+            current = self.replicated.read(lambda s: plugin_table.raw_record(s, name))
             if raw is None or current != raw:
                 return
             if (loaded is not None and loaded.record == raw) or name in self.manager.load_errors:
@@ -196,14 +196,14 @@ class PluginHandlers:
 
     async def local_status(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name")
-        return {"type": "PluginLocalStatusResult", "node_id": self.node.node_id,
+        return {"type": "PluginLocalStatusResult", "node_id": self.replicated.node_id,
                 "plugins": self.manager.local_status(name)}
 
     async def info(self, req: dict[str, Any]) -> dict[str, Any]:
         name = p.optional_str(req, "name") or ""
         _, rec = self._record(name)
         nodes: dict[str, Any] = {
-            str(self.node.node_id): self.manager.local_status(name).get(name, {"state": "NotLoaded"})
+            str(self.replicated.node_id): self.manager.local_status(name).get(name, {"state": "NotLoaded"})
         }
 
         async def ask(peer: int) -> None:
@@ -225,7 +225,7 @@ class PluginHandlers:
         name = p.optional_str(req, "name", 64) or ""
         since_ms = p.optional_int(req, "since_ms", 0, 0, 2**63 - 1)
         limit = p.optional_int(req, "limit", LOGS_LIMIT_DEFAULT, 0, READ_LINES_MAX)
-        me = self.node.node_id
+        me = self.replicated.node_id
         if p.optional_bool(req, "local", False):
             after_seq = p.optional_int(req, "after_seq", 0, 0, 2**63 - 1)
             return {"type": "PluginLogsResult", "name": name,
