@@ -306,19 +306,24 @@ class ReplicatedNode:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         err = FAIL_REASON.REQUEST_DENIED
-        while loop.time() < deadline and raft.is_leader():
-            fut: asyncio.Future[int] = loop.create_future()
-            raft.transferLeadership(callback=lambda _res, e, fut=fut: loop.call_soon_threadsafe(
-                lambda: fut.done() or fut.set_result(e)))
-            err = await asyncio.wait_for(fut, max(0.1, deadline - loop.time()))
-            if err == FAIL_REASON.SUCCESS:
-                break
-            await asyncio.sleep(0.005)
-        while loop.time() < deadline:
-            leader = self.leader_id()
-            if leader is not None and leader != self.node_id:
-                return leader
-            await asyncio.sleep(0.02)
+        # As for move-leader: no new entries while a follower catches up and wins the election.
+        raft.hold_appends(timeout_s)
+        try:
+            while loop.time() < deadline and raft.is_leader():
+                fut: asyncio.Future[int] = loop.create_future()
+                raft.transferLeadership(callback=lambda _res, e, fut=fut: loop.call_soon_threadsafe(
+                    lambda: fut.done() or fut.set_result(e)))
+                err = await asyncio.wait_for(fut, max(0.1, deadline - loop.time()))
+                if err == FAIL_REASON.SUCCESS:
+                    break
+                await asyncio.sleep(0.005)
+            while loop.time() < deadline:
+                leader = self.leader_id()
+                if leader is not None and leader != self.node_id:
+                    return leader
+                await asyncio.sleep(0.02)
+        finally:
+            raft.release_appends()
         raise ClusterError(
             ClusterCode.UNAVAILABLE, f"leadership transfer did not happen (pysyncobj reason {err}); retry"
         )
