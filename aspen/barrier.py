@@ -33,7 +33,6 @@ from typing import Any
 import msgpack
 
 from aspen import fields as p
-from aspen.codes import LAYER_ERRORS, wire_error
 from aspen.server import RequestHandler
 from aspen.services import NodeServices
 from aspen.unseal_key import KEY_BYTES, key_id, new_unseal_key
@@ -170,8 +169,7 @@ class Barrier:
             try:
                 await self.unseal(unseal_key)
                 return
-            except LAYER_ERRORS as layer_exc:  # e.g. no leader yet to confirm the read
-                exc = wire_error(layer_exc)
+            except AspenError as exc:  # NodeServices answers in the wire's errors
                 if exc.error.code in (ErrorCode.UNSEAL_KEY_WRONG, ErrorCode.KEYRING_CORRUPT):
                     log.error("barrier: --seal-key-file: %s; the node stays sealed", exc.message)
                     return

@@ -278,9 +278,9 @@ class DurableJournal:
         self._header_end = end
 
     def _advance_header(self) -> None:
-        # Only over synced records (sync() is done), so whenever the page reaches the disk it
+        # _end only ever moves over synced records, so whenever this page reaches the disk it
         # is true: no fsync of its own. It only shortens the scan at the next start.
-        if self._header_end != self._end and not self._pending:
+        if self._header_end != self._end:
             self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", self._end))
             self._header_end = self._end
 
