@@ -6,9 +6,12 @@ This journal keeps pysyncobj's in-memory list and its file layout (a 40-byte hea
 records), in format 2, where each record ends with a CRC-32 of itself instead of repeating its
 size. The CRC is what lets one fdatasync make a group durable:
 
-- `add` only queues a record; `sync()` writes every queued record with one system call and
-  fdatasyncs once. RaftCore calls it once per tick, before the leader counts its own copy
-  toward a commit and before a follower acknowledges: group commit;
+- `add` only queues a record; `start_sync()` writes every queued record with one system call
+  and hands one fdatasync to the journal's sync thread; `sync()` also waits for it. The
+  leader starts its sync as it sends the same entries to the followers, so its own copy goes
+  to disk while theirs travel (the tick thread waited for its own fdatasync after the sends
+  before, on the critical path); RaftCore waits for it once per tick, before the leader
+  counts its own copy toward a commit and before a follower acknowledges: group commit;
 - the header's end-of-records offset is a lower bound that lags behind (written without an
   fsync of its own, and only ever over records already synced); a restart reads on past it
   while records are whole, carry a matching CRC and continue the index sequence, and cuts the
@@ -33,6 +36,7 @@ import logging
 import os
 import pickle
 import struct
+import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,23 +124,101 @@ class _File:
         if self.shadow_fd >= 0:
             self._unsynced.append((size, b""))  # a truncation marker: (size, empty)
 
-    def sync(self) -> None:
-        if not self.durability.fsync:
-            self._unsynced.clear()  # never durable: the shadow does not get them
-            return
-        os.fdatasync(self.fd)
-        if self.shadow_fd >= 0:
-            for offset, data in self._unsynced:
-                if data:
-                    os.pwrite(self.shadow_fd, data, offset)
-                else:
-                    os.ftruncate(self.shadow_fd, offset)
-            self._unsynced.clear()
+    def take_unsynced(self) -> list[tuple[int, bytes]]:
+        """The writes since the last call: what the next fdatasync makes durable."""
+        taken, self._unsynced = self._unsynced, []
+        return taken
+
+    def apply_to_shadow(self, writes: list[tuple[int, bytes]]) -> None:
+        for offset, data in writes:
+            if data:
+                os.pwrite(self.shadow_fd, data, offset)
+            else:
+                os.ftruncate(self.shadow_fd, offset)
 
     def close(self) -> None:
         os.close(self.fd)
         if self.shadow_fd >= 0:
             os.close(self.shadow_fd)
+
+
+class _Syncer:
+    """fdatasync on a thread of its own: request() returns at once with a ticket, wait(ticket)
+    returns once everything written before that request is durable. Requests come from one
+    thread (pysyncobj's tick thread); requests queued while an fdatasync runs share the next
+    one. A file is only closed or cut after wait() (DurableJournal syncs first), so the thread
+    never syncs a closed descriptor."""
+
+    def __init__(self, durability: Durability) -> None:
+        self._fsync = durability.fsync
+        self._cond = threading.Condition()
+        self._queued: list[tuple[_File, list[tuple[int, bytes]]]] = []
+        self._requested = 0
+        self.done = 0  # read without the lock by DurableJournal.dirty: an int, written under it
+        self._error: OSError | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def request(self, file: _File) -> int:
+        writes = file.take_unsynced()
+        if not self._fsync:  # never durable: the shadow does not get them
+            self._requested += 1
+            self.done = self._requested
+            return self._requested
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="aspen-journal-sync", daemon=True)
+                self._thread.start()
+            self._queued.append((file, writes))
+            self._requested += 1
+            self._cond.notify()
+            return self._requested
+
+    def wait(self, ticket: int) -> None:
+        if self.done >= ticket:
+            return
+        with self._cond:
+            while self.done < ticket and self._error is None:
+                self._cond.wait()
+            if self._error is not None:
+                # The kernel may have dropped the unsynced pages: nothing written since the last
+                # good sync can be trusted, so the node must not go on acknowledging.
+                raise OSError(self._error.errno, f"journal fdatasync failed: {self._error.strerror}")
+
+    def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queued and not self._stopping:
+                    self._cond.wait()
+                if not self._queued:
+                    return
+                jobs, self._queued = self._queued, []
+                target = self._requested
+            try:
+                synced: list[_File] = []
+                for file, _ in jobs:
+                    if file not in synced:
+                        os.fdatasync(file.fd)
+                        synced.append(file)
+                for file, writes in jobs:
+                    if file.shadow_fd >= 0:
+                        file.apply_to_shadow(writes)
+            except OSError as exc:
+                with self._cond:
+                    self._error = exc
+                    self._cond.notify_all()
+                return
+            with self._cond:
+                self.done = target
+                self._cond.notify_all()
 
 
 def write_file_durably(path: Path, data: bytes, durability: Durability) -> None:
@@ -177,12 +259,14 @@ class DurableJournal:
         self._end = FIRST_RECORD_OFFSET  # where the next record goes
         self._header_end = FIRST_RECORD_OFFSET  # what the header's end offset says
         self.syncs = 0
+        self._syncer = _Syncer(durability)
+        self._ticket = 0  # the last sync requested
         created = not path.exists()
         self._file = _File(path, durability)
         if created or os.fstat(self._file.fd).st_size < FIRST_RECORD_OFFSET:
             self._file.truncate(0)
             self._file.pwrite(0, _header(version))
-            self._file.sync()
+            self._sync_file()
             if durability.fsync:
                 fsync_dir(path.parent)
         else:
@@ -260,21 +344,31 @@ class DurableJournal:
 
     @property
     def dirty(self) -> bool:
-        return bool(self._pending)
+        """Records were added that are not durable yet (queued, or their fdatasync runs)."""
+        return bool(self._pending) or self._syncer.done < self._ticket
 
-    def sync(self) -> None:
-        """Write and make durable what add() queued (group commit): one pwrite, one fdatasync."""
+    def start_sync(self) -> None:
+        """Write what add() queued with one pwrite and start its fdatasync; do not wait."""
         if self._pending:
             records = b"".join(self._pending)
             self._pending = []
             self._file.pwrite(self._end, records)
             self._end += len(records)
-            self._file.sync()
+            self._ticket = self._syncer.request(self._file)
             self.syncs += 1
+
+    def sync(self) -> None:
+        """Make durable what add() queued (group commit): one pwrite, one fdatasync."""
+        self.start_sync()
+        self._syncer.wait(self._ticket)
+
+    def _sync_file(self) -> None:
+        self._ticket = self._syncer.request(self._file)
+        self._syncer.wait(self._ticket)
 
     def _write_end(self, end: int) -> None:
         self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", end))
-        self._file.sync()
+        self._sync_file()
         self._header_end = end
 
     def _advance_header(self) -> None:
@@ -372,4 +466,5 @@ class DurableJournal:
 
     def _destroy(self) -> None:
         self.sync()
+        self._syncer.close()
         self._file.close()

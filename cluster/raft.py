@@ -43,7 +43,7 @@ log = logging.getLogger("aspen.cluster")
 PYSYNCOBJ_WRITTEN_FOR = "0.3.17"
 _PRIVATE_METHODS = ("_SyncObj__onMessageReceived", "_SyncObj__getEntries", "_SyncObj__sendNextNodeIdx",
                     "_SyncObj__onBecomeLeader", "_SyncObj__applyLogEntries", "_applyCommand", "_getFuncName",
-                    "_isLeader", "_getLeader", "_checkCommandsToApply")
+                    "_isLeader", "_getLeader", "_checkCommandsToApply", "_SyncObj__sendAppendEntries")
 if PYSYNCOBJ_VERSION != PYSYNCOBJ_WRITTEN_FOR or not all(hasattr(SyncObj, m) for m in _PRIVATE_METHODS):
     raise ImportError(f"cluster/raft.py relies on pysyncobj {PYSYNCOBJ_WRITTEN_FOR}'s internals; "
                       f"pysyncobj {PYSYNCOBJ_VERSION} is installed (pyproject.toml pins the version)")
@@ -55,6 +55,9 @@ SNAPSHOT_FORMAT_VERSION = 1
 Applier = Callable[[bytes, int, int], Any]
 # A command is pickle((method id, (payload,)), protocol 5) behind pysyncobj's type byte.
 COMMAND_OVERHEAD_BYTES = 64
+# How long a new commit index may wait for an append_entries to ride on (RaftCore, "telling the
+# followers what is committed"): well under a heartbeat, over a client's turn-around.
+COMMIT_NOTICE_DELAY_S = 0.002
 
 
 _ROLES = {0: "follower", 1: "candidate", 2: "leader"}  # pysyncobj's _RAFT_STATE
@@ -187,6 +190,27 @@ def write_initial_snapshot(path: Path, state: bytes, index: int, term: int, memb
     fsync_dir(path.parent)
 
 
+class _DuePoller:
+    """pysyncobj's poller, whose poll() also returns when RaftCore owes the followers a message
+    (see RaftCore._commit_notice_due): pysyncobj picks the wait before the tick's work decides."""
+
+    def __init__(self, inner: Any, due: Callable[[], float]) -> None:
+        self._inner = inner
+        self._due = due
+
+    def subscribe(self, descr: int, callback: Callable[[int, int], None], event_mask: int) -> None:
+        self._inner.subscribe(descr, callback, event_mask)
+
+    def unsubscribe(self, descr: int) -> None:
+        self._inner.unsubscribe(descr)
+
+    def poll(self, timeout: float) -> None:
+        due = self._due()
+        if due:
+            timeout = max(0.0, min(timeout, due - raft_clock()))
+        self._inner.poll(timeout)
+
+
 class RaftCore(SyncObj):
     def __init__(
         self,
@@ -284,6 +308,15 @@ class RaftCore(SyncObj):
     @_SyncObj__raftLog.setter
     def _SyncObj__raftLog(self, _memory_journal: Any) -> None:
         pass
+
+    # pysyncobj makes its poller in SyncObj.__init__; this wraps it (see _DuePoller).
+    @property
+    def _poller(self) -> _DuePoller:
+        return self.__dict__["_due_poller"]
+
+    @_poller.setter
+    def _poller(self, inner: Any) -> None:
+        self.__dict__["_due_poller"] = _DuePoller(inner, lambda: self._commit_notice_due)
 
     def submit(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
         """Propose one entry; callback(result, FAIL_REASON) on pysyncobj's thread.
@@ -423,6 +456,19 @@ class RaftCore(SyncObj):
             agreed = max(agreed, index)
         return agreed
 
+    # --- telling the followers what is committed -------------------------------------------
+    #
+    # pysyncobj's leader sends append_entries to every follower as soon as it applies a commit,
+    # only to carry the new commit index. On a loaded machine those sends, and the followers'
+    # work on them (receive, apply, answer), ran exactly while the leader answered the client
+    # whose write had just committed, and cost every write two more messages each way. The
+    # index now rides on the next append_entries when one follows within COMMIT_NOTICE_DELAY_S
+    # (the next write, under load), and goes alone at that deadline otherwise. Only the
+    # followers' view waits: a commit is decided on the leader, and a follower's linearizable
+    # read waits for its applied index anyway.
+
+    _commit_notice_due = 0.0  # raft_clock() by which followers must hear the commit index; 0: none owed
+
     def _SyncObj__applyLogEntries(self) -> bool:
         need_send = super()._SyncObj__applyLogEntries()  # type: ignore[misc]
         # pysyncobj's own entries (its no-ops, membership changes) never reach our applier, but
@@ -431,7 +477,18 @@ class RaftCore(SyncObj):
         if applied > self._reported_applied and self._on_applied is not None:
             self._reported_applied = applied
             self._on_applied(applied)
-        return bool(need_send)
+        if need_send and not self._commit_notice_due:
+            self._commit_notice_due = raft_clock() + COMMIT_NOTICE_DELAY_S
+        return False
+
+    def _SyncObj__sendAppendEntries(self) -> None:
+        self._commit_notice_due = 0.0  # every append_entries carries the commit index
+        # The leader's fdatasync of what it just appended starts before the same entries go
+        # to the followers, and runs while they travel; _make_durable waits for it before the
+        # leader counts its own copy. Synced after the sends, it often finished after both
+        # followers had answered, on every write's critical path.
+        self._journal.start_sync()
+        super()._SyncObj__sendAppendEntries()  # type: ignore[misc]
 
     def _SyncObj__onBecomeLeader(self) -> None:
         super()._SyncObj__onBecomeLeader()  # type: ignore[misc]
@@ -439,6 +496,12 @@ class RaftCore(SyncObj):
         self._journal.sync()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
+        due = self._commit_notice_due
+        if due and raft_clock() >= due:
+            if self._isLeader():
+                self._SyncObj__newAppendEntriesTime = 0.0  # pysyncobj sends one this tick
+            else:
+                self._commit_notice_due = 0.0  # deposed meanwhile: nothing to tell
         self._make_durable()
         self._reads.on_tick()
         if self._await_leader:

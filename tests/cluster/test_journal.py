@@ -7,10 +7,12 @@ records never reached the disk, and a format-1 journal written by pysyncobj's ow
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import struct
+import threading
 from pathlib import Path
 
 import pytest
@@ -166,3 +168,56 @@ def test_a_pysyncobj_format_1_journal_is_read_and_rewritten(tmp_path: Path) -> N
     copy = tmp_path / "copy.bin"
     shutil.copy(path, copy)
     assert list(open_journal(copy)) == [*entries, (b"more", 57, 3)]
+
+
+def test_start_sync_does_not_wait_and_dirty_holds_until_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The leader starts its fdatasync before sending the entries and waits for it only before
+    counting its own copy: until the sync thread is done, the journal must say dirty (so no
+    acknowledgement goes out) and the shadow must not have the records."""
+    path = tmp_path / "journal.bin"
+    journal = open_journal(path, shadow=True)
+    release = threading.Event()
+    entered = threading.Event()
+    real = os.fdatasync
+
+    def slow(fd: int) -> None:
+        entered.set()
+        assert release.wait(10)
+        real(fd)
+
+    monkeypatch.setattr(journal_mod.os, "fdatasync", slow)
+    entries = random_entries(5)
+    for entry in entries:
+        journal.add(*entry)
+    journal.start_sync()  # returns with the fdatasync still blocked
+    assert entered.wait(10)
+    assert journal.dirty
+    assert list(open_journal(Path(str(path) + SHADOW_SUFFIX))) == []  # nothing durable yet
+    more = random_entries(3, first_idx=6)
+    for entry in more:  # queued while the first sync runs: they share the next one
+        journal.add(*entry)
+    journal.start_sync()
+    release.set()
+    journal.sync()
+    assert not journal.dirty
+    os.replace(str(path) + SHADOW_SUFFIX, path)  # a power loss now keeps all of them
+    assert list(open_journal(path)) == [*entries, *more]
+
+
+def test_a_failed_fdatasync_is_raised_not_taken_for_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = open_journal(tmp_path / "journal.bin")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(journal_mod.os, "fdatasync", failing)
+    journal.add(b"entry", 1, 1)
+    with pytest.raises(OSError, match="fdatasync failed"):
+        journal.sync()
+    assert journal.dirty
+    with pytest.raises(OSError, match="fdatasync failed"):  # and on every later sync too
+        journal.sync()

@@ -114,6 +114,30 @@ def test_commit_events_reach_subscribers_with_index(tmp_path: Path) -> None:
     asyncio.run(run())
 
 
+def test_followers_hear_a_commit_without_waiting_for_a_heartbeat(tmp_path: Path) -> None:
+    """The leader no longer sends append_entries for every commit at once (the commit index
+    rides on the next append); with no next write it goes alone within COMMIT_NOTICE_DELAY_S.
+    Heartbeats here are 1 s apart: a follower left to wait for one would apply a write 0.5 s
+    later on average, and all five within 0.25 s with chance 0.25^5."""
+    async def run() -> None:
+        nodes = await make_cluster(tmp_path, heartbeat_period_s=1.0, election_min_timeout_s=3.1,
+                                   election_max_timeout_s=3.5)
+        try:
+            leader = await wait_leader(nodes, timeout_s=20)
+            followers = [n for n in nodes if n is not leader]
+            for i in range(5):
+                await asyncio.sleep(0.3)  # no write in flight: nothing to ride on
+                (_, index) = await leader.propose(["put", f"k{i}", os.urandom(64)])
+                deadline = time.monotonic() + 0.25
+                while time.monotonic() < deadline and min(f.applied_index for f in followers) < index:
+                    await asyncio.sleep(0.005)
+                assert [f.applied_index >= index for f in followers] == [True, True], f"write {i}"
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(run())
+
+
 class _Exploit:
     def __init__(self, path: str) -> None:
         self.path = path
