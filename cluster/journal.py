@@ -174,8 +174,32 @@ class _Syncer:
             self._cond.notify()
             return self._requested
 
+    @property
+    def failed(self) -> bool:
+        return self._error is not None
+
+    def sync_now(self, file: _File) -> int:
+        """fdatasync on the calling thread, after whatever the sync thread has in hand: for a
+        caller with nothing to overlap (a follower about to acknowledge), no hand-off to the
+        thread and back, which costs ~100 us on a loaded machine."""
+        self.wait(self._requested)  # raises if an fdatasync failed before
+        writes = file.take_unsynced()
+        if self._fsync:
+            try:
+                os.fdatasync(file.fd)
+            except OSError as exc:
+                with self._cond:
+                    self._error = exc
+                raise OSError(exc.errno, f"journal fdatasync failed: {exc.strerror}") from exc
+            if file.shadow_fd >= 0:
+                file.apply_to_shadow(writes)
+        with self._cond:
+            self._requested += 1
+            self.done = self._requested
+            return self._requested
+
     def wait(self, ticket: int) -> None:
-        if self.done >= ticket:
+        if self.done >= ticket and self._error is None:
             return
         with self._cond:
             while self.done < ticket and self._error is None:
@@ -345,7 +369,7 @@ class DurableJournal:
     @property
     def dirty(self) -> bool:
         """Records were added that are not durable yet (queued, or their fdatasync runs)."""
-        return bool(self._pending) or self._syncer.done < self._ticket
+        return bool(self._pending) or self._syncer.done < self._ticket or self._syncer.failed
 
     def start_sync(self) -> None:
         """Write what add() queued with one pwrite and start its fdatasync; do not wait."""
@@ -358,13 +382,20 @@ class DurableJournal:
             self.syncs += 1
 
     def sync(self) -> None:
-        """Make durable what add() queued (group commit): one pwrite, one fdatasync."""
-        self.start_sync()
-        self._syncer.wait(self._ticket)
+        """Make durable what add() queued (group commit): one pwrite, one fdatasync, on this
+        thread; or wait for the sync thread if start_sync() already handed everything over."""
+        if not self._pending:
+            self._syncer.wait(self._ticket)
+            return
+        records = b"".join(self._pending)
+        self._pending = []
+        self._file.pwrite(self._end, records)
+        self._end += len(records)
+        self._ticket = self._syncer.sync_now(self._file)
+        self.syncs += 1
 
     def _sync_file(self) -> None:
-        self._ticket = self._syncer.request(self._file)
-        self._syncer.wait(self._ticket)
+        self._ticket = self._syncer.sync_now(self._file)
 
     def _write_end(self, end: int) -> None:
         self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", end))

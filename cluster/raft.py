@@ -16,13 +16,15 @@ import contextlib
 import logging
 import os
 import pickle
+import queue
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgpack
-from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj import FAIL_REASON, SyncObj, SyncObjConf, replicated
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.monotonic import monotonic as raft_clock
 from pysyncobj.node import TCPNode
@@ -43,7 +45,8 @@ log = logging.getLogger("aspen.cluster")
 PYSYNCOBJ_WRITTEN_FOR = "0.3.17"
 _PRIVATE_METHODS = ("_SyncObj__onMessageReceived", "_SyncObj__getEntries", "_SyncObj__sendNextNodeIdx",
                     "_SyncObj__onBecomeLeader", "_SyncObj__applyLogEntries", "_applyCommand", "_getFuncName",
-                    "_isLeader", "_getLeader", "_checkCommandsToApply", "_SyncObj__sendAppendEntries")
+                    "_isLeader", "_getLeader", "_checkCommandsToApply", "_SyncObj__sendAppendEntries",
+                    "_doDestroy")
 if PYSYNCOBJ_VERSION != PYSYNCOBJ_WRITTEN_FOR or not all(hasattr(SyncObj, m) for m in _PRIVATE_METHODS):
     raise ImportError(f"cluster/raft.py relies on pysyncobj {PYSYNCOBJ_WRITTEN_FOR}'s internals; "
                       f"pysyncobj {PYSYNCOBJ_VERSION} is installed (pyproject.toml pins the version)")
@@ -55,6 +58,7 @@ SNAPSHOT_FORMAT_VERSION = 1
 Applier = Callable[[bytes, int, int], Any]
 # A command is pickle((method id, (payload,)), protocol 5) behind pysyncobj's type byte.
 COMMAND_OVERHEAD_BYTES = 64
+_REGULAR_TYPE_BYTE = bytes([_COMMAND_TYPE.REGULAR])
 # How long a new commit index may wait for an append_entries to ride on (RaftCore, "telling the
 # followers what is committed"): well under a heartbeat, over a client's turn-around.
 COMMIT_NOTICE_DELAY_S = 0.002
@@ -190,25 +194,45 @@ def write_initial_snapshot(path: Path, state: bytes, index: int, term: int, memb
     fsync_dir(path.parent)
 
 
-class _DuePoller:
-    """pysyncobj's poller, whose poll() also returns when RaftCore owes the followers a message
-    (see RaftCore._commit_notice_due): pysyncobj picks the wait before the tick's work decides."""
+class _TickPoller:
+    """pysyncobj's poller, changed in two ways. Its poll() lets go of RaftCore's tick lock while
+    it waits (and every callback it runs takes the lock), so the event loop's thread can append
+    and send a write itself meanwhile (RaftCore.submit). And poll() also returns when RaftCore
+    owes the followers a message (RaftCore._commit_notice_due): pysyncobj picks the wait before
+    the tick's work decides that."""
 
-    def __init__(self, inner: Any, due: Callable[[], float]) -> None:
+    def __init__(self, inner: Any, core: RaftCore) -> None:
         self._inner = inner
-        self._due = due
+        self._core = core
 
     def subscribe(self, descr: int, callback: Callable[[int, int], None], event_mask: int) -> None:
-        self._inner.subscribe(descr, callback, event_mask)
+        core = self._core
+
+        def locked(descr: int, event: int) -> None:
+            core.take_tick()
+            try:
+                callback(descr, event)
+            finally:
+                core.release_tick()
+
+        self._inner.subscribe(descr, locked, event_mask)
 
     def unsubscribe(self, descr: int) -> None:
         self._inner.unsubscribe(descr)
 
     def poll(self, timeout: float) -> None:
-        due = self._due()
+        core = self._core
+        due = core._commit_notice_due
         if due:
             timeout = max(0.0, min(timeout, due - raft_clock()))
-        self._inner.poll(timeout)
+        if not core.in_tick():
+            self._inner.poll(timeout)
+            return
+        core.release_tick()
+        try:
+            self._inner.poll(timeout)
+        finally:
+            core.take_tick()
 
 
 class RaftCore(SyncObj):
@@ -290,6 +314,7 @@ class RaftCore(SyncObj):
             log.info(
                 "joining a cluster with data from an empty log: no campaigning until caught up with a leader"
             )
+        self._tick_lock = threading.Lock()  # before SyncObj.__init__ makes the poller
         self._reads = ReadIndex(self, on_read_index or (lambda _results: None))
         self._on_applied = on_applied
         self._reported_applied = 0
@@ -309,14 +334,45 @@ class RaftCore(SyncObj):
     def _SyncObj__raftLog(self, _memory_journal: Any) -> None:
         pass
 
-    # pysyncobj makes its poller in SyncObj.__init__; this wraps it (see _DuePoller).
+    # pysyncobj makes its poller in SyncObj.__init__; this wraps it (see _TickPoller).
     @property
-    def _poller(self) -> _DuePoller:
-        return self.__dict__["_due_poller"]
+    def _poller(self) -> _TickPoller:
+        return self.__dict__["_tick_poller"]
 
     @_poller.setter
     def _poller(self, inner: Any) -> None:
-        self.__dict__["_due_poller"] = _DuePoller(inner, lambda: self._commit_notice_due)
+        self.__dict__["_tick_poller"] = _TickPoller(inner, self)
+
+    # --- the tick lock --------------------------------------------------------------------
+    #
+    # pysyncobj's state is its tick thread's. A write used to wait for that thread to wake
+    # (a pipe, a thread switch, the GIL: 50-100 us on a loaded 2-core machine) before it was
+    # appended and sent. Now the tick holds _tick_lock except while it waits in poll(), and
+    # submit() on the event loop's thread, finding the lock free, appends and sends the
+    # write itself; otherwise it queues it and wakes the tick as before. Whoever holds the
+    # lock is the only thread in pysyncobj's state and the transport's links.
+
+    _tick_owner = 0  # threading.get_ident() of the holder of _tick_lock; 0: nobody
+
+    def in_tick(self) -> bool:
+        return self._tick_owner == threading.get_ident()
+
+    def take_tick(self) -> None:
+        self._tick_lock.acquire()
+        self._tick_owner = threading.get_ident()
+
+    def release_tick(self) -> None:
+        self._tick_owner = 0
+        self._tick_lock.release()
+
+    def _doDestroy(self) -> None:
+        # pysyncobj's tick thread closes the links and the journal outside a tick: not while
+        # submit() sends on the event loop's thread.
+        self.take_tick()
+        try:
+            super()._doDestroy()
+        finally:
+            self.release_tick()
 
     def submit(self, payload: bytes, callback: Callable[[Any, int], None]) -> None:
         """Propose one entry; callback(result, FAIL_REASON) on pysyncobj's thread.
@@ -327,8 +383,20 @@ class RaftCore(SyncObj):
         if len(payload) > self._entry_max_bytes:
             raise ValueError(f"log entry of {len(payload)} bytes is over {self._entry_max_bytes}")
         command = pickle.dumps((self._apply_id, (payload,)), protocol=5)
-        with contextlib.suppress(BlockingIOError):  # queued; only the wake-up pipe was full
-            self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
+        if not self._tick_lock.acquire(blocking=False):
+            with contextlib.suppress(BlockingIOError):  # queued; only the wake-up pipe was full
+                self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
+            return
+        self._tick_owner = threading.get_ident()
+        try:
+            try:  # what _applyCommand does, but no wake-up: this thread does the tick's part
+                self._SyncObj__commandsQueue.put_nowait((_REGULAR_TYPE_BYTE + command, callback))
+            except queue.Full:
+                callback(None, FAIL_REASON.QUEUE_FULL)
+                return
+            self._checkCommandsToApply()
+        finally:
+            self.release_tick()
 
     # -- ReadIndex (cluster/readindex.py): RaftView over pysyncobj's state, tick thread only --
 
@@ -496,6 +564,13 @@ class RaftCore(SyncObj):
         self._journal.sync()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
+        self.take_tick()  # let go of in _TickPoller.poll while it waits
+        try:
+            self._tick(timeToWait)
+        finally:
+            self.release_tick()
+
+    def _tick(self, timeToWait: float) -> None:
         due = self._commit_notice_due
         if due and raft_clock() >= due:
             if self._isLeader():

@@ -203,6 +203,10 @@ class _Link:
         self.flush()
         if self.wbuf and self.state != CLOSED:
             self.subscribe()
+            if threading.get_ident() != self.t._tick_thread:
+                # Sent from the event loop's thread (RaftCore.submit) while the tick thread
+                # waits in a poll that predates this write interest: wake it to take it up.
+                self.t._syncobj.wake()
 
     def flush(self) -> None:
         while self.wbuf:
@@ -568,9 +572,9 @@ class RaftTransport(Transport):
                 link.close("member removed")
 
     def send(self, node: Any, message: Any) -> bool:
-        if threading.get_ident() != self._tick_thread:
+        if not self._syncobj.in_tick():
             # pysyncobj's transferLeadership sends from the caller's thread; links belong to
-            # the tick thread, so hand the message over and wake it.
+            # the holder of RaftCore's tick lock, so hand the message over and wake the tick.
             if len(self._foreign) >= FOREIGN_SENDS_MAX:
                 return False
             self._foreign.append((node, message))

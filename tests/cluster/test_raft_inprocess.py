@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import pytest
 
 from cluster import RaftConfig, ReplicatedNode
@@ -132,6 +133,46 @@ def test_followers_hear_a_commit_without_waiting_for_a_heartbeat(tmp_path: Path)
                 while time.monotonic() < deadline and min(f.applied_index for f in followers) < index:
                     await asyncio.sleep(0.005)
                 assert [f.applied_index >= index for f in followers] == [True, True], f"write {i}"
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(run())
+
+
+def test_a_write_is_appended_by_the_submitting_thread_when_the_tick_is_idle(tmp_path: Path) -> None:
+    """RaftCore.submit appends and sends on the caller's thread when the tick lock is free
+    (no wake-up of pysyncobj's thread on a write's path), and queues for the tick when it is
+    held; both commit."""
+    async def run() -> None:
+        nodes = await make_cluster(tmp_path)
+        try:
+            leader = await wait_leader(nodes)
+            raft = leader._raft
+            assert raft is not None
+            loop = asyncio.get_running_loop()
+
+            def submit_and_count() -> tuple[int, asyncio.Future[Any]]:
+                done: asyncio.Future[Any] = loop.create_future()
+                before = len(raft._journal)
+                entry = msgpack.packb([["put", "fast", os.urandom(32)]])
+                raft.submit(entry, lambda res, err: loop.call_soon_threadsafe(done.set_result, err))
+                return len(raft._journal) - before, done
+
+            appended_at_once = 0
+            for _ in range(20):
+                await asyncio.sleep(0.02)
+                grew, done = submit_and_count()
+                appended_at_once += grew
+                await asyncio.wait_for(done, 10)
+            assert appended_at_once >= 10  # the tick thread is idle in poll most of the time
+
+            raft.take_tick()  # the tick is busy: the write waits in pysyncobj's queue
+            try:
+                grew, done = submit_and_count()
+                assert grew == 0
+            finally:
+                raft.release_tick()
+            assert await asyncio.wait_for(done, 10) == 0  # FAIL_REASON.SUCCESS
         finally:
             await stop_all(nodes)
 
