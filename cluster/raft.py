@@ -401,7 +401,17 @@ class RaftCore(SyncObj):
     # -- ReadIndex (cluster/readindex.py): RaftView over pysyncobj's state, tick thread only --
 
     def request_read(self, token: Any) -> bool:
-        """Ask for a read index from any thread; `on_read_index` gets (token, index, error)."""
+        """Ask for a read index from any thread; `on_read_index` gets (token, index, error).
+
+        With the tick idle and no round of ReadIndex in flight, this thread starts the round
+        itself (as submit() does a write). While one is in flight, reads queue for the tick,
+        which starts one round for all of them: one round per read would multiply the pings."""
+        if self._reads.idle() and self._tick_lock.acquire(blocking=False):
+            self._tick_owner = threading.get_ident()
+            try:
+                return self._reads.request_now(token)
+            finally:
+                self.release_tick()
         return self._reads.request(token)
 
     def is_leader(self) -> bool:

@@ -6,8 +6,9 @@ by one round of pings acknowledged by a majority (one round for every read that 
 meanwhile), and the read is served once the serving node has applied up to that index. A
 follower asks the leader for the index and waits for its own applied index.
 
-Runs on pysyncobj's tick thread (RaftCore calls on_tick and on_message); `request` is the only
-entry from other threads. A deposed leader cannot serve: its pings get no majority.
+Runs on pysyncobj's tick thread (RaftCore calls on_tick and on_message), or on a thread holding
+RaftCore's tick lock (request_now); `request` is the only entry from other threads. A deposed
+leader cannot serve: its pings get no majority.
 """
 
 from __future__ import annotations
@@ -95,7 +96,19 @@ class ReadIndex:
         self._raft.wake()
         return True
 
-    # -- tick thread -------------------------------------------------------------------------
+    def idle(self) -> bool:
+        """No round in flight and nothing queued (read without a lock: a hint only)."""
+        return not self._batches and not self._remote and not self._incoming and not self._waiting
+
+    # -- tick thread (or whoever holds RaftCore's tick lock) ---------------------------------
+
+    def request_now(self, token: Any) -> bool:
+        """request(), but the caller holds the tick lock: start the round without a wake-up."""
+        if len(self._incoming) >= READS_PENDING_MAX:
+            return False
+        self._incoming.append(token)
+        self.on_tick()
+        return True
 
     def on_tick(self) -> None:
         now = time.monotonic()

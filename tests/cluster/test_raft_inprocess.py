@@ -179,6 +179,45 @@ def test_a_write_is_appended_by_the_submitting_thread_when_the_tick_is_idle(tmp_
     asyncio.run(run())
 
 
+def test_a_read_starts_its_round_on_the_requesting_thread_when_the_tick_is_idle(tmp_path: Path) -> None:
+    """RaftCore.request_read sends the ReadIndex pings itself when the tick lock is free and no
+    round is in flight; with the lock held the read queues for the tick. Both confirm."""
+    async def run() -> None:
+        nodes = await make_cluster(tmp_path)
+        try:
+            leader = await wait_leader(nodes)
+            raft = leader._raft
+            assert raft is not None
+            await leader.barrier(10)  # the leader's first commit of its term is behind us
+
+            async def read_started_its_round() -> bool:
+                rounds = raft._reads.rounds
+                waiter = asyncio.ensure_future(leader.read_index(10))
+                await asyncio.sleep(0)  # read_index runs up to its await: request_read is done
+                started_now = raft._reads.rounds > rounds
+                await waiter
+                return started_now
+
+            started = 0
+            for _ in range(20):
+                await asyncio.sleep(0.02)
+                started += await read_started_its_round()
+            assert started >= 10  # the tick thread is idle in poll most of the time
+            raft.take_tick()
+            try:
+                rounds = raft._reads.rounds
+                waiter = asyncio.ensure_future(leader.read_index(10))
+                await asyncio.sleep(0)
+                assert raft._reads.rounds == rounds  # queued for the tick
+            finally:
+                raft.release_tick()
+            assert await asyncio.wait_for(waiter, 10) >= 1
+        finally:
+            await stop_all(nodes)
+
+    asyncio.run(run())
+
+
 class _Exploit:
     def __init__(self, path: str) -> None:
         self.path = path
