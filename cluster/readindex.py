@@ -68,6 +68,7 @@ class ReadIndex:
         self._raft = raft
         self._ready = ready
         self._incoming: deque[Any] = deque()  # appended from any thread, drained on the tick thread
+        self._wake_pending = False  # request() woke the tick, which has not drained since
         self._waiting: list[tuple[Any, float]] = []  # leader, before its first commit in its term
         self._batches: deque[_Batch] = deque()
         self._pongs: dict[Any, tuple[int, int]] = {}  # node -> (term, highest seq acknowledged)
@@ -93,7 +94,12 @@ class ReadIndex:
         if len(self._incoming) >= READS_PENDING_MAX:
             return False
         self._incoming.append(token)
-        self._raft.wake()
+        # One wake-up for all the reads queued before the tick drains them (a pipe write per
+        # read was ~6% of a leader's time at 64 in flight). Appended before the flag is read,
+        # and the tick clears it before draining: a read it misses finds the flag clear.
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._raft.wake()
         return True
 
     def idle(self) -> bool:
@@ -112,6 +118,7 @@ class ReadIndex:
 
     def on_tick(self) -> None:
         now = time.monotonic()
+        self._wake_pending = False
         tokens: list[Any] = []
         while self._incoming:
             tokens.append(self._incoming.popleft())
