@@ -11,7 +11,7 @@ from tests.toolchain.conftest import cargo
 
 def test_cargo_test_passes(tmp_path: Path) -> None:
     r = cargo("test", "--target-dir", str(tmp_path / "target"), cwd=secrets.PLUGIN_DIR)
-    assert "test result: ok. 10 passed" in r.stdout, r.stdout + r.stderr
+    assert "test result: ok. 11 passed" in r.stdout, r.stdout + r.stderr
 
 
 def test_no_crates_only_the_guest_sdk() -> None:

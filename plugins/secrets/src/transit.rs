@@ -217,7 +217,7 @@ fn load(name: &str) -> Out<(Vec<u8>, Rc<Key>)> {
         None => return fail("NOT_FOUND", format!("no transit key {:?}", name)),
     };
     let hit = OPENED.with(|o| {
-        o.borrow().entries.iter().find(|(n, r, _)| n == name && *r == raw).map(|(_, _, key)| Rc::clone(key))
+        o.borrow().entries.iter().find(|(n, r, _)| n == name && same_bytes(r, &raw)).map(|(_, _, key)| Rc::clone(key))
     });
     if let Some(key) = hit {
         return Ok((raw, key));
@@ -232,6 +232,18 @@ fn load(name: &str) -> Out<(Vec<u8>, Rc<Key>)> {
         o.entries.push((name.to_string(), raw.clone(), Rc::clone(&key)));
     });
     Ok((raw, key))
+}
+
+/// `a == b`, eight bytes at a time: a slice's `==` is this target's memcmp, a byte loop
+/// (compiler_builtins), and the key record is compared on every request.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail_equal = wa.remainder().iter().zip(wb.remainder()).all(|(x, y)| x == y);
+    let word = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    tail_equal && wa.zip(wb).all(|(x, y)| word(x) == word(y))
 }
 
 fn new_material() -> Out<Vec<u8>> {
@@ -690,6 +702,20 @@ pub fn handle(t: &str, r: &Request, caller: &str) -> Out<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_is_equality() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for n in 0..40 {
+            assert!(same_bytes(&a[..n], &a[..n]));
+            assert!(!same_bytes(&a[..n], &a[..n + 1]));
+            for i in 0..n {
+                let mut b = a[..n].to_vec();
+                b[i] ^= 1;
+                assert!(!same_bytes(&a[..n], &b), "{} {}", n, i);
+            }
+        }
+    }
 
     #[test]
     fn ciphertext_syntax() {
