@@ -29,6 +29,7 @@ the GIL if guest code gave it up.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 
 typedef struct {
@@ -636,6 +637,170 @@ static PyObject *ticker_free(PyObject *self, PyObject *const *args, Py_ssize_t n
     Py_RETURN_NONE;
 }
 
+/* charge_fuel(get_fuel, set_fuel, context, fuel) -> (error_address, had_enough)
+   Take `fuel` from the running call (all it has left, when that is less): what a host function
+   charges for work it does for the guest. One C call where two ctypes calls and their argument
+   cells were half a microsecond each. error_address is a wasmtime error for Python to decode,
+   or 0. */
+static PyObject *charge_fuel(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4) {
+        PyErr_SetString(PyExc_TypeError, "charge_fuel(get_fuel, set_fuel, context, fuel)");
+        return NULL;
+    }
+    get_fuel_fn get = (get_fuel_fn)address_of(args[0], "get_fuel");
+    if (get == NULL)
+        return NULL;
+    set_fuel_fn set = (set_fuel_fn)address_of(args[1], "set_fuel");
+    if (set == NULL)
+        return NULL;
+    void *ctx = address_of(args[2], "context");
+    if (ctx == NULL)
+        return NULL;
+    unsigned long long fuel = PyLong_AsUnsignedLongLong(args[3]);
+    if (PyErr_Occurred())
+        return NULL;
+    uint64_t left = 0;
+    void *error = get(ctx, &left);
+    if (error == NULL)
+        error = set(ctx, left >= fuel ? left - fuel : 0);
+    return Py_BuildValue("(KO)", (unsigned long long)(uintptr_t)error, error == NULL && left >= fuel ? Py_True : Py_False);
+}
+
+/* XChaCha20-Poly1305 for the crypto and barrier host functions (sandbox/crypto.py): libsodium's
+   own functions, at the addresses PyNaCl's cffi module gives, called with the GIL held. Through
+   cffi every call released and retook the GIL; on a busy node the event loop or the Raft thread
+   took it meanwhile, and the plugin's worker waited for it back, once per seal or open (the
+   nonce's os.urandom did the same). The output is made in one bytes object, with no copies
+   around the call. Inputs past AEAD_NOGIL_BYTES release the GIL: their time is in the cipher,
+   and a hand-off is cheap next to it. */
+typedef int (*aead_encrypt_fn)(unsigned char *c, unsigned long long *clen, const unsigned char *m,
+                               unsigned long long mlen, const unsigned char *ad, unsigned long long adlen,
+                               const unsigned char *nsec, const unsigned char *npub, const unsigned char *k);
+typedef int (*aead_decrypt_fn)(unsigned char *m, unsigned long long *mlen, unsigned char *nsec,
+                               const unsigned char *c, unsigned long long clen, const unsigned char *ad,
+                               unsigned long long adlen, const unsigned char *npub, const unsigned char *k);
+
+enum { XCHACHA_KEY = 32, XCHACHA_NONCE = 24, XCHACHA_TAG = 16, AEAD_NOGIL_BYTES = 64 * 1024 };
+
+/* Fill buf from the kernel's CSPRNG (what os.urandom reads), holding the GIL: 0, or -1 with
+   OSError set. */
+static int random_fill(unsigned char *buf, size_t n) {
+    while (n > 0) {
+        ssize_t got = getrandom(buf, n, 0);
+        if (got < 0) {
+            if (errno == EINTR)
+                continue;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return -1;
+        }
+        buf += got;
+        n -= (size_t)got;
+    }
+    return 0;
+}
+
+static int check_key(PyObject *key) {
+    if (PyBytes_GET_SIZE(key) != XCHACHA_KEY) {
+        PyErr_Format(PyExc_ValueError, "an XChaCha20-Poly1305 key is %d bytes, not %zd", XCHACHA_KEY,
+                     PyBytes_GET_SIZE(key));
+        return -1;
+    }
+    return 0;
+}
+
+/* xchacha_seal(encrypt, key, plaintext, aad, nonce | None) -> nonce || ciphertext || tag;
+   `encrypt` is crypto_aead_xchacha20poly1305_ietf_encrypt's address; None: a random nonce. */
+static PyObject *xchacha_seal(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || !PyBytes_Check(args[3]) ||
+        (args[4] != Py_None && !PyBytes_Check(args[4]))) {
+        PyErr_SetString(PyExc_TypeError, "xchacha_seal(encrypt, key: bytes, plaintext: bytes, aad: bytes, "
+                                         "nonce: bytes | None)");
+        return NULL;
+    }
+    aead_encrypt_fn encrypt = (aead_encrypt_fn)address_of(args[0], "encrypt");
+    if (encrypt == NULL || check_key(args[1]) < 0)
+        return NULL;
+    if (args[4] != Py_None && PyBytes_GET_SIZE(args[4]) != XCHACHA_NONCE) {
+        PyErr_Format(PyExc_ValueError, "an XChaCha20-Poly1305 nonce is %d bytes", XCHACHA_NONCE);
+        return NULL;
+    }
+    Py_ssize_t n = PyBytes_GET_SIZE(args[2]), ad_n = PyBytes_GET_SIZE(args[3]);
+    if (n > PY_SSIZE_T_MAX - XCHACHA_NONCE - XCHACHA_TAG) {
+        PyErr_SetString(PyExc_OverflowError, "xchacha_seal: plaintext too large");
+        return NULL;
+    }
+    PyObject *out = PyBytes_FromStringAndSize(NULL, XCHACHA_NONCE + n + XCHACHA_TAG);
+    if (out == NULL)
+        return NULL;
+    unsigned char *o = (unsigned char *)PyBytes_AS_STRING(out);
+    if (args[4] == Py_None) {
+        if (random_fill(o, XCHACHA_NONCE) < 0) {
+            Py_DECREF(out);
+            return NULL;
+        }
+    } else {
+        memcpy(o, PyBytes_AS_STRING(args[4]), XCHACHA_NONCE);
+    }
+    const unsigned char *m = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    const unsigned char *ad = (const unsigned char *)PyBytes_AS_STRING(args[3]);
+    const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    unsigned long long c_n = 0;
+    int rc;
+    if (n + ad_n > AEAD_NOGIL_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = encrypt(o + XCHACHA_NONCE, &c_n, m, (unsigned long long)n, ad, (unsigned long long)ad_n, NULL, o, k);
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = encrypt(o + XCHACHA_NONCE, &c_n, m, (unsigned long long)n, ad, (unsigned long long)ad_n, NULL, o, k);
+    }
+    if (rc != 0 || c_n != (unsigned long long)n + XCHACHA_TAG) {
+        Py_DECREF(out);
+        PyErr_SetString(PyExc_RuntimeError, "crypto_aead_xchacha20poly1305_ietf_encrypt failed");
+        return NULL;
+    }
+    return out;
+}
+
+/* xchacha_open(decrypt, key, sealed, aad) -> the plaintext of nonce || ciphertext || tag, or None
+   when it fails authentication (or is shorter than a nonce and a tag). */
+static PyObject *xchacha_open(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 4 || !PyBytes_Check(args[1]) || !PyBytes_Check(args[2]) || !PyBytes_Check(args[3])) {
+        PyErr_SetString(PyExc_TypeError, "xchacha_open(decrypt, key: bytes, sealed: bytes, aad: bytes)");
+        return NULL;
+    }
+    aead_decrypt_fn decrypt = (aead_decrypt_fn)address_of(args[0], "decrypt");
+    if (decrypt == NULL || check_key(args[1]) < 0)
+        return NULL;
+    Py_ssize_t sealed_n = PyBytes_GET_SIZE(args[2]), ad_n = PyBytes_GET_SIZE(args[3]);
+    if (sealed_n < XCHACHA_NONCE + XCHACHA_TAG)
+        Py_RETURN_NONE;
+    Py_ssize_t n = sealed_n - XCHACHA_NONCE - XCHACHA_TAG;
+    PyObject *out = PyBytes_FromStringAndSize(NULL, n);
+    if (out == NULL)
+        return NULL;
+    const unsigned char *sealed = (const unsigned char *)PyBytes_AS_STRING(args[2]);
+    const unsigned char *ad = (const unsigned char *)PyBytes_AS_STRING(args[3]);
+    const unsigned char *k = (const unsigned char *)PyBytes_AS_STRING(args[1]);
+    /* n == 0 gives the shared empty bytes: libsodium writes nothing into it then. */
+    unsigned char *m = (unsigned char *)PyBytes_AS_STRING(out);
+    unsigned long long m_n = 0;
+    int rc;
+    if (sealed_n + ad_n > AEAD_NOGIL_BYTES) {
+        Py_BEGIN_ALLOW_THREADS
+        rc = decrypt(m, &m_n, NULL, sealed + XCHACHA_NONCE, (unsigned long long)(sealed_n - XCHACHA_NONCE), ad,
+                     (unsigned long long)ad_n, sealed, k);
+        Py_END_ALLOW_THREADS
+    } else {
+        rc = decrypt(m, &m_n, NULL, sealed + XCHACHA_NONCE, (unsigned long long)(sealed_n - XCHACHA_NONCE), ad,
+                     (unsigned long long)ad_n, sealed, k);
+    }
+    if (rc != 0 || m_n != (unsigned long long)n) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"call", (PyCFunction)(void (*)(void))guest_call, METH_FASTCALL, "One plugin call: fuel, deadline, input, export, output."},
     {"watch", (PyCFunction)(void (*)(void))guest_watch, METH_FASTCALL, "Route a store's epoch deadlines here."},
@@ -645,6 +810,9 @@ static PyMethodDef methods[] = {
     {"ticker_start", (PyCFunction)(void (*)(void))ticker_start, METH_FASTCALL, "Start a GIL-free epoch ticker."},
     {"ticker_stop", (PyCFunction)(void (*)(void))ticker_stop, METH_FASTCALL, "Stop and join an epoch ticker."},
     {"ticker_free", (PyCFunction)(void (*)(void))ticker_free, METH_FASTCALL, "Release a joined epoch ticker."},
+    {"charge_fuel", (PyCFunction)(void (*)(void))charge_fuel, METH_FASTCALL, "Take fuel from the running call."},
+    {"xchacha_seal", (PyCFunction)(void (*)(void))xchacha_seal, METH_FASTCALL, "libsodium's XChaCha20-Poly1305 seal."},
+    {"xchacha_open", (PyCFunction)(void (*)(void))xchacha_open, METH_FASTCALL, "libsodium's XChaCha20-Poly1305 open."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,6 +1,8 @@
 """The vetted primitives behind ABI version 3's crypto host functions (docs/HOST_ABI.md).
 
-Nothing here is hand-rolled: XChaCha20-Poly1305 and Ed25519 are libsodium's (PyNaCl),
+Nothing here is hand-rolled: XChaCha20-Poly1305 and Ed25519 are libsodium's (PyNaCl's build;
+XChaCha20-Poly1305 through its function addresses from sandbox/_guestcall.c, which holds the
+GIL where cffi gave it up on every call: see xchacha_seal there),
 AES-256-GCM, HMAC-SHA256 and HKDF-SHA256 are OpenSSL's (`cryptography`). Each function checks
 its sizes and raises CryptoError with an explicit code; tests/sandbox/test_crypto.py runs the
 published vectors (RFC 5869, RFC 4231, RFC 8032, the XChaCha20-Poly1305 draft, AES-GCM)
@@ -14,6 +16,7 @@ import hmac
 import os
 from dataclasses import dataclass
 
+import nacl._sodium
 import nacl.bindings
 import nacl.exceptions
 import nacl.signing
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from sandbox import _guestcall
 from sandbox.errors import SandboxCode
 
 XCHACHA = "xchacha20-poly1305"
@@ -34,6 +38,15 @@ ED25519_SEED_BYTES = 32
 ED25519_PUBLIC_BYTES = 32
 ED25519_SIGNATURE_BYTES = 64
 
+
+def _sodium_address(name: str) -> int:
+    ffi, lib = nacl._sodium.ffi, nacl._sodium.lib
+    return int(ffi.cast("uintptr_t", ffi.addressof(lib, name)))
+
+
+# Imported after nacl.bindings, which initialized libsodium (sodium_init).
+_XCHACHA_ENCRYPT = _sodium_address("crypto_aead_xchacha20poly1305_ietf_encrypt")
+_XCHACHA_DECRYPT = _sodium_address("crypto_aead_xchacha20poly1305_ietf_decrypt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +73,12 @@ def aead_seal(alg: str, key: bytes, plaintext: bytes, aad: bytes = b"", nonce: b
     """nonce || ciphertext || tag. Without `nonce`, a random one (24 bytes for XChaCha20, so
     random nonces never collide in practice; 12 for AES-GCM: at most 2^32 messages a key)."""
     size = _alg(alg, key)
+    _need(nonce is None or len(nonce) == size, f"an {alg} nonce is {size} bytes, not {len(nonce or b'')}")
+    if alg == XCHACHA:  # a random nonce from the kernel's CSPRNG, as os.urandom's
+        return _guestcall.xchacha_seal(_XCHACHA_ENCRYPT, key, plaintext, aad, nonce)
     if nonce is None:
         nonce = os.urandom(size)
-    _need(len(nonce) == size, f"an {alg} nonce is {size} bytes, not {len(nonce)}")
-    if alg == XCHACHA:
-        body = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce, key)
-    else:
-        body = AESGCM(key).encrypt(nonce, plaintext, aad)
-    return nonce + body
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
 
 
 def aead_open(alg: str, key: bytes, sealed: bytes, aad: bytes = b"") -> bytes:
@@ -76,12 +87,14 @@ def aead_open(alg: str, key: bytes, sealed: bytes, aad: bytes = b"") -> bytes:
     size = _alg(alg, key)
     if len(sealed) < size + TAG_BYTES:
         raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext is shorter than a nonce and a tag")
-    nonce, body = sealed[:size], sealed[size:]
+    if alg == XCHACHA:
+        plaintext = _guestcall.xchacha_open(_XCHACHA_DECRYPT, key, sealed, aad)
+        if plaintext is None:
+            raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext failed authentication")
+        return plaintext
     try:
-        if alg == XCHACHA:
-            return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(body, aad, nonce, key)
-        return AESGCM(key).decrypt(nonce, body, aad)
-    except (nacl.exceptions.CryptoError, InvalidTag):
+        return AESGCM(key).decrypt(sealed[:size], sealed[size:], aad)
+    except InvalidTag:
         raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext failed authentication") from None
 
 

@@ -74,24 +74,31 @@ class CryptoHostFunctions:
 
     # -- crypto (permission `crypto`) ------------------------------------------------------
 
+    # The AEADs and the barrier serve every transit and secrets request: written out, without
+    # _crypto's closure and extra call (half a microsecond of a ~20 us request).
+
     def crypto_aead_seal(self, ap: int, al: int) -> bytes:
-        def run() -> bytes:
+        if not self.perms.crypto:
+            return self._denied("crypto")
+        try:
             args = self._crypto_args(ap, al)
             alg, key, plaintext = _s(args, "alg"), _b(args, "key"), _b(args, "plaintext")
             aad, nonce = _b(args, "aad", b""), _b_opt(args, "nonce")
             self._pay(len(plaintext) + len(aad))
-            return crypto.aead_seal(alg, key, plaintext, aad, nonce)
-
-        return self._crypto("crypto", run)
+            return abi.ok(crypto.aead_seal(alg, key, plaintext, aad, nonce))
+        except (crypto.CryptoError, HostError) as exc:
+            return _err(exc.code, exc.message)
 
     def crypto_aead_open(self, ap: int, al: int) -> bytes:
-        def run() -> bytes:
+        if not self.perms.crypto:
+            return self._denied("crypto")
+        try:
             args = self._crypto_args(ap, al)
             alg, key, sealed, aad = _s(args, "alg"), _b(args, "key"), _b(args, "sealed"), _b(args, "aad", b"")
             self._pay(len(sealed) + len(aad))
-            return crypto.aead_open(alg, key, sealed, aad)
-
-        return self._crypto("crypto", run)
+            return abi.ok(crypto.aead_open(alg, key, sealed, aad))
+        except (crypto.CryptoError, HostError) as exc:
+            return _err(exc.code, exc.message)
 
     def crypto_hmac_sha256(self, kp: int, kl: int, dp: int, dl: int) -> bytes:
         def run() -> bytes:
@@ -162,32 +169,36 @@ class CryptoHostFunctions:
         return subkey
 
     def barrier_seal(self, ap: int, al: int, pp: int, pl: int) -> bytes:
-        def run() -> bytes:
+        if not self.perms.barrier:
+            return self._denied("barrier")
+        try:
             aad, plaintext = self._crypto_bytes(ap, al, "aad"), self._crypto_bytes(pp, pl, "plaintext")
             self._pay(len(aad) + len(plaintext))
-            return crypto.barrier_seal(self._barrier_key(), aad, plaintext)
-
-        return self._crypto("barrier", run)
+            return abi.ok(crypto.barrier_seal(self._barrier_key(), aad, plaintext))
+        except (crypto.CryptoError, HostError) as exc:
+            return _err(exc.code, exc.message)
 
     def barrier_open(self, ap: int, al: int, cp: int, cl: int) -> bytes:
-        def run() -> bytes:
+        if not self.perms.barrier:
+            return self._denied("barrier")
+        try:
             aad, sealed = self._crypto_bytes(ap, al, "aad"), self._crypto_bytes(cp, cl, "ciphertext")
             self._pay(len(aad) + len(sealed))
-            return crypto.barrier_open(self._barrier_key(), aad, sealed)
-
-        return self._crypto("barrier", run)
+            return abi.ok(crypto.barrier_open(self._barrier_key(), aad, sealed))
+        except (crypto.CryptoError, HostError) as exc:
+            return _err(exc.code, exc.message)
 
     def barrier_status(self) -> bytes:
-        def run() -> bool:
-            try:
-                self.host.barrier_key()
-            except HostError as exc:
-                if exc.code == SandboxCode.SEALED:
-                    return True
-                raise
-            return False
+        if not self.perms.barrier:
+            return self._denied("barrier")
+        try:
+            self.host.barrier_key()
+        except HostError as exc:
+            return _SEALED if exc.code == SandboxCode.SEALED else _err(exc.code, exc.message)
+        return _UNSEALED
 
-        return self._crypto("barrier", run)
+
+_SEALED, _UNSEALED = abi.ok(True), abi.ok(False)
 
 
 def _b(args: dict[str, Any], name: str, default: bytes | None = None) -> bytes:

@@ -110,9 +110,7 @@ class HostFunctions(CryptoHostFunctions):  # + ABI v3's crypto and barrier funct
         FUEL_EXHAUSTED at its next instruction) when it has less."""
         if self.store is None:  # no instance yet: nothing to charge
             return True
-        left = self.store.fuel()
-        self.store.set_fuel(max(0, left - fuel))
-        return left >= fuel
+        return self.store.charge(fuel)
 
     def _call_host(self, fn: Callable[[], Any], wrap: Callable[[Any], bytes]) -> bytes:
         try:

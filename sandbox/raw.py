@@ -114,6 +114,13 @@ class StoreContext:
         if error:
             _raise_failure(error, None)
 
+    def charge(self, fuel: int) -> bool:
+        """Take `fuel` from the running call; False (and all it had taken) when it had less."""
+        error, had_enough = _guestcall.charge_fuel(_GET_FUEL, _SET_FUEL, self.address, fuel)
+        if error:
+            _raise_failure(error, None)
+        return bool(had_enough)
+
     def set_epoch_deadline(self, ticks: int) -> None:
         """`ticks` beyond the engine's current epoch."""
         self._deadline.value = ticks
@@ -159,6 +166,7 @@ _API = tuple(_address(_b.dll[name]) for name in (
     "wasmtime_context_set_epoch_deadline", "wasmtime_memory_data", "wasmtime_memory_data_size",
     "wasmtime_error_delete", "wasmtime_error_new", "wasmtime_store_epoch_deadline_callback",
 ))
+_SET_FUEL, _GET_FUEL = _API[1], _API[2]
 _DEFINE_UNCHECKED = _address(_b.dll["wasmtime_linker_define_func_unchecked"])
 _TRAP_NEW = _address(_b.dll["wasmtime_trap_new"])
 OK, TRAPPED, FAULT, TIMED_OUT = _guestcall.OK, _guestcall.TRAPPED, _guestcall.FAULT, _guestcall.TIMED_OUT

@@ -4,7 +4,10 @@ permission denial."""
 
 from __future__ import annotations
 
+import os
+
 import msgpack
+import nacl.bindings
 import pytest
 
 from sandbox import InMemoryHost, Permissions, PluginConfig, Runtime, SandboxCode, abi, crypto, limits
@@ -174,6 +177,31 @@ def test_xchacha20_poly1305_draft_vector(runtime: Runtime, host: InMemoryHost) -
     assert call(runtime, host, "crypto_aead_seal", [args]) == [abi.TAG_OK, nonce + body]
     args = pk({"alg": crypto.XCHACHA, "key": key, "aad": aad, "sealed": nonce + body})
     assert call(runtime, host, "crypto_aead_open", [args]) == [abi.TAG_OK, plaintext]
+
+
+@pytest.mark.parametrize("size", [0, 1, 1024, 64 * 1024 + 1, limits.CRYPTO_MAX_BYTES])
+def test_xchacha20_poly1305_agrees_with_pynacl(size: int) -> None:
+    """sandbox/_guestcall.c calls libsodium through its function addresses (holding the GIL, or
+    not past 64 KiB): the same bytes as PyNaCl's own binding, both ways, at every size."""
+    key, aad, plaintext = os.urandom(32), os.urandom(size % 97), os.urandom(size)
+    sealed = crypto.aead_seal(crypto.XCHACHA, key, plaintext, aad)
+    nonce, body = sealed[:24], sealed[24:]
+    assert nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(body, aad, nonce, key) == plaintext
+    theirs = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(plaintext, aad, nonce, key)
+    assert crypto.aead_seal(crypto.XCHACHA, key, plaintext, aad, nonce) == nonce + theirs
+    assert crypto.aead_open(crypto.XCHACHA, key, nonce + theirs, aad) == plaintext
+    assert crypto.aead_seal(crypto.XCHACHA, key, plaintext, aad)[:24] != nonce  # a fresh random nonce
+
+
+def test_xchacha20_poly1305_refuses_bad_sizes() -> None:
+    for key, nonce in [(bytes(31), None), (bytes(33), None), (bytes(32), bytes(23)), (bytes(32), bytes(25))]:
+        with pytest.raises(crypto.CryptoError) as info:
+            crypto.aead_seal(crypto.XCHACHA, key, b"x", b"", nonce)
+        assert info.value.code == SandboxCode.INVALID_ARGUMENT
+    for sealed in [b"", bytes(39)]:
+        with pytest.raises(crypto.CryptoError) as info:
+            crypto.aead_open(crypto.XCHACHA, bytes(32), sealed)
+        assert info.value.code == SandboxCode.DECRYPT_FAILED
 
 
 @pytest.mark.parametrize(

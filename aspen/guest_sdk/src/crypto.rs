@@ -8,8 +8,8 @@
 //! truncated or wrong-key ciphertext: one error, no oracle) and `SEALED` (the node has no
 //! data key yet: docs/SECRETS.md).
 
-use crate::host::{bool_of, bytes_of, required, HostResult};
-use crate::msgpack::Value;
+use crate::host::{bool_of, bytes_of, required, required_bin, HostResult};
+use crate::msgpack::{self, Value};
 
 #[cfg(target_arch = "wasm32")]
 mod ffi {
@@ -75,34 +75,38 @@ impl Aead {
     }
 }
 
+/// The AEAD functions' argument map, written straight from the caller's slices: building
+/// `Value`s first copied every plaintext twice more (into the tree, then into the message).
+fn aead_args(alg: Aead, fields: &[(&str, &[u8])]) -> Vec<u8> {
+    let size = 1 + msgpack::str_len("alg") + msgpack::str_len(alg.name())
+        + fields.iter().map(|(name, b)| msgpack::str_len(name) + msgpack::bin_len(b)).sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    msgpack::write_map_len(&mut out, 1 + fields.len());
+    msgpack::write_str(&mut out, "alg");
+    msgpack::write_str(&mut out, alg.name());
+    for (name, bytes) in fields {
+        msgpack::write_str(&mut out, name);
+        msgpack::write_bin(&mut out, bytes);
+    }
+    out
+}
+
 /// `nonce || ciphertext || tag` of `plaintext` under `key`, bound to `aad`. `nonce` None: the
 /// node draws a random one.
 pub fn aead_seal(alg: Aead, key: &[u8], plaintext: &[u8], aad: &[u8], nonce: Option<&[u8]>) -> HostResult<Vec<u8>> {
-    let mut args = vec![
-        ("alg", Value::Str(alg.name().to_string())),
-        ("key", Value::Bin(key.to_vec())),
-        ("plaintext", Value::Bin(plaintext.to_vec())),
-        ("aad", Value::Bin(aad.to_vec())),
-    ];
-    if let Some(n) = nonce {
-        args.push(("nonce", Value::Bin(n.to_vec())));
-    }
-    let packed = Value::map(args).encode();
+    let packed = match nonce {
+        Some(n) => aead_args(alg, &[("key", key), ("plaintext", plaintext), ("aad", aad), ("nonce", n)]),
+        None => aead_args(alg, &[("key", key), ("plaintext", plaintext), ("aad", aad)]),
+    };
     let (a, al) = ptr(&packed);
-    bytes_of(required(unsafe { ffi::crypto_aead_seal(a, al) })?)
+    required_bin(unsafe { ffi::crypto_aead_seal(a, al) })
 }
 
 /// The plaintext of `aead_seal`'s output; `DECRYPT_FAILED` for anything forged or truncated.
 pub fn aead_open(alg: Aead, key: &[u8], sealed: &[u8], aad: &[u8]) -> HostResult<Vec<u8>> {
-    let packed = Value::map(vec![
-        ("alg", Value::Str(alg.name().to_string())),
-        ("key", Value::Bin(key.to_vec())),
-        ("sealed", Value::Bin(sealed.to_vec())),
-        ("aad", Value::Bin(aad.to_vec())),
-    ])
-    .encode();
+    let packed = aead_args(alg, &[("key", key), ("sealed", sealed), ("aad", aad)]);
     let (a, al) = ptr(&packed);
-    bytes_of(required(unsafe { ffi::crypto_aead_open(a, al) })?)
+    required_bin(unsafe { ffi::crypto_aead_open(a, al) })
 }
 
 fn fixed<const N: usize>(bytes: Vec<u8>) -> HostResult<[u8; N]> {
@@ -164,13 +168,13 @@ pub fn random_bytes(count: u32) -> HostResult<Vec<u8>> {
 pub fn barrier_seal(aad: &[u8], data: &[u8]) -> HostResult<Vec<u8>> {
     let (a, al) = ptr(aad);
     let (d, dl) = ptr(data);
-    bytes_of(required(unsafe { ffi::barrier_seal(a, al, d, dl) })?)
+    required_bin(unsafe { ffi::barrier_seal(a, al, d, dl) })
 }
 
 pub fn barrier_open(aad: &[u8], sealed: &[u8]) -> HostResult<Vec<u8>> {
     let (a, al) = ptr(aad);
     let (d, dl) = ptr(sealed);
-    bytes_of(required(unsafe { ffi::barrier_open(a, al, d, dl) })?)
+    required_bin(unsafe { ffi::barrier_open(a, al, d, dl) })
 }
 
 /// `Ok(true)` while the node is sealed (barrier_seal/open would answer `SEALED`).
@@ -187,5 +191,13 @@ mod tests {
         assert_eq!(hmac_sha256(b"k", b"d").unwrap_err().code, "NO_HOST");
         assert_eq!(barrier_seal(b"a", b"d").unwrap_err().code, "NO_HOST");
         assert_eq!(Aead::XChaCha20Poly1305.nonce_len(), 24);
+    }
+
+    #[test]
+    fn aead_args_are_the_map_the_host_reads() {
+        let got = Value::decode(&aead_args(Aead::Aes256Gcm, &[("key", &[1u8; 32]), ("plaintext", &[2u8; 300])])).unwrap();
+        assert_eq!(got.get("alg").and_then(Value::as_str), Some("aes256-gcm"));
+        assert_eq!(got.get("key"), Some(&Value::Bin(vec![1; 32])));
+        assert_eq!(got.get("plaintext"), Some(&Value::Bin(vec![2; 300])));
     }
 }

@@ -135,7 +135,10 @@ pub(crate) fn tagged(packed: i64) -> HostResult<Option<Value>> {
         return Err(HostError::new("HOST_ERROR", "the host returned no result"));
     }
     let (p, n) = crate::abi::unpack(packed);
-    let bytes = unsafe { crate::abi::take(p, n) };
+    tagged_bytes(unsafe { crate::abi::take(p, n) })
+}
+
+fn tagged_bytes(bytes: Vec<u8>) -> HostResult<Option<Value>> {
     let value = Value::decode(&bytes).map_err(|e| HostError::new("HOST_ERROR", e))?;
     let items = match value {
         Value::Array(items) => items,
@@ -152,6 +155,41 @@ pub(crate) fn tagged(packed: i64) -> HostResult<Option<Value>> {
         }
         _ => Err(HostError::new("HOST_ERROR", "host result has an unknown tag")),
     }
+}
+
+/// A tagged result whose value is bytes (`[0, bin]`), as `tagged` + `bytes_of`, without
+/// decoding it into a `Value`: the host's buffer becomes the result, the 3 to 6 header bytes
+/// moved off its front, instead of a copy of every byte into a new one.
+pub(crate) fn tagged_bin(packed: i64) -> HostResult<Option<Vec<u8>>> {
+    let no_buffer = packed == 0;
+    #[cfg(not(target_arch = "wasm32"))]
+    let no_buffer = no_buffer || packed == ffi::NO_HOST;
+    if no_buffer {
+        return tagged(packed)?.map(bytes_of).transpose();
+    }
+    let (p, n) = crate::abi::unpack(packed);
+    let mut bytes = unsafe { crate::abi::take(p, n) };
+    if let Some(header) = ok_bin_header(&bytes) {
+        bytes.drain(..header);
+        return Ok(Some(bytes));
+    }
+    tagged_bytes(bytes)?.map(bytes_of).transpose()
+}
+
+/// The header's length when `bytes` is exactly `[0, bin]` (msgpack: 0x92 0x00 then a bin).
+fn ok_bin_header(bytes: &[u8]) -> Option<usize> {
+    let header = match bytes.get(..3)? {
+        [0x92, 0x00, 0xc4] => 4,
+        [0x92, 0x00, 0xc5] => 5,
+        [0x92, 0x00, 0xc6] => 7,
+        _ => return None,
+    };
+    let len = bytes.get(3..header)?.iter().fold(0usize, |n, b| (n << 8) | *b as usize);
+    (bytes.len() - header == len).then(|| header)
+}
+
+pub(crate) fn required_bin(packed: i64) -> HostResult<Vec<u8>> {
+    tagged_bin(packed)?.ok_or_else(|| HostError::new("NOT_FOUND", "not found"))
 }
 
 pub(crate) fn required(packed: i64) -> HostResult<Value> {
@@ -178,10 +216,7 @@ pub(crate) fn bytes_of(v: Value) -> HostResult<Vec<u8>> {
 /// `Ok(Some(bytes))`, `Ok(None)` when the key does not exist, or `Err`.
 pub fn kv_get_value(key: &str) -> HostResult<Option<Vec<u8>>> {
     let (k, kl) = ptr(key.as_bytes());
-    match tagged(unsafe { ffi::kv_get_value(k, kl) })? {
-        Some(v) => bytes_of(v).map(Some),
-        None => Ok(None),
-    }
+    tagged_bin(unsafe { ffi::kv_get_value(k, kl) })
 }
 
 pub fn kv_put_value(key: &str, value: &[u8]) -> HostResult<()> {
@@ -432,6 +467,25 @@ pub fn current_time_ms() -> u64 {
 #[cfg(not(target_arch = "wasm32"))]
 pub fn hlc_now_ms() -> u64 {
     current_time_ms()
+}
+
+#[cfg(test)]
+mod bin_result_tests {
+    use super::*;
+
+    #[test]
+    fn ok_bin_headers() {
+        for n in [0usize, 1, 255, 256, 65535, 65536] {
+            let bytes = Value::Array(vec![Value::Int(0), Value::Bin(vec![9; n])]).encode();
+            let header = ok_bin_header(&bytes).unwrap();
+            assert_eq!(&bytes[header..], &vec![9u8; n][..]);
+        }
+        assert_eq!(ok_bin_header(&Value::Array(vec![Value::Int(1)]).encode()), None);
+        assert_eq!(ok_bin_header(&Value::Array(vec![Value::Int(0), Value::from("s")]).encode()), None);
+        assert_eq!(ok_bin_header(&[0x92, 0x00, 0xc4, 5, 1, 2]), None); // shorter than it says
+        assert_eq!(ok_bin_header(&[0x92, 0x00, 0xc4, 1, 1, 2]), None); // trailing bytes
+        assert_eq!(ok_bin_header(&[0x92, 0x00, 0xc5, 0]), None); // truncated length
+    }
 }
 
 #[cfg(test)]

@@ -119,7 +119,7 @@ pub mod rt {
                 Ok(request) => P::handle(request),
             },
         };
-        out(response.to_value())
+        out(response.into_value())
     }
 
     pub fn health<P: AspenPlugin>() -> i64 {

@@ -83,10 +83,31 @@ impl Value {
         }
     }
 
+    /// The msgpack bytes, in one allocation of exactly their size: growing the buffer as it
+    /// filled reallocated and copied it several times per response (a plugin's allocator and
+    /// copies are paid for in fuel and guest time on every call).
     pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.encoded_len());
         self.encode_into(&mut out);
         out
+    }
+
+    /// How many bytes `encode` produces.
+    pub fn encoded_len(&self) -> usize {
+        match self {
+            Value::Nil | Value::Bool(_) => 1,
+            Value::Int(i) => int_len(*i),
+            Value::F64(_) => 9,
+            Value::Str(s) => str_head_len(s.len()) + s.len(),
+            Value::Bin(b) => bin_head_len(b.len()) + b.len(),
+            Value::Array(items) => {
+                container_head_len(items.len()) + items.iter().map(Value::encoded_len).sum::<usize>()
+            }
+            Value::Map(entries) => {
+                container_head_len(entries.len())
+                    + entries.iter().map(|(k, v)| k.encoded_len() + v.encoded_len()).sum::<usize>()
+            }
+        }
     }
 
     pub fn encode_into(&self, out: &mut Vec<u8>) {
@@ -145,6 +166,81 @@ impl Value {
         }
         Ok(v)
     }
+}
+
+fn int_len(i: i64) -> usize {
+    if (-32..128).contains(&i) {
+        1
+    } else if (i >= 0 && i < 256) || (i < 0 && i >= i8::MIN as i64) {
+        2
+    } else if (i >= 0 && i < 65536) || (i < 0 && i >= i16::MIN as i64) {
+        3
+    } else if (i >= 0 && i <= u32::MAX as i64) || (i < 0 && i >= i32::MIN as i64) {
+        5
+    } else {
+        9
+    }
+}
+
+fn str_head_len(n: usize) -> usize {
+    if n < 32 {
+        1
+    } else {
+        bin_head_len(n)
+    }
+}
+
+fn bin_head_len(n: usize) -> usize {
+    if n < 256 {
+        2
+    } else if n < 65536 {
+        3
+    } else {
+        5
+    }
+}
+
+fn container_head_len(n: usize) -> usize {
+    if n < 16 {
+        1
+    } else if n < 65536 {
+        3
+    } else {
+        5
+    }
+}
+
+/// Writers for a msgpack message built without a `Value` tree (the SDK's host-function
+/// arguments: no copy of each byte string into a `Value` first). Same bytes as `encode`.
+pub(crate) fn write_map_len(out: &mut Vec<u8>, n: usize) {
+    if n < 16 {
+        out.push(0x80 | n as u8);
+    } else {
+        head16(out, n, [0xde, 0xdf]);
+    }
+}
+
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    if s.len() < 32 {
+        out.push(0xa0 | s.len() as u8);
+    } else {
+        head(out, s.len(), [0xd9, 0xda, 0xdb]);
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+pub(crate) fn write_bin(out: &mut Vec<u8>, b: &[u8]) {
+    head(out, b.len(), [0xc4, 0xc5, 0xc6]);
+    out.extend_from_slice(b);
+}
+
+/// The size `write_str` and `write_bin` take.
+pub(crate) fn str_len(s: &str) -> usize {
+    str_head_len(s.len()) + s.len()
+}
+
+pub(crate) fn bin_len(b: &[u8]) -> usize {
+    bin_head_len(b.len()) + b.len()
 }
 
 fn head(out: &mut Vec<u8>, n: usize, tags: [u8; 3]) {
@@ -378,12 +474,29 @@ mod tests {
     use super::*;
 
     fn round(v: Value) {
-        assert_eq!(Value::decode(&v.encode()).unwrap(), v);
+        let bytes = v.encode();
+        assert_eq!(bytes.len(), v.encoded_len(), "{:?}", v);
+        assert_eq!(Value::decode(&bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn writers_match_encode() {
+        for n in [0usize, 31, 32, 255, 256, 65536] {
+            let (s, b) = ("x".repeat(n), vec![7u8; n]);
+            let mut out = Vec::new();
+            write_map_len(&mut out, 1);
+            write_str(&mut out, &s);
+            write_bin(&mut out, &b);
+            let v = Value::Map(vec![(Value::Str(s.clone()), Value::Bin(b.clone()))]);
+            assert_eq!(out, v.encode());
+            assert_eq!(out.len(), 1 + str_len(&s) + bin_len(&b));
+        }
     }
 
     #[test]
     fn round_trips_every_kind_and_width() {
-        for i in [0i64, 1, 127, 128, 255, 256, 65535, 65536, 1 << 32, i64::MAX, -1, -32, -33, -128, -129, -32768, -32769, i64::MIN] {
+        for i in [0i64, 1, 127, 128, 255, 256, 65535, 65536, u32::MAX as i64, 1 << 32, i64::MAX, -1, -32, -33, -128,
+                  -129, -32768, -32769, i32::MIN as i64, i32::MIN as i64 - 1, i64::MIN] {
             round(Value::Int(i));
         }
         for n in [0usize, 31, 32, 255, 256, 65536] {
@@ -391,6 +504,7 @@ mod tests {
             round(Value::Bin(vec![7u8; n]));
         }
         round(Value::Array((0..20).map(Value::Int).collect()));
+        round(Value::Map((0..20).map(|i| (Value::Int(i), Value::Nil)).collect()));
         round(Value::map(vec![("type", Value::from("Pong")), ("n", Value::Nil), ("ok", Value::Bool(true))]));
         round(Value::F64(1.5));
     }

@@ -170,6 +170,20 @@ impl ClientRpcResponse {
         ClientRpcResponse::error("UNHANDLED", format!("{} does not handle {}", plugin, request.type_name()))
     }
 
+    /// As `to_value`, taking the response: a plugin's own response type (`Custom`) moves its
+    /// fields into the value instead of copying each one (a whole ciphertext, say).
+    pub fn into_value(self) -> Value {
+        match self {
+            ClientRpcResponse::Custom(r) => {
+                let mut entries = Vec::with_capacity(r.fields.len() + 1);
+                entries.push((Value::from("type"), Value::Str(r.type_name)));
+                entries.extend(r.fields.into_iter().map(|(k, v)| (Value::Str(k), v)));
+                Value::Map(entries)
+            }
+            other => other.to_value(),
+        }
+    }
+
     pub fn to_value(&self) -> Value {
         match self {
             ClientRpcResponse::Pong => Value::map(vec![("type", "Pong".into())]),
@@ -330,5 +344,9 @@ mod tests {
         assert_eq!(v.get("code").and_then(Value::as_str), Some("NOPE"));
         let v = ClientRpcResponse::Custom(Response::new("X").with("n", 3i64)).to_value();
         assert_eq!(v.get("n"), Some(&Value::Int(3)));
+        for r in [ClientRpcResponse::Custom(Response::new("X").with("n", 3i64).with("s", "t")), ClientRpcResponse::Pong,
+                  ClientRpcResponse::error("NOPE", "no")] {
+            assert_eq!(r.clone().into_value(), r.to_value());
+        }
     }
 }

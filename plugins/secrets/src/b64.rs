@@ -5,29 +5,40 @@
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 pub fn encode(data: &[u8]) -> String {
-    // Whole triples first, without per-character branches: this runs on every plaintext and
-    // ciphertext, and the guest pays for each instruction in fuel.
-    let mut out: Vec<u8> = Vec::with_capacity((data.len() + 2) / 3 * 4);
+    let mut out = Vec::with_capacity(encoded_len(data.len()));
+    encode_into(data, &mut out);
+    String::from_utf8(out).unwrap_or_default() // the alphabet is ASCII: always valid
+}
+
+pub fn encoded_len(n: usize) -> usize {
+    (n + 2) / 3 * 4
+}
+
+/// Append the base64 of `data` (ASCII) to `out`.
+pub fn encode_into(data: &[u8], out: &mut Vec<u8>) {
+    // Whole triples first, without per-character branches, into space made once: this runs
+    // on every plaintext and ciphertext, and the guest pays for each instruction in fuel.
+    let start = out.len();
+    out.resize(start + encoded_len(data.len()), 0);
+    let buf = &mut out[start..];
     let mut chunks = data.chunks_exact(3);
-    for c in &mut chunks {
+    for (c, o) in (&mut chunks).zip(buf.chunks_exact_mut(4)) {
         let n = (u32::from(c[0]) << 16) | (u32::from(c[1]) << 8) | u32::from(c[2]);
-        out.extend_from_slice(&[
-            ALPHABET[(n >> 18) as usize & 63],
-            ALPHABET[(n >> 12) as usize & 63],
-            ALPHABET[(n >> 6) as usize & 63],
-            ALPHABET[n as usize & 63],
-        ]);
+        o[0] = ALPHABET[(n >> 18) as usize & 63];
+        o[1] = ALPHABET[(n >> 12) as usize & 63];
+        o[2] = ALPHABET[(n >> 6) as usize & 63];
+        o[3] = ALPHABET[n as usize & 63];
     }
     let rest = chunks.remainder();
     if !rest.is_empty() {
         let b1 = *rest.get(1).unwrap_or(&0);
         let n = (u32::from(rest[0]) << 16) | (u32::from(b1) << 8);
-        out.push(ALPHABET[(n >> 18) as usize & 63]);
-        out.push(ALPHABET[(n >> 12) as usize & 63]);
-        out.push(if rest.len() == 2 { ALPHABET[(n >> 6) as usize & 63] } else { b'=' });
-        out.push(b'=');
+        let at = buf.len() - 4;
+        buf[at] = ALPHABET[(n >> 18) as usize & 63];
+        buf[at + 1] = ALPHABET[(n >> 12) as usize & 63];
+        buf[at + 2] = if rest.len() == 2 { ALPHABET[(n >> 6) as usize & 63] } else { b'=' };
+        buf[at + 3] = b'=';
     }
-    String::from_utf8(out).unwrap_or_default() // the alphabet is ASCII: always valid
 }
 
 /// 0..=63 for an alphabet byte, 255 otherwise.
@@ -54,14 +65,19 @@ pub fn decode(text: &str) -> Result<Vec<u8>, String> {
     let pad = bytes.iter().rev().take(2).take_while(|&&c| c == b'=').count();
     let body = &bytes[..bytes.len() - 4];
     let last = &bytes[bytes.len() - 4..];
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for q in body.chunks_exact(4) {
+    let mut out = vec![0u8; body.len() / 4 * 3];
+    let mut bad = 0u8;
+    for (q, o) in body.chunks_exact(4).zip(out.chunks_exact_mut(3)) {
         let (a, b, c, d) = (TABLE[q[0] as usize], TABLE[q[1] as usize], TABLE[q[2] as usize], TABLE[q[3] as usize]);
-        if (a | b | c | d) & 0xc0 != 0 {
-            return Err("base64: invalid character (or misplaced padding)".to_string());
-        }
+        // Checked once at the end: a branch per quad costs more than the rare wasted work.
+        bad |= a | b | c | d;
         let n = (u32::from(a) << 18) | (u32::from(b) << 12) | (u32::from(c) << 6) | u32::from(d);
-        out.extend_from_slice(&[(n >> 16) as u8, (n >> 8) as u8, n as u8]);
+        o[0] = (n >> 16) as u8;
+        o[1] = (n >> 8) as u8;
+        o[2] = n as u8;
+    }
+    if bad & 0xc0 != 0 {
+        return Err("base64: invalid character (or misplaced padding)".to_string());
     }
     let mut n: u32 = 0;
     for (i, &ch) in last.iter().enumerate() {

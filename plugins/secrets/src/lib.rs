@@ -8,6 +8,7 @@
 //! (`caller`, set by the node): `root` (the cookie) may do anything, others what their policy's
 //! rules grant (policy.rs).
 
+pub mod alloc;
 pub mod b64;
 pub mod kv;
 pub mod policy;
@@ -163,6 +164,10 @@ impl AspenPlugin for Secrets {
 }
 
 register_plugin!(Secrets);
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: alloc::SizeClasses = alloc::SizeClasses::new();
 
 #[cfg(test)]
 mod tests {

@@ -11,6 +11,9 @@
 use aspen_wasm_guest_sdk::crypto::{
     aead_open, aead_seal, ed25519_public_key, ed25519_sign, ed25519_verify, hkdf_sha256, hmac_sha256, random_bytes, Aead,
 };
+use std::borrow::Cow;
+use std::rc::Rc;
+
 use aspen_wasm_guest_sdk::prelude::*;
 
 use crate::policy::check;
@@ -113,17 +116,17 @@ impl Key {
     }
 
     /// The key that encrypts or decrypts with `version` and `context`.
-    fn aead_key(&self, version: u64, context: &Option<Vec<u8>>) -> Out<Vec<u8>> {
+    fn aead_key(&self, version: u64, context: &Option<Vec<u8>>) -> Out<Cow<'_, [u8]>> {
         let material = self.material(version)?;
         match (self.derived, context) {
             (true, Some(ctx)) => {
                 let mut info = DERIVE_INFO.to_vec();
                 info.extend_from_slice(ctx);
-                Ok(hkdf_sha256(material, b"", &info, 32)?)
+                Ok(Cow::Owned(hkdf_sha256(material, b"", &info, 32)?))
             }
             (true, None) => invalid("this key is derived: every operation needs a 'context'"),
             (false, Some(_)) => invalid("'context' was given for a key that is not derived"),
-            (false, None) => Ok(material.to_vec()),
+            (false, None) => Ok(Cow::Borrowed(material)),
         }
     }
 
@@ -196,7 +199,7 @@ fn key_key(name: &str) -> String {
 /// opened key instead of opening the envelope again: the bytes are the key's whole state, so
 /// equal bytes are an equal key. Bounded; a sealed node never reaches it (lib.rs checks first).
 struct Opened {
-    entries: Vec<(String, Vec<u8>, Key)>,
+    entries: Vec<(String, Vec<u8>, Rc<Key>)>,
 }
 
 const OPENED_MAX: usize = 32;
@@ -205,28 +208,42 @@ thread_local! {
     static OPENED: std::cell::RefCell<Opened> = std::cell::RefCell::new(Opened { entries: Vec::new() });
 }
 
-fn load(name: &str) -> Out<(Vec<u8>, Key)> {
+/// The key's record as read now and the key it holds; shared with the cache (`Rc`): a hit
+/// costs no copy of the key's versions.
+fn load(name: &str) -> Out<(Vec<u8>, Rc<Key>)> {
     let k = key_key(name);
     let raw = match kv_get_value(&k)? {
         Some(raw) => raw,
         None => return fail("NOT_FOUND", format!("no transit key {:?}", name)),
     };
     let hit = OPENED.with(|o| {
-        o.borrow().entries.iter().find(|(n, r, _)| n == name && *r == raw).map(|(_, _, key)| key.clone())
+        o.borrow().entries.iter().find(|(n, r, _)| n == name && same_bytes(r, &raw)).map(|(_, _, key)| Rc::clone(key))
     });
     if let Some(key) = hit {
         return Ok((raw, key));
     }
-    let key = Key::from_value(&store::open(&k, &raw)?)?;
+    let key = Rc::new(Key::from_value(&store::open(&k, &raw)?)?);
     OPENED.with(|o| {
         let mut o = o.borrow_mut();
         o.entries.retain(|(n, _, _)| n != name);
         if o.entries.len() >= OPENED_MAX {
             o.entries.remove(0);
         }
-        o.entries.push((name.to_string(), raw.clone(), key.clone()));
+        o.entries.push((name.to_string(), raw.clone(), Rc::clone(&key)));
     });
     Ok((raw, key))
+}
+
+/// `a == b`, eight bytes at a time: a slice's `==` is this target's memcmp, a byte loop
+/// (compiler_builtins), and the key record is compared on every request.
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let (wa, wb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail_equal = wa.remainder().iter().zip(wb.remainder()).all(|(x, y)| x == y);
+    let word = |w: &[u8]| u64::from_le_bytes([w[0], w[1], w[2], w[3], w[4], w[5], w[6], w[7]]);
+    tail_equal && wa.zip(wb).all(|(x, y)| word(x) == word(y))
 }
 
 fn new_material() -> Out<Vec<u8>> {
@@ -236,7 +253,8 @@ fn new_material() -> Out<Vec<u8>> {
 /// Change the key under a compare-and-swap, retrying a concurrent change.
 fn update(name: &str, change: &dyn Fn(&mut Key) -> Out<()>) -> Out<Key> {
     for _ in 0..ATTEMPTS {
-        let (raw, mut key) = load(name)?;
+        let (raw, key) = load(name)?;
+        let mut key = Key::clone(&key);
         change(&mut key)?;
         if store::cas(&key_key(name), Some(&raw), &key.to_value())? {
             return Ok(key);
@@ -275,7 +293,14 @@ fn req_bytes(v: &Value, name: &str) -> Out<Vec<u8>> {
 }
 
 fn armor(version: u64, body: &[u8]) -> String {
-    format!("aspen:v{}:{}", version, b64::encode(body))
+    // Built in place: format! copied the whole base64 body again through the formatter.
+    let version = version.to_string();
+    let mut out = Vec::with_capacity(8 + version.len() + b64::encoded_len(body.len()));
+    out.extend_from_slice(b"aspen:v");
+    out.extend_from_slice(version.as_bytes());
+    out.push(b':');
+    b64::encode_into(body, &mut out);
+    String::from_utf8(out).unwrap_or_default() // ASCII: always valid
 }
 
 /// (version, body) of `aspen:v<N>:<base64>`.
@@ -333,10 +358,10 @@ fn item_error(f: &Fail) -> Value {
 }
 
 /// The items of a request: `batch_input` (a list of maps), or the request itself as one item.
-fn items(r: &Request) -> Out<(bool, Vec<Value>)> {
+fn items(r: &Request) -> Out<(bool, &[Value])> {
     let (batch, list) = match r.get("batch_input") {
-        None | Some(Value::Nil) => (false, vec![r.fields.clone()]),
-        Some(Value::Array(list)) if !list.is_empty() && list.len() <= BATCH_MAX => (true, list.clone()),
+        None | Some(Value::Nil) => (false, std::slice::from_ref(&r.fields)),
+        Some(Value::Array(list)) if !list.is_empty() && list.len() <= BATCH_MAX => (true, &list[..]),
         Some(_) => return invalid(format!("batch_input: a list of 1 to {} items", BATCH_MAX)),
     };
     // The whole request's input, bounded before any work: a call's fuel (the manifest's
@@ -677,6 +702,20 @@ pub fn handle(t: &str, r: &Request, caller: &str) -> Out<Response> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn same_bytes_is_equality() {
+        let a: Vec<u8> = (0..40u8).collect();
+        for n in 0..40 {
+            assert!(same_bytes(&a[..n], &a[..n]));
+            assert!(!same_bytes(&a[..n], &a[..n + 1]));
+            for i in 0..n {
+                let mut b = a[..n].to_vec();
+                b[i] ^= 1;
+                assert!(!same_bytes(&a[..n], &b), "{} {}", n, i);
+            }
+        }
+    }
 
     #[test]
     fn ciphertext_syntax() {
