@@ -400,8 +400,9 @@ class RaftCore(SyncObj):
 
     # -- ReadIndex (cluster/readindex.py): RaftView over pysyncobj's state, tick thread only --
 
-    def request_read(self, token: Any) -> bool:
-        """Ask for a read index from any thread; `on_read_index` gets (token, index, error).
+    def request_reads(self, tokens: list[Any]) -> bool:
+        """Ask for a read index for each token, from any thread; `on_read_index` gets
+        (token, index, error). False (nothing queued) when too many are pending.
 
         With the tick idle and no round of ReadIndex in flight, this thread starts the round
         itself (as submit() does a write). While one is in flight, reads queue for the tick,
@@ -409,10 +410,10 @@ class RaftCore(SyncObj):
         if self._reads.idle() and self._tick_lock.acquire(blocking=False):
             self._tick_owner = threading.get_ident()
             try:
-                return self._reads.request_now(token)
+                return self._reads.request_now(tokens)
             finally:
                 self.release_tick()
-        return self._reads.request(token)
+        return self._reads.request(tokens)
 
     def is_leader(self) -> bool:
         return self._isLeader()

@@ -61,6 +61,7 @@ class ReplicatedNode:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._raft: RaftCore | None = None
         self._proposer: Proposer | None = None
+        self._reads_this_turn: list[asyncio.Future[int]] = []  # read_index, one request per loop turn
         self._leader_task: asyncio.Task[None] | None = None
         self._last_leader: int | None = None
         self._last_members: frozenset[str] | None = None
@@ -180,13 +181,24 @@ class ReplicatedNode:
         await self.wait_applied(index, max(0.001, deadline - loop.time()))
 
     async def read_index(self, timeout_s: float) -> int:
-        raft = self.raft_core()
+        self.raft_core()  # raises when not started
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
-        if not raft.request_read(fut):
-            raise ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
+        # The reads of one loop turn (a burst from 64 clients, say) ask for one read index
+        # together: one round of pings for all, where the first used to start a round alone.
+        if not self._reads_this_turn:
+            loop.call_soon(self._request_reads)
+        self._reads_this_turn.append(fut)
         return await with_deadline(fut, timeout_s, partial(ClusterError, ClusterCode.TIMEOUT,
                                                             f"read index not confirmed within {timeout_s}s"))
+
+    def _request_reads(self) -> None:
+        futures, self._reads_this_turn = self._reads_this_turn, []
+        futures = [f for f in futures if not f.done()]  # timed out or cancelled meanwhile
+        if futures and not self.raft_core().request_reads(futures):
+            error = ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
+            for fut in futures:
+                fut.set_exception(error)
 
     def _on_read_index(self, results: list[tuple[Any, int | None, str | None]]) -> None:
         # pysyncobj's thread: one hand-over to the loop per confirmed batch, not per read.

@@ -180,8 +180,8 @@ def test_a_write_is_appended_by_the_submitting_thread_when_the_tick_is_idle(tmp_
 
 
 def test_a_read_starts_its_round_on_the_requesting_thread_when_the_tick_is_idle(tmp_path: Path) -> None:
-    """RaftCore.request_read sends the ReadIndex pings itself when the tick lock is free and no
-    round is in flight; with the lock held the read queues for the tick. Both confirm."""
+    """RaftCore.request_reads sends the ReadIndex pings itself when the tick lock is free and no
+    round is in flight; with the lock held the reads queue for the tick. Both confirm."""
     async def run() -> None:
         nodes = await make_cluster(tmp_path)
         try:
@@ -193,7 +193,8 @@ def test_a_read_starts_its_round_on_the_requesting_thread_when_the_tick_is_idle(
             async def read_started_its_round() -> bool:
                 rounds = raft._reads.rounds
                 waiter = asyncio.ensure_future(leader.read_index(10))
-                await asyncio.sleep(0)  # read_index runs up to its await: request_read is done
+                await asyncio.sleep(0)  # read_index runs up to its await
+                await asyncio.sleep(0)  # and the turn's reads are requested
                 started_now = raft._reads.rounds > rounds
                 await waiter
                 return started_now
@@ -207,6 +208,7 @@ def test_a_read_starts_its_round_on_the_requesting_thread_when_the_tick_is_idle(
             try:
                 rounds = raft._reads.rounds
                 waiter = asyncio.ensure_future(leader.read_index(10))
+                await asyncio.sleep(0)
                 await asyncio.sleep(0)
                 assert raft._reads.rounds == rounds  # queued for the tick
             finally:
