@@ -373,26 +373,28 @@ class DurableJournal:
 
     def start_sync(self) -> None:
         """Write what add() queued with one pwrite and start its fdatasync; do not wait."""
-        if self._pending:
-            records = b"".join(self._pending)
-            self._pending = []
-            self._file.pwrite(self._end, records)
-            self._end += len(records)
+        if self._write_pending():
             self._ticket = self._syncer.request(self._file)
-            self.syncs += 1
 
     def sync(self) -> None:
         """Make durable what add() queued (group commit): one pwrite, one fdatasync, on this
         thread; or wait for the sync thread if start_sync() already handed everything over."""
-        if not self._pending:
+        if self._write_pending():
+            self._ticket = self._syncer.sync_now(self._file)
+        else:
             self._syncer.wait(self._ticket)
-            return
+
+    def _write_pending(self) -> bool:
+        """Write the queued records with one pwrite; False when there were none. Each write
+        is followed by one sync (counted here)."""
+        if not self._pending:
+            return False
         records = b"".join(self._pending)
         self._pending = []
         self._file.pwrite(self._end, records)
         self._end += len(records)
-        self._ticket = self._syncer.sync_now(self._file)
         self.syncs += 1
+        return True
 
     def _sync_file(self) -> None:
         self._ticket = self._syncer.sync_now(self._file)

@@ -20,6 +20,7 @@ import pytest
 
 from cluster import RaftConfig, ReplicatedNode
 from cluster.errors import ClusterCode, ClusterError
+from cluster.raft import RaftCore
 from deploy.launcher import free_ports
 from storage.blobs import BlobStore
 
@@ -59,6 +60,13 @@ async def wait_leader(nodes: list[ReplicatedNode], timeout_s: float = 10.0) -> R
             return leaders[0]
         await asyncio.sleep(0.05)
     raise AssertionError("no leader elected")
+
+
+async def leader_core(nodes: list[ReplicatedNode]) -> tuple[ReplicatedNode, RaftCore]:
+    leader = await wait_leader(nodes)
+    raft = leader._raft
+    assert raft is not None
+    return leader, raft
 
 
 async def stop_all(nodes: list[ReplicatedNode]) -> None:
@@ -146,9 +154,7 @@ def test_a_write_is_appended_by_the_submitting_thread_when_the_tick_is_idle(tmp_
     async def run() -> None:
         nodes = await make_cluster(tmp_path)
         try:
-            leader = await wait_leader(nodes)
-            raft = leader._raft
-            assert raft is not None
+            _, raft = await leader_core(nodes)
             loop = asyncio.get_running_loop()
 
             def submit_and_count() -> tuple[int, asyncio.Future[Any]]:
@@ -185,9 +191,7 @@ def test_a_read_starts_its_round_on_the_requesting_thread_when_the_tick_is_idle(
     async def run() -> None:
         nodes = await make_cluster(tmp_path)
         try:
-            leader = await wait_leader(nodes)
-            raft = leader._raft
-            assert raft is not None
+            leader, raft = await leader_core(nodes)
             await leader.barrier(10)  # the leader's first commit of its term is behind us
 
             async def read_started_its_round() -> bool:
