@@ -208,7 +208,7 @@ class NativeHandlers:
 
     async def has_blob(self, req: dict[str, Any]) -> dict[str, Any]:
         blob_hash = p.require_hash(req, "hash")
-        exists = self.services.has_blob(blob_hash, local=p.optional_bool(req, "local", False))
+        exists = await self.services.has_blob(blob_hash, local=p.optional_bool(req, "local", False))
         return {"type": "BlobExistsResult", "exists": exists}
 
     # -- cluster ---------------------------------------------------------------------------

@@ -97,15 +97,21 @@ class NodeServices:
     async def get_blob(self, blob_hash: str, *, local: bool = False) -> bytes | None:
         """The blob's bytes; unless `local`, fetched from a holder when the log knows of it."""
         data = self.replicated.blobs.get(blob_hash)
-        if data is None and not local:
-            known = self.read(lambda s: s.blob_record(blob_hash)) is not None
-            if known:
-                data = await self.replicated.blob_sync.ensure(blob_hash)
+        if data is None and not local and await self._blob_known(blob_hash):
+            data = await self.replicated.blob_sync.ensure(blob_hash)
         return data
 
-    def has_blob(self, blob_hash: str, *, local: bool = False) -> bool:
-        if local:
+    async def has_blob(self, blob_hash: str, *, local: bool = False) -> bool:
+        if local or self.replicated.blobs.has(blob_hash):
             return self.replicated.blobs.has(blob_hash)
-        return (
-            self.replicated.blobs.has(blob_hash) or self.read(lambda s: s.blob_record(blob_hash)) is not None
-        )
+        return await self._blob_known(blob_hash)
+
+    async def _blob_known(self, blob_hash: str) -> bool:
+        """The log records the blob. A miss is only an answer after a read barrier: a blob put
+        through another node is committed before its put returns, but this node may not have
+        applied that entry yet (followers hear of a commit with the next append, within
+        cluster/raft.py's COMMIT_NOTICE_DELAY_S)."""
+        if self.read(lambda s: s.blob_record(blob_hash)) is not None:
+            return True
+        await self.barrier()
+        return self.read(lambda s: s.blob_record(blob_hash)) is not None

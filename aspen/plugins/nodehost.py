@@ -118,7 +118,7 @@ class NodeHost:
     # -- blobs -----------------------------------------------------------------------------
 
     def blob_exists(self, blob_hash: str) -> bool:
-        return self.services.has_blob(blob_hash)
+        return self._run(self.services.has_blob(blob_hash))
 
     def blob_get(self, blob_hash: str) -> bytes | None:
         return self._run(self.services.get_blob(blob_hash))
