@@ -456,6 +456,11 @@ class RaftCore(SyncObj):
     def send(self, node: Any, message: dict[str, Any]) -> None:
         self._SyncObj__transport.send(node, message)  # type: ignore[attr-defined]
 
+    def tell_commit_index(self) -> None:
+        """Send the commit notice owed to the followers now (see _commit_notice_due)."""
+        if self._commit_notice_due and self._isLeader():
+            self._SyncObj__sendAppendEntries()
+
     def wake(self) -> None:
         notifier = getattr(self, "_SyncObj__pipeNotifier", None)  # made late in SyncObj.__init__
         if notifier is not None:
@@ -544,7 +549,7 @@ class RaftCore(SyncObj):
     # index now rides on the next append_entries when one follows within COMMIT_NOTICE_DELAY_S
     # (the next write, under load), and goes alone at that deadline otherwise. Only the
     # followers' view waits: a commit is decided on the leader, and a follower's linearizable
-    # read waits for its applied index anyway.
+    # read gets the notice ahead of its read index (tell_commit_index).
 
     _commit_notice_due = 0.0  # raft_clock() by which followers must hear the commit index; 0: none owed
 

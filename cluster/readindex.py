@@ -45,6 +45,7 @@ class RaftView(Protocol):
     def leader(self) -> Any: ...
     def voters(self) -> list[Any]: ...
     def send(self, node: Any, message: dict[str, Any]) -> None: ...
+    def tell_commit_index(self) -> None: ...
     def wake(self) -> None: ...
 
 
@@ -79,6 +80,10 @@ class ReadIndex:
 
     def _deliver(self, results: list[tuple[Any, int | None, str | None]]) -> None:
         local = []
+        if any(isinstance(token, _AskedBy) for token, _, _ in results):
+            # The follower waits to have applied up to the index: let it hear the commit index
+            # now, on the same link ahead of the answer, not with the next append.
+            self._raft.tell_commit_index()
         for token, index, error in results:
             if isinstance(token, _AskedBy):  # a follower's request: answered over the transport
                 self._raft.send(
