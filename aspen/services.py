@@ -102,8 +102,9 @@ class NodeServices:
         return data
 
     async def has_blob(self, blob_hash: str, *, local: bool = False) -> bool:
-        if local or self.replicated.blobs.has(blob_hash):
-            return self.replicated.blobs.has(blob_hash)
+        held = self.replicated.blobs.has(blob_hash)
+        if local or held:
+            return held
         return await self._blob_known(blob_hash)
 
     async def _blob_known(self, blob_hash: str) -> bool:

@@ -145,9 +145,9 @@ class _File:
 class _Syncer:
     """fdatasync on a thread of its own: request() returns at once with a ticket, wait(ticket)
     returns once everything written before that request is durable. Requests come from one
-    thread (pysyncobj's tick thread); requests queued while an fdatasync runs share the next
-    one. A file is only closed or cut after wait() (DurableJournal syncs first), so the thread
-    never syncs a closed descriptor."""
+    thread at a time (the holder of RaftCore's tick lock); requests queued while an fdatasync
+    runs share the next one. A file is only closed or cut after wait() (DurableJournal syncs
+    first), so the thread never syncs a closed descriptor."""
 
     def __init__(self, durability: Durability) -> None:
         self._fsync = durability.fsync
@@ -190,7 +190,7 @@ class _Syncer:
             except OSError as exc:
                 with self._cond:
                     self._error = exc
-                raise OSError(exc.errno, f"journal fdatasync failed: {exc.strerror}") from exc
+                raise self._failure() from exc
             if file.shadow_fd >= 0:
                 file.apply_to_shadow(writes)
         with self._cond:
@@ -205,9 +205,13 @@ class _Syncer:
             while self.done < ticket and self._error is None:
                 self._cond.wait()
             if self._error is not None:
-                # The kernel may have dropped the unsynced pages: nothing written since the last
-                # good sync can be trusted, so the node must not go on acknowledging.
-                raise OSError(self._error.errno, f"journal fdatasync failed: {self._error.strerror}")
+                raise self._failure()
+
+    def _failure(self) -> OSError:
+        # The kernel may have dropped the unsynced pages: nothing written since the last good
+        # sync can be trusted, so the node must not go on acknowledging.
+        assert self._error is not None
+        return OSError(self._error.errno, f"journal fdatasync failed: {self._error.strerror}")
 
     def close(self) -> None:
         with self._cond:

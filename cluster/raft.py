@@ -361,6 +361,13 @@ class RaftCore(SyncObj):
         self._tick_lock.acquire()
         self._tick_owner = threading.get_ident()
 
+    def try_take_tick(self) -> bool:
+        """take_tick(), unless another thread holds the lock: then False at once."""
+        if not self._tick_lock.acquire(blocking=False):
+            return False
+        self._tick_owner = threading.get_ident()
+        return True
+
     def release_tick(self) -> None:
         self._tick_owner = 0
         self._tick_lock.release()
@@ -383,11 +390,10 @@ class RaftCore(SyncObj):
         if len(payload) > self._entry_max_bytes:
             raise ValueError(f"log entry of {len(payload)} bytes is over {self._entry_max_bytes}")
         command = pickle.dumps((self._apply_id, (payload,)), protocol=5)
-        if not self._tick_lock.acquire(blocking=False):
+        if not self.try_take_tick():
             with contextlib.suppress(BlockingIOError):  # queued; only the wake-up pipe was full
                 self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
             return
-        self._tick_owner = threading.get_ident()
         try:
             try:  # what _applyCommand does, but no wake-up: this thread does the tick's part
                 self._SyncObj__commandsQueue.put_nowait((_REGULAR_TYPE_BYTE + command, callback))
@@ -398,7 +404,7 @@ class RaftCore(SyncObj):
         finally:
             self.release_tick()
 
-    # -- ReadIndex (cluster/readindex.py): RaftView over pysyncobj's state, tick thread only --
+    # -- ReadIndex (cluster/readindex.py): RaftView over pysyncobj's state, tick lock held ---
 
     def request_reads(self, tokens: list[Any]) -> bool:
         """Ask for a read index for each token, from any thread; `on_read_index` gets
@@ -407,8 +413,7 @@ class RaftCore(SyncObj):
         With the tick idle and no round of ReadIndex in flight, this thread starts the round
         itself (as submit() does a write). While one is in flight, reads queue for the tick,
         which starts one round for all of them: one round per read would multiply the pings."""
-        if self._reads.idle() and self._tick_lock.acquire(blocking=False):
-            self._tick_owner = threading.get_ident()
+        if self._reads.idle() and self.try_take_tick():
             try:
                 return self._reads.request_now(tokens)
             finally:
@@ -561,7 +566,8 @@ class RaftCore(SyncObj):
         if applied > self._reported_applied and self._on_applied is not None:
             self._reported_applied = applied
             self._on_applied(applied)
-        if need_send and not self._commit_notice_due:
+        # Followers report need_send too: only a leader owes anyone a commit index.
+        if need_send and not self._commit_notice_due and self._isLeader():
             self._commit_notice_due = raft_clock() + COMMIT_NOTICE_DELAY_S
         return False
 

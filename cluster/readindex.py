@@ -97,9 +97,8 @@ class ReadIndex:
     def request(self, tokens: list[Any]) -> bool:
         """From any thread: ask for a read index for each token; False (none queued) when too
         many are pending."""
-        if len(self._incoming) + len(tokens) > READS_PENDING_MAX:
+        if not self._enqueue(tokens):
             return False
-        self._incoming.extend(tokens)
         # One wake-up for all the reads queued before the tick drains them (a pipe write per
         # read was ~6% of a leader's time at 64 in flight). Appended before the flag is read,
         # and the tick clears it before draining: a read it misses finds the flag clear.
@@ -116,10 +115,15 @@ class ReadIndex:
 
     def request_now(self, tokens: list[Any]) -> bool:
         """request(), but the caller holds the tick lock: start the round without a wake-up."""
+        if not self._enqueue(tokens):
+            return False
+        self.on_tick()
+        return True
+
+    def _enqueue(self, tokens: list[Any]) -> bool:
         if len(self._incoming) + len(tokens) > READS_PENDING_MAX:
             return False
         self._incoming.extend(tokens)
-        self.on_tick()
         return True
 
     def on_tick(self) -> None:

@@ -512,10 +512,11 @@ class RaftTransport(Transport):
         self._bind_attempted = threading.Event()
         self._next_bind_try = 0.0
         self.messages_dropped = 0
-        # Every link reads into this one buffer (links are the tick thread's alone): recv() of
-        # RECV_CHUNK_BYTES allocated and released that much for each message, ~15 us apiece.
+        # Every link reads into this one buffer (reads run in poll callbacks, under RaftCore's
+        # tick lock, one at a time): recv() of RECV_CHUNK_BYTES allocated and released that
+        # much for each message, ~15 us apiece.
         self.recv_buffer = memoryview(bytearray(RECV_CHUNK_BYTES))
-        self._tick_thread = -1  # set by the first tick: only that thread touches links
+        self._tick_thread = -1  # set by the first tick; links are touched under the tick lock only
         self._foreign: deque[tuple[Any, Any]] = deque()
         self._syncobj = syncObj
         for node in otherNodes:
