@@ -9,15 +9,19 @@ from pathlib import Path
 from deploy.launcher import LocalCluster
 
 
-def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
-    r = subprocess.run(
+def run_demo(cwd: Path, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "deploy.demo"],
-        cwd=tmp_path,
+        cwd=cwd,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout_s,
         env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
     )
+
+
+def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
+    r = run_demo(tmp_path, timeout_s=300)
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert "read  demo/greeting through node 3: 'hello from node 1'" in r.stdout
@@ -36,14 +40,7 @@ def test_demo_serves_a_plugin_through_every_node(tmp_path: Path) -> None:
             assert f"kv set counter:demo increment through node {node}: count {node}" in r.stdout
         assert "kv get counter:demo: 3" in r.stdout
         # `make run` again: the running cluster is kept, data and all (it was wiped silently).
-        again = subprocess.run(
-            [sys.executable, "-m", "deploy.demo"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env={"PYTHONPATH": str(Path(__file__).resolve().parents[2]), "PATH": "/usr/bin:/bin"},
-        )
+        again = run_demo(tmp_path, timeout_s=120)
         assert again.returncode == 0, again.stdout + again.stderr
         assert "A demo cluster is already running in .aspen-demo/" in again.stdout
         assert "aspen-cluster down --dir .aspen-demo --purge" in again.stdout
