@@ -37,6 +37,7 @@ from aspen.plugins.logring import LogRing
 from aspen.plugins.namespaces import KV_TYPES
 from aspen.plugins.nodehost import NodeHost
 from aspen.plugins.plugin_table import PluginRecord
+from aspen.plugins.readgate import ReadGate, Waiting
 from aspen.plugins.worker import PluginWorker
 from aspen.server import Finish, Token
 from aspen.services import NodeServices
@@ -119,7 +120,8 @@ class PluginManager:
         self._reconcile_lock = asyncio.Lock()
         self._reconcile_wanted = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
-        self._requests: set[asyncio.Task[None]] = set()  # requests waiting for a read barrier
+        self._requests: set[asyncio.Task[None]] = set()  # requests being forwarded
+        self._read_gate = ReadGate(self.replicated.barrier, request_timeout_s, self._post_current)
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._delivering: set[str] = set()
         self._registry_events: Subscription | None = None
@@ -141,6 +143,7 @@ class PluginManager:
     async def stop(self) -> None:
         for task in [*self._tasks, *self._requests, *(t for _, t in self._ready_peers_cache.values())]:
             task.cancel()
+        self._read_gate.cancel()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()
@@ -303,10 +306,9 @@ class PluginManager:
 
     def handle(self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token) -> None:
         """Serve a request with a plugin (aspen/server.py's Dispatch): handed to its worker,
-        which answers through `finish`. A plugin that may read KV gets the read barrier first:
-        awaited by a task of its own, which then hands the request on the same way (no future
-        and no second wake-up per request). A plugin that is Failed here is asked on another
-        node instead (_forward)."""
+        which answers through `finish`. A plugin that may read KV gets the read barrier first,
+        shared by the requests of this loop turn (aspen/plugins/readgate.py). A plugin that is
+        Failed here is asked on another node instead (_forward)."""
         state = loaded.instance.state
         if (
             state is not PluginState.READY
@@ -316,7 +318,7 @@ class PluginManager:
         ):
             self._spawn(self._forward(loaded, request, finish, token), finish, token)
         elif loaded.manifest.permissions.get("kv_read"):
-            self._spawn(self._after_barrier(loaded, request, finish, token), finish, token)
+            self._read_gate.add((loaded, request, finish, token))
         else:
             loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
         return None
@@ -420,21 +422,16 @@ class PluginManager:
             for ask in asks:
                 ask.cancel()
 
-    async def _after_barrier(
-        self, loaded: Loaded, request: dict[str, Any], finish: Finish, token: Token
-    ) -> None:
-        try:
-            await self.replicated.barrier(self.timeout_s)
-            # An upgrade may have swapped the plugin in meanwhile and retired this instance:
-            # the request goes to the version serving now (old or new, never a failure).
-            current = self.table.plugins.get(loaded.manifest.name)
-            if current is not None and request["type"] in current.manifest.handles:
-                loaded = current
-            loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
-        except Exception as exc:  # the barrier timed out, or the worker refused: answered, never dropped
-            finish(token, None, exc)
-        # Cancelled (the node is stopping): handle's done callback answers, even when the task
-        # is cancelled before it starts, where no code of this coroutine would run.
+    def _post_current(self, waiting: Waiting) -> None:
+        """Past the read barrier: to the plugin's worker. An upgrade may have swapped the plugin
+        in meanwhile and retired this instance: the request goes to the version serving now
+        (old or new, never a failure). A refusal (a full queue) raises to the gate, which
+        answers it."""
+        loaded, request, finish, token = waiting
+        current = self.table.plugins.get(loaded.manifest.name)
+        if current is not None and request["type"] in current.manifest.handles:
+            loaded = current
+        loaded.worker.post(loaded.instance.handle_request, (request,), finish, token)
 
     # -- timers ----------------------------------------------------------------------------
 

@@ -75,7 +75,7 @@ class NodeHost:
         return body
 
     def _read(self, fn: Any) -> Any:
-        # The manager put a read barrier before this call (PluginManager._after_barrier): the local
+        # The manager put a read barrier before this call (aspen/plugins/readgate.py): the local
         # state is at least as new as the request, so a local read is linearizable.
         return self.replicated.read(fn)
 

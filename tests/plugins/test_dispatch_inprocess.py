@@ -104,3 +104,48 @@ def test_a_plugin_that_cannot_load_says_why_in_its_log_once(tmp_path: Path) -> N
     lines = uvloop.run(scenario())
     assert [(ln["level"], ln["message"][:12]) for ln in lines] == [("trap", "not loaded: ")], lines
     assert "priority" in lines[0]["message"]
+
+
+def test_a_turns_plugin_requests_take_one_read_index_and_all_are_served(tmp_path: Path) -> None:
+    async def scenario() -> tuple[int, dict[int, list[tuple[Any, BaseException | None]]]]:
+        node = await _started(tmp_path)
+        try:
+            wasm = plugin("kvp", "1.0.0", {"type": "KvPong"}, imports=("kv_get_value",), strings=(b"kvp:k",),
+                          handle="(drop (call $kv_get_value $s0))")
+            await node.plugin_admin.install(
+                {
+                    "manifest": manifest(
+                        "kvp", "1.0.0", ["KvPing"], kv_prefixes=["kvp:"], permissions={"kv_read": True}
+                    ),
+                    "wasm": bytes(wasm),
+                }
+            )
+            loaded = node.plugins.table.plugins["kvp"]
+            answers: dict[int, list[tuple[Any, BaseException | None]]] = {}
+            rounds = 0
+            read_index = node.replicated.read_index
+
+            async def counted(timeout_s: float) -> int:  # the node's own, counted
+                nonlocal rounds
+                rounds += 1
+                return await read_index(timeout_s)
+
+            node.replicated.read_index = counted  # type: ignore[method-assign]
+
+            def finish(token: tuple[int, str, float], response: Any, error: BaseException | None) -> None:
+                answers.setdefault(token[0], []).append((response, error))
+
+            for request_id in range(1, 65):  # one loop turn, as from 64 clients
+                token = (request_id, "KvPing", time.perf_counter())
+                node.plugins.handle(loaded, {"type": "KvPing"}, finish, token)
+            deadline = time.monotonic() + 10
+            while len(answers) < 64:
+                assert time.monotonic() < deadline, f"{64 - len(answers)} requests never answered"
+                await asyncio.sleep(0.01)
+            return rounds, answers
+        finally:
+            await node.stop()
+
+    rounds, answers = uvloop.run(scenario())
+    assert rounds == 1
+    assert answers == {i: [({"type": "KvPong"}, None)] for i in range(1, 65)}
