@@ -64,16 +64,24 @@ def _need(cond: bool, message: str) -> None:
 
 
 def _alg(alg: str, key: bytes) -> int:
-    _need(alg in NONCE_BYTES, f"alg must be {XCHACHA!r} or {AESGCM256!r}, not {alg!r}")
-    _need(len(key) == KEY_BYTES, f"an {alg} key is {KEY_BYTES} bytes, not {len(key)}")
-    return NONCE_BYTES[alg]
+    # Messages are built only on failure: formatted eagerly they were a microsecond of every
+    # AEAD call (benchmarks/README.md, "Measurements behind the code").
+    size = NONCE_BYTES.get(alg)
+    if size is None:
+        raise CryptoError(
+            SandboxCode.INVALID_ARGUMENT, f"alg must be {XCHACHA!r} or {AESGCM256!r}, not {alg!r}"
+        )
+    if len(key) != KEY_BYTES:
+        raise CryptoError(SandboxCode.INVALID_ARGUMENT, f"an {alg} key is {KEY_BYTES} bytes, not {len(key)}")
+    return size
 
 
 def aead_seal(alg: str, key: bytes, plaintext: bytes, aad: bytes = b"", nonce: bytes | None = None) -> bytes:
     """nonce || ciphertext || tag. Without `nonce`, a random one (24 bytes for XChaCha20, so
     random nonces never collide in practice; 12 for AES-GCM: at most 2^32 messages a key)."""
     size = _alg(alg, key)
-    _need(nonce is None or len(nonce) == size, f"an {alg} nonce is {size} bytes, not {len(nonce or b'')}")
+    if nonce is not None and len(nonce) != size:
+        raise CryptoError(SandboxCode.INVALID_ARGUMENT, f"an {alg} nonce is {size} bytes, not {len(nonce)}")
     if alg == XCHACHA:  # a random nonce from the kernel's CSPRNG, as os.urandom's
         return _guestcall.xchacha_seal(_XCHACHA_ENCRYPT, key, plaintext, aad, nonce)
     if nonce is None:

@@ -82,8 +82,15 @@ class CryptoHostFunctions:
             return self._denied("crypto")
         try:
             args = self._crypto_args(ap, al)
-            alg, key, plaintext = _s(args, "alg"), _b(args, "key"), _b(args, "plaintext")
-            aad, nonce = _b(args, "aad", b""), _b_opt(args, "nonce")
+            get = args.get
+            alg, key, plaintext = get("alg"), get("key"), get("plaintext")
+            aad, nonce = get("aad", b""), get("nonce")
+            if not (
+                type(alg) is str and type(key) is bytes and type(plaintext) is bytes
+                and type(aad) is bytes and (nonce is None or type(nonce) is bytes)
+            ):  # the helpers say which argument is wrong, and how
+                alg, key, plaintext = _s(args, "alg"), _b(args, "key"), _b(args, "plaintext")
+                aad, nonce = _b(args, "aad", b""), _b_opt(args, "nonce")
             self._pay(len(plaintext) + len(aad))
             return abi.ok(crypto.aead_seal(alg, key, plaintext, aad, nonce))
         except (crypto.CryptoError, HostError) as exc:
@@ -94,7 +101,11 @@ class CryptoHostFunctions:
             return self._denied("crypto")
         try:
             args = self._crypto_args(ap, al)
-            alg, key, sealed, aad = _s(args, "alg"), _b(args, "key"), _b(args, "sealed"), _b(args, "aad", b"")
+            get = args.get
+            alg, key, sealed, aad = get("alg"), get("key"), get("sealed"), get("aad", b"")
+            if not (type(alg) is str and type(key) is bytes and type(sealed) is bytes and type(aad) is bytes):
+                alg, key, sealed = _s(args, "alg"), _b(args, "key"), _b(args, "sealed")
+                aad = _b(args, "aad", b"")
             self._pay(len(sealed) + len(aad))
             return abi.ok(crypto.aead_open(alg, key, sealed, aad))
         except (crypto.CryptoError, HostError) as exc:
