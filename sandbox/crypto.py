@@ -37,6 +37,7 @@ HKDF_MAX_BYTES = 255 * 32  # RFC 5869: L <= 255 * HashLen
 ED25519_SEED_BYTES = 32
 ED25519_PUBLIC_BYTES = 32
 ED25519_SIGNATURE_BYTES = 64
+FORGED = "ciphertext failed authentication"  # one message for every failed open: no oracle
 
 
 def _sodium_address(name: str) -> int:
@@ -45,8 +46,8 @@ def _sodium_address(name: str) -> int:
 
 
 # Imported after nacl.bindings, which initialized libsodium (sodium_init).
-_XCHACHA_ENCRYPT = _sodium_address("crypto_aead_xchacha20poly1305_ietf_encrypt")
-_XCHACHA_DECRYPT = _sodium_address("crypto_aead_xchacha20poly1305_ietf_decrypt")
+XCHACHA_ENCRYPT_ADDRESS = _sodium_address("crypto_aead_xchacha20poly1305_ietf_encrypt")
+XCHACHA_DECRYPT_ADDRESS = _sodium_address("crypto_aead_xchacha20poly1305_ietf_decrypt")
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +84,7 @@ def aead_seal(alg: str, key: bytes, plaintext: bytes, aad: bytes = b"", nonce: b
     if nonce is not None and len(nonce) != size:
         raise CryptoError(SandboxCode.INVALID_ARGUMENT, f"an {alg} nonce is {size} bytes, not {len(nonce)}")
     if alg == XCHACHA:  # a random nonce from the kernel's CSPRNG, as os.urandom's
-        return _guestcall.xchacha_seal(_XCHACHA_ENCRYPT, key, plaintext, aad, nonce)
+        return _guestcall.xchacha_seal(XCHACHA_ENCRYPT_ADDRESS, key, plaintext, aad, nonce)
     if nonce is None:
         nonce = os.urandom(size)
     return nonce + AESGCM(key).encrypt(nonce, plaintext, aad)
@@ -96,14 +97,14 @@ def aead_open(alg: str, key: bytes, sealed: bytes, aad: bytes = b"") -> bytes:
     if len(sealed) < size + TAG_BYTES:
         raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext is shorter than a nonce and a tag")
     if alg == XCHACHA:
-        plaintext = _guestcall.xchacha_open(_XCHACHA_DECRYPT, key, sealed, aad)
+        plaintext = _guestcall.xchacha_open(XCHACHA_DECRYPT_ADDRESS, key, sealed, aad)
         if plaintext is None:
-            raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext failed authentication")
+            raise CryptoError(SandboxCode.DECRYPT_FAILED, FORGED)
         return plaintext
     try:
         return AESGCM(key).decrypt(sealed[:size], sealed[size:], aad)
     except InvalidTag:
-        raise CryptoError(SandboxCode.DECRYPT_FAILED, "ciphertext failed authentication") from None
+        raise CryptoError(SandboxCode.DECRYPT_FAILED, FORGED) from None
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from sandbox import abi, crypto, limits
+from sandbox import _guestcall, abi, crypto, limits
 from sandbox.decode import DecodeRefused, unpack_guest
 from sandbox.errors import HostError, SandboxCode
 
@@ -210,6 +210,24 @@ class CryptoHostFunctions:
 
 
 _SEALED, _UNSEALED = abi.ok(True), abi.ok(False)
+
+# The host functions sandbox/_guestcall.c answers itself for XChaCha20-Poly1305 with plain,
+# well-formed arguments (aead_fast there): the same result and fuel as the methods above, ~3 us
+# less a call. Everything else still reaches the methods. op: 1 seals, 2 opens.
+AEAD_IN_C = {
+    "crypto_aead_seal": (1, crypto.XCHACHA_ENCRYPT_ADDRESS),
+    "crypto_aead_open": (2, crypto.XCHACHA_DECRYPT_ADDRESS),
+}
+
+
+def answer_aead_in_c(name: str, host_address: int) -> None:
+    """Have host function `name` (its define_host address, before it is bound) answer in C
+    what it can. Only for a plugin granted `crypto`: the C path checks no permission."""
+    op, cipher = AEAD_IN_C[name]
+    _guestcall.serve_aead(
+        host_address, op, cipher, limits.CRYPTO_MAX_BYTES, limits.CRYPTO_FUEL_BASE,
+        limits.CRYPTO_FUEL_PER_BYTE, _err(SandboxCode.DECRYPT_FAILED, crypto.FORGED),
+    )
 
 
 def _b(args: dict[str, Any], name: str, default: bytes | None = None) -> bytes:

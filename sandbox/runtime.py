@@ -30,6 +30,7 @@ import wasmtime
 
 from sandbox import abi, limits
 from sandbox.budget import MemoryBudget, ModuleShape, check_shape, module_shape
+from sandbox.cryptofuncs import AEAD_IN_C, answer_aead_in_c
 from sandbox.decode import GUEST_BOUND
 from sandbox.errors import SandboxCode, SandboxError
 from sandbox.host_interface import Host
@@ -257,9 +258,14 @@ class _Instance:
         self.store_context.set_epoch_deadline(max(1, int(config.execution_timeout_s / limits.EPOCH_TICK_S)))
         linker = wasmtime.Linker(runtime.engine)
         me = weakref.ref(self)
-        hosts = [define_host(linker, abi.IMPORT_MODULE, name, runtime._ftypes[name], getattr(funcs, name),
-                             _host_failure(me, name))
-                 for name in abi.IMPORTS]
+        hosts = {
+            name: define_host(linker, abi.IMPORT_MODULE, name, runtime._ftypes[name], getattr(funcs, name),
+                              _host_failure(me, name))
+            for name in abi.IMPORTS
+        }
+        if config.permissions.crypto:
+            for name in AEAD_IN_C:
+                answer_aead_in_c(name, hosts[name].address)
         try:
             instance = linker.instantiate(self.store, module)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
@@ -292,7 +298,7 @@ class _Instance:
             GUEST_BOUND.as_tuple(),
             runtime._ticker,
         )
-        self.site.bind(hosts)
+        self.site.bind(list(hosts.values()))
 
 
 def _host_failure(inst: weakref.ref[_Instance], name: str) -> Callable[[int, Any], str]:
