@@ -1024,14 +1024,17 @@ static PyObject *serve_aead(PyObject *self, PyObject *const *args, Py_ssize_t na
     if (cipher == NULL)
         return NULL;
     long op = PyLong_AsLong(args[1]);
-    unsigned long long max_bytes = PyLong_AsUnsignedLongLong(args[3]);
-    unsigned long long fuel_base = PyLong_AsUnsignedLongLong(args[4]);
-    unsigned long long fuel_per_byte = PyLong_AsUnsignedLongLong(args[5]);
-    if (PyErr_Occurred())
+    if (op == -1 && PyErr_Occurred())
         return NULL;
+    unsigned long long limits[3];
+    for (int i = 0; i < 3; i++) /* max_bytes, fuel_base, fuel_per_byte */
+        if ((limits[i] = PyLong_AsUnsignedLongLong(args[3 + i])) == (unsigned long long)-1 && PyErr_Occurred())
+            return NULL;
+    unsigned long long max_bytes = limits[0], fuel_base = limits[1], fuel_per_byte = limits[2];
     Py_ssize_t failed_n = PyBytes_GET_SIZE(args[6]);
     if ((op != AEAD_SEAL && op != AEAD_OPEN) || failed_n > AEAD_FAILED_MAX || h->nparams != 2 || !h->has_result ||
-        h->fast != NULL || max_bytes > UINT32_MAX || fuel_per_byte > UINT32_MAX || fuel_base > UINT32_MAX) {
+        h->site != NULL || h->fast != NULL || max_bytes > UINT32_MAX || fuel_per_byte > UINT32_MAX ||
+        fuel_base > UINT32_MAX) {
         PyErr_SetString(PyExc_ValueError, "serve_aead: not an unbound (ptr, len) -> i64 host function, or bad bounds");
         return NULL;
     }

@@ -143,7 +143,7 @@ class PluginManager:
     async def stop(self) -> None:
         for task in [*self._tasks, *self._requests, *(t for _, t in self._ready_peers_cache.values())]:
             task.cancel()
-        self._read_gate.cancel()
+        self._read_gate.close()
         for handle in self._timers.values():
             handle.cancel()
         self._timers.clear()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from wire.errors import AspenError, ErrorCode
 
 Waiting = tuple[Any, dict[str, Any], Callable[..., None], Any]  # (plugin, request, finish, token)
 Barrier = Callable[[float], Awaitable[None]]
+log = logging.getLogger("aspen.plugins")
 
 
 class ReadGate:
@@ -35,9 +37,14 @@ class ReadGate:
         self._then = then  # hands one request on once its batch passed the barrier
         self._open: list[Waiting] | None = None  # the batch still taking this turn's requests
         self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
 
     def add(self, waiting: Waiting) -> None:
-        """From the event loop's thread: `waiting` passes with this turn's batch."""
+        """From the event loop's thread: `waiting` passes with this turn's batch; once the gate
+        is closed, it is answered UNAVAILABLE at once."""
+        if self._closed:
+            _answer(waiting, _stopping())
+            return
         batch = self._open
         if batch is None:
             batch = self._open = []
@@ -46,8 +53,10 @@ class ReadGate:
             task.add_done_callback(functools.partial(self._done, batch))
         batch.append(waiting)
 
-    def cancel(self) -> None:
-        """The node is stopping: every waiting request is answered UNAVAILABLE (_done)."""
+    def close(self) -> None:
+        """The node is stopping: every waiting request is answered UNAVAILABLE (_done), and so
+        is every later one."""
+        self._closed = True
         for task in list(self._tasks):
             task.cancel()
 
@@ -61,20 +70,32 @@ class ReadGate:
             try:
                 self._then(waiting)
             except Exception as exc:  # refused (the plugin's queue is full, say): answered, never lost
-                _, _, finish, token = waiting
-                finish(token, None, exc)
+                _answer(waiting, exc)
 
     def _done(self, batch: list[Waiting], task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         if self._open is batch:  # cancelled before it started
             self._open = None
         if task.cancelled():
-            error: BaseException = AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no")
+            error: BaseException = _stopping()
         else:
             exc = task.exception()
             if exc is None:
                 return
             error = exc  # the barrier timed out or was refused: answered, never dropped
         waiting, batch[:] = batch.copy(), []
-        for _, _, finish, token in waiting:
-            finish(token, None, error)
+        for one in waiting:
+            _answer(one, error)
+
+
+def _stopping() -> AspenError:
+    return AspenError(ErrorCode.UNAVAILABLE, "the node is stopping", applied="no")
+
+
+def _answer(waiting: Waiting, error: BaseException) -> None:
+    """Answer one request with an error; a failing answer costs the rest of its batch nothing."""
+    _, _, finish, token = waiting
+    try:
+        finish(token, None, error)
+    except Exception:
+        log.exception("answering a plugin request that could not pass the read barrier failed")

@@ -147,5 +147,7 @@ def test_a_turns_plugin_requests_take_one_read_index_and_all_are_served(tmp_path
             await node.stop()
 
     rounds, answers = uvloop.run(scenario())
+    # One wait for a read index for the whole turn (a request each before the gate; the node
+    # merged those into one round of pings, but each still paid for its own task and wait).
     assert rounds == 1
     assert answers == {i: [({"type": "KvPong"}, None)] for i in range(1, 65)}

@@ -93,10 +93,10 @@ def test_stopping_answers_unavailable_also_for_a_batch_that_never_started() -> N
         gate.add(rec.waiting(1))
         await asyncio.sleep(0)  # batch 1 waits in its barrier
         gate.add(rec.waiting(2))  # batch 2's task has not started
-        gate.cancel()
+        gate.close()
         await asyncio.sleep(0.01)
-        gate.add(rec.waiting(3))  # after a stop a new batch opens (and is answered by the next stop)
-        gate.cancel()
+        gate.add(rec.waiting(3))  # after the stop: answered at once, no batch opens
+        assert 3 in rec.answers
         await asyncio.sleep(0.01)
         return rec
 
@@ -106,6 +106,32 @@ def test_stopping_answers_unavailable_also_for_a_batch_that_never_started() -> N
     for errors in rec.answers.values():
         assert len(errors) == 1 and isinstance(errors[0], AspenError)
         assert errors[0].code == ErrorCode.UNAVAILABLE and errors[0].error.details == {"applied": "no"}
+
+
+def test_an_answer_that_fails_costs_the_rest_of_the_batch_nothing() -> None:
+    class Brittle(Recorder):
+        def finish(self, token: int, response: Any, error: BaseException | None) -> None:
+            super().finish(token, response, error)
+            if token == 1:
+                raise RuntimeError("this connection's answer failed")
+
+    async def scenario(fail_barrier: bool) -> Brittle:
+        rec = Brittle(refuse=frozenset({1, 2}))
+
+        async def barrier(timeout_s: float) -> None:
+            if fail_barrier:
+                raise ClusterError(ClusterCode.TIMEOUT, "read index not confirmed")
+
+        gate = ReadGate(barrier, 5.0, rec.then)
+        for i in range(4):
+            gate.add(rec.waiting(i))
+        await asyncio.sleep(0.05)
+        return rec
+
+    refused = uvloop.run(scenario(False))  # 1 and 2 refused by the worker, 1's answer raises
+    assert refused.passed == [0, 3] and sorted(refused.answers) == [1, 2]
+    failed = uvloop.run(scenario(True))  # the barrier fails: all four answered, 1's answer raises
+    assert failed.passed == [] and sorted(failed.answers) == [0, 1, 2, 3]
 
 
 def test_a_refused_request_is_answered_and_the_rest_of_its_batch_passes() -> None:

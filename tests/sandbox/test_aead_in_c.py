@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import random
+import struct
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,7 @@ import nacl.bindings
 import pytest
 import wasmtime
 
+import sandbox.runtime
 from sandbox import InMemoryHost, Permissions, PluginConfig, PluginInstance, Runtime, abi, crypto, limits
 from sandbox.cryptofuncs import CryptoHostFunctions
 from tests.sandbox.guests import ALLOC, PREFIX_OFF, RESULT_PREFIX, _import, info_export, wat_bytes
@@ -26,14 +28,16 @@ KEY = bytes(range(32))
 NONCE = bytes(range(100, 124))
 
 
-def forwarding_guest(fn: str) -> bytes:
-    """handle_request({"type": "Probe", "a": <bin>}) calls `fn` on the bin's bytes, in place."""
+def forwarding_guest(fn: str, alloc: str = ALLOC) -> bytes:
+    """handle_request({"type": "Probe", "a": <bin>}) calls `fn` on the bin's bytes, in place;
+    `alloc` is its aspen_alloc (tests/sandbox/guests.py's bump allocator unless given)."""
     # The request as the host packs it: 0x82, "type", "Probe", "a", then bin8/16/32 and the bytes.
     head = len(abi.pack({"type": "Probe", "a": b""})) - 2  # up to the bin marker
     n = len(RESULT_PREFIX)
     return wasmtime.wat2wasm(f"""(module
 {_import(fn)}  (memory (export "memory") 2)
-{ALLOC}
+  (global $ap (mut i32) (i32.const 0)) (global $al (mut i32) (i32.const 0))
+{alloc}
   (data (i32.const {PREFIX_OFF}) "{wat_bytes(RESULT_PREFIX)}")
 {info_export()}
   (func (export "handle_request") (param $p i32) (param $l i32) (result i64)
@@ -55,6 +59,8 @@ def forwarding_guest(fn: str) -> bytes:
                             (i32.or (i32.shl (i32.load8_u offset=2 (local.get $d)) (i32.const 8))
                                     (i32.load8_u offset=3 (local.get $d)))))
       (local.set $d (i32.add (local.get $d) (i32.const 4)))))
+    (global.set $ap (local.get $d))
+    (global.set $al (local.get $n))
     (local.set $r (call ${fn} (local.get $d) (local.get $n)))
     (local.set $rp (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 32))))
     (local.set $rl (i32.wrap_i64 (local.get $r)))
@@ -82,13 +88,18 @@ class Counted:
 
 class Guest:
     """One instance of the forwarding guest for `fn`: results through wasm (the C path where it
-    answers) and through the Python method directly, on the same instance's memory."""
+    answers) and through the Python method directly, on the same instance's memory. With
+    `in_c` False the instance has no C path: the reference the C path is held to."""
 
-    def __init__(self, runtime: Runtime, fn: str, fuel_limit: int = limits.FUEL_DEFAULT) -> None:
+    def __init__(self, runtime: Runtime, fn: str, fuel_limit: int = limits.FUEL_DEFAULT, in_c: bool = True,
+                 wasm: bytes | None = None) -> None:
         self.fn = fn
-        self.plugin: PluginInstance = runtime.load(
-            forwarding_guest(fn), PluginConfig("t", CRYPTO, fuel_limit=fuel_limit), InMemoryHost()
-        )
+        with pytest.MonkeyPatch.context() as m:
+            if not in_c:
+                m.setattr(sandbox.runtime, "answer_aead_in_c", lambda name, address: None)
+            self.plugin: PluginInstance = runtime.load(
+                wasm or forwarding_guest(fn), PluginConfig("t", CRYPTO, fuel_limit=fuel_limit), InMemoryHost()
+            )
         self.plugin.init()
 
     def through_wasm(self, args: bytes) -> Any:
@@ -289,3 +300,130 @@ def test_without_the_crypto_permission_nothing_is_answered_in_c(
     response = plugin.handle_request({"type": "Probe", "a": seal_args(b"x")})
     assert response["r"][:2] == [abi.TAG_ERROR, "PERMISSION_DENIED"]
     assert counted.calls == ["crypto_aead_seal"]
+
+
+# -- the C path against an instance without it: same inputs, same order ------------------------
+
+
+def _str(x: bytes, rng: random.Random) -> bytes:
+    """msgpack str in any of its encodings (the C path takes all; the minimal one is not required)."""
+    kind = rng.randrange(4)
+    if kind == 0 and len(x) < 32:
+        return bytes([0xa0 | len(x)]) + x
+    if kind <= 1 and len(x) < 256:
+        return b"\xd9" + bytes([len(x)]) + x
+    if kind == 2:
+        return b"\xda" + struct.pack(">H", len(x)) + x
+    return b"\xdb" + struct.pack(">I", len(x)) + x
+
+
+def _bin(x: bytes, rng: random.Random) -> bytes:
+    kind = rng.randrange(3)
+    if kind == 0 and len(x) < 256:
+        return b"\xc4" + bytes([len(x)]) + x
+    if kind <= 1 and len(x) < 65536:
+        return b"\xc5" + struct.pack(">H", len(x)) + x
+    return b"\xc6" + struct.pack(">I", len(x)) + x
+
+
+def generated_args(rng: random.Random, fn: str) -> bytes:
+    """Arguments a guest could send: mostly well-formed in every encoding, the rest with wrong
+    names, types, sizes, duplicates, map16/map32 headers and trailing bytes."""
+    good = rng.random() < 0.6
+    pick = (lambda xs: xs[0]) if good else rng.choice
+    entries = [
+        (b"alg", _str(pick([b"xchacha20-poly1305", b"aes256-gcm", b"XCHACHA20-poly1305"]), rng)),
+        (b"key", _bin(pick([KEY, KEY[:31], bytes(33)]), rng)),
+        (b"aad", rng.choice([_bin(b"ad", rng), _bin(b"", rng), b"\xc0", _str(b"ad", rng)])),
+    ]
+    if fn == "crypto_aead_seal":
+        plaintext = _bin(b"p" * rng.choice([0, 5, 300]), rng)
+        entries.append((b"plaintext", pick([plaintext, b"\xc0", _str(b"p", rng)])))
+        entries.append((b"nonce", rng.choice([_bin(NONCE, rng), b"\xc0", _bin(NONCE[:23], rng), b"\xc2"])))
+    else:
+        sealed = crypto.aead_seal(crypto.XCHACHA, KEY, b"m" * rng.choice([0, 1, 100]), b"ad", NONCE)
+        entries.append((b"sealed", _bin(pick([sealed, sealed[:-1], sealed[:40], sealed[:39], b""]), rng)))
+        if rng.random() < 0.1:
+            entries.append((b"nonce", _bin(NONCE, rng)))
+    rng.shuffle(entries)
+    if not good:
+        entries = [e for e in entries if rng.random() > 0.1]
+        if entries and rng.random() < 0.2:
+            entries.append(rng.choice(entries))  # a name twice
+    body = b"".join(_str(name, rng) + value for name, value in entries)
+    kind = 0 if good else rng.randrange(5)
+    n = len(entries)
+    head = bytes([0x80 | n]) if kind < 3 else (b"\xde" + struct.pack(">H", n) if kind == 3 else
+                                               b"\xdf" + struct.pack(">I", n))
+    return head + body + (b"\x00" if not good and rng.random() < 0.1 else b"")
+
+
+@pytest.mark.parametrize("fn", ["crypto_aead_seal", "crypto_aead_open"])
+def test_the_c_path_answers_as_an_instance_without_it(
+    runtime: Runtime, counted: Counted, fn: str
+) -> None:
+    rng = random.Random(fn)
+    in_c = 0
+    for _ in range(10):
+        with_c, without = Guest(runtime, fn), Guest(runtime, fn, in_c=False)
+        for _ in range(60):
+            args = generated_args(rng, fn)
+            counted.calls.clear()
+            fuel = with_c.plugin.stats.fuel_used, without.plugin.stats.fuel_used
+            got, want = with_c.through_wasm(args), without.through_wasm(args)
+            assert same_answer(got, want, args), args.hex()
+            used = with_c.plugin.stats.fuel_used - fuel[0], without.plugin.stats.fuel_used - fuel[1]
+            assert used[0] == used[1], args.hex()
+            in_c += counted.calls == [fn]  # only the instance without the C path reached the method
+    assert in_c > 60  # the comparison exercised the C path, not only the fall-through
+
+
+@pytest.mark.parametrize("fn", ["crypto_aead_seal", "crypto_aead_open"])
+def test_fuel_at_and_around_the_charge(runtime: Runtime, fn: str) -> None:
+    """Fuel limits stepped across the point where the charge no longer fits: the same outcome
+    and the same fuel with and without the C path (open: of a forgery too)."""
+    sealed = crypto.aead_seal(crypto.XCHACHA, KEY, b"x" * 100, b"ad", NONCE)
+    cases = [seal_args(b"x" * 100)] if fn == "crypto_aead_seal" else [
+        pk({"alg": crypto.XCHACHA, "key": KEY, "sealed": sealed, "aad": b"ad"}),
+        pk({"alg": crypto.XCHACHA, "key": KEY, "sealed": sealed[:-1] + b"\x00", "aad": b"ad"}),
+    ]
+    for args in cases:
+        base = Guest(runtime, fn).fuel_used(args)  # the whole call's fuel, charge included
+        for limit in range(base - 40, base + 40, 3):
+            with_c = Guest(runtime, fn, fuel_limit=limit)
+            without = Guest(runtime, fn, fuel_limit=limit, in_c=False)
+            got, want = with_c.through_wasm(args), without.through_wasm(args)
+            assert got == want, (limit, got, want)
+            assert with_c.plugin.stats.fuel_used == without.plugin.stats.fuel_used, limit
+
+
+# An allocator that misbehaves when asked for the result of a 1-byte seal ([0, bin8]: 4 + 41
+# bytes): a pointer outside memory, a trap, a memory.grow, or a second seal from inside it.
+_RESULT_N = 4 + 24 + 1 + 16
+_IS_RESULT = f"(i32.eq (local.get $n) (i32.const {_RESULT_N}))"
+_MISBEHAVING = {
+    "bad pointer": f"(if {_IS_RESULT} (then (return (i32.const -256))))",
+    "trap": f"(if {_IS_RESULT} (then unreachable))",
+    "grow": f"(if {_IS_RESULT} (then (drop (memory.grow (i32.const 20)))))",
+    "re-entry": f"(if (i32.and {_IS_RESULT} (i32.ne (global.get $al) (i32.const 0)))"
+                " (then (local.set $p (global.get $al)) (global.set $al (i32.const 0))"
+                " (drop (call $crypto_aead_seal (global.get $ap) (local.get $p)))))",
+}
+
+
+@pytest.mark.parametrize("how", list(_MISBEHAVING))
+def test_a_misbehaving_allocator_gets_what_it_got_from_python(
+    runtime: Runtime, counted: Counted, how: str
+) -> None:
+    alloc = ALLOC.replace("(local $p i32) (local $need i32)",
+                          "(local $p i32) (local $need i32)\n    " + _MISBEHAVING[how])
+    wasm = forwarding_guest("crypto_aead_seal", alloc)
+    args = seal_args(b"x", aad=b"")
+    with_c = Guest(runtime, "crypto_aead_seal", wasm=wasm)
+    without = Guest(runtime, "crypto_aead_seal", wasm=wasm, in_c=False)
+    got = with_c.plugin.handle_request({"type": "Probe", "a": args})
+    want = without.plugin.handle_request({"type": "Probe", "a": args})
+    assert got == want
+    assert (got["type"] == "Error") == (how in ("bad pointer", "trap")), got  # a trap ends the call
+    assert with_c.plugin.stats.fuel_used == without.plugin.stats.fuel_used
+    assert counted.calls.count("crypto_aead_seal") == (2 if how == "re-entry" else 1)  # the one without C
