@@ -1,5 +1,6 @@
-"""The plugin's own Rust tests (base64 against RFC 4648, paths, pruning, ciphertext syntax, the allocator,
-plugin_info against plugin.json), run natively by cargo as CI runs everything else."""
+"""The plugin's own Rust tests (base64 against RFC 4648, paths, pruning, ciphertext syntax,
+plugin_info against plugin.json), run natively by cargo as CI runs everything else. Its allocator
+is the guest SDK's, tested with the SDK (tests/toolchain/test_sdk.py)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from tests.toolchain.conftest import cargo
 
 def test_cargo_test_passes(tmp_path: Path) -> None:
     r = cargo("test", "--target-dir", str(tmp_path / "target"), cwd=secrets.PLUGIN_DIR)
-    assert "test result: ok. 11 passed" in r.stdout, r.stdout + r.stderr
+    assert "test result: ok. 9 passed" in r.stdout, r.stdout + r.stderr
 
 
 def test_no_crates_only_the_guest_sdk() -> None:

@@ -26,6 +26,7 @@
 //! for `cargo test` (where host functions answer `Err(NO_HOST)`).
 
 pub mod abi;
+pub mod allocator;
 pub mod crypto;
 pub mod host;
 pub mod json;

@@ -365,6 +365,11 @@ impl AspenPlugin for Automerge {
 
 register_plugin!(Automerge);
 
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: aspen_wasm_guest_sdk::allocator::SizeClasses =
+    aspen_wasm_guest_sdk::allocator::SizeClasses::new();
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@
 //! (`caller`, set by the node): `root` (the cookie) may do anything, others what their policy's
 //! rules grant (policy.rs).
 
-pub mod alloc;
 pub mod b64;
 pub mod kv;
 pub mod policy;
@@ -167,7 +166,8 @@ register_plugin!(Secrets);
 
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOCATOR: alloc::SizeClasses = alloc::SizeClasses::new();
+static ALLOCATOR: aspen_wasm_guest_sdk::allocator::SizeClasses =
+    aspen_wasm_guest_sdk::allocator::SizeClasses::new();
 
 #[cfg(test)]
 mod tests {

@@ -1,13 +1,23 @@
-//! The plugin's allocator: free lists of small blocks in front of the system allocator.
+//! An allocator for plugins: free lists of small blocks in front of the system allocator.
+//! Opt in from the plugin's lib.rs:
+//!
+//! ```ignore
+//! #[cfg(target_arch = "wasm32")]
+//! #[global_allocator]
+//! static ALLOCATOR: aspen_wasm_guest_sdk::allocator::SizeClasses =
+//!     aspen_wasm_guest_sdk::allocator::SizeClasses::new();
+//! ```
 //!
 //! Rust's wasm32 allocator (dlmalloc, from the prebuilt std, so neither inlined nor tuned for
-//! this code) took a fifth of a transit request's guest time: a request makes and drops some
-//! forty small buffers (the decoded request, strings, host results, the response). Blocks of
-//! up to 4 KiB come in nine power-of-two sizes; a freed one goes on its size's list and the
-//! next allocation of that size takes it back, in a few instructions. Each list keeps at most
-//! CACHED_BYTES of blocks (past that they go back to dlmalloc), so what the lists hold is
-//! bounded whatever a request allocated. Larger or over-aligned requests go straight to
-//! dlmalloc. The target has one thread, so the lists need no lock.
+//! the plugin's code) took a fifth of a secrets transit request's guest time: a request makes
+//! and drops some forty small buffers (the decoded request, strings, host results, the
+//! response), and the guest pays for every instruction in fuel. Blocks of up to 4 KiB come in
+//! nine power-of-two sizes; a freed one goes on its size's list and the next allocation of that
+//! size takes it back, in a few instructions. Each list keeps at most CACHED_BYTES of blocks
+//! (past that they go back to dlmalloc), so what the lists hold is bounded whatever a request
+//! allocated. Larger or over-aligned requests go straight to dlmalloc. The target has one
+//! thread, so the lists need no lock. A plugin whose memory is mostly large buffers gains
+//! little: measure (benchmarks/README.md has what it did for the first-party plugins).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
