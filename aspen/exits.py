@@ -7,6 +7,7 @@ traceback from reaching the user.
 | 1      | the request failed (any error code, NOT_FOUND included), or a local file could not be read |
 | 2      | usage: the command line cannot mean anything (argparse, INVALID_REQUEST before sending) |
 | 3      | unavailable: no node answered, or no quorum (UNAVAILABLE, TIMEOUT, OVERLOADED) |
+| 4      | `aspen-node` only: its storage failed (a journal fdatasync), so it stopped (OPERATIONS.md) |
 | 130    | interrupted (Ctrl-C) |
 
 `--json` changes what is printed, never the status.
@@ -24,6 +25,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNAVAILABLE = 3
+EXIT_STORAGE_FAILED = 4  # aspen-node: fail-stop on a failed journal fdatasync
 EXIT_INTERRUPTED = 130
 # For each tool's --help.
 EPILOG = ("exit status: 0 done; 1 the request failed (NOT_FOUND too) or a file could not be read; 2 usage; "

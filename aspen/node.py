@@ -30,7 +30,7 @@ from aspen.barrier import Barrier
 from aspen.client import AsyncClient
 from aspen.codes import wire_error
 from aspen.credential_handlers import CredentialHandlers
-from aspen.exits import guarded
+from aspen.exits import EXIT_OK, EXIT_STORAGE_FAILED, guarded
 from aspen.leases import LeaseManager
 from aspen.maintenance import MaintenanceHandlers, restore_into
 from aspen.membership import MembershipHandlers
@@ -383,7 +383,12 @@ class AspenNode:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="aspen-node", description="Run one Aspen cluster node.")
+    ap = argparse.ArgumentParser(
+        prog="aspen-node", description="Run one Aspen cluster node.",
+        epilog=f"exit status: 0 stopped by SIGTERM/SIGINT; 1 could not start; {EXIT_STORAGE_FAILED} its "
+               "storage failed (a journal fdatasync) and it stopped rather than acknowledge what may not be "
+               "on disk (docs/OPERATIONS.md, \"A failed disk\").",
+    )
     ap.add_argument("--version", action="version", version=f"aspen-node {aspen_version()}")
     ap.add_argument("--node-id", type=int, default=1)
     ap.add_argument("--data-dir", type=Path, required=True)
@@ -525,7 +530,9 @@ def parse_args(argv: list[str] | None) -> NodeConfig:
     )
 
 
-async def serve(cfg: NodeConfig) -> None:
+async def serve(cfg: NodeConfig) -> int:
+    """Run a node until SIGTERM/SIGINT (status 0), or until its storage fails (fail-stop:
+    EXIT_STORAGE_FAILED, after a clean stop of everything else)."""
     node = AspenNode(cfg)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -534,10 +541,19 @@ async def serve(cfg: NodeConfig) -> None:
     loop.add_signal_handler(signal.SIGHUP, node.reload_tls)
     await node.start()
     print(f"ready node={cfg.node_id} listen={cfg.listen}", flush=True)
-    await stop.wait()
+    waits = [loop.create_task(stop.wait()), loop.create_task(node.replicated.failed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for task in waits:
+        task.cancel()
+    status = EXIT_OK
+    if node.replicated.failure is not None:
+        log.critical("stopping: %s (exit status %d; docs/OPERATIONS.md, \"A failed disk\")",
+                     node.replicated.failure, EXIT_STORAGE_FAILED)
+        status = EXIT_STORAGE_FAILED
     log.info("shutting down")
     with contextlib.suppress(Exception):
         await asyncio.wait_for(node.stop(), 10)
+    return status
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -557,7 +573,7 @@ def _main(argv: list[str] | None) -> int:
     try:
         import uvloop
 
-        uvloop.run(serve(cfg))
+        return uvloop.run(serve(cfg))
     except KeyboardInterrupt:
         pass  # Ctrl-C is this server's way to stop: a clean exit, as SIGTERM
     except (ClusterError, StorageError) as exc:  # a start that failed below: its line names the code

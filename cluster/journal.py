@@ -65,6 +65,12 @@ SHADOW_SUFFIX = ".synced"
 Entry = tuple[bytes, int, int]
 
 
+class DurabilityLost(OSError):
+    """An fdatasync of the journal failed: what it held may not be on disk, and no later sync
+    can say otherwise (the kernel may have dropped the pages and cleared the error). Raised by
+    that sync and every later one; the node stops on it (cluster/raft.py, fail-stop)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Durability:
     fsync: bool = True
@@ -207,11 +213,11 @@ class _Syncer:
             if self._error is not None:
                 raise self._failure()
 
-    def _failure(self) -> OSError:
+    def _failure(self) -> DurabilityLost:
         # The kernel may have dropped the unsynced pages: nothing written since the last good
         # sync can be trusted, so the node must not go on acknowledging.
         assert self._error is not None
-        return OSError(self._error.errno, f"journal fdatasync failed: {self._error.strerror}")
+        return DurabilityLost(self._error.errno, f"journal fdatasync failed: {self._error.strerror}")
 
     def close(self) -> None:
         with self._cond:
@@ -502,6 +508,9 @@ class DurableJournal:
         self.sync()
 
     def _destroy(self) -> None:
-        self.sync()
-        self._syncer.close()
-        self._file.close()
+        try:
+            if not self._syncer.failed:  # after a failed fdatasync no sync can make anything durable
+                self.sync()
+        finally:
+            self._syncer.close()
+            self._file.close()

@@ -145,7 +145,7 @@ class Proposer:
                     if not fut.done():
                         fut.set_exception(error)
         else:
-            error = failure_error(err)
+            error = exc if isinstance(exc, ClusterError) else failure_error(err)  # refused, and said why
             for fut in futures:
                 if not fut.done():
                     fut.set_exception(error)

@@ -18,6 +18,7 @@ import os
 import pickle
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +33,8 @@ from pysyncobj.syncobj import _COMMAND_TYPE
 from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from cluster.config import RaftConfig
-from cluster.journal import Durability, DurableJournal
+from cluster.errors import ClusterCode, ClusterError
+from cluster.journal import Durability, DurabilityLost, DurableJournal
 from cluster.readindex import MESSAGE_TYPES as READ_MESSAGES
 from cluster.readindex import ReadIndex, Ready
 from cluster.transport import RaftTransport, TransportSettings, derive_key
@@ -244,8 +246,11 @@ class RaftCore(SyncObj):
         on_state_changed: Callable[[int, int], None] | None = None,
         on_read_index: Ready | None = None,
         on_applied: Callable[[int], None] | None = None,
+        on_durability_lost: Callable[[DurabilityLost], None] | None = None,
     ) -> None:
         journal_path, snapshot_path = Path(cfg.journal_path), Path(cfg.snapshot_path)
+        self._on_durability_lost = on_durability_lost
+        self._durability_lost: DurabilityLost | None = None
         fresh = not journal_path.exists() and not snapshot_path.exists()
         # Every file pysyncobj or we create here must be private: the journal holds every value.
         ensure_private_dir(journal_path.parent)
@@ -389,6 +394,9 @@ class RaftCore(SyncObj):
         carry a binary value at its own size."""
         if len(payload) > self._entry_max_bytes:
             raise ValueError(f"log entry of {len(payload)} bytes is over {self._entry_max_bytes}")
+        if self._durability_lost is not None:
+            raise ClusterError(ClusterCode.UNAVAILABLE, f"this node is stopping: {self._durability_lost}",
+                               applied="no")
         command = pickle.dumps((self._apply_id, (payload,)), protocol=5)
         if not self.try_take_tick():
             with contextlib.suppress(BlockingIOError):  # queued; only the wake-up pipe was full
@@ -586,11 +594,26 @@ class RaftCore(SyncObj):
         self._journal.sync()
 
     def _onTick(self, timeToWait: float = 0.0) -> None:
+        if self._durability_lost is not None:  # fail-stop: nothing more, until the node exits
+            time.sleep(max(timeToWait, 0.01))
+            return
         self.take_tick()  # let go of in _TickPoller.poll while it waits
         try:
             self._tick(timeToWait)
+        except DurabilityLost as exc:
+            # Fail-stop, as etcd does: a member that cannot promise its log is on disk must
+            # neither acknowledge, nor vote, nor lead. pysyncobj would log and retry every tick.
+            self._durability_lost = exc
+            log.critical("%s: this node stops; it can no longer promise that what it acknowledges "
+                         "is on disk", exc)
+            if self._on_durability_lost is not None:
+                self._on_durability_lost(exc)
         finally:
             self.release_tick()
+
+    @property
+    def durability_lost(self) -> DurabilityLost | None:
+        return self._durability_lost
 
     def _tick(self, timeToWait: float) -> None:
         due = self._commit_notice_due

@@ -25,6 +25,7 @@ from cluster.blobsync import BlobSync
 from cluster.config import RaftConfig
 from cluster.errors import ClusterCode, ClusterError
 from cluster.events import ClusterEvent, EventBus
+from cluster.journal import DurabilityLost
 from cluster.proposer import Proposer, failure_error
 from cluster.raft import RaftCore, SnapshotFile
 from storage import snapshot as state_snapshot
@@ -63,6 +64,10 @@ class ReplicatedNode:
         self._proposer: Proposer | None = None
         self._reads_this_turn: list[asyncio.Future[int]] = []  # read_index, one request per loop turn
         self._leader_task: asyncio.Task[None] | None = None
+        # Set when the journal's fdatasync failed (fail-stop, cluster/raft.py): whoever runs
+        # this node stops it (aspen/node.py's serve exits with EXIT_STORAGE_FAILED).
+        self.failure: DurabilityLost | None = None
+        self.failed = asyncio.Event()
         self._last_leader: int | None = None
         self._last_members: frozenset[str] | None = None
         self.blob_sync = BlobSync(
@@ -82,7 +87,7 @@ class ReplicatedNode:
         self.blob_sync.start(loop)
         snapshot = SnapshotFile(self._dump_state, self._load_state)
         self._raft = RaftCore(self.cfg, self._apply, snapshot, on_read_index=self._on_read_index,
-                              on_applied=self._on_log_applied)
+                              on_applied=self._on_log_applied, on_durability_lost=self._on_durability_lost)
         raft = self._raft
         self._proposer = Proposer(
             loop,
@@ -199,6 +204,15 @@ class ReplicatedNode:
             error = ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
             for fut in futures:
                 fut.set_exception(error)
+
+    def _on_durability_lost(self, exc: DurabilityLost) -> None:
+        # pysyncobj's thread, once.
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._fail_stop, exc)
+
+    def _fail_stop(self, exc: DurabilityLost) -> None:
+        self.failure = exc
+        self.failed.set()
 
     def _on_read_index(self, results: list[tuple[Any, int | None, str | None]]) -> None:
         # pysyncobj's thread: one hand-over to the loop per confirmed batch, not per read.

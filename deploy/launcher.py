@@ -141,6 +141,9 @@ class LocalCluster:
         self.nodes: dict[int, NodeSpec] = {}
         self.node_args: list[str] = list(node_args or [])
         self.tls = tls
+        # The processes this object started (not those of an earlier `up` it loaded): their
+        # exit statuses (exit_status).
+        self._procs: dict[int, subprocess.Popen[bytes]] = {}
         if self.state_path.exists():
             self._load()
 
@@ -312,6 +315,7 @@ class LocalCluster:
         initial_state: str = "existing",
         wait_listening: bool = True,
         extra_args: list[str] | None = None,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         """Start a node; "existing" (anything but the first `up`): a node whose data dir is
         empty waits to hear from a leader instead of campaigning. Returns once the node's
@@ -320,11 +324,11 @@ class LocalCluster:
         if self.nodes[node_id].metrics_port is None:
             self.nodes[node_id].metrics_port = free_ports(1)[0]
         spec = self.nodes[node_id]
-        if pid_alive(spec.pid):
+        if self.alive(node_id):
             raise RuntimeError(f"node {node_id} is already running (pid {spec.pid})")
         self.data_dir(node_id).mkdir(parents=True, exist_ok=True)
         log_from = self.log_path(node_id).stat().st_size if self.log_path(node_id).exists() else 0
-        env = {k: v for k, v in os.environ.items() if k not in ("ASPEN_COOKIE",)}
+        env = {k: v for k, v in os.environ.items() if k not in ("ASPEN_COOKIE",)} | (extra_env or {})
         prefix = ["ip", "netns", "exec", spec.netns] if spec.netns else []
         with open(self.log_path(node_id), "ab") as log:
             proc = subprocess.Popen(
@@ -336,6 +340,7 @@ class LocalCluster:
                 env=env,
             )
         spec.pid = proc.pid
+        self._procs[node_id] = proc
         self._save()
         if wait_listening:
             self._wait_listening(node_id, log_from)
@@ -415,7 +420,7 @@ class LocalCluster:
 
     def signal(self, node_id: int, sig: int) -> None:
         spec = self.nodes[node_id]
-        if spec.pid and pid_alive(spec.pid):
+        if spec.pid and self.alive(node_id):
             os.kill(spec.pid, sig)
 
     def kill(self, node_id: int) -> None:
@@ -430,7 +435,7 @@ class LocalCluster:
     def _wait_dead(self, node_id: int, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if not pid_alive(self.nodes[node_id].pid):
+            if not self.alive(node_id):
                 return True
             time.sleep(0.02)
         return False
@@ -448,7 +453,16 @@ class LocalCluster:
             self.nodes = {}
 
     def alive(self, node_id: int) -> bool:
+        proc = self._procs.get(node_id)
+        if proc is not None and proc.pid == self.nodes[node_id].pid:
+            return proc.poll() is None  # reaped through its Popen, which keeps the status
         return pid_alive(self.nodes[node_id].pid)
+
+    def exit_status(self, node_id: int) -> int | None:
+        """The exit status of the node process this object last started, None while it runs
+        (or when another `up` started it)."""
+        proc = self._procs.get(node_id)
+        return None if proc is None else proc.poll()
 
     # -- queries ---------------------------------------------------------------------------
 

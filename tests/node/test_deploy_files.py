@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from aspen.exits import EXIT_STORAGE_FAILED
 from aspen.node import NodeConfig, parse_args
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -39,6 +40,8 @@ def test_the_systemd_unit_with_the_example_env_parses(cookie: Path) -> None:
     assert cfg.node_id == int(env["ASPEN_NODE_ID"]) and set(cfg.peers) == {2, 3}
     assert cfg.join_existing  # the example's ASPEN_INITIAL_CLUSTER_STATE=existing
     assert cfg.cert_file and cfg.key_file and cfg.trusted_ca_file  # a 10.x listener: TLS, not plaintext
+    # A node that stopped because its disk failed is not restarted in a loop.
+    assert f"RestartPreventExitStatus={EXIT_STORAGE_FAILED}" in unit.splitlines()
 
 
 def test_each_compose_service_command_parses(cookie: Path) -> None:
