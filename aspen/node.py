@@ -545,15 +545,14 @@ async def serve(cfg: NodeConfig) -> int:
     await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for task in waits:
         task.cancel()
-    status = EXIT_OK
     if node.replicated.failure is not None:
         log.critical("stopping: %s (exit status %d; docs/OPERATIONS.md, \"A failed disk\")",
                      node.replicated.failure, EXIT_STORAGE_FAILED)
-        status = EXIT_STORAGE_FAILED
     log.info("shutting down")
     with contextlib.suppress(Exception):
         await asyncio.wait_for(node.stop(), 10)
-    return status
+    # Also a failure found by the journal's last sync, during this stop.
+    return EXIT_OK if node.replicated.failure is None else EXIT_STORAGE_FAILED
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -32,12 +32,14 @@ which a test puts in place of the real files after killing every node, as a powe
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
 import struct
 import threading
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -162,6 +164,7 @@ class _Syncer:
         self._requested = 0
         self.done = 0  # read without the lock by DurableJournal.dirty: an int, written under it
         self._error: OSError | None = None
+        self._what = "fdatasync"  # what failed: the first failure's, kept
         self._stopping = False
         self._thread: threading.Thread | None = None
 
@@ -184,6 +187,15 @@ class _Syncer:
     def failed(self) -> bool:
         return self._error is not None
 
+    def fail(self, exc: OSError, what: str) -> DurabilityLost:
+        """A write to the journal's files failed (`what`): from now on, as after a failed
+        fdatasync, every sync and wait raises (the first failure is the one reported)."""
+        with self._cond:
+            if self._error is None:
+                self._error, self._what = exc, what
+            self._cond.notify_all()
+        return self.failure()
+
     def sync_now(self, file: _File) -> int:
         """fdatasync on the calling thread, after whatever the sync thread has in hand: for a
         caller with nothing to overlap (a follower about to acknowledge), no hand-off to the
@@ -194,9 +206,7 @@ class _Syncer:
             try:
                 os.fdatasync(file.fd)
             except OSError as exc:
-                with self._cond:
-                    self._error = exc
-                raise self._failure() from exc
+                raise self.fail(exc, "fdatasync") from exc
             if file.shadow_fd >= 0:
                 file.apply_to_shadow(writes)
         with self._cond:
@@ -211,13 +221,13 @@ class _Syncer:
             while self.done < ticket and self._error is None:
                 self._cond.wait()
             if self._error is not None:
-                raise self._failure()
+                raise self.failure()
 
-    def _failure(self) -> DurabilityLost:
+    def failure(self) -> DurabilityLost:
         # The kernel may have dropped the unsynced pages: nothing written since the last good
         # sync can be trusted, so the node must not go on acknowledging.
         assert self._error is not None
-        return DurabilityLost(self._error.errno, f"journal fdatasync failed: {self._error.strerror}")
+        return DurabilityLost(self._error.errno, f"journal {self._what} failed: {self._error.strerror}")
 
     def close(self) -> None:
         with self._cond:
@@ -246,9 +256,7 @@ class _Syncer:
                     if file.shadow_fd >= 0:
                         file.apply_to_shadow(writes)
             except OSError as exc:
-                with self._cond:
-                    self._error = exc
-                    self._cond.notify_all()
+                self.fail(exc, "fdatasync")
                 return
             with self._cond:
                 self.done = target
@@ -396,21 +404,38 @@ class DurableJournal:
 
     def _write_pending(self) -> bool:
         """Write the queued records with one pwrite; False when there were none. Each write
-        is followed by one sync (counted here)."""
+        is followed by one sync (counted here). The records stay queued (`dirty`) until the
+        write succeeded: a failed write (a full disk) must not look durable to the next sync."""
         if not self._pending:
             return False
         records = b"".join(self._pending)
+        with self._storage("write"):
+            self._file.pwrite(self._end, records)
         self._pending = []
-        self._file.pwrite(self._end, records)
         self._end += len(records)
         self.syncs += 1
         return True
+
+    @contextlib.contextmanager
+    def _storage(self, what: str) -> Iterator[None]:
+        """Around every change to the journal's files: refused once one failed, and a failure
+        (ENOSPC, EIO, ...) is DurabilityLost, sticky, as a failed fdatasync: the node stops
+        (cluster/raft.py) instead of going on from a state its disk may not hold."""
+        if self._syncer.failed:
+            raise self._syncer.failure()
+        try:
+            yield
+        except DurabilityLost:
+            raise
+        except OSError as exc:
+            raise self._syncer.fail(exc, what) from exc
 
     def _sync_file(self) -> None:
         self._ticket = self._syncer.sync_now(self._file)
 
     def _write_end(self, end: int) -> None:
-        self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", end))
+        with self._storage("header write"):
+            self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", end))
         self._sync_file()
         self._header_end = end
 
@@ -418,7 +443,8 @@ class DurableJournal:
         # _end only ever moves over synced records, so whenever this page reaches the disk it
         # is true: no fsync of its own. It only shortens the scan at the next start.
         if self._header_end != self._end:
-            self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", self._end))
+            with self._storage("header write"):
+                self._file.pwrite(LAST_OFFSET_POS, struct.pack("<I", self._end))
             self._header_end = self._end
 
     def deleteEntriesFrom(self, entry_from: int) -> None:
@@ -429,7 +455,8 @@ class DurableJournal:
         del self._entries[entry_from:]
         end = FIRST_RECORD_OFFSET + sum(RECORD_OVERHEAD_BYTES + len(e[0]) for e in self._entries)
         self._end = end
-        self._file.truncate(end)
+        with self._storage("truncation"):
+            self._file.truncate(end)
         self._write_end(end)
 
     def deleteEntriesTo(self, entry_to: int) -> None:
@@ -450,9 +477,10 @@ class DurableJournal:
         end = FIRST_RECORD_OFFSET + len(body)
         header = _header(self._version)
         header = header[:LAST_OFFSET_POS] + struct.pack("<I", end)
-        self._file.close()
-        write_file_durably(self._path, header + body, self._durability)
-        self._file = _File(self._path, self._durability)
+        with self._storage("rewrite"):
+            self._file.close()
+            write_file_durably(self._path, header + body, self._durability)
+            self._file = _File(self._path, self._durability)
         self._entries = list(keep)
         self._end = end
         self._header_end = end
@@ -462,12 +490,13 @@ class DurableJournal:
         # fsyncing it; the log must not lose the entries the snapshot replaces before it is durable.
         if not self._durability.fsync or not self._snapshot_path.exists():
             return
-        fd = os.open(self._snapshot_path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        fsync_dir(self._snapshot_path.parent)
+        with self._storage("snapshot fsync"):
+            fd = os.open(self._snapshot_path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            fsync_dir(self._snapshot_path.parent)
         if self._durability.shadow:
             shadow = self._snapshot_path.with_name(self._snapshot_path.name + SHADOW_SUFFIX)
             shadow.write_bytes(self._snapshot_path.read_bytes())
@@ -496,7 +525,8 @@ class DurableJournal:
         return int(self._meta.get("raftCommitIndex", 1))
 
     def _store_meta(self) -> None:
-        write_file_durably(self._meta_path, pickle.dumps(self._meta, protocol=2), self._durability)
+        with self._storage("term and vote write"):
+            write_file_durably(self._meta_path, pickle.dumps(self._meta, protocol=2), self._durability)
         self._meta_dirty = False
 
     def onOneSecondTimer(self) -> None:

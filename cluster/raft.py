@@ -383,6 +383,8 @@ class RaftCore(SyncObj):
         self.take_tick()
         try:
             super()._doDestroy()
+        except DurabilityLost as exc:  # the journal's last sync, at a stop: still a failed disk
+            self._lose_durability(exc)
         finally:
             self.release_tick()
 
@@ -394,15 +396,14 @@ class RaftCore(SyncObj):
         carry a binary value at its own size."""
         if len(payload) > self._entry_max_bytes:
             raise ValueError(f"log entry of {len(payload)} bytes is over {self._entry_max_bytes}")
-        if self._durability_lost is not None:
-            raise ClusterError(ClusterCode.UNAVAILABLE, f"this node is stopping: {self._durability_lost}",
-                               applied="no")
+        self._refuse_if_stopped()
         command = pickle.dumps((self._apply_id, (payload,)), protocol=5)
         if not self.try_take_tick():
             with contextlib.suppress(BlockingIOError):  # queued; only the wake-up pipe was full
                 self._applyCommand(command, callback, _COMMAND_TYPE.REGULAR)
             return
         try:
+            self._refuse_if_stopped()  # again, under the lock: the tick may have stopped meanwhile
             try:  # what _applyCommand does, but no wake-up: this thread does the tick's part
                 self._SyncObj__commandsQueue.put_nowait((_REGULAR_TYPE_BYTE + command, callback))
             except queue.Full:
@@ -421,8 +422,10 @@ class RaftCore(SyncObj):
         With the tick idle and no round of ReadIndex in flight, this thread starts the round
         itself (as submit() does a write). While one is in flight, reads queue for the tick,
         which starts one round for all of them: one round per read would multiply the pings."""
+        self._refuse_if_stopped()
         if self._reads.idle() and self.try_take_tick():
             try:
+                self._refuse_if_stopped()
                 return self._reads.request_now(tokens)
             finally:
                 self.release_tick()
@@ -603,13 +606,23 @@ class RaftCore(SyncObj):
         except DurabilityLost as exc:
             # Fail-stop, as etcd does: a member that cannot promise its log is on disk must
             # neither acknowledge, nor vote, nor lead. pysyncobj would log and retry every tick.
-            self._durability_lost = exc
-            log.critical("%s: this node stops; it can no longer promise that what it acknowledges "
-                         "is on disk", exc)
-            if self._on_durability_lost is not None:
-                self._on_durability_lost(exc)
+            self._lose_durability(exc)
         finally:
             self.release_tick()
+
+    def _lose_durability(self, exc: DurabilityLost) -> None:
+        if self._durability_lost is not None:
+            return
+        self._durability_lost = exc
+        log.critical("%s: this node stops; it can no longer promise that what it acknowledges "
+                     "is on disk", exc)
+        if self._on_durability_lost is not None:
+            self._on_durability_lost(exc)
+
+    def _refuse_if_stopped(self) -> None:
+        if self._durability_lost is not None:
+            raise ClusterError(ClusterCode.UNAVAILABLE, f"this node is stopping: {self._durability_lost}",
+                               applied="no")
 
     @property
     def durability_lost(self) -> DurabilityLost | None:

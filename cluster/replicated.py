@@ -200,19 +200,23 @@ class ReplicatedNode:
     def _request_reads(self) -> None:
         futures, self._reads_this_turn = self._reads_this_turn, []
         futures = [f for f in futures if not f.done()]  # timed out or cancelled meanwhile
-        if futures and not self.raft_core().request_reads(futures):
+        if not futures:
+            return
+        try:
+            queued = self.raft_core().request_reads(futures)
             error = ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
+        except ClusterError as refused:  # the node is stopping (its disk failed)
+            queued, error = False, refused
+        if not queued:
             for fut in futures:
                 fut.set_exception(error)
 
     def _on_durability_lost(self, exc: DurabilityLost) -> None:
-        # pysyncobj's thread, once.
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._fail_stop, exc)
-
-    def _fail_stop(self, exc: DurabilityLost) -> None:
+        # pysyncobj's thread, once. `failure` at once: a stop in progress reads it after the
+        # tick thread is done (aspen/node.py's serve); the event wakes the loop.
         self.failure = exc
-        self.failed.set()
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self.failed.set)
 
     def _on_read_index(self, results: list[tuple[Any, int | None, str | None]]) -> None:
         # pysyncobj's thread: one hand-over to the loop per confirmed batch, not per read.

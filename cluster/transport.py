@@ -50,6 +50,7 @@ from pysyncobj.node import TCPNode
 from pysyncobj.poller import POLL_EVENT_TYPE
 from pysyncobj.transport import Transport
 
+from cluster.journal import DurabilityLost
 from wire.address import split_host_port
 
 log = logging.getLogger("aspen.cluster.transport")
@@ -649,6 +650,8 @@ class RaftTransport(Transport):
     def deliver(self, node: TCPNode, message: dict[str, Any]) -> None:
         try:
             self._onMessageReceived(node, message)
+        except DurabilityLost:  # the disk failed: up to the tick, which stops the node
+            raise
         except Exception:  # a bug in a handler must not close the link or stop the tick
             log.exception(
                 "handling a Raft message of type %s from %s failed", message.get("type"), node.address

@@ -26,6 +26,7 @@ from cluster.journal import (
     LAST_OFFSET_POS,
     SHADOW_SUFFIX,
     Durability,
+    DurabilityLost,
     DurableJournal,
 )
 
@@ -221,3 +222,67 @@ def test_a_failed_fdatasync_is_raised_not_taken_for_durable(
     assert journal.dirty
     with pytest.raises(OSError, match="fdatasync failed"):  # and on every later sync too
         journal.sync()
+
+
+def test_a_failed_write_keeps_the_records_queued_and_stops_every_later_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A full disk (ENOSPC on the pwrite): the records are not taken for written, let alone
+    durable (`dirty` holds, so no acknowledgement goes out), the failure is DurabilityLost like
+    a failed fdatasync, and every later sync, write, term/vote write and truncation raises."""
+    journal = open_journal(tmp_path / "journal.bin")
+    journal.add(b"first", 1, 1)
+    journal.sync()
+    real = os.pwrite
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(journal_mod.os, "pwrite", full)
+    journal.add(b"second", 2, 1)
+    with pytest.raises(DurabilityLost, match="journal write failed: No space left"):
+        journal.sync()
+    assert journal.dirty
+    monkeypatch.setattr(journal_mod.os, "pwrite", real)  # the disk has room again: too late
+    with pytest.raises(DurabilityLost, match="journal write failed"):
+        journal.sync()
+    with pytest.raises(DurabilityLost):
+        journal.start_sync()
+    with pytest.raises(DurabilityLost):
+        journal.setCurrentTerm(2, None)
+    with pytest.raises(DurabilityLost):
+        journal.deleteEntriesFrom(1)
+    assert journal.dirty
+    journal._destroy()  # a stop after the failure: no sync that can only fail, no exception
+    assert [e[:2] for e in open_journal(tmp_path / "journal.bin")] == [(b"first", 1)]
+
+
+def test_a_failed_term_and_vote_write_is_durability_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = open_journal(tmp_path / "journal.bin")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(journal_mod.os, "fsync", failing)  # write_file_durably's fsync
+    with pytest.raises(DurabilityLost, match="journal term and vote write failed"):
+        journal.setCurrentTerm(5, "node2")
+    assert journal.dirty
+    journal._destroy()
+
+
+def test_a_stop_after_a_failed_fdatasync_does_not_raise(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = open_journal(tmp_path / "journal.bin")
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(journal_mod.os, "fdatasync", failing)
+    journal.add(b"entry", 1, 1)
+    journal.start_sync()  # the sync thread's fdatasync fails
+    with pytest.raises(DurabilityLost):
+        journal.sync()
+    journal._destroy()
