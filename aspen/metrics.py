@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from aspen.codes import OUTCOMES
 from aspen.credentials import Token
+from cluster.journal import FDATASYNC_BUCKETS_S
 
 if TYPE_CHECKING:
     from aspen.plugins.manager import PluginManager
@@ -57,6 +59,15 @@ class NodeCollector:
         )
         yield GaugeMetricFamily(
             "aspen_raft_has_quorum", "1 when a majority is reachable", value=int(st["has_quorum"])
+        )
+        times = self.source.replicated.journal_sync_times()
+        cumulative = list(itertools.accumulate(times.counts))
+        yield HistogramMetricFamily(
+            "aspen_disk_journal_fsync_duration_seconds",
+            "Raft journal fdatasync durations (etcd_disk_wal_fsync_duration_seconds' buckets)",
+            buckets=[*((repr(le), n) for le, n in zip(FDATASYNC_BUCKETS_S, cumulative, strict=False)),
+                     ("+Inf", cumulative[-1])],
+            sum_value=times.sum_s,
         )
         role = GaugeMetricFamily("aspen_raft_role", "1 for this node's current role", labels=["role"])
         for r in _ROLES:

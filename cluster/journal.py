@@ -32,12 +32,14 @@ which a test puts in place of the real files after killing every node, as a powe
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 import os
 import pickle
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -65,6 +67,23 @@ FIRST_RECORD_OFFSET = NAME_BYTES + VERSION_BYTES + 4 + 4
 SHADOW_SUFFIX = ".synced"
 
 Entry = tuple[bytes, int, int]
+
+
+# fdatasync durations, for the metrics: etcd's wal_fsync_duration buckets (1 ms to 8 s), so
+# dashboards and alerts written for etcd read ours the same way; past SLOW_FDATASYNC_S a sync is
+# logged, as etcd logs "slow fdatasync" (an overloaded or failing disk, seen before it fails).
+FDATASYNC_BUCKETS_S = tuple(0.001 * 2**i for i in range(14))
+SLOW_FDATASYNC_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncTimes:
+    """How long the journal's fdatasyncs took: counts per bucket (upper bounds
+    FDATASYNC_BUCKETS_S, then +Inf; not cumulative), their number and their sum."""
+
+    counts: tuple[int, ...]
+    count: int
+    sum_s: float
 
 
 class DurabilityLost(OSError):
@@ -166,6 +185,8 @@ class _Syncer:
         self._error: OSError | None = None
         self._what = "fdatasync"  # what failed: the first failure's, kept
         self._stopping = False
+        self._counts = [0] * (len(FDATASYNC_BUCKETS_S) + 1)  # under _cond
+        self._sum_s = 0.0
         self._thread: threading.Thread | None = None
 
     def request(self, file: _File) -> int:
@@ -203,10 +224,12 @@ class _Syncer:
         self.wait(self._requested)  # raises if an fdatasync failed before
         writes = file.take_unsynced()
         if self._fsync:
+            started = time.monotonic()
             try:
                 os.fdatasync(file.fd)
             except OSError as exc:
                 raise self.fail(exc, "fdatasync") from exc
+            self._took(time.monotonic() - started)
             if file.shadow_fd >= 0:
                 file.apply_to_shadow(writes)
         with self._cond:
@@ -222,6 +245,18 @@ class _Syncer:
                 self._cond.wait()
             if self._error is not None:
                 raise self.failure()
+
+    def _took(self, seconds: float) -> None:
+        with self._cond:
+            self._counts[bisect.bisect_left(FDATASYNC_BUCKETS_S, seconds)] += 1
+            self._sum_s += seconds
+        if seconds >= SLOW_FDATASYNC_S:
+            log.warning("slow fdatasync: %.3f s for the Raft journal (over %g s): the disk is overloaded "
+                        "or failing (docs/OPERATIONS.md, \"A failed disk\")", seconds, SLOW_FDATASYNC_S)
+
+    def times(self) -> SyncTimes:
+        with self._cond:
+            return SyncTimes(tuple(self._counts), sum(self._counts), self._sum_s)
 
     def failure(self) -> DurabilityLost:
         # The kernel may have dropped the unsynced pages: nothing written since the last good
@@ -250,7 +285,9 @@ class _Syncer:
                 synced: list[_File] = []
                 for file, _ in jobs:
                     if file not in synced:
+                        started = time.monotonic()
                         os.fdatasync(file.fd)
+                        self._took(time.monotonic() - started)
                         synced.append(file)
                 for file, writes in jobs:
                     if file.shadow_fd >= 0:
@@ -429,6 +466,9 @@ class DurableJournal:
             raise
         except OSError as exc:
             raise self._syncer.fail(exc, what) from exc
+
+    def sync_times(self) -> SyncTimes:
+        return self._syncer.times()
 
     def _sync_file(self) -> None:
         self._ticket = self._syncer.sync_now(self._file)

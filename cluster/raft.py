@@ -34,7 +34,7 @@ from pysyncobj.version import VERSION as PYSYNCOBJ_VERSION
 
 from cluster.config import RaftConfig
 from cluster.errors import ClusterCode, ClusterError
-from cluster.journal import Durability, DurabilityLost, DurableJournal
+from cluster.journal import Durability, DurabilityLost, DurableJournal, SyncTimes
 from cluster.readindex import MESSAGE_TYPES as READ_MESSAGES
 from cluster.readindex import ReadIndex, Ready
 from cluster.transport import RaftTransport, TransportSettings, derive_key
@@ -627,6 +627,9 @@ class RaftCore(SyncObj):
     @property
     def durability_lost(self) -> DurabilityLost | None:
         return self._durability_lost
+
+    def journal_sync_times(self) -> SyncTimes:
+        return self._journal.sync_times()
 
     def _tick(self, timeToWait: float) -> None:
         due = self._commit_notice_due

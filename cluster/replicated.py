@@ -25,7 +25,7 @@ from cluster.blobsync import BlobSync
 from cluster.config import RaftConfig
 from cluster.errors import ClusterCode, ClusterError
 from cluster.events import ClusterEvent, EventBus
-from cluster.journal import DurabilityLost
+from cluster.journal import DurabilityLost, SyncTimes
 from cluster.proposer import Proposer, failure_error
 from cluster.raft import RaftCore, SnapshotFile
 from storage import snapshot as state_snapshot
@@ -266,6 +266,10 @@ class ReplicatedNode:
             if nid is not None:
                 self._addr_to_id[raft_addr] = nid
         return nid
+
+    def journal_sync_times(self) -> SyncTimes:
+        """How long this node's Raft journal fdatasyncs took (the metrics' histogram)."""
+        return self.raft_core().journal_sync_times()
 
     def status(self) -> dict[str, Any]:
         raft = self._raft

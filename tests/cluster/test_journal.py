@@ -13,6 +13,7 @@ import os
 import shutil
 import struct
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -285,4 +286,35 @@ def test_a_stop_after_a_failed_fdatasync_does_not_raise(
     journal.start_sync()  # the sync thread's fdatasync fails
     with pytest.raises(DurabilityLost):
         journal.sync()
+    journal._destroy()
+
+
+def test_fdatasync_times_are_counted_and_a_slow_one_is_logged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = open_journal(tmp_path / "journal.bin")
+    real = os.fdatasync
+    delay_s = {"value": 0.0}
+
+    def timed(fd: int) -> None:
+        time.sleep(delay_s["value"])
+        real(fd)
+
+    monkeypatch.setattr(journal_mod.os, "fdatasync", timed)
+    monkeypatch.setattr(journal_mod, "SLOW_FDATASYNC_S", 0.05)
+    before = journal.sync_times()  # the new file's own
+    for i in range(3):  # inline syncs (a follower's)
+        journal.add(b"fast", i + 1, 1)
+        journal.sync()
+    delay_s["value"] = 0.06
+    journal.add(b"slow", 4, 1)
+    journal.start_sync()  # the sync thread's (a leader's)
+    with caplog.at_level(logging.WARNING, logger="aspen.cluster.journal"):
+        journal.sync()
+    times = journal.sync_times()
+    assert times.count - before.count == 4 and times.count == sum(times.counts)
+    assert times.counts[-1] == 0 and times.sum_s >= 0.06
+    slow_bucket = next(i for i, le in enumerate(journal_mod.FDATASYNC_BUCKETS_S) if le >= 0.06)
+    assert times.counts[slow_bucket] == 1  # 0.06 s lands in the 0.064 s bucket
+    assert [r.message for r in caplog.records if "slow fdatasync" in r.message], caplog.text
     journal._destroy()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import urllib.request
 
 import pytest
@@ -54,6 +55,12 @@ def test_metrics_endpoint(shared_cluster: LocalCluster) -> None:
         assert needle in text, needle
     follower = next(n for n in shared_cluster.nodes if n != leader)
     assert 'aspen_raft_role{role="follower"} 1.0' in scrape(shared_cluster, follower)
+    # The journal's fdatasyncs, on both: etcd's buckets, and the writes above counted.
+    for node_text in (text, scrape(shared_cluster, follower)):
+        counts = re.search(r"^aspen_disk_journal_fsync_duration_seconds_count (\S+)$", node_text, re.M)
+        assert counts is not None and float(counts.group(1)) > 0, node_text[-2000:]
+        assert 'aspen_disk_journal_fsync_duration_seconds_bucket{le="0.008"}' in node_text
+        assert 'aspen_disk_journal_fsync_duration_seconds_bucket{le="+Inf"}' in node_text
 
 
 def test_request_labels_stay_bounded(shared_cluster: LocalCluster) -> None:
