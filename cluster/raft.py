@@ -624,10 +624,6 @@ class RaftCore(SyncObj):
             raise ClusterError(ClusterCode.UNAVAILABLE, f"this node is stopping: {self._durability_lost}",
                                applied="no")
 
-    @property
-    def durability_lost(self) -> DurabilityLost | None:
-        return self._durability_lost
-
     def journal_sync_times(self) -> SyncTimes:
         return self._journal.sync_times()
 
