@@ -75,9 +75,8 @@ class CryptoHostFunctions:
     # -- crypto (permission `crypto`) ------------------------------------------------------
 
     # The AEADs and the barrier serve every transit and secrets request: written out, without
-    # _crypto's closure and extra call (half a microsecond of a ~20 us request).
-
-    # For XChaCha20-Poly1305 with plain arguments the trampoline answers these two itself
+    # _crypto's closure and extra call (half a microsecond of a ~20 us request). For
+    # XChaCha20-Poly1305 with plain arguments the trampoline answers the AEADs itself
     # (sandbox/_guestcall.c, aead_fast; AEAD_IN_C below): a change here must be made there too,
     # and tests/sandbox/test_aead_in_c.py holds the two to the same answers.
 
@@ -86,15 +85,8 @@ class CryptoHostFunctions:
             return self._denied("crypto")
         try:
             args = self._crypto_args(ap, al)
-            get = args.get
-            alg, key, plaintext = get("alg"), get("key"), get("plaintext")
-            aad, nonce = get("aad", b""), get("nonce")
-            if not (
-                type(alg) is str and type(key) is bytes and type(plaintext) is bytes
-                and type(aad) is bytes and (nonce is None or type(nonce) is bytes)
-            ):  # the helpers say which argument is wrong, and how
-                alg, key, plaintext = _s(args, "alg"), _b(args, "key"), _b(args, "plaintext")
-                aad, nonce = _b(args, "aad", b""), _b_opt(args, "nonce")
+            alg, key, plaintext = _s(args, "alg"), _b(args, "key"), _b(args, "plaintext")
+            aad, nonce = _b(args, "aad", b""), _b_opt(args, "nonce")
             self._pay(len(plaintext) + len(aad))
             return abi.ok(crypto.aead_seal(alg, key, plaintext, aad, nonce))
         except (crypto.CryptoError, HostError) as exc:
@@ -105,11 +97,8 @@ class CryptoHostFunctions:
             return self._denied("crypto")
         try:
             args = self._crypto_args(ap, al)
-            get = args.get
-            alg, key, sealed, aad = get("alg"), get("key"), get("sealed"), get("aad", b"")
-            if not (type(alg) is str and type(key) is bytes and type(sealed) is bytes and type(aad) is bytes):
-                alg, key, sealed = _s(args, "alg"), _b(args, "key"), _b(args, "sealed")
-                aad = _b(args, "aad", b"")
+            alg, key, sealed = _s(args, "alg"), _b(args, "key"), _b(args, "sealed")
+            aad = _b(args, "aad", b"")
             self._pay(len(sealed) + len(aad))
             return abi.ok(crypto.aead_open(alg, key, sealed, aad))
         except (crypto.CryptoError, HostError) as exc:
