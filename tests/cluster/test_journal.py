@@ -51,6 +51,11 @@ def fill(path: Path, entries: list[tuple[bytes, int, int]]) -> None:
     journal._destroy()
 
 
+def eio(*_args: object) -> None:
+    """A failing disk: what fdatasync or fsync raise on an I/O error."""
+    raise OSError(errno.EIO, "Input/output error")
+
+
 def header_end(path: Path) -> int:
     return struct.unpack_from("<I", path.read_bytes(), LAST_OFFSET_POS)[0]
 
@@ -213,10 +218,7 @@ def test_a_failed_fdatasync_is_raised_not_taken_for_durable(
 ) -> None:
     journal = open_journal(tmp_path / "journal.bin")
 
-    def failing(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(journal_mod.os, "fdatasync", failing)
+    monkeypatch.setattr(journal_mod.os, "fdatasync", eio)
     journal.add(b"entry", 1, 1)
     with pytest.raises(OSError, match="fdatasync failed"):
         journal.sync()
@@ -263,10 +265,7 @@ def test_a_failed_term_and_vote_write_is_durability_lost(
 ) -> None:
     journal = open_journal(tmp_path / "journal.bin")
 
-    def failing(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(journal_mod.os, "fsync", failing)  # write_file_durably's fsync
+    monkeypatch.setattr(journal_mod.os, "fsync", eio)  # write_file_durably's fsync
     with pytest.raises(DurabilityLost, match="journal term and vote write failed"):
         journal.setCurrentTerm(5, "node2")
     assert journal.dirty
@@ -278,10 +277,7 @@ def test_a_stop_after_a_failed_fdatasync_does_not_raise(
 ) -> None:
     journal = open_journal(tmp_path / "journal.bin")
 
-    def failing(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(journal_mod.os, "fdatasync", failing)
+    monkeypatch.setattr(journal_mod.os, "fdatasync", eio)
     journal.add(b"entry", 1, 1)
     journal.start_sync()  # the sync thread's fdatasync fails
     with pytest.raises(DurabilityLost):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -31,30 +32,39 @@ async def _started(tmp: Path) -> AspenNode:
     return node
 
 
+Answers = dict[int, list[tuple[Any, BaseException | None]]]
+
+
+async def _kv_plugin(node: AspenNode) -> tuple[Answers, Callable[[int], None]]:
+    """A plugin that reads KV (so its requests pass the read gate), installed on `node`: the
+    answers it gives by request id, and hand(request_id) to hand it a KvPing."""
+    wasm = plugin("kvp", "1.0.0", {"type": "KvPong"}, imports=("kv_get_value",), strings=(b"kvp:k",),
+                  handle="(drop (call $kv_get_value $s0))")
+    await node.plugin_admin.install(
+        {
+            "manifest": manifest(
+                "kvp", "1.0.0", ["KvPing"], kv_prefixes=["kvp:"], permissions={"kv_read": True}
+            ),
+            "wasm": bytes(wasm),
+        }
+    )
+    loaded = node.plugins.table.plugins["kvp"]
+    answers: Answers = {}
+
+    def finish(token: tuple[int, str, float], response: Any, error: BaseException | None) -> None:
+        answers.setdefault(token[0], []).append((response, error))
+
+    def hand(request_id: int) -> None:
+        node.plugins.handle(loaded, {"type": "KvPing"}, finish, (request_id, "KvPing", time.perf_counter()))
+
+    return answers, hand
+
+
 def test_every_handed_on_request_is_answered_once_even_when_the_node_stops(tmp_path: Path) -> None:
-    async def scenario() -> dict[int, list[tuple[Any, BaseException | None]]]:
+    async def scenario() -> Answers:
         node = await _started(tmp_path)
         try:
-            wasm = plugin("kvp", "1.0.0", {"type": "KvPong"}, imports=("kv_get_value",), strings=(b"kvp:k",),
-                          handle="(drop (call $kv_get_value $s0))")
-            await node.plugin_admin.install(
-                {
-                    "manifest": manifest(
-                        "kvp", "1.0.0", ["KvPing"], kv_prefixes=["kvp:"], permissions={"kv_read": True}
-                    ),
-                    "wasm": bytes(wasm),
-                }
-            )
-            loaded = node.plugins.table.plugins["kvp"]
-            answers: dict[int, list[tuple[Any, BaseException | None]]] = {}
-
-            def finish(token: tuple[int, str, float], response: Any, error: BaseException | None) -> None:
-                answers.setdefault(token[0], []).append((response, error))
-
-            def hand(request_id: int) -> None:
-                node.plugins.handle(
-                    loaded, {"type": "KvPing"}, finish, (request_id, "KvPing", time.perf_counter())
-                )
+            answers, hand = await _kv_plugin(node)
 
             hand(1)  # served: barrier, then the worker
             deadline = time.monotonic() + 10
@@ -62,8 +72,8 @@ def test_every_handed_on_request_is_answered_once_even_when_the_node_stops(tmp_p
                 assert time.monotonic() < deadline, "request 1 was never answered"
                 await asyncio.sleep(0.01)
             hand(2)
-            await asyncio.sleep(0)  # request 2's task starts and waits for its barrier
-            hand(3)  # request 3's task is cancelled by stop before it ever runs
+            await asyncio.sleep(0)  # request 2's batch starts and waits for its barrier
+            hand(3)  # request 3's batch (the next) is cancelled by stop before its task ever runs
             await node.plugins.stop()
             await asyncio.sleep(0.1)
             return answers
@@ -107,21 +117,10 @@ def test_a_plugin_that_cannot_load_says_why_in_its_log_once(tmp_path: Path) -> N
 
 
 def test_a_turns_plugin_requests_take_one_read_index_and_all_are_served(tmp_path: Path) -> None:
-    async def scenario() -> tuple[int, dict[int, list[tuple[Any, BaseException | None]]]]:
+    async def scenario() -> tuple[int, Answers]:
         node = await _started(tmp_path)
         try:
-            wasm = plugin("kvp", "1.0.0", {"type": "KvPong"}, imports=("kv_get_value",), strings=(b"kvp:k",),
-                          handle="(drop (call $kv_get_value $s0))")
-            await node.plugin_admin.install(
-                {
-                    "manifest": manifest(
-                        "kvp", "1.0.0", ["KvPing"], kv_prefixes=["kvp:"], permissions={"kv_read": True}
-                    ),
-                    "wasm": bytes(wasm),
-                }
-            )
-            loaded = node.plugins.table.plugins["kvp"]
-            answers: dict[int, list[tuple[Any, BaseException | None]]] = {}
+            answers, hand = await _kv_plugin(node)
             rounds = 0
             read_index = node.replicated.read_index
 
@@ -132,12 +131,8 @@ def test_a_turns_plugin_requests_take_one_read_index_and_all_are_served(tmp_path
 
             node.replicated.read_index = counted  # type: ignore[method-assign]
 
-            def finish(token: tuple[int, str, float], response: Any, error: BaseException | None) -> None:
-                answers.setdefault(token[0], []).append((response, error))
-
             for request_id in range(1, 65):  # one loop turn, as from 64 clients
-                token = (request_id, "KvPing", time.perf_counter())
-                node.plugins.handle(loaded, {"type": "KvPing"}, finish, token)
+                hand(request_id)
             deadline = time.monotonic() + 10
             while len(answers) < 64:
                 assert time.monotonic() < deadline, f"{64 - len(answers)} requests never answered"

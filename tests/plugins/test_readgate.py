@@ -11,7 +11,7 @@ from typing import Any
 
 import uvloop
 
-from aspen.plugins.readgate import ReadGate, Waiting
+from aspen.plugins.readgate import Barrier, ReadGate, Waiting
 from cluster.errors import ClusterCode, ClusterError
 from wire.errors import AspenError, ErrorCode
 
@@ -61,20 +61,29 @@ def test_one_turns_requests_share_one_barrier_and_pass_in_order() -> None:
     assert rec.answers == {}  # answering is the worker's: the gate answered no one itself
 
 
-def test_a_failed_barrier_answers_each_request_of_its_batch_once() -> None:
+def in_one_turn(rec: Recorder, barrier: Barrier, count: int) -> Recorder:
+    """`count` requests through a gate in one loop turn; `rec` once they have settled."""
+
     async def scenario() -> Recorder:
-        rec = Recorder()
-
-        async def barrier(timeout_s: float) -> None:
-            raise ClusterError(ClusterCode.TIMEOUT, "read index not confirmed")
-
         gate = ReadGate(barrier, 5.0, rec.then)
-        for i in range(5):
+        for i in range(count):
             gate.add(rec.waiting(i))
         await asyncio.sleep(0.05)
         return rec
 
-    rec = uvloop.run(scenario())
+    return uvloop.run(scenario())
+
+
+async def timed_out(timeout_s: float) -> None:
+    raise ClusterError(ClusterCode.TIMEOUT, "read index not confirmed")
+
+
+async def passes(timeout_s: float) -> None:
+    return None
+
+
+def test_a_failed_barrier_answers_each_request_of_its_batch_once() -> None:
+    rec = in_one_turn(Recorder(), timed_out, 5)
     assert rec.passed == []
     assert sorted(rec.answers) == list(range(5))
     for errors in rec.answers.values():
@@ -115,39 +124,14 @@ def test_an_answer_that_fails_costs_the_rest_of_the_batch_nothing() -> None:
             if token == 1:
                 raise RuntimeError("this connection's answer failed")
 
-    async def scenario(fail_barrier: bool) -> Brittle:
-        rec = Brittle(refuse=frozenset({1, 2}))
-
-        async def barrier(timeout_s: float) -> None:
-            if fail_barrier:
-                raise ClusterError(ClusterCode.TIMEOUT, "read index not confirmed")
-
-        gate = ReadGate(barrier, 5.0, rec.then)
-        for i in range(4):
-            gate.add(rec.waiting(i))
-        await asyncio.sleep(0.05)
-        return rec
-
-    refused = uvloop.run(scenario(False))  # 1 and 2 refused by the worker, 1's answer raises
+    refused = in_one_turn(Brittle(refuse=frozenset({1, 2})), passes, 4)  # 1's refusal answer raises
     assert refused.passed == [0, 3] and sorted(refused.answers) == [1, 2]
-    failed = uvloop.run(scenario(True))  # the barrier fails: all four answered, 1's answer raises
+    failed = in_one_turn(Brittle(refuse=frozenset({1, 2})), timed_out, 4)  # all answered, 1's raises
     assert failed.passed == [] and sorted(failed.answers) == [0, 1, 2, 3]
 
 
 def test_a_refused_request_is_answered_and_the_rest_of_its_batch_passes() -> None:
-    async def scenario() -> Recorder:
-        rec = Recorder(refuse=frozenset({2, 5}))
-
-        async def barrier(timeout_s: float) -> None:
-            return None
-
-        gate = ReadGate(barrier, 5.0, rec.then)
-        for i in range(8):
-            gate.add(rec.waiting(i))
-        await asyncio.sleep(0.01)
-        return rec
-
-    rec = uvloop.run(scenario())
+    rec = in_one_turn(Recorder(refuse=frozenset({2, 5})), passes, 8)
     assert rec.passed == [0, 1, 3, 4, 6, 7]
     assert sorted(rec.answers) == [2, 5]
     assert all(e[0].code == ErrorCode.OVERLOADED for e in rec.answers.values())  # type: ignore[union-attr]

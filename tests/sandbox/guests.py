@@ -58,6 +58,21 @@ def info_export(info: bytes = INFO, off: int = 512) -> str:
             f'  (func (export "plugin_info") (result i64) (i64.const {(off << 32) | len(info)}))\n')
 
 
+def embed_result(call: str) -> str:
+    """WAT that runs `call` (a host function returning a guest buffer, i64 ptr << 32 | len) and
+    answers {"type": "Result", "r": <that buffer>} (needs locals $r i64, $rp $rl $out i32, and
+    RESULT_PREFIX at PREFIX_OFF)."""
+    n = len(RESULT_PREFIX)
+    return f"""(local.set $r {call})
+    (local.set $rp (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 32))))
+    (local.set $rl (i32.wrap_i64 (local.get $r)))
+    (local.set $out (call $alloc (i32.add (local.get $rl) (i32.const {n}))))
+    (memory.copy (local.get $out) (i32.const {PREFIX_OFF}) (i32.const {n}))
+    (memory.copy (i32.add (local.get $out) (i32.const {n})) (local.get $rp) (local.get $rl))
+    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
+            (i64.extend_i32_u (i32.add (local.get $rl) (i32.const {n}))))"""
+
+
 def call_guest(fn: str, args: list[bytes | int], extra: str = "") -> bytes:
     datas, consts, off = [], [], ARGS_OFF
     for a in args:
@@ -84,14 +99,7 @@ def call_guest(fn: str, args: list[bytes | int], extra: str = "") -> bytes:
     (i64.store (i32.add (local.get $out) (i32.const {n + 2})) (local.get $r))
     (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32)) (i64.const {n + 10}))"""
     else:
-        body = f"""(local.set $r {call})
-    (local.set $rp (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 32))))
-    (local.set $rl (i32.wrap_i64 (local.get $r)))
-    (local.set $out (call $alloc (i32.add (local.get $rl) (i32.const {n}))))
-    (memory.copy (local.get $out) (i32.const {PREFIX_OFF}) (i32.const {n}))
-    (memory.copy (i32.add (local.get $out) (i32.const {n})) (local.get $rp) (local.get $rl))
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
-            (i64.extend_i32_u (i32.add (local.get $rl) (i32.const {n}))))"""
+        body = embed_result(call)
     alloc, pages = alloc_after(off)
     wat = f"""(module
 {_import(fn)}  (memory (export "memory") {pages})

@@ -20,7 +20,15 @@ import wasmtime
 import sandbox.runtime
 from sandbox import InMemoryHost, Permissions, PluginConfig, PluginInstance, Runtime, abi, crypto, limits
 from sandbox.cryptofuncs import CryptoHostFunctions
-from tests.sandbox.guests import ALLOC, PREFIX_OFF, RESULT_PREFIX, _import, info_export, wat_bytes
+from tests.sandbox.guests import (
+    ALLOC,
+    PREFIX_OFF,
+    RESULT_PREFIX,
+    _import,
+    embed_result,
+    info_export,
+    wat_bytes,
+)
 
 CRYPTO = Permissions(crypto=True)
 AEAD_NOGIL_BYTES = 64 * 1024  # sandbox/_guestcall.c: larger inputs go to the Python method
@@ -33,7 +41,6 @@ def forwarding_guest(fn: str, alloc: str = ALLOC) -> bytes:
     `alloc` is its aspen_alloc (tests/sandbox/guests.py's bump allocator unless given)."""
     # The request as the host packs it: 0x82, "type", "Probe", "a", then bin8/16/32 and the bytes.
     head = len(abi.pack({"type": "Probe", "a": b""})) - 2  # up to the bin marker
-    n = len(RESULT_PREFIX)
     return wasmtime.wat2wasm(f"""(module
 {_import(fn)}  (memory (export "memory") 2)
   (global $ap (mut i32) (i32.const 0)) (global $al (mut i32) (i32.const 0))
@@ -61,14 +68,7 @@ def forwarding_guest(fn: str, alloc: str = ALLOC) -> bytes:
       (local.set $d (i32.add (local.get $d) (i32.const 4)))))
     (global.set $ap (local.get $d))
     (global.set $al (local.get $n))
-    (local.set $r (call ${fn} (local.get $d) (local.get $n)))
-    (local.set $rp (i32.wrap_i64 (i64.shr_u (local.get $r) (i64.const 32))))
-    (local.set $rl (i32.wrap_i64 (local.get $r)))
-    (local.set $out (call $alloc (i32.add (local.get $rl) (i32.const {n}))))
-    (memory.copy (local.get $out) (i32.const {PREFIX_OFF}) (i32.const {n}))
-    (memory.copy (i32.add (local.get $out) (i32.const {n})) (local.get $rp) (local.get $rl))
-    (i64.or (i64.shl (i64.extend_i32_u (local.get $out)) (i64.const 32))
-            (i64.extend_i32_u (i32.add (local.get $rl) (i32.const {n}))))))""")
+    {embed_result(f"(call ${fn} (local.get $d) (local.get $n))")}))""")
 
 
 class Counted:
