@@ -203,13 +203,13 @@ class ReplicatedNode:
         if not futures:
             return
         try:
-            queued = self.raft_core().request_reads(futures)
+            if self.raft_core().request_reads(futures):
+                return
             error = ClusterError(ClusterCode.OVERLOADED, "too many linearizable reads waiting; retry later")
         except ClusterError as refused:  # the node is stopping (its disk failed)
-            queued, error = False, refused
-        if not queued:
-            for fut in futures:
-                fut.set_exception(error)
+            error = refused
+        for fut in futures:
+            fut.set_exception(error)
 
     def _on_durability_lost(self, exc: DurabilityLost) -> None:
         # pysyncobj's thread, once. `failure` at once: a stop in progress reads it after the
