@@ -25,6 +25,7 @@ from tests.sandbox.guests import (
     PREFIX_OFF,
     RESULT_PREFIX,
     _import,
+    call_guest,
     embed_result,
     info_export,
     wat_bytes,
@@ -427,3 +428,22 @@ def test_a_misbehaving_allocator_gets_what_it_got_from_python(
     assert (got["type"] == "Error") == (how in ("bad pointer", "trap")), got  # a trap ends the call
     assert with_c.plugin.stats.fuel_used == without.plugin.stats.fuel_used
     assert counted.calls.count("crypto_aead_seal") == (2 if how == "re-entry" else 1)  # the one without C
+
+
+@pytest.mark.parametrize("fn", ["crypto_aead_seal", "crypto_aead_open"])
+@pytest.mark.parametrize(
+    ("ptr", "length"),
+    [(0, limits.CRYPTO_MAX_BYTES + 1), (0, 2**31 - 1), (0, -1), (-8, 16), (2 * 65536 - 8, 64), (1 << 30, 10)],
+)
+def test_hostile_pointers_and_lengths_get_the_python_answer(
+    runtime: Runtime, counted: Counted, fn: str, ptr: int, length: int
+) -> None:
+    """A guest that claims arguments past the bound, past its memory or at a negative address:
+    the C path leaves them to the Python method (LIMIT_EXCEEDED, or a trap), which answers as it
+    would without the C path."""
+    wasm = call_guest(fn, [ptr, length])
+    with_c, without = Guest(runtime, fn, wasm=wasm), Guest(runtime, fn, wasm=wasm, in_c=False)
+    got = with_c.plugin.handle_request({"type": "Probe"})
+    assert got == without.plugin.handle_request({"type": "Probe"})
+    assert counted.calls == [fn, fn]  # both reached the method
+    assert got["type"] == "Error" or got["r"][:2] == [abi.TAG_ERROR, "LIMIT_EXCEEDED"], got
